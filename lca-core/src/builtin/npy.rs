@@ -1,0 +1,527 @@
+//! `npy`: an activation matrix from `.npy`, `.npz` or `.safetensors`, with a
+//! labels file and optionally a words file.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::{NpzReader, ReadNpyExt};
+use serde::Deserialize;
+
+use crate::component::{ActivationSource, Component};
+use crate::context::RunContext;
+use crate::data::{
+    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitSpec, SplitUnit, Tokens,
+    assign_splits, reorder_sentence_starts,
+};
+use crate::error::{Error, Result};
+use crate::params::{ParamDoc, ParamType, ensure, parse_params};
+use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+
+const NAME: &str = "npy";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NpyParams {
+    path: PathBuf,
+    #[serde(default)]
+    array: Option<String>,
+    labels: PathBuf,
+    #[serde(default)]
+    words: Option<PathBuf>,
+    #[serde(default = "one")]
+    layers: usize,
+    #[serde(default)]
+    first_layer: u32,
+    #[serde(default = "tenth")]
+    dev: f64,
+    #[serde(default = "tenth")]
+    test: f64,
+    #[serde(default = "yes")]
+    shuffle: bool,
+    #[serde(default = "sentence")]
+    split_by: String,
+}
+
+fn one() -> usize {
+    1
+}
+fn tenth() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+fn sentence() -> String {
+    "sentence".into()
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    use ParamType::*;
+    vec![
+        ParamDoc::new("path", Path, "required", ".npy, .npz or .safetensors", "activation matrix, tokens × neurons, float32 or float64"),
+        ParamDoc::new("array", String, "the only array", "a name in the file", "which array of an .npz or .safetensors file to use"),
+        ParamDoc::new("labels", Path, "required", "a text or .npy file", "one label per line (blank line = sentence boundary), or an .npy vector of integer class ids"),
+        ParamDoc::new("words", Path, "none", "a text file", "one word per line, aligned with the labels file"),
+        ParamDoc::new("layers", Integer, "1", "≥ 1, divides the neuron count", "layers in the matrix, laid out layer-major (neuron = layer × hidden + unit)"),
+        ParamDoc::new("first_layer", Integer, "0", "≥ 0", "number of the first layer in the matrix"),
+        ParamDoc::new("dev", Float, "0.1", "0 ≤ x < 1", "fraction of sentences (or tokens) in the dev split"),
+        ParamDoc::new("test", Float, "0.1", "0 ≤ x < 1", "fraction of sentences (or tokens) in the test split"),
+        ParamDoc::new("shuffle", Bool, "true", "true or false", "shuffle sentences (seeded) before splitting; false holds out the tail"),
+        ParamDoc::new("split_by", String, "\"sentence\"", "\"sentence\" or \"token\"", "unit of the split"),
+    ]
+}
+
+/// The descriptor of `npy`.
+pub(super) fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Source,
+            name: NAME.into(),
+            summary: "Activation matrix from .npy/.npz/.safetensors plus a labels file".into(),
+            params: param_docs(),
+            example: "[source.acts]\ntype = \"npy\"\npath = \"activations.npy\"\nlabels = \"labels.txt\"\nlayers = 13\n".into(),
+            inputs: Inputs::default(),
+        },
+        build: |table| Ok(Component::Source(Box::new(NpySource::new(parse_params(NAME, &param_docs(), table)?)?))),
+    }
+}
+
+/// Reads activations and labels from files.
+#[derive(Clone, Debug)]
+pub struct NpySource {
+    params: NpyParams,
+    unit: SplitUnit,
+}
+
+impl NpySource {
+    fn new(p: NpyParams) -> Result<Self> {
+        ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
+        ensure(NAME, "dev", (0.0..1.0).contains(&p.dev), p.dev, "0 ≤ dev < 1")?;
+        ensure(NAME, "test", (0.0..1.0).contains(&p.test), p.test, "0 ≤ test < 1")?;
+        ensure(NAME, "test", p.dev + p.test < 1.0, p.dev + p.test, "dev + test < 1, leaving data to train on")?;
+        let unit = match p.split_by.as_str() {
+            "sentence" => SplitUnit::Sentence,
+            "token" => SplitUnit::Token,
+            other => {
+                return Err(Error::InvalidParam {
+                    component: NAME.into(),
+                    param: "split_by".into(),
+                    value: format!("{other:?}"),
+                    expected: "\"sentence\" or \"token\"".into(),
+                });
+            }
+        };
+        Ok(NpySource { params: p, unit })
+    }
+}
+
+impl ActivationSource for NpySource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let p = &self.params;
+        let matrix = read_matrix_file(&p.path, p.array.as_deref())?;
+        let labels = read_label_file(&p.labels)?;
+        let rows = matrix.nrows();
+        if labels.names.len() != rows {
+            return Err(Error::format(
+                &p.labels,
+                None,
+                format!(
+                    "the labels file has {} labels but {} has {rows} rows; each activation row needs exactly one label \
+                     (check for a missing or extra line, or a labels file for different activations)",
+                    labels.names.len(),
+                    p.path.display()
+                ),
+            ));
+        }
+        let words = match &p.words {
+            Some(path) => Some(read_words_file(path, &labels, &p.labels)?),
+            None => None,
+        };
+        let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
+            Error::format(
+                &p.path,
+                None,
+                format!(
+                    "the matrix has {} neurons, which is not a whole number of neurons per layer for layers = {}; \
+                     set `layers` to the number of layers the file holds",
+                    matrix.ncols(),
+                    p.layers
+                ),
+            )
+        })?;
+        let spec = SplitSpec { dev: p.dev, test: p.test, shuffle: p.shuffle, unit: self.unit };
+        let starts = (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
+        let (order, splits) = assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?;
+        let identity = order.iter().enumerate().all(|(i, &r)| i == r);
+        let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+        let label_names = if identity { labels.names.clone() } else { reorder(&labels.names) };
+        let tokens = match words {
+            Some(words) => {
+                let starts = reorder_sentence_starts(&labels.sentence_starts, rows, &order);
+                Some(Tokens::new(if identity { words } else { reorder(&words) }, starts)?)
+            }
+            None => None,
+        };
+        let acts = if identity {
+            ActivationMatrix::from_array(matrix)
+        } else {
+            ActivationMatrix::from_array(matrix).select_rows(&order)
+        };
+        let vocab = match &labels.numeric_order {
+            Some(names) => ClassVocab::in_order(names.clone())?,
+            None => ClassVocab::from_names(label_names.iter().cloned()),
+        };
+        let ids = label_names.iter().map(|n| vocab.id(n).expect("label in its vocabulary")).collect();
+        let dataset = Dataset::new(cx.step().trim_start_matches("source."), acts, neurons, Labels::new(ids, vocab)?, tokens, splits)?;
+        dataset.check_finite().map_err(|e| Error::format(&p.path, None, e.to_string()))?;
+        Ok(dataset)
+    }
+}
+
+/// Reads a 2-D float matrix from `.npy`, `.npz` or `.safetensors`.
+///
+/// # Errors
+/// Missing file, unknown extension, wrong dtype or rank, or an ambiguous
+/// array name; the message names the file and the fix.
+pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => {
+            let file = open(path)?;
+            read_npy_f32(BufReader::new(file), path)
+        }
+        "npz" => read_npz(path, array),
+        "safetensors" => read_safetensors(path, array),
+        _ => Err(Error::format(
+            path,
+            None,
+            "unknown activation file type; use a .npy, .npz or .safetensors file holding a tokens × neurons float matrix",
+        )),
+    }
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
+}
+
+fn read_npy_f32<R: std::io::Read>(mut reader: R, path: &Path) -> Result<Array2<f32>> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
+    if let Ok(a) = Array2::<f32>::read_npy(bytes.as_slice()) {
+        return Ok(a);
+    }
+    match Array2::<f64>::read_npy(bytes.as_slice()) {
+        Ok(a) => Ok(a.mapv(|v| v as f32)),
+        Err(e) => Err(Error::format(
+            path,
+            None,
+            format!("not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"),
+        )),
+    }
+}
+
+fn read_npz(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let mut npz = NpzReader::new(open(path)?).map_err(|e| Error::format(path, None, format!("not a readable .npz archive ({e})")))?;
+    let names = npz.names().map_err(|e| Error::format(path, None, format!("cannot list arrays ({e})")))?;
+    let name = pick_array(path, array, names.iter().map(|n| n.trim_end_matches(".npy").to_string()).collect())?;
+    let entry = names.iter().find(|n| n.trim_end_matches(".npy") == name).cloned().unwrap_or(name.clone());
+    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix2>(&entry) {
+        return Ok(a);
+    }
+    npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix2>(&entry)
+        .map(|a| a.mapv(|v| v as f32))
+        .map_err(|e| Error::format(path, None, format!("array `{name}` is not a 2-D float32 or float64 array ({e})")))
+}
+
+fn read_safetensors(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::format(path, None, format!("not a valid safetensors file ({e})")))?;
+    let name = pick_array(path, array, tensors.names().into_iter().map(String::from).collect())?;
+    let view = tensors.tensor(&name).map_err(|e| Error::format(path, None, format!("cannot read tensor `{name}` ({e})")))?;
+    let shape = view.shape().to_vec();
+    if shape.len() != 2 {
+        return Err(Error::format(path, None, format!("tensor `{name}` has shape {shape:?}; a 2-D tokens × neurons matrix is needed")));
+    }
+    let data: Vec<f32> = match view.dtype() {
+        safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        safetensors::Dtype::F64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(Error::format(path, None, format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported, convert it to F32")));
+        }
+    };
+    Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| Error::format(path, None, format!("tensor `{name}`: {e}")))
+}
+
+fn pick_array(path: &Path, wanted: Option<&str>, mut names: Vec<String>) -> Result<String> {
+    names.sort();
+    match wanted {
+        Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
+        Some(w) => Err(Error::format(path, None, format!("has no array `{w}`; it holds: {}", names.join(", ")))),
+        None if names.len() == 1 => Ok(names.remove(0)),
+        None if names.is_empty() => Err(Error::format(path, None, "holds no arrays")),
+        None => Err(Error::format(
+            path,
+            None,
+            format!("holds several arrays ({}); choose one with the `array` parameter", names.join(", ")),
+        )),
+    }
+}
+
+/// A parsed labels file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelFile {
+    /// One label per row.
+    pub names: Vec<String>,
+    /// Row at which each sentence starts (empty when the file has no blank lines).
+    pub sentence_starts: Vec<usize>,
+    /// For integer `.npy` labels: class names in numeric order.
+    pub numeric_order: Option<Vec<String>>,
+    /// The 1-based line of each row (text files only).
+    pub lines: Vec<usize>,
+}
+
+/// Reads a labels file: one label per line with blank lines between
+/// sentences, or an `.npy` vector of integer class ids. Windows line endings
+/// are accepted.
+///
+/// # Errors
+/// Unreadable or non-UTF-8 files, lines with more than one field, empty files.
+pub fn read_label_file(path: &Path) -> Result<LabelFile> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        return read_npy_labels(path);
+    }
+    let (fields, sentence_starts, lines) = read_one_per_line(path, "label")?;
+    Ok(LabelFile { names: fields, sentence_starts, numeric_order: None, lines })
+}
+
+fn read_npy_labels(path: &Path) -> Result<LabelFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let ids: Vec<i64> = if let Ok(a) = Array1::<i64>::read_npy(bytes.as_slice()) {
+        a.to_vec()
+    } else if let Ok(a) = Array1::<i32>::read_npy(bytes.as_slice()) {
+        a.iter().map(|&v| i64::from(v)).collect()
+    } else {
+        return Err(Error::format(path, None, "not a 1-D int64 or int32 array of class ids"));
+    };
+    if let Some((i, v)) = ids.iter().enumerate().find(|(_, v)| **v < 0) {
+        return Err(Error::format(path, None, format!("label {i} is {v}; class ids must be ≥ 0")));
+    }
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    Ok(LabelFile {
+        names: ids.iter().map(i64::to_string).collect(),
+        sentence_starts: Vec::new(),
+        numeric_order: Some(distinct.iter().map(i64::to_string).collect()),
+        lines: Vec::new(),
+    })
+}
+
+fn read_words_file(path: &Path, labels: &LabelFile, labels_path: &Path) -> Result<Vec<String>> {
+    let (words, starts, lines) = read_one_per_line(path, "word")?;
+    if words.len() != labels.names.len() {
+        return Err(Error::format(
+            path,
+            None,
+            format!(
+                "has {} words but {} has {} labels; the two files must list the same tokens line by line",
+                words.len(),
+                labels_path.display(),
+                labels.names.len()
+            ),
+        ));
+    }
+    if !labels.sentence_starts.is_empty() && starts != labels.sentence_starts {
+        let first = starts.iter().zip(&labels.sentence_starts).position(|(a, b)| a != b).unwrap_or(starts.len().min(labels.sentence_starts.len()));
+        let line = starts.get(first).and_then(|&row| lines.get(row)).copied();
+        return Err(Error::format(
+            path,
+            line,
+            format!(
+                "sentence {} starts at a different token than in {}; blank lines must be at the same places in both files",
+                first + 1,
+                labels_path.display()
+            ),
+        ));
+    }
+    Ok(words)
+}
+
+/// One field per line, blank lines separating sentences. Returns the fields,
+/// the sentence starts (empty if there is a single block) and the 1-based line
+/// of every field.
+fn read_one_per_line(path: &Path, what: &str) -> Result<(Vec<String>, Vec<usize>, Vec<usize>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::format(path, Some(line), "is not valid UTF-8; re-encode the file as UTF-8")
+    })?;
+    let mut fields = Vec::new();
+    let mut lines = Vec::new();
+    let mut starts = Vec::new();
+    let mut at_sentence_start = true;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r').trim();
+        if line.is_empty() {
+            at_sentence_start = true;
+            continue;
+        }
+        if line.split_whitespace().nth(1).is_some() {
+            return Err(Error::format(
+                path,
+                Some(i + 1),
+                format!(
+                    "has more than one {what} on a line ({line:?}); this reader expects one {what} per line \
+                     with a blank line between sentences"
+                ),
+            ));
+        }
+        if at_sentence_start {
+            starts.push(fields.len());
+            at_sentence_start = false;
+        }
+        fields.push(line.to_string());
+        lines.push(i + 1);
+    }
+    if fields.is_empty() {
+        return Err(Error::format(path, None, format!("contains no {what}s")));
+    }
+    if starts.len() == 1 {
+        starts.clear();
+    }
+    Ok((fields, starts, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray_npy::WriteNpyExt;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::File::create(&path).unwrap().write_all(text).unwrap();
+        path
+    }
+
+    fn write_matrix(dir: &Path, rows: usize, cols: usize) -> PathBuf {
+        let path = dir.join("acts.npy");
+        let a = Array2::from_shape_fn((rows, cols), |(r, c)| (r * cols + c) as f32);
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        path
+    }
+
+    fn source(table: &str) -> Result<Dataset<'static>> {
+        let table: toml::Table = table.parse().unwrap();
+        let Component::Source(s) = (descriptor().build)(&table)? else { unreachable!() };
+        s.load(&RunContext::new(1, 1).for_step("source.acts"))
+    }
+
+    #[test]
+    fn labels_with_blank_lines_and_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\r\nVB\r\n\r\nDT\r\nNN\r\n");
+        let l = read_label_file(&path).unwrap();
+        assert_eq!(l.names, vec!["NN", "VB", "DT", "NN"]);
+        assert_eq!(l.sentence_starts, vec![0, 2]);
+        assert_eq!(l.lines, vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn two_fields_on_a_line_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\nVB DT\n");
+        let err = read_label_file(&path).unwrap_err().to_string();
+        assert!(err.contains("l.txt:2:") && err.contains("more than one label"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\nV\xffB\n");
+        let err = read_label_file(&path).unwrap_err().to_string();
+        assert!(err.contains("l.txt:2:") && err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn loads_and_splits_by_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 6, 4);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n\na\nb\n\na\nb\n");
+        let words = write(dir.path(), "w.txt", b"the\ncat\n\na\ndog\n\nsome\nfish\n");
+        let d = source(&format!(
+            "path = {:?}\nlabels = {:?}\nwords = {:?}\nlayers = 2\ndev = 0.34\ntest = 0.34",
+            acts, labels, words
+        ))
+        .unwrap();
+        assert_eq!(d.name(), "acts");
+        assert_eq!(d.splits().total(), 6);
+        assert_eq!(d.splits().train, 2);
+        assert_eq!(d.neurons().layers(), vec![0, 1]);
+        let tokens = d.tokens().unwrap();
+        assert_eq!(tokens.sentence_starts(), &[0, 2, 4]);
+        // Rows moved together with their words and labels.
+        let view = d.acts().view();
+        for (row, word) in tokens.words().iter().enumerate() {
+            let original = ["the", "cat", "a", "dog", "some", "fish"].iter().position(|w| w == word).unwrap();
+            assert_eq!(view[[row, 0]], (original * 4) as f32);
+        }
+    }
+
+    #[test]
+    fn count_mismatch_names_both_files_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 3, 2);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}")).unwrap_err().to_string();
+        assert!(err.contains("l.txt") && err.contains("has 2 labels") && err.contains("has 3 rows"), "{err}");
+    }
+
+    #[test]
+    fn indivisible_layers_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 2, 5);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}\nlayers = 2\ndev = 0\ntest = 0.4")).unwrap_err().to_string();
+        assert!(err.contains("5 neurons") && err.contains("layers = 2"), "{err}");
+    }
+
+    #[test]
+    fn nan_activation_is_rejected_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.npy");
+        let mut a = Array2::<f32>::zeros((2, 2));
+        a[[1, 0]] = f32::NAN;
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let err = source(&format!("path = {path:?}\nlabels = {labels:?}\nshuffle = false\ndev = 0\ntest = 0.4")).unwrap_err().to_string();
+        assert!(err.contains("acts.npy") && err.contains("token 1, neuron 0"), "{err}");
+    }
+
+    #[test]
+    fn safetensors_and_npz_read_the_same_matrix() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Array2::from_shape_fn((3, 2), |(r, c)| (r * 2 + c) as f32);
+        let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &bytes).unwrap();
+        let st = dir.path().join("a.safetensors");
+        safetensors::serialize_to_file([("acts", view)], None, &st).unwrap();
+        assert_eq!(read_matrix_file(&st, None).unwrap(), a);
+        let npz = dir.path().join("a.npz");
+        let mut w = ndarray_npy::NpzWriter::new(File::create(&npz).unwrap());
+        w.add_array("acts", &a).unwrap();
+        w.add_array("other", &a).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_matrix_file(&npz, Some("acts")).unwrap(), a);
+        let err = read_matrix_file(&npz, None).unwrap_err().to_string();
+        assert!(err.contains("several arrays (acts, other)"), "{err}");
+    }
+}

@@ -1,0 +1,243 @@
+//! The four component traits: activation sources, probes, rankers and
+//! evaluators.
+//!
+//! They are object-safe so that plugins can provide them, and every call gets
+//! a [`RunContext`] that carries the seed and thread count. Implementations
+//! return errors for bad data and never panic on it; the host still catches
+//! panics, but a panic is reported as a bug in the component.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+
+use crate::context::RunContext;
+use crate::data::{ClassVocab, Dataset, Evaluation, NeuronRanking};
+use crate::error::{Error, Result};
+
+/// Produces a dataset: activations with labels, neuron index and splits.
+pub trait ActivationSource: Send + Sync + fmt::Debug {
+    /// Loads or computes the dataset.
+    ///
+    /// # Errors
+    /// Missing or malformed files, and data that breaks the dataset
+    /// invariants; the message names the file and line.
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>>;
+}
+
+/// A probe specification: how to train a classifier on activations.
+pub trait Probe: Send + Sync + fmt::Debug {
+    /// Trains on the training split of `data`. May use the dev split for model
+    /// selection; must not look at the test split.
+    ///
+    /// # Errors
+    /// Degenerate data (fewer than two classes, no rows).
+    fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>>;
+}
+
+/// A trained probe: a classifier from neuron activations to classes.
+pub trait TrainedProbe: Send + Sync + fmt::Debug {
+    /// The classes, in the order of the probability columns and weight rows.
+    fn classes(&self) -> &ClassVocab;
+
+    /// Number of input neurons it was trained on.
+    fn n_features(&self) -> usize;
+
+    /// Class probabilities, one row per input row, columns in class order.
+    ///
+    /// # Errors
+    /// When `x` has the wrong number of columns.
+    fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>>;
+
+    /// The most probable class of each row (ties go to the lower class id).
+    ///
+    /// # Errors
+    /// When `x` has the wrong number of columns.
+    fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<u32>> {
+        let proba = self.predict_proba(x)?;
+        Ok(proba.axis_iter(Axis(0)).map(|row| argmax(row.iter().copied())).collect())
+    }
+
+    /// Weights, classes × neurons, for linear probes.
+    fn weights(&self) -> Option<ArrayView2<'_, f32>> {
+        None
+    }
+
+    /// Bias per class, for linear probes.
+    fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        None
+    }
+
+    /// Training diagnostics for the report (iterations, final objective...).
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// A trained probe shared between the steps that read it.
+pub type SharedProbe = Arc<dyn TrainedProbe>;
+
+/// Index of the largest value; the first one on ties, 0 for an empty input.
+pub fn argmax(values: impl Iterator<Item = f32>) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i as u32, v);
+        }
+    }
+    best.0
+}
+
+/// What a ranker receives.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RankInput<'a> {
+    /// The data to rank neurons on. Rankers use the training split.
+    pub data: &'a Dataset<'a>,
+    /// The trained probe wired to this ranker, if any.
+    pub probe: Option<SharedProbe>,
+}
+
+impl<'a> RankInput<'a> {
+    /// Input without a probe.
+    pub fn new(data: &'a Dataset<'a>) -> Self {
+        RankInput { data, probe: None }
+    }
+
+    /// Adds a trained probe.
+    pub fn with_probe(mut self, probe: SharedProbe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// The probe, or an error saying the ranker needs one.
+    ///
+    /// # Errors
+    /// When no probe was wired.
+    pub fn require_probe(&self, ranker: &str) -> Result<&SharedProbe> {
+        self.probe.as_ref().ok_or_else(|| {
+            Error::input(format!("ranker `{ranker}` needs a trained probe: add `probe = \"<probe id>\"` to its recipe entry"))
+        })
+    }
+}
+
+/// Orders neurons by salience.
+pub trait Ranker: Send + Sync + fmt::Debug {
+    /// Ranks every neuron of `input.data`.
+    ///
+    /// The result must be a permutation of all neurons; the host checks it.
+    ///
+    /// # Errors
+    /// Degenerate data, or a missing probe when one is required.
+    fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking>;
+}
+
+/// A ranking passed to an evaluator, with its recipe id.
+#[derive(Clone, Copy, Debug)]
+pub struct NamedRanking<'a> {
+    /// The ranker's id in the recipe.
+    pub id: &'a str,
+    /// The ranking.
+    pub ranking: &'a NeuronRanking,
+}
+
+/// A probe passed to an evaluator: its specification (to retrain) and the
+/// probe trained on the full data.
+#[derive(Clone, Debug)]
+pub struct ProbeInput {
+    /// The probe's id in the recipe.
+    pub id: String,
+    /// The untrained specification, for retraining on subsets.
+    pub spec: Arc<dyn Probe>,
+    /// The probe trained on all neurons.
+    pub trained: SharedProbe,
+}
+
+/// What an evaluator receives.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EvalInput<'a> {
+    /// The data.
+    pub data: &'a Dataset<'a>,
+    /// Rankings wired to the evaluator, in recipe order.
+    pub rankings: Vec<NamedRanking<'a>>,
+    /// Probes wired to the evaluator, in recipe order.
+    pub probes: Vec<ProbeInput>,
+}
+
+impl<'a> EvalInput<'a> {
+    /// Input with data only.
+    pub fn new(data: &'a Dataset<'a>) -> Self {
+        EvalInput { data, rankings: Vec::new(), probes: Vec::new() }
+    }
+
+    /// Adds rankings.
+    pub fn with_rankings(mut self, rankings: Vec<NamedRanking<'a>>) -> Self {
+        self.rankings = rankings;
+        self
+    }
+
+    /// Adds probes.
+    pub fn with_probes(mut self, probes: Vec<ProbeInput>) -> Self {
+        self.probes = probes;
+        self
+    }
+}
+
+/// Measures rankings, probes or data and reports tables.
+pub trait Evaluator: Send + Sync + fmt::Debug {
+    /// Runs the evaluation.
+    ///
+    /// # Errors
+    /// Missing inputs (such as ground truth on real data) or degenerate data.
+    fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation>;
+}
+
+/// A built component of any kind.
+#[derive(Debug)]
+pub enum Component {
+    /// An activation source.
+    Source(Box<dyn ActivationSource>),
+    /// A probe specification (shared: evaluators retrain it).
+    Probe(Arc<dyn Probe>),
+    /// A ranker.
+    Ranker(Box<dyn Ranker>),
+    /// An evaluator.
+    Evaluator(Box<dyn Evaluator>),
+}
+
+impl Component {
+    /// Its kind.
+    pub fn kind(&self) -> crate::registry::ComponentKind {
+        use crate::registry::ComponentKind as K;
+        match self {
+            Component::Source(_) => K::Source,
+            Component::Probe(_) => K::Probe,
+            Component::Ranker(_) => K::Ranker,
+            Component::Evaluator(_) => K::Evaluator,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax([0.1, 0.7, 0.7, 0.2].into_iter()), 1);
+        assert_eq!(argmax(std::iter::empty()), 0);
+    }
+
+    #[test]
+    fn traits_are_object_safe_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+        assert_send_sync::<dyn ActivationSource>();
+        assert_send_sync::<dyn Probe>();
+        assert_send_sync::<dyn TrainedProbe>();
+        assert_send_sync::<dyn Ranker>();
+        assert_send_sync::<dyn Evaluator>();
+        assert_send_sync::<Component>();
+        assert_send_sync::<Dataset<'static>>();
+    }
+}

@@ -1,0 +1,224 @@
+//! The activation matrix: tokens × neurons, `f32`.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView2, Axis, CowArray, Ix2, Slice};
+
+use crate::error::{Error, Result};
+
+/// Rows are tokens, columns are neurons.
+///
+/// The storage is private so that new backings (a memory-mapped `f32` or
+/// `f16` file for matrices larger than RAM) can be added without touching the
+/// component traits. Code that reads activations goes through [`Self::block`],
+/// [`Self::blocks`] or [`Self::view`], which borrow where the backing allows
+/// and convert otherwise.
+///
+/// The lifetime lets a matrix borrow memory it does not own, which is how a
+/// plugin sees the host's activations without a copy.
+#[derive(Clone, Debug)]
+pub struct ActivationMatrix<'a> {
+    store: Store<'a>,
+}
+
+#[derive(Clone, Debug)]
+enum Store<'a> {
+    /// Owned, shared between the datasets derived from it.
+    Shared(Arc<Array2<f32>>),
+    /// Borrowed, row-major contiguous. Held as a slice (not an `ArrayView2`)
+    /// so that the matrix stays covariant in `'a`.
+    Borrowed { data: &'a [f32], rows: usize, cols: usize },
+}
+
+impl ActivationMatrix<'static> {
+    /// Takes ownership of an array (converted to row-major if needed).
+    pub fn from_array(array: Array2<f32>) -> Self {
+        let array = if array.is_standard_layout() {
+            array
+        } else {
+            array.as_standard_layout().into_owned()
+        };
+        ActivationMatrix { store: Store::Shared(Arc::new(array)) }
+    }
+
+    /// Builds a matrix from row-major data.
+    pub fn from_row_major(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
+        let found = data.len();
+        let array = Array2::from_shape_vec((rows, cols), data).map_err(|_| Error::Shape {
+            what: "activation matrix data".into(),
+            expected: format!("{rows} × {cols} = {} values", rows * cols),
+            found: format!("{found} values"),
+        })?;
+        Ok(Self::from_array(array))
+    }
+}
+
+impl<'a> ActivationMatrix<'a> {
+    /// Borrows row-major contiguous data without copying.
+    pub fn from_slice(rows: usize, cols: usize, data: &'a [f32]) -> Result<Self> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::Shape {
+                what: "activation matrix data".into(),
+                expected: format!("{rows} × {cols} = {} values", rows.saturating_mul(cols)),
+                found: format!("{} values", data.len()),
+            });
+        }
+        Ok(ActivationMatrix { store: Store::Borrowed { data, rows, cols } })
+    }
+
+    /// Number of tokens.
+    pub fn n_rows(&self) -> usize {
+        self.raw_view().nrows()
+    }
+
+    /// Number of neurons.
+    pub fn n_cols(&self) -> usize {
+        self.raw_view().ncols()
+    }
+
+    fn raw_view(&self) -> ArrayView2<'_, f32> {
+        match &self.store {
+            Store::Shared(a) => a.view(),
+            Store::Borrowed { data, rows, cols } => {
+                ArrayView2::from_shape((*rows, *cols), data).expect("shape checked on construction")
+            }
+        }
+    }
+
+    /// The whole matrix as `f32`. Borrowed for in-memory `f32` backings.
+    pub fn view(&self) -> CowArray<'_, f32, Ix2> {
+        CowArray::from(self.raw_view())
+    }
+
+    /// The rows `rows` as `f32`.
+    ///
+    /// # Panics
+    /// Panics if the range is out of bounds.
+    #[track_caller]
+    pub fn block(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2> {
+        CowArray::from(self.raw_view().slice_axis_move(Axis(0), Slice::from(rows)))
+    }
+
+    /// Consecutive row blocks of at most `block_rows` rows covering `rows`:
+    /// the way to stream a matrix that may not fit in memory.
+    pub fn blocks(
+        &self,
+        rows: Range<usize>,
+        block_rows: usize,
+    ) -> impl Iterator<Item = (Range<usize>, CowArray<'_, f32, Ix2>)> + '_ {
+        let step = block_rows.max(1);
+        (rows.start..rows.end).step_by(step).map(move |start| {
+            let r = start..(start + step).min(rows.end);
+            (r.clone(), self.block(r))
+        })
+    }
+
+    /// The data as one row-major slice, when the backing holds it that way.
+    pub fn as_slice(&self) -> Option<&[f32]> {
+        match &self.store {
+            Store::Shared(a) => a.as_slice(),
+            Store::Borrowed { data, .. } => Some(data),
+        }
+    }
+
+    /// The data as one row-major slice, converting if the backing does not
+    /// hold it that way.
+    pub fn to_contiguous(&self) -> Cow<'_, [f32]> {
+        match self.as_slice() {
+            Some(slice) => Cow::Borrowed(slice),
+            None => Cow::Owned(self.raw_view().iter().copied().collect()),
+        }
+    }
+
+    /// A new matrix with the given columns, in the given order.
+    ///
+    /// # Errors
+    /// Fails if a column is out of range.
+    pub fn select_columns(&self, columns: &[usize]) -> Result<ActivationMatrix<'static>> {
+        if let Some(&bad) = columns.iter().find(|&&c| c >= self.n_cols()) {
+            return Err(Error::input(format!(
+                "column {bad} does not exist: the matrix has {} neurons",
+                self.n_cols()
+            )));
+        }
+        Ok(ActivationMatrix::from_array(self.raw_view().select(Axis(1), columns)))
+    }
+
+    /// A new matrix with the given rows, in the given order.
+    ///
+    /// # Panics
+    /// Panics if a row is out of range.
+    pub fn select_rows(&self, rows: &[usize]) -> ActivationMatrix<'static> {
+        ActivationMatrix::from_array(self.raw_view().select(Axis(0), rows))
+    }
+
+    /// An owned copy that no longer borrows (cheap when already owned).
+    pub fn into_owned(self) -> ActivationMatrix<'static> {
+        match self.store {
+            Store::Shared(a) => ActivationMatrix { store: Store::Shared(a) },
+            Store::Borrowed { .. } => ActivationMatrix::from_array(self.raw_view().to_owned()),
+        }
+    }
+
+    /// The first non-finite value, as `(row, column, value)`.
+    pub fn find_non_finite(&self) -> Option<(usize, usize, f32)> {
+        let view = self.raw_view();
+        // Fast path: most matrices are clean, so scan the flat data first.
+        let clean = match view.as_slice() {
+            Some(flat) => flat.iter().all(|v| v.is_finite()),
+            None => view.iter().all(|v| v.is_finite()),
+        };
+        if clean {
+            return None;
+        }
+        view.indexed_iter().find(|(_, v)| !v.is_finite()).map(|((r, c), v)| (r, c, *v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn blocks_cover_the_requested_rows_in_order() {
+        let m = ActivationMatrix::from_array(Array2::from_shape_fn((10, 3), |(r, c)| (r * 3 + c) as f32));
+        let blocks: Vec<_> = m.blocks(2..9, 3).collect();
+        assert_eq!(blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(), vec![2..5, 5..8, 8..9]);
+        assert_eq!(blocks[2].1[[0, 2]], 26.0);
+    }
+
+    #[test]
+    fn borrowed_and_owned_agree() {
+        let data: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let borrowed = ActivationMatrix::from_slice(2, 3, &data).unwrap();
+        let owned = ActivationMatrix::from_row_major(2, 3, data.clone()).unwrap();
+        assert_eq!(borrowed.view(), owned.view());
+        assert_eq!(borrowed.as_slice().unwrap(), &data[..]);
+        assert_eq!(borrowed.clone().into_owned().view(), owned.view());
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let err = ActivationMatrix::from_row_major(2, 3, vec![0.0; 5]).unwrap_err();
+        assert!(err.to_string().contains("2 × 3 = 6 values"), "{err}");
+    }
+
+    #[test]
+    fn select_columns_copies_in_order() {
+        let m = ActivationMatrix::from_array(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+        let s = m.select_columns(&[2, 0]).unwrap();
+        assert_eq!(s.view(), array![[3.0, 1.0], [6.0, 4.0]]);
+        assert!(m.select_columns(&[3]).is_err());
+    }
+
+    #[test]
+    fn finds_nan() {
+        let m = ActivationMatrix::from_array(array![[1.0, 2.0], [f32::NAN, 0.0]]);
+        let (r, c, v) = m.find_non_finite().unwrap();
+        assert_eq!((r, c), (1, 0));
+        assert!(v.is_nan());
+    }
+}

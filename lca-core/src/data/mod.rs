@@ -1,0 +1,19 @@
+//! The data model: activations, neurons, labels, words, splits, rankings and
+//! evaluation results.
+
+mod dataset;
+mod evaluation;
+mod labels;
+mod matrix;
+mod neurons;
+mod ranking;
+
+pub use dataset::{
+    Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitSpec, SplitUnit, Splits, Tokens,
+    assign_splits, reorder_sentence_starts,
+};
+pub use evaluation::{Cell, Evaluation, Table};
+pub use labels::{ClassVocab, Labels, count_classes};
+pub use matrix::ActivationMatrix;
+pub use neurons::{NeuronId, NeuronIndex};
+pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};

@@ -1,0 +1,289 @@
+//! Neuron rankings: permutations of the neurons, most salient first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An ordering of all neurons, most salient first, with optional scores and
+/// per-class orderings.
+///
+/// Every constructor checks that the order is a permutation of `0..n` and that
+/// scores are finite, so code holding a `NeuronRanking` can rely on both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawRanking")]
+pub struct NeuronRanking {
+    order: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scores: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    per_class: Vec<ClassRanking>,
+}
+
+/// The ranking of all neurons for one class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawClassRanking")]
+pub struct ClassRanking {
+    class: String,
+    order: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scores: Option<Vec<f64>>,
+}
+
+#[derive(Deserialize)]
+struct RawRanking {
+    order: Vec<u32>,
+    #[serde(default)]
+    scores: Option<Vec<f64>>,
+    #[serde(default)]
+    per_class: Vec<ClassRanking>,
+}
+
+#[derive(Deserialize)]
+struct RawClassRanking {
+    class: String,
+    order: Vec<u32>,
+    #[serde(default)]
+    scores: Option<Vec<f64>>,
+}
+
+impl TryFrom<RawRanking> for NeuronRanking {
+    type Error = Error;
+    fn try_from(raw: RawRanking) -> Result<Self> {
+        let ranking = match raw.scores {
+            Some(scores) => NeuronRanking::with_scores(raw.order, scores)?,
+            None => NeuronRanking::from_order(raw.order)?,
+        };
+        ranking.with_per_class(raw.per_class)
+    }
+}
+
+impl TryFrom<RawClassRanking> for ClassRanking {
+    type Error = Error;
+    fn try_from(raw: RawClassRanking) -> Result<Self> {
+        let n = raw.order.len();
+        check_permutation(&raw.order, n)?;
+        if let Some(scores) = &raw.scores {
+            check_scores(scores, n)?;
+        }
+        Ok(ClassRanking { class: raw.class, order: raw.order, scores: raw.scores })
+    }
+}
+
+/// Checks that `order` is a permutation of `0..n`.
+///
+/// # Errors
+/// Names the first problem: wrong length, an out-of-range or a repeated neuron.
+pub fn check_permutation(order: &[u32], n: usize) -> Result<()> {
+    if order.len() != n {
+        return Err(Error::input(format!(
+            "a ranking must list each of the {n} neurons once, but it has {} entries",
+            order.len()
+        )));
+    }
+    let mut seen = vec![false; n];
+    for &j in order {
+        let Some(slot) = seen.get_mut(j as usize) else {
+            return Err(Error::input(format!(
+                "a ranking names neuron {j}, but there are only {n} neurons (0..{n})"
+            )));
+        };
+        if *slot {
+            return Err(Error::input(format!("a ranking lists neuron {j} twice, so it is not a permutation")));
+        }
+        *slot = true;
+    }
+    Ok(())
+}
+
+fn check_scores(scores: &[f64], n: usize) -> Result<()> {
+    if scores.len() != n {
+        return Err(Error::input(format!(
+            "a ranking must have one score per neuron ({n}), but it has {}",
+            scores.len()
+        )));
+    }
+    if let Some((j, s)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
+        return Err(Error::input(format!("the score of neuron {j} is {s}; scores must be finite")));
+    }
+    Ok(())
+}
+
+/// Indices sorted by descending score; ties keep ascending index order, so the
+/// result never depends on the sort algorithm.
+pub fn order_by_descending(scores: &[f64]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    order
+}
+
+impl NeuronRanking {
+    /// A ranking from an explicit order.
+    ///
+    /// # Errors
+    /// Fails unless `order` is a permutation of `0..order.len()`.
+    pub fn from_order(order: Vec<u32>) -> Result<Self> {
+        check_permutation(&order, order.len())?;
+        Ok(NeuronRanking { order, scores: None, per_class: Vec::new() })
+    }
+
+    /// A ranking by descending score (ties: lower neuron index first).
+    ///
+    /// # Errors
+    /// Fails on non-finite scores.
+    pub fn from_scores(scores: Vec<f64>) -> Result<Self> {
+        check_scores(&scores, scores.len())?;
+        let order = order_by_descending(&scores);
+        Ok(NeuronRanking { order, scores: Some(scores), per_class: Vec::new() })
+    }
+
+    /// A ranking with an explicit order and per-neuron scores (indexed by
+    /// neuron, not by rank).
+    ///
+    /// # Errors
+    /// Fails on a non-permutation, a length mismatch or non-finite scores.
+    pub fn with_scores(order: Vec<u32>, scores: Vec<f64>) -> Result<Self> {
+        check_permutation(&order, order.len())?;
+        check_scores(&scores, order.len())?;
+        Ok(NeuronRanking { order, scores: Some(scores), per_class: Vec::new() })
+    }
+
+    /// Adds per-class rankings.
+    ///
+    /// # Errors
+    /// Fails if a class ranking covers a different number of neurons or a class
+    /// appears twice.
+    pub fn with_per_class(mut self, per_class: Vec<ClassRanking>) -> Result<Self> {
+        for (i, c) in per_class.iter().enumerate() {
+            if c.order.len() != self.order.len() {
+                return Err(Error::input(format!(
+                    "the ranking for class `{}` covers {} neurons, the overall ranking {}",
+                    c.class,
+                    c.order.len(),
+                    self.order.len()
+                )));
+            }
+            if per_class[..i].iter().any(|o| o.class == c.class) {
+                return Err(Error::input(format!("class `{}` has two rankings", c.class)));
+            }
+        }
+        self.per_class = per_class;
+        Ok(self)
+    }
+
+    /// Number of neurons ranked.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True for a ranking of zero neurons.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Neurons, most salient first.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// The first `k` neurons (all of them if `k` exceeds the count).
+    pub fn top(&self, k: usize) -> &[u32] {
+        &self.order[..k.min(self.order.len())]
+    }
+
+    /// Scores indexed by neuron, when the method produces them.
+    pub fn scores(&self) -> Option<&[f64]> {
+        self.scores.as_deref()
+    }
+
+    /// Per-class rankings, when the method produces them.
+    pub fn per_class(&self) -> &[ClassRanking] {
+        &self.per_class
+    }
+
+    /// Position of every neuron in the order (0 = most salient).
+    pub fn positions(&self) -> Vec<usize> {
+        let mut pos = vec![0; self.order.len()];
+        for (rank, &j) in self.order.iter().enumerate() {
+            pos[j as usize] = rank;
+        }
+        pos
+    }
+}
+
+impl ClassRanking {
+    /// A class ranking by descending score.
+    ///
+    /// # Errors
+    /// Fails on non-finite scores.
+    pub fn from_scores(class: impl Into<String>, scores: Vec<f64>) -> Result<Self> {
+        check_scores(&scores, scores.len())?;
+        Ok(ClassRanking { class: class.into(), order: order_by_descending(&scores), scores: Some(scores) })
+    }
+
+    /// A class ranking from an explicit order.
+    ///
+    /// # Errors
+    /// Fails unless `order` is a permutation.
+    pub fn from_order(class: impl Into<String>, order: Vec<u32>) -> Result<Self> {
+        check_permutation(&order, order.len())?;
+        Ok(ClassRanking { class: class.into(), order, scores: None })
+    }
+
+    /// The class name.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// Neurons, most salient for this class first.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// Scores indexed by neuron.
+    pub fn scores(&self) -> Option<&[f64]> {
+        self.scores.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scores_sort_descending_with_index_ties() {
+        let r = NeuronRanking::from_scores(vec![0.5, 2.0, 0.5, -1.0]).unwrap();
+        assert_eq!(r.order(), &[1, 0, 2, 3]);
+        assert_eq!(r.positions(), vec![1, 0, 2, 3]);
+        assert_eq!(r.top(2), &[1, 0]);
+        assert_eq!(r.top(10).len(), 4);
+    }
+
+    #[test]
+    fn non_permutations_are_rejected_with_the_reason() {
+        let dup = NeuronRanking::from_order(vec![0, 1, 1]).unwrap_err().to_string();
+        assert!(dup.contains("neuron 1 twice"), "{dup}");
+        let range = NeuronRanking::from_order(vec![0, 5]).unwrap_err().to_string();
+        assert!(range.contains("neuron 5"), "{range}");
+        let nan = NeuronRanking::from_scores(vec![0.0, f64::NAN]).unwrap_err().to_string();
+        assert!(nan.contains("neuron 1 is NaN"), "{nan}");
+    }
+
+    #[test]
+    fn deserialisation_validates() {
+        assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,0]}"#).is_ok());
+        assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,1]}"#).is_err());
+        assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,0],"per_class":[{"class":"a","order":[0]}]}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn from_scores_is_always_a_sorted_permutation(scores in proptest::collection::vec(-1e6f64..1e6, 0..200)) {
+            let r = NeuronRanking::from_scores(scores.clone()).unwrap();
+            check_permutation(r.order(), scores.len()).unwrap();
+            for w in r.order().windows(2) {
+                prop_assert!(scores[w[0] as usize] >= scores[w[1] as usize]);
+            }
+        }
+    }
+}

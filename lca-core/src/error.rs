@@ -1,0 +1,253 @@
+//! The one error type of `lca-core`.
+//!
+//! Every message is a single readable paragraph that names what went wrong,
+//! where (component, parameter, file, line) and, where one exists, the fix.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::registry::{ComponentKind, Origin};
+
+/// Convenient alias used throughout the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `lca-core` and in the components it runs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A component parameter has a bad value.
+    #[error("{component}: parameter `{param}` = {value} is not allowed; expected {expected}")]
+    InvalidParam {
+        /// Component name, such as `synthetic`.
+        component: String,
+        /// Parameter name.
+        param: String,
+        /// The offending value, as written.
+        value: String,
+        /// The allowed range or form.
+        expected: String,
+    },
+    /// Input data a component cannot work with: one class, NaN values, empty data.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Two things that must agree in size do not.
+    #[error("{what}: expected {expected}, found {found}")]
+    Shape {
+        /// What was being checked.
+        what: String,
+        /// The size that was required.
+        expected: String,
+        /// The size that was seen.
+        found: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was attempted (`read`, `write`, `create directory`).
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file's contents are malformed.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when the problem has one.
+        line: Option<usize>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// No component of this kind has this name.
+    #[error("{}", unknown_component_message(*kind, name, known))]
+    UnknownComponent {
+        /// The kind that was looked up.
+        kind: ComponentKind,
+        /// The name that was asked for.
+        name: String,
+        /// Every name of this kind that is known, sorted.
+        known: Vec<String>,
+    },
+    /// Two registrations claim the same component name.
+    #[error(
+        "{kind} `{name}` is provided twice: by {first} and by {second}; \
+         remove one of them from the plugin search path or rename the component"
+    )]
+    DuplicateComponent {
+        /// Kind of the component.
+        kind: ComponentKind,
+        /// The contested name.
+        name: String,
+        /// Who registered it first.
+        first: Origin,
+        /// Who tried to register it again.
+        second: Origin,
+    },
+    /// A component returned something that breaks its contract.
+    #[error("{component} returned an invalid result: {message}")]
+    InvalidOutput {
+        /// Which component (with its origin when it is a plugin).
+        component: String,
+        /// What is wrong with the result.
+        message: String,
+    },
+    /// A component panicked; the panic was caught.
+    #[error("{component} panicked: {message}")]
+    Panicked {
+        /// Which component (with its origin when it is a plugin).
+        component: String,
+        /// The panic payload and location.
+        message: String,
+    },
+    /// An error raised inside a named step of a run.
+    #[error("{context}: {source}")]
+    Context {
+        /// Where it happened, such as `ranker \`corr\` (correlation)`.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A plugin could not be loaded or used.
+    #[error("{0}")]
+    Plugin(String),
+    /// A recipe has one or more problems.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeErrors),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn input(message: impl Into<String>) -> Self {
+        Error::InvalidInput(message.into())
+    }
+
+    /// Wraps the error with the step it happened in.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context { context: context.into(), source: Box::new(self) }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// Builds an [`Error::Format`].
+    pub fn format(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        Error::Format { path: path.into(), line, message: message.into() }
+    }
+
+    /// The innermost error, skipping [`Error::Context`] wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+/// Adds the step context to a result's error.
+pub trait ResultExt<T> {
+    /// Wraps an error with a context computed only on failure.
+    fn context_with(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn context_with(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| e.context(context()))
+    }
+}
+
+fn unknown_component_message(kind: ComponentKind, name: &str, known: &[String]) -> String {
+    let mut message = format!("unknown {kind} type `{name}`");
+    if let Some(best) = closest(name, known.iter().map(String::as_str)) {
+        message.push_str(&format!("; did you mean `{best}`?"));
+    }
+    if known.is_empty() {
+        message.push_str(&format!(
+            " No {kind} is available: check that the plugins are built (`cargo build --release`) \
+             and on the plugin search path (`--plugin-dir`, LCA_PLUGIN_PATH)."
+        ));
+    } else {
+        message.push_str(&format!(" Known {kind} types: {}.", known.join(", ")));
+        message.push_str(" Run `lca list` to see every component with its origin.");
+    }
+    message
+}
+
+/// The candidate closest to `name` by edit distance, if it is plausibly a typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over chars.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// Formats a list of items as `a, b and c`.
+pub fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("correlation", "corelation"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn closest_suggests_only_plausible_names() {
+        let names = ["correlation", "random"];
+        assert_eq!(closest("corelation", names), Some("correlation"));
+        assert_eq!(closest("randon", names), Some("random"));
+        assert_eq!(closest("gaussian", names), None);
+    }
+
+    #[test]
+    fn unknown_component_lists_known_names_and_suggests() {
+        let err = Error::UnknownComponent {
+            kind: ComponentKind::Ranker,
+            name: "corelation".into(),
+            known: vec!["correlation".into(), "random".into()],
+        };
+        let text = err.to_string();
+        assert!(text.contains("did you mean `correlation`?"), "{text}");
+        assert!(text.contains("Known ranker types: correlation, random."), "{text}");
+    }
+
+    #[test]
+    fn join_and_reads_naturally() {
+        assert_eq!(join_and(&["a".into()]), "a");
+        assert_eq!(join_and(&["a".into(), "b".into(), "c".into()]), "a, b and c");
+    }
+}

@@ -1,0 +1,336 @@
+//! The component registry: names to implementations, for built-ins and
+//! plugins alike.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::component::Component;
+use crate::error::{Error, Result};
+use crate::params::ParamDoc;
+
+/// The four kinds of component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// Produces datasets.
+    Source,
+    /// Trains classifiers on activations.
+    Probe,
+    /// Orders neurons.
+    Ranker,
+    /// Measures rankings and probes.
+    Evaluator,
+}
+
+impl ComponentKind {
+    /// All kinds, in pipeline order.
+    pub const ALL: [ComponentKind; 4] =
+        [ComponentKind::Source, ComponentKind::Probe, ComponentKind::Ranker, ComponentKind::Evaluator];
+
+    /// The recipe table that holds components of this kind (`[ranker.<id>]`).
+    pub fn table(self) -> &'static str {
+        match self {
+            ComponentKind::Source => "source",
+            ComponentKind::Probe => "probe",
+            ComponentKind::Ranker => "ranker",
+            ComponentKind::Evaluator => "evaluator",
+        }
+    }
+
+    /// Parses a kind name (singular or plural).
+    pub fn parse(text: &str) -> Option<Self> {
+        let singular = text.strip_suffix('s').unwrap_or(text);
+        Self::ALL.into_iter().find(|k| k.table() == singular)
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.table())
+    }
+}
+
+/// Whether a component takes a wiring input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Need {
+    /// Not accepted.
+    #[default]
+    No,
+    /// Accepted but not required.
+    Optional,
+    /// Required.
+    Required,
+}
+
+/// The wiring inputs a component accepts besides its `source`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// `probe = "<id>"` (rankers).
+    #[serde(default)]
+    pub probe: Need,
+    /// `rankings = ["<id>", ...]` (evaluators).
+    #[serde(default)]
+    pub rankings: Need,
+    /// `probes = ["<id>", ...]` (evaluators).
+    #[serde(default)]
+    pub probes: Need,
+    /// Fewest rankings that make sense (2 for a comparison).
+    #[serde(default)]
+    pub min_rankings: u32,
+}
+
+/// Everything the registry, `lca list` and `lca example` know about a component.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentInfo {
+    /// Kind.
+    pub kind: ComponentKind,
+    /// Unique snake_case name, used as `type` in recipes.
+    pub name: String,
+    /// One line saying what it does.
+    pub summary: String,
+    /// Parameter table.
+    pub params: Vec<ParamDoc>,
+    /// A recipe snippet that uses it, as TOML.
+    pub example: String,
+    /// Wiring inputs it accepts.
+    #[serde(default)]
+    pub inputs: Inputs,
+}
+
+/// Where a component comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Origin {
+    /// Compiled into `lca`.
+    Builtin {
+        /// Version of `lca-core`.
+        version: String,
+    },
+    /// Loaded from a plugin library.
+    Plugin {
+        /// Plugin name, as the library declares it.
+        plugin: String,
+        /// Plugin version.
+        version: String,
+        /// The library file.
+        file: PathBuf,
+    },
+}
+
+impl Origin {
+    /// The origin of components compiled into this crate.
+    pub fn builtin() -> Self {
+        Origin::Builtin { version: env!("CARGO_PKG_VERSION").into() }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin { .. } => f.write_str("built-in"),
+            Origin::Plugin { plugin, version, file } => {
+                write!(f, "plugin {plugin} {version} ({})", file.display())
+            }
+        }
+    }
+}
+
+/// Builds a component from its parameter table.
+pub trait Factory: Send + Sync {
+    /// Validates `params` and builds the component. Must not do heavy work:
+    /// recipes build every component before running any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] for a bad parameter.
+    fn build(&self, params: &toml::Table) -> Result<Component>;
+}
+
+/// The build function of a native component.
+pub type BuildFn = fn(&toml::Table) -> Result<Component>;
+
+impl Factory for BuildFn {
+    fn build(&self, params: &toml::Table) -> Result<Component> {
+        self(params)
+    }
+}
+
+/// A native component: its information and build function.
+#[derive(Clone, Debug)]
+pub struct Descriptor {
+    /// What it is.
+    pub info: ComponentInfo,
+    /// How to build it.
+    pub build: BuildFn,
+}
+
+/// A registered component.
+#[derive(Clone)]
+pub struct Registered {
+    /// What it is.
+    pub info: ComponentInfo,
+    /// Where it comes from.
+    pub origin: Origin,
+    factory: Arc<dyn Factory>,
+}
+
+impl fmt::Debug for Registered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registered").field("info", &self.info).field("origin", &self.origin).finish()
+    }
+}
+
+impl Registered {
+    /// Builds the component, checking that the factory built the declared kind.
+    ///
+    /// # Errors
+    /// Bad parameters, or a factory that returns a component of another kind.
+    pub fn build(&self, params: &toml::Table) -> Result<Component> {
+        let component = self.factory.build(params)?;
+        if component.kind() != self.info.kind {
+            return Err(Error::InvalidOutput {
+                component: format!("{} `{}` ({})", self.info.kind, self.info.name, self.origin),
+                message: format!("it was declared a {} but built a {}", self.info.kind, component.kind()),
+            });
+        }
+        Ok(component)
+    }
+}
+
+/// All known components, keyed by name. Names are unique across kinds, so
+/// `lca example <name>` is never ambiguous.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, Registered>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// A registry holding the built-in components.
+    pub fn with_builtins() -> Self {
+        let mut registry = Registry::new();
+        for descriptor in crate::builtin::descriptors() {
+            registry
+                .register_native(descriptor, Origin::builtin())
+                .expect("built-in component names are unique");
+        }
+        registry
+    }
+
+    /// Registers a native component.
+    ///
+    /// # Errors
+    /// When the name is taken ([`Error::DuplicateComponent`] names both origins).
+    pub fn register_native(&mut self, descriptor: Descriptor, origin: Origin) -> Result<()> {
+        self.register(descriptor.info, origin, Arc::new(descriptor.build))
+    }
+
+    /// Registers a component with any factory.
+    ///
+    /// # Errors
+    /// When the name is taken, or is not snake_case.
+    pub fn register(&mut self, info: ComponentInfo, origin: Origin, factory: Arc<dyn Factory>) -> Result<()> {
+        if !is_snake_case(&info.name) {
+            return Err(Error::Plugin(format!(
+                "{origin} declares a {} named `{}`; component names must be lowercase snake_case \
+                 (letters, digits and underscores, starting with a letter)",
+                info.kind, info.name
+            )));
+        }
+        if let Some(existing) = self.entries.get(&info.name) {
+            return Err(Error::DuplicateComponent {
+                kind: info.kind,
+                name: info.name,
+                first: existing.origin.clone(),
+                second: origin,
+            });
+        }
+        self.entries.insert(info.name.clone(), Registered { info, origin, factory });
+        Ok(())
+    }
+
+    /// The component of this kind and name.
+    ///
+    /// # Errors
+    /// [`Error::UnknownComponent`] listing the known names, or a message
+    /// saying which kind the name belongs to.
+    pub fn get(&self, kind: ComponentKind, name: &str) -> Result<&Registered> {
+        match self.entries.get(name) {
+            Some(r) if r.info.kind == kind => Ok(r),
+            Some(r) => Err(Error::input(format!(
+                "`{name}` is a {}, not a {kind}; declare it as [{}.<id>]",
+                r.info.kind,
+                r.info.kind.table()
+            ))),
+            None => Err(Error::UnknownComponent { kind, name: name.into(), known: self.names(kind) }),
+        }
+    }
+
+    /// The component with this name, of any kind.
+    pub fn find(&self, name: &str) -> Option<&Registered> {
+        self.entries.get(name)
+    }
+
+    /// Sorted names of one kind.
+    pub fn names(&self, kind: ComponentKind) -> Vec<String> {
+        self.entries.values().filter(|r| r.info.kind == kind).map(|r| r.info.name.clone()).collect()
+    }
+
+    /// Every component, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Registered> {
+        self.entries.values()
+    }
+}
+
+fn is_snake_case(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin_origin(file: &str) -> Origin {
+        Origin::Plugin { plugin: "p".into(), version: "0.1.0".into(), file: file.into() }
+    }
+
+    #[test]
+    fn builtins_register_and_list_by_kind() {
+        let r = Registry::with_builtins();
+        assert!(r.names(ComponentKind::Source).contains(&"synthetic".to_string()));
+        assert!(r.names(ComponentKind::Evaluator).contains(&"planted_recovery".to_string()));
+    }
+
+    #[test]
+    fn duplicates_name_both_origins() {
+        let mut r = Registry::with_builtins();
+        let descriptor = crate::builtin::descriptors().into_iter().next().unwrap();
+        let name = descriptor.info.name.clone();
+        let err = r.register_native(descriptor, plugin_origin("/x/liblca_plugin_dup.so")).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{name}` is provided twice: by built-in and by plugin p 0.1.0 (/x/liblca_plugin_dup.so)")), "{err}");
+    }
+
+    #[test]
+    fn wrong_kind_says_which_table_to_use() {
+        let r = Registry::with_builtins();
+        let err = r.get(ComponentKind::Ranker, "synthetic").unwrap_err().to_string();
+        assert!(err.contains("`synthetic` is a source, not a ranker; declare it as [source.<id>]"), "{err}");
+    }
+
+    #[test]
+    fn kinds_parse_singular_and_plural() {
+        assert_eq!(ComponentKind::parse("rankers"), Some(ComponentKind::Ranker));
+        assert_eq!(ComponentKind::parse("source"), Some(ComponentKind::Source));
+        assert_eq!(ComponentKind::parse("thing"), None);
+    }
+}

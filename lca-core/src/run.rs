@@ -1,0 +1,396 @@
+//! Running a compiled recipe and collecting its results.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::component::{Component, EvalInput, NamedRanking, Probe, ProbeInput, RankInput, SharedProbe};
+use crate::context::RunContext;
+use crate::data::{Dataset, DatasetSummary, Evaluation, NeuronId, NeuronRanking, Split};
+use crate::error::{Error, Result};
+use crate::recipe::{Plan, Step};
+use crate::registry::{ComponentKind, Origin};
+
+/// Version tag of the results format.
+pub const RESULTS_FORMAT: &str = "lca-results/1";
+
+/// Hears about progress while a plan runs.
+pub trait Observer {
+    /// A step is about to run (`index` counts from 0).
+    fn started(&mut self, _step: &Step, _index: usize, _total: usize) {}
+    /// A step finished successfully.
+    fn finished(&mut self, _step: &Step, _seconds: f64) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// Everything a run produced. Everything except [`Provenance`] depends only
+/// on the recipe, its inputs and the seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// [`RESULTS_FORMAT`].
+    pub format: String,
+    /// The recipe that was run.
+    pub recipe: RecipeRecord,
+    /// The run seed.
+    pub seed: u64,
+    /// Every step with its parameters and wiring, in execution order.
+    pub steps: Vec<StepRecord>,
+    /// What each source produced.
+    pub sources: BTreeMap<String, DatasetSummary>,
+    /// Trained probes.
+    pub probes: BTreeMap<String, ProbeRecord>,
+    /// Rankings.
+    pub rankings: BTreeMap<String, RankingRecord>,
+    /// Evaluations.
+    pub evaluations: BTreeMap<String, EvaluationRecord>,
+    /// Versions, origins and timings: the parts that differ between machines.
+    pub provenance: Provenance,
+}
+
+/// The recipe as run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecipeRecord {
+    /// `[run] name`, or the file stem.
+    pub name: String,
+    /// `[run] description`.
+    pub description: Option<String>,
+    /// Full text.
+    pub text: String,
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// `kind.id`.
+    pub key: String,
+    /// Kind.
+    pub kind: ComponentKind,
+    /// Recipe id.
+    pub id: String,
+    /// Component name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Parameters as given.
+    pub params: serde_json::Value,
+    /// Source read (empty for sources).
+    pub source: String,
+    /// Probe read.
+    pub probe: Option<String>,
+    /// Rankings read.
+    pub rankings: Vec<String>,
+    /// Probes read.
+    pub probes: Vec<String>,
+}
+
+/// A trained probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Component name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Source it was trained on.
+    pub source: String,
+    /// Accuracy per split (splits with no rows are omitted).
+    pub accuracy: BTreeMap<Split, f64>,
+    /// Training diagnostics reported by the probe.
+    pub details: serde_json::Value,
+}
+
+/// A ranking with the neurons' identities.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankingRecord {
+    /// Component name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Source it ranks.
+    pub source: String,
+    /// Probe it read.
+    pub probe: Option<String>,
+    /// The first neurons with layer, unit and score.
+    pub top: Vec<RankedNeuron>,
+    /// The full ranking.
+    pub ranking: NeuronRanking,
+}
+
+/// One entry of a ranking's head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankedNeuron {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Column in the source's matrix.
+    pub neuron: u32,
+    /// Layer and unit.
+    #[serde(flatten)]
+    pub id: NeuronId,
+    /// Score, when the method gives one.
+    pub score: Option<f64>,
+}
+
+/// An evaluation with its wiring.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationRecord {
+    /// Component name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Source it read.
+    pub source: String,
+    /// Rankings it read.
+    pub rankings: Vec<String>,
+    /// Probes it read.
+    pub probes: Vec<String>,
+    /// The result.
+    pub evaluation: Evaluation,
+}
+
+/// Machine-dependent facts about a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Version of `lca-core`.
+    pub lca_version: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// Where each step's component came from.
+    pub origins: BTreeMap<String, Origin>,
+    /// Seconds per step.
+    pub timings: BTreeMap<String, f64>,
+    /// Seconds for the whole run.
+    pub total_seconds: f64,
+}
+
+/// How many ranked neurons each ranking record lists with their identity.
+pub const TOP_LISTED: usize = 50;
+
+/// Runs every step of `plan` in order.
+///
+/// # Errors
+/// The first failing step's error, wrapped with the step's description; a
+/// panic inside a component becomes [`Error::Panicked`].
+pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Result<Results> {
+    let started = Instant::now();
+    let mut datasets: HashMap<&str, Dataset<'static>> = HashMap::new();
+    let mut probes: HashMap<&str, (Arc<dyn Probe>, SharedProbe)> = HashMap::new();
+    let mut rankings: BTreeMap<String, RankingRecord> = BTreeMap::new();
+    let mut results = Results {
+        format: RESULTS_FORMAT.into(),
+        recipe: RecipeRecord {
+            name: plan.run.name.clone().unwrap_or_else(|| {
+                plan.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            }),
+            description: plan.run.description.clone(),
+            text: plan.text.clone(),
+        },
+        seed: cx.seed(),
+        steps: plan.steps.iter().map(step_record).collect(),
+        sources: BTreeMap::new(),
+        probes: BTreeMap::new(),
+        rankings: BTreeMap::new(),
+        evaluations: BTreeMap::new(),
+        provenance: Provenance {
+            lca_version: env!("CARGO_PKG_VERSION").into(),
+            threads: cx.threads(),
+            origins: plan.steps.iter().map(|s| (s.key(), s.origin.clone())).collect(),
+            timings: BTreeMap::new(),
+            total_seconds: 0.0,
+        },
+    };
+
+    let total = plan.steps.len();
+    for (index, step) in plan.steps.iter().enumerate() {
+        observer.started(step, index, total);
+        let step_started = Instant::now();
+        let step_cx = cx.for_step(&step.key());
+        let outcome = guarded(step, || run_step(step, &step_cx, &mut datasets, &mut probes, &mut rankings, &mut results));
+        outcome.map_err(|e| e.context(step.describe()))?;
+        let seconds = step_started.elapsed().as_secs_f64();
+        results.provenance.timings.insert(step.key(), seconds);
+        observer.finished(step, seconds);
+    }
+    results.rankings = rankings;
+    results.provenance.total_seconds = started.elapsed().as_secs_f64();
+    Ok(results)
+}
+
+fn guarded<T>(step: &Step, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panicked { component: step.describe(), message: panic_message(payload.as_ref()) }),
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".into())
+}
+
+fn step_record(step: &Step) -> StepRecord {
+    StepRecord {
+        key: step.key(),
+        kind: step.kind,
+        id: step.id.clone(),
+        type_name: step.type_name.clone(),
+        params: serde_json::to_value(&step.params).unwrap_or(serde_json::Value::Null),
+        source: step.source.clone(),
+        probe: step.probe.clone(),
+        rankings: step.rankings.clone(),
+        probes: step.probes.clone(),
+    }
+}
+
+fn run_step<'p>(
+    step: &'p Step,
+    cx: &RunContext,
+    datasets: &mut HashMap<&'p str, Dataset<'static>>,
+    probes: &mut HashMap<&'p str, (Arc<dyn Probe>, SharedProbe)>,
+    rankings: &mut BTreeMap<String, RankingRecord>,
+    results: &mut Results,
+) -> Result<()> {
+    let invalid = |message: String| Error::InvalidOutput { component: step.describe(), message };
+    match &step.component {
+        Component::Source(source) => {
+            let dataset = source.load(cx)?.renamed(step.id.clone());
+            results.sources.insert(step.id.clone(), dataset.summary());
+            datasets.insert(step.id.as_str(), dataset);
+        }
+        Component::Probe(probe) => {
+            let data = &datasets[step.source.as_str()];
+            let trained: SharedProbe = Arc::from(probe.fit(data, cx)?);
+            check_probe(trained.as_ref(), data).map_err(invalid)?;
+            let mut accuracy = BTreeMap::new();
+            for split in Split::ALL {
+                let part = data.split(split);
+                if part.labels.is_empty() {
+                    continue;
+                }
+                let predicted = trained.predict(part.acts.view())?;
+                if predicted.len() != part.labels.len() {
+                    return Err(invalid(format!("predict returned {} labels for {} rows", predicted.len(), part.labels.len())));
+                }
+                let correct = predicted.iter().zip(part.labels).filter(|(p, y)| p == y).count();
+                accuracy.insert(split, correct as f64 / part.labels.len() as f64);
+            }
+            results.probes.insert(
+                step.id.clone(),
+                ProbeRecord { type_name: step.type_name.clone(), source: step.source.clone(), accuracy, details: trained.details() },
+            );
+            probes.insert(step.id.as_str(), (probe.clone(), trained));
+        }
+        Component::Ranker(ranker) => {
+            let data = &datasets[step.source.as_str()];
+            let mut input = RankInput::new(data);
+            if let Some(p) = &step.probe {
+                input = input.with_probe(probes[p.as_str()].1.clone());
+            }
+            let ranking = ranker.rank(&input, cx)?;
+            if ranking.len() != data.n_neurons() {
+                return Err(invalid(format!(
+                    "the ranking covers {} neurons but source `{}` has {}",
+                    ranking.len(),
+                    step.source,
+                    data.n_neurons()
+                )));
+            }
+            for class in ranking.per_class() {
+                if data.classes().id(class.class()).is_none() {
+                    return Err(invalid(format!("it ranks neurons for class `{}`, which the data does not have", class.class())));
+                }
+            }
+            let top = ranking
+                .top(TOP_LISTED)
+                .iter()
+                .enumerate()
+                .map(|(i, &j)| RankedNeuron {
+                    rank: i + 1,
+                    neuron: j,
+                    id: data.neurons().id(j as usize),
+                    score: ranking.scores().map(|s| s[j as usize]),
+                })
+                .collect();
+            rankings.insert(
+                step.id.clone(),
+                RankingRecord { type_name: step.type_name.clone(), source: step.source.clone(), probe: step.probe.clone(), top, ranking },
+            );
+        }
+        Component::Evaluator(evaluator) => {
+            let data = &datasets[step.source.as_str()];
+            let named: Vec<NamedRanking<'_>> =
+                step.rankings.iter().map(|id| NamedRanking { id, ranking: &rankings[id].ranking }).collect();
+            for n in &named {
+                if n.ranking.len() != data.n_neurons() {
+                    return Err(Error::input(format!(
+                        "ranking `{}` covers {} neurons but source `{}` has {}",
+                        n.id,
+                        n.ranking.len(),
+                        step.source,
+                        data.n_neurons()
+                    )));
+                }
+            }
+            let probe_inputs = step
+                .probes
+                .iter()
+                .map(|id| {
+                    let (spec, trained) = &probes[id.as_str()];
+                    ProbeInput { id: id.clone(), spec: spec.clone(), trained: trained.clone() }
+                })
+                .collect();
+            let input = EvalInput::new(data).with_rankings(named).with_probes(probe_inputs);
+            let evaluation = evaluator.evaluate(&input, cx)?;
+            evaluation.validate().map_err(|e| invalid(e.to_string()))?;
+            results.evaluations.insert(
+                step.id.clone(),
+                EvaluationRecord {
+                    type_name: step.type_name.clone(),
+                    source: step.source.clone(),
+                    rankings: step.rankings.clone(),
+                    probes: step.probes.clone(),
+                    evaluation,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks a trained probe against the data it was trained on.
+///
+/// # Errors
+/// A message naming the mismatch.
+pub fn check_probe(probe: &dyn crate::component::TrainedProbe, data: &Dataset<'_>) -> std::result::Result<(), String> {
+    if probe.n_features() != data.n_neurons() {
+        return Err(format!("the probe expects {} neurons but the data has {}", probe.n_features(), data.n_neurons()));
+    }
+    if probe.classes() != data.classes() {
+        return Err(format!(
+            "the probe's classes ({}) differ from the data's ({})",
+            probe.classes().names().join(", "),
+            data.classes().names().join(", ")
+        ));
+    }
+    if let Some(w) = probe.weights() {
+        if w.dim() != (data.n_classes(), data.n_neurons()) {
+            return Err(format!(
+                "the weights are {} × {}, expected classes × neurons = {} × {}",
+                w.nrows(),
+                w.ncols(),
+                data.n_classes(),
+                data.n_neurons()
+            ));
+        }
+        if w.iter().any(|v| !v.is_finite()) {
+            return Err("the weights contain NaN or infinite values".into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The conformance suite every ranker must pass, and test data helpers.
+//!
+//! Plugin crates run it in-process on their native ranker, and the workspace
+//! tests run it again through the loaded plugin library, so a ranker behaves
+//! the same whichever way it is called. Enabled by the `testkit` feature.
+
+use crate::builtin::{SyntheticParams, generate};
+use crate::component::{RankInput, Ranker, SharedProbe};
+use crate::context::RunContext;
+use crate::data::{ActivationMatrix, Dataset, Labels, NeuronIndex, NeuronRanking, Splits, check_permutation};
+use crate::rng::Rng;
+
+/// A small planted dataset.
+pub fn planted(tokens: usize, neurons: usize, classes: usize, per_class: usize, seed: u64) -> Dataset<'static> {
+    let p = SyntheticParams { tokens, neurons, classes, per_class, dev: 0.0, test: 0.2, ..Default::default() };
+    generate(&p, seed, "planted").expect("valid synthetic parameters")
+}
+
+/// What a ranker promises beyond the basic contract.
+#[derive(Clone, Copy, Debug)]
+pub struct RankerTraits {
+    /// The ranking follows the data: permuting the neuron columns permutes
+    /// the ranking the same way. False for data-blind rankers such as `random`.
+    pub equivariant: bool,
+    /// The ranker needs a trained probe; the suite builds one with this function.
+    pub probe: Option<fn(&Dataset<'_>) -> SharedProbe>,
+}
+
+impl Default for RankerTraits {
+    fn default() -> Self {
+        RankerTraits { equivariant: true, probe: None }
+    }
+}
+
+fn rank(ranker: &dyn Ranker, data: &Dataset<'_>, traits: RankerTraits, cx: &RunContext) -> Result<NeuronRanking, String> {
+    let mut input = RankInput::new(data);
+    if let Some(make) = traits.probe {
+        input = input.with_probe(make(data));
+    }
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ranker.rank(&input, cx)));
+    match caught {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(format!("returned an error: {e}")),
+        Err(_) => Err("panicked".into()),
+    }
+}
+
+/// Runs the conformance suite and returns the first violated rule.
+///
+/// # Errors
+/// A sentence naming the rule that failed.
+pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), String> {
+    let data = planted(400, 30, 3, 2, 5);
+    let cx = RunContext::new(11, 1).for_step("ranker.conformance");
+
+    // 1. A permutation of every neuron, with valid per-class rankings.
+    let first = rank(ranker, &data, traits, &cx).map_err(|e| format!("on planted data the ranker {e}"))?;
+    check_permutation(first.order(), data.n_neurons()).map_err(|e| format!("not a permutation: {e}"))?;
+    for class in first.per_class() {
+        if data.classes().id(class.class()).is_none() {
+            return Err(format!("it ranks for class `{}`, which the data does not have", class.class()));
+        }
+    }
+
+    // 2. Same seed, same output; thread count does not matter.
+    let again = rank(ranker, &data, traits, &cx)?;
+    if again != first {
+        return Err("two runs with the same seed gave different rankings".into());
+    }
+    let threaded = RunContext::from_parts(cx.seed(), 2, cx.step());
+    if rank(ranker, &data, traits, &threaded)? != first {
+        return Err("1 and 2 threads gave different rankings".into());
+    }
+
+    // 3. Permuting the columns permutes the ranking (for data-driven rankers).
+    if traits.equivariant {
+        for round in 0..3 {
+            let mut perm: Vec<usize> = (0..data.n_neurons()).collect();
+            Rng::new(round).shuffle(&mut perm);
+            let permuted = data.select_neurons(&perm).map_err(|e| e.to_string())?;
+            let r = rank(ranker, &permuted, traits, &cx)?;
+            let mapped: Vec<u32> = r.order().iter().map(|&c| perm[c as usize] as u32).collect();
+            if mapped != first.order() {
+                return Err(format!("permuting the neuron columns (round {round}) did not permute the ranking the same way"));
+            }
+        }
+    }
+
+    // 4. One neuron still gives a valid ranking of one.
+    let one = data.select_neurons(&[0]).map_err(|e| e.to_string())?;
+    let r = rank(ranker, &one, traits, &cx).map_err(|e| format!("on a one-neuron dataset the ranker {e}"))?;
+    if r.order() != [0] {
+        return Err(format!("on one neuron the ranking is {:?}, expected [0]", r.order()));
+    }
+
+    // 5. A single training class must be an error or a valid ranking, never a panic.
+    let acts = ActivationMatrix::from_array(ndarray::Array2::from_shape_fn((6, 3), |(r, c)| (r + c) as f32));
+    let single = Dataset::new("single", acts, NeuronIndex::layer_major(3, 1).expect("3 neurons"), Labels::from_names(&["a"; 6]), None, Splits::all_train(6))
+        .expect("valid dataset");
+    if traits.probe.is_none() {
+        let mut input = RankInput::new(&single);
+        input.probe = None;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ranker.rank(&input, &cx)));
+        match caught {
+            Err(_) => return Err("a single-class dataset made the ranker panic instead of returning an error".into()),
+            Ok(Ok(r)) => check_permutation(r.order(), 3).map_err(|e| format!("on single-class data: {e}"))?,
+            Ok(Err(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Precision@k of a ranking against the planted neurons of `data`.
+///
+/// # Panics
+/// If `data` has no ground truth.
+pub fn planted_precision(ranking: &NeuronRanking, data: &Dataset<'_>) -> f64 {
+    let truth = &data.truth().expect("planted data").informative;
+    let k = truth.len();
+    ranking.top(k).iter().filter(|j| truth.contains(j)).count() as f64 / k as f64
+}
