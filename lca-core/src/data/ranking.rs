@@ -220,6 +220,16 @@ impl ClassRanking {
         Ok(ClassRanking { class: class.into(), order: order_by_descending(&scores), scores: Some(scores) })
     }
 
+    /// A class ranking with an explicit order and per-neuron scores.
+    ///
+    /// # Errors
+    /// Fails on a non-permutation, a length mismatch or non-finite scores.
+    pub fn with_scores(class: impl Into<String>, order: Vec<u32>, scores: Vec<f64>) -> Result<Self> {
+        check_permutation(&order, order.len())?;
+        check_scores(&scores, order.len())?;
+        Ok(ClassRanking { class: class.into(), order, scores: Some(scores) })
+    }
+
     /// A class ranking from an explicit order.
     ///
     /// # Errors

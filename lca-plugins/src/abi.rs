@@ -1,0 +1,266 @@
+//! The types that cross the plugin boundary.
+//!
+//! Everything here is `#[repr(C)]` and checked by abi_stable when a library is
+//! loaded. The design keeps the boundary coarse and stable:
+//!
+//! - matrices cross as a slice plus shape, borrowed where possible;
+//! - parameters cross as TOML text and everything descriptive (class names,
+//!   neuron index, evaluation tables) as JSON text, so adding a parameter or a
+//!   report field never changes the ABI;
+//! - errors cross as [`FfiError`] values; panics are caught on the side that
+//!   raised them and never cross.
+//!
+//! [`ABI_VERSION`] is the interface version. Its minor number must be bumped
+//! (0.x) whenever anything in this module changes.
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
+
+/// Version of the plugin interface. Plugins built against another minor
+/// version (0.x) are refused with an explanation.
+pub const ABI_VERSION: &str = "0.1.0";
+
+/// Error codes of [`FfiError`].
+pub mod code {
+    /// Any other failure.
+    pub const OTHER: u32 = 0;
+    /// A parameter has a bad value; `param`, `value` and `expected` are set.
+    pub const INVALID_PARAM: u32 = 1;
+    /// The input data cannot be used.
+    pub const INVALID_INPUT: u32 = 2;
+    /// The component panicked; the panic was caught.
+    pub const PANICKED: u32 = 3;
+    /// A file could not be read or written.
+    pub const IO: u32 = 4;
+}
+
+/// An error crossing the boundary.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiError {
+    /// One of the [`code`] constants.
+    pub code: u32,
+    /// The full message.
+    pub message: RString,
+    /// For [`code::INVALID_PARAM`]: the parameter.
+    pub param: RString,
+    /// For [`code::INVALID_PARAM`]: the value.
+    pub value: RString,
+    /// For [`code::INVALID_PARAM`]: what is allowed.
+    pub expected: RString,
+}
+
+/// Seed, thread count and step id.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiContext<'a> {
+    /// Step seed.
+    pub seed: u64,
+    /// Worker threads.
+    pub threads: u64,
+    /// Step id, such as `ranker.corr`.
+    pub step: RStr<'a>,
+}
+
+/// A borrowed row-major `f32` matrix.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiMatrix<'a> {
+    /// `rows × cols` values, row-major.
+    pub data: RSlice<'a, f32>,
+    /// Rows.
+    pub rows: u64,
+    /// Columns.
+    pub cols: u64,
+}
+
+/// An owned row-major `f32` matrix.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiOwnedMatrix {
+    /// `rows × cols` values, row-major.
+    pub data: RVec<f32>,
+    /// Rows.
+    pub rows: u64,
+    /// Columns.
+    pub cols: u64,
+}
+
+/// A borrowed dataset: activations and labels as slices, the rest as JSON.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiDataset<'a> {
+    /// Tokens × neurons.
+    pub acts: FfiMatrix<'a>,
+    /// Class id per token.
+    pub labels: RSlice<'a, u32>,
+    /// JSON: name, classes, neuron index, words, splits and ground truth.
+    pub meta: RStr<'a>,
+}
+
+/// An owned dataset, returned by sources.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiOwnedDataset {
+    /// Tokens × neurons.
+    pub acts: FfiOwnedMatrix,
+    /// Class id per token.
+    pub labels: RVec<u32>,
+    /// JSON, as in [`FfiDataset::meta`].
+    pub meta: RString,
+}
+
+/// A ranking of one class.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiClassRanking {
+    /// Class name.
+    pub class: RString,
+    /// Neurons, most salient first.
+    pub order: RVec<u32>,
+    /// Score per neuron.
+    pub scores: ROption<RVec<f64>>,
+}
+
+/// A neuron ranking.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiRanking {
+    /// Neurons, most salient first.
+    pub order: RVec<u32>,
+    /// Score per neuron.
+    pub scores: ROption<RVec<f64>>,
+    /// Per-class rankings.
+    pub per_class: RVec<FfiClassRanking>,
+}
+
+/// A ranking passed to an evaluator.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiNamedRanking {
+    /// Recipe id of the ranker.
+    pub id: RString,
+    /// The ranking.
+    pub ranking: FfiRanking,
+}
+
+/// A probe passed to an evaluator.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiProbeInput {
+    /// Recipe id of the probe.
+    pub id: RString,
+    /// The specification, to retrain.
+    pub spec: FfiProbeBox,
+    /// The probe trained on all neurons.
+    pub trained: FfiTrainedProbeBox,
+}
+
+/// What a plugin library says about itself.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct FfiPluginInfo {
+    /// Plugin name, such as `lca-plugin-correlation`.
+    pub name: RString,
+    /// Plugin version.
+    pub version: RString,
+    /// JSON list of `lca_core::ComponentInfo`.
+    pub components: RString,
+}
+
+/// An activation source.
+#[sabi_trait]
+pub trait FfiSource: Send + Sync {
+    /// Loads the dataset.
+    #[sabi(last_prefix_field)]
+    fn load(&self, cx: FfiContext<'_>) -> RResult<FfiOwnedDataset, FfiError>;
+}
+
+/// A probe specification.
+#[sabi_trait]
+pub trait FfiProbe: Send + Sync {
+    /// Trains on the dataset's training split.
+    #[sabi(last_prefix_field)]
+    fn fit(&self, data: FfiDataset<'_>, cx: FfiContext<'_>) -> RResult<FfiTrainedProbeBox, FfiError>;
+}
+
+/// A trained probe.
+#[sabi_trait]
+pub trait FfiTrainedProbe: Send + Sync {
+    /// JSON: classes, number of features and training details.
+    fn describe(&self) -> RString;
+    /// Class probabilities per row.
+    fn predict_proba(&self, x: FfiMatrix<'_>) -> RResult<FfiOwnedMatrix, FfiError>;
+    /// Weights, classes × neurons, for linear probes.
+    fn weights(&self) -> ROption<FfiOwnedMatrix>;
+    /// Bias per class, for linear probes.
+    #[sabi(last_prefix_field)]
+    fn bias(&self) -> ROption<RVec<f32>>;
+}
+
+/// A ranker.
+#[sabi_trait]
+pub trait FfiRanker: Send + Sync {
+    /// Ranks every neuron.
+    #[sabi(last_prefix_field)]
+    fn rank(
+        &self,
+        data: FfiDataset<'_>,
+        probe: ROption<FfiTrainedProbeBox>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiRanking, FfiError>;
+}
+
+/// An evaluator.
+#[sabi_trait]
+pub trait FfiEvaluator: Send + Sync {
+    /// Evaluates; returns the `lca_core::Evaluation` as JSON.
+    #[sabi(last_prefix_field)]
+    fn evaluate(
+        &self,
+        data: FfiDataset<'_>,
+        rankings: RVec<FfiNamedRanking>,
+        probes: RVec<FfiProbeInput>,
+        cx: FfiContext<'_>,
+    ) -> RResult<RString, FfiError>;
+}
+
+/// A boxed source.
+pub type FfiSourceBox = FfiSource_TO<'static, RBox<()>>;
+/// A boxed probe specification.
+pub type FfiProbeBox = FfiProbe_TO<'static, RBox<()>>;
+/// A boxed trained probe.
+pub type FfiTrainedProbeBox = FfiTrainedProbe_TO<'static, RBox<()>>;
+/// A boxed ranker.
+pub type FfiRankerBox = FfiRanker_TO<'static, RBox<()>>;
+/// A boxed evaluator.
+pub type FfiEvaluatorBox = FfiEvaluator_TO<'static, RBox<()>>;
+
+/// The root module every plugin library exports. Each constructor builds a
+/// component from its name and its parameters as TOML text.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// Name, version and components of the plugin.
+    pub info: extern "C" fn() -> FfiPluginInfo,
+    /// Builds a source.
+    pub new_source: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiSourceBox, FfiError>,
+    /// Builds a probe.
+    pub new_probe: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>,
+    /// Builds a ranker.
+    pub new_ranker: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiRankerBox, FfiError>,
+    /// Builds an evaluator.
+    #[sabi(last_prefix_field)]
+    pub new_evaluator: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "lca_plugin";
+    const NAME: &'static str = "lca_plugin";
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new(ABI_VERSION);
+}

@@ -1,0 +1,264 @@
+//! Conversions between `lca-core` values and their boundary forms.
+
+use std::borrow::Cow;
+
+use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec};
+use lca_core::data::{
+    ActivationMatrix, ClassRanking, ClassVocab, GroundTruth, Labels, NeuronIndex, Splits, Tokens,
+};
+use lca_core::ndarray::{Array2, ArrayView2};
+use lca_core::{Dataset, Error, NeuronRanking, Result, RunContext};
+use serde::{Deserialize, Serialize};
+
+use crate::abi::{
+    FfiClassRanking, FfiContext, FfiDataset, FfiError, FfiMatrix, FfiOwnedDataset, FfiOwnedMatrix,
+    FfiRanking, code,
+};
+
+/// The descriptive part of a dataset, sent as JSON.
+#[derive(Serialize, Deserialize)]
+struct DatasetMeta {
+    name: String,
+    classes: ClassVocab,
+    neurons: NeuronIndex,
+    tokens: Option<Tokens>,
+    splits: Splits,
+    truth: Option<GroundTruth>,
+}
+
+/// A dataset prepared for crossing: the contiguous data and the JSON meta it
+/// borrows from. Keep it alive while the [`FfiDataset`] is in use.
+pub(crate) struct DatasetParts<'d> {
+    data: Cow<'d, [f32]>,
+    labels: &'d [u32],
+    rows: usize,
+    cols: usize,
+    meta: String,
+}
+
+impl<'d> DatasetParts<'d> {
+    pub(crate) fn new(dataset: &'d Dataset<'_>) -> Self {
+        let meta = DatasetMeta {
+            name: dataset.name().to_string(),
+            classes: dataset.classes().clone(),
+            neurons: dataset.neurons().clone(),
+            tokens: dataset.tokens().cloned(),
+            splits: dataset.splits(),
+            truth: dataset.truth().cloned(),
+        };
+        DatasetParts {
+            data: dataset.acts().to_contiguous(),
+            labels: dataset.labels().ids(),
+            rows: dataset.n_rows(),
+            cols: dataset.n_neurons(),
+            meta: serde_json::to_string(&meta).expect("dataset metadata serialises"),
+        }
+    }
+
+    pub(crate) fn ffi(&self) -> FfiDataset<'_> {
+        FfiDataset {
+            acts: FfiMatrix { data: RSlice::from_slice(&self.data), rows: self.rows as u64, cols: self.cols as u64 },
+            labels: RSlice::from_slice(self.labels),
+            meta: RStr::from_str(&self.meta),
+        }
+    }
+}
+
+fn meta_dataset<'a>(acts: ActivationMatrix<'a>, labels: Vec<u32>, meta: &str) -> Result<Dataset<'a>> {
+    let meta: DatasetMeta =
+        serde_json::from_str(meta).map_err(|e| Error::input(format!("malformed dataset description across the plugin boundary: {e}")))?;
+    let dataset = Dataset::new(meta.name, acts, meta.neurons, Labels::new(labels, meta.classes)?, meta.tokens, meta.splits)?;
+    match meta.truth {
+        Some(truth) => dataset.with_truth(truth),
+        None => Ok(dataset),
+    }
+}
+
+/// A borrowed dataset from its boundary form, without copying activations.
+pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
+    let acts = ActivationMatrix::from_slice(d.acts.rows as usize, d.acts.cols as usize, d.acts.data.as_slice())?;
+    meta_dataset(acts, d.labels.to_vec(), d.meta.as_str())
+}
+
+/// An owned dataset for returning from a source.
+pub(crate) fn dataset_to_owned_ffi(dataset: &Dataset<'_>) -> FfiOwnedDataset {
+    let parts = DatasetParts::new(dataset);
+    FfiOwnedDataset {
+        acts: FfiOwnedMatrix { data: RVec::from(parts.data.into_owned()), rows: parts.rows as u64, cols: parts.cols as u64 },
+        labels: RVec::from(parts.labels.to_vec()),
+        meta: RString::from(parts.meta),
+    }
+}
+
+/// An owned dataset from a source's boundary form.
+pub(crate) fn dataset_from_owned_ffi(d: FfiOwnedDataset) -> Result<Dataset<'static>> {
+    let acts = ActivationMatrix::from_row_major(d.acts.rows as usize, d.acts.cols as usize, d.acts.data.into_vec())?;
+    meta_dataset(acts, d.labels.into_vec(), d.meta.as_str())
+}
+
+pub(crate) fn matrix_to_ffi(x: ArrayView2<'_, f32>) -> (Cow<'_, [f32]>, usize, usize) {
+    let (rows, cols) = x.dim();
+    let data = match x.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.iter().copied().collect()),
+    };
+    (data, rows, cols)
+}
+
+pub(crate) fn matrix_from_ffi(m: FfiMatrix<'_>) -> Result<ArrayView2<'_, f32>> {
+    ArrayView2::from_shape((m.rows as usize, m.cols as usize), m.data.as_slice())
+        .map_err(|_| Error::input(format!("a {} × {} matrix needs {} values, got {}", m.rows, m.cols, m.rows * m.cols, m.data.len())))
+}
+
+pub(crate) fn owned_matrix_to_ffi(a: Array2<f32>) -> FfiOwnedMatrix {
+    let (rows, cols) = a.dim();
+    let data = if a.is_standard_layout() { a.into_raw_vec_and_offset().0 } else { a.iter().copied().collect() };
+    FfiOwnedMatrix { data: RVec::from(data), rows: rows as u64, cols: cols as u64 }
+}
+
+pub(crate) fn owned_matrix_from_ffi(m: FfiOwnedMatrix) -> Result<Array2<f32>> {
+    let (rows, cols, found) = (m.rows as usize, m.cols as usize, m.data.len());
+    Array2::from_shape_vec((rows, cols), m.data.into_vec())
+        .map_err(|_| Error::input(format!("a {rows} × {cols} matrix needs {} values, got {found}", rows * cols)))
+}
+
+pub(crate) fn context_to_ffi(cx: &RunContext) -> FfiContext<'_> {
+    FfiContext { seed: cx.seed(), threads: cx.threads() as u64, step: RStr::from_str(cx.step()) }
+}
+
+pub(crate) fn context_from_ffi(cx: FfiContext<'_>) -> RunContext {
+    RunContext::from_parts(cx.seed, cx.threads as usize, cx.step.as_str())
+}
+
+fn scores_to_ffi(scores: Option<&[f64]>) -> ROption<RVec<f64>> {
+    scores.map(|s| RVec::from(s.to_vec())).into()
+}
+
+pub(crate) fn ranking_to_ffi(r: &NeuronRanking) -> FfiRanking {
+    FfiRanking {
+        order: RVec::from(r.order().to_vec()),
+        scores: scores_to_ffi(r.scores()),
+        per_class: r
+            .per_class()
+            .iter()
+            .map(|c| FfiClassRanking {
+                class: RString::from(c.class()),
+                order: RVec::from(c.order().to_vec()),
+                scores: scores_to_ffi(c.scores()),
+            })
+            .collect(),
+    }
+}
+
+/// Rebuilds a ranking, checking every invariant (permutation, finite scores).
+pub(crate) fn ranking_from_ffi(r: FfiRanking) -> Result<NeuronRanking> {
+    let order = r.order.into_vec();
+    let ranking = match r.scores.into_option() {
+        Some(scores) => NeuronRanking::with_scores(order, scores.into_vec())?,
+        None => NeuronRanking::from_order(order)?,
+    };
+    let per_class = r
+        .per_class
+        .into_iter()
+        .map(|c| {
+            let class = c.class.into_string();
+            let order = c.order.into_vec();
+            match c.scores.into_option() {
+                Some(scores) => ClassRanking::with_scores(class, order, scores.into_vec()),
+                None => ClassRanking::from_order(class, order),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    ranking.with_per_class(per_class)
+}
+
+/// An error for crossing the boundary.
+pub(crate) fn error_to_ffi(e: &Error) -> FfiError {
+    let mut ffi = FfiError {
+        code: code::OTHER,
+        message: RString::from(e.to_string()),
+        param: RString::new(),
+        value: RString::new(),
+        expected: RString::new(),
+    };
+    match e.root() {
+        Error::InvalidParam { param, value, expected, .. } => {
+            ffi.code = code::INVALID_PARAM;
+            ffi.param = RString::from(param.as_str());
+            ffi.value = RString::from(value.as_str());
+            ffi.expected = RString::from(expected.as_str());
+        }
+        Error::InvalidInput(_) | Error::Shape { .. } => ffi.code = code::INVALID_INPUT,
+        Error::Io { .. } | Error::Format { .. } => ffi.code = code::IO,
+        Error::Panicked { .. } => ffi.code = code::PANICKED,
+        _ => {}
+    }
+    ffi
+}
+
+/// An error back from the boundary. `who` names the component and plugin.
+pub(crate) fn error_from_ffi(e: FfiError, who: &str, component: &str) -> Error {
+    let message = e.message.into_string();
+    match e.code {
+        code::INVALID_PARAM => Error::InvalidParam {
+            component: component.to_string(),
+            param: e.param.into_string(),
+            value: e.value.into_string(),
+            expected: e.expected.into_string(),
+        },
+        code::PANICKED => Error::Panicked { component: who.to_string(), message },
+        code::INVALID_INPUT => Error::InvalidInput(message),
+        _ => Error::Plugin(format!("{who}: {message}")),
+    }
+}
+
+/// A panic turned into a boundary error.
+pub(crate) fn panic_to_ffi(message: String) -> FfiError {
+    FfiError {
+        code: code::PANICKED,
+        message: RString::from(message),
+        param: RString::new(),
+        value: RString::new(),
+        expected: RString::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::testkit::planted;
+
+    #[test]
+    fn dataset_round_trips_without_copying_activations() {
+        let d = planted(50, 8, 2, 1, 3);
+        let parts = DatasetParts::new(&d);
+        let ffi = parts.ffi();
+        let back = dataset_from_ffi(ffi).unwrap();
+        assert_eq!(back.acts().view(), d.acts().view());
+        assert_eq!(back.labels(), d.labels());
+        assert_eq!(back.truth(), d.truth());
+        assert_eq!(back.splits(), d.splits());
+        // Same memory: the plugin sees the host's matrix.
+        assert_eq!(back.acts().as_slice().unwrap().as_ptr(), d.acts().as_slice().unwrap().as_ptr());
+        let owned = dataset_from_owned_ffi(dataset_to_owned_ffi(&d)).unwrap();
+        assert_eq!(owned.acts().view(), d.acts().view());
+    }
+
+    #[test]
+    fn rankings_are_revalidated() {
+        let r = NeuronRanking::from_scores(vec![0.1, 0.3, 0.2]).unwrap();
+        assert_eq!(ranking_from_ffi(ranking_to_ffi(&r)).unwrap(), r);
+        let mut bad = ranking_to_ffi(&r);
+        bad.order = RVec::from(vec![0, 0, 1]);
+        assert!(ranking_from_ffi(bad).unwrap_err().to_string().contains("neuron 0 twice"));
+    }
+
+    #[test]
+    fn invalid_param_keeps_its_fields() {
+        let e = Error::InvalidParam { component: "c".into(), param: "k".into(), value: "0".into(), expected: "≥ 1".into() };
+        match error_from_ffi(error_to_ffi(&e), "plugin p", "c") {
+            Error::InvalidParam { param, value, expected, .. } => assert_eq!((param.as_str(), value.as_str(), expected.as_str()), ("k", "0", "≥ 1")),
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The plugin-author side: wrapping native `lca-core` components into
+//! boundary objects, and the root module behind [`crate::export_plugin!`].
+//!
+//! Every method of every adapter runs inside [`guard`], which turns a panic
+//! into an error value: a panic must never reach an `extern "C"` frame, where
+//! it would abort the host.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RErr, ROk, ROption, RResult, RStr, RString, RVec};
+use lca_core::component::{NamedRanking, ProbeInput};
+use lca_core::{
+    ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, Probe, RankInput,
+    Ranker, SharedProbe,
+};
+use serde_json::json;
+
+use crate::abi::{
+    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluatorBox, FfiEvaluator_TO, FfiMatrix,
+    FfiNamedRanking, FfiOwnedDataset, FfiOwnedMatrix, FfiPluginInfo, FfiProbe, FfiProbeBox,
+    FfiProbeInput, FfiProbe_TO, FfiRanker, FfiRankerBox, FfiRanker_TO, FfiRanking, FfiSource,
+    FfiSourceBox, FfiSource_TO, FfiTrainedProbe, FfiTrainedProbeBox, FfiTrainedProbe_TO, PluginMod,
+    PluginModRef,
+};
+use crate::convert::{
+    DatasetParts, context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, error_to_ffi,
+    matrix_from_ffi, owned_matrix_to_ffi, panic_to_ffi, ranking_from_ffi, ranking_to_ffi,
+};
+use crate::foreign::{ForeignProbe, ForeignTrainedProbe, Who};
+
+/// What a plugin library exports: its name, version and components.
+#[derive(Debug)]
+pub struct PluginDefinition {
+    /// Plugin name, conventionally the crate name (`lca-plugin-variance`).
+    pub name: &'static str,
+    /// Plugin version, conventionally `env!("CARGO_PKG_VERSION")`.
+    pub version: &'static str,
+    /// The components it provides.
+    pub components: Vec<Descriptor>,
+}
+
+/// Where the last caught panic happened, recorded by the plugin's panic hook.
+static LAST_PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
+
+/// Replaces this library's panic hook with one that records the location
+/// instead of printing: the host reports the panic as an error, with that
+/// location. Each plugin library has its own copy of the standard library and
+/// so its own hook; the host's hook is untouched.
+fn install_quiet_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            if let Some(location) = info.location() {
+                let text = format!("{}:{}:{}", location.file(), location.line(), location.column());
+                *LAST_PANIC_LOCATION.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+            }
+        }));
+    });
+}
+
+/// Runs `work`, turning a panic into an [`FfiError`].
+pub(crate) fn guard<T>(work: impl FnOnce() -> Result<T, FfiError>) -> RResult<T, FfiError> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(Ok(value)) => ROk(value),
+        Ok(Err(e)) => RErr(e),
+        Err(payload) => {
+            let mut message = lca_core::run::panic_message(payload.as_ref());
+            if let Some(location) = LAST_PANIC_LOCATION.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                message.push_str(&format!(" (at {location})"));
+            }
+            RErr(panic_to_ffi(message))
+        }
+    }
+}
+
+fn core_err(e: lca_core::Error) -> FfiError {
+    error_to_ffi(&e)
+}
+
+// ---------------------------------------------------------------------------
+// Adapters: native component → boundary object.
+
+struct SourceAdapter(Box<dyn ActivationSource>);
+
+impl FfiSource for SourceAdapter {
+    fn load(&self, cx: FfiContext<'_>) -> RResult<FfiOwnedDataset, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let dataset = cx.install(|| self.0.load(&cx)).map_err(core_err)?;
+            Ok(dataset_to_owned_ffi(&dataset))
+        })
+    }
+}
+
+struct ProbeAdapter(Arc<dyn Probe>);
+
+impl FfiProbe for ProbeAdapter {
+    fn fit(&self, data: FfiDataset<'_>, cx: FfiContext<'_>) -> RResult<FfiTrainedProbeBox, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let data = dataset_from_ffi(data).map_err(core_err)?;
+            let trained = cx.install(|| self.0.fit(&data, &cx)).map_err(core_err)?;
+            Ok(trained_probe_to_ffi(Arc::from(trained)))
+        })
+    }
+}
+
+struct TrainedProbeAdapter(SharedProbe);
+
+impl FfiTrainedProbe for TrainedProbeAdapter {
+    fn describe(&self) -> RString {
+        // Describing cannot fail; a panic yields an empty description, which
+        // the host rejects with a clear message.
+        guard(|| {
+            let p = &self.0;
+            Ok(json!({ "classes": p.classes(), "n_features": p.n_features(), "details": p.details() }).to_string().into())
+        })
+        .unwrap_or_else(|_| RString::new())
+    }
+
+    fn predict_proba(&self, x: FfiMatrix<'_>) -> RResult<FfiOwnedMatrix, FfiError> {
+        guard(|| {
+            let x = matrix_from_ffi(x).map_err(core_err)?;
+            Ok(owned_matrix_to_ffi(self.0.predict_proba(x).map_err(core_err)?))
+        })
+    }
+
+    fn weights(&self) -> ROption<FfiOwnedMatrix> {
+        guard(|| Ok(self.0.weights().map(|w| owned_matrix_to_ffi(w.to_owned())))).unwrap_or_else(|_| None).into()
+    }
+
+    fn bias(&self) -> ROption<RVec<f32>> {
+        guard(|| Ok(self.0.bias().map(|b| RVec::from(b.to_vec())))).unwrap_or_else(|_| None).into()
+    }
+}
+
+struct RankerAdapter(Box<dyn Ranker>);
+
+impl FfiRanker for RankerAdapter {
+    fn rank(&self, data: FfiDataset<'_>, probe: ROption<FfiTrainedProbeBox>, cx: FfiContext<'_>) -> RResult<FfiRanking, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let data = dataset_from_ffi(data).map_err(core_err)?;
+            let mut input = RankInput::new(&data);
+            if let Some(probe) = probe.into_option() {
+                let probe = ForeignTrainedProbe::new(probe, Who::host("trained probe")).map_err(core_err)?;
+                input = input.with_probe(Arc::new(probe));
+            }
+            let ranking = cx.install(|| self.0.rank(&input, &cx)).map_err(core_err)?;
+            Ok(ranking_to_ffi(&ranking))
+        })
+    }
+}
+
+struct EvaluatorAdapter(Box<dyn Evaluator>);
+
+impl FfiEvaluator for EvaluatorAdapter {
+    fn evaluate(
+        &self,
+        data: FfiDataset<'_>,
+        rankings: RVec<FfiNamedRanking>,
+        probes: RVec<FfiProbeInput>,
+        cx: FfiContext<'_>,
+    ) -> RResult<RString, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let data = dataset_from_ffi(data).map_err(core_err)?;
+            let mut owned = Vec::with_capacity(rankings.len());
+            for r in rankings {
+                owned.push((r.id.into_string(), ranking_from_ffi(r.ranking).map_err(core_err)?));
+            }
+            let named = owned.iter().map(|(id, ranking)| NamedRanking { id, ranking }).collect();
+            let mut probe_inputs = Vec::with_capacity(probes.len());
+            for p in probes {
+                let id = p.id.into_string();
+                let trained = ForeignTrainedProbe::new(p.trained, Who::host(&format!("probe `{id}`"))).map_err(core_err)?;
+                probe_inputs.push(ProbeInput {
+                    spec: Arc::new(ForeignProbe::new(p.spec, Who::host(&format!("probe `{id}`")))),
+                    trained: Arc::new(trained),
+                    id,
+                });
+            }
+            let input = EvalInput::new(&data).with_rankings(named).with_probes(probe_inputs);
+            let evaluation = cx.install(|| self.0.evaluate(&input, &cx)).map_err(core_err)?;
+            serde_json::to_string(&evaluation)
+                .map(RString::from)
+                .map_err(|e| core_err(lca_core::Error::input(format!("the evaluation cannot be written as JSON: {e}"))))
+        })
+    }
+}
+
+/// Wraps a source for the boundary.
+pub(crate) fn source_to_ffi(source: Box<dyn ActivationSource>) -> FfiSourceBox {
+    FfiSource_TO::from_value(SourceAdapter(source), TD_Opaque)
+}
+
+/// Wraps a probe specification for the boundary.
+pub(crate) fn probe_to_ffi(probe: Arc<dyn Probe>) -> FfiProbeBox {
+    FfiProbe_TO::from_value(ProbeAdapter(probe), TD_Opaque)
+}
+
+/// Wraps a trained probe for the boundary.
+pub(crate) fn trained_probe_to_ffi(probe: SharedProbe) -> FfiTrainedProbeBox {
+    FfiTrainedProbe_TO::from_value(TrainedProbeAdapter(probe), TD_Opaque)
+}
+
+/// Wraps a ranker for the boundary.
+pub(crate) fn ranker_to_ffi(ranker: Box<dyn Ranker>) -> FfiRankerBox {
+    FfiRanker_TO::from_value(RankerAdapter(ranker), TD_Opaque)
+}
+
+/// Wraps an evaluator for the boundary.
+pub(crate) fn evaluator_to_ffi(evaluator: Box<dyn Evaluator>) -> FfiEvaluatorBox {
+    FfiEvaluator_TO::from_value(EvaluatorAdapter(evaluator), TD_Opaque)
+}
+
+// ---------------------------------------------------------------------------
+// The root module of a plugin library.
+
+static DEFINITION: OnceLock<PluginDefinition> = OnceLock::new();
+
+fn definition() -> &'static PluginDefinition {
+    DEFINITION.get().expect("the root module is initialised before any call")
+}
+
+/// Builds the root module. Called once, by the code [`crate::export_plugin!`]
+/// generates, when the host loads the library.
+#[doc(hidden)]
+pub fn root_module(define: fn() -> PluginDefinition) -> PluginModRef {
+    install_quiet_panic_hook();
+    DEFINITION.get_or_init(define);
+    PluginMod { info, new_source, new_probe, new_ranker, new_evaluator }.leak_into_prefix()
+}
+
+extern "C" fn info() -> FfiPluginInfo {
+    let described = guard(|| {
+        let def = definition();
+        let infos: Vec<_> = def.components.iter().map(|d| &d.info).collect();
+        Ok(FfiPluginInfo {
+            name: def.name.into(),
+            version: def.version.into(),
+            components: serde_json::to_string(&infos).expect("component infos serialise").into(),
+        })
+    });
+    // A panic while describing leaves an empty component list and the panic
+    // text as the version, which the loader reports.
+    described.unwrap_or_else(|e| FfiPluginInfo { name: RString::new(), version: e.message, components: "[]".into() })
+}
+
+fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> Result<Component, FfiError> {
+    let def = definition();
+    let name = name.as_str();
+    let descriptor = def
+        .components
+        .iter()
+        .find(|d| d.info.name == name && d.info.kind == kind)
+        .ok_or_else(|| core_err(lca_core::Error::Plugin(format!("plugin {} has no {kind} named `{name}`", def.name))))?;
+    let table: lca_core::toml::Table = params.as_str().parse().map_err(|e: lca_core::toml::de::Error| {
+        core_err(lca_core::Error::input(format!("parameters of `{name}` are not valid TOML: {}", e.message())))
+    })?;
+    let component = (descriptor.build)(&table).map_err(core_err)?;
+    if component.kind() != kind {
+        return Err(core_err(lca_core::Error::Plugin(format!(
+            "plugin {}: `{name}` is declared a {kind} but built a {}",
+            def.name,
+            component.kind()
+        ))));
+    }
+    Ok(component)
+}
+
+extern "C" fn new_source(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiSourceBox, FfiError> {
+    guard(|| match build(ComponentKind::Source, name, params)? {
+        Component::Source(s) => Ok(source_to_ffi(s)),
+        _ => unreachable!("kind checked in build"),
+    })
+}
+
+extern "C" fn new_probe(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiProbeBox, FfiError> {
+    guard(|| match build(ComponentKind::Probe, name, params)? {
+        Component::Probe(p) => Ok(probe_to_ffi(p)),
+        _ => unreachable!("kind checked in build"),
+    })
+}
+
+extern "C" fn new_ranker(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiRankerBox, FfiError> {
+    guard(|| match build(ComponentKind::Ranker, name, params)? {
+        Component::Ranker(r) => Ok(ranker_to_ffi(r)),
+        _ => unreachable!("kind checked in build"),
+    })
+}
+
+extern "C" fn new_evaluator(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError> {
+    guard(|| match build(ComponentKind::Evaluator, name, params)? {
+        Component::Evaluator(e) => Ok(evaluator_to_ffi(e)),
+        _ => unreachable!("kind checked in build"),
+    })
+}
+
+/// Makes the boundary form of a host dataset; used by the host wrappers.
+pub(crate) fn dataset_parts<'d>(dataset: &'d lca_core::Dataset<'_>) -> DatasetParts<'d> {
+    DatasetParts::new(dataset)
+}
+
+/// Exports a plugin library's components. Call it once, at the top level of
+/// the plugin crate's `lib.rs`; the crate must be built as a `cdylib`.
+///
+/// ```ignore
+/// lca_plugins::export_plugin! {
+///     name: "lca-plugin-variance",
+///     version: env!("CARGO_PKG_VERSION"),
+///     components: [variance::descriptor()],
+/// }
+/// ```
+///
+/// It generates the library's entry point; the plugin author writes no
+/// `unsafe` and no `extern` code.
+#[macro_export]
+macro_rules! export_plugin {
+    (name: $name:expr, version: $version:expr, components: [$($component:expr),* $(,)?] $(,)?) => {
+        #[doc(hidden)]
+        fn __lca_plugin_definition() -> $crate::export::PluginDefinition {
+            $crate::export::PluginDefinition { name: $name, version: $version, components: vec![$($component),*] }
+        }
+
+        #[doc(hidden)]
+        fn __lca_plugin_root_module() -> $crate::abi::PluginModRef {
+            $crate::export::root_module(__lca_plugin_definition)
+        }
+
+        #[doc(hidden)]
+        extern "C" fn __lca_plugin_load() -> $crate::__private::RootModuleResult {
+            $crate::__private::call_root_module_loader(__lca_plugin_root_module)
+        }
+
+        // The symbol abi_stable's loader looks up (checked against
+        // `abi_stable::library::ROOT_MODULE_LOADER_NAME` by a unit test).
+        #[doc(hidden)]
+        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
+        pub static __LCA_PLUGIN_HEADER: $crate::__private::LibHeader =
+            // SAFETY: the constructor returns the `PluginModRef` built by
+            // `root_module`, the type the header is declared for.
+            unsafe { $crate::__private::lib_header(__lca_plugin_load) };
+    };
+}
