@@ -74,5 +74,8 @@ pub mod __private {
     }
 }
 
+#[doc(hidden)]
+pub mod testing;
+
 #[cfg(test)]
 mod round_trip;

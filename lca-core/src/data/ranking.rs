@@ -147,6 +147,13 @@ impl NeuronRanking {
         Ok(NeuronRanking { order, scores: Some(scores), per_class: Vec::new() })
     }
 
+    /// A ranking that skips every check. Only for test fixtures that must
+    /// produce invalid rankings to exercise the host's validation.
+    #[doc(hidden)]
+    pub fn __unchecked_for_tests(order: Vec<u32>, scores: Option<Vec<f64>>) -> Self {
+        NeuronRanking { order, scores, per_class: Vec::new() }
+    }
+
     /// Adds per-class rankings.
     ///
     /// # Errors

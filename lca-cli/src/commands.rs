@@ -1,0 +1,233 @@
+//! The subcommands.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use lca_core::recipe::{self, Plan};
+use lca_core::registry::{ComponentKind, Registered};
+use lca_core::run::{self, Results};
+use lca_core::{RunContext, io};
+
+use crate::cli::{Args, Command, RunArgs};
+use crate::plugins::{self, Components};
+use crate::progress::Progress;
+use crate::report;
+
+pub(crate) fn dispatch(args: Args) -> Result<()> {
+    match args.command {
+        Command::Report { results, out } => report_command(&results, out.as_deref()),
+        command => {
+            let components = plugins::load(&args.plugins)?;
+            match command {
+                Command::Run(run) => run_command(&components, &run),
+                Command::Validate { recipe } => validate_command(&components, &recipe),
+                Command::List { kind, json } => list_command(&components, kind.as_deref(), json),
+                Command::Example { name } => example_command(&components, &name),
+                Command::Report { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn compile(components: &Components, path: &Path) -> Result<Plan> {
+    components.print_warnings();
+    Ok(recipe::compile_file(path, &components.registry)?)
+}
+
+fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
+    let plan = compile(components, &args.recipe)?;
+    let out = match (&args.out, &plan.run.out) {
+        (Some(out), _) => out.clone(),
+        (None, Some(out)) => out.clone(),
+        (None, None) => PathBuf::from("runs").join(recipe_stem(&args.recipe)),
+    };
+    // Fail before any work if the results cannot be written.
+    io::ensure_writable_dir(&out).context("the output directory is not usable; choose another with --out")?;
+
+    let seed = args.seed.unwrap_or(plan.run.seed);
+    let threads = args.threads.unwrap_or(plan.run.threads);
+    let cx = RunContext::new(seed, threads);
+    if !args.quiet {
+        eprintln!(
+            "running {} ({} steps, seed {seed}, {} threads)",
+            args.recipe.display(),
+            plan.steps.len(),
+            cx.threads()
+        );
+    }
+    let mut progress = Progress::new(plan.steps.len(), args.quiet);
+    let results = run::execute(&plan, &cx, &mut progress);
+    progress.finish();
+    let results = results?;
+
+    let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
+    let results_path = out.join("results.json");
+    let report_path = out.join("report.md");
+    io::write_atomic(&results_path, &json)?;
+    io::write_atomic(&report_path, report::markdown(&results).as_bytes())?;
+
+    println!("{}", report::headline(&results));
+    println!("wrote {} and {}", results_path.display(), report_path.display());
+    Ok(())
+}
+
+fn recipe_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
+}
+
+fn validate_command(components: &Components, path: &Path) -> Result<()> {
+    let plan = compile(components, path)?;
+    let mut counts = [0usize; 4];
+    for step in &plan.steps {
+        counts[ComponentKind::ALL.iter().position(|k| *k == step.kind).expect("known kind")] += 1;
+    }
+    println!(
+        "{} is valid: {} source(s), {} probe(s), {} ranker(s), {} evaluator(s)",
+        path.display(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3]
+    );
+    Ok(())
+}
+
+fn list_command(components: &Components, kind: Option<&str>, json: bool) -> Result<()> {
+    components.print_warnings();
+    let kinds: Vec<ComponentKind> = match kind {
+        None => ComponentKind::ALL.to_vec(),
+        Some(k) => match ComponentKind::parse(k) {
+            Some(kind) => vec![kind],
+            None => bail!("unknown component kind `{k}`; use source, probe, ranker or evaluator"),
+        },
+    };
+    let entries: Vec<&Registered> = components.registry.iter().filter(|r| kinds.contains(&r.info.kind)).collect();
+    if json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|r| serde_json::json!({ "kind": r.info.kind, "name": r.info.name, "summary": r.info.summary, "origin": r.origin }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let mut text = String::new();
+    for kind in kinds {
+        let of_kind: Vec<&&Registered> = entries.iter().filter(|r| r.info.kind == kind).collect();
+        writeln!(text, "{}S", kind.table().to_uppercase())?;
+        if of_kind.is_empty() {
+            writeln!(text, "  (none: plugins provide them; see `lca list` after building the plugins)")?;
+        }
+        let width = of_kind.iter().map(|r| r.info.name.len()).max().unwrap_or(0);
+        let origin_width = of_kind.iter().map(|r| short_origin(r).len()).max().unwrap_or(0);
+        for r in of_kind {
+            writeln!(text, "  {:<width$}  {:<origin_width$}  {}", r.info.name, short_origin(r), r.info.summary)?;
+        }
+        writeln!(text)?;
+    }
+    if components.plugins.is_empty() {
+        writeln!(text, "No plugins loaded. Build them with `cargo build --release` or point --plugin-dir at them.")?;
+    } else {
+        writeln!(text, "PLUGINS")?;
+        for p in &components.plugins {
+            writeln!(text, "  {} {}  {}", p.name, p.version, p.file.display())?;
+        }
+    }
+    print!("{text}");
+    Ok(())
+}
+
+fn short_origin(r: &Registered) -> String {
+    match &r.origin {
+        lca_core::Origin::Builtin { .. } => "built-in".into(),
+        lca_core::Origin::Plugin { plugin, version, .. } => format!("{plugin} {version}"),
+    }
+}
+
+fn example_command(components: &Components, name: &str) -> Result<()> {
+    let Some(r) = components.registry.find(name) else {
+        let all: Vec<&str> = components.registry.iter().map(|r| r.info.name.as_str()).collect();
+        let mut message = format!("no component is named `{name}`");
+        if let Some(best) = lca_core::error::closest(name, all.iter().copied()) {
+            message.push_str(&format!("; did you mean `{best}`?"));
+        }
+        message.push_str(" Run `lca list` to see every component.");
+        bail!(message);
+    };
+    let info = &r.info;
+    let mut text = String::new();
+    writeln!(text, "# {} ({}, {})", info.name, info.kind, r.origin)?;
+    writeln!(text, "# {}", info.summary)?;
+    writeln!(text, "#")?;
+    if info.params.is_empty() {
+        writeln!(text, "# Parameters: none")?;
+    } else {
+        writeln!(text, "# Parameters:")?;
+        let rows: Vec<[String; 5]> = info
+            .params
+            .iter()
+            .map(|p| [p.name.clone(), p.ty.to_string(), p.default.clone(), p.range.clone(), p.summary.clone()])
+            .collect();
+        let header = ["name", "type", "default", "allowed", "meaning"].map(String::from);
+        let widths: Vec<usize> = (0..4)
+            .map(|i| rows.iter().chain(std::iter::once(&header)).map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::from("#   ");
+            for (i, cell) in row.iter().enumerate().take(4) {
+                line.push_str(&format!("{cell}{}  ", " ".repeat(widths[i] - cell.chars().count())));
+            }
+            line.push_str(&row[4]);
+            writeln!(text, "{}", line.trim_end())?;
+        }
+    }
+    let wiring = wiring_help(info);
+    if !wiring.is_empty() {
+        writeln!(text, "#")?;
+        writeln!(text, "# Wiring: {wiring}")?;
+    }
+    writeln!(text)?;
+    text.push_str(&info.example);
+    print!("{text}");
+    Ok(())
+}
+
+fn wiring_help(info: &lca_core::ComponentInfo) -> String {
+    use lca_core::registry::Need;
+    let mut parts = Vec::new();
+    if info.kind != ComponentKind::Source {
+        parts.push("`source` (optional when the recipe has one source)".to_string());
+    }
+    let need = |n: Need| match n {
+        Need::Required => Some("required"),
+        Need::Optional => Some("optional"),
+        Need::No => None,
+    };
+    if let Some(n) = need(info.inputs.probe) {
+        parts.push(format!("`probe` ({n})"));
+    }
+    if let Some(n) = need(info.inputs.rankings) {
+        let min = if info.inputs.min_rankings > 1 { format!(", at least {}", info.inputs.min_rankings) } else { String::new() };
+        parts.push(format!("`rankings` ({n}{min})"));
+    }
+    if let Some(n) = need(info.inputs.probes) {
+        parts.push(format!("`probes` ({n})"));
+    }
+    parts.join(", ")
+}
+
+fn report_command(results_path: &Path, out: Option<&Path>) -> Result<()> {
+    let text = std::fs::read_to_string(results_path).with_context(|| format!("reading {}", results_path.display()))?;
+    let results: Results = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not an lca results file (expected the results.json written by `lca run`)", results_path.display())
+    })?;
+    let dir = match out {
+        Some(dir) => dir.to_path_buf(),
+        None => results_path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    io::ensure_writable_dir(&dir)?;
+    let path = dir.join("report.md");
+    io::write_atomic(&path, report::markdown(&results).as_bytes())?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

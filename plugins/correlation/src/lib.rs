@@ -1,0 +1,227 @@
+//! The `correlation` ranker: how strongly each neuron tracks each class.
+//!
+//! For neuron *j* and class *c*, with `y_c` the 0/1 indicator of class *c*,
+//! on the training split:
+//!
+//! ```text
+//! r_cj = pearson(x_j, y_c) = (μ_cj − μ_j) · sqrt(p_c / (1 − p_c)) / σ_j
+//!
+//!   μ_j   mean of neuron j          σ_j  its standard deviation (population)
+//!   μ_cj  mean of neuron j on tokens of class c
+//!   p_c   fraction of tokens in class c
+//!
+//! per-class score  s_cj = |r_cj|          (r_cj when signed = true)
+//! overall score    s_j  = max_c s_cj
+//! ```
+//!
+//! A neuron that never varies scores 0, as does a class absent from the
+//! training split. Ties are broken by the lower neuron index. The sums are
+//! accumulated in `f64`, one neuron column per task in a fixed row order, so
+//! the result does not depend on the thread count.
+
+use lca_core::data::{ClassRanking, Split};
+use lca_core::params::{ParamDoc, ParamType, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::{Component, Dataset, NeuronRanking, RankInput, Ranker, Result, RunContext};
+use lca_core::ndarray::{ArrayView2, Axis};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+const NAME: &str = "correlation";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrelationParams {
+    #[serde(default)]
+    signed: bool,
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    vec![ParamDoc::new(
+        "signed",
+        ParamType::Bool,
+        "false",
+        "true or false",
+        "rank by positive correlation only (r) instead of its magnitude (|r|)",
+    )]
+}
+
+/// The component descriptor.
+pub fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Ranker,
+            name: NAME.into(),
+            summary: "Absolute Pearson correlation of each neuron with each class indicator (max over classes)".into(),
+            params: param_docs(),
+            example: "[ranker.corr]\ntype = \"correlation\"\nsource = \"planted\"\n".into(),
+            inputs: Inputs::default(),
+        },
+        build: |table| {
+            let p: CorrelationParams = parse_params(NAME, &param_docs(), table)?;
+            Ok(Component::Ranker(Box::new(CorrelationRanker { signed: p.signed })))
+        },
+    }
+}
+
+/// Ranks neurons by their correlation with the class indicators.
+#[derive(Clone, Debug, Default)]
+pub struct CorrelationRanker {
+    /// Use `r` instead of `|r|`.
+    pub signed: bool,
+}
+
+/// Pearson correlation of every neuron (columns) with every class indicator:
+/// a `classes × neurons` table, row-major.
+pub fn class_correlations(x: ArrayView2<'_, f32>, labels: &[u32], n_classes: usize) -> Vec<Vec<f64>> {
+    let n = labels.len();
+    let counts = lca_core::data::count_classes(labels, n_classes);
+    let columns: Vec<Vec<f64>> = x
+        .axis_iter(Axis(1))
+        .into_par_iter()
+        .map(|column| {
+            let mut class_sums = vec![0.0f64; n_classes];
+            let mut sum = 0.0f64;
+            for (&v, &y) in column.iter().zip(labels) {
+                sum += f64::from(v);
+                class_sums[y as usize] += f64::from(v);
+            }
+            let mean = sum / n as f64;
+            // Second pass for the variance: no cancellation on large offsets.
+            let var = column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+            let sd = var.sqrt();
+            (0..n_classes)
+                .map(|c| {
+                    let p = counts[c] as f64 / n as f64;
+                    if counts[c] == 0 || counts[c] == n || sd <= f64::EPSILON * mean.abs().max(1.0) {
+                        return 0.0;
+                    }
+                    let class_mean = class_sums[c] / counts[c] as f64;
+                    ((class_mean - mean) * (p / (1.0 - p)).sqrt() / sd).clamp(-1.0, 1.0)
+                })
+                .collect()
+        })
+        .collect();
+    (0..n_classes).map(|c| columns.iter().map(|col| col[c]).collect()).collect()
+}
+
+impl CorrelationRanker {
+    fn scores(&self, data: &Dataset<'_>) -> Result<Vec<Vec<f64>>> {
+        data.require_two_train_classes()?;
+        let train = data.split(Split::Train);
+        let r = class_correlations(train.acts.view(), train.labels, data.n_classes());
+        Ok(if self.signed { r } else { r.into_iter().map(|row| row.into_iter().map(f64::abs).collect()).collect() })
+    }
+}
+
+impl Ranker for CorrelationRanker {
+    fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
+        let per_class = cx.install(|| self.scores(input.data))?;
+        let n = input.data.n_neurons();
+        let overall: Vec<f64> =
+            (0..n).map(|j| per_class.iter().map(|row| row[j]).fold(f64::NEG_INFINITY, f64::max)).collect();
+        let classes = input.data.classes().names();
+        let per_class = per_class
+            .into_iter()
+            .zip(classes)
+            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
+            .collect::<Result<Vec<_>>>()?;
+        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+    }
+}
+
+lca_plugins::export_plugin! {
+    name: "lca-plugin-correlation",
+    version: env!("CARGO_PKG_VERSION"),
+    components: [descriptor()],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::ndarray::Array2;
+    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use proptest::prelude::*;
+
+    /// Textbook Pearson correlation, for reference.
+    fn pearson(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn hand_computed_example() {
+        // Neuron 0 is exactly the indicator of class 1; neuron 1 is constant.
+        let x = Array2::from_shape_vec((4, 2), vec![0.0, 5.0, 1.0, 5.0, 0.0, 5.0, 1.0, 5.0]).unwrap();
+        let r = class_correlations(x.view(), &[0, 1, 0, 1], 2);
+        assert_eq!(r[1], vec![1.0, 0.0]);
+        assert_eq!(r[0], vec![-1.0, 0.0]);
+    }
+
+    #[test]
+    fn matches_the_textbook_formula() {
+        let data = planted(300, 15, 4, 1, 9);
+        let train = data.split(Split::Train);
+        let r = class_correlations(train.acts.view(), train.labels, 4);
+        for c in 0..4u32 {
+            let indicator: Vec<f64> = train.labels.iter().map(|&y| f64::from(u8::from(y == c))).collect();
+            for j in 0..15 {
+                let column: Vec<f64> = train.acts.column(j).iter().map(|&v| f64::from(v)).collect();
+                let expected = pearson(&column, &indicator);
+                assert!((r[c as usize][j] - expected).abs() < 1e-9, "class {c} neuron {j}: {} vs {expected}", r[c as usize][j]);
+            }
+        }
+    }
+
+    #[test]
+    fn recovers_planted_neurons() {
+        let data = planted(3000, 200, 5, 2, 21);
+        let ranking = CorrelationRanker::default().rank(&RankInput::new(&data), &RunContext::new(1, 1)).unwrap();
+        assert_eq!(planted_precision(&ranking, &data), 1.0);
+        // Each class's own planted neurons lead its class ranking.
+        let truth = data.truth().unwrap();
+        for class in ranking.per_class() {
+            let mut top: Vec<u32> = class.order()[..2].to_vec();
+            top.sort_unstable();
+            assert_eq!(&top, &truth.by_class[class.class()], "class {}", class.class());
+        }
+    }
+
+    #[test]
+    fn passes_conformance() {
+        check_ranker(&CorrelationRanker::default(), RankerTraits::default()).unwrap();
+        check_ranker(&CorrelationRanker { signed: true }, RankerTraits::default()).unwrap();
+    }
+
+    #[test]
+    fn single_class_is_an_error() {
+        let data = planted(50, 4, 2, 1, 1);
+        let one = data.clone().with_labels(lca_core::data::Labels::from_names(&vec!["x"; 50])).unwrap();
+        let err = CorrelationRanker::default().rank(&RankInput::new(&one), &RunContext::new(0, 1)).unwrap_err();
+        assert!(err.to_string().contains("single class"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn bounded_and_invariant_to_affine_rescaling(
+            values in proptest::collection::vec(-100.0f32..100.0, 40),
+            scale in 0.1f32..10.0,
+            shift in -50.0f32..50.0,
+        ) {
+            let labels: Vec<u32> = (0..20).map(|i| i % 3).collect();
+            let x = Array2::from_shape_vec((20, 2), values).unwrap();
+            let mut y = x.clone();
+            y.column_mut(0).mapv_inplace(|v| v * scale + shift);
+            let a = class_correlations(x.view(), &labels, 3);
+            let b = class_correlations(y.view(), &labels, 3);
+            for c in 0..3 {
+                prop_assert!(a[c][0].abs() <= 1.0 && a[c][1].abs() <= 1.0);
+                prop_assert!((a[c][0] - b[c][0]).abs() < 1e-4, "{} vs {}", a[c][0], b[c][0]);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests across crates: every plugin loaded as a real library.
+
+mod conformance;
+mod plugin_kinds;
+mod recipes;
