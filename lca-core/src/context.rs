@@ -1,6 +1,7 @@
 //! The run context handed to every component call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rng::{Rng, derive_seed};
@@ -65,14 +66,23 @@ impl RunContext {
 
     /// Runs `work` on a rayon pool with exactly [`RunContext::threads`] workers.
     ///
-    /// Pools are cached per thread count for the life of the process. Each
-    /// plugin library carries its own copy of this cache, so plugins honour the
+    /// Pools are cached for the life of the process. Each plugin library
+    /// carries its own copy of this code and cache, so plugins honour the
     /// thread count too.
+    ///
+    /// Calls can nest across libraries (a plugin evaluator retrains a host
+    /// probe, which calls back into a plugin). A nested call arrives on a
+    /// thread this copy of rayon does not know, while the workers of the outer
+    /// pool are blocked waiting for it; queueing it on that pool would
+    /// deadlock. So every call made while another is active gets a pool of its
+    /// own nesting depth.
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
         if rayon::current_thread_index().is_some() && rayon::current_num_threads() == self.threads {
             return work();
         }
-        pool(self.threads).install(work)
+        let depth = ACTIVE_INSTALLS.fetch_add(1, Ordering::SeqCst);
+        let _active = ActiveInstall;
+        pool(self.threads, depth).install(work)
     }
 }
 
@@ -80,12 +90,23 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map(usize::from).unwrap_or(1)
 }
 
-fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+/// Installs in progress in this copy of the library.
+static ACTIVE_INSTALLS: AtomicUsize = AtomicUsize::new(0);
+
+struct ActiveInstall;
+
+impl Drop for ActiveInstall {
+    fn drop(&mut self) {
+        ACTIVE_INSTALLS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn pool(threads: usize, depth: usize) -> Arc<rayon::ThreadPool> {
+    static POOLS: OnceLock<Mutex<HashMap<(usize, usize), Arc<rayon::ThreadPool>>>> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     pools
-        .entry(threads)
+        .entry((threads, depth))
         .or_insert_with(|| {
             Arc::new(
                 rayon::ThreadPoolBuilder::new()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lca_core::component::{NamedRanking, ProbeInput};
 use lca_core::registry::ComponentKind;
 use lca_core::testkit::planted;
-use lca_core::{Component, Error, EvalInput, NeuronRanking, Probe, RankInput, Registry, RunContext, SharedProbe};
+use lca_core::{Component, Error, EvalInput, NeuronRanking, RankInput, Registry, RunContext, SharedProbe};
 use lca_tests::registry_with;
 
 fn registry() -> Registry {
@@ -80,7 +80,7 @@ fn invalid_results_are_caught_by_the_host() {
     let expectations = [
         ("nan", "score of neuron 0 is NaN"),
         ("not_permutation", "twice, so it is not a permutation"),
-        ("wrong_length", "11 entries"),
+        ("wrong_length", "the ranking covers 11 neurons but the data has 12"),
     ];
     for (mode, expected) in expectations {
         let Component::Ranker(r) = build(&registry, ComponentKind::Ranker, "faulty_ranker", mode).unwrap() else { panic!() };
