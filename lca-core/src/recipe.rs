@@ -352,11 +352,21 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             let span = d.param_spans.get(&p.param).cloned().unwrap_or(d.id_span.clone());
             problems.add(format!("{at}.{}", p.param), span, p.message.clone());
         }
-        if !param_problems.is_empty() || !ok {
+        if !ok {
             continue;
         }
-        let params = resolve_paths(&d.params, &info.params, &base);
+        // Build even when some keys are bad, without them, so that range
+        // problems of the other parameters are reported in the same pass.
+        let mut params = resolve_paths(&d.params, &info.params, &base);
+        for p in &param_problems {
+            params.remove(&p.param);
+        }
+        let missing_required = param_problems.iter().any(|p| !d.params.contains_key(&p.param));
+        if missing_required {
+            continue;
+        }
         match registered.build(&params) {
+            Ok(_) if !param_problems.is_empty() => {}
             Ok(component) => steps.push(Step {
                 kind: d.kind,
                 id: d.id.clone(),

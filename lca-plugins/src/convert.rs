@@ -207,7 +207,7 @@ pub(crate) fn error_from_ffi(e: FfiError, who: &str, component: &str) -> Error {
             expected: e.expected.into_string(),
         },
         code::PANICKED => Error::Panicked { component: who.to_string(), message },
-        code::INVALID_INPUT => Error::InvalidInput(message),
+        code::INVALID_INPUT => Error::InvalidInput(message).context(who),
         _ => Error::Plugin(format!("{who}: {message}")),
     }
 }

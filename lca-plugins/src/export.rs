@@ -185,6 +185,10 @@ impl FfiEvaluator for EvaluatorAdapter {
             }
             let input = EvalInput::new(&data).with_rankings(named).with_probes(probe_inputs);
             let evaluation = cx.install(|| self.0.evaluate(&input, &cx)).map_err(core_err)?;
+            // JSON has no NaN: catch it here, where the message can say so.
+            evaluation
+                .validate()
+                .map_err(|e| core_err(lca_core::Error::Plugin(format!("its evaluation is invalid: {e}"))))?;
             serde_json::to_string(&evaluation)
                 .map(RString::from)
                 .map_err(|e| core_err(lca_core::Error::input(format!("the evaluation cannot be written as JSON: {e}"))))

@@ -28,16 +28,16 @@ use crate::export::{dataset_parts, probe_to_ffi, trained_probe_to_ffi};
 /// Who is on the other side of a boundary object, for messages.
 #[derive(Clone, Debug)]
 pub(crate) struct Who {
-    /// `ranker \`correlation\` of plugin lca-plugin-correlation 0.1.0 (path)`.
+    /// `ranker \`correlation\` of plugin lca-plugin-correlation 0.1.0`.
     pub(crate) label: String,
     /// The component name, for parameter errors.
     pub(crate) component: String,
 }
 
 impl Who {
-    pub(crate) fn plugin(kind: ComponentKind, component: &str, plugin: &str, version: &str, file: &std::path::Path) -> Self {
+    pub(crate) fn plugin(kind: ComponentKind, component: &str, plugin: &str, version: &str) -> Self {
         Who {
-            label: format!("{kind} `{component}` of plugin {plugin} {version} ({})", file.display()),
+            label: format!("{kind} `{component}` of plugin {plugin} {version}"),
             component: component.to_string(),
         }
     }

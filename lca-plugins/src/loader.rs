@@ -202,7 +202,7 @@ impl LoadedPlugin {
                 module: self.module,
                 kind: info.kind,
                 name: info.name.clone(),
-                who: Who::plugin(info.kind, &info.name, &self.name, &self.version, &self.file),
+                who: Who::plugin(info.kind, &info.name, &self.name, &self.version),
             };
             registry.register(info.clone(), self.origin(), Arc::new(factory))?;
         }

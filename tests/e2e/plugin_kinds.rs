@@ -97,7 +97,7 @@ fn invalid_results_are_caught_by_the_host() {
     assert!(matches!(err, Error::Panicked { .. }), "{err}");
     let Component::Evaluator(e) = build(&registry, ComponentKind::Evaluator, "faulty_evaluator", "nan").unwrap() else { panic!() };
     let err = e.evaluate(&EvalInput::new(&data), &cx()).unwrap_err().to_string();
-    assert!(err.contains("metric `broken` is NaN"), "{err}");
+    assert!(err.contains("lca-fixture-faulty") && err.contains("its evaluation is invalid: metric `broken` is NaN"), "{err}");
 }
 
 #[test]
