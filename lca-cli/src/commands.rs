@@ -43,7 +43,8 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
         (None, None) => PathBuf::from("runs").join(recipe_stem(&args.recipe)),
     };
     // Fail before any work if the results cannot be written.
-    io::ensure_writable_dir(&out).context("the output directory is not usable; choose another with --out")?;
+    io::ensure_writable_dir(&out)
+        .context("the output directory is not usable; choose another with --out")?;
 
     let seed = args.seed.unwrap_or(plan.run.seed);
     let threads = args.threads.unwrap_or(plan.run.threads);
@@ -68,19 +69,28 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     io::write_atomic(&report_path, report::markdown(&results).as_bytes())?;
 
     println!("{}", report::headline(&results));
-    println!("wrote {} and {}", results_path.display(), report_path.display());
+    println!(
+        "wrote {} and {}",
+        results_path.display(),
+        report_path.display()
+    );
     Ok(())
 }
 
 fn recipe_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into())
 }
 
 fn validate_command(components: &Components, path: &Path) -> Result<()> {
     let plan = compile(components, path)?;
     let mut counts = [0usize; 4];
     for step in &plan.steps {
-        counts[ComponentKind::ALL.iter().position(|k| *k == step.kind).expect("known kind")] += 1;
+        counts[ComponentKind::ALL
+            .iter()
+            .position(|k| *k == step.kind)
+            .expect("known kind")] += 1;
     }
     println!(
         "{} is valid: {} source(s), {} probe(s), {} ranker(s), {} evaluator(s)",
@@ -102,7 +112,11 @@ fn list_command(components: &Components, kind: Option<&str>, json: bool) -> Resu
             None => bail!("unknown component kind `{k}`; use source, probe, ranker or evaluator"),
         },
     };
-    let entries: Vec<&Registered> = components.registry.iter().filter(|r| kinds.contains(&r.info.kind)).collect();
+    let entries: Vec<&Registered> = components
+        .registry
+        .iter()
+        .filter(|r| kinds.contains(&r.info.kind))
+        .collect();
     if json {
         let list: Vec<_> = entries
             .iter()
@@ -116,17 +130,33 @@ fn list_command(components: &Components, kind: Option<&str>, json: bool) -> Resu
         let of_kind: Vec<&&Registered> = entries.iter().filter(|r| r.info.kind == kind).collect();
         writeln!(text, "{}S", kind.table().to_uppercase())?;
         if of_kind.is_empty() {
-            writeln!(text, "  (none: plugins provide them; see `lca list` after building the plugins)")?;
+            writeln!(
+                text,
+                "  (none: plugins provide them; see `lca list` after building the plugins)"
+            )?;
         }
         let width = of_kind.iter().map(|r| r.info.name.len()).max().unwrap_or(0);
-        let origin_width = of_kind.iter().map(|r| short_origin(r).len()).max().unwrap_or(0);
+        let origin_width = of_kind
+            .iter()
+            .map(|r| short_origin(r).len())
+            .max()
+            .unwrap_or(0);
         for r in of_kind {
-            writeln!(text, "  {:<width$}  {:<origin_width$}  {}", r.info.name, short_origin(r), r.info.summary)?;
+            writeln!(
+                text,
+                "  {:<width$}  {:<origin_width$}  {}",
+                r.info.name,
+                short_origin(r),
+                r.info.summary
+            )?;
         }
         writeln!(text)?;
     }
     if components.plugins.is_empty() {
-        writeln!(text, "No plugins loaded. Build them with `cargo build --release` or point --plugin-dir at them.")?;
+        writeln!(
+            text,
+            "No plugins loaded. Build them with `cargo build --release` or point --plugin-dir at them."
+        )?;
     } else {
         writeln!(text, "PLUGINS")?;
         for p in &components.plugins {
@@ -140,13 +170,19 @@ fn list_command(components: &Components, kind: Option<&str>, json: bool) -> Resu
 fn short_origin(r: &Registered) -> String {
     match &r.origin {
         lca_core::Origin::Builtin { .. } => "built-in".into(),
-        lca_core::Origin::Plugin { plugin, version, .. } => format!("{plugin} {version}"),
+        lca_core::Origin::Plugin {
+            plugin, version, ..
+        } => format!("{plugin} {version}"),
     }
 }
 
 fn example_command(components: &Components, name: &str) -> Result<()> {
     let Some(r) = components.registry.find(name) else {
-        let all: Vec<&str> = components.registry.iter().map(|r| r.info.name.as_str()).collect();
+        let all: Vec<&str> = components
+            .registry
+            .iter()
+            .map(|r| r.info.name.as_str())
+            .collect();
         let mut message = format!("no component is named `{name}`");
         if let Some(best) = lca_core::error::closest(name, all.iter().copied()) {
             message.push_str(&format!("; did you mean `{best}`?"));
@@ -166,16 +202,33 @@ fn example_command(components: &Components, name: &str) -> Result<()> {
         let rows: Vec<[String; 5]> = info
             .params
             .iter()
-            .map(|p| [p.name.clone(), p.ty.to_string(), p.default.clone(), p.range.clone(), p.summary.clone()])
+            .map(|p| {
+                [
+                    p.name.clone(),
+                    p.ty.to_string(),
+                    p.default.clone(),
+                    p.range.clone(),
+                    p.summary.clone(),
+                ]
+            })
             .collect();
         let header = ["name", "type", "default", "allowed", "meaning"].map(String::from);
         let widths: Vec<usize> = (0..4)
-            .map(|i| rows.iter().chain(std::iter::once(&header)).map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .map(|i| {
+                rows.iter()
+                    .chain(std::iter::once(&header))
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         for row in std::iter::once(&header).chain(&rows) {
             let mut line = String::from("#   ");
             for (i, cell) in row.iter().enumerate().take(4) {
-                line.push_str(&format!("{cell}{}  ", " ".repeat(widths[i] - cell.chars().count())));
+                line.push_str(&format!(
+                    "{cell}{}  ",
+                    " ".repeat(widths[i] - cell.chars().count())
+                ));
             }
             line.push_str(&row[4]);
             writeln!(text, "{}", line.trim_end())?;
@@ -207,7 +260,11 @@ fn wiring_help(info: &lca_core::ComponentInfo) -> String {
         parts.push(format!("`probe` ({n})"));
     }
     if let Some(n) = need(info.inputs.rankings) {
-        let min = if info.inputs.min_rankings > 1 { format!(", at least {}", info.inputs.min_rankings) } else { String::new() };
+        let min = if info.inputs.min_rankings > 1 {
+            format!(", at least {}", info.inputs.min_rankings)
+        } else {
+            String::new()
+        };
         parts.push(format!("`rankings` ({n}{min})"));
     }
     if let Some(n) = need(info.inputs.probes) {
@@ -217,13 +274,20 @@ fn wiring_help(info: &lca_core::ComponentInfo) -> String {
 }
 
 fn report_command(results_path: &Path, out: Option<&Path>) -> Result<()> {
-    let text = std::fs::read_to_string(results_path).with_context(|| format!("reading {}", results_path.display()))?;
+    let text = std::fs::read_to_string(results_path)
+        .with_context(|| format!("reading {}", results_path.display()))?;
     let results: Results = serde_json::from_str(&text).with_context(|| {
-        format!("{} is not an lca results file (expected the results.json written by `lca run`)", results_path.display())
+        format!(
+            "{} is not an lca results file (expected the results.json written by `lca run`)",
+            results_path.display()
+        )
     })?;
     let dir = match out {
         Some(dir) => dir.to_path_buf(),
-        None => results_path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => results_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     io::ensure_writable_dir(&dir)?;
     let path = dir.join("report.md");

@@ -23,7 +23,8 @@ pub(crate) fn load(args: &PluginArgs) -> Result<Components> {
     let mut plugins = Vec::new();
     let mut warnings = Vec::new();
     for file in &args.files {
-        let plugin = lca_plugins::load_file(file).with_context(|| format!("loading plugin {}", file.display()))?;
+        let plugin = lca_plugins::load_file(file)
+            .with_context(|| format!("loading plugin {}", file.display()))?;
         plugin.register_into(&mut registry)?;
         plugins.push(plugin);
     }
@@ -41,7 +42,11 @@ pub(crate) fn load(args: &PluginArgs) -> Result<Components> {
             Err(e) => warnings.push(format!("skipped a plugin: {e}")),
         }
     }
-    Ok(Components { registry, plugins, warnings })
+    Ok(Components {
+        registry,
+        plugins,
+        warnings,
+    })
 }
 
 impl Components {

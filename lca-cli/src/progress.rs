@@ -54,7 +54,12 @@ impl Observer for Progress {
         if let Some(bar) = &self.bar {
             bar.inc(1);
         }
-        self.line(format!("  done  {:<28} {:<20} {:>8.2}s", step.key(), step.type_name, seconds));
+        self.line(format!(
+            "  done  {:<28} {:<20} {:>8.2}s",
+            step.key(),
+            step.type_name,
+            seconds
+        ));
     }
 }
 

@@ -34,7 +34,11 @@ fn cell(c: &Cell) -> String {
 
 fn table(out: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let _ = writeln!(
+        out,
+        "|{}|",
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for row in rows {
         let _ = writeln!(out, "| {} |", row.join(" | "));
     }
@@ -48,12 +52,23 @@ pub(crate) fn markdown(r: &Results) -> String {
     if let Some(d) = &r.recipe.description {
         let _ = writeln!(out, "{d}\n");
     }
-    let _ = writeln!(out, "Seed {}, lca {}, {} worker threads.\n", r.seed, r.provenance.lca_version, r.provenance.threads);
+    let _ = writeln!(
+        out,
+        "Seed {}, lca {}, {} worker threads.\n",
+        r.seed, r.provenance.lca_version, r.provenance.threads
+    );
 
     let _ = writeln!(out, "## Sources\n");
     table(
         &mut out,
-        &["source", "tokens", "neurons", "layers", "classes", "train / dev / test"],
+        &[
+            "source",
+            "tokens",
+            "neurons",
+            "layers",
+            "classes",
+            "train / dev / test",
+        ],
         r.sources.values().map(|s| {
             vec![
                 format!("`{}`", s.name),
@@ -81,11 +96,25 @@ pub(crate) fn markdown(r: &Results) -> String {
         let _ = writeln!(out, "## Probes\n");
         table(
             &mut out,
-            &["probe", "type", "source", "train accuracy", "dev accuracy", "test accuracy"],
+            &[
+                "probe",
+                "type",
+                "source",
+                "train accuracy",
+                "dev accuracy",
+                "test accuracy",
+            ],
             r.probes.iter().map(|(id, p)| {
                 let acc = |s| p.accuracy.get(&s).map(|v| number(*v)).unwrap_or_default();
                 use lca_core::data::Split;
-                vec![format!("`{id}`"), p.type_name.clone(), format!("`{}`", p.source), acc(Split::Train), acc(Split::Dev), acc(Split::Test)]
+                vec![
+                    format!("`{id}`"),
+                    p.type_name.clone(),
+                    format!("`{}`", p.source),
+                    acc(Split::Train),
+                    acc(Split::Dev),
+                    acc(Split::Test),
+                ]
             }),
         );
     }
@@ -93,8 +122,16 @@ pub(crate) fn markdown(r: &Results) -> String {
     if !r.rankings.is_empty() {
         let _ = writeln!(out, "## Rankings\n");
         for (id, ranking) in &r.rankings {
-            let probe = ranking.probe.as_ref().map(|p| format!(" with probe `{p}`")).unwrap_or_default();
-            let _ = writeln!(out, "### `{id}`: {} on `{}`{probe}\n", ranking.type_name, ranking.source);
+            let probe = ranking
+                .probe
+                .as_ref()
+                .map(|p| format!(" with probe `{p}`"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "### `{id}`: {} on `{}`{probe}\n",
+                ranking.type_name, ranking.source
+            );
             let planted: BTreeSet<u32> = r
                 .sources
                 .get(&ranking.source)
@@ -117,7 +154,11 @@ pub(crate) fn markdown(r: &Results) -> String {
                         n.score.map(number).unwrap_or_else(|| "–".into()),
                     ];
                     if !planted.is_empty() {
-                        row.push(if planted.contains(&n.neuron) { "yes".into() } else { String::new() });
+                        row.push(if planted.contains(&n.neuron) {
+                            "yes".into()
+                        } else {
+                            String::new()
+                        });
                     }
                     row
                 }),
@@ -129,7 +170,15 @@ pub(crate) fn markdown(r: &Results) -> String {
                     &mut out,
                     &["class", "neurons"],
                     classes.iter().map(|c| {
-                        vec![c.class().to_string(), c.order().iter().take(5).map(u32::to_string).collect::<Vec<_>>().join(", ")]
+                        vec![
+                            c.class().to_string(),
+                            c.order()
+                                .iter()
+                                .take(5)
+                                .map(u32::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ]
                     }),
                 );
             }
@@ -139,12 +188,27 @@ pub(crate) fn markdown(r: &Results) -> String {
     if !r.evaluations.is_empty() {
         let _ = writeln!(out, "## Evaluations\n");
         for (id, e) in &r.evaluations {
-            let inputs = if e.rankings.is_empty() { String::new() } else { format!(" of {}", e.rankings.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")) };
+            let inputs = if e.rankings.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " of {}",
+                    e.rankings
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             let _ = writeln!(out, "### `{id}`: {}{inputs}\n", e.type_name);
             for t in &e.evaluation.tables {
                 let _ = writeln!(out, "**{}**\n", t.title);
                 let header: Vec<&str> = t.columns.iter().map(String::as_str).collect();
-                table(&mut out, &header, t.rows.iter().map(|row| row.iter().map(cell).collect()));
+                table(
+                    &mut out,
+                    &header,
+                    t.rows.iter().map(|row| row.iter().map(cell).collect()),
+                );
             }
             for note in &e.evaluation.notes {
                 let _ = writeln!(out, "> {note}\n");
@@ -157,8 +221,18 @@ pub(crate) fn markdown(r: &Results) -> String {
         &mut out,
         &["step", "type", "origin", "seconds"],
         r.steps.iter().map(|s| {
-            let origin = r.provenance.origins.get(&s.key).map(ToString::to_string).unwrap_or_default();
-            let secs = r.provenance.timings.get(&s.key).map(|t| format!("{t:.3}")).unwrap_or_default();
+            let origin = r
+                .provenance
+                .origins
+                .get(&s.key)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let secs = r
+                .provenance
+                .timings
+                .get(&s.key)
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_default();
             vec![format!("`{}`", s.key), s.type_name.clone(), origin, secs]
         }),
     );

@@ -22,13 +22,20 @@ fn library(name: &str) -> PathBuf {
 }
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
 }
 
 /// `lca` with the test build's plugins and none from the developer's environment.
 fn lca(args: &[&str]) -> Output {
     let mut command = Command::new(lca_exe());
-    command.env_remove("LCA_PLUGIN_PATH").arg("--plugin-dir").arg(deps_dir()).args(args);
+    command
+        .env_remove("LCA_PLUGIN_PATH")
+        .arg("--plugin-dir")
+        .arg(deps_dir())
+        .args(args);
     command.output().expect("lca runs")
 }
 
@@ -39,26 +46,51 @@ fn text(bytes: &[u8]) -> String {
 #[track_caller]
 fn assert_fails(output: &Output) -> String {
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "stdout: {}\nstderr: {stderr}", text(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {stderr}",
+        text(&output.stdout)
+    );
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("panicked at") && !stderr.contains("stack backtrace"), "a panic leaked: {stderr}");
+    assert!(
+        !stderr.contains("panicked at") && !stderr.contains("stack backtrace"),
+        "a panic leaked: {stderr}"
+    );
     stderr
 }
 
 #[track_caller]
 fn assert_succeeds(output: &Output) -> String {
-    assert!(output.status.success(), "stdout: {}\nstderr: {}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
     text(&output.stdout)
 }
 
 #[test]
 fn list_shows_builtins_and_plugins_with_their_origin() {
     let out = assert_succeeds(&lca(&["list"]));
-    assert!(out.contains("synthetic") && out.contains("built-in"), "{out}");
-    assert!(out.contains("correlation  lca-plugin-correlation 0.1.0"), "{out}");
-    assert!(out.contains("random") && out.contains("lca-plugin-random 0.1.0"), "{out}");
+    assert!(
+        out.contains("synthetic") && out.contains("built-in"),
+        "{out}"
+    );
+    assert!(
+        out.contains("correlation  lca-plugin-correlation 0.1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("random") && out.contains("lca-plugin-random 0.1.0"),
+        "{out}"
+    );
     let file = library("lca_plugin_correlation");
-    assert!(out.contains(&file.canonicalize().unwrap().display().to_string()), "the plugin file is shown: {out}");
+    assert!(
+        out.contains(&file.canonicalize().unwrap().display().to_string()),
+        "the plugin file is shown: {out}"
+    );
 
     let json = assert_succeeds(&lca(&["list", "ranker", "--json"]));
     let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
@@ -73,13 +105,25 @@ fn list_shows_builtins_and_plugins_with_their_origin() {
 #[test]
 fn example_prints_valid_toml_with_the_parameter_table() {
     let out = assert_succeeds(&lca(&["example", "synthetic"]));
-    assert!(out.contains("#   per_class") && out.contains("planted neurons per class"), "{out}");
+    assert!(
+        out.contains("#   per_class") && out.contains("planted neurons per class"),
+        "{out}"
+    );
     let parsed: toml::Table = out.parse().expect("the whole output is TOML");
-    assert_eq!(parsed["source"]["planted"]["type"].as_str(), Some("synthetic"));
+    assert_eq!(
+        parsed["source"]["planted"]["type"].as_str(),
+        Some("synthetic")
+    );
     let out = assert_succeeds(&lca(&["example", "correlation"]));
-    assert!(out.contains("ranker, plugin lca-plugin-correlation 0.1.0"), "{out}");
+    assert!(
+        out.contains("ranker, plugin lca-plugin-correlation 0.1.0"),
+        "{out}"
+    );
     let err = assert_fails(&lca(&["example", "corelation"]));
-    assert!(err.contains("no component is named `corelation`; did you mean `correlation`?"), "{err}");
+    assert!(
+        err.contains("no component is named `corelation`; did you mean `correlation`?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -88,61 +132,152 @@ fn validate_reports_every_problem_with_line_and_column() {
     let err = assert_fails(&lca(&["validate", recipe.to_str().unwrap()]));
     let expected = [
         ("3:8", "run.seed", "`seed` must be an integer from 0"),
-        ("4:1", "run.thread", "unknown key `thread` in [run]; did you mean `threads`?"),
-        ("9:1", "source.planted.noise", "parameter `noise` = -0.5 is not allowed"),
-        ("10:1", "source.planted.clases", "unknown parameter `clases`; did you mean `classes`?"),
-        ("13:8", "ranker.corr.type", "unknown ranker type `corelation`; did you mean `correlation`?"),
-        ("17:10", "ranker.rand.source", "no source has the id `plantd`; did you mean `planted`?"),
-        ("21:12", "evaluator.recovery.rankings", "no ranker has the id `missing`"),
+        (
+            "4:1",
+            "run.thread",
+            "unknown key `thread` in [run]; did you mean `threads`?",
+        ),
+        (
+            "9:1",
+            "source.planted.noise",
+            "parameter `noise` = -0.5 is not allowed",
+        ),
+        (
+            "10:1",
+            "source.planted.clases",
+            "unknown parameter `clases`; did you mean `classes`?",
+        ),
+        (
+            "13:8",
+            "ranker.corr.type",
+            "unknown ranker type `corelation`; did you mean `correlation`?",
+        ),
+        (
+            "17:10",
+            "ranker.rand.source",
+            "no source has the id `plantd`; did you mean `planted`?",
+        ),
+        (
+            "21:12",
+            "evaluator.recovery.rankings",
+            "no ranker has the id `missing`",
+        ),
     ];
     for (position, at, message) in expected {
         let line = format!("broken.toml:{position}: {at}: ");
-        let found = err.lines().find(|l| l.contains(&line)).unwrap_or_else(|| panic!("no line with {line}:\n{err}"));
+        let found = err
+            .lines()
+            .find(|l| l.contains(&line))
+            .unwrap_or_else(|| panic!("no line with {line}:\n{err}"));
         assert!(found.contains(message), "{found}");
     }
     assert!(err.contains("has 7 problems"), "{err}");
 
-    let ok = assert_succeeds(&lca(&["validate", repo("examples/recipes/planted-synthetic.toml").to_str().unwrap()]));
-    assert!(ok.contains("is valid: 1 source(s), 0 probe(s), 2 ranker(s), 2 evaluator(s)"), "{ok}");
+    let ok = assert_succeeds(&lca(&[
+        "validate",
+        repo("examples/recipes/planted-synthetic.toml")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert!(
+        ok.contains("is valid: 1 source(s), 0 probe(s), 2 ranker(s), 2 evaluator(s)"),
+        "{ok}"
+    );
 }
 
 #[test]
 fn run_writes_results_and_report_and_correlation_beats_random() {
     let out = tempfile::tempdir().unwrap();
     let recipe = repo("examples/recipes/planted-synthetic.toml");
-    let stdout = assert_succeeds(&lca(&["run", recipe.to_str().unwrap(), "--out", out.path().to_str().unwrap(), "--quiet"]));
-    assert!(stdout.contains("recovery: precision_at_48.corr = 1"), "{stdout}");
+    let stdout = assert_succeeds(&lca(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(
+        stdout.contains("recovery: precision_at_48.corr = 1"),
+        "{stdout}"
+    );
 
-    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     let metrics = &results["evaluations"]["recovery"]["evaluation"]["metrics"];
     assert_eq!(metrics["precision_at_48.corr"], 1.0);
-    assert!(metrics["precision_at_48.rand"].as_f64().unwrap() < 0.2, "{metrics}");
-    assert_eq!(results["rankings"]["corr"]["ranking"]["order"].as_array().unwrap().len(), 1024);
-    assert_eq!(results["provenance"]["origins"]["ranker.corr"]["plugin"], "lca-plugin-correlation");
-    assert_eq!(results["provenance"]["origins"]["ranker.corr"]["version"], "0.1.0");
-    assert!(results["recipe"]["text"].as_str().unwrap().contains("[ranker.corr]"));
+    assert!(
+        metrics["precision_at_48.rand"].as_f64().unwrap() < 0.2,
+        "{metrics}"
+    );
+    assert_eq!(
+        results["rankings"]["corr"]["ranking"]["order"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1024
+    );
+    assert_eq!(
+        results["provenance"]["origins"]["ranker.corr"]["plugin"],
+        "lca-plugin-correlation"
+    );
+    assert_eq!(
+        results["provenance"]["origins"]["ranker.corr"]["version"],
+        "0.1.0"
+    );
+    assert!(
+        results["recipe"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[ranker.corr]")
+    );
 
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
-    for section in ["# Planted neurons", "## Sources", "## Rankings", "### `corr`: correlation", "## Evaluations", "Planted-neuron recovery", "## Provenance"] {
+    for section in [
+        "# Planted neurons",
+        "## Sources",
+        "## Rankings",
+        "### `corr`: correlation",
+        "## Evaluations",
+        "Planted-neuron recovery",
+        "## Provenance",
+    ] {
         assert!(report.contains(section), "missing {section}:\n{report}");
     }
 
     // The report regenerates from the results alone, identically.
     let again = tempfile::tempdir().unwrap();
     let results_path = out.path().join("results.json");
-    assert_succeeds(&lca(&["report", results_path.to_str().unwrap(), "--out", again.path().to_str().unwrap()]));
-    assert_eq!(std::fs::read_to_string(again.path().join("report.md")).unwrap(), report);
+    assert_succeeds(&lca(&[
+        "report",
+        results_path.to_str().unwrap(),
+        "--out",
+        again.path().to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(again.path().join("report.md")).unwrap(),
+        report
+    );
 }
 
 #[test]
 fn the_custom_ranker_tutorial_recipe_runs() {
     let out = tempfile::tempdir().unwrap();
     let recipe = repo("examples/custom-ranker/recipe.toml");
-    assert_succeeds(&lca(&["run", recipe.to_str().unwrap(), "--out", out.path().to_str().unwrap(), "--quiet"]));
-    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    assert_succeeds(&lca(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--quiet",
+    ]));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     let metrics = &results["evaluations"]["recovery"]["evaluation"]["metrics"];
     assert_eq!(metrics["precision_at_8.var_ratio"], 1.0, "{metrics}");
-    assert_eq!(results["provenance"]["origins"]["ranker.var"]["plugin"], "lca-plugin-variance");
+    assert_eq!(
+        results["provenance"]["origins"]["ranker.var"]["plugin"],
+        "lca-plugin-variance"
+    );
 }
 
 #[test]
@@ -161,8 +296,14 @@ fn a_panicking_plugin_is_an_error_and_no_results_are_written() {
         out.to_str().unwrap(),
         "--quiet",
     ]));
-    assert!(err.contains("ranker `bad` (faulty_ranker, plugin lca-fixture-faulty 0.1.0"), "{err}");
-    assert!(err.contains("panicked: the fixture was asked to panic (at "), "{err}");
+    assert!(
+        err.contains("ranker `bad` (faulty_ranker, plugin lca-fixture-faulty 0.1.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("panicked: the fixture was asked to panic (at "),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one paragraph: {err}");
     assert!(!out.join("results.json").exists() && !out.join("report.md").exists());
 }
@@ -170,16 +311,29 @@ fn a_panicking_plugin_is_an_error_and_no_results_are_written() {
 #[test]
 fn libraries_that_are_not_compatible_plugins_are_refused_with_one_paragraph() {
     let cases = [
-        ("lca_fixture_old_abi", "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.1.0"),
-        ("lca_fixture_other_layout", "was built against a different layout of the lca plugin interface"),
-        ("lca_fixture_not_a_plugin", "is not an lca plugin: it does not export the lca plugin entry point"),
+        (
+            "lca_fixture_old_abi",
+            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.1.0",
+        ),
+        (
+            "lca_fixture_other_layout",
+            "was built against a different layout of the lca plugin interface",
+        ),
+        (
+            "lca_fixture_not_a_plugin",
+            "is not an lca plugin: it does not export the lca plugin entry point",
+        ),
     ];
     for (name, expected) in cases {
         let file = library(name);
         let err = assert_fails(&lca(&["--plugin", file.to_str().unwrap(), "list"]));
         assert!(err.contains(expected), "{name}: {err}");
         assert!(err.contains(name), "{name}: the file is named: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one paragraph: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{name}: one paragraph: {err}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("fake.so");
@@ -191,14 +345,28 @@ fn libraries_that_are_not_compatible_plugins_are_refused_with_one_paragraph() {
 #[test]
 fn a_broken_library_in_a_plugin_directory_is_skipped_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join(format!("{DLL_PREFIX}lca_plugin_broken{DLL_SUFFIX}"));
+    let broken = dir
+        .path()
+        .join(format!("{DLL_PREFIX}lca_plugin_broken{DLL_SUFFIX}"));
     std::fs::copy(library("lca_fixture_not_a_plugin"), &broken).unwrap();
     // Only files that follow the naming convention are considered.
-    std::fs::copy(library("lca_fixture_old_abi"), dir.path().join("libsomething_else.so")).unwrap();
-    let output = lca(&["--plugin-dir", dir.path().to_str().unwrap(), "list", "ranker"]);
+    std::fs::copy(
+        library("lca_fixture_old_abi"),
+        dir.path().join("libsomething_else.so"),
+    )
+    .unwrap();
+    let output = lca(&[
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+        "list",
+        "ranker",
+    ]);
     let stdout = assert_succeeds(&output);
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("warning: skipped a plugin:") && stderr.contains("lca_plugin_broken"), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipped a plugin:") && stderr.contains("lca_plugin_broken"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("something_else"), "{stderr}");
     assert!(stdout.contains("correlation"), "{stdout}");
 }
@@ -206,16 +374,33 @@ fn a_broken_library_in_a_plugin_directory_is_skipped_with_a_warning() {
 #[test]
 fn two_libraries_with_the_same_component_name_is_an_error_naming_both() {
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join(format!("{DLL_PREFIX}lca_plugin_correlation_copy{DLL_SUFFIX}"));
+    let copy = dir.path().join(format!(
+        "{DLL_PREFIX}lca_plugin_correlation_copy{DLL_SUFFIX}"
+    ));
     std::fs::copy(library("lca_plugin_correlation"), &copy).unwrap();
-    let err = assert_fails(&lca(&["--plugin-dir", dir.path().to_str().unwrap(), "list"]));
-    assert!(err.contains("ranker `correlation` is provided twice"), "{err}");
-    assert!(err.contains("lca_plugin_correlation_copy") && err.contains("deps/liblca_plugin_correlation"), "{err}");
+    let err = assert_fails(&lca(&[
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+        "list",
+    ]));
+    assert!(
+        err.contains("ranker `correlation` is provided twice"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lca_plugin_correlation_copy")
+            && err.contains("deps/liblca_plugin_correlation"),
+        "{err}"
+    );
 }
 
 #[test]
 fn plugins_are_found_through_the_environment_variable() {
-    let output = Command::new(lca_exe()).env("LCA_PLUGIN_PATH", deps_dir()).args(["list", "ranker"]).output().unwrap();
+    let output = Command::new(lca_exe())
+        .env("LCA_PLUGIN_PATH", deps_dir())
+        .args(["list", "ranker"])
+        .output()
+        .unwrap();
     let stdout = assert_succeeds(&output);
     assert!(stdout.contains("lca-plugin-random"), "{stdout}");
 }
@@ -227,15 +412,30 @@ fn an_unusable_output_directory_fails_before_any_work() {
     std::fs::write(&file, "").unwrap();
     let out = file.join("results");
     let recipe = repo("examples/recipes/planted-synthetic.toml");
-    let err = assert_fails(&lca(&["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]));
-    assert!(err.contains("the output directory is not usable; choose another with --out"), "{err}");
+    let err = assert_fails(&lca(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(
+        err.contains("the output directory is not usable; choose another with --out"),
+        "{err}"
+    );
     assert!(err.contains("a-file/results"), "{err}");
 }
 
 #[test]
 fn a_missing_recipe_and_a_missing_plugin_directory_are_explained() {
     let err = assert_fails(&lca(&["validate", "/no/such/recipe.toml"]));
-    assert!(err.contains("cannot read recipe /no/such/recipe.toml"), "{err}");
+    assert!(
+        err.contains("cannot read recipe /no/such/recipe.toml"),
+        "{err}"
+    );
     let err = assert_fails(&lca(&["--plugin-dir", "/no/such/dir", "list"]));
-    assert!(err.contains("plugin directory /no/such/dir does not exist"), "{err}");
+    assert!(
+        err.contains("plugin directory /no/such/dir does not exist"),
+        "{err}"
+    );
 }

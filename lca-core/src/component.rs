@@ -55,7 +55,10 @@ pub trait TrainedProbe: Send + Sync + fmt::Debug {
     /// When `x` has the wrong number of columns.
     fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Vec<u32>> {
         let proba = self.predict_proba(x)?;
-        Ok(proba.axis_iter(Axis(0)).map(|row| argmax(row.iter().copied())).collect())
+        Ok(proba
+            .axis_iter(Axis(0))
+            .map(|row| argmax(row.iter().copied()))
+            .collect())
     }
 
     /// Weights, classes × neurons, for linear probes.
@@ -168,7 +171,11 @@ pub struct EvalInput<'a> {
 impl<'a> EvalInput<'a> {
     /// Input with data only.
     pub fn new(data: &'a Dataset<'a>) -> Self {
-        EvalInput { data, rankings: Vec::new(), probes: Vec::new() }
+        EvalInput {
+            data,
+            rankings: Vec::new(),
+            probes: Vec::new(),
+        }
     }
 
     /// Adds rankings.

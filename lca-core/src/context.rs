@@ -22,20 +22,36 @@ pub struct RunContext {
 impl RunContext {
     /// A context for a whole run. `threads == 0` means one thread per core.
     pub fn new(seed: u64, threads: usize) -> Self {
-        let threads = if threads == 0 { default_threads() } else { threads };
-        RunContext { seed, threads, step: String::new() }
+        let threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
+        RunContext {
+            seed,
+            threads,
+            step: String::new(),
+        }
     }
 
     /// The context for one step (such as `ranker.corr`): the same thread count
     /// and a seed derived from the run seed and the step id, so that adding or
     /// reordering other steps does not change this step's random stream.
     pub fn for_step(&self, step: &str) -> Self {
-        RunContext { seed: derive_seed(self.seed, step), threads: self.threads, step: step.into() }
+        RunContext {
+            seed: derive_seed(self.seed, step),
+            threads: self.threads,
+            step: step.into(),
+        }
     }
 
     /// Rebuilds a context from its parts (used when crossing a plugin boundary).
     pub fn from_parts(seed: u64, threads: usize, step: impl Into<String>) -> Self {
-        RunContext { seed, threads: threads.max(1), step: step.into() }
+        RunContext {
+            seed,
+            threads: threads.max(1),
+            step: step.into(),
+        }
     }
 
     /// The seed of this step.
@@ -87,7 +103,9 @@ impl RunContext {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
 }
 
 /// Installs in progress in this copy of the library.
@@ -101,10 +119,15 @@ impl Drop for ActiveInstall {
     }
 }
 
+/// Pools by (thread count, nesting depth).
+type PoolCache = Mutex<HashMap<(usize, usize), Arc<rayon::ThreadPool>>>;
+
 fn pool(threads: usize, depth: usize) -> Arc<rayon::ThreadPool> {
-    static POOLS: OnceLock<Mutex<HashMap<(usize, usize), Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    static POOLS: OnceLock<PoolCache> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
-    let mut pools = pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pools = pools
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     pools
         .entry((threads, depth))
         .or_insert_with(|| {
@@ -126,8 +149,14 @@ mod tests {
     #[test]
     fn step_seeds_are_stable_and_distinct() {
         let cx = RunContext::new(42, 2);
-        assert_eq!(cx.for_step("ranker.a").seed(), cx.for_step("ranker.a").seed());
-        assert_ne!(cx.for_step("ranker.a").seed(), cx.for_step("ranker.b").seed());
+        assert_eq!(
+            cx.for_step("ranker.a").seed(),
+            cx.for_step("ranker.a").seed()
+        );
+        assert_ne!(
+            cx.for_step("ranker.a").seed(),
+            cx.for_step("ranker.b").seed()
+        );
         assert_eq!(cx.for_step("ranker.a").step(), "ranker.a");
     }
 

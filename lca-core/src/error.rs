@@ -82,9 +82,9 @@ pub enum Error {
         /// The contested name.
         name: String,
         /// Who registered it first.
-        first: Origin,
+        first: Box<Origin>,
         /// Who tried to register it again.
-        second: Origin,
+        second: Box<Origin>,
     },
     /// A component returned something that breaks its contract.
     #[error("{component} returned an invalid result: {message}")]
@@ -127,17 +127,32 @@ impl Error {
 
     /// Wraps the error with the step it happened in.
     pub fn context(self, context: impl Into<String>) -> Self {
-        Error::Context { context: context.into(), source: Box::new(self) }
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
     }
 
     /// Builds an [`Error::Io`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Builds an [`Error::Format`].
-    pub fn format(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), line, message: message.into() }
+    pub fn format(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Format {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
     }
 
     /// The innermost error, skipping [`Error::Context`] wrappers.
@@ -242,12 +257,18 @@ mod tests {
         };
         let text = err.to_string();
         assert!(text.contains("did you mean `correlation`?"), "{text}");
-        assert!(text.contains("Known ranker types: correlation, random."), "{text}");
+        assert!(
+            text.contains("Known ranker types: correlation, random."),
+            "{text}"
+        );
     }
 
     #[test]
     fn join_and_reads_naturally() {
         assert_eq!(join_and(&["a".into()]), "a");
-        assert_eq!(join_and(&["a".into(), "b".into(), "c".into()]), "a, b and c");
+        assert_eq!(
+            join_and(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
     }
 }

@@ -139,7 +139,10 @@ pub fn check_table(docs: &[ParamDoc], table: &toml::Table) -> Vec<ParamProblem> 
                     let names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
                     message.push_str(&format!(" (known: {})", names.join(", ")));
                 }
-                problems.push(ParamProblem { param: key.clone(), message });
+                problems.push(ParamProblem {
+                    param: key.clone(),
+                    message,
+                });
             }
             Some(doc) if !doc.ty.accepts(value) => problems.push(ParamProblem {
                 param: key.clone(),
@@ -153,10 +156,16 @@ pub fn check_table(docs: &[ParamDoc], table: &toml::Table) -> Vec<ParamProblem> 
             Some(_) => {}
         }
     }
-    for doc in docs.iter().filter(|d| d.is_required() && !table.contains_key(&d.name)) {
+    for doc in docs
+        .iter()
+        .filter(|d| d.is_required() && !table.contains_key(&d.name))
+    {
         problems.push(ParamProblem {
             param: doc.name.clone(),
-            message: format!("missing required parameter `{}` ({}: {})", doc.name, doc.ty, doc.summary),
+            message: format!(
+                "missing required parameter `{}` ({}: {})",
+                doc.name, doc.ty, doc.summary
+            ),
         });
     }
     problems
@@ -181,9 +190,16 @@ pub fn short_toml(value: &toml::Value) -> String {
 ///
 /// # Errors
 /// Returns the first problem as [`Error::InvalidParam`].
-pub fn parse_params<P: DeserializeOwned>(component: &str, docs: &[ParamDoc], table: &toml::Table) -> Result<P> {
+pub fn parse_params<P: DeserializeOwned>(
+    component: &str,
+    docs: &[ParamDoc],
+    table: &toml::Table,
+) -> Result<P> {
     if let Some(problem) = check_table(docs, table).into_iter().next() {
-        let value = table.get(&problem.param).map(short_toml).unwrap_or_else(|| "(missing)".into());
+        let value = table
+            .get(&problem.param)
+            .map(short_toml)
+            .unwrap_or_else(|| "(missing)".into());
         return Err(Error::InvalidParam {
             component: component.into(),
             param: problem.param,
@@ -191,19 +207,27 @@ pub fn parse_params<P: DeserializeOwned>(component: &str, docs: &[ParamDoc], tab
             expected: problem.message,
         });
     }
-    toml::Value::Table(table.clone()).try_into().map_err(|e: toml::de::Error| Error::InvalidParam {
-        component: component.into(),
-        param: "?".into(),
-        value: "(table)".into(),
-        expected: e.message().to_string(),
-    })
+    toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::InvalidParam {
+            component: component.into(),
+            param: "?".into(),
+            value: "(table)".into(),
+            expected: e.message().to_string(),
+        })
 }
 
 /// Fails with [`Error::InvalidParam`] unless `ok`.
 ///
 /// # Errors
 /// When `ok` is false.
-pub fn ensure(component: &str, param: &str, ok: bool, value: impl fmt::Display, expected: &str) -> Result<()> {
+pub fn ensure(
+    component: &str,
+    param: &str,
+    ok: bool,
+    value: impl fmt::Display,
+    expected: &str,
+) -> Result<()> {
     if ok {
         Ok(())
     } else {
@@ -237,9 +261,18 @@ mod tests {
         let problems = check_table(&docs(), &table("nose = 1.0\nk = \"ten\""));
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(problems.len(), 3, "{messages:?}");
-        assert!(messages[0].contains("unknown parameter `nose`; did you mean `noise`?"), "{messages:?}");
-        assert!(messages[1].contains("`k` must be an integer, found string `\"ten\"`"), "{messages:?}");
-        assert!(messages[2].contains("missing required parameter `path`"), "{messages:?}");
+        assert!(
+            messages[0].contains("unknown parameter `nose`; did you mean `noise`?"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("`k` must be an integer, found string `\"ten\"`"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].contains("missing required parameter `path`"),
+            "{messages:?}"
+        );
     }
 
     #[test]
@@ -259,7 +292,12 @@ mod tests {
     #[test]
     fn parse_then_ensure() {
         let p: P = parse_params("demo", &docs(), &table("k = 0\npath = \"x\"")).unwrap();
-        let err = ensure("demo", "k", p.k >= 1, p.k, "an integer ≥ 1").unwrap_err().to_string();
-        assert_eq!(err, "demo: parameter `k` = 0 is not allowed; expected an integer ≥ 1");
+        let err = ensure("demo", "k", p.k >= 1, p.k, "an integer ≥ 1")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "demo: parameter `k` = 0 is not allowed; expected an integer ≥ 1"
+        );
     }
 }

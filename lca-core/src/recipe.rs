@@ -29,8 +29,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::component::Component;
 use crate::error::{Error, closest};
@@ -62,9 +62,22 @@ pub struct RecipeErrors {
 impl fmt::Display for RecipeErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "recipe {} has {n} problem{}:", self.file.display(), if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "recipe {} has {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
-            write!(f, "\n  {}:{}:{}: {}: {}", self.file.display(), p.line, p.column, p.at, p.message)?;
+            write!(
+                f,
+                "\n  {}:{}:{}: {}: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                p.at,
+                p.message
+            )?;
         }
         Ok(())
     }
@@ -73,7 +86,7 @@ impl fmt::Display for RecipeErrors {
 impl std::error::Error for RecipeErrors {}
 
 /// The `[run]` table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Default)]
 pub struct RunSettings {
     /// Seed of every random stream in the run.
     pub seed: u64,
@@ -85,12 +98,6 @@ pub struct RunSettings {
     pub name: Option<String>,
     /// A longer description for reports.
     pub description: Option<String>,
-}
-
-impl Default for RunSettings {
-    fn default() -> Self {
-        RunSettings { seed: 0, threads: 0, out: None, name: None, description: None }
-    }
 }
 
 /// A compiled step: a built component with its resolved wiring.
@@ -126,7 +133,10 @@ impl Step {
 
     /// `ranker \`corr\` (correlation, plugin ...)`, for messages.
     pub fn describe(&self) -> String {
-        format!("{} `{}` ({}, {})", self.kind, self.id, self.type_name, self.origin)
+        format!(
+            "{} `{}` ({}, {})",
+            self.kind, self.id, self.type_name, self.origin
+        )
     }
 }
 
@@ -160,11 +170,25 @@ struct Problems<'t> {
 impl Problems<'_> {
     fn add(&mut self, at: impl Into<String>, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_column(self.text, span.start);
-        self.list.push((span.start, RecipeProblem { at: at.into(), line, column, message: message.into() }));
+        self.list.push((
+            span.start,
+            RecipeProblem {
+                at: at.into(),
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
     }
 }
 
-fn lookup<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<(&'a Spanned<toml::de::DeString<'i>>, &'a Spanned<DeValue<'i>>)> {
+fn lookup<'a, 'i>(
+    table: &'a DeTable<'i>,
+    key: &str,
+) -> Option<(
+    &'a Spanned<toml::de::DeString<'i>>,
+    &'a Spanned<DeValue<'i>>,
+)> {
     table.iter().find(|(k, _)| k.get_ref().as_ref() == key)
 }
 
@@ -191,8 +215,16 @@ pub fn compile_file(path: &Path, registry: &Registry) -> Result<Plan, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read recipe", path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::format(path, Some(line), "the recipe is not valid UTF-8; save it as UTF-8")
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::format(
+            path,
+            Some(line),
+            "the recipe is not valid UTF-8; save it as UTF-8",
+        )
     })?;
     compile(path, &text, registry)
 }
@@ -203,17 +235,27 @@ pub fn compile_file(path: &Path, registry: &Registry) -> Result<Plan, Error> {
 /// # Errors
 /// [`Error::Recipe`] listing every problem.
 pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Error> {
-    let mut problems = Problems { text, list: Vec::new() };
+    let mut problems = Problems {
+        text,
+        list: Vec::new(),
+    };
     let fail = |problems: Problems<'_>| {
         let mut list = problems.list;
         list.sort_by_key(|(offset, _)| *offset);
-        Error::Recipe(RecipeErrors { file: path.to_path_buf(), problems: list.into_iter().map(|(_, p)| p).collect() })
+        Error::Recipe(RecipeErrors {
+            file: path.to_path_buf(),
+            problems: list.into_iter().map(|(_, p)| p).collect(),
+        })
     };
 
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         for e in syntax_errors {
-            problems.add("(syntax)", e.span().unwrap_or(0..0), format!("TOML syntax error: {}", e.message().trim()));
+            problems.add(
+                "(syntax)",
+                e.span().unwrap_or(0..0),
+                format!("TOML syntax error: {}", e.message().trim()),
+            );
         }
         return Err(fail(problems));
     }
@@ -221,7 +263,11 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         Ok(t) => t,
         Err(e) => {
             let e: toml::de::Error = e;
-            problems.add("(syntax)", e.span().unwrap_or(0..0), format!("TOML error: {}", e.message().trim()));
+            problems.add(
+                "(syntax)",
+                e.span().unwrap_or(0..0),
+                format!("TOML error: {}", e.message().trim()),
+            );
             return Err(fail(problems));
         }
     };
@@ -245,9 +291,18 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
     // Collect declarations, then check wiring against the full set of ids.
     let mut declared = Vec::new();
     for kind in ComponentKind::ALL {
-        let Some((kind_key, kind_value)) = lookup(document, kind.table()) else { continue };
+        let Some((kind_key, kind_value)) = lookup(document, kind.table()) else {
+            continue;
+        };
         let Some(entities) = kind_value.get_ref().as_table() else {
-            problems.add(kind.table(), kind_key.span(), format!("`{0}` must be a table of ids, such as [{0}.my_id]", kind.table()));
+            problems.add(
+                kind.table(),
+                kind_key.span(),
+                format!(
+                    "`{0}` must be a table of ids, such as [{0}.my_id]",
+                    kind.table()
+                ),
+            );
             continue;
         };
         let kind_values = values.get(kind.table()).and_then(toml::Value::as_table);
@@ -257,20 +312,42 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             if !is_valid_id(&id) {
                 problems.add(&at, id_key.span(), format!("id `{id}` must use lowercase letters, digits, `_` or `-`, starting with a letter"));
             }
-            let (Some(table), Some(value_table)) = (entity.get_ref().as_table(), kind_values.and_then(|t| t.get(&id)).and_then(toml::Value::as_table)) else {
-                problems.add(&at, id_key.span(), format!("`{at}` must be a table: write it as [{at}]"));
+            let (Some(table), Some(value_table)) = (
+                entity.get_ref().as_table(),
+                kind_values
+                    .and_then(|t| t.get(&id))
+                    .and_then(toml::Value::as_table),
+            ) else {
+                problems.add(
+                    &at,
+                    id_key.span(),
+                    format!("`{at}` must be a table: write it as [{at}]"),
+                );
                 continue;
             };
-            if let Some(d) = parse_entity(kind, id, id_key.span(), table, value_table, &mut problems) {
+            if let Some(d) =
+                parse_entity(kind, id, id_key.span(), table, value_table, &mut problems)
+            {
                 declared.push(d);
             }
         }
     }
 
-    let ids: HashMap<(ComponentKind, &str), &Declared> = declared.iter().map(|d| ((d.kind, d.id.as_str()), d)).collect();
-    let sources: Vec<&str> = declared.iter().filter(|d| d.kind == ComponentKind::Source).map(|d| d.id.as_str()).collect();
+    let ids: HashMap<(ComponentKind, &str), &Declared> = declared
+        .iter()
+        .map(|d| ((d.kind, d.id.as_str()), d))
+        .collect();
+    let sources: Vec<&str> = declared
+        .iter()
+        .filter(|d| d.kind == ComponentKind::Source)
+        .map(|d| d.id.as_str())
+        .collect();
     if sources.is_empty() && !declared.is_empty() {
-        problems.add("source", 0..0, "the recipe declares no source; add a [source.<id>] table (see `lca list source`)");
+        problems.add(
+            "source",
+            0..0,
+            "the recipe declares no source; add a [source.<id>] table (see `lca list source`)",
+        );
     }
 
     let mut steps = Vec::new();
@@ -287,44 +364,81 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         let mut ok = true;
 
         // Wiring.
-        let mut wired = |key: &'static str, target: ComponentKind, need: Need, many: bool| -> Vec<String> {
-            let given = d.wiring.get(key);
-            match (need, given) {
-                (Need::No, Some((_, span))) => {
-                    problems.add(format!("{at}.{key}"), span.clone(), format!("{} `{}` does not take `{key}`; remove it", d.kind, d.type_name));
-                    ok = false;
-                    Vec::new()
-                }
-                (Need::Required, None) => {
-                    let example = if many { format!("{key} = [\"<{target} id>\"]") } else { format!("{key} = \"<{target} id>\"") };
-                    problems.add(&at, d.id_span.clone(), format!("{} `{}` needs `{example}`", d.kind, d.type_name));
-                    ok = false;
-                    Vec::new()
-                }
-                (_, Some((targets, span))) => {
-                    for t in targets {
-                        if !ids.contains_key(&(target, t.as_str())) {
-                            problems.add(format!("{at}.{key}"), span.clone(), missing_target(t, target, &declared));
-                            ok = false;
-                        }
+        let mut wired =
+            |key: &'static str, target: ComponentKind, need: Need, many: bool| -> Vec<String> {
+                let given = d.wiring.get(key);
+                match (need, given) {
+                    (Need::No, Some((_, span))) => {
+                        problems.add(
+                            format!("{at}.{key}"),
+                            span.clone(),
+                            format!(
+                                "{} `{}` does not take `{key}`; remove it",
+                                d.kind, d.type_name
+                            ),
+                        );
+                        ok = false;
+                        Vec::new()
                     }
-                    targets.clone()
+                    (Need::Required, None) => {
+                        let example = if many {
+                            format!("{key} = [\"<{target} id>\"]")
+                        } else {
+                            format!("{key} = \"<{target} id>\"")
+                        };
+                        problems.add(
+                            &at,
+                            d.id_span.clone(),
+                            format!("{} `{}` needs `{example}`", d.kind, d.type_name),
+                        );
+                        ok = false;
+                        Vec::new()
+                    }
+                    (_, Some((targets, span))) => {
+                        for t in targets {
+                            if !ids.contains_key(&(target, t.as_str())) {
+                                problems.add(
+                                    format!("{at}.{key}"),
+                                    span.clone(),
+                                    missing_target(t, target, &declared),
+                                );
+                                ok = false;
+                            }
+                        }
+                        targets.clone()
+                    }
+                    (_, None) => Vec::new(),
                 }
-                (_, None) => Vec::new(),
-            }
-        };
+            };
         let (probe, rankings, probes) = match d.kind {
             ComponentKind::Source => (None, Vec::new(), Vec::new()),
             ComponentKind::Probe => (None, Vec::new(), Vec::new()),
-            ComponentKind::Ranker => (wired("probe", ComponentKind::Probe, info.inputs.probe, false).into_iter().next(), Vec::new(), Vec::new()),
+            ComponentKind::Ranker => (
+                wired("probe", ComponentKind::Probe, info.inputs.probe, false)
+                    .into_iter()
+                    .next(),
+                Vec::new(),
+                Vec::new(),
+            ),
             ComponentKind::Evaluator => (
                 None,
-                wired("rankings", ComponentKind::Ranker, info.inputs.rankings, true),
+                wired(
+                    "rankings",
+                    ComponentKind::Ranker,
+                    info.inputs.rankings,
+                    true,
+                ),
                 wired("probes", ComponentKind::Probe, info.inputs.probes, true),
             ),
         };
-        if d.kind == ComponentKind::Evaluator && rankings.len() < info.inputs.min_rankings as usize && ok {
-            let span = d.wiring.get("rankings").map_or(d.id_span.clone(), |(_, s)| s.clone());
+        if d.kind == ComponentKind::Evaluator
+            && rankings.len() < info.inputs.min_rankings as usize
+            && ok
+        {
+            let span = d
+                .wiring
+                .get("rankings")
+                .map_or(d.id_span.clone(), |(_, s)| s.clone());
             problems.add(format!("{at}.rankings"), span, format!(
                 "evaluator `{}` compares rankings and needs at least {} in `rankings`, found {}",
                 d.type_name, info.inputs.min_rankings, rankings.len()
@@ -339,7 +453,11 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             match resolve_source(d, &probe, &rankings, &probes, &ids, &sources) {
                 Ok(s) => s,
                 Err((span, message)) => {
-                    problems.add(format!("{at}.source"), span.unwrap_or(d.id_span.clone()), message);
+                    problems.add(
+                        format!("{at}.source"),
+                        span.unwrap_or(d.id_span.clone()),
+                        message,
+                    );
                     ok = false;
                     String::new()
                 }
@@ -349,7 +467,11 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         // Parameters: keys and types first, then the component's own checks.
         let param_problems = check_table(&info.params, &d.params);
         for p in &param_problems {
-            let span = d.param_spans.get(&p.param).cloned().unwrap_or(d.id_span.clone());
+            let span = d
+                .param_spans
+                .get(&p.param)
+                .cloned()
+                .unwrap_or(d.id_span.clone());
             problems.add(format!("{at}.{}", p.param), span, p.message.clone());
         }
         if !ok {
@@ -361,7 +483,9 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         for p in &param_problems {
             params.remove(&p.param);
         }
-        let missing_required = param_problems.iter().any(|p| !d.params.contains_key(&p.param));
+        let missing_required = param_problems
+            .iter()
+            .any(|p| !d.params.contains_key(&p.param));
         if missing_required {
             continue;
         }
@@ -394,14 +518,33 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
     if !problems.list.is_empty() {
         return Err(fail(problems));
     }
-    Ok(Plan { path: path.to_path_buf(), text: text.to_string(), run, steps })
+    Ok(Plan {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        run,
+        steps,
+    })
 }
 
-fn parse_run(document: &DeTable<'_>, values: &toml::Table, base: &Path, problems: &mut Problems<'_>) -> RunSettings {
+fn parse_run(
+    document: &DeTable<'_>,
+    values: &toml::Table,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> RunSettings {
     let mut run = RunSettings::default();
-    let Some((run_key, run_de)) = lookup(document, "run") else { return run };
-    let (Some(run_de), Some(run_values)) = (run_de.get_ref().as_table(), values.get("run").and_then(toml::Value::as_table)) else {
-        problems.add("run", run_key.span(), "`run` must be a table: write it as [run]");
+    let Some((run_key, run_de)) = lookup(document, "run") else {
+        return run;
+    };
+    let (Some(run_de), Some(run_values)) = (
+        run_de.get_ref().as_table(),
+        values.get("run").and_then(toml::Value::as_table),
+    ) else {
+        problems.add(
+            "run",
+            run_key.span(),
+            "`run` must be a table: write it as [run]",
+        );
         return run;
     };
     for (key, value) in run_de.iter() {
@@ -411,17 +554,36 @@ fn parse_run(document: &DeTable<'_>, values: &toml::Table, base: &Path, problems
         match name {
             "seed" => match v.as_integer() {
                 Some(s) if s >= 0 => run.seed = s as u64,
-                _ => problems.add(at, value.span(), format!("`seed` must be an integer from 0 to {}, found `{}`", i64::MAX, crate::params::short_toml(v))),
+                _ => problems.add(
+                    at,
+                    value.span(),
+                    format!(
+                        "`seed` must be an integer from 0 to {}, found `{}`",
+                        i64::MAX,
+                        crate::params::short_toml(v)
+                    ),
+                ),
             },
             "threads" => match v.as_integer() {
                 Some(t) if (0..=4096).contains(&t) => run.threads = t as usize,
-                _ => problems.add(at, value.span(), format!("`threads` must be an integer from 0 (one per core) to 4096, found `{}`", crate::params::short_toml(v))),
+                _ => problems.add(
+                    at,
+                    value.span(),
+                    format!(
+                        "`threads` must be an integer from 0 (one per core) to 4096, found `{}`",
+                        crate::params::short_toml(v)
+                    ),
+                ),
             },
             "out" | "name" | "description" => match v.as_str() {
                 Some(s) if name == "out" => run.out = Some(base.join(s)),
                 Some(s) if name == "name" => run.name = Some(s.to_string()),
                 Some(s) => run.description = Some(s.to_string()),
-                None => problems.add(at, value.span(), format!("`{name}` must be a string, found {}", v.type_str())),
+                None => problems.add(
+                    at,
+                    value.span(),
+                    format!("`{name}` must be a string, found {}", v.type_str()),
+                ),
             },
             other => {
                 let mut message = format!("unknown key `{other}` in [run]");
@@ -449,12 +611,22 @@ fn parse_entity(
         Some((_, v)) => match v.get_ref().as_str() {
             Some(s) => (s.to_string(), v.span()),
             None => {
-                problems.add(format!("{at}.type"), v.span(), format!("`type` must be a string naming a {kind} (see `lca list {kind}`)"));
+                problems.add(
+                    format!("{at}.type"),
+                    v.span(),
+                    format!("`type` must be a string naming a {kind} (see `lca list {kind}`)"),
+                );
                 return None;
             }
         },
         None => {
-            problems.add(&at, id_span, format!("[{at}] has no `type`; add `type = \"<{kind} name>\"` (see `lca list {kind}`)"));
+            problems.add(
+                &at,
+                id_span,
+                format!(
+                    "[{at}] has no `type`; add `type = \"<{kind} name>\"` (see `lca list {kind}`)"
+                ),
+            );
             return None;
         }
     };
@@ -468,14 +640,20 @@ fn parse_entity(
         }
         if let Some(&wiring_key) = WIRING_KEYS.iter().find(|k| **k == name) {
             if kind == ComponentKind::Source {
-                problems.add(format!("{at}.{name}"), key.span(), format!("a source does not read other components; remove `{name}`"));
+                problems.add(
+                    format!("{at}.{name}"),
+                    key.span(),
+                    format!("a source does not read other components; remove `{name}`"),
+                );
                 continue;
             }
             let v = &values[name];
             let many = matches!(wiring_key, "rankings" | "probes");
             let targets = match (many, v) {
                 (false, toml::Value::String(s)) => Some(vec![s.clone()]),
-                (true, toml::Value::Array(a)) => a.iter().map(|x| x.as_str().map(String::from)).collect(),
+                (true, toml::Value::Array(a)) => {
+                    a.iter().map(|x| x.as_str().map(String::from)).collect()
+                }
                 _ => None,
             };
             match targets {
@@ -483,8 +661,16 @@ fn parse_entity(
                     wiring.insert(wiring_key, (t, value.span()));
                 }
                 None => {
-                    let expected = if many { "a list of ids, such as [\"a\", \"b\"]" } else { "an id string" };
-                    problems.add(format!("{at}.{name}"), value.span(), format!("`{name}` must be {expected}"));
+                    let expected = if many {
+                        "a list of ids, such as [\"a\", \"b\"]"
+                    } else {
+                        "an id string"
+                    };
+                    problems.add(
+                        format!("{at}.{name}"),
+                        value.span(),
+                        format!("`{name}` must be {expected}"),
+                    );
                 }
             }
             continue;
@@ -492,14 +678,30 @@ fn parse_entity(
         params.insert(name.to_string(), values[name].clone());
         param_spans.insert(name.to_string(), key.span());
     }
-    Some(Declared { kind, id, id_span, type_name, type_span, params, param_spans, wiring })
+    Some(Declared {
+        kind,
+        id,
+        id_span,
+        type_name,
+        type_span,
+        params,
+        param_spans,
+        wiring,
+    })
 }
 
 fn missing_target(target_id: &str, kind: ComponentKind, declared: &[Declared]) -> String {
     if let Some(other) = declared.iter().find(|d| d.id == target_id) {
-        return format!("`{target_id}` is a {}, but this must name a {kind} ([{kind}.<id>])", other.kind);
+        return format!(
+            "`{target_id}` is a {}, but this must name a {kind} ([{kind}.<id>])",
+            other.kind
+        );
     }
-    let same_kind: Vec<&str> = declared.iter().filter(|d| d.kind == kind).map(|d| d.id.as_str()).collect();
+    let same_kind: Vec<&str> = declared
+        .iter()
+        .filter(|d| d.kind == kind)
+        .map(|d| d.id.as_str())
+        .collect();
     let mut message = format!("no {kind} has the id `{target_id}`");
     if let Some(best) = closest(target_id, same_kind.iter().copied()) {
         message.push_str(&format!("; did you mean `{best}`?"));
@@ -530,10 +732,10 @@ fn resolve_source(
         .chain(rankings.iter().map(|r| (ComponentKind::Ranker, r)))
         .chain(probes.iter().map(|p| (ComponentKind::Probe, p)));
     for (kind, id) in upstream {
-        if let Some(up) = ids.get(&(kind, id.as_str())) {
-            if let Some(s) = explicit_source(up, ids, sources) {
-                inherited.insert(s);
-            }
+        if let Some(up) = ids.get(&(kind, id.as_str()))
+            && let Some(s) = explicit_source(up, ids, sources)
+        {
+            inherited.insert(s);
         }
     }
     match d.wiring.get("source") {
@@ -547,35 +749,48 @@ fn resolve_source(
                 return Err((Some(span.clone()), message));
             }
             if let Some(other) = inherited.iter().find(|x| *x != s) {
-                return Err((Some(span.clone()), format!(
-                    "reads source `{s}`, but a component it is wired to reads source `{other}`; wire components of the same source together"
-                )));
+                return Err((
+                    Some(span.clone()),
+                    format!(
+                        "reads source `{s}`, but a component it is wired to reads source `{other}`; wire components of the same source together"
+                    ),
+                ));
             }
             Ok(s.clone())
         }
         None if inherited.len() == 1 => Ok(inherited.into_iter().next().expect("one element")),
-        None if inherited.len() > 1 => Err((None, format!(
-            "the components it reads use different sources ({}); wire components of the same source together",
-            inherited.into_iter().collect::<Vec<_>>().join(", ")
-        ))),
+        None if inherited.len() > 1 => Err((
+            None,
+            format!(
+                "the components it reads use different sources ({}); wire components of the same source together",
+                inherited.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        )),
         None if sources.len() == 1 => Ok(sources[0].to_string()),
-        None => Err((None, format!(
-            "set `source = \"<id>\"`: the recipe declares {} sources ({}), so which one to read is ambiguous",
-            sources.len(),
-            sources.join(", ")
-        ))),
+        None => Err((
+            None,
+            format!(
+                "set `source = \"<id>\"`: the recipe declares {} sources ({}), so which one to read is ambiguous",
+                sources.len(),
+                sources.join(", ")
+            ),
+        )),
     }
 }
 
 /// The source a declared probe or ranker reads, following its wiring.
-fn explicit_source(d: &Declared, ids: &HashMap<(ComponentKind, &str), &Declared>, sources: &[&str]) -> Option<String> {
+fn explicit_source(
+    d: &Declared,
+    ids: &HashMap<(ComponentKind, &str), &Declared>,
+    sources: &[&str],
+) -> Option<String> {
     if let Some((targets, _)) = d.wiring.get("source") {
         return targets.first().cloned();
     }
-    if let Some((targets, _)) = d.wiring.get("probe") {
-        if let Some(p) = ids.get(&(ComponentKind::Probe, targets[0].as_str())) {
-            return explicit_source(p, ids, sources);
-        }
+    if let Some((targets, _)) = d.wiring.get("probe")
+        && let Some(p) = ids.get(&(ComponentKind::Probe, targets[0].as_str()))
+    {
+        return explicit_source(p, ids, sources);
     }
     (sources.len() == 1).then(|| sources[0].to_string())
 }
@@ -587,7 +802,11 @@ fn is_valid_id(id: &str) -> bool {
 }
 
 /// Resolves `path` parameters against the recipe's folder.
-fn resolve_paths(params: &toml::Table, docs: &[crate::params::ParamDoc], base: &Path) -> toml::Table {
+fn resolve_paths(
+    params: &toml::Table,
+    docs: &[crate::params::ParamDoc],
+    base: &Path,
+) -> toml::Table {
     let mut resolved = params.clone();
     for doc in docs.iter().filter(|d| d.ty == ParamType::Path) {
         if let Some(toml::Value::String(p)) = resolved.get_mut(&doc.name) {
@@ -653,14 +872,39 @@ rankings = [\"nope\"]
 [extra]
 ";
         let p = problems(text);
-        let summary: Vec<String> = p.iter().map(|p| format!("{}:{} {} {}", p.line, p.column, p.at, p.message)).collect();
+        let summary: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}:{} {} {}", p.line, p.column, p.at, p.message))
+            .collect();
         let joined = summary.join("\n");
-        assert!(joined.contains("2:8 run.seed `seed` must be an integer from 0"), "{joined}");
-        assert!(joined.contains("3:1 run.sed unknown key `sed` in [run]; did you mean `seed`?"), "{joined}");
-        assert!(joined.contains("7:1 source.s.tokens parameter `tokens` must be an integer, found string"), "{joined}");
-        assert!(joined.contains("11:8 source.t.type unknown source type `synthetc`; did you mean `synthetic`?"), "{joined}");
-        assert!(joined.contains("16:12 evaluator.e.rankings no ranker has the id `nope`"), "{joined}");
-        assert!(joined.contains("18:2 extra unknown top-level table `extra`"), "{joined}");
+        assert!(
+            joined.contains("2:8 run.seed `seed` must be an integer from 0"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("3:1 run.sed unknown key `sed` in [run]; did you mean `seed`?"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "7:1 source.s.tokens parameter `tokens` must be an integer, found string"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "11:8 source.t.type unknown source type `synthetc`; did you mean `synthetic`?"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("16:12 evaluator.e.rankings no ranker has the id `nope`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("18:2 extra unknown top-level table `extra`"),
+            "{joined}"
+        );
         // Problems come in file order.
         assert!(p.windows(2).all(|w| w[0].line <= w[1].line), "{joined}");
     }
@@ -669,8 +913,16 @@ rankings = [\"nope\"]
     fn range_errors_point_at_the_parameter() {
         let p = problems("[source.s]\ntype = \"synthetic\"\n\nnoise = -1.0\n");
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].line, p[0].column, p[0].at.as_str()), (4, 1, "source.s.noise"));
-        assert!(p[0].message.contains("parameter `noise` = -1 is not allowed; expected a finite number > 0"), "{}", p[0].message);
+        assert_eq!(
+            (p[0].line, p[0].column, p[0].at.as_str()),
+            (4, 1, "source.s.noise")
+        );
+        assert!(
+            p[0].message
+                .contains("parameter `noise` = -1 is not allowed; expected a finite number > 0"),
+            "{}",
+            p[0].message
+        );
     }
 
     #[test]
@@ -685,24 +937,46 @@ rankings = [\"nope\"]
     fn wrong_kind_and_missing_type() {
         let p = problems("[ranker.r]\ntype = \"synthetic\"\n[source.s]\nneurons = 3\n");
         let joined: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
-        assert!(joined.iter().any(|m| m.contains("`synthetic` is a source, not a ranker")), "{joined:?}");
-        assert!(joined.iter().any(|m| m.contains("has no `type`")), "{joined:?}");
+        assert!(
+            joined
+                .iter()
+                .any(|m| m.contains("`synthetic` is a source, not a ranker")),
+            "{joined:?}"
+        );
+        assert!(
+            joined.iter().any(|m| m.contains("has no `type`")),
+            "{joined:?}"
+        );
     }
 
     #[test]
     fn source_defaults_to_the_only_one_and_must_be_chosen_among_several() {
         let text = "[source.a]\ntype = \"synthetic\"\n[evaluator.e]\ntype = \"ranking_overlap\"\nrankings = []\n";
         let p = problems(text);
-        assert!(p.iter().any(|p| p.message.contains("needs at least 2 in `rankings`, found 0")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p
+                .message
+                .contains("needs at least 2 in `rankings`, found 0")),
+            "{p:?}"
+        );
         let text = "[source.a]\ntype = \"synthetic\"\n[source.b]\ntype = \"synthetic\"\n[evaluator.e]\ntype = \"planted_recovery\"\nrankings = [\"x\"]\n";
         let p = problems(text);
-        assert!(p.iter().any(|p| p.message.contains("declares 2 sources (a, b)")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("declares 2 sources (a, b)")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn wiring_to_the_wrong_kind_is_explained() {
         let text = "[source.a]\ntype = \"synthetic\"\n[evaluator.e]\ntype = \"planted_recovery\"\nrankings = [\"a\"]\n";
         let p = problems(text);
-        assert!(p.iter().any(|p| p.message.contains("`a` is a source, but this must name a ranker")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p
+                .message
+                .contains("`a` is a source, but this must name a ranker")),
+            "{p:?}"
+        );
     }
 }

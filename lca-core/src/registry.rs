@@ -28,8 +28,12 @@ pub enum ComponentKind {
 
 impl ComponentKind {
     /// All kinds, in pipeline order.
-    pub const ALL: [ComponentKind; 4] =
-        [ComponentKind::Source, ComponentKind::Probe, ComponentKind::Ranker, ComponentKind::Evaluator];
+    pub const ALL: [ComponentKind; 4] = [
+        ComponentKind::Source,
+        ComponentKind::Probe,
+        ComponentKind::Ranker,
+        ComponentKind::Evaluator,
+    ];
 
     /// The recipe table that holds components of this kind (`[ranker.<id>]`).
     pub fn table(self) -> &'static str {
@@ -125,7 +129,9 @@ pub enum Origin {
 impl Origin {
     /// The origin of components compiled into this crate.
     pub fn builtin() -> Self {
-        Origin::Builtin { version: env!("CARGO_PKG_VERSION").into() }
+        Origin::Builtin {
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 }
 
@@ -133,7 +139,11 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Builtin { .. } => f.write_str("built-in"),
-            Origin::Plugin { plugin, version, file } => {
+            Origin::Plugin {
+                plugin,
+                version,
+                file,
+            } => {
                 write!(f, "plugin {plugin} {version} ({})", file.display())
             }
         }
@@ -180,7 +190,10 @@ pub struct Registered {
 
 impl fmt::Debug for Registered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registered").field("info", &self.info).field("origin", &self.origin).finish()
+        f.debug_struct("Registered")
+            .field("info", &self.info)
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -194,7 +207,11 @@ impl Registered {
         if component.kind() != self.info.kind {
             return Err(Error::InvalidOutput {
                 component: format!("{} `{}` ({})", self.info.kind, self.info.name, self.origin),
-                message: format!("it was declared a {} but built a {}", self.info.kind, component.kind()),
+                message: format!(
+                    "it was declared a {} but built a {}",
+                    self.info.kind,
+                    component.kind()
+                ),
             });
         }
         Ok(component)
@@ -237,7 +254,12 @@ impl Registry {
     ///
     /// # Errors
     /// When the name is taken, or is not snake_case.
-    pub fn register(&mut self, info: ComponentInfo, origin: Origin, factory: Arc<dyn Factory>) -> Result<()> {
+    pub fn register(
+        &mut self,
+        info: ComponentInfo,
+        origin: Origin,
+        factory: Arc<dyn Factory>,
+    ) -> Result<()> {
         if !is_snake_case(&info.name) {
             return Err(Error::Plugin(format!(
                 "{origin} declares a {} named `{}`; component names must be lowercase snake_case \
@@ -249,11 +271,18 @@ impl Registry {
             return Err(Error::DuplicateComponent {
                 kind: info.kind,
                 name: info.name,
-                first: existing.origin.clone(),
-                second: origin,
+                first: Box::new(existing.origin.clone()),
+                second: Box::new(origin),
             });
         }
-        self.entries.insert(info.name.clone(), Registered { info, origin, factory });
+        self.entries.insert(
+            info.name.clone(),
+            Registered {
+                info,
+                origin,
+                factory,
+            },
+        );
         Ok(())
     }
 
@@ -270,7 +299,11 @@ impl Registry {
                 r.info.kind,
                 r.info.kind.table()
             ))),
-            None => Err(Error::UnknownComponent { kind, name: name.into(), known: self.names(kind) }),
+            None => Err(Error::UnknownComponent {
+                kind,
+                name: name.into(),
+                known: self.names(kind),
+            }),
         }
     }
 
@@ -281,7 +314,11 @@ impl Registry {
 
     /// Sorted names of one kind.
     pub fn names(&self, kind: ComponentKind) -> Vec<String> {
-        self.entries.values().filter(|r| r.info.kind == kind).map(|r| r.info.name.clone()).collect()
+        self.entries
+            .values()
+            .filter(|r| r.info.kind == kind)
+            .map(|r| r.info.name.clone())
+            .collect()
     }
 
     /// Every component, sorted by name.
@@ -301,14 +338,24 @@ mod tests {
     use super::*;
 
     fn plugin_origin(file: &str) -> Origin {
-        Origin::Plugin { plugin: "p".into(), version: "0.1.0".into(), file: file.into() }
+        Origin::Plugin {
+            plugin: "p".into(),
+            version: "0.1.0".into(),
+            file: file.into(),
+        }
     }
 
     #[test]
     fn builtins_register_and_list_by_kind() {
         let r = Registry::with_builtins();
-        assert!(r.names(ComponentKind::Source).contains(&"synthetic".to_string()));
-        assert!(r.names(ComponentKind::Evaluator).contains(&"planted_recovery".to_string()));
+        assert!(
+            r.names(ComponentKind::Source)
+                .contains(&"synthetic".to_string())
+        );
+        assert!(
+            r.names(ComponentKind::Evaluator)
+                .contains(&"planted_recovery".to_string())
+        );
     }
 
     #[test]
@@ -316,15 +363,24 @@ mod tests {
         let mut r = Registry::with_builtins();
         let descriptor = crate::builtin::descriptors().into_iter().next().unwrap();
         let name = descriptor.info.name.clone();
-        let err = r.register_native(descriptor, plugin_origin("/x/liblca_plugin_dup.so")).unwrap_err().to_string();
+        let err = r
+            .register_native(descriptor, plugin_origin("/x/liblca_plugin_dup.so"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("`{name}` is provided twice: by built-in and by plugin p 0.1.0 (/x/liblca_plugin_dup.so)")), "{err}");
     }
 
     #[test]
     fn wrong_kind_says_which_table_to_use() {
         let r = Registry::with_builtins();
-        let err = r.get(ComponentKind::Ranker, "synthetic").unwrap_err().to_string();
-        assert!(err.contains("`synthetic` is a source, not a ranker; declare it as [source.<id>]"), "{err}");
+        let err = r
+            .get(ComponentKind::Ranker, "synthetic")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`synthetic` is a source, not a ranker; declare it as [source.<id>]"),
+            "{err}"
+        );
     }
 
     #[test]

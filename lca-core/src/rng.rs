@@ -40,8 +40,16 @@ impl Rng {
     /// A generator whose whole output is determined by `seed`.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
-        let state = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
-        Rng { state, spare_normal: None }
+        let state = [
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+            splitmix64(&mut x),
+        ];
+        Rng {
+            state,
+            spare_normal: None,
+        }
     }
 
     /// A generator for the stream named `label` under `seed`.

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::component::{Component, EvalInput, NamedRanking, Probe, ProbeInput, RankInput, SharedProbe};
+use crate::component::{
+    Component, EvalInput, NamedRanking, Probe, ProbeInput, RankInput, SharedProbe,
+};
 use crate::context::RunContext;
 use crate::data::{Dataset, DatasetSummary, Evaluation, NeuronId, NeuronRanking, Split};
 use crate::error::{Error, Result};
@@ -182,7 +184,10 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         format: RESULTS_FORMAT.into(),
         recipe: RecipeRecord {
             name: plan.run.name.clone().unwrap_or_else(|| {
-                plan.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                plan.path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             }),
             description: plan.run.description.clone(),
             text: plan.text.clone(),
@@ -196,7 +201,11 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         provenance: Provenance {
             lca_version: env!("CARGO_PKG_VERSION").into(),
             threads: cx.threads(),
-            origins: plan.steps.iter().map(|s| (s.key(), s.origin.clone())).collect(),
+            origins: plan
+                .steps
+                .iter()
+                .map(|s| (s.key(), s.origin.clone()))
+                .collect(),
             timings: BTreeMap::new(),
             total_seconds: 0.0,
         },
@@ -207,7 +216,16 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         observer.started(step, index, total);
         let step_started = Instant::now();
         let step_cx = cx.for_step(&step.key());
-        let outcome = guarded(step, || run_step(step, &step_cx, &mut datasets, &mut probes, &mut rankings, &mut results));
+        let outcome = guarded(step, || {
+            run_step(
+                step,
+                &step_cx,
+                &mut datasets,
+                &mut probes,
+                &mut rankings,
+                &mut results,
+            )
+        });
         outcome.map_err(|e| e.context(step.describe()))?;
         let seconds = step_started.elapsed().as_secs_f64();
         results.provenance.timings.insert(step.key(), seconds);
@@ -221,7 +239,10 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
 fn guarded<T>(step: &Step, work: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(result) => result,
-        Err(payload) => Err(Error::Panicked { component: step.describe(), message: panic_message(payload.as_ref()) }),
+        Err(payload) => Err(Error::Panicked {
+            component: step.describe(),
+            message: panic_message(payload.as_ref()),
+        }),
     }
 }
 
@@ -256,7 +277,10 @@ fn run_step<'p>(
     rankings: &mut BTreeMap<String, RankingRecord>,
     results: &mut Results,
 ) -> Result<()> {
-    let invalid = |message: String| Error::InvalidOutput { component: step.describe(), message };
+    let invalid = |message: String| Error::InvalidOutput {
+        component: step.describe(),
+        message,
+    };
     match &step.component {
         Component::Source(source) => {
             let dataset = source.load(cx)?.renamed(step.id.clone());
@@ -275,14 +299,27 @@ fn run_step<'p>(
                 }
                 let predicted = trained.predict(part.acts.view())?;
                 if predicted.len() != part.labels.len() {
-                    return Err(invalid(format!("predict returned {} labels for {} rows", predicted.len(), part.labels.len())));
+                    return Err(invalid(format!(
+                        "predict returned {} labels for {} rows",
+                        predicted.len(),
+                        part.labels.len()
+                    )));
                 }
-                let correct = predicted.iter().zip(part.labels).filter(|(p, y)| p == y).count();
+                let correct = predicted
+                    .iter()
+                    .zip(part.labels)
+                    .filter(|(p, y)| p == y)
+                    .count();
                 accuracy.insert(split, correct as f64 / part.labels.len() as f64);
             }
             results.probes.insert(
                 step.id.clone(),
-                ProbeRecord { type_name: step.type_name.clone(), source: step.source.clone(), accuracy, details: trained.details() },
+                ProbeRecord {
+                    type_name: step.type_name.clone(),
+                    source: step.source.clone(),
+                    accuracy,
+                    details: trained.details(),
+                },
             );
             probes.insert(step.id.as_str(), (probe.clone(), trained));
         }
@@ -303,7 +340,10 @@ fn run_step<'p>(
             }
             for class in ranking.per_class() {
                 if data.classes().id(class.class()).is_none() {
-                    return Err(invalid(format!("it ranks neurons for class `{}`, which the data does not have", class.class())));
+                    return Err(invalid(format!(
+                        "it ranks neurons for class `{}`, which the data does not have",
+                        class.class()
+                    )));
                 }
             }
             let top = ranking
@@ -319,13 +359,25 @@ fn run_step<'p>(
                 .collect();
             rankings.insert(
                 step.id.clone(),
-                RankingRecord { type_name: step.type_name.clone(), source: step.source.clone(), probe: step.probe.clone(), top, ranking },
+                RankingRecord {
+                    type_name: step.type_name.clone(),
+                    source: step.source.clone(),
+                    probe: step.probe.clone(),
+                    top,
+                    ranking,
+                },
             );
         }
         Component::Evaluator(evaluator) => {
             let data = &datasets[step.source.as_str()];
-            let named: Vec<NamedRanking<'_>> =
-                step.rankings.iter().map(|id| NamedRanking { id, ranking: &rankings[id].ranking }).collect();
+            let named: Vec<NamedRanking<'_>> = step
+                .rankings
+                .iter()
+                .map(|id| NamedRanking {
+                    id,
+                    ranking: &rankings[id].ranking,
+                })
+                .collect();
             for n in &named {
                 if n.ranking.len() != data.n_neurons() {
                     return Err(Error::input(format!(
@@ -342,10 +394,16 @@ fn run_step<'p>(
                 .iter()
                 .map(|id| {
                     let (spec, trained) = &probes[id.as_str()];
-                    ProbeInput { id: id.clone(), spec: spec.clone(), trained: trained.clone() }
+                    ProbeInput {
+                        id: id.clone(),
+                        spec: spec.clone(),
+                        trained: trained.clone(),
+                    }
                 })
                 .collect();
-            let input = EvalInput::new(data).with_rankings(named).with_probes(probe_inputs);
+            let input = EvalInput::new(data)
+                .with_rankings(named)
+                .with_probes(probe_inputs);
             let evaluation = evaluator.evaluate(&input, cx)?;
             evaluation.validate().map_err(|e| invalid(e.to_string()))?;
             results.evaluations.insert(
@@ -367,9 +425,16 @@ fn run_step<'p>(
 ///
 /// # Errors
 /// A message naming the mismatch.
-pub fn check_probe(probe: &dyn crate::component::TrainedProbe, data: &Dataset<'_>) -> std::result::Result<(), String> {
+pub fn check_probe(
+    probe: &dyn crate::component::TrainedProbe,
+    data: &Dataset<'_>,
+) -> std::result::Result<(), String> {
     if probe.n_features() != data.n_neurons() {
-        return Err(format!("the probe expects {} neurons but the data has {}", probe.n_features(), data.n_neurons()));
+        return Err(format!(
+            "the probe expects {} neurons but the data has {}",
+            probe.n_features(),
+            data.n_neurons()
+        ));
     }
     if probe.classes() != data.classes() {
         return Err(format!(

@@ -7,12 +7,28 @@
 use crate::builtin::{SyntheticParams, generate};
 use crate::component::{RankInput, Ranker, SharedProbe};
 use crate::context::RunContext;
-use crate::data::{ActivationMatrix, Dataset, Labels, NeuronIndex, NeuronRanking, Splits, check_permutation};
+use crate::data::{
+    ActivationMatrix, Dataset, Labels, NeuronIndex, NeuronRanking, Splits, check_permutation,
+};
 use crate::rng::Rng;
 
 /// A small planted dataset.
-pub fn planted(tokens: usize, neurons: usize, classes: usize, per_class: usize, seed: u64) -> Dataset<'static> {
-    let p = SyntheticParams { tokens, neurons, classes, per_class, dev: 0.0, test: 0.2, ..Default::default() };
+pub fn planted(
+    tokens: usize,
+    neurons: usize,
+    classes: usize,
+    per_class: usize,
+    seed: u64,
+) -> Dataset<'static> {
+    let p = SyntheticParams {
+        tokens,
+        neurons,
+        classes,
+        per_class,
+        dev: 0.0,
+        test: 0.2,
+        ..Default::default()
+    };
     generate(&p, seed, "planted").expect("valid synthetic parameters")
 }
 
@@ -28,11 +44,19 @@ pub struct RankerTraits {
 
 impl Default for RankerTraits {
     fn default() -> Self {
-        RankerTraits { equivariant: true, probe: None }
+        RankerTraits {
+            equivariant: true,
+            probe: None,
+        }
     }
 }
 
-fn rank(ranker: &dyn Ranker, data: &Dataset<'_>, traits: RankerTraits, cx: &RunContext) -> Result<NeuronRanking, String> {
+fn rank(
+    ranker: &dyn Ranker,
+    data: &Dataset<'_>,
+    traits: RankerTraits,
+    cx: &RunContext,
+) -> Result<NeuronRanking, String> {
     let mut input = RankInput::new(data);
     if let Some(make) = traits.probe {
         input = input.with_probe(make(data));
@@ -54,11 +78,16 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
     let cx = RunContext::new(11, 1).for_step("ranker.conformance");
 
     // 1. A permutation of every neuron, with valid per-class rankings.
-    let first = rank(ranker, &data, traits, &cx).map_err(|e| format!("on planted data the ranker {e}"))?;
-    check_permutation(first.order(), data.n_neurons()).map_err(|e| format!("not a permutation: {e}"))?;
+    let first =
+        rank(ranker, &data, traits, &cx).map_err(|e| format!("on planted data the ranker {e}"))?;
+    check_permutation(first.order(), data.n_neurons())
+        .map_err(|e| format!("not a permutation: {e}"))?;
     for class in first.per_class() {
         if data.classes().id(class.class()).is_none() {
-            return Err(format!("it ranks for class `{}`, which the data does not have", class.class()));
+            return Err(format!(
+                "it ranks for class `{}`, which the data does not have",
+                class.class()
+            ));
         }
     }
 
@@ -81,29 +110,53 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
             let r = rank(ranker, &permuted, traits, &cx)?;
             let mapped: Vec<u32> = r.order().iter().map(|&c| perm[c as usize] as u32).collect();
             if mapped != first.order() {
-                return Err(format!("permuting the neuron columns (round {round}) did not permute the ranking the same way"));
+                return Err(format!(
+                    "permuting the neuron columns (round {round}) did not permute the ranking the same way"
+                ));
             }
         }
     }
 
     // 4. One neuron still gives a valid ranking of one.
     let one = data.select_neurons(&[0]).map_err(|e| e.to_string())?;
-    let r = rank(ranker, &one, traits, &cx).map_err(|e| format!("on a one-neuron dataset the ranker {e}"))?;
+    let r = rank(ranker, &one, traits, &cx)
+        .map_err(|e| format!("on a one-neuron dataset the ranker {e}"))?;
     if r.order() != [0] {
-        return Err(format!("on one neuron the ranking is {:?}, expected [0]", r.order()));
+        return Err(format!(
+            "on one neuron the ranking is {:?}, expected [0]",
+            r.order()
+        ));
     }
 
     // 5. A single training class must be an error or a valid ranking, never a panic.
-    let acts = ActivationMatrix::from_array(ndarray::Array2::from_shape_fn((6, 3), |(r, c)| (r + c) as f32));
-    let single = Dataset::new("single", acts, NeuronIndex::layer_major(3, 1).expect("3 neurons"), Labels::from_names(&["a"; 6]), None, Splits::all_train(6))
-        .expect("valid dataset");
+    let acts = ActivationMatrix::from_array(ndarray::Array2::from_shape_fn((6, 3), |(r, c)| {
+        (r + c) as f32
+    }));
+    let single = Dataset::new(
+        "single",
+        acts,
+        NeuronIndex::layer_major(3, 1).expect("3 neurons"),
+        Labels::from_names(&["a"; 6]),
+        None,
+        Splits::all_train(6),
+    )
+    .expect("valid dataset");
     if traits.probe.is_none() {
         let mut input = RankInput::new(&single);
         input.probe = None;
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ranker.rank(&input, &cx)));
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ranker.rank(&input, &cx)));
         match caught {
-            Err(_) => return Err("a single-class dataset made the ranker panic instead of returning an error".into()),
-            Ok(Ok(r)) => check_permutation(r.order(), 3).map_err(|e| format!("on single-class data: {e}"))?,
+            Err(_) => {
+                return Err(
+                    "a single-class dataset made the ranker panic instead of returning an error"
+                        .into(),
+                );
+            }
+            Ok(Ok(r)) => {
+                check_permutation(r.order(), 3)
+                    .map_err(|e| format!("on single-class data: {e}"))?;
+            }
             Ok(Err(_)) => {}
         }
     }

@@ -183,7 +183,11 @@ pub trait FfiSource: Send + Sync {
 pub trait FfiProbe: Send + Sync {
     /// Trains on the dataset's training split.
     #[sabi(last_prefix_field)]
-    fn fit(&self, data: FfiDataset<'_>, cx: FfiContext<'_>) -> RResult<FfiTrainedProbeBox, FfiError>;
+    fn fit(
+        &self,
+        data: FfiDataset<'_>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiTrainedProbeBox, FfiError>;
 }
 
 /// A trained probe.
@@ -248,14 +252,18 @@ pub struct PluginMod {
     /// Name, version and components of the plugin.
     pub info: extern "C" fn() -> FfiPluginInfo,
     /// Builds a source.
-    pub new_source: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiSourceBox, FfiError>,
+    pub new_source:
+        extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiSourceBox, FfiError>,
     /// Builds a probe.
-    pub new_probe: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>,
+    pub new_probe:
+        extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>,
     /// Builds a ranker.
-    pub new_ranker: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiRankerBox, FfiError>,
+    pub new_ranker:
+        extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiRankerBox, FfiError>,
     /// Builds an evaluator.
     #[sabi(last_prefix_field)]
-    pub new_evaluator: extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError>,
+    pub new_evaluator:
+        extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError>,
 }
 
 impl RootModule for PluginModRef {

@@ -57,17 +57,35 @@ impl<'d> DatasetParts<'d> {
 
     pub(crate) fn ffi(&self) -> FfiDataset<'_> {
         FfiDataset {
-            acts: FfiMatrix { data: RSlice::from_slice(&self.data), rows: self.rows as u64, cols: self.cols as u64 },
+            acts: FfiMatrix {
+                data: RSlice::from_slice(&self.data),
+                rows: self.rows as u64,
+                cols: self.cols as u64,
+            },
             labels: RSlice::from_slice(self.labels),
             meta: RStr::from_str(&self.meta),
         }
     }
 }
 
-fn meta_dataset<'a>(acts: ActivationMatrix<'a>, labels: Vec<u32>, meta: &str) -> Result<Dataset<'a>> {
-    let meta: DatasetMeta =
-        serde_json::from_str(meta).map_err(|e| Error::input(format!("malformed dataset description across the plugin boundary: {e}")))?;
-    let dataset = Dataset::new(meta.name, acts, meta.neurons, Labels::new(labels, meta.classes)?, meta.tokens, meta.splits)?;
+fn meta_dataset<'a>(
+    acts: ActivationMatrix<'a>,
+    labels: Vec<u32>,
+    meta: &str,
+) -> Result<Dataset<'a>> {
+    let meta: DatasetMeta = serde_json::from_str(meta).map_err(|e| {
+        Error::input(format!(
+            "malformed dataset description across the plugin boundary: {e}"
+        ))
+    })?;
+    let dataset = Dataset::new(
+        meta.name,
+        acts,
+        meta.neurons,
+        Labels::new(labels, meta.classes)?,
+        meta.tokens,
+        meta.splits,
+    )?;
     match meta.truth {
         Some(truth) => dataset.with_truth(truth),
         None => Ok(dataset),
@@ -76,7 +94,11 @@ fn meta_dataset<'a>(acts: ActivationMatrix<'a>, labels: Vec<u32>, meta: &str) ->
 
 /// A borrowed dataset from its boundary form, without copying activations.
 pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
-    let acts = ActivationMatrix::from_slice(d.acts.rows as usize, d.acts.cols as usize, d.acts.data.as_slice())?;
+    let acts = ActivationMatrix::from_slice(
+        d.acts.rows as usize,
+        d.acts.cols as usize,
+        d.acts.data.as_slice(),
+    )?;
     meta_dataset(acts, d.labels.to_vec(), d.meta.as_str())
 }
 
@@ -84,7 +106,11 @@ pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
 pub(crate) fn dataset_to_owned_ffi(dataset: &Dataset<'_>) -> FfiOwnedDataset {
     let parts = DatasetParts::new(dataset);
     FfiOwnedDataset {
-        acts: FfiOwnedMatrix { data: RVec::from(parts.data.into_owned()), rows: parts.rows as u64, cols: parts.cols as u64 },
+        acts: FfiOwnedMatrix {
+            data: RVec::from(parts.data.into_owned()),
+            rows: parts.rows as u64,
+            cols: parts.cols as u64,
+        },
         labels: RVec::from(parts.labels.to_vec()),
         meta: RString::from(parts.meta),
     }
@@ -92,7 +118,11 @@ pub(crate) fn dataset_to_owned_ffi(dataset: &Dataset<'_>) -> FfiOwnedDataset {
 
 /// An owned dataset from a source's boundary form.
 pub(crate) fn dataset_from_owned_ffi(d: FfiOwnedDataset) -> Result<Dataset<'static>> {
-    let acts = ActivationMatrix::from_row_major(d.acts.rows as usize, d.acts.cols as usize, d.acts.data.into_vec())?;
+    let acts = ActivationMatrix::from_row_major(
+        d.acts.rows as usize,
+        d.acts.cols as usize,
+        d.acts.data.into_vec(),
+    )?;
     meta_dataset(acts, d.labels.into_vec(), d.meta.as_str())
 }
 
@@ -106,24 +136,47 @@ pub(crate) fn matrix_to_ffi(x: ArrayView2<'_, f32>) -> (Cow<'_, [f32]>, usize, u
 }
 
 pub(crate) fn matrix_from_ffi(m: FfiMatrix<'_>) -> Result<ArrayView2<'_, f32>> {
-    ArrayView2::from_shape((m.rows as usize, m.cols as usize), m.data.as_slice())
-        .map_err(|_| Error::input(format!("a {} × {} matrix needs {} values, got {}", m.rows, m.cols, m.rows * m.cols, m.data.len())))
+    ArrayView2::from_shape((m.rows as usize, m.cols as usize), m.data.as_slice()).map_err(|_| {
+        Error::input(format!(
+            "a {} × {} matrix needs {} values, got {}",
+            m.rows,
+            m.cols,
+            m.rows * m.cols,
+            m.data.len()
+        ))
+    })
 }
 
 pub(crate) fn owned_matrix_to_ffi(a: Array2<f32>) -> FfiOwnedMatrix {
     let (rows, cols) = a.dim();
-    let data = if a.is_standard_layout() { a.into_raw_vec_and_offset().0 } else { a.iter().copied().collect() };
-    FfiOwnedMatrix { data: RVec::from(data), rows: rows as u64, cols: cols as u64 }
+    let data = if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    };
+    FfiOwnedMatrix {
+        data: RVec::from(data),
+        rows: rows as u64,
+        cols: cols as u64,
+    }
 }
 
 pub(crate) fn owned_matrix_from_ffi(m: FfiOwnedMatrix) -> Result<Array2<f32>> {
     let (rows, cols, found) = (m.rows as usize, m.cols as usize, m.data.len());
-    Array2::from_shape_vec((rows, cols), m.data.into_vec())
-        .map_err(|_| Error::input(format!("a {rows} × {cols} matrix needs {} values, got {found}", rows * cols)))
+    Array2::from_shape_vec((rows, cols), m.data.into_vec()).map_err(|_| {
+        Error::input(format!(
+            "a {rows} × {cols} matrix needs {} values, got {found}",
+            rows * cols
+        ))
+    })
 }
 
 pub(crate) fn context_to_ffi(cx: &RunContext) -> FfiContext<'_> {
-    FfiContext { seed: cx.seed(), threads: cx.threads() as u64, step: RStr::from_str(cx.step()) }
+    FfiContext {
+        seed: cx.seed(),
+        threads: cx.threads() as u64,
+        step: RStr::from_str(cx.step()),
+    }
 }
 
 pub(crate) fn context_from_ffi(cx: FfiContext<'_>) -> RunContext {
@@ -182,7 +235,12 @@ pub(crate) fn error_to_ffi(e: &Error) -> FfiError {
         expected: RString::new(),
     };
     match e.root() {
-        Error::InvalidParam { param, value, expected, .. } => {
+        Error::InvalidParam {
+            param,
+            value,
+            expected,
+            ..
+        } => {
             ffi.code = code::INVALID_PARAM;
             ffi.param = RString::from(param.as_str());
             ffi.value = RString::from(value.as_str());
@@ -206,7 +264,10 @@ pub(crate) fn error_from_ffi(e: FfiError, who: &str, component: &str) -> Error {
             value: e.value.into_string(),
             expected: e.expected.into_string(),
         },
-        code::PANICKED => Error::Panicked { component: who.to_string(), message },
+        code::PANICKED => Error::Panicked {
+            component: who.to_string(),
+            message,
+        },
         code::INVALID_INPUT => Error::InvalidInput(message).context(who),
         _ => Error::Plugin(format!("{who}: {message}")),
     }
@@ -239,7 +300,10 @@ mod tests {
         assert_eq!(back.truth(), d.truth());
         assert_eq!(back.splits(), d.splits());
         // Same memory: the plugin sees the host's matrix.
-        assert_eq!(back.acts().as_slice().unwrap().as_ptr(), d.acts().as_slice().unwrap().as_ptr());
+        assert_eq!(
+            back.acts().as_slice().unwrap().as_ptr(),
+            d.acts().as_slice().unwrap().as_ptr()
+        );
         let owned = dataset_from_owned_ffi(dataset_to_owned_ffi(&d)).unwrap();
         assert_eq!(owned.acts().view(), d.acts().view());
     }
@@ -250,14 +314,32 @@ mod tests {
         assert_eq!(ranking_from_ffi(ranking_to_ffi(&r)).unwrap(), r);
         let mut bad = ranking_to_ffi(&r);
         bad.order = RVec::from(vec![0, 0, 1]);
-        assert!(ranking_from_ffi(bad).unwrap_err().to_string().contains("neuron 0 twice"));
+        assert!(
+            ranking_from_ffi(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("neuron 0 twice")
+        );
     }
 
     #[test]
     fn invalid_param_keeps_its_fields() {
-        let e = Error::InvalidParam { component: "c".into(), param: "k".into(), value: "0".into(), expected: "≥ 1".into() };
+        let e = Error::InvalidParam {
+            component: "c".into(),
+            param: "k".into(),
+            value: "0".into(),
+            expected: "≥ 1".into(),
+        };
         match error_from_ffi(error_to_ffi(&e), "plugin p", "c") {
-            Error::InvalidParam { param, value, expected, .. } => assert_eq!((param.as_str(), value.as_str(), expected.as_str()), ("k", "0", "≥ 1")),
+            Error::InvalidParam {
+                param,
+                value,
+                expected,
+                ..
+            } => assert_eq!(
+                (param.as_str(), value.as_str(), expected.as_str()),
+                ("k", "0", "≥ 1")
+            ),
             other => panic!("{other}"),
         }
     }

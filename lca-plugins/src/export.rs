@@ -19,10 +19,10 @@ use lca_core::{
 use serde_json::json;
 
 use crate::abi::{
-    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluatorBox, FfiEvaluator_TO, FfiMatrix,
-    FfiNamedRanking, FfiOwnedDataset, FfiOwnedMatrix, FfiPluginInfo, FfiProbe, FfiProbeBox,
-    FfiProbeInput, FfiProbe_TO, FfiRanker, FfiRankerBox, FfiRanker_TO, FfiRanking, FfiSource,
-    FfiSourceBox, FfiSource_TO, FfiTrainedProbe, FfiTrainedProbeBox, FfiTrainedProbe_TO, PluginMod,
+    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluator_TO, FfiEvaluatorBox, FfiMatrix,
+    FfiNamedRanking, FfiOwnedDataset, FfiOwnedMatrix, FfiPluginInfo, FfiProbe, FfiProbe_TO,
+    FfiProbeBox, FfiProbeInput, FfiRanker, FfiRanker_TO, FfiRankerBox, FfiRanking, FfiSource,
+    FfiSource_TO, FfiSourceBox, FfiTrainedProbe, FfiTrainedProbe_TO, FfiTrainedProbeBox, PluginMod,
     PluginModRef,
 };
 use crate::convert::{
@@ -54,30 +54,37 @@ fn install_quiet_panic_hook() {
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             if let Some(location) = info.location() {
-                let text = format!("{}:{}:{}", location.file(), location.line(), location.column());
-                *LAST_PANIC_LOCATION.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+                let text = format!(
+                    "{}:{}:{}",
+                    location.file(),
+                    location.line(),
+                    location.column()
+                );
+                *LAST_PANIC_LOCATION
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(text);
             }
         }));
     });
 }
 
 /// Runs `work`, turning a panic into an [`FfiError`].
-pub(crate) fn guard<T>(work: impl FnOnce() -> Result<T, FfiError>) -> RResult<T, FfiError> {
+pub(crate) fn guard<T>(work: impl FnOnce() -> lca_core::Result<T>) -> RResult<T, FfiError> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(Ok(value)) => ROk(value),
-        Ok(Err(e)) => RErr(e),
+        Ok(Err(e)) => RErr(error_to_ffi(&e)),
         Err(payload) => {
             let mut message = lca_core::run::panic_message(payload.as_ref());
-            if let Some(location) = LAST_PANIC_LOCATION.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(location) = LAST_PANIC_LOCATION
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
                 message.push_str(&format!(" (at {location})"));
             }
             RErr(panic_to_ffi(message))
         }
     }
-}
-
-fn core_err(e: lca_core::Error) -> FfiError {
-    error_to_ffi(&e)
 }
 
 // ---------------------------------------------------------------------------
@@ -89,7 +96,7 @@ impl FfiSource for SourceAdapter {
     fn load(&self, cx: FfiContext<'_>) -> RResult<FfiOwnedDataset, FfiError> {
         guard(|| {
             let cx = context_from_ffi(cx);
-            let dataset = cx.install(|| self.0.load(&cx)).map_err(core_err)?;
+            let dataset = cx.install(|| self.0.load(&cx))?;
             Ok(dataset_to_owned_ffi(&dataset))
         })
     }
@@ -98,11 +105,15 @@ impl FfiSource for SourceAdapter {
 struct ProbeAdapter(Arc<dyn Probe>);
 
 impl FfiProbe for ProbeAdapter {
-    fn fit(&self, data: FfiDataset<'_>, cx: FfiContext<'_>) -> RResult<FfiTrainedProbeBox, FfiError> {
+    fn fit(
+        &self,
+        data: FfiDataset<'_>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiTrainedProbeBox, FfiError> {
         guard(|| {
             let cx = context_from_ffi(cx);
-            let data = dataset_from_ffi(data).map_err(core_err)?;
-            let trained = cx.install(|| self.0.fit(&data, &cx)).map_err(core_err)?;
+            let data = dataset_from_ffi(data)?;
+            let trained = cx.install(|| self.0.fit(&data, &cx))?;
             Ok(trained_probe_to_ffi(Arc::from(trained)))
         })
     }
@@ -123,33 +134,42 @@ impl FfiTrainedProbe for TrainedProbeAdapter {
 
     fn predict_proba(&self, x: FfiMatrix<'_>) -> RResult<FfiOwnedMatrix, FfiError> {
         guard(|| {
-            let x = matrix_from_ffi(x).map_err(core_err)?;
-            Ok(owned_matrix_to_ffi(self.0.predict_proba(x).map_err(core_err)?))
+            let x = matrix_from_ffi(x)?;
+            Ok(owned_matrix_to_ffi(self.0.predict_proba(x)?))
         })
     }
 
     fn weights(&self) -> ROption<FfiOwnedMatrix> {
-        guard(|| Ok(self.0.weights().map(|w| owned_matrix_to_ffi(w.to_owned())))).unwrap_or_else(|_| None).into()
+        guard(|| Ok(self.0.weights().map(|w| owned_matrix_to_ffi(w.to_owned()))))
+            .unwrap_or_else(|_| None)
+            .into()
     }
 
     fn bias(&self) -> ROption<RVec<f32>> {
-        guard(|| Ok(self.0.bias().map(|b| RVec::from(b.to_vec())))).unwrap_or_else(|_| None).into()
+        guard(|| Ok(self.0.bias().map(|b| RVec::from(b.to_vec()))))
+            .unwrap_or_else(|_| None)
+            .into()
     }
 }
 
 struct RankerAdapter(Box<dyn Ranker>);
 
 impl FfiRanker for RankerAdapter {
-    fn rank(&self, data: FfiDataset<'_>, probe: ROption<FfiTrainedProbeBox>, cx: FfiContext<'_>) -> RResult<FfiRanking, FfiError> {
+    fn rank(
+        &self,
+        data: FfiDataset<'_>,
+        probe: ROption<FfiTrainedProbeBox>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiRanking, FfiError> {
         guard(|| {
             let cx = context_from_ffi(cx);
-            let data = dataset_from_ffi(data).map_err(core_err)?;
+            let data = dataset_from_ffi(data)?;
             let mut input = RankInput::new(&data);
             if let Some(probe) = probe.into_option() {
-                let probe = ForeignTrainedProbe::new(probe, Who::host("trained probe")).map_err(core_err)?;
+                let probe = ForeignTrainedProbe::new(probe, Who::host("trained probe"))?;
                 input = input.with_probe(Arc::new(probe));
             }
-            let ranking = cx.install(|| self.0.rank(&input, &cx)).map_err(core_err)?;
+            let ranking = cx.install(|| self.0.rank(&input, &cx))?;
             Ok(ranking_to_ffi(&ranking))
         })
     }
@@ -167,31 +187,42 @@ impl FfiEvaluator for EvaluatorAdapter {
     ) -> RResult<RString, FfiError> {
         guard(|| {
             let cx = context_from_ffi(cx);
-            let data = dataset_from_ffi(data).map_err(core_err)?;
+            let data = dataset_from_ffi(data)?;
             let mut owned = Vec::with_capacity(rankings.len());
             for r in rankings {
-                owned.push((r.id.into_string(), ranking_from_ffi(r.ranking).map_err(core_err)?));
+                owned.push((r.id.into_string(), ranking_from_ffi(r.ranking)?));
             }
-            let named = owned.iter().map(|(id, ranking)| NamedRanking { id, ranking }).collect();
+            let named = owned
+                .iter()
+                .map(|(id, ranking)| NamedRanking { id, ranking })
+                .collect();
             let mut probe_inputs = Vec::with_capacity(probes.len());
             for p in probes {
                 let id = p.id.into_string();
-                let trained = ForeignTrainedProbe::new(p.trained, Who::host(&format!("probe `{id}`"))).map_err(core_err)?;
+                let trained =
+                    ForeignTrainedProbe::new(p.trained, Who::host(&format!("probe `{id}`")))?;
                 probe_inputs.push(ProbeInput {
-                    spec: Arc::new(ForeignProbe::new(p.spec, Who::host(&format!("probe `{id}`")))),
+                    spec: Arc::new(ForeignProbe::new(
+                        p.spec,
+                        Who::host(&format!("probe `{id}`")),
+                    )),
                     trained: Arc::new(trained),
                     id,
                 });
             }
-            let input = EvalInput::new(&data).with_rankings(named).with_probes(probe_inputs);
-            let evaluation = cx.install(|| self.0.evaluate(&input, &cx)).map_err(core_err)?;
+            let input = EvalInput::new(&data)
+                .with_rankings(named)
+                .with_probes(probe_inputs);
+            let evaluation = cx.install(|| self.0.evaluate(&input, &cx))?;
             // JSON has no NaN: catch it here, where the message can say so.
             evaluation
                 .validate()
-                .map_err(|e| core_err(lca_core::Error::Plugin(format!("its evaluation is invalid: {e}"))))?;
+                .map_err(|e| lca_core::Error::Plugin(format!("its evaluation is invalid: {e}")))?;
             serde_json::to_string(&evaluation)
                 .map(RString::from)
-                .map_err(|e| core_err(lca_core::Error::input(format!("the evaluation cannot be written as JSON: {e}"))))
+                .map_err(|e| {
+                    lca_core::Error::input(format!("the evaluation cannot be written as JSON: {e}"))
+                })
         })
     }
 }
@@ -227,7 +258,9 @@ pub(crate) fn evaluator_to_ffi(evaluator: Box<dyn Evaluator>) -> FfiEvaluatorBox
 static DEFINITION: OnceLock<PluginDefinition> = OnceLock::new();
 
 fn definition() -> &'static PluginDefinition {
-    DEFINITION.get().expect("the root module is initialised before any call")
+    DEFINITION
+        .get()
+        .expect("the root module is initialised before any call")
 }
 
 /// Builds the root module. Called once, by the code [`crate::export_plugin!`]
@@ -236,7 +269,14 @@ fn definition() -> &'static PluginDefinition {
 pub fn root_module(define: fn() -> PluginDefinition) -> PluginModRef {
     install_quiet_panic_hook();
     DEFINITION.get_or_init(define);
-    PluginMod { info, new_source, new_probe, new_ranker, new_evaluator }.leak_into_prefix()
+    PluginMod {
+        info,
+        new_source,
+        new_probe,
+        new_ranker,
+        new_evaluator,
+    }
+    .leak_into_prefix()
 }
 
 extern "C" fn info() -> FfiPluginInfo {
@@ -246,32 +286,47 @@ extern "C" fn info() -> FfiPluginInfo {
         Ok(FfiPluginInfo {
             name: def.name.into(),
             version: def.version.into(),
-            components: serde_json::to_string(&infos).expect("component infos serialise").into(),
+            components: serde_json::to_string(&infos)
+                .expect("component infos serialise")
+                .into(),
         })
     });
     // A panic while describing leaves an empty component list and the panic
     // text as the version, which the loader reports.
-    described.unwrap_or_else(|e| FfiPluginInfo { name: RString::new(), version: e.message, components: "[]".into() })
+    described.unwrap_or_else(|e| FfiPluginInfo {
+        name: RString::new(),
+        version: e.message,
+        components: "[]".into(),
+    })
 }
 
-fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> Result<Component, FfiError> {
+fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> lca_core::Result<Component> {
     let def = definition();
     let name = name.as_str();
     let descriptor = def
         .components
         .iter()
         .find(|d| d.info.name == name && d.info.kind == kind)
-        .ok_or_else(|| core_err(lca_core::Error::Plugin(format!("plugin {} has no {kind} named `{name}`", def.name))))?;
-    let table: lca_core::toml::Table = params.as_str().parse().map_err(|e: lca_core::toml::de::Error| {
-        core_err(lca_core::Error::input(format!("parameters of `{name}` are not valid TOML: {}", e.message())))
-    })?;
-    let component = (descriptor.build)(&table).map_err(core_err)?;
+        .ok_or_else(|| {
+            lca_core::Error::Plugin(format!("plugin {} has no {kind} named `{name}`", def.name))
+        })?;
+    let table: lca_core::toml::Table =
+        params
+            .as_str()
+            .parse()
+            .map_err(|e: lca_core::toml::de::Error| {
+                lca_core::Error::input(format!(
+                    "parameters of `{name}` are not valid TOML: {}",
+                    e.message()
+                ))
+            })?;
+    let component = (descriptor.build)(&table)?;
     if component.kind() != kind {
-        return Err(core_err(lca_core::Error::Plugin(format!(
+        return Err(lca_core::Error::Plugin(format!(
             "plugin {}: `{name}` is declared a {kind} but built a {}",
             def.name,
             component.kind()
-        ))));
+        )));
     }
     Ok(component)
 }
@@ -297,7 +352,10 @@ extern "C" fn new_ranker(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiRankerB
     })
 }
 
-extern "C" fn new_evaluator(name: RStr<'_>, params: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError> {
+extern "C" fn new_evaluator(
+    name: RStr<'_>,
+    params: RStr<'_>,
+) -> RResult<FfiEvaluatorBox, FfiError> {
     guard(|| match build(ComponentKind::Evaluator, name, params)? {
         Component::Evaluator(e) => Ok(evaluator_to_ffi(e)),
         _ => unreachable!("kind checked in build"),

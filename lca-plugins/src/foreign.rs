@@ -35,7 +35,12 @@ pub(crate) struct Who {
 }
 
 impl Who {
-    pub(crate) fn plugin(kind: ComponentKind, component: &str, plugin: &str, version: &str) -> Self {
+    pub(crate) fn plugin(
+        kind: ComponentKind,
+        component: &str,
+        plugin: &str,
+        version: &str,
+    ) -> Self {
         Who {
             label: format!("{kind} `{component}` of plugin {plugin} {version}"),
             component: component.to_string(),
@@ -45,7 +50,10 @@ impl Who {
     /// An object the host handed to a plugin and got back (a probe passed to
     /// a plugin evaluator).
     pub(crate) fn host(what: &str) -> Self {
-        Who { label: format!("host {what}"), component: what.to_string() }
+        Who {
+            label: format!("host {what}"),
+            component: what.to_string(),
+        }
     }
 
     fn err(&self, e: crate::abi::FfiError) -> Error {
@@ -53,7 +61,10 @@ impl Who {
     }
 
     fn invalid(&self, message: impl fmt::Display) -> Error {
-        Error::InvalidOutput { component: self.label.clone(), message: message.to_string() }
+        Error::InvalidOutput {
+            component: self.label.clone(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -101,7 +112,13 @@ macro_rules! debug_by_label {
         }
     )*};
 }
-debug_by_label!(ForeignSource, ForeignProbe, ForeignTrainedProbe, ForeignRanker, ForeignEvaluator);
+debug_by_label!(
+    ForeignSource,
+    ForeignProbe,
+    ForeignTrainedProbe,
+    ForeignRanker,
+    ForeignEvaluator
+);
 
 impl ForeignSource {
     pub(crate) fn new(inner: FfiSourceBox, who: Who) -> Self {
@@ -111,7 +128,11 @@ impl ForeignSource {
 
 impl ActivationSource for ForeignSource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
-        let owned = self.inner.load(context_to_ffi(cx)).into_result().map_err(|e| self.who.err(e))?;
+        let owned = self
+            .inner
+            .load(context_to_ffi(cx))
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
         dataset_from_owned_ffi(owned).map_err(|e| self.who.invalid(e))
     }
 }
@@ -125,8 +146,15 @@ impl ForeignProbe {
 impl Probe for ForeignProbe {
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
         let parts = dataset_parts(data);
-        let trained = self.inner.fit(parts.ffi(), context_to_ffi(cx)).into_result().map_err(|e| self.who.err(e))?;
-        Ok(Box::new(ForeignTrainedProbe::new(trained, self.who.clone())?))
+        let trained = self
+            .inner
+            .fit(parts.ffi(), context_to_ffi(cx))
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
+        Ok(Box::new(ForeignTrainedProbe::new(
+            trained,
+            self.who.clone(),
+        )?))
     }
 }
 
@@ -146,7 +174,10 @@ impl ForeignTrainedProbe {
             Some(w) => Some(owned_matrix_from_ffi(w).map_err(|e| who.invalid(e))?),
             None => None,
         };
-        let bias = inner.bias().into_option().map(|b| Array1::from(b.into_vec()));
+        let bias = inner
+            .bias()
+            .into_option()
+            .map(|b| Array1::from(b.into_vec()));
         Ok(ForeignTrainedProbe {
             inner,
             who,
@@ -170,8 +201,16 @@ impl TrainedProbe for ForeignTrainedProbe {
 
     fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         let (data, rows, cols) = matrix_to_ffi(x);
-        let m = FfiMatrix { data: data.as_ref().into(), rows: rows as u64, cols: cols as u64 };
-        let out = self.inner.predict_proba(m).into_result().map_err(|e| self.who.err(e))?;
+        let m = FfiMatrix {
+            data: data.as_ref().into(),
+            rows: rows as u64,
+            cols: cols as u64,
+        };
+        let out = self
+            .inner
+            .predict_proba(m)
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
         let proba = owned_matrix_from_ffi(out).map_err(|e| self.who.invalid(e))?;
         if proba.dim() != (rows, self.classes.len()) {
             return Err(self.who.invalid(format!(
@@ -206,8 +245,13 @@ impl ForeignRanker {
 impl Ranker for ForeignRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
         let parts = dataset_parts(input.data);
-        let probe: ROption<FfiTrainedProbeBox> = input.probe.clone().map(trained_probe_to_ffi).into();
-        let ranking = self.inner.rank(parts.ffi(), probe, context_to_ffi(cx)).into_result().map_err(|e| self.who.err(e))?;
+        let probe: ROption<FfiTrainedProbeBox> =
+            input.probe.clone().map(trained_probe_to_ffi).into();
+        let ranking = self
+            .inner
+            .rank(parts.ffi(), probe, context_to_ffi(cx))
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
         let ranking = ranking_from_ffi(ranking).map_err(|e| self.who.invalid(e))?;
         if ranking.len() != input.data.n_neurons() {
             return Err(self.who.invalid(format!(
@@ -232,7 +276,10 @@ impl Evaluator for ForeignEvaluator {
         let rankings: RVec<FfiNamedRanking> = input
             .rankings
             .iter()
-            .map(|r| FfiNamedRanking { id: RString::from(r.id), ranking: ranking_to_ffi(r.ranking) })
+            .map(|r| FfiNamedRanking {
+                id: RString::from(r.id),
+                ranking: ranking_to_ffi(r.ranking),
+            })
             .collect();
         let probes: RVec<FfiProbeInput> = input
             .probes
@@ -248,8 +295,10 @@ impl Evaluator for ForeignEvaluator {
             .evaluate(parts.ffi(), rankings, probes, context_to_ffi(cx))
             .into_result()
             .map_err(|e| self.who.err(e))?;
-        let evaluation: Evaluation =
-            serde_json::from_str(json.as_str()).map_err(|e| self.who.invalid(format!("its evaluation is not valid JSON ({e})")))?;
+        let evaluation: Evaluation = serde_json::from_str(json.as_str()).map_err(|e| {
+            self.who
+                .invalid(format!("its evaluation is not valid JSON ({e})"))
+        })?;
         evaluation.validate().map_err(|e| self.who.invalid(e))?;
         Ok(evaluation)
     }

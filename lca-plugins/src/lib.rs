@@ -38,7 +38,14 @@
 
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code, non_local_definitions, non_camel_case_types, missing_docs, unreachable_pub, clippy::all)]
+#[allow(
+    unsafe_code,
+    non_local_definitions,
+    non_camel_case_types,
+    missing_docs,
+    unreachable_pub,
+    clippy::all
+)]
 pub mod abi;
 mod convert;
 pub mod export;

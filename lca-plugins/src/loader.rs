@@ -74,10 +74,15 @@ pub fn discover(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut seen = BTreeSet::new();
     let mut found = Vec::new();
     for dir in dirs {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read plugin directory", dir, e))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::io("read plugin directory", dir, e))?;
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_file() || t.is_symlink()).unwrap_or(false))
+            .filter(|e| {
+                e.file_type()
+                    .map(|t| t.is_file() || t.is_symlink())
+                    .unwrap_or(false)
+            })
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| is_plugin_file_name(n))
             .collect();
@@ -111,7 +116,10 @@ pub fn search_path(explicit: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if let Some(paths) = std::env::var_os(PATH_VAR) {
         dirs.extend(std::env::split_paths(&paths).filter(|p| p.is_dir()));
     }
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
         dirs.push(exe_dir);
     }
     Ok(dirs)
@@ -123,9 +131,11 @@ pub fn search_path(explicit: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// A one-paragraph [`Error::Plugin`] saying why, naming the file and the fix.
 pub fn load_file(path: &Path) -> Result<LoadedPlugin> {
     let file = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let loaded = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<PluginModRef, LibraryError> {
-        lib_header_from_path(&file)?.init_root_module::<PluginModRef>()
-    }));
+    let loaded = catch_unwind(AssertUnwindSafe(
+        || -> std::result::Result<PluginModRef, LibraryError> {
+            lib_header_from_path(&file)?.init_root_module::<PluginModRef>()
+        },
+    ));
     let module = match loaded {
         Ok(Ok(module)) => module,
         Ok(Err(e)) => return Err(Error::Plugin(explain(&file, &e))),
@@ -138,7 +148,10 @@ pub fn load_file(path: &Path) -> Result<LoadedPlugin> {
         }
     };
     let info = catch_unwind(AssertUnwindSafe(|| (module.info())())).map_err(|_| {
-        Error::Plugin(format!("plugin {} panicked while describing itself; it is broken, rebuild or remove it", file.display()))
+        Error::Plugin(format!(
+            "plugin {} panicked while describing itself; it is broken, rebuild or remove it",
+            file.display()
+        ))
     })?;
     if info.name.is_empty() {
         return Err(Error::Plugin(format!(
@@ -150,7 +163,13 @@ pub fn load_file(path: &Path) -> Result<LoadedPlugin> {
     let components: Vec<ComponentInfo> = serde_json::from_str(info.components.as_str()).map_err(|e| {
         Error::Plugin(format!("plugin {} described its components in a form this lca does not understand ({e}); rebuild it against this lca", file.display()))
     })?;
-    Ok(LoadedPlugin { name: info.name.into_string(), version: info.version.into_string(), file, components, module })
+    Ok(LoadedPlugin {
+        name: info.name.into_string(),
+        version: info.version.into_string(),
+        file,
+        components,
+        module,
+    })
 }
 
 fn explain(file: &Path, e: &LibraryError) -> String {
@@ -165,22 +184,40 @@ fn explain(file: &Path, e: &LibraryError) -> String {
              (plugins are built with `lca_plugins::export_plugin!`). Remove it from the plugin directory, \
              or rename it so that it does not match the plugin naming convention ({DLL_PREFIX}{FILE_STEM_PREFIX}<name>{DLL_SUFFIX})"
         ),
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
             "plugin {shown} was built against lca plugin ABI {actual_version}, but this lca uses ABI {expected_version}. \
              Rebuild the plugin against lca-plugins {ABI_VERSION} (run `cargo build --release` in its crate), \
              or use the lca release it was built for"
         ),
         LibraryError::AbiInstability(report) => {
-            let first = report.to_string().lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").chars().take(160).collect::<String>();
+            let first = report
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect::<String>();
             format!(
                 "plugin {shown} was built against a different layout of the lca plugin interface than this lca \
                  (same ABI version {ABI_VERSION}, different types; first difference: {first}). \
                  It was probably built from a modified or mismatched lca-plugins: rebuild it against this lca's sources"
             )
         }
-        LibraryError::ParseVersionError(v) => format!("plugin {shown} declares an unreadable ABI version ({v:?}); rebuild it against this lca"),
-        LibraryError::RootModule { err, .. } => format!("plugin {shown} failed while initialising ({err}); fix or rebuild the plugin"),
-        LibraryError::InvalidCAbi { .. } => format!("plugin {shown} was built with an incompatible compiler C ABI; rebuild it with the same Rust toolchain as lca"),
+        LibraryError::ParseVersionError(v) => format!(
+            "plugin {shown} declares an unreadable ABI version ({v:?}); rebuild it against this lca"
+        ),
+        LibraryError::RootModule { err, .. } => {
+            format!("plugin {shown} failed while initialising ({err}); fix or rebuild the plugin")
+        }
+        LibraryError::InvalidCAbi { .. } => format!(
+            "plugin {shown} was built with an incompatible compiler C ABI; rebuild it with the same Rust toolchain as lca"
+        ),
         other => format!("cannot load plugin {shown}: {other}"),
     }
 }
@@ -188,7 +225,11 @@ fn explain(file: &Path, e: &LibraryError) -> String {
 impl LoadedPlugin {
     /// The origin recorded for this plugin's components.
     pub fn origin(&self) -> Origin {
-        Origin::Plugin { plugin: self.name.clone(), version: self.version.clone(), file: self.file.clone() }
+        Origin::Plugin {
+            plugin: self.name.clone(),
+            version: self.version.clone(),
+            file: self.file.clone(),
+        }
     }
 
     /// Registers every component of this plugin.
@@ -233,35 +274,51 @@ struct PluginFactory {
 
 impl Factory for PluginFactory {
     fn build(&self, params: &lca_core::toml::Table) -> Result<Component> {
-        let text = lca_core::toml::to_string(params)
-            .map_err(|e| Error::input(format!("parameters of `{}` cannot be written as TOML: {e}", self.name)))?;
+        let text = lca_core::toml::to_string(params).map_err(|e| {
+            Error::input(format!(
+                "parameters of `{}` cannot be written as TOML: {e}",
+                self.name
+            ))
+        })?;
         let (name, params) = (RStr::from_str(&self.name), RStr::from_str(&text));
         let who = self.who.clone();
-        let built = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<Component, crate::abi::FfiError> {
+        let fail = |e| crate::convert::error_from_ffi(e, &self.who.label, &self.name);
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Component> {
             Ok(match self.kind {
                 ComponentKind::Source => {
-                    Component::Source(Box::new(ForeignSource::new((self.module.new_source())(name, params).into_result()?, who)))
+                    let inner = (self.module.new_source())(name, params)
+                        .into_result()
+                        .map_err(fail)?;
+                    Component::Source(Box::new(ForeignSource::new(inner, who)))
                 }
                 ComponentKind::Probe => {
-                    Component::Probe(Arc::new(ForeignProbe::new((self.module.new_probe())(name, params).into_result()?, who)))
+                    let inner = (self.module.new_probe())(name, params)
+                        .into_result()
+                        .map_err(fail)?;
+                    Component::Probe(Arc::new(ForeignProbe::new(inner, who)))
                 }
                 ComponentKind::Ranker => {
-                    Component::Ranker(Box::new(ForeignRanker::new((self.module.new_ranker())(name, params).into_result()?, who)))
+                    let inner = (self.module.new_ranker())(name, params)
+                        .into_result()
+                        .map_err(fail)?;
+                    Component::Ranker(Box::new(ForeignRanker::new(inner, who)))
                 }
-                ComponentKind::Evaluator => Component::Evaluator(Box::new(ForeignEvaluator::new(
-                    (self.module.new_evaluator())(name, params).into_result()?,
-                    who,
-                ))),
+                ComponentKind::Evaluator => {
+                    let inner = (self.module.new_evaluator())(name, params)
+                        .into_result()
+                        .map_err(fail)?;
+                    Component::Evaluator(Box::new(ForeignEvaluator::new(inner, who)))
+                }
             })
         }));
-        match built {
-            Ok(Ok(component)) => Ok(component),
-            Ok(Err(e)) => Err(crate::convert::error_from_ffi(e, &self.who.label, &self.name)),
-            Err(_) => Err(Error::Plugin(format!(
+        // Reading a constructor this library lacks (an older plugin) panics
+        // in abi_stable's accessor; report it instead.
+        built.unwrap_or_else(|_| {
+            Err(Error::Plugin(format!(
                 "{} could not be built: the plugin lacks an entry this lca needs; rebuild it against this lca",
                 self.who.label
-            ))),
-        }
+            )))
+        })
     }
 }
 
@@ -302,17 +359,27 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_library_gets_one_paragraph() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(format!("{DLL_PREFIX}lca_plugin_fake{DLL_SUFFIX}"));
+        let path = dir
+            .path()
+            .join(format!("{DLL_PREFIX}lca_plugin_fake{DLL_SUFFIX}"));
         std::fs::write(&path, b"not a library").unwrap();
         let err = load_file(&path).unwrap_err().to_string();
-        assert!(err.contains("cannot load plugin") && err.contains("not a loadable shared library"), "{err}");
+        assert!(
+            err.contains("cannot load plugin") && err.contains("not a loadable shared library"),
+            "{err}"
+        );
         assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
     fn missing_explicit_directory_is_an_error() {
-        let err = search_path(&[PathBuf::from("/definitely/not/here")]).unwrap_err().to_string();
-        assert!(err.contains("/definitely/not/here") && err.contains("--plugin-dir"), "{err}");
+        let err = search_path(&[PathBuf::from("/definitely/not/here")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/definitely/not/here") && err.contains("--plugin-dir"),
+            "{err}"
+        );
     }
 
     #[test]

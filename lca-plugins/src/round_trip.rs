@@ -22,7 +22,10 @@ struct MeanRanker;
 impl Ranker for MeanRanker {
     fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
         let train = input.data.split(lca_core::data::Split::Train);
-        let means = train.acts.mean_axis(Axis(0)).ok_or_else(|| Error::input("no rows"))?;
+        let means = train
+            .acts
+            .mean_axis(Axis(0))
+            .ok_or_else(|| Error::input("no rows"))?;
         NeuronRanking::from_scores(means.iter().map(|&m| f64::from(m)).collect())
     }
 }
@@ -60,7 +63,11 @@ impl Probe for CentroidProbe {
         for (mut m, c) in means.axis_iter_mut(Axis(0)).zip(&counts) {
             m /= c.max(1.0);
         }
-        Ok(Box::new(Centroids { classes: data.classes().clone(), means, bias: Array1::zeros(data.n_classes()) }))
+        Ok(Box::new(Centroids {
+            classes: data.classes().clone(),
+            means,
+            bias: Array1::zeros(data.n_classes()),
+        }))
     }
 }
 
@@ -103,8 +110,17 @@ impl Evaluator for RetrainEvaluator {
             let predicted = fresh.predict(train.acts.view())?;
             let trained_pred = p.trained.predict(train.acts.view())?;
             assert_eq!(predicted, trained_pred, "retrained probe differs");
-            let acc = predicted.iter().zip(train.labels).filter(|(a, b)| a == b).count() as f64 / train.labels.len() as f64;
-            let top = input.rankings.first().map(|r| r.ranking.order()[0] as i64).unwrap_or(-1);
+            let acc = predicted
+                .iter()
+                .zip(train.labels)
+                .filter(|(a, b)| a == b)
+                .count() as f64
+                / train.labels.len() as f64;
+            let top = input
+                .rankings
+                .first()
+                .map(|r| r.ranking.order()[0] as i64)
+                .unwrap_or(-1);
             t.push(vec![Cell::from(p.id.as_str()), acc.into(), top.into()]);
             e.metrics.insert(format!("accuracy.{}", p.id), acc);
         }
@@ -140,7 +156,9 @@ fn ranker_round_trip_matches_native_and_passes_conformance() {
 fn panics_become_errors() {
     let data = planted(50, 5, 2, 1, 1);
     let foreign = ForeignRanker::new(ranker_to_ffi(Box::new(Panicking)), who());
-    let err = foreign.rank(&RankInput::new(&data), &RunContext::new(0, 1)).unwrap_err();
+    let err = foreign
+        .rank(&RankInput::new(&data), &RunContext::new(0, 1))
+        .unwrap_err();
     assert!(matches!(err, Error::Panicked { .. }), "{err}");
     assert!(err.to_string().contains("deliberate test panic"), "{err}");
 }
@@ -149,22 +167,35 @@ fn panics_become_errors() {
 fn probe_and_evaluator_round_trip() {
     let data = planted(200, 8, 3, 1, 2);
     let cx = RunContext::new(0, 1);
-    let spec: Arc<dyn Probe> = Arc::new(ForeignProbe::new(probe_to_ffi(Arc::new(CentroidProbe)), who()));
+    let spec: Arc<dyn Probe> = Arc::new(ForeignProbe::new(
+        probe_to_ffi(Arc::new(CentroidProbe)),
+        who(),
+    ));
     let trained: SharedProbe = Arc::from(spec.fit(&data, &cx).unwrap());
     let native = CentroidProbe.fit(&data, &cx).unwrap();
     assert_eq!(trained.weights().unwrap(), native.weights().unwrap());
     assert_eq!(trained.bias().unwrap().len(), 3);
     assert_eq!(trained.details()["kind"], "centroid");
     let x = data.acts().view();
-    assert_eq!(trained.predict(x.view()).unwrap(), native.predict(x.view()).unwrap());
+    assert_eq!(
+        trained.predict(x.view()).unwrap(),
+        native.predict(x.view()).unwrap()
+    );
     lca_core::run::check_probe(trained.as_ref(), &data).unwrap();
 
     // The host's probes cross into a plugin evaluator, which retrains them.
     let ranking = NeuronRanking::from_order((0..8).rev().collect()).unwrap();
     let evaluator = ForeignEvaluator::new(evaluator_to_ffi(Box::new(RetrainEvaluator)), who());
     let input = EvalInput::new(&data)
-        .with_rankings(vec![NamedRanking { id: "r", ranking: &ranking }])
-        .with_probes(vec![ProbeInput { id: "centroid".into(), spec, trained }]);
+        .with_rankings(vec![NamedRanking {
+            id: "r",
+            ranking: &ranking,
+        }])
+        .with_probes(vec![ProbeInput {
+            id: "centroid".into(),
+            spec,
+            trained,
+        }]);
     let e = evaluator.evaluate(&input, &cx).unwrap();
     assert!(e.metrics["accuracy.centroid"] > 0.5, "{e:?}");
     assert_eq!(e.tables[0].rows[0][2], Cell::Int(7));

@@ -2,7 +2,13 @@
 //! Not a public API: `plugins/fixtures/*` use it to build libraries that a
 //! real host must refuse.
 
-#![allow(unsafe_code, missing_docs, unreachable_pub, non_local_definitions, non_camel_case_types)]
+#![allow(
+    unsafe_code,
+    missing_docs,
+    unreachable_pub,
+    non_local_definitions,
+    non_camel_case_types
+)]
 
 use abi_stable::library::{CheckTypeLayout, LibHeader, RootModule, RootModuleResult};
 use abi_stable::prefix_type::PrefixTypeTrait;
@@ -78,7 +84,9 @@ pub const unsafe fn old_abi_header(constructor: extern "C" fn() -> RootModuleRes
 
 /// # Safety
 /// Only for `load_other_layout`.
-pub const unsafe fn other_layout_header(constructor: extern "C" fn() -> RootModuleResult) -> LibHeader {
+pub const unsafe fn other_layout_header(
+    constructor: extern "C" fn() -> RootModuleResult,
+) -> LibHeader {
     // SAFETY: `load_other_layout` returns an `OtherLayoutModRef`.
     unsafe { LibHeader::from_constructor::<OtherLayoutModRef>(constructor, CheckTypeLayout::Yes) }
 }

@@ -5,7 +5,11 @@ use lca_core::run::{self, Silent};
 use lca_core::{Error, RunContext};
 use lca_tests::{registry_with, repo_root};
 
-const PLUGINS: [&str; 3] = ["lca_plugin_correlation", "lca_plugin_random", "lca_plugin_variance"];
+const PLUGINS: [&str; 3] = [
+    "lca_plugin_correlation",
+    "lca_plugin_random",
+    "lca_plugin_variance",
+];
 
 #[test]
 fn the_flagship_recipe_recovers_planted_neurons() {
@@ -25,7 +29,8 @@ fn same_seed_same_results_at_any_thread_count() {
     let path = repo_root().join("examples/custom-ranker/recipe.toml");
     let plan = recipe::compile_file(&path, &registry).unwrap();
     let deterministic = |threads| {
-        let mut r = run::execute(&plan, &RunContext::new(plan.run.seed, threads), &mut Silent).unwrap();
+        let mut r =
+            run::execute(&plan, &RunContext::new(plan.run.seed, threads), &mut Silent).unwrap();
         r.provenance.timings.clear();
         r.provenance.total_seconds = 0.0;
         r.provenance.threads = 0;
@@ -35,7 +40,11 @@ fn same_seed_same_results_at_any_thread_count() {
     assert_eq!(one, deterministic(1));
     assert_eq!(one, deterministic(2));
     let changed = run::execute(&plan, &RunContext::new(plan.run.seed + 1, 1), &mut Silent).unwrap();
-    assert_ne!(serde_json::to_string(&changed.rankings).unwrap(), serde_json::to_string(&serde_json::from_str::<run::Results>(&one).unwrap().rankings).unwrap());
+    assert_ne!(
+        serde_json::to_string(&changed.rankings).unwrap(),
+        serde_json::to_string(&serde_json::from_str::<run::Results>(&one).unwrap().rankings)
+            .unwrap()
+    );
 }
 
 #[test]
@@ -46,5 +55,8 @@ fn a_failing_plugin_step_names_the_step_and_the_plugin() {
     let err = run::execute(&plan, &RunContext::new(0, 1), &mut Silent).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err.root(), Error::Panicked { .. }), "{text}");
-    assert!(text.starts_with("ranker `bad` (faulty_ranker, plugin lca-fixture-faulty"), "{text}");
+    assert!(
+        text.starts_with("ranker `bad` (faulty_ranker, plugin lca-fixture-faulty"),
+        "{text}"
+    );
 }

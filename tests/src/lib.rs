@@ -11,7 +11,11 @@ use lca_core::Registry;
 pub fn deps_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().expect("test executable folder");
-    if dir.file_name().is_some_and(|n| n == "deps") { dir.to_path_buf() } else { dir.join("deps") }
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.to_path_buf()
+    } else {
+        dir.join("deps")
+    }
 }
 
 /// The path of a library built by this workspace, by library name
@@ -22,7 +26,11 @@ pub fn deps_dir() -> PathBuf {
 pub fn library(name: &str) -> PathBuf {
     let file = format!("{DLL_PREFIX}{name}{DLL_SUFFIX}");
     let path = deps_dir().join(&file);
-    assert!(path.is_file(), "{} was not built; list its crate as a dev-dependency of the test package", path.display());
+    assert!(
+        path.is_file(),
+        "{} was not built; list its crate as a dev-dependency of the test package",
+        path.display()
+    );
     path
 }
 
@@ -33,12 +41,17 @@ pub fn library(name: &str) -> PathBuf {
 pub fn registry_with(libraries: &[&str]) -> Registry {
     let mut registry = Registry::with_builtins();
     for name in libraries {
-        lca_plugins::load_file(&library(name)).expect("plugin loads").register_into(&mut registry).expect("plugin registers");
+        lca_plugins::load_file(&library(name))
+            .expect("plugin loads")
+            .register_into(&mut registry)
+            .expect("plugin registers");
     }
     registry
 }
 
 /// The repository root.
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
 }

@@ -62,7 +62,9 @@ impl Ranker for VarianceRanker {
                 if count < 2 {
                     continue;
                 }
-                let rows: Vec<usize> = (0..train.labels.len()).filter(|&r| train.labels[r] as usize == class).collect();
+                let rows: Vec<usize> = (0..train.labels.len())
+                    .filter(|&r| train.labels[r] as usize == class)
+                    .collect();
                 let var = x.select(Axis(0), &rows).var_axis(Axis(0), 0.0);
                 for (w, v) in within.iter_mut().zip(var.iter()) {
                     *w += f64::from(*v);
@@ -70,7 +72,9 @@ impl Ranker for VarianceRanker {
                 present += 1;
             }
             if present == 0 {
-                return Err(Error::input("no class has two training tokens; between-class variance is undefined"));
+                return Err(Error::input(
+                    "no class has two training tokens; between-class variance is undefined",
+                ));
             }
             total
                 .iter()
@@ -121,13 +125,23 @@ mod tests {
     #[test]
     fn passes_the_conformance_suite() {
         check_ranker(&VarianceRanker::default(), RankerTraits::default()).unwrap();
-        check_ranker(&VarianceRanker { between_classes: true }, RankerTraits::default()).unwrap();
+        check_ranker(
+            &VarianceRanker {
+                between_classes: true,
+            },
+            RankerTraits::default(),
+        )
+        .unwrap();
     }
 
     #[test]
     fn between_class_variance_finds_planted_neurons() {
         let data = planted(3000, 100, 4, 2, 7);
-        let ranking = VarianceRanker { between_classes: true }.rank(&RankInput::new(&data), &RunContext::new(0, 1)).unwrap();
+        let ranking = VarianceRanker {
+            between_classes: true,
+        }
+        .rank(&RankInput::new(&data), &RunContext::new(0, 1))
+        .unwrap();
         assert_eq!(planted_precision(&ranking, &data), 1.0);
     }
 }

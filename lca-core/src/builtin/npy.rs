@@ -60,16 +60,76 @@ fn sentence() -> String {
 fn param_docs() -> Vec<ParamDoc> {
     use ParamType::*;
     vec![
-        ParamDoc::new("path", Path, "required", ".npy, .npz or .safetensors", "activation matrix, tokens × neurons, float32 or float64"),
-        ParamDoc::new("array", String, "the only array", "a name in the file", "which array of an .npz or .safetensors file to use"),
-        ParamDoc::new("labels", Path, "required", "a text or .npy file", "one label per line (blank line = sentence boundary), or an .npy vector of integer class ids"),
-        ParamDoc::new("words", Path, "none", "a text file", "one word per line, aligned with the labels file"),
-        ParamDoc::new("layers", Integer, "1", "≥ 1, divides the neuron count", "layers in the matrix, laid out layer-major (neuron = layer × hidden + unit)"),
-        ParamDoc::new("first_layer", Integer, "0", "≥ 0", "number of the first layer in the matrix"),
-        ParamDoc::new("dev", Float, "0.1", "0 ≤ x < 1", "fraction of sentences (or tokens) in the dev split"),
-        ParamDoc::new("test", Float, "0.1", "0 ≤ x < 1", "fraction of sentences (or tokens) in the test split"),
-        ParamDoc::new("shuffle", Bool, "true", "true or false", "shuffle sentences (seeded) before splitting; false holds out the tail"),
-        ParamDoc::new("split_by", String, "\"sentence\"", "\"sentence\" or \"token\"", "unit of the split"),
+        ParamDoc::new(
+            "path",
+            Path,
+            "required",
+            ".npy, .npz or .safetensors",
+            "activation matrix, tokens × neurons, float32 or float64",
+        ),
+        ParamDoc::new(
+            "array",
+            String,
+            "the only array",
+            "a name in the file",
+            "which array of an .npz or .safetensors file to use",
+        ),
+        ParamDoc::new(
+            "labels",
+            Path,
+            "required",
+            "a text or .npy file",
+            "one label per line (blank line = sentence boundary), or an .npy vector of integer class ids",
+        ),
+        ParamDoc::new(
+            "words",
+            Path,
+            "none",
+            "a text file",
+            "one word per line, aligned with the labels file",
+        ),
+        ParamDoc::new(
+            "layers",
+            Integer,
+            "1",
+            "≥ 1, divides the neuron count",
+            "layers in the matrix, laid out layer-major (neuron = layer × hidden + unit)",
+        ),
+        ParamDoc::new(
+            "first_layer",
+            Integer,
+            "0",
+            "≥ 0",
+            "number of the first layer in the matrix",
+        ),
+        ParamDoc::new(
+            "dev",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of sentences (or tokens) in the dev split",
+        ),
+        ParamDoc::new(
+            "test",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of sentences (or tokens) in the test split",
+        ),
+        ParamDoc::new(
+            "shuffle",
+            Bool,
+            "true",
+            "true or false",
+            "shuffle sentences (seeded) before splitting; false holds out the tail",
+        ),
+        ParamDoc::new(
+            "split_by",
+            String,
+            "\"sentence\"",
+            "\"sentence\" or \"token\"",
+            "unit of the split",
+        ),
     ]
 }
 
@@ -98,9 +158,27 @@ pub struct NpySource {
 impl NpySource {
     fn new(p: NpyParams) -> Result<Self> {
         ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
-        ensure(NAME, "dev", (0.0..1.0).contains(&p.dev), p.dev, "0 ≤ dev < 1")?;
-        ensure(NAME, "test", (0.0..1.0).contains(&p.test), p.test, "0 ≤ test < 1")?;
-        ensure(NAME, "test", p.dev + p.test < 1.0, p.dev + p.test, "dev + test < 1, leaving data to train on")?;
+        ensure(
+            NAME,
+            "dev",
+            (0.0..1.0).contains(&p.dev),
+            p.dev,
+            "0 ≤ dev < 1",
+        )?;
+        ensure(
+            NAME,
+            "test",
+            (0.0..1.0).contains(&p.test),
+            p.test,
+            "0 ≤ test < 1",
+        )?;
+        ensure(
+            NAME,
+            "test",
+            p.dev + p.test < 1.0,
+            p.dev + p.test,
+            "dev + test < 1, leaving data to train on",
+        )?;
         let unit = match p.split_by.as_str() {
             "sentence" => SplitUnit::Sentence,
             "token" => SplitUnit::Token,
@@ -151,16 +229,29 @@ impl ActivationSource for NpySource {
                 ),
             )
         })?;
-        let spec = SplitSpec { dev: p.dev, test: p.test, shuffle: p.shuffle, unit: self.unit };
-        let starts = (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
+        let spec = SplitSpec {
+            dev: p.dev,
+            test: p.test,
+            shuffle: p.shuffle,
+            unit: self.unit,
+        };
+        let starts =
+            (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
         let (order, splits) = assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?;
         let identity = order.iter().enumerate().all(|(i, &r)| i == r);
         let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
-        let label_names = if identity { labels.names.clone() } else { reorder(&labels.names) };
+        let label_names = if identity {
+            labels.names.clone()
+        } else {
+            reorder(&labels.names)
+        };
         let tokens = match words {
             Some(words) => {
                 let starts = reorder_sentence_starts(&labels.sentence_starts, rows, &order);
-                Some(Tokens::new(if identity { words } else { reorder(&words) }, starts)?)
+                Some(Tokens::new(
+                    if identity { words } else { reorder(&words) },
+                    starts,
+                )?)
             }
             None => None,
         };
@@ -173,9 +264,21 @@ impl ActivationSource for NpySource {
             Some(names) => ClassVocab::in_order(names.clone())?,
             None => ClassVocab::from_names(label_names.iter().cloned()),
         };
-        let ids = label_names.iter().map(|n| vocab.id(n).expect("label in its vocabulary")).collect();
-        let dataset = Dataset::new(cx.step().trim_start_matches("source."), acts, neurons, Labels::new(ids, vocab)?, tokens, splits)?;
-        dataset.check_finite().map_err(|e| Error::format(&p.path, None, e.to_string()))?;
+        let ids = label_names
+            .iter()
+            .map(|n| vocab.id(n).expect("label in its vocabulary"))
+            .collect();
+        let dataset = Dataset::new(
+            cx.step().trim_start_matches("source."),
+            acts,
+            neurons,
+            Labels::new(ids, vocab)?,
+            tokens,
+            splits,
+        )?;
+        dataset
+            .check_finite()
+            .map_err(|e| Error::format(&p.path, None, e.to_string()))?;
         Ok(dataset)
     }
 }
@@ -186,7 +289,11 @@ impl ActivationSource for NpySource {
 /// Missing file, unknown extension, wrong dtype or rank, or an ambiguous
 /// array name; the message names the file and the fix.
 pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "npy" => {
             let file = open(path)?;
@@ -208,7 +315,9 @@ fn open(path: &Path) -> Result<File> {
 
 fn read_npy_f32<R: std::io::Read>(mut reader: R, path: &Path) -> Result<Array2<f32>> {
     let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
     if let Ok(a) = Array2::<f32>::read_npy(bytes.as_slice()) {
         return Ok(a);
     }
@@ -217,59 +326,109 @@ fn read_npy_f32<R: std::io::Read>(mut reader: R, path: &Path) -> Result<Array2<f
         Err(e) => Err(Error::format(
             path,
             None,
-            format!("not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"),
+            format!(
+                "not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"
+            ),
         )),
     }
 }
 
 fn read_npz(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
-    let mut npz = NpzReader::new(open(path)?).map_err(|e| Error::format(path, None, format!("not a readable .npz archive ({e})")))?;
-    let names = npz.names().map_err(|e| Error::format(path, None, format!("cannot list arrays ({e})")))?;
-    let name = pick_array(path, array, names.iter().map(|n| n.trim_end_matches(".npy").to_string()).collect())?;
-    let entry = names.iter().find(|n| n.trim_end_matches(".npy") == name).cloned().unwrap_or(name.clone());
+    let mut npz = NpzReader::new(open(path)?)
+        .map_err(|e| Error::format(path, None, format!("not a readable .npz archive ({e})")))?;
+    let names = npz
+        .names()
+        .map_err(|e| Error::format(path, None, format!("cannot list arrays ({e})")))?;
+    let name = pick_array(
+        path,
+        array,
+        names
+            .iter()
+            .map(|n| n.trim_end_matches(".npy").to_string())
+            .collect(),
+    )?;
+    let entry = names
+        .iter()
+        .find(|n| n.trim_end_matches(".npy") == name)
+        .cloned()
+        .unwrap_or(name.clone());
     if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix2>(&entry) {
         return Ok(a);
     }
     npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix2>(&entry)
         .map(|a| a.mapv(|v| v as f32))
-        .map_err(|e| Error::format(path, None, format!("array `{name}` is not a 2-D float32 or float64 array ({e})")))
+        .map_err(|e| {
+            Error::format(
+                path,
+                None,
+                format!("array `{name}` is not a 2-D float32 or float64 array ({e})"),
+            )
+        })
 }
 
 fn read_safetensors(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::format(path, None, format!("not a valid safetensors file ({e})")))?;
-    let name = pick_array(path, array, tensors.names().into_iter().map(String::from).collect())?;
-    let view = tensors.tensor(&name).map_err(|e| Error::format(path, None, format!("cannot read tensor `{name}` ({e})")))?;
+    let name = pick_array(
+        path,
+        array,
+        tensors.names().into_iter().map(String::from).collect(),
+    )?;
+    let view = tensors
+        .tensor(&name)
+        .map_err(|e| Error::format(path, None, format!("cannot read tensor `{name}` ({e})")))?;
     let shape = view.shape().to_vec();
     if shape.len() != 2 {
-        return Err(Error::format(path, None, format!("tensor `{name}` has shape {shape:?}; a 2-D tokens × neurons matrix is needed")));
+        return Err(Error::format(
+            path,
+            None,
+            format!("tensor `{name}` has shape {shape:?}; a 2-D tokens × neurons matrix is needed"),
+        ));
     }
     let data: Vec<f32> = match view.dtype() {
-        safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        safetensors::Dtype::F32 => view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         safetensors::Dtype::F64 => view
             .data()
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
             .collect(),
         other => {
-            return Err(Error::format(path, None, format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported, convert it to F32")));
+            return Err(Error::format(
+                path,
+                None,
+                format!(
+                    "tensor `{name}` has dtype {other:?}; only F32 and F64 are supported, convert it to F32"
+                ),
+            ));
         }
     };
-    Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| Error::format(path, None, format!("tensor `{name}`: {e}")))
+    Array2::from_shape_vec((shape[0], shape[1]), data)
+        .map_err(|e| Error::format(path, None, format!("tensor `{name}`: {e}")))
 }
 
 fn pick_array(path: &Path, wanted: Option<&str>, mut names: Vec<String>) -> Result<String> {
     names.sort();
     match wanted {
         Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
-        Some(w) => Err(Error::format(path, None, format!("has no array `{w}`; it holds: {}", names.join(", ")))),
+        Some(w) => Err(Error::format(
+            path,
+            None,
+            format!("has no array `{w}`; it holds: {}", names.join(", ")),
+        )),
         None if names.len() == 1 => Ok(names.remove(0)),
         None if names.is_empty() => Err(Error::format(path, None, "holds no arrays")),
         None => Err(Error::format(
             path,
             None,
-            format!("holds several arrays ({}); choose one with the `array` parameter", names.join(", ")),
+            format!(
+                "holds several arrays ({}); choose one with the `array` parameter",
+                names.join(", ")
+            ),
         )),
     }
 }
@@ -294,11 +453,19 @@ pub struct LabelFile {
 /// # Errors
 /// Unreadable or non-UTF-8 files, lines with more than one field, empty files.
 pub fn read_label_file(path: &Path) -> Result<LabelFile> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
         return read_npy_labels(path);
     }
     let (fields, sentence_starts, lines) = read_one_per_line(path, "label")?;
-    Ok(LabelFile { names: fields, sentence_starts, numeric_order: None, lines })
+    Ok(LabelFile {
+        names: fields,
+        sentence_starts,
+        numeric_order: None,
+        lines,
+    })
 }
 
 fn read_npy_labels(path: &Path) -> Result<LabelFile> {
@@ -308,10 +475,18 @@ fn read_npy_labels(path: &Path) -> Result<LabelFile> {
     } else if let Ok(a) = Array1::<i32>::read_npy(bytes.as_slice()) {
         a.iter().map(|&v| i64::from(v)).collect()
     } else {
-        return Err(Error::format(path, None, "not a 1-D int64 or int32 array of class ids"));
+        return Err(Error::format(
+            path,
+            None,
+            "not a 1-D int64 or int32 array of class ids",
+        ));
     };
     if let Some((i, v)) = ids.iter().enumerate().find(|(_, v)| **v < 0) {
-        return Err(Error::format(path, None, format!("label {i} is {v}; class ids must be ≥ 0")));
+        return Err(Error::format(
+            path,
+            None,
+            format!("label {i} is {v}; class ids must be ≥ 0"),
+        ));
     }
     let mut distinct = ids.clone();
     distinct.sort_unstable();
@@ -339,7 +514,11 @@ fn read_words_file(path: &Path, labels: &LabelFile, labels_path: &Path) -> Resul
         ));
     }
     if !labels.sentence_starts.is_empty() && starts != labels.sentence_starts {
-        let first = starts.iter().zip(&labels.sentence_starts).position(|(a, b)| a != b).unwrap_or(starts.len().min(labels.sentence_starts.len()));
+        let first = starts
+            .iter()
+            .zip(&labels.sentence_starts)
+            .position(|(a, b)| a != b)
+            .unwrap_or(starts.len().min(labels.sentence_starts.len()));
         let line = starts.get(first).and_then(|&row| lines.get(row)).copied();
         return Err(Error::format(
             path,
@@ -361,8 +540,16 @@ fn read_one_per_line(path: &Path, what: &str) -> Result<(Vec<String>, Vec<usize>
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::format(path, Some(line), "is not valid UTF-8; re-encode the file as UTF-8")
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::format(
+            path,
+            Some(line),
+            "is not valid UTF-8; re-encode the file as UTF-8",
+        )
     })?;
     let mut fields = Vec::new();
     let mut lines = Vec::new();
@@ -408,7 +595,10 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
         let path = dir.join(name);
-        std::fs::File::create(&path).unwrap().write_all(text).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text)
+            .unwrap();
         path
     }
 
@@ -421,7 +611,9 @@ mod tests {
 
     fn source(table: &str) -> Result<Dataset<'static>> {
         let table: toml::Table = table.parse().unwrap();
-        let Component::Source(s) = (descriptor().build)(&table)? else { unreachable!() };
+        let Component::Source(s) = (descriptor().build)(&table)? else {
+            unreachable!()
+        };
         s.load(&RunContext::new(1, 1).for_step("source.acts"))
     }
 
@@ -440,7 +632,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "l.txt", b"NN\nVB DT\n");
         let err = read_label_file(&path).unwrap_err().to_string();
-        assert!(err.contains("l.txt:2:") && err.contains("more than one label"), "{err}");
+        assert!(
+            err.contains("l.txt:2:") && err.contains("more than one label"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -458,8 +653,7 @@ mod tests {
         let labels = write(dir.path(), "l.txt", b"a\nb\n\na\nb\n\na\nb\n");
         let words = write(dir.path(), "w.txt", b"the\ncat\n\na\ndog\n\nsome\nfish\n");
         let d = source(&format!(
-            "path = {:?}\nlabels = {:?}\nwords = {:?}\nlayers = 2\ndev = 0.34\ntest = 0.34",
-            acts, labels, words
+            "path = {acts:?}\nlabels = {labels:?}\nwords = {words:?}\nlayers = 2\ndev = 0.34\ntest = 0.34"
         ))
         .unwrap();
         assert_eq!(d.name(), "acts");
@@ -471,7 +665,10 @@ mod tests {
         // Rows moved together with their words and labels.
         let view = d.acts().view();
         for (row, word) in tokens.words().iter().enumerate() {
-            let original = ["the", "cat", "a", "dog", "some", "fish"].iter().position(|w| w == word).unwrap();
+            let original = ["the", "cat", "a", "dog", "some", "fish"]
+                .iter()
+                .position(|w| w == word)
+                .unwrap();
             assert_eq!(view[[row, 0]], (original * 4) as f32);
         }
     }
@@ -481,8 +678,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let acts = write_matrix(dir.path(), 3, 2);
         let labels = write(dir.path(), "l.txt", b"a\nb\n");
-        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}")).unwrap_err().to_string();
-        assert!(err.contains("l.txt") && err.contains("has 2 labels") && err.contains("has 3 rows"), "{err}");
+        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("l.txt") && err.contains("has 2 labels") && err.contains("has 3 rows"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -490,8 +692,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let acts = write_matrix(dir.path(), 2, 5);
         let labels = write(dir.path(), "l.txt", b"a\nb\n");
-        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}\nlayers = 2\ndev = 0\ntest = 0.4")).unwrap_err().to_string();
-        assert!(err.contains("5 neurons") && err.contains("layers = 2"), "{err}");
+        let err = source(&format!(
+            "path = {acts:?}\nlabels = {labels:?}\nlayers = 2\ndev = 0\ntest = 0.4"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("5 neurons") && err.contains("layers = 2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -502,8 +711,15 @@ mod tests {
         a[[1, 0]] = f32::NAN;
         a.write_npy(File::create(&path).unwrap()).unwrap();
         let labels = write(dir.path(), "l.txt", b"a\nb\n");
-        let err = source(&format!("path = {path:?}\nlabels = {labels:?}\nshuffle = false\ndev = 0\ntest = 0.4")).unwrap_err().to_string();
-        assert!(err.contains("acts.npy") && err.contains("token 1, neuron 0"), "{err}");
+        let err = source(&format!(
+            "path = {path:?}\nlabels = {labels:?}\nshuffle = false\ndev = 0\ntest = 0.4"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("acts.npy") && err.contains("token 1, neuron 0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -511,7 +727,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = Array2::from_shape_fn((3, 2), |(r, c)| (r * 2 + c) as f32);
         let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &bytes).unwrap();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &bytes)
+                .unwrap();
         let st = dir.path().join("a.safetensors");
         safetensors::serialize_to_file([("acts", view)], None, &st).unwrap();
         assert_eq!(read_matrix_file(&st, None).unwrap(), a);

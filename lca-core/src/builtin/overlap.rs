@@ -25,7 +25,13 @@ fn default_ks() -> Vec<i64> {
 }
 
 fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new("k", ParamType::IntegerList, "[10, 50, 100]", "each ≥ 1", "top-k sizes to compare")]
+    vec![ParamDoc::new(
+        "k",
+        ParamType::IntegerList,
+        "[10, 50, 100]",
+        "each ≥ 1",
+        "top-k sizes to compare",
+    )]
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -63,17 +69,41 @@ impl Evaluator for RankingOverlap {
     fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
         let n = input.data.n_neurons();
         let mut evaluation = Evaluation::default();
-        let mut table = Table::new("Top-k overlap between rankings", &["ranking A", "ranking B", "k", "shared", "overlap", "jaccard"]);
+        let mut table = Table::new(
+            "Top-k overlap between rankings",
+            &[
+                "ranking A",
+                "ranking B",
+                "k",
+                "shared",
+                "overlap",
+                "jaccard",
+            ],
+        );
         for (i, a) in input.rankings.iter().enumerate() {
             for b in &input.rankings[i + 1..] {
                 for &k in &self.ks {
                     let k = k.min(n);
                     let top_a: HashSet<u32> = a.ranking.top(k).iter().copied().collect();
-                    let shared = b.ranking.top(k).iter().filter(|j| top_a.contains(j)).count();
+                    let shared = b
+                        .ranking
+                        .top(k)
+                        .iter()
+                        .filter(|j| top_a.contains(j))
+                        .count();
                     let overlap = shared as f64 / k as f64;
                     let jaccard = shared as f64 / (2 * k - shared) as f64;
-                    table.push(vec![Cell::from(a.id), Cell::from(b.id), k.into(), shared.into(), overlap.into(), jaccard.into()]);
-                    evaluation.metrics.insert(format!("overlap_at_{k}.{}.{}", a.id, b.id), overlap);
+                    table.push(vec![
+                        Cell::from(a.id),
+                        Cell::from(b.id),
+                        k.into(),
+                        shared.into(),
+                        overlap.into(),
+                        jaccard.into(),
+                    ]);
+                    evaluation
+                        .metrics
+                        .insert(format!("overlap_at_{k}.{}.{}", a.id, b.id), overlap);
                 }
             }
         }
@@ -91,11 +121,33 @@ mod tests {
 
     #[test]
     fn hand_computed_overlap() {
-        let data = generate(&SyntheticParams { tokens: 20, neurons: 6, classes: 2, per_class: 1, ..Default::default() }, 1, "t").unwrap();
+        let data = generate(
+            &SyntheticParams {
+                tokens: 20,
+                neurons: 6,
+                classes: 2,
+                per_class: 1,
+                ..Default::default()
+            },
+            1,
+            "t",
+        )
+        .unwrap();
         let a = NeuronRanking::from_order(vec![0, 1, 2, 3, 4, 5]).unwrap();
         let b = NeuronRanking::from_order(vec![1, 5, 0, 2, 3, 4]).unwrap();
-        let input = EvalInput::new(&data).with_rankings(vec![NamedRanking { id: "a", ranking: &a }, NamedRanking { id: "b", ranking: &b }]);
-        let e = RankingOverlap { ks: vec![2, 3, 10] }.evaluate(&input, &RunContext::new(0, 1)).unwrap();
+        let input = EvalInput::new(&data).with_rankings(vec![
+            NamedRanking {
+                id: "a",
+                ranking: &a,
+            },
+            NamedRanking {
+                id: "b",
+                ranking: &b,
+            },
+        ]);
+        let e = RankingOverlap { ks: vec![2, 3, 10] }
+            .evaluate(&input, &RunContext::new(0, 1))
+            .unwrap();
         // top-2: {0,1} vs {1,5} share 1; top-3: {0,1,2} vs {1,5,0} share 2; k=10 clips to 6.
         assert_eq!(e.metrics["overlap_at_2.a.b"], 0.5);
         assert_eq!(e.metrics["overlap_at_3.a.b"], 2.0 / 3.0);

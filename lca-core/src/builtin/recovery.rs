@@ -72,22 +72,43 @@ impl Evaluator for PlantedRecovery {
             is_planted[j as usize] = true;
         }
         let n_planted = truth.informative.len();
-        let ks = if self.ks.is_empty() { vec![n_planted.max(1)] } else { self.ks.clone() };
+        let ks = if self.ks.is_empty() {
+            vec![n_planted.max(1)]
+        } else {
+            self.ks.clone()
+        };
         let mut evaluation = Evaluation::default();
         let mut table = Table::new(
             "Planted-neuron recovery",
-            &["ranking", "k", "planted in top k", "precision@k", "recall@k", "rank covering all planted"],
+            &[
+                "ranking",
+                "k",
+                "planted in top k",
+                "precision@k",
+                "recall@k",
+                "rank covering all planted",
+            ],
         );
         for named in &input.rankings {
             let order = named.ranking.order();
             // 1-based position of the last planted neuron: how deep one must go
             // to see them all.
-            let covering = order.iter().rposition(|&j| is_planted[j as usize]).map_or(0, |p| p + 1);
+            let covering = order
+                .iter()
+                .rposition(|&j| is_planted[j as usize])
+                .map_or(0, |p| p + 1);
             for &k in &ks {
                 let k = k.min(n);
-                let hits = order[..k].iter().filter(|&&j| is_planted[j as usize]).count();
+                let hits = order[..k]
+                    .iter()
+                    .filter(|&&j| is_planted[j as usize])
+                    .count();
                 let precision = hits as f64 / k as f64;
-                let recall = if n_planted == 0 { 0.0 } else { hits as f64 / n_planted as f64 };
+                let recall = if n_planted == 0 {
+                    0.0
+                } else {
+                    hits as f64 / n_planted as f64
+                };
                 table.push(vec![
                     Cell::from(named.id),
                     k.into(),
@@ -96,7 +117,9 @@ impl Evaluator for PlantedRecovery {
                     recall.into(),
                     covering.into(),
                 ]);
-                evaluation.metrics.insert(format!("precision_at_{k}.{}", named.id), precision);
+                evaluation
+                    .metrics
+                    .insert(format!("precision_at_{k}.{}", named.id), precision);
             }
         }
         evaluation.tables.push(table);
@@ -117,7 +140,18 @@ mod tests {
 
     #[test]
     fn perfect_and_reversed_rankings() {
-        let data = generate(&SyntheticParams { tokens: 50, neurons: 20, classes: 2, per_class: 2, ..Default::default() }, 1, "t").unwrap();
+        let data = generate(
+            &SyntheticParams {
+                tokens: 50,
+                neurons: 20,
+                classes: 2,
+                per_class: 2,
+                ..Default::default()
+            },
+            1,
+            "t",
+        )
+        .unwrap();
         let planted = data.truth().unwrap().informative.clone();
         let mut scores = vec![0.0; 20];
         for &j in &planted {
@@ -126,10 +160,18 @@ mod tests {
         let good = NeuronRanking::from_scores(scores.clone()).unwrap();
         let bad = NeuronRanking::from_scores(scores.iter().map(|s| -s).collect()).unwrap();
         let input = EvalInput::new(&data).with_rankings(vec![
-            NamedRanking { id: "good", ranking: &good },
-            NamedRanking { id: "bad", ranking: &bad },
+            NamedRanking {
+                id: "good",
+                ranking: &good,
+            },
+            NamedRanking {
+                id: "bad",
+                ranking: &bad,
+            },
         ]);
-        let e = PlantedRecovery { ks: vec![] }.evaluate(&input, &RunContext::new(0, 1)).unwrap();
+        let e = PlantedRecovery { ks: vec![] }
+            .evaluate(&input, &RunContext::new(0, 1))
+            .unwrap();
         assert_eq!(e.metrics["precision_at_4.good"], 1.0);
         assert_eq!(e.metrics["precision_at_4.bad"], 0.0);
         assert_eq!(e.tables[0].rows[0][5], Cell::Int(4));

@@ -72,17 +72,83 @@ fn param_docs() -> Vec<ParamDoc> {
     use ParamType::*;
     vec![
         ParamDoc::new("tokens", Integer, "5000", "≥ 10", "number of tokens (rows)"),
-        ParamDoc::new("neurons", Integer, "500", "≥ 1", "number of neurons (columns)"),
-        ParamDoc::new("layers", Integer, "1", "≥ 1, divides `neurons`", "layers the neurons are split into, layer-major"),
-        ParamDoc::new("classes", Integer, "5", "2 ≤ x ≤ 1000", "number of classes, drawn uniformly per token"),
-        ParamDoc::new("per_class", Integer, "2", "≥ 0", "planted neurons per class"),
-        ParamDoc::new("shift", Float, "2.0", "≥ 0", "mean shift of a planted neuron on tokens of its class"),
-        ParamDoc::new("noise", Float, "1.0", "> 0", "standard deviation of the Gaussian noise on every neuron"),
-        ParamDoc::new("copies", Integer, "0", "≥ 0", "correlated copies of each planted neuron (redundancy)"),
-        ParamDoc::new("copy_noise", Float, "0.1", "≥ 0", "standard deviation of the extra noise on each copy"),
-        ParamDoc::new("dev", Float, "0.1", "0 ≤ x < 1", "fraction of tokens in the dev split"),
-        ParamDoc::new("test", Float, "0.1", "0 ≤ x < 1", "fraction of tokens in the test split"),
-        ParamDoc::new("seed", Integer, "run seed", "≥ 0", "fixed generator seed; by default derived from the run seed"),
+        ParamDoc::new(
+            "neurons",
+            Integer,
+            "500",
+            "≥ 1",
+            "number of neurons (columns)",
+        ),
+        ParamDoc::new(
+            "layers",
+            Integer,
+            "1",
+            "≥ 1, divides `neurons`",
+            "layers the neurons are split into, layer-major",
+        ),
+        ParamDoc::new(
+            "classes",
+            Integer,
+            "5",
+            "2 ≤ x ≤ 1000",
+            "number of classes, drawn uniformly per token",
+        ),
+        ParamDoc::new(
+            "per_class",
+            Integer,
+            "2",
+            "≥ 0",
+            "planted neurons per class",
+        ),
+        ParamDoc::new(
+            "shift",
+            Float,
+            "2.0",
+            "≥ 0",
+            "mean shift of a planted neuron on tokens of its class",
+        ),
+        ParamDoc::new(
+            "noise",
+            Float,
+            "1.0",
+            "> 0",
+            "standard deviation of the Gaussian noise on every neuron",
+        ),
+        ParamDoc::new(
+            "copies",
+            Integer,
+            "0",
+            "≥ 0",
+            "correlated copies of each planted neuron (redundancy)",
+        ),
+        ParamDoc::new(
+            "copy_noise",
+            Float,
+            "0.1",
+            "≥ 0",
+            "standard deviation of the extra noise on each copy",
+        ),
+        ParamDoc::new(
+            "dev",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of tokens in the dev split",
+        ),
+        ParamDoc::new(
+            "test",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of tokens in the test split",
+        ),
+        ParamDoc::new(
+            "seed",
+            Integer,
+            "run seed",
+            "≥ 0",
+            "fixed generator seed; by default derived from the run seed",
+        ),
     ]
 }
 
@@ -113,24 +179,87 @@ impl SyntheticSource {
     /// # Errors
     /// [`crate::Error::InvalidParam`] for out-of-range values.
     pub fn new(p: SyntheticParams) -> Result<Self> {
-        ensure(NAME, "tokens", p.tokens >= 10, p.tokens, "at least 10 tokens")?;
-        ensure(NAME, "neurons", p.neurons >= 1, p.neurons, "at least 1 neuron")?;
-        ensure(NAME, "layers", p.layers >= 1 && p.neurons % p.layers == 0, p.layers, &format!("a divisor of neurons = {}", p.neurons))?;
-        ensure(NAME, "classes", (2..=1000).contains(&p.classes), p.classes, "2 ≤ classes ≤ 1000")?;
+        ensure(
+            NAME,
+            "tokens",
+            p.tokens >= 10,
+            p.tokens,
+            "at least 10 tokens",
+        )?;
+        ensure(
+            NAME,
+            "neurons",
+            p.neurons >= 1,
+            p.neurons,
+            "at least 1 neuron",
+        )?;
+        ensure(
+            NAME,
+            "layers",
+            p.layers >= 1 && p.neurons.is_multiple_of(p.layers),
+            p.layers,
+            &format!("a divisor of neurons = {}", p.neurons),
+        )?;
+        ensure(
+            NAME,
+            "classes",
+            (2..=1000).contains(&p.classes),
+            p.classes,
+            "2 ≤ classes ≤ 1000",
+        )?;
         let informative = p.classes * p.per_class * (1 + p.copies);
         ensure(
             NAME,
             "per_class",
             informative <= p.neurons,
             p.per_class,
-            &format!("classes × per_class × (1 + copies) = {informative} planted neurons to fit in neurons = {}", p.neurons),
+            &format!(
+                "classes × per_class × (1 + copies) = {informative} planted neurons to fit in neurons = {}",
+                p.neurons
+            ),
         )?;
-        ensure(NAME, "shift", p.shift.is_finite() && p.shift >= 0.0, p.shift, "a finite number ≥ 0")?;
-        ensure(NAME, "noise", p.noise.is_finite() && p.noise > 0.0, p.noise, "a finite number > 0")?;
-        ensure(NAME, "copy_noise", p.copy_noise.is_finite() && p.copy_noise >= 0.0, p.copy_noise, "a finite number ≥ 0")?;
-        ensure(NAME, "dev", (0.0..1.0).contains(&p.dev), p.dev, "0 ≤ dev < 1")?;
-        ensure(NAME, "test", (0.0..1.0).contains(&p.test), p.test, "0 ≤ test < 1")?;
-        ensure(NAME, "test", p.dev + p.test < 0.9, p.dev + p.test, "dev + test < 0.9, leaving data to train on")?;
+        ensure(
+            NAME,
+            "shift",
+            p.shift.is_finite() && p.shift >= 0.0,
+            p.shift,
+            "a finite number ≥ 0",
+        )?;
+        ensure(
+            NAME,
+            "noise",
+            p.noise.is_finite() && p.noise > 0.0,
+            p.noise,
+            "a finite number > 0",
+        )?;
+        ensure(
+            NAME,
+            "copy_noise",
+            p.copy_noise.is_finite() && p.copy_noise >= 0.0,
+            p.copy_noise,
+            "a finite number ≥ 0",
+        )?;
+        ensure(
+            NAME,
+            "dev",
+            (0.0..1.0).contains(&p.dev),
+            p.dev,
+            "0 ≤ dev < 1",
+        )?;
+        ensure(
+            NAME,
+            "test",
+            (0.0..1.0).contains(&p.test),
+            p.test,
+            "0 ≤ test < 1",
+        )?;
+        ensure(
+            NAME,
+            "test",
+            p.dev + p.test < 0.9,
+            p.dev + p.test,
+            "dev + test < 0.9, leaving data to train on",
+        )?;
         Ok(SyntheticSource { params: p })
     }
 }
@@ -153,7 +282,9 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
     let n_planted = p.classes * p.per_class;
     let chosen = rng.sample_indices(p.neurons, n_planted * (1 + p.copies));
     let (planted, copy_columns) = chosen.split_at(n_planted);
-    let labels: Vec<u32> = (0..p.tokens).map(|_| rng.below(p.classes as u64) as u32).collect();
+    let labels: Vec<u32> = (0..p.tokens)
+        .map(|_| rng.below(p.classes as u64) as u32)
+        .collect();
 
     // Column → class it is planted for, and copy column → original.
     let mut planted_class = vec![None; p.neurons];
@@ -168,28 +299,36 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
 
     const BLOCK: usize = 256;
     let mut x = Array2::<f32>::zeros((p.tokens, p.neurons));
-    x.axis_chunks_iter_mut(Axis(0), BLOCK).into_par_iter().enumerate().for_each(|(b, mut block)| {
-        let mut rng = Rng::derived(seed, &format!("rows/{b}"));
-        for (r, mut row) in block.axis_iter_mut(Axis(0)).enumerate() {
-            let y = labels[b * BLOCK + r];
-            for (j, v) in row.iter_mut().enumerate() {
-                let signal = match planted_class[j] {
-                    Some(c) if c == y => p.shift,
-                    _ => 0.0,
-                };
-                *v = (p.noise * rng.normal() + signal) as f32;
+    x.axis_chunks_iter_mut(Axis(0), BLOCK)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut block)| {
+            let mut rng = Rng::derived(seed, &format!("rows/{b}"));
+            for (r, mut row) in block.axis_iter_mut(Axis(0)).enumerate() {
+                let y = labels[b * BLOCK + r];
+                for (j, v) in row.iter_mut().enumerate() {
+                    let signal = match planted_class[j] {
+                        Some(c) if c == y => p.shift,
+                        _ => 0.0,
+                    };
+                    *v = (p.noise * rng.normal() + signal) as f32;
+                }
+                for &(copy, original) in &copies {
+                    row[copy as usize] =
+                        row[original as usize] + (p.copy_noise * rng.normal()) as f32;
+                }
             }
-            for &(copy, original) in &copies {
-                row[copy as usize] = row[original as usize] + (p.copy_noise * rng.normal()) as f32;
-            }
-        }
-    });
+        });
 
     let width = (p.classes - 1).to_string().len();
     let class_name = |c: usize| format!("C{c:0width$}");
     let vocab = ClassVocab::in_order((0..p.classes).map(class_name).collect())?;
     let mut by_class = BTreeMap::new();
-    for (i, chunk) in planted.chunks(p.per_class.max(1)).enumerate().take(p.classes) {
+    for (i, chunk) in planted
+        .chunks(p.per_class.max(1))
+        .enumerate()
+        .take(p.classes)
+    {
         let mut cols: Vec<u32> = chunk.iter().map(|&j| j as u32).collect();
         cols.sort_unstable();
         by_class.insert(class_name(i), cols);
@@ -197,7 +336,12 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
     let mut informative: Vec<u32> = chosen.iter().map(|&j| j as u32).collect();
     informative.sort_unstable();
 
-    let spec = SplitSpec { dev: p.dev, test: p.test, shuffle: false, unit: SplitUnit::Token };
+    let spec = SplitSpec {
+        dev: p.dev,
+        test: p.test,
+        shuffle: false,
+        unit: SplitUnit::Token,
+    };
     let (_, splits) = assign_splits(p.tokens, None, &spec, &mut Rng::new(seed))?;
     let dataset = Dataset::new(
         name,
@@ -207,7 +351,11 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
         None,
         splits,
     )?;
-    dataset.with_truth(GroundTruth { informative, by_class, copies })
+    dataset.with_truth(GroundTruth {
+        informative,
+        by_class,
+        copies,
+    })
 }
 
 #[cfg(test)]
@@ -215,7 +363,15 @@ mod tests {
     use super::*;
 
     fn params() -> SyntheticParams {
-        SyntheticParams { tokens: 600, neurons: 40, layers: 2, classes: 3, per_class: 2, copies: 1, ..Default::default() }
+        SyntheticParams {
+            tokens: 600,
+            neurons: 40,
+            layers: 2,
+            classes: 3,
+            per_class: 2,
+            copies: 1,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -239,7 +395,10 @@ mod tests {
                     }
                 }
                 let gap = inside / n_in as f64 - outside / n_out as f64;
-                assert!((gap - 2.0).abs() < 0.4, "class {class} neuron {j}: gap {gap}");
+                assert!(
+                    (gap - 2.0).abs() < 0.4,
+                    "class {class} neuron {j}: gap {gap}"
+                );
             }
         }
     }
@@ -269,9 +428,17 @@ mod tests {
 
     #[test]
     fn too_many_planted_neurons_is_a_parameter_error() {
-        let p = SyntheticParams { neurons: 5, classes: 3, per_class: 2, ..Default::default() };
+        let p = SyntheticParams {
+            neurons: 5,
+            classes: 3,
+            per_class: 2,
+            ..Default::default()
+        };
         let err = SyntheticSource::new(p).unwrap_err().to_string();
-        assert!(err.contains("parameter `per_class`") && err.contains("6 planted neurons"), "{err}");
+        assert!(
+            err.contains("parameter `per_class`") && err.contains("6 planted neurons"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,13 +25,19 @@ impl Tokens {
     /// Fails unless the starts begin at 0, increase strictly and stay in range.
     pub fn new(words: Vec<String>, sentence_starts: Vec<usize>) -> Result<Self> {
         check_sentence_starts(&sentence_starts, words.len())?;
-        Ok(Tokens { words, sentence_starts })
+        Ok(Tokens {
+            words,
+            sentence_starts,
+        })
     }
 
     /// Words as one sentence.
     pub fn single_sentence(words: Vec<String>) -> Self {
         let starts = if words.is_empty() { vec![] } else { vec![0] };
-        Tokens { words, sentence_starts: starts }
+        Tokens {
+            words,
+            sentence_starts: starts,
+        }
     }
 
     /// The words, one per row.
@@ -65,12 +71,12 @@ fn check_sentence_starts(starts: &[usize], n_rows: usize) -> Result<()> {
             w[0], w[1]
         )));
     }
-    if let Some(&last) = starts.last() {
-        if last >= n_rows {
-            return Err(Error::input(format!(
-                "a sentence starts at row {last} but there are only {n_rows} rows"
-            )));
-        }
+    if let Some(&last) = starts.last()
+        && last >= n_rows
+    {
+        return Err(Error::input(format!(
+            "a sentence starts at row {last} but there are only {n_rows} rows"
+        )));
     }
     Ok(())
 }
@@ -117,7 +123,11 @@ pub struct Splits {
 impl Splits {
     /// Every row in the training split.
     pub fn all_train(n_rows: usize) -> Self {
-        Splits { train: n_rows, dev: 0, test: 0 }
+        Splits {
+            train: n_rows,
+            dev: 0,
+            test: 0,
+        }
     }
 
     /// Total rows.
@@ -165,7 +175,12 @@ pub struct SplitSpec {
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        SplitSpec { dev: 0.1, test: 0.1, shuffle: true, unit: SplitUnit::Sentence }
+        SplitSpec {
+            dev: 0.1,
+            test: 0.1,
+            shuffle: true,
+            unit: SplitUnit::Sentence,
+        }
     }
 }
 
@@ -230,17 +245,29 @@ impl<'a> Dataset<'a> {
             return Err(shape("labels per activation row", rows, labels.len()));
         }
         if neurons.len() != acts.n_cols() {
-            return Err(shape("neuron index entries per activation column", acts.n_cols(), neurons.len()));
+            return Err(shape(
+                "neuron index entries per activation column",
+                acts.n_cols(),
+                neurons.len(),
+            ));
         }
-        if let Some(tokens) = &tokens {
-            if tokens.len() != rows {
-                return Err(shape("words per activation row", rows, tokens.len()));
-            }
+        if let Some(tokens) = &tokens
+            && tokens.len() != rows
+        {
+            return Err(shape("words per activation row", rows, tokens.len()));
         }
         if splits.total() != rows {
             return Err(shape("rows covered by the splits", rows, splits.total()));
         }
-        Ok(Dataset { name, acts, neurons, labels, tokens, splits, truth: None })
+        Ok(Dataset {
+            name,
+            acts,
+            neurons,
+            labels,
+            tokens,
+            splits,
+            truth: None,
+        })
     }
 
     /// Attaches ground truth.
@@ -255,7 +282,9 @@ impl<'a> Dataset<'a> {
             .chain(truth.by_class.values().flatten())
             .chain(truth.copies.iter().flat_map(|(a, b)| [a, b]));
         if let Some(bad) = all.into_iter().find(|&&j| j as usize >= n) {
-            return Err(Error::input(format!("ground truth names neuron {bad}, but there are {n} neurons")));
+            return Err(Error::input(format!(
+                "ground truth names neuron {bad}, but there are {n} neurons"
+            )));
         }
         self.truth = Some(truth);
         Ok(self)
@@ -341,7 +370,11 @@ impl<'a> Dataset<'a> {
     /// One split, borrowed.
     pub fn split(&self, split: Split) -> SplitData<'_> {
         let rows = self.splits.range(split);
-        SplitData { acts: self.acts.block(rows.clone()), labels: &self.labels.ids()[rows.clone()], rows }
+        SplitData {
+            acts: self.acts.block(rows.clone()),
+            labels: &self.labels.ids()[rows.clone()],
+            rows,
+        }
     }
 
     /// A copy restricted to the given neurons, in the given order (ground truth
@@ -398,7 +431,10 @@ impl<'a> Dataset<'a> {
     pub fn require_two_train_classes(&self) -> Result<()> {
         let train = self.split(Split::Train);
         if train.labels.is_empty() {
-            return Err(Error::input(format!("dataset `{}` has an empty training split", self.name)));
+            return Err(Error::input(format!(
+                "dataset `{}` has an empty training split",
+                self.name
+            )));
         }
         let first = train.labels[0];
         if train.labels.iter().all(|&l| l == first) {
@@ -497,7 +533,11 @@ pub fn assign_splits(
     // Each split keeps its units in corpus order, so the result does not
     // depend on the shuffle beyond which units go where.
     let n_train = n_units - n_dev - n_test;
-    let mut parts = [order[..n_train].to_vec(), order[n_train..n_train + n_dev].to_vec(), order[n_train + n_dev..].to_vec()];
+    let mut parts = [
+        order[..n_train].to_vec(),
+        order[n_train..n_train + n_dev].to_vec(),
+        order[n_train + n_dev..].to_vec(),
+    ];
     let mut sizes = [0usize; 3];
     let mut rows = Vec::with_capacity(n_rows);
     for (part, size) in parts.iter_mut().zip(sizes.iter_mut()) {
@@ -507,7 +547,14 @@ pub fn assign_splits(
             rows.extend(units[u].clone());
         }
     }
-    Ok((rows, Splits { train: sizes[0], dev: sizes[1], test: sizes[2] }))
+    Ok((
+        rows,
+        Splits {
+            train: sizes[0],
+            dev: sizes[1],
+            test: sizes[2],
+        },
+    ))
 }
 
 /// Sentence starts after reordering rows with whole sentences kept together.
@@ -516,7 +563,12 @@ pub fn reorder_sentence_starts(starts: &[usize], n_rows: usize, row_order: &[usi
     for &s in starts {
         is_start[s] = true;
     }
-    row_order.iter().enumerate().filter(|(_, r)| is_start[**r]).map(|(i, _)| i).collect()
+    row_order
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| is_start[**r])
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -528,20 +580,43 @@ mod tests {
     fn tiny(rows: usize) -> Dataset<'static> {
         let acts = ActivationMatrix::from_array(Array2::zeros((rows, 2)));
         let names: Vec<String> = (0..rows).map(|i| format!("c{}", i % 2)).collect();
-        Dataset::new("tiny", acts, NeuronIndex::layer_major(2, 1).unwrap(), Labels::from_names(&names), None, Splits::all_train(rows)).unwrap()
+        Dataset::new(
+            "tiny",
+            acts,
+            NeuronIndex::layer_major(2, 1).unwrap(),
+            Labels::from_names(&names),
+            None,
+            Splits::all_train(rows),
+        )
+        .unwrap()
     }
 
     #[test]
     fn mismatched_label_count_names_both_counts() {
         let acts = ActivationMatrix::from_array(Array2::zeros((3, 2)));
-        let err = Dataset::new("d", acts, NeuronIndex::layer_major(2, 1).unwrap(), Labels::from_names(&["a", "b"]), None, Splits::all_train(3)).unwrap_err();
+        let err = Dataset::new(
+            "d",
+            acts,
+            NeuronIndex::layer_major(2, 1).unwrap(),
+            Labels::from_names(&["a", "b"]),
+            None,
+            Splits::all_train(3),
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("labels per activation row") && text.contains("expected 3, found 2"), "{text}");
+        assert!(
+            text.contains("labels per activation row") && text.contains("expected 3, found 2"),
+            "{text}"
+        );
     }
 
     #[test]
     fn splits_are_contiguous_and_cover_everything() {
-        let s = Splits { train: 5, dev: 2, test: 3 };
+        let s = Splits {
+            train: 5,
+            dev: 2,
+            test: 3,
+        };
         assert_eq!(s.range(Split::Train), 0..5);
         assert_eq!(s.range(Split::Dev), 5..7);
         assert_eq!(s.range(Split::Test), 7..10);
@@ -550,7 +625,12 @@ mod tests {
     #[test]
     fn sentence_splits_keep_sentences_whole() {
         let starts = [0, 3, 5, 9];
-        let spec = SplitSpec { dev: 0.25, test: 0.25, shuffle: true, unit: SplitUnit::Sentence };
+        let spec = SplitSpec {
+            dev: 0.25,
+            test: 0.25,
+            shuffle: true,
+            unit: SplitUnit::Sentence,
+        };
         let (order, splits) = assign_splits(12, Some(&starts), &spec, &mut Rng::new(1)).unwrap();
         let mut sorted = order.clone();
         sorted.sort_unstable();
@@ -567,22 +647,47 @@ mod tests {
 
     #[test]
     fn unshuffled_split_holds_out_the_tail() {
-        let spec = SplitSpec { dev: 0.1, test: 0.2, shuffle: false, unit: SplitUnit::Token };
+        let spec = SplitSpec {
+            dev: 0.1,
+            test: 0.2,
+            shuffle: false,
+            unit: SplitUnit::Token,
+        };
         let (order, splits) = assign_splits(10, None, &spec, &mut Rng::new(0)).unwrap();
         assert_eq!(order, (0..10).collect::<Vec<_>>());
-        assert_eq!(splits, Splits { train: 7, dev: 1, test: 2 });
+        assert_eq!(
+            splits,
+            Splits {
+                train: 7,
+                dev: 1,
+                test: 2
+            }
+        );
     }
 
     #[test]
     fn fractions_that_leave_no_training_data_are_rejected() {
-        let spec = SplitSpec { dev: 0.5, test: 0.5, shuffle: false, unit: SplitUnit::Token };
+        let spec = SplitSpec {
+            dev: 0.5,
+            test: 0.5,
+            shuffle: false,
+            unit: SplitUnit::Token,
+        };
         assert!(assign_splits(4, None, &spec, &mut Rng::new(0)).is_err());
     }
 
     #[test]
     fn single_class_is_reported() {
         let acts = ActivationMatrix::from_array(Array2::zeros((3, 2)));
-        let d = Dataset::new("d", acts, NeuronIndex::layer_major(2, 1).unwrap(), Labels::from_names(&["a", "a", "a"]), None, Splits::all_train(3)).unwrap();
+        let d = Dataset::new(
+            "d",
+            acts,
+            NeuronIndex::layer_major(2, 1).unwrap(),
+            Labels::from_names(&["a", "a", "a"]),
+            None,
+            Splits::all_train(3),
+        )
+        .unwrap();
         let err = d.require_two_train_classes().unwrap_err().to_string();
         assert!(err.contains("single class (`a`)"), "{err}");
         assert!(tiny(4).require_two_train_classes().is_ok());
@@ -590,7 +695,10 @@ mod tests {
 
     #[test]
     fn truth_must_name_existing_neurons() {
-        let truth = GroundTruth { informative: vec![5], ..Default::default() };
+        let truth = GroundTruth {
+            informative: vec![5],
+            ..Default::default()
+        };
         assert!(tiny(2).with_truth(truth).is_err());
     }
 }

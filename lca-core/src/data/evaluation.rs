@@ -78,7 +78,11 @@ impl From<String> for Cell {
 impl Table {
     /// An empty table with the given columns.
     pub fn new(title: impl Into<String>, columns: &[&str]) -> Self {
-        Table { title: title.into(), columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+        Table {
+            title: title.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Appends a row.
@@ -94,7 +98,9 @@ impl Evaluation {
     /// Names the table, row and column of the first problem.
     pub fn validate(&self) -> Result<()> {
         if let Some((name, v)) = self.metrics.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::input(format!("metric `{name}` is {v}; metrics must be finite")));
+            return Err(Error::input(format!(
+                "metric `{name}` is {v}; metrics must be finite"
+            )));
         }
         for table in &self.tables {
             for (r, row) in table.rows.iter().enumerate() {
@@ -106,8 +112,10 @@ impl Evaluation {
                         table.columns.len()
                     )));
                 }
-                if let Some((c, Cell::Float(v))) =
-                    row.iter().enumerate().find(|(_, cell)| matches!(cell, Cell::Float(v) if !v.is_finite()))
+                if let Some((c, Cell::Float(v))) = row
+                    .iter()
+                    .enumerate()
+                    .find(|(_, cell)| matches!(cell, Cell::Float(v) if !v.is_finite()))
                 {
                     return Err(Error::input(format!(
                         "table `{}` row {r}, column `{}` is {v}; numbers must be finite",
@@ -126,7 +134,12 @@ mod tests {
 
     #[test]
     fn cells_round_trip_through_json() {
-        let row = vec![Cell::Int(3), Cell::Float(0.5), Cell::Text("x".into()), Cell::Empty];
+        let row = vec![
+            Cell::Int(3),
+            Cell::Float(0.5),
+            Cell::Text("x".into()),
+            Cell::Empty,
+        ];
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(json, r#"[3,0.5,"x",null]"#);
         let back: Vec<Cell> = serde_json::from_str(&json).unwrap();
@@ -139,7 +152,12 @@ mod tests {
         let mut t = Table::new("t", &["a", "b"]);
         t.push(vec![Cell::Int(1)]);
         e.tables.push(t);
-        assert!(e.validate().unwrap_err().to_string().contains("row 0 has 1 cells for 2 columns"));
+        assert!(
+            e.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("row 0 has 1 cells for 2 columns")
+        );
         let mut e = Evaluation::default();
         e.metrics.insert("m".into(), f64::NAN);
         assert!(e.validate().is_err());

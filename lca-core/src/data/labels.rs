@@ -21,7 +21,9 @@ impl ClassVocab {
         S: Into<String>,
     {
         let set: BTreeSet<String> = names.into_iter().map(Into::into).collect();
-        ClassVocab { names: set.into_iter().collect() }
+        ClassVocab {
+            names: set.into_iter().collect(),
+        }
     }
 
     /// A vocabulary that keeps the given order (which must be duplicate-free).
@@ -80,7 +82,11 @@ impl Labels {
     /// # Errors
     /// Fails if an id is not in the vocabulary.
     pub fn new(ids: Vec<u32>, vocab: ClassVocab) -> Result<Self> {
-        if let Some((token, &id)) = ids.iter().enumerate().find(|(_, id)| **id as usize >= vocab.len()) {
+        if let Some((token, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id as usize >= vocab.len())
+        {
             return Err(Error::input(format!(
                 "label id {id} of token {token} is outside the {} known classes",
                 vocab.len()
@@ -92,7 +98,10 @@ impl Labels {
     /// Labels from names; the vocabulary is their sorted distinct set.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
         let vocab = ClassVocab::from_names(names.iter().map(|n| n.as_ref().to_string()));
-        let ids = names.iter().map(|n| vocab.id(n.as_ref()).expect("name is in its own vocabulary")).collect();
+        let ids = names
+            .iter()
+            .map(|n| vocab.id(n.as_ref()).expect("name is in its own vocabulary"))
+            .collect();
         Labels { ids, vocab }
     }
 
@@ -123,7 +132,10 @@ impl Labels {
 
     /// The labels of the given tokens.
     pub fn select(&self, rows: &[usize]) -> Self {
-        Labels { ids: rows.iter().map(|&r| self.ids[r]).collect(), vocab: self.vocab.clone() }
+        Labels {
+            ids: rows.iter().map(|&r| self.ids[r]).collect(),
+            vocab: self.vocab.clone(),
+        }
     }
 }
 

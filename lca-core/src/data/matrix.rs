@@ -29,7 +29,11 @@ enum Store<'a> {
     Shared(Arc<Array2<f32>>),
     /// Borrowed, row-major contiguous. Held as a slice (not an `ArrayView2`)
     /// so that the matrix stays covariant in `'a`.
-    Borrowed { data: &'a [f32], rows: usize, cols: usize },
+    Borrowed {
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl ActivationMatrix<'static> {
@@ -40,7 +44,9 @@ impl ActivationMatrix<'static> {
         } else {
             array.as_standard_layout().into_owned()
         };
-        ActivationMatrix { store: Store::Shared(Arc::new(array)) }
+        ActivationMatrix {
+            store: Store::Shared(Arc::new(array)),
+        }
     }
 
     /// Builds a matrix from row-major data.
@@ -65,7 +71,9 @@ impl<'a> ActivationMatrix<'a> {
                 found: format!("{} values", data.len()),
             });
         }
-        Ok(ActivationMatrix { store: Store::Borrowed { data, rows, cols } })
+        Ok(ActivationMatrix {
+            store: Store::Borrowed { data, rows, cols },
+        })
     }
 
     /// Number of tokens.
@@ -143,7 +151,9 @@ impl<'a> ActivationMatrix<'a> {
                 self.n_cols()
             )));
         }
-        Ok(ActivationMatrix::from_array(self.raw_view().select(Axis(1), columns)))
+        Ok(ActivationMatrix::from_array(
+            self.raw_view().select(Axis(1), columns),
+        ))
     }
 
     /// A new matrix with the given rows, in the given order.
@@ -157,7 +167,9 @@ impl<'a> ActivationMatrix<'a> {
     /// An owned copy that no longer borrows (cheap when already owned).
     pub fn into_owned(self) -> ActivationMatrix<'static> {
         match self.store {
-            Store::Shared(a) => ActivationMatrix { store: Store::Shared(a) },
+            Store::Shared(a) => ActivationMatrix {
+                store: Store::Shared(a),
+            },
             Store::Borrowed { .. } => ActivationMatrix::from_array(self.raw_view().to_owned()),
         }
     }
@@ -173,7 +185,9 @@ impl<'a> ActivationMatrix<'a> {
         if clean {
             return None;
         }
-        view.indexed_iter().find(|(_, v)| !v.is_finite()).map(|((r, c), v)| (r, c, *v))
+        view.indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|((r, c), v)| (r, c, *v))
     }
 }
 
@@ -184,9 +198,14 @@ mod tests {
 
     #[test]
     fn blocks_cover_the_requested_rows_in_order() {
-        let m = ActivationMatrix::from_array(Array2::from_shape_fn((10, 3), |(r, c)| (r * 3 + c) as f32));
+        let m = ActivationMatrix::from_array(Array2::from_shape_fn((10, 3), |(r, c)| {
+            (r * 3 + c) as f32
+        }));
         let blocks: Vec<_> = m.blocks(2..9, 3).collect();
-        assert_eq!(blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(), vec![2..5, 5..8, 8..9]);
+        assert_eq!(
+            blocks.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
+            vec![2..5, 5..8, 8..9]
+        );
         assert_eq!(blocks[2].1[[0, 2]], 26.0);
     }
 

@@ -42,7 +42,7 @@ impl NeuronIndex {
     /// # Errors
     /// Fails unless `n_neurons` is a multiple of `layers`.
     pub fn layer_major_from(n_neurons: usize, layers: usize, first_layer: u32) -> Result<Self> {
-        if layers == 0 || n_neurons % layers != 0 {
+        if layers == 0 || !n_neurons.is_multiple_of(layers) {
             return Err(Error::Shape {
                 what: "neuron layout".into(),
                 expected: format!(
@@ -53,7 +53,10 @@ impl NeuronIndex {
         }
         let hidden = n_neurons / layers;
         let ids = (0..n_neurons)
-            .map(|c| NeuronId { layer: first_layer + (c / hidden) as u32, unit: (c % hidden) as u32 })
+            .map(|c| NeuronId {
+                layer: first_layer + (c / hidden) as u32,
+                unit: (c % hidden) as u32,
+            })
             .collect();
         Ok(NeuronIndex { ids })
     }
@@ -100,7 +103,9 @@ impl NeuronIndex {
     /// # Panics
     /// Panics if a column is out of range.
     pub fn select(&self, columns: &[usize]) -> Self {
-        NeuronIndex { ids: columns.iter().map(|&c| self.ids[c]).collect() }
+        NeuronIndex {
+            ids: columns.iter().map(|&c| self.ids[c]).collect(),
+        }
     }
 }
 
@@ -120,6 +125,9 @@ mod tests {
     #[test]
     fn indivisible_layout_is_rejected_with_both_numbers() {
         let err = NeuronIndex::layer_major(10, 3).unwrap_err().to_string();
-        assert!(err.contains("divisible by the 3 layers") && err.contains("10 neurons"), "{err}");
+        assert!(
+            err.contains("divisible by the 3 layers") && err.contains("10 neurons"),
+            "{err}"
+        );
     }
 }

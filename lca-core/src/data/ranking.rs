@@ -65,7 +65,11 @@ impl TryFrom<RawClassRanking> for ClassRanking {
         if let Some(scores) = &raw.scores {
             check_scores(scores, n)?;
         }
-        Ok(ClassRanking { class: raw.class, order: raw.order, scores: raw.scores })
+        Ok(ClassRanking {
+            class: raw.class,
+            order: raw.order,
+            scores: raw.scores,
+        })
     }
 }
 
@@ -88,7 +92,9 @@ pub fn check_permutation(order: &[u32], n: usize) -> Result<()> {
             )));
         };
         if *slot {
-            return Err(Error::input(format!("a ranking lists neuron {j} twice, so it is not a permutation")));
+            return Err(Error::input(format!(
+                "a ranking lists neuron {j} twice, so it is not a permutation"
+            )));
         }
         *slot = true;
     }
@@ -103,7 +109,9 @@ fn check_scores(scores: &[f64], n: usize) -> Result<()> {
         )));
     }
     if let Some((j, s)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
-        return Err(Error::input(format!("the score of neuron {j} is {s}; scores must be finite")));
+        return Err(Error::input(format!(
+            "the score of neuron {j} is {s}; scores must be finite"
+        )));
     }
     Ok(())
 }
@@ -112,7 +120,11 @@ fn check_scores(scores: &[f64], n: usize) -> Result<()> {
 /// result never depends on the sort algorithm.
 pub fn order_by_descending(scores: &[f64]) -> Vec<u32> {
     let mut order: Vec<u32> = (0..scores.len() as u32).collect();
-    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        scores[b as usize]
+            .total_cmp(&scores[a as usize])
+            .then(a.cmp(&b))
+    });
     order
 }
 
@@ -123,7 +135,11 @@ impl NeuronRanking {
     /// Fails unless `order` is a permutation of `0..order.len()`.
     pub fn from_order(order: Vec<u32>) -> Result<Self> {
         check_permutation(&order, order.len())?;
-        Ok(NeuronRanking { order, scores: None, per_class: Vec::new() })
+        Ok(NeuronRanking {
+            order,
+            scores: None,
+            per_class: Vec::new(),
+        })
     }
 
     /// A ranking by descending score (ties: lower neuron index first).
@@ -133,7 +149,11 @@ impl NeuronRanking {
     pub fn from_scores(scores: Vec<f64>) -> Result<Self> {
         check_scores(&scores, scores.len())?;
         let order = order_by_descending(&scores);
-        Ok(NeuronRanking { order, scores: Some(scores), per_class: Vec::new() })
+        Ok(NeuronRanking {
+            order,
+            scores: Some(scores),
+            per_class: Vec::new(),
+        })
     }
 
     /// A ranking with an explicit order and per-neuron scores (indexed by
@@ -144,14 +164,22 @@ impl NeuronRanking {
     pub fn with_scores(order: Vec<u32>, scores: Vec<f64>) -> Result<Self> {
         check_permutation(&order, order.len())?;
         check_scores(&scores, order.len())?;
-        Ok(NeuronRanking { order, scores: Some(scores), per_class: Vec::new() })
+        Ok(NeuronRanking {
+            order,
+            scores: Some(scores),
+            per_class: Vec::new(),
+        })
     }
 
     /// A ranking that skips every check. Only for test fixtures that must
     /// produce invalid rankings to exercise the host's validation.
     #[doc(hidden)]
     pub fn __unchecked_for_tests(order: Vec<u32>, scores: Option<Vec<f64>>) -> Self {
-        NeuronRanking { order, scores, per_class: Vec::new() }
+        NeuronRanking {
+            order,
+            scores,
+            per_class: Vec::new(),
+        }
     }
 
     /// Adds per-class rankings.
@@ -170,7 +198,10 @@ impl NeuronRanking {
                 )));
             }
             if per_class[..i].iter().any(|o| o.class == c.class) {
-                return Err(Error::input(format!("class `{}` has two rankings", c.class)));
+                return Err(Error::input(format!(
+                    "class `{}` has two rankings",
+                    c.class
+                )));
             }
         }
         self.per_class = per_class;
@@ -224,17 +255,29 @@ impl ClassRanking {
     /// Fails on non-finite scores.
     pub fn from_scores(class: impl Into<String>, scores: Vec<f64>) -> Result<Self> {
         check_scores(&scores, scores.len())?;
-        Ok(ClassRanking { class: class.into(), order: order_by_descending(&scores), scores: Some(scores) })
+        Ok(ClassRanking {
+            class: class.into(),
+            order: order_by_descending(&scores),
+            scores: Some(scores),
+        })
     }
 
     /// A class ranking with an explicit order and per-neuron scores.
     ///
     /// # Errors
     /// Fails on a non-permutation, a length mismatch or non-finite scores.
-    pub fn with_scores(class: impl Into<String>, order: Vec<u32>, scores: Vec<f64>) -> Result<Self> {
+    pub fn with_scores(
+        class: impl Into<String>,
+        order: Vec<u32>,
+        scores: Vec<f64>,
+    ) -> Result<Self> {
         check_permutation(&order, order.len())?;
         check_scores(&scores, order.len())?;
-        Ok(ClassRanking { class: class.into(), order, scores: Some(scores) })
+        Ok(ClassRanking {
+            class: class.into(),
+            order,
+            scores: Some(scores),
+        })
     }
 
     /// A class ranking from an explicit order.
@@ -243,7 +286,11 @@ impl ClassRanking {
     /// Fails unless `order` is a permutation.
     pub fn from_order(class: impl Into<String>, order: Vec<u32>) -> Result<Self> {
         check_permutation(&order, order.len())?;
-        Ok(ClassRanking { class: class.into(), order, scores: None })
+        Ok(ClassRanking {
+            class: class.into(),
+            order,
+            scores: None,
+        })
     }
 
     /// The class name.
@@ -278,11 +325,17 @@ mod tests {
 
     #[test]
     fn non_permutations_are_rejected_with_the_reason() {
-        let dup = NeuronRanking::from_order(vec![0, 1, 1]).unwrap_err().to_string();
+        let dup = NeuronRanking::from_order(vec![0, 1, 1])
+            .unwrap_err()
+            .to_string();
         assert!(dup.contains("neuron 1 twice"), "{dup}");
-        let range = NeuronRanking::from_order(vec![0, 5]).unwrap_err().to_string();
+        let range = NeuronRanking::from_order(vec![0, 5])
+            .unwrap_err()
+            .to_string();
         assert!(range.contains("neuron 5"), "{range}");
-        let nan = NeuronRanking::from_scores(vec![0.0, f64::NAN]).unwrap_err().to_string();
+        let nan = NeuronRanking::from_scores(vec![0.0, f64::NAN])
+            .unwrap_err()
+            .to_string();
         assert!(nan.contains("neuron 1 is NaN"), "{nan}");
     }
 
@@ -290,7 +343,12 @@ mod tests {
     fn deserialisation_validates() {
         assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,0]}"#).is_ok());
         assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,1]}"#).is_err());
-        assert!(serde_json::from_str::<NeuronRanking>(r#"{"order":[1,0],"per_class":[{"class":"a","order":[0]}]}"#).is_err());
+        assert!(
+            serde_json::from_str::<NeuronRanking>(
+                r#"{"order":[1,0],"per_class":[{"class":"a","order":[0]}]}"#
+            )
+            .is_err()
+        );
     }
 
     proptest! {

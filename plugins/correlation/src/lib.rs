@@ -20,10 +20,10 @@
 //! the result does not depend on the thread count.
 
 use lca_core::data::{ClassRanking, Split};
+use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::{ParamDoc, ParamType, parse_params};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 use lca_core::{Component, Dataset, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use lca_core::ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -73,7 +73,11 @@ pub struct CorrelationRanker {
 
 /// Pearson correlation of every neuron (columns) with every class indicator:
 /// a `classes × neurons` table, row-major.
-pub fn class_correlations(x: ArrayView2<'_, f32>, labels: &[u32], n_classes: usize) -> Vec<Vec<f64>> {
+pub fn class_correlations(
+    x: ArrayView2<'_, f32>,
+    labels: &[u32],
+    n_classes: usize,
+) -> Vec<Vec<f64>> {
     let n = labels.len();
     let counts = lca_core::data::count_classes(labels, n_classes);
     let columns: Vec<Vec<f64>> = x
@@ -88,12 +92,17 @@ pub fn class_correlations(x: ArrayView2<'_, f32>, labels: &[u32], n_classes: usi
             }
             let mean = sum / n as f64;
             // Second pass for the variance: no cancellation on large offsets.
-            let var = column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+            let var = column
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n as f64;
             let sd = var.sqrt();
             (0..n_classes)
                 .map(|c| {
                     let p = counts[c] as f64 / n as f64;
-                    if counts[c] == 0 || counts[c] == n || sd <= f64::EPSILON * mean.abs().max(1.0) {
+                    if counts[c] == 0 || counts[c] == n || sd <= f64::EPSILON * mean.abs().max(1.0)
+                    {
                         return 0.0;
                     }
                     let class_mean = class_sums[c] / counts[c] as f64;
@@ -102,7 +111,9 @@ pub fn class_correlations(x: ArrayView2<'_, f32>, labels: &[u32], n_classes: usi
                 .collect()
         })
         .collect();
-    (0..n_classes).map(|c| columns.iter().map(|col| col[c]).collect()).collect()
+    (0..n_classes)
+        .map(|c| columns.iter().map(|col| col[c]).collect())
+        .collect()
 }
 
 impl CorrelationRanker {
@@ -110,7 +121,13 @@ impl CorrelationRanker {
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
         let r = class_correlations(train.acts.view(), train.labels, data.n_classes());
-        Ok(if self.signed { r } else { r.into_iter().map(|row| row.into_iter().map(f64::abs).collect()).collect() })
+        Ok(if self.signed {
+            r
+        } else {
+            r.into_iter()
+                .map(|row| row.into_iter().map(f64::abs).collect())
+                .collect()
+        })
     }
 }
 
@@ -118,8 +135,14 @@ impl Ranker for CorrelationRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
         let per_class = cx.install(|| self.scores(input.data))?;
         let n = input.data.n_neurons();
-        let overall: Vec<f64> =
-            (0..n).map(|j| per_class.iter().map(|row| row[j]).fold(f64::NEG_INFINITY, f64::max)).collect();
+        let overall: Vec<f64> = (0..n)
+            .map(|j| {
+                per_class
+                    .iter()
+                    .map(|row| row[j])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect();
         let classes = input.data.classes().names();
         let per_class = per_class
             .into_iter()
@@ -156,7 +179,8 @@ mod tests {
     #[test]
     fn hand_computed_example() {
         // Neuron 0 is exactly the indicator of class 1; neuron 1 is constant.
-        let x = Array2::from_shape_vec((4, 2), vec![0.0, 5.0, 1.0, 5.0, 0.0, 5.0, 1.0, 5.0]).unwrap();
+        let x =
+            Array2::from_shape_vec((4, 2), vec![0.0, 5.0, 1.0, 5.0, 0.0, 5.0, 1.0, 5.0]).unwrap();
         let r = class_correlations(x.view(), &[0, 1, 0, 1], 2);
         assert_eq!(r[1], vec![1.0, 0.0]);
         assert_eq!(r[0], vec![-1.0, 0.0]);
@@ -168,11 +192,18 @@ mod tests {
         let train = data.split(Split::Train);
         let r = class_correlations(train.acts.view(), train.labels, 4);
         for c in 0..4u32 {
-            let indicator: Vec<f64> = train.labels.iter().map(|&y| f64::from(u8::from(y == c))).collect();
-            for j in 0..15 {
+            let indicator: Vec<f64> = train
+                .labels
+                .iter()
+                .map(|&y| f64::from(u8::from(y == c)))
+                .collect();
+            for (j, &got) in r[c as usize].iter().enumerate() {
                 let column: Vec<f64> = train.acts.column(j).iter().map(|&v| f64::from(v)).collect();
                 let expected = pearson(&column, &indicator);
-                assert!((r[c as usize][j] - expected).abs() < 1e-9, "class {c} neuron {j}: {} vs {expected}", r[c as usize][j]);
+                assert!(
+                    (got - expected).abs() < 1e-9,
+                    "class {c} neuron {j}: {got} vs {expected}"
+                );
             }
         }
     }
@@ -180,14 +211,21 @@ mod tests {
     #[test]
     fn recovers_planted_neurons() {
         let data = planted(3000, 200, 5, 2, 21);
-        let ranking = CorrelationRanker::default().rank(&RankInput::new(&data), &RunContext::new(1, 1)).unwrap();
+        let ranking = CorrelationRanker::default()
+            .rank(&RankInput::new(&data), &RunContext::new(1, 1))
+            .unwrap();
         assert_eq!(planted_precision(&ranking, &data), 1.0);
         // Each class's own planted neurons lead its class ranking.
         let truth = data.truth().unwrap();
         for class in ranking.per_class() {
             let mut top: Vec<u32> = class.order()[..2].to_vec();
             top.sort_unstable();
-            assert_eq!(&top, &truth.by_class[class.class()], "class {}", class.class());
+            assert_eq!(
+                &top,
+                &truth.by_class[class.class()],
+                "class {}",
+                class.class()
+            );
         }
     }
 
@@ -200,8 +238,13 @@ mod tests {
     #[test]
     fn single_class_is_an_error() {
         let data = planted(50, 4, 2, 1, 1);
-        let one = data.clone().with_labels(lca_core::data::Labels::from_names(&vec!["x"; 50])).unwrap();
-        let err = CorrelationRanker::default().rank(&RankInput::new(&one), &RunContext::new(0, 1)).unwrap_err();
+        let one = data
+            .clone()
+            .with_labels(lca_core::data::Labels::from_names(&vec!["x"; 50]))
+            .unwrap();
+        let err = CorrelationRanker::default()
+            .rank(&RankInput::new(&one), &RunContext::new(0, 1))
+            .unwrap_err();
         assert!(err.to_string().contains("single class"), "{err}");
     }
 

@@ -49,7 +49,9 @@ pub fn descriptor() -> Descriptor {
             if let Some(seed) = p.seed {
                 ensure(NAME, "seed", seed >= 0, seed, "an integer ≥ 0")?;
             }
-            Ok(Component::Ranker(Box::new(RandomRanker { seed: p.seed.map(|s| s as u64) })))
+            Ok(Component::Ranker(Box::new(RandomRanker {
+                seed: p.seed.map(|s| s as u64),
+            })))
         },
     }
 }
@@ -83,18 +85,32 @@ mod tests {
 
     #[test]
     fn passes_conformance_as_a_data_blind_ranker() {
-        check_ranker(&RandomRanker::default(), RankerTraits { equivariant: false, probe: None }).unwrap();
+        check_ranker(
+            &RandomRanker::default(),
+            RankerTraits {
+                equivariant: false,
+                probe: None,
+            },
+        )
+        .unwrap();
     }
 
     #[test]
     fn seeds_change_the_permutation_and_fix_it() {
         let data = planted(100, 50, 2, 1, 1);
         let input = RankInput::new(&data);
-        let a = RandomRanker::default().rank(&input, &RunContext::new(1, 1)).unwrap();
-        let b = RandomRanker::default().rank(&input, &RunContext::new(2, 1)).unwrap();
+        let a = RandomRanker::default()
+            .rank(&input, &RunContext::new(1, 1))
+            .unwrap();
+        let b = RandomRanker::default()
+            .rank(&input, &RunContext::new(2, 1))
+            .unwrap();
         assert_ne!(a.order(), b.order());
         let fixed = RandomRanker { seed: Some(5) };
-        assert_eq!(fixed.rank(&input, &RunContext::new(1, 1)).unwrap(), fixed.rank(&input, &RunContext::new(2, 1)).unwrap());
+        assert_eq!(
+            fixed.rank(&input, &RunContext::new(1, 1)).unwrap(),
+            fixed.rank(&input, &RunContext::new(2, 1)).unwrap()
+        );
     }
 
     #[test]
@@ -102,7 +118,14 @@ mod tests {
         // 10 informative of 500: a random top-10 holds 0.2 of them on average.
         let data = planted(200, 500, 5, 2, 3);
         let mean: f64 = (0..20)
-            .map(|s| planted_precision(&RandomRanker::default().rank(&RankInput::new(&data), &RunContext::new(s, 1)).unwrap(), &data))
+            .map(|s| {
+                planted_precision(
+                    &RandomRanker::default()
+                        .rank(&RankInput::new(&data), &RunContext::new(s, 1))
+                        .unwrap(),
+                    &data,
+                )
+            })
             .sum::<f64>()
             / 20.0;
         assert!(mean < 0.15, "mean precision@10 of random rankings: {mean}");
