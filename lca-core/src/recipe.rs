@@ -576,7 +576,7 @@ fn parse_run(
                 ),
             },
             "out" | "name" | "description" => match v.as_str() {
-                Some(s) if name == "out" => run.out = Some(base.join(s)),
+                Some(s) if name == "out" => run.out = Some(normalize(&base.join(s))),
                 Some(s) if name == "name" => run.name = Some(s.to_string()),
                 Some(s) => run.description = Some(s.to_string()),
                 None => problems.add(
@@ -801,6 +801,27 @@ fn is_valid_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+/// Removes `.` and resolvable `..` components without touching the file
+/// system, so messages show `runs/x` rather than `examples/../runs/x`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
 /// Resolves `path` parameters against the recipe's folder.
 fn resolve_paths(
     params: &toml::Table,
@@ -810,7 +831,7 @@ fn resolve_paths(
     let mut resolved = params.clone();
     for doc in docs.iter().filter(|d| d.ty == ParamType::Path) {
         if let Some(toml::Value::String(p)) = resolved.get_mut(&doc.name) {
-            let joined = base.join(&*p);
+            let joined = normalize(&base.join(&*p));
             *p = joined.to_string_lossy().into_owned();
         }
     }
@@ -827,6 +848,17 @@ mod tests {
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("recipe compiled"),
         }
+    }
+
+    #[test]
+    fn normalize_resolves_dots_lexically() {
+        assert_eq!(
+            normalize(Path::new("examples/recipes/../../runs/x")),
+            PathBuf::from("runs/x")
+        );
+        assert_eq!(normalize(Path::new("../a/./b")), PathBuf::from("../a/b"));
+        assert_eq!(normalize(Path::new("a/..")), PathBuf::from("."));
+        assert_eq!(normalize(Path::new("/x/../y")), PathBuf::from("/y"));
     }
 
     #[test]

@@ -370,7 +370,7 @@ pub(crate) fn dataset_parts<'d>(dataset: &'d lca_core::Dataset<'_>) -> DatasetPa
 /// Exports a plugin library's components. Call it once, at the top level of
 /// the plugin crate's `lib.rs`; the crate must be built as a `cdylib`.
 ///
-/// ```ignore
+/// ```text
 /// lca_plugins::export_plugin! {
 ///     name: "lca-plugin-variance",
 ///     version: env!("CARGO_PKG_VERSION"),

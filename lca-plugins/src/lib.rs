@@ -5,23 +5,44 @@
 //!   component with a [`lca_core::Descriptor`], and export it with
 //!   [`export_plugin!`]. No `unsafe`, no `extern`:
 //!
-//!   ```ignore
-//!   use lca_core::{Component, Descriptor, RankInput, Ranker, RunContext, NeuronRanking, Result};
+//!   ```
+//!   use lca_core::ndarray::Axis;
+//!   use lca_core::params::parse_params;
+//!   use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+//!   use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext};
 //!
+//!   /// Ranks neurons by the variance of their activation.
 //!   #[derive(Debug)]
 //!   struct Variance;
+//!
 //!   impl Ranker for Variance {
 //!       fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
-//!           let x = input.data.acts().view();
-//!           let scores = x.var_axis(lca_core::ndarray::Axis(0), 0.0).iter().map(|&v| f64::from(v)).collect();
-//!           NeuronRanking::from_scores(scores)
+//!           let train = input.data.split(lca_core::data::Split::Train);
+//!           let var = train.acts.var_axis(Axis(0), 0.0);
+//!           NeuronRanking::from_scores(var.iter().map(|&v| f64::from(v)).collect())
 //!       }
 //!   }
-//!   fn descriptor() -> Descriptor { /* name, summary, parameters, example, build fn */ }
+//!
+//!   fn descriptor() -> Descriptor {
+//!       Descriptor {
+//!           info: ComponentInfo {
+//!               kind: ComponentKind::Ranker,
+//!               name: "variance".into(),
+//!               summary: "Variance of each neuron's activation".into(),
+//!               params: vec![],
+//!               example: "[ranker.var]\ntype = \"variance\"\n".into(),
+//!               inputs: Inputs::default(),
+//!           },
+//!           build: |table| {
+//!               parse_params::<lca_core::toml::Table>("variance", &[], table)?;
+//!               Ok(Component::Ranker(Box::new(Variance)))
+//!           },
+//!       }
+//!   }
 //!
 //!   lca_plugins::export_plugin! {
 //!       name: "lca-plugin-variance",
-//!       version: env!("CARGO_PKG_VERSION"),
+//!       version: "0.1.0",
 //!       components: [descriptor()],
 //!   }
 //!   ```
