@@ -36,6 +36,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Reads a text file that must be UTF-8. An invalid byte is reported with
+/// its line, and `fix` says what to do about it.
+///
+/// # Errors
+/// When the file cannot be read or is not UTF-8.
+pub fn read_utf8(path: &Path, action: &'static str, fix: &str) -> Result<String> {
+    let bytes = fs::read(path).map_err(|e| Error::io(action, path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::format(path, Some(line), format!("is not valid UTF-8; {fix}"))
+    })
+}
+
 /// Creates `dir` if needed and checks that files can be created in it.
 ///
 /// # Errors
@@ -68,6 +82,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.txt");
+        fs::write(&path, b"ok\nok\nbad \xff\n").unwrap();
+        let err = read_utf8(&path, "read", "save it as UTF-8")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("x.txt:3: is not valid UTF-8; save it as UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]

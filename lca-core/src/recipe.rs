@@ -212,20 +212,7 @@ struct Declared {
 /// # Errors
 /// [`Error::Io`] if it cannot be read, [`Error::Recipe`] listing every problem.
 pub fn compile_file(path: &Path, registry: &Registry) -> Result<Plan, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read recipe", path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        Error::format(
-            path,
-            Some(line),
-            "the recipe is not valid UTF-8; save it as UTF-8",
-        )
-    })?;
+    let text = crate::io::read_utf8(path, "read recipe", "save the recipe as UTF-8")?;
     compile(path, &text, registry)
 }
 

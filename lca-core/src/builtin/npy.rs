@@ -158,27 +158,7 @@ pub struct NpySource {
 impl NpySource {
     fn new(p: NpyParams) -> Result<Self> {
         ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
-        ensure(
-            NAME,
-            "dev",
-            (0.0..1.0).contains(&p.dev),
-            p.dev,
-            "0 ≤ dev < 1",
-        )?;
-        ensure(
-            NAME,
-            "test",
-            (0.0..1.0).contains(&p.test),
-            p.test,
-            "0 ≤ test < 1",
-        )?;
-        ensure(
-            NAME,
-            "test",
-            p.dev + p.test < 1.0,
-            p.dev + p.test,
-            "dev + test < 1, leaving data to train on",
-        )?;
+        SplitSpec::check_fractions(NAME, p.dev, p.test)?;
         let unit = match p.split_by.as_str() {
             "sentence" => SplitUnit::Sentence,
             "token" => SplitUnit::Token,
@@ -537,20 +517,7 @@ fn read_words_file(path: &Path, labels: &LabelFile, labels_path: &Path) -> Resul
 /// the sentence starts (empty if there is a single block) and the 1-based line
 /// of every field.
 fn read_one_per_line(path: &Path, what: &str) -> Result<(Vec<String>, Vec<usize>, Vec<usize>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        Error::format(
-            path,
-            Some(line),
-            "is not valid UTF-8; re-encode the file as UTF-8",
-        )
-    })?;
+    let text = crate::io::read_utf8(path, "read", "re-encode the file as UTF-8")?;
     let mut fields = Vec::new();
     let mut lines = Vec::new();
     let mut starts = Vec::new();

@@ -239,27 +239,7 @@ impl SyntheticSource {
             p.copy_noise,
             "a finite number ≥ 0",
         )?;
-        ensure(
-            NAME,
-            "dev",
-            (0.0..1.0).contains(&p.dev),
-            p.dev,
-            "0 ≤ dev < 1",
-        )?;
-        ensure(
-            NAME,
-            "test",
-            (0.0..1.0).contains(&p.test),
-            p.test,
-            "0 ≤ test < 1",
-        )?;
-        ensure(
-            NAME,
-            "test",
-            p.dev + p.test < 0.9,
-            p.dev + p.test,
-            "dev + test < 0.9, leaving data to train on",
-        )?;
+        SplitSpec::check_fractions(NAME, p.dev, p.test)?;
         Ok(SyntheticSource { params: p })
     }
 }

@@ -173,6 +173,37 @@ pub struct SplitSpec {
     pub unit: SplitUnit,
 }
 
+impl SplitSpec {
+    /// Checks the dev and test fractions of a component's parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the fraction that is out of range.
+    pub fn check_fractions(component: &str, dev: f64, test: f64) -> Result<()> {
+        use crate::params::ensure;
+        ensure(
+            component,
+            "dev",
+            (0.0..1.0).contains(&dev),
+            dev,
+            "0 ≤ dev < 1",
+        )?;
+        ensure(
+            component,
+            "test",
+            (0.0..1.0).contains(&test),
+            test,
+            "0 ≤ test < 1",
+        )?;
+        ensure(
+            component,
+            "test",
+            dev + test < 1.0,
+            dev + test,
+            "dev + test < 1, leaving data to train on",
+        )
+    }
+}
+
 impl Default for SplitSpec {
     fn default() -> Self {
         SplitSpec {

@@ -250,6 +250,19 @@ mod tests {
 
     proptest! {
         #[test]
+        fn permuting_columns_permutes_the_ranking(seed in 0u64..1000, n_neurons in 2usize..40) {
+            let data = planted(120, n_neurons, 3, 0, seed);
+            let mut perm: Vec<usize> = (0..n_neurons).collect();
+            lca_core::rng::Rng::new(seed ^ 0x5eed).shuffle(&mut perm);
+            let permuted = data.select_neurons(&perm).unwrap();
+            let cx = RunContext::new(seed, 1);
+            let a = CorrelationRanker::default().rank(&RankInput::new(&data), &cx).unwrap();
+            let b = CorrelationRanker::default().rank(&RankInput::new(&permuted), &cx).unwrap();
+            let mapped: Vec<u32> = b.order().iter().map(|&c| perm[c as usize] as u32).collect();
+            prop_assert_eq!(mapped, a.order().to_vec());
+        }
+
+        #[test]
         fn bounded_and_invariant_to_affine_rescaling(
             values in proptest::collection::vec(-100.0f32..100.0, 40),
             scale in 0.1f32..10.0,
