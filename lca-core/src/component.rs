@@ -33,6 +33,20 @@ pub trait Probe: Send + Sync + fmt::Debug {
     /// # Errors
     /// Degenerate data (fewer than two classes, no rows).
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>>;
+
+    /// The same probe with some parameters changed (for example `l1` and `l2`
+    /// in a regularisation search). `changes` uses the recipe's keys; the new
+    /// values are validated as in a recipe.
+    ///
+    /// # Errors
+    /// When a change is invalid, or the probe does not support it.
+    fn reconfigure(&self, changes: &toml::Table) -> Result<Arc<dyn Probe>> {
+        let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
+        Err(Error::input(format!(
+            "this probe cannot be reconfigured (asked to change {})",
+            keys.join(", ")
+        )))
+    }
 }
 
 /// A trained probe: a classifier from neuron activations to classes.
@@ -99,12 +113,25 @@ pub struct RankInput<'a> {
     pub data: &'a Dataset<'a>,
     /// The trained probe wired to this ranker, if any.
     pub probe: Option<SharedProbe>,
+    /// Rankings wired to this ranker (for methods that combine or filter
+    /// other rankings), in recipe order.
+    pub rankings: Vec<NamedRanking<'a>>,
 }
 
 impl<'a> RankInput<'a> {
     /// Input without a probe.
     pub fn new(data: &'a Dataset<'a>) -> Self {
-        RankInput { data, probe: None }
+        RankInput {
+            data,
+            probe: None,
+            rankings: Vec::new(),
+        }
+    }
+
+    /// Adds input rankings.
+    pub fn with_rankings(mut self, rankings: Vec<NamedRanking<'a>>) -> Self {
+        self.rankings = rankings;
+        self
     }
 
     /// Adds a trained probe.

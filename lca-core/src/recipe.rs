@@ -404,7 +404,12 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 wired("probe", ComponentKind::Probe, info.inputs.probe, false)
                     .into_iter()
                     .next(),
-                Vec::new(),
+                wired(
+                    "rankings",
+                    ComponentKind::Ranker,
+                    info.inputs.rankings,
+                    true,
+                ),
                 Vec::new(),
             ),
             ComponentKind::Evaluator => (
@@ -418,7 +423,7 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 wired("probes", ComponentKind::Probe, info.inputs.probes, true),
             ),
         };
-        if d.kind == ComponentKind::Evaluator
+        if matches!(d.kind, ComponentKind::Ranker | ComponentKind::Evaluator)
             && rankings.len() < info.inputs.min_rankings as usize
             && ok
         {
@@ -502,15 +507,103 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         }
     }
 
+    for (id, span, cycle) in ranking_cycles(&declared) {
+        problems.add(
+            format!("ranker.{id}.rankings"),
+            span,
+            format!(
+                "rankers {} read each other in a cycle; a ranker cannot depend on its own output",
+                cycle.join(" → ")
+            ),
+        );
+    }
     if !problems.list.is_empty() {
         return Err(fail(problems));
     }
+    let steps = order_steps(steps);
     Ok(Plan {
         path: path.to_path_buf(),
         text: text.to_string(),
         run,
         steps,
     })
+}
+
+/// Cycles among rankers that read other rankings: `(id, span of its
+/// rankings key, the cycle as ids)`, each cycle reported once.
+fn ranking_cycles(declared: &[Declared]) -> Vec<(String, Range<usize>, Vec<String>)> {
+    let rankers: HashMap<&str, &Declared> = declared
+        .iter()
+        .filter(|d| d.kind == ComponentKind::Ranker)
+        .map(|d| (d.id.as_str(), d))
+        .collect();
+    let reads = |d: &Declared| -> Vec<String> {
+        d.wiring
+            .get("rankings")
+            .map(|(t, _)| {
+                t.iter()
+                    .filter(|t| rankers.contains_key(t.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
+    let mut found = Vec::new();
+    for start in declared.iter().filter(|d| d.kind == ComponentKind::Ranker) {
+        // Depth-first search for a path back to `start`.
+        let mut stack = vec![(start.id.clone(), vec![start.id.clone()])];
+        let mut visited = BTreeSet::new();
+        while let Some((node, path)) = stack.pop() {
+            for next in reads(rankers[node.as_str()]) {
+                if next == start.id {
+                    let mut key = path.clone();
+                    key.sort();
+                    if reported.insert(key) {
+                        let mut cycle = path.clone();
+                        cycle.push(start.id.clone());
+                        let span = start.wiring["rankings"].1.clone();
+                        found.push((start.id.clone(), span, cycle));
+                    }
+                } else if visited.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push((next, longer));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Steps in execution order: sources, probes, rankers (each after the
+/// rankers it reads), evaluators; recipe order otherwise.
+fn order_steps(steps: Vec<Step>) -> Vec<Step> {
+    let (mut rankers, others): (Vec<Step>, Vec<Step>) = steps
+        .into_iter()
+        .partition(|s| s.kind == ComponentKind::Ranker);
+    let mut ordered = Vec::new();
+    let (before, after): (Vec<Step>, Vec<Step>) = others
+        .into_iter()
+        .partition(|s| s.kind < ComponentKind::Ranker);
+    ordered.extend(before);
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    while !rankers.is_empty() {
+        // Cycles were rejected, so some ranker is always ready.
+        let ready = rankers
+            .iter()
+            .position(|s| {
+                s.rankings
+                    .iter()
+                    .all(|r| done.contains(r) || !rankers.iter().any(|o| &o.id == r))
+            })
+            .unwrap_or(0);
+        let step = rankers.remove(ready);
+        done.insert(step.id.clone());
+        ordered.push(step);
+    }
+    ordered.extend(after);
+    ordered
 }
 
 fn parse_run(
@@ -985,6 +1078,57 @@ rankings = [\"nope\"]
                 .any(|p| p.message.contains("declares 2 sources (a, b)")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn ranking_cycles_are_reported_and_dependencies_ordered() {
+        use crate::registry::{ComponentInfo, Descriptor, Inputs, Need};
+        #[derive(Debug)]
+        struct First;
+        impl crate::Ranker for First {
+            fn rank(
+                &self,
+                input: &crate::RankInput<'_>,
+                _cx: &crate::RunContext,
+            ) -> crate::Result<crate::NeuronRanking> {
+                crate::NeuronRanking::from_order((0..input.data.n_neurons() as u32).collect())
+            }
+        }
+        let mut registry = Registry::with_builtins();
+        registry
+            .register_native(
+                Descriptor {
+                    info: ComponentInfo {
+                        kind: ComponentKind::Ranker,
+                        name: "chain".into(),
+                        summary: "test".into(),
+                        params: vec![],
+                        example: String::new(),
+                        inputs: Inputs {
+                            rankings: Need::Optional,
+                            ..Inputs::default()
+                        },
+                    },
+                    build: |_| Ok(Component::Ranker(Box::new(First))),
+                },
+                Origin::builtin(),
+            )
+            .unwrap();
+        let cyclic = "[source.s]\ntype = \"synthetic\"\n[ranker.a]\ntype = \"chain\"\nrankings = [\"b\"]\n[ranker.b]\ntype = \"chain\"\nrankings = [\"a\"]\n";
+        let Err(Error::Recipe(e)) = compile(Path::new("r.toml"), cyclic, &registry) else {
+            panic!("cycle accepted")
+        };
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert!(
+            e.problems[0]
+                .message
+                .contains("rankers a → b → a read each other in a cycle"),
+            "{e}"
+        );
+        let chained = "[source.s]\ntype = \"synthetic\"\n[ranker.late]\ntype = \"chain\"\nrankings = [\"early\"]\n[ranker.early]\ntype = \"chain\"\n";
+        let plan = compile(Path::new("r.toml"), chained, &registry).unwrap();
+        let order: Vec<String> = plan.steps.iter().map(Step::key).collect();
+        assert_eq!(order, ["source.s", "ranker.early", "ranker.late"]);
     }
 
     #[test]

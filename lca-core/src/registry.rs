@@ -77,7 +77,7 @@ pub struct Inputs {
     /// `probe = "<id>"` (rankers).
     #[serde(default)]
     pub probe: Need,
-    /// `rankings = ["<id>", ...]` (evaluators).
+    /// `rankings = ["<id>", ...]` (evaluators, and rankers that combine rankings).
     #[serde(default)]
     pub rankings: Need,
     /// `probes = ["<id>", ...]` (evaluators).

@@ -325,7 +325,8 @@ fn run_step<'p>(
         }
         Component::Ranker(ranker) => {
             let data = &datasets[step.source.as_str()];
-            let mut input = RankInput::new(data);
+            let named = named_rankings(&step.rankings, rankings, data)?;
+            let mut input = RankInput::new(data).with_rankings(named);
             if let Some(p) = &step.probe {
                 input = input.with_probe(probes[p.as_str()].1.clone());
             }
@@ -370,25 +371,7 @@ fn run_step<'p>(
         }
         Component::Evaluator(evaluator) => {
             let data = &datasets[step.source.as_str()];
-            let named: Vec<NamedRanking<'_>> = step
-                .rankings
-                .iter()
-                .map(|id| NamedRanking {
-                    id,
-                    ranking: &rankings[id].ranking,
-                })
-                .collect();
-            for n in &named {
-                if n.ranking.len() != data.n_neurons() {
-                    return Err(Error::input(format!(
-                        "ranking `{}` covers {} neurons but source `{}` has {}",
-                        n.id,
-                        n.ranking.len(),
-                        step.source,
-                        data.n_neurons()
-                    )));
-                }
-            }
+            let named = named_rankings(&step.rankings, rankings, data)?;
             let probe_inputs = step
                 .probes
                 .iter()
@@ -419,6 +402,29 @@ fn run_step<'p>(
         }
     }
     Ok(())
+}
+
+/// The rankings a step reads, checked against its data.
+fn named_rankings<'r>(
+    ids: &'r [String],
+    rankings: &'r BTreeMap<String, RankingRecord>,
+    data: &Dataset<'_>,
+) -> Result<Vec<NamedRanking<'r>>> {
+    ids.iter()
+        .map(|id| {
+            let ranking = &rankings[id].ranking;
+            if ranking.len() != data.n_neurons() {
+                return Err(Error::input(format!(
+                    "ranking `{id}` covers {} neurons but source `{}` has {}; \
+                     wire rankings of the same source",
+                    ranking.len(),
+                    data.name(),
+                    data.n_neurons()
+                )));
+            }
+            Ok(NamedRanking { id, ranking })
+        })
+        .collect()
 }
 
 /// Checks a trained probe against the data it was trained on.

@@ -20,7 +20,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.1.0";
+pub const ABI_VERSION: &str = "0.2.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -134,6 +134,8 @@ pub struct FfiRanking {
     pub scores: ROption<RVec<f64>>,
     /// Per-class rankings.
     pub per_class: RVec<FfiClassRanking>,
+    /// JSON object of method-specific details.
+    pub details: RString,
 }
 
 /// A ranking passed to an evaluator.
@@ -182,12 +184,14 @@ pub trait FfiSource: Send + Sync {
 #[sabi_trait]
 pub trait FfiProbe: Send + Sync {
     /// Trains on the dataset's training split.
-    #[sabi(last_prefix_field)]
     fn fit(
         &self,
         data: FfiDataset<'_>,
         cx: FfiContext<'_>,
     ) -> RResult<FfiTrainedProbeBox, FfiError>;
+    /// The same probe with some parameters changed (TOML text).
+    #[sabi(last_prefix_field)]
+    fn reconfigure(&self, changes_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>;
 }
 
 /// A trained probe.
@@ -213,6 +217,7 @@ pub trait FfiRanker: Send + Sync {
         &self,
         data: FfiDataset<'_>,
         probe: ROption<FfiTrainedProbeBox>,
+        rankings: RVec<FfiNamedRanking>,
         cx: FfiContext<'_>,
     ) -> RResult<FfiRanking, FfiError>;
 }

@@ -200,6 +200,7 @@ pub(crate) fn ranking_to_ffi(r: &NeuronRanking) -> FfiRanking {
                 scores: scores_to_ffi(c.scores()),
             })
             .collect(),
+        details: RString::from(serde_json::Value::Object(r.details().clone()).to_string()),
     }
 }
 
@@ -222,7 +223,14 @@ pub(crate) fn ranking_from_ffi(r: FfiRanking) -> Result<NeuronRanking> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    ranking.with_per_class(per_class)
+    let details = match r.details.as_str() {
+        "" => serde_json::Map::new(),
+        text => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(Error::input("the ranking details are not a JSON object")),
+        },
+    };
+    Ok(ranking.with_per_class(per_class)?.with_details(details))
 }
 
 /// An error for crossing the boundary.

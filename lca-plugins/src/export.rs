@@ -117,6 +117,22 @@ impl FfiProbe for ProbeAdapter {
             Ok(trained_probe_to_ffi(Arc::from(trained)))
         })
     }
+
+    fn reconfigure(&self, changes: RStr<'_>) -> RResult<FfiProbeBox, FfiError> {
+        guard(|| {
+            let changes: lca_core::toml::Table =
+                changes
+                    .as_str()
+                    .parse()
+                    .map_err(|e: lca_core::toml::de::Error| {
+                        lca_core::Error::input(format!(
+                            "parameter changes are not valid TOML: {}",
+                            e.message()
+                        ))
+                    })?;
+            Ok(probe_to_ffi(self.0.reconfigure(&changes)?))
+        })
+    }
 }
 
 struct TrainedProbeAdapter(SharedProbe);
@@ -159,12 +175,18 @@ impl FfiRanker for RankerAdapter {
         &self,
         data: FfiDataset<'_>,
         probe: ROption<FfiTrainedProbeBox>,
+        rankings: RVec<FfiNamedRanking>,
         cx: FfiContext<'_>,
     ) -> RResult<FfiRanking, FfiError> {
         guard(|| {
             let cx = context_from_ffi(cx);
             let data = dataset_from_ffi(data)?;
-            let mut input = RankInput::new(&data);
+            let owned = rankings_from_ffi(rankings)?;
+            let named = owned
+                .iter()
+                .map(|(id, ranking)| NamedRanking { id, ranking })
+                .collect();
+            let mut input = RankInput::new(&data).with_rankings(named);
             if let Some(probe) = probe.into_option() {
                 let probe = ForeignTrainedProbe::new(probe, Who::host("trained probe"))?;
                 input = input.with_probe(Arc::new(probe));
@@ -188,10 +210,7 @@ impl FfiEvaluator for EvaluatorAdapter {
         guard(|| {
             let cx = context_from_ffi(cx);
             let data = dataset_from_ffi(data)?;
-            let mut owned = Vec::with_capacity(rankings.len());
-            for r in rankings {
-                owned.push((r.id.into_string(), ranking_from_ffi(r.ranking)?));
-            }
+            let owned = rankings_from_ffi(rankings)?;
             let named = owned
                 .iter()
                 .map(|(id, ranking)| NamedRanking { id, ranking })
@@ -225,6 +244,15 @@ impl FfiEvaluator for EvaluatorAdapter {
                 })
         })
     }
+}
+
+fn rankings_from_ffi(
+    rankings: RVec<FfiNamedRanking>,
+) -> lca_core::Result<Vec<(String, lca_core::NeuronRanking)>> {
+    rankings
+        .into_iter()
+        .map(|r| Ok((r.id.into_string(), ranking_from_ffi(r.ranking)?)))
+        .collect()
 }
 
 /// Wraps a source for the boundary.

@@ -156,6 +156,21 @@ impl Probe for ForeignProbe {
             self.who.clone(),
         )?))
     }
+
+    fn reconfigure(&self, changes: &lca_core::toml::Table) -> Result<std::sync::Arc<dyn Probe>> {
+        let text = lca_core::toml::to_string(changes).map_err(|e| {
+            Error::input(format!("parameter changes cannot be written as TOML: {e}"))
+        })?;
+        let probe = self
+            .inner
+            .reconfigure(text.as_str().into())
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
+        Ok(std::sync::Arc::new(ForeignProbe::new(
+            probe,
+            self.who.clone(),
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -249,7 +264,12 @@ impl Ranker for ForeignRanker {
             input.probe.clone().map(trained_probe_to_ffi).into();
         let ranking = self
             .inner
-            .rank(parts.ffi(), probe, context_to_ffi(cx))
+            .rank(
+                parts.ffi(),
+                probe,
+                named_to_ffi(&input.rankings),
+                context_to_ffi(cx),
+            )
             .into_result()
             .map_err(|e| self.who.err(e))?;
         let ranking = ranking_from_ffi(ranking).map_err(|e| self.who.invalid(e))?;
@@ -273,14 +293,7 @@ impl ForeignEvaluator {
 impl Evaluator for ForeignEvaluator {
     fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation> {
         let parts = dataset_parts(input.data);
-        let rankings: RVec<FfiNamedRanking> = input
-            .rankings
-            .iter()
-            .map(|r| FfiNamedRanking {
-                id: RString::from(r.id),
-                ranking: ranking_to_ffi(r.ranking),
-            })
-            .collect();
+        let rankings = named_to_ffi(&input.rankings);
         let probes: RVec<FfiProbeInput> = input
             .probes
             .iter()
@@ -302,4 +315,14 @@ impl Evaluator for ForeignEvaluator {
         evaluation.validate().map_err(|e| self.who.invalid(e))?;
         Ok(evaluation)
     }
+}
+
+fn named_to_ffi(rankings: &[lca_core::NamedRanking<'_>]) -> RVec<FfiNamedRanking> {
+    rankings
+        .iter()
+        .map(|r| FfiNamedRanking {
+            id: RString::from(r.id),
+            ranking: ranking_to_ffi(r.ranking),
+        })
+        .collect()
 }

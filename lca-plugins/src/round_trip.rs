@@ -152,6 +152,49 @@ fn ranker_round_trip_matches_native_and_passes_conformance() {
     check_ranker(&foreign, RankerTraits::default()).unwrap();
 }
 
+/// Reverses its first input ranking: a ranker that reads other rankings.
+#[derive(Debug)]
+struct Reverse;
+
+impl Ranker for Reverse {
+    fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
+        let first = input
+            .rankings
+            .first()
+            .ok_or_else(|| Error::input("needs a ranking"))?;
+        let mut order = first.ranking.order().to_vec();
+        order.reverse();
+        let mut details = serde_json::Map::new();
+        details.insert("source_ranking".into(), first.id.into());
+        Ok(NeuronRanking::from_order(order)?.with_details(details))
+    }
+}
+
+#[test]
+fn rankings_and_details_cross_into_a_ranker() {
+    let data = planted(40, 6, 2, 1, 1);
+    let base = NeuronRanking::from_order(vec![3, 1, 4, 0, 5, 2]).unwrap();
+    let foreign = ForeignRanker::new(ranker_to_ffi(Box::new(Reverse)), who());
+    let input = RankInput::new(&data).with_rankings(vec![lca_core::NamedRanking {
+        id: "base",
+        ranking: &base,
+    }]);
+    let reversed = foreign.rank(&input, &RunContext::new(0, 1)).unwrap();
+    assert_eq!(reversed.order(), &[2, 5, 0, 4, 1, 3]);
+    assert_eq!(reversed.details()["source_ranking"], "base");
+}
+
+#[test]
+fn reconfigure_errors_cross_the_boundary() {
+    let spec = ForeignProbe::new(probe_to_ffi(Arc::new(CentroidProbe)), who());
+    let changes: lca_core::toml::Table = "l1 = 0.5".parse().unwrap();
+    let err = spec.reconfigure(&changes).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot be reconfigured (asked to change l1)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn panics_become_errors() {
     let data = planted(50, 5, 2, 1, 1);

@@ -17,6 +17,9 @@ pub struct NeuronRanking {
     scores: Option<Vec<f64>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     per_class: Vec<ClassRanking>,
+    /// Method-specific facts (such as the cutoffs of an LCA ordering).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The ranking of all neurons for one class.
@@ -36,6 +39,8 @@ struct RawRanking {
     scores: Option<Vec<f64>>,
     #[serde(default)]
     per_class: Vec<ClassRanking>,
+    #[serde(default)]
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +58,9 @@ impl TryFrom<RawRanking> for NeuronRanking {
             Some(scores) => NeuronRanking::with_scores(raw.order, scores)?,
             None => NeuronRanking::from_order(raw.order)?,
         };
-        ranking.with_per_class(raw.per_class)
+        Ok(ranking
+            .with_per_class(raw.per_class)?
+            .with_details(raw.details))
     }
 }
 
@@ -139,6 +146,7 @@ impl NeuronRanking {
             order,
             scores: None,
             per_class: Vec::new(),
+            details: Default::default(),
         })
     }
 
@@ -153,6 +161,7 @@ impl NeuronRanking {
             order,
             scores: Some(scores),
             per_class: Vec::new(),
+            details: Default::default(),
         })
     }
 
@@ -168,6 +177,7 @@ impl NeuronRanking {
             order,
             scores: Some(scores),
             per_class: Vec::new(),
+            details: Default::default(),
         })
     }
 
@@ -179,6 +189,7 @@ impl NeuronRanking {
             order,
             scores,
             per_class: Vec::new(),
+            details: Default::default(),
         }
     }
 
@@ -206,6 +217,17 @@ impl NeuronRanking {
         }
         self.per_class = per_class;
         Ok(self)
+    }
+
+    /// Adds method-specific details (merged into any already present).
+    pub fn with_details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details.extend(details);
+        self
+    }
+
+    /// Method-specific details, such as the cutoffs of an LCA ordering.
+    pub fn details(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.details
     }
 
     /// Number of neurons ranked.
