@@ -39,8 +39,6 @@ pub mod data;
 pub mod error;
 pub mod io;
 pub mod linear;
-#[cfg(test)]
-mod testkit_data;
 pub mod params;
 pub mod recipe;
 pub mod registry;
@@ -48,6 +46,8 @@ pub mod rng;
 pub mod run;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(test)]
+mod testkit_data;
 
 pub use component::{
     ActivationSource, Component, EvalInput, Evaluator, NamedRanking, Probe, ProbeInput, RankInput,

@@ -21,7 +21,7 @@
 //!   gradient-based adaptive restart (O'Donoghue & Candès 2015). The L1 and
 //!   Frobenius terms are handled by their proximal operator, so weights
 //!   become exactly zero. It stops when the objective improves by less than
-//!   `tol` (relative) over five consecutive iterations, or after `max_iter`.
+//!   `tol` (relative) in three consecutive iterations, or after `max_iter`.
 //!   Logits are linear in `W`, so the logits of the extrapolated point are
 //!   combined from stored logits and each iteration reads the activation
 //!   matrix once. Rows are processed in fixed chunks whose partial sums are
@@ -32,7 +32,8 @@
 //! and the weights stay in the standardised space, where their magnitudes are
 //! comparable across neurons.
 
-use ndarray::linalg::general_mat_mul;
+mod kernels;
+
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -63,7 +64,11 @@ pub struct Penalty {
 
 impl Penalty {
     /// No penalty.
-    pub const NONE: Penalty = Penalty { l1: 0.0, l2: 0.0, l2_form: L2Form::Frobenius };
+    pub const NONE: Penalty = Penalty {
+        l1: 0.0,
+        l2: 0.0,
+        l2_form: L2Form::Frobenius,
+    };
 
     /// The penalty's value at `w`.
     pub fn value(&self, w: &Array2<f64>) -> f64 {
@@ -73,10 +78,11 @@ impl Penalty {
         }
         if self.l2 > 0.0 {
             let sq: f64 = w.iter().map(|v| v * v).sum();
-            total += self.l2 * match self.l2_form {
-                L2Form::Frobenius => sq.sqrt(),
-                L2Form::Squared => sq,
-            };
+            total += self.l2
+                * match self.l2_form {
+                    L2Form::Frobenius => sq.sqrt(),
+                    L2Form::Squared => sq,
+                };
         }
         total
     }
@@ -97,15 +103,20 @@ pub struct AdamSettings {
 
 impl Default for AdamSettings {
     fn default() -> Self {
-        AdamSettings { epochs: 10, batch_size: 32, learning_rate: 1e-3, shuffle: false }
+        AdamSettings {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            shuffle: false,
+        }
     }
 }
 
 /// Settings of the accelerated proximal-gradient solver.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FistaSettings {
-    /// Stop when the objective improves by less than this, relative, over
-    /// five consecutive iterations.
+    /// Stop when the objective improves by less than this, relative, in
+    /// three consecutive iterations.
     pub tol: f64,
     /// Give up after this many iterations (reported as not converged).
     pub max_iter: usize,
@@ -113,7 +124,10 @@ pub struct FistaSettings {
 
 impl Default for FistaSettings {
     fn default() -> Self {
-        FistaSettings { tol: 1e-4, max_iter: 500 }
+        FistaSettings {
+            tol: 1e-3,
+            max_iter: 500,
+        }
     }
 }
 
@@ -160,8 +174,9 @@ pub struct FitReport {
     pub solver: String,
     /// Optimiser steps (mini-batches for Adam, iterations for FISTA).
     pub iterations: usize,
-    /// Passes over the activation matrix.
-    pub data_passes: usize,
+    /// Passes over the activation matrix (a pass over a subsample counts as
+    /// its fraction of the rows).
+    pub data_passes: f64,
     /// Final value of the full objective F(W, b) on the training rows.
     pub objective: f64,
     /// Whether the stopping tolerance was met (always true for Adam, which
@@ -206,18 +221,29 @@ impl Scaling {
             .into_par_iter()
             .map(|col| {
                 let mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-                let var = col.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+                let var = col
+                    .iter()
+                    .map(|&v| (f64::from(v) - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
                 let sd = var.sqrt();
                 (mean, if sd > 0.0 { sd } else { 1.0 })
             })
             .unzip();
-        Scaling { mean: Array1::from(mean), scale: Array1::from(scale) }
+        Scaling {
+            mean: Array1::from(mean),
+            scale: Array1::from(scale),
+        }
     }
 }
 
 /// Weights and bias that apply to raw inputs: `W_eff = W / σ`,
 /// `b_eff = b − W_eff μ`.
-fn effective(w: &Array2<f64>, b: &Array1<f64>, scaling: Option<&Scaling>) -> (Array2<f64>, Array1<f64>) {
+fn effective(
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    scaling: Option<&Scaling>,
+) -> (Array2<f64>, Array1<f64>) {
     match scaling {
         None => (w.clone(), b.clone()),
         Some(s) => {
@@ -286,18 +312,31 @@ impl LogisticModel {
 /// Checks the training data and returns the number of classes present.
 fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<()> {
     if x.nrows() != y.len() {
-        return Err(Error::Shape { what: "training labels".into(), expected: x.nrows().to_string(), found: y.len().to_string() });
+        return Err(Error::Shape {
+            what: "training labels".into(),
+            expected: x.nrows().to_string(),
+            found: y.len().to_string(),
+        });
     }
     if x.nrows() == 0 {
-        return Err(Error::input("the training split is empty; a probe needs training rows"));
+        return Err(Error::input(
+            "the training split is empty; a probe needs training rows",
+        ));
     }
     if x.ncols() == 0 {
-        return Err(Error::input("the data has no neurons; a probe needs at least one"));
+        return Err(Error::input(
+            "the data has no neurons; a probe needs at least one",
+        ));
     }
     if let Some(&bad) = y.iter().find(|&&c| c as usize >= n_classes) {
-        return Err(Error::input(format!("label id {bad} is outside the {n_classes} classes")));
+        return Err(Error::input(format!(
+            "label id {bad} is outside the {n_classes} classes"
+        )));
     }
-    let present = crate::data::count_classes(y, n_classes).iter().filter(|&&c| c > 0).count();
+    let present = crate::data::count_classes(y, n_classes)
+        .iter()
+        .filter(|&&c| c > 0)
+        .count();
     if present < 2 {
         return Err(Error::input(format!(
             "the training split has {present} class(es); a classifier needs at least two"
@@ -308,7 +347,10 @@ fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> R
         None => x.iter().all(|v| v.is_finite()),
     };
     if !finite {
-        let ((r, c), v) = x.indexed_iter().find(|(_, v)| !v.is_finite()).expect("a non-finite value exists");
+        let ((r, c), v) = x
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .expect("a non-finite value exists");
         return Err(Error::input(format!(
             "the training activations contain {v} at row {r}, neuron {c}; NaN and infinite values cannot be fitted"
         )));
@@ -321,8 +363,17 @@ fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> R
 /// # Errors
 /// Fewer than two classes present, empty data, non-finite values, or an
 /// initial point of the wrong shape.
-pub fn fit(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, options: &FitOptions, cx: &RunContext) -> Result<LogisticModel> {
+pub fn fit(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    n_classes: usize,
+    options: &FitOptions,
+    cx: &RunContext,
+) -> Result<LogisticModel> {
     check_training_data(x, y, n_classes)?;
+    // The kernels read rows as slices.
+    let x = x.as_standard_layout();
+    let x = x.view();
     let d = x.ncols();
     let scaling = options.standardize.then(|| cx.install(|| Scaling::fit(x)));
     let (w0, b0) = match &options.init {
@@ -330,7 +381,9 @@ pub fn fit(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, options: &FitOpt
         Init::TorchLike => {
             let bound = 1.0 / (d as f64).sqrt();
             let mut rng = cx.rng_for("probe-init");
-            let w = Array2::from_shape_simple_fn((n_classes, d), || (2.0 * rng.uniform() - 1.0) * bound);
+            let w = Array2::from_shape_simple_fn((n_classes, d), || {
+                (2.0 * rng.uniform() - 1.0) * bound
+            });
             let b = Array1::from_shape_simple_fn(n_classes, || (2.0 * rng.uniform() - 1.0) * bound);
             (w, b)
         }
@@ -346,8 +399,19 @@ pub fn fit(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, options: &FitOpt
         }
     };
     let (w, b, report) = match options.solver {
-        Solver::NeuroxAdam(settings) => adam(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0, cx),
-        Solver::Fista(settings) => cx.install(|| fista(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0)),
+        Solver::NeuroxAdam(settings) => adam(
+            x,
+            y,
+            scaling.as_ref(),
+            &options.penalty,
+            settings,
+            w0,
+            b0,
+            cx,
+        ),
+        Solver::Fista(settings) => {
+            cx.install(|| fista(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0))
+        }
     };
     if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
         return Err(Error::input(
@@ -412,7 +476,10 @@ fn adam(
                 let mut dst = xb.row_mut(i);
                 let src = x.row(r);
                 match scaling {
-                    None => dst.iter_mut().zip(src).for_each(|(t, &v)| *t = f64::from(v)),
+                    None => dst
+                        .iter_mut()
+                        .zip(src)
+                        .for_each(|(t, &v)| *t = f64::from(v)),
                     Some(sc) => dst
                         .iter_mut()
                         .zip(src)
@@ -463,8 +530,16 @@ fn adam(
                 // ε is added after dividing √v by √(1 − β2^t), as torch does.
                 *p -= step_size * *m / (v.sqrt() / sqrt_bias2 + eps);
             };
-            ndarray::Zip::from(&mut w).and(&mut m_w).and(&mut v_w).and(&g_w).for_each(|p, m, v, &g| update(p, m, v, g));
-            ndarray::Zip::from(&mut b).and(&mut m_b).and(&mut v_b).and(&g_b).for_each(|p, m, v, &g| update(p, m, v, g));
+            ndarray::Zip::from(&mut w)
+                .and(&mut m_w)
+                .and(&mut v_w)
+                .and(&g_w)
+                .for_each(|p, m, v, &g| update(p, m, v, g));
+            ndarray::Zip::from(&mut b)
+                .and(&mut m_b)
+                .and(&mut v_b)
+                .and(&g_b)
+                .for_each(|p, m, v, &g| update(p, m, v, g));
         }
         epoch_losses.push(epoch_loss / n as f64);
     }
@@ -472,7 +547,7 @@ fn adam(
     let report = FitReport {
         solver: "neurox_adam".into(),
         iterations: step,
-        data_passes: s.epochs + 1,
+        data_passes: s.epochs as f64 + 1.0,
         objective,
         converged: true,
         zero_weights: w.iter().filter(|v| **v == 0.0).count(),
@@ -492,7 +567,14 @@ fn sign(v: f64) -> f64 {
 }
 
 /// F(W, b) on all rows, in f64.
-fn full_objective(x: ArrayView2<'_, f32>, y: &[u32], scaling: Option<&Scaling>, penalty: &Penalty, w: &Array2<f64>, b: &Array1<f64>) -> f64 {
+fn full_objective(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    scaling: Option<&Scaling>,
+    penalty: &Penalty,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+) -> f64 {
     let (we, be) = effective(w, b, scaling);
     let we32 = we.mapv(|v| v as f32);
     let mut loss = 0.0;
@@ -510,12 +592,17 @@ fn full_objective(x: ArrayView2<'_, f32>, y: &[u32], scaling: Option<&Scaling>, 
 // ---------------------------------------------------------------------------
 // FISTA.
 
+/// Consecutive iterations below the tolerance that end a FISTA run.
+const PATIENCE: usize = 3;
+
 /// Rows per block processed while it is in cache.
 const BLOCK_ROWS: usize = 64;
 /// Rows per chunk: the unit of parallel work and of the fixed-order sum.
 const CHUNK_ROWS: usize = 2048;
 
-fn row_blocks<'a>(x: ArrayView2<'a, f32>) -> impl Iterator<Item = (std::ops::Range<usize>, ArrayView2<'a, f32>)> {
+fn row_blocks<'a>(
+    x: ArrayView2<'a, f32>,
+) -> impl Iterator<Item = (std::ops::Range<usize>, ArrayView2<'a, f32>)> {
     let n = x.nrows();
     (0..n).step_by(BLOCK_ROWS).map(move |start| {
         let end = (start + BLOCK_ROWS).min(n);
@@ -523,9 +610,25 @@ fn row_blocks<'a>(x: ArrayView2<'a, f32>) -> impl Iterator<Item = (std::ops::Ran
     })
 }
 
-fn logits_block(block: ArrayView2<'_, f32>, w_eff: &Array2<f32>, b_eff: &Array1<f64>) -> Array2<f64> {
-    let z32 = block.dot(&w_eff.t());
-    let mut z = z32.mapv(f64::from);
+fn logits_block(
+    block: ArrayView2<'_, f32>,
+    w_eff: &Array2<f32>,
+    b_eff: &Array1<f64>,
+) -> Array2<f64> {
+    let (rows, d) = block.dim();
+    let c = w_eff.nrows();
+    let mut z32 = vec![0.0f32; rows * c];
+    let x = block.as_slice().expect("row-major activations");
+    kernels::logits(
+        x,
+        d,
+        w_eff.as_slice().expect("row-major weights"),
+        c,
+        &mut z32,
+    );
+    let mut z = Array2::from_shape_vec((rows, c), z32)
+        .expect("rows × classes")
+        .mapv(f64::from);
     z += b_eff;
     z
 }
@@ -566,7 +669,7 @@ fn fused_pass(
                 let block_end = (block_start + BLOCK_ROWS).min(end);
                 let block = x.slice(s![block_start..block_end, ..]);
                 let z = logits_block(block, w_eff, b_eff);
-                let mut g = Array2::<f32>::zeros((block_end - block_start, c));
+                let mut g = vec![0.0f32; (block_end - block_start) * c];
                 for i in 0..(block_end - block_start) {
                     let r = block_start + i;
                     let label = y[r] as usize;
@@ -574,17 +677,27 @@ fn fused_pass(
                     let mut tmp: Vec<f64> = zn.to_vec();
                     loss_new += softmax_in_place(&mut tmp) - zn[label];
                     // Logits of the extrapolated point, by linearity.
-                    let mut zy: Vec<f64> = zn.iter().zip(z_prev.row(r)).map(|(&a, &p)| a + beta * (a - p)).collect();
+                    let mut zy: Vec<f64> = zn
+                        .iter()
+                        .zip(z_prev.row(r))
+                        .map(|(&a, &p)| a + beta * (a - p))
+                        .collect();
                     let zy_label = zy[label];
                     loss_next += softmax_in_place(&mut zy) - zy_label;
                     zy[label] -= 1.0;
                     for (k, v) in zy.iter().enumerate() {
-                        g[[i, k]] = *v as f32;
+                        g[i * c + k] = *v as f32;
                         grad_b[k] += v;
                     }
                     z_chunk.row_mut(r - start).assign(&zn);
                 }
-                general_mat_mul(1.0, &g.t(), &block, 1.0, &mut grad);
+                kernels::accumulate_gradient(
+                    &g,
+                    block.as_slice().expect("row-major activations"),
+                    d,
+                    c,
+                    grad.as_slice_mut().expect("row-major gradient"),
+                );
             }
             (loss_new, loss_next, grad.mapv(f64::from), grad_b, z_chunk)
         })
@@ -602,7 +715,9 @@ fn fused_pass(
         out.loss_next += lx;
         out.grad_w_raw += &g;
         out.grad_b += &gb;
-        out.z_new.slice_mut(s![start..start + z.nrows(), ..]).assign(&z);
+        out.z_new
+            .slice_mut(s![start..start + z.nrows(), ..])
+            .assign(&z);
     }
     let nf = n as f64;
     out.loss_new /= nf;
@@ -614,7 +729,11 @@ fn fused_pass(
 
 /// Gradient with respect to standardised weights from the raw-space one:
 /// `(Gᵀ X − (Gᵀ 1) μᵀ) / σ`.
-fn to_solver_space(grad_raw: Array2<f64>, grad_b: &Array1<f64>, scaling: Option<&Scaling>) -> Array2<f64> {
+fn to_solver_space(
+    grad_raw: Array2<f64>,
+    grad_b: &Array1<f64>,
+    scaling: Option<&Scaling>,
+) -> Array2<f64> {
     match scaling {
         None => grad_raw,
         Some(sc) => {
@@ -634,13 +753,25 @@ fn to_solver_space(grad_raw: Array2<f64>, grad_b: &Array1<f64>, scaling: Option<
 fn prox(v: &mut Array2<f64>, t: f64, penalty: &Penalty) {
     if penalty.l1 > 0.0 {
         let thr = t * penalty.l1;
-        v.mapv_inplace(|x| if x > thr { x - thr } else if x < -thr { x + thr } else { 0.0 });
+        v.mapv_inplace(|x| {
+            if x > thr {
+                x - thr
+            } else if x < -thr {
+                x + thr
+            } else {
+                0.0
+            }
+        });
     }
     if penalty.l2 > 0.0 {
         match penalty.l2_form {
             L2Form::Frobenius => {
                 let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-                let factor = if norm > 0.0 { (1.0 - t * penalty.l2 / norm).max(0.0) } else { 0.0 };
+                let factor = if norm > 0.0 {
+                    (1.0 - t * penalty.l2 / norm).max(0.0)
+                } else {
+                    0.0
+                };
                 v.mapv_inplace(|x| x * factor);
             }
             L2Form::Squared => {
@@ -651,6 +782,7 @@ fn prox(v: &mut Array2<f64>, t: f64, penalty: &Penalty) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[allow(clippy::too_many_arguments)]
 fn fista(
     x: ArrayView2<'_, f32>,
@@ -684,6 +816,7 @@ fn fista(
     let mut t = 1.0f64;
     let mut momentum = 1.0f64;
     let mut small_steps = 0usize;
+    let mut rejected = false;
     let mut iterations = 0usize;
     let mut converged = false;
     let smooth_sq = |g: &Array2<f64>| g.iter().map(|v| v * v).sum::<f64>();
@@ -697,10 +830,22 @@ fn fista(
             let b_new = &y_b - &(&g_yb * t);
             // Gradient-based restart: drop momentum when the step goes against it.
             let diff_w = &w_new - &w;
-            let restart = (&y_w - &w_new).iter().zip(diff_w.iter()).map(|(a, b)| a * b).sum::<f64>()
-                + (&y_b - &b_new).iter().zip((&b_new - &b).iter()).map(|(a, b)| a * b).sum::<f64>()
+            let restart = (&y_w - &w_new)
+                .iter()
+                .zip(diff_w.iter())
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                + (&y_b - &b_new)
+                    .iter()
+                    .zip((&b_new - &b).iter())
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
                 > 0.0;
-            let beta = if restart { 0.0 } else { (momentum - 1.0) / next_momentum };
+            let beta = if restart {
+                0.0
+            } else {
+                (momentum - 1.0) / next_momentum
+            };
             let (we, be) = to_eff(&w_new, &b_new);
             let out = fused_pass(x, y, &we, &be, &z_w, beta);
             passes += 1;
@@ -713,6 +858,7 @@ fn fista(
                 break (w_new, b_new, (out, beta, restart));
             }
             t *= 0.5;
+            rejected = true;
         };
         let (out, beta, restart) = out;
         let obj_new = out.loss_new + penalty.value(&w_new);
@@ -724,22 +870,33 @@ fn fista(
         g_y = to_solver_space(out.grad_w_raw, &out.grad_b, scaling);
         z_w = out.z_new;
         let improvement = (obj_w - obj_new) / obj_new.abs().max(1e-12);
+        if std::env::var_os("LCA_TRACE_SOLVER").is_some() {
+            eprintln!(
+                "fista {iterations}: objective {obj_new:.6} step {t:.3e} beta {beta:.3} passes {passes}"
+            );
+        }
         w = w_new;
         b = b_new;
         obj_w = obj_new;
         momentum = if restart { 1.0 } else { next_momentum };
-        small_steps = if improvement.abs() < s.tol { small_steps + 1 } else { 0 };
-        if small_steps >= 5 {
+        small_steps = if improvement.abs() < s.tol {
+            small_steps + 1
+        } else {
+            0
+        };
+        if small_steps >= PATIENCE {
             converged = true;
             break;
         }
         // Let the step grow again after a run of accepted steps.
-        t *= 1.25;
+        // Double the step until the first rejection shows its scale, then
+        // probe gently upwards.
+        t *= if rejected { 1.1 } else { 2.0 };
     }
     let report = FitReport {
         solver: "fista".into(),
         iterations,
-        data_passes: passes,
+        data_passes: passes as f64,
         objective: obj_w,
         converged,
         zero_weights: w.iter().filter(|v| **v == 0.0).count(),
@@ -756,7 +913,10 @@ mod tests {
     fn fista_options(l1: f64, l2: f64, l2_form: L2Form, tol: f64) -> FitOptions {
         FitOptions {
             penalty: Penalty { l1, l2, l2_form },
-            solver: Solver::Fista(FistaSettings { tol, max_iter: 5000 }),
+            solver: Solver::Fista(FistaSettings {
+                tol,
+                max_iter: 5000,
+            }),
             standardize: false,
             init: Init::Zeros,
         }
@@ -764,7 +924,13 @@ mod tests {
 
     /// Plain proximal gradient with a fixed, safe step: slow and obviously
     /// correct, for reference.
-    fn ista_reference(x: &Array2<f32>, y: &[u32], c: usize, penalty: &Penalty, iterations: usize) -> f64 {
+    fn ista_reference(
+        x: &Array2<f32>,
+        y: &[u32],
+        c: usize,
+        penalty: &Penalty,
+        iterations: usize,
+    ) -> f64 {
         let (n, d) = x.dim();
         let xs = x.mapv(f64::from);
         // L ≤ ½ λmax(X̃ᵀX̃)/N with X̃ = [X 1]; bound λmax by the Frobenius norm².
@@ -791,13 +957,22 @@ mod tests {
     #[test]
     fn fista_reaches_the_reference_optimum() {
         let (x, y) = planted_xy(200, 8, 3, 1, 4);
-        for (l1, l2, form) in [(0.01, 0.0, L2Form::Frobenius), (0.005, 0.02, L2Form::Frobenius), (0.0, 0.01, L2Form::Squared), (0.02, 0.01, L2Form::Squared)] {
+        for (l1, l2, form) in [
+            (0.01, 0.0, L2Form::Frobenius),
+            (0.005, 0.02, L2Form::Frobenius),
+            (0.0, 0.01, L2Form::Squared),
+            (0.02, 0.01, L2Form::Squared),
+        ] {
             let opts = fista_options(l1, l2, form, 1e-10);
             let model = fit(x.view(), &y, 3, &opts, &RunContext::new(0, 1)).unwrap();
             assert!(model.report.converged, "{:?}", model.report);
             let reference = ista_reference(&x, &y, 3, &opts.penalty, 20_000);
             let rel = (model.report.objective - reference) / reference;
-            assert!(rel.abs() < 1e-6, "λ1={l1} λ2={l2} {form:?}: fista {} vs reference {reference}", model.report.objective);
+            assert!(
+                rel.abs() < 1e-6,
+                "λ1={l1} λ2={l2} {form:?}: fista {} vs reference {reference}",
+                model.report.objective
+            );
         }
     }
 
@@ -805,10 +980,22 @@ mod tests {
     fn lasso_zeroes_the_noise_neurons_exactly() {
         let (x, y) = planted_xy(2000, 40, 4, 1, 7);
         let truth = crate::testkit_data::planted_columns(2000, 40, 4, 1, 7);
-        let model = fit(x.view(), &y, 4, &fista_options(0.02, 0.0, L2Form::Frobenius, 1e-6), &RunContext::new(0, 1)).unwrap();
+        let model = fit(
+            x.view(),
+            &y,
+            4,
+            &fista_options(0.02, 0.0, L2Form::Frobenius, 1e-6),
+            &RunContext::new(0, 1),
+        )
+        .unwrap();
         for j in 0..40 {
             let column_nonzero = model.weights.column(j).iter().any(|&v| v != 0.0);
-            assert_eq!(column_nonzero, truth.contains(&(j as u32)), "neuron {j}: weights {:?}", model.weights.column(j));
+            assert_eq!(
+                column_nonzero,
+                truth.contains(&(j as u32)),
+                "neuron {j}: weights {:?}",
+                model.weights.column(j)
+            );
         }
         assert!(model.report.zero_weights > 100, "{:?}", model.report);
     }
@@ -835,7 +1022,9 @@ mod tests {
         opts.standardize = true;
         let on_the_fly = fit(x.view(), &y, 3, &opts, &RunContext::new(0, 1)).unwrap();
         let sc = Scaling::fit(x.view());
-        let xs = Array2::from_shape_fn(x.dim(), |(i, j)| ((f64::from(x[[i, j]]) - sc.mean[j]) / sc.scale[j]) as f32);
+        let xs = Array2::from_shape_fn(x.dim(), |(i, j)| {
+            ((f64::from(x[[i, j]]) - sc.mean[j]) / sc.scale[j]) as f32
+        });
         opts.standardize = false;
         let explicit = fit(xs.view(), &y, 3, &opts, &RunContext::new(0, 1)).unwrap();
         // The logits of raw inputs with large offsets are computed in f32,
@@ -853,13 +1042,34 @@ mod tests {
     #[test]
     fn degenerate_data_is_rejected() {
         let x = Array2::<f32>::zeros((4, 2));
-        let err = fit(x.view(), &[1, 1, 1, 1], 2, &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4), &RunContext::new(0, 1)).unwrap_err();
+        let err = fit(
+            x.view(),
+            &[1, 1, 1, 1],
+            2,
+            &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4),
+            &RunContext::new(0, 1),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("1 class(es)"), "{err}");
         let mut x = Array2::<f32>::zeros((4, 2));
         x[[2, 1]] = f32::NAN;
-        let err = fit(x.view(), &[0, 1, 0, 1], 2, &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4), &RunContext::new(0, 1)).unwrap_err();
+        let err = fit(
+            x.view(),
+            &[0, 1, 0, 1],
+            2,
+            &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4),
+            &RunContext::new(0, 1),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("row 2, neuron 1"), "{err}");
-        let err = fit(Array2::<f32>::zeros((0, 2)).view(), &[], 2, &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4), &RunContext::new(0, 1)).unwrap_err();
+        let err = fit(
+            Array2::<f32>::zeros((0, 2)).view(),
+            &[],
+            2,
+            &fista_options(0.0, 0.0, L2Form::Frobenius, 1e-4),
+            &RunContext::new(0, 1),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
@@ -867,7 +1077,11 @@ mod tests {
     fn adam_zero_start_with_frobenius_penalty_stays_finite() {
         let (x, y) = planted_xy(100, 5, 2, 1, 1);
         let opts = FitOptions {
-            penalty: Penalty { l1: 0.01, l2: 0.01, l2_form: L2Form::Frobenius },
+            penalty: Penalty {
+                l1: 0.01,
+                l2: 0.01,
+                l2_form: L2Form::Frobenius,
+            },
             solver: Solver::NeuroxAdam(AdamSettings::default()),
             standardize: false,
             init: Init::Zeros,
