@@ -44,6 +44,7 @@ pub mod recipe;
 pub mod registry;
 pub mod rng;
 pub mod run;
+pub mod select;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 #[cfg(test)]
