@@ -217,6 +217,16 @@ pub fn parse_params<P: DeserializeOwned>(
         })
 }
 
+/// An [`Error::InvalidParam`].
+pub fn invalid(component: &str, param: &str, value: impl fmt::Display, expected: &str) -> Error {
+    Error::InvalidParam {
+        component: component.into(),
+        param: param.into(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
 /// Fails with [`Error::InvalidParam`] unless `ok`.
 ///
 /// # Errors

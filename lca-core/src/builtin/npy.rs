@@ -16,7 +16,7 @@ use crate::data::{
     assign_splits, reorder_sentence_starts,
 };
 use crate::error::{Error, Result};
-use crate::params::{ParamDoc, ParamType, ensure, parse_params};
+use crate::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
 use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 
 const NAME: &str = "npy";
@@ -163,12 +163,12 @@ impl NpySource {
             "sentence" => SplitUnit::Sentence,
             "token" => SplitUnit::Token,
             other => {
-                return Err(Error::InvalidParam {
-                    component: NAME.into(),
-                    param: "split_by".into(),
-                    value: format!("{other:?}"),
-                    expected: "\"sentence\" or \"token\"".into(),
-                });
+                return Err(invalid(
+                    NAME,
+                    "split_by",
+                    format!("{other:?}"),
+                    "\"sentence\" or \"token\"",
+                ));
             }
         };
         Ok(NpySource { params: p, unit })

@@ -1,0 +1,511 @@
+//! Logistic-regression probes: `elastic_net`, `lasso`, `ridge` and
+//! `unregularized`, four presets of one solver (`lca_core::linear`).
+//!
+//! ```text
+//! minimise (1/N) Σ_i CE(softmax(W x_i + b), y_i) + l1 Σ|W| + l2 R(W)
+//!   R(W) = ‖W‖_F  (l2_form = "frobenius", as NeuroX)   or   ‖W‖_F²  ("squared")
+//!   lasso: l2 = 0      ridge: l1 = 0      unregularized: l1 = l2 = 0
+//! ```
+//!
+//! The probe trains on the training split. Its weights (classes × neurons,
+//! in the standardised space when `standardize = true`) are what the
+//! `probe_weights` ranker reads.
+
+use std::sync::Arc;
+
+use lca_core::component::TrainedProbe;
+use lca_core::data::{ClassVocab, Split};
+use lca_core::linear::{
+    AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver, fit,
+};
+use lca_core::ndarray::{Array2, ArrayView1, ArrayView2};
+use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::{Component, Dataset, Probe, Result, RunContext};
+use serde::Deserialize;
+
+/// Which penalties a preset exposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Preset {
+    ElasticNet,
+    Lasso,
+    Ridge,
+    Unregularized,
+}
+
+impl Preset {
+    fn name(self) -> &'static str {
+        match self {
+            Preset::ElasticNet => "elastic_net",
+            Preset::Lasso => "lasso",
+            Preset::Ridge => "ridge",
+            Preset::Unregularized => "unregularized",
+        }
+    }
+
+    fn has_l1(self) -> bool {
+        matches!(self, Preset::ElasticNet | Preset::Lasso)
+    }
+
+    fn has_l2(self) -> bool {
+        matches!(self, Preset::ElasticNet | Preset::Ridge)
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Preset::ElasticNet => "Logistic-regression probe with L1 + L2 penalty (the LCA probe)",
+            Preset::Lasso => "Logistic-regression probe with an L1 penalty (sparse weights)",
+            Preset::Ridge => "Logistic-regression probe with an L2 penalty",
+            Preset::Unregularized => "Logistic-regression probe without penalty",
+        }
+    }
+
+    fn params(self) -> Vec<ParamDoc> {
+        use ParamType::*;
+        let mut docs = Vec::new();
+        if self.has_l1() {
+            docs.push(ParamDoc::new(
+                "l1",
+                Float,
+                "0.001",
+                "≥ 0",
+                "weight of Σ|W| (added to the mean cross-entropy)",
+            ));
+        }
+        if self.has_l2() {
+            docs.push(ParamDoc::new(
+                "l2",
+                Float,
+                "0.001",
+                "≥ 0",
+                "weight of the L2 term",
+            ));
+            docs.push(ParamDoc::new(
+                "l2_form",
+                String,
+                "\"frobenius\"",
+                "\"frobenius\" or \"squared\"",
+                "L2 term: ‖W‖_F as NeuroX, or the textbook ‖W‖_F²",
+            ));
+        }
+        docs.extend([
+            ParamDoc::new(
+                "solver",
+                String,
+                "\"fista\"",
+                "\"fista\" or \"neurox_compatible\"",
+                "fista: converges to a tolerance, exact zeros; neurox_compatible: NeuroX's mini-batch Adam",
+            ),
+            ParamDoc::new("tol", Float, "0.001", "> 0", "fista: stop when the objective improves by less than this (relative) 3 times in a row"),
+            ParamDoc::new("max_iter", Integer, "500", "≥ 1", "fista: iteration limit"),
+            ParamDoc::new("epochs", Integer, "10", "≥ 1", "neurox_compatible: passes over the training data"),
+            ParamDoc::new("batch_size", Integer, "32", "≥ 1", "neurox_compatible: rows per Adam step"),
+            ParamDoc::new("learning_rate", Float, "0.001", "> 0", "neurox_compatible: Adam step size"),
+            ParamDoc::new("shuffle", Bool, "false", "true or false", "neurox_compatible: shuffle rows each epoch (NeuroX does not)"),
+            ParamDoc::new("standardize", Bool, "false", "true or false", "centre and scale every neuron on the training split first"),
+        ]);
+        docs
+    }
+
+    fn example(self) -> String {
+        let mut text = format!("[probe.{}]\ntype = \"{}\"\n", self.short_id(), self.name());
+        if self.has_l1() {
+            text.push_str("l1 = 0.001\n");
+        }
+        if self.has_l2() {
+            text.push_str("l2 = 0.001\n");
+        }
+        text
+    }
+
+    fn short_id(self) -> &'static str {
+        match self {
+            Preset::ElasticNet => "lca",
+            Preset::Lasso => "lasso",
+            Preset::Ridge => "ridge",
+            Preset::Unregularized => "plain",
+        }
+    }
+
+    fn descriptor(self, build: lca_core::registry::BuildFn) -> Descriptor {
+        Descriptor {
+            info: ComponentInfo {
+                kind: ComponentKind::Probe,
+                name: self.name().into(),
+                summary: self.summary().into(),
+                params: self.params(),
+                example: self.example(),
+                inputs: Inputs::default(),
+            },
+            build,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    #[serde(default = "default_lambda")]
+    l1: f64,
+    #[serde(default = "default_lambda")]
+    l2: f64,
+    #[serde(default = "frobenius")]
+    l2_form: String,
+    #[serde(default = "fista")]
+    solver: String,
+    #[serde(default = "default_tol")]
+    tol: f64,
+    #[serde(default = "default_max_iter")]
+    max_iter: i64,
+    #[serde(default = "default_epochs")]
+    epochs: i64,
+    #[serde(default = "default_batch")]
+    batch_size: i64,
+    #[serde(default = "default_lambda")]
+    learning_rate: f64,
+    #[serde(default)]
+    shuffle: bool,
+    #[serde(default)]
+    standardize: bool,
+}
+
+fn default_lambda() -> f64 {
+    1e-3
+}
+fn frobenius() -> String {
+    "frobenius".into()
+}
+fn fista() -> String {
+    "fista".into()
+}
+fn default_tol() -> f64 {
+    1e-3
+}
+fn default_max_iter() -> i64 {
+    500
+}
+fn default_epochs() -> i64 {
+    10
+}
+fn default_batch() -> i64 {
+    32
+}
+
+/// A configured logistic-regression probe.
+#[derive(Clone, Debug)]
+pub struct LogisticProbe {
+    preset_name: &'static str,
+    params: lca_core::toml::Table,
+    options: FitOptions,
+}
+
+fn build_preset(preset: Preset, table: &lca_core::toml::Table) -> Result<LogisticProbe> {
+    let name = preset.name();
+    let raw: RawParams = parse_params(name, &preset.params(), table)?;
+    let l1 = if preset.has_l1() { raw.l1 } else { 0.0 };
+    let l2 = if preset.has_l2() { raw.l2 } else { 0.0 };
+    ensure(
+        name,
+        "l1",
+        l1.is_finite() && l1 >= 0.0,
+        l1,
+        "a finite number ≥ 0",
+    )?;
+    ensure(
+        name,
+        "l2",
+        l2.is_finite() && l2 >= 0.0,
+        l2,
+        "a finite number ≥ 0",
+    )?;
+    let l2_form = match raw.l2_form.as_str() {
+        "frobenius" => L2Form::Frobenius,
+        "squared" => L2Form::Squared,
+        other => {
+            return Err(invalid(
+                name,
+                "l2_form",
+                format!("{other:?}"),
+                "\"frobenius\" or \"squared\"",
+            ));
+        }
+    };
+    let solver = match raw.solver.as_str() {
+        "fista" => {
+            ensure(
+                name,
+                "tol",
+                raw.tol.is_finite() && raw.tol > 0.0,
+                raw.tol,
+                "a number > 0",
+            )?;
+            ensure(
+                name,
+                "max_iter",
+                raw.max_iter >= 1,
+                raw.max_iter,
+                "an integer ≥ 1",
+            )?;
+            Solver::Fista(FistaSettings {
+                tol: raw.tol,
+                max_iter: raw.max_iter as usize,
+            })
+        }
+        "neurox_compatible" => {
+            ensure(
+                name,
+                "epochs",
+                raw.epochs >= 1,
+                raw.epochs,
+                "an integer ≥ 1",
+            )?;
+            ensure(
+                name,
+                "batch_size",
+                raw.batch_size >= 1,
+                raw.batch_size,
+                "an integer ≥ 1",
+            )?;
+            ensure(
+                name,
+                "learning_rate",
+                raw.learning_rate.is_finite() && raw.learning_rate > 0.0,
+                raw.learning_rate,
+                "a number > 0",
+            )?;
+            Solver::NeuroxAdam(AdamSettings {
+                epochs: raw.epochs as usize,
+                batch_size: raw.batch_size as usize,
+                learning_rate: raw.learning_rate,
+                shuffle: raw.shuffle,
+            })
+        }
+        other => {
+            return Err(invalid(
+                name,
+                "solver",
+                format!("{other:?}"),
+                "\"fista\" or \"neurox_compatible\"",
+            ));
+        }
+    };
+    // Adam starts where PyTorch would (a random uniform layer); the convex
+    // FISTA problem starts at zero.
+    let init = match solver {
+        Solver::NeuroxAdam(_) => Init::TorchLike,
+        Solver::Fista(_) => Init::Zeros,
+    };
+    Ok(LogisticProbe {
+        preset_name: name,
+        params: table.clone(),
+        options: FitOptions {
+            penalty: Penalty { l1, l2, l2_form },
+            solver,
+            standardize: raw.standardize,
+            init,
+        },
+    })
+}
+
+impl Probe for LogisticProbe {
+    fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
+        let train = data.split(Split::Train);
+        let model = fit(
+            train.acts.view(),
+            train.labels,
+            data.n_classes(),
+            &self.options,
+            cx,
+        )?;
+        let details = serde_json::json!({
+            "probe": self.preset_name,
+            "penalty": self.options.penalty,
+            "solver": self.options.solver,
+            "standardize": self.options.standardize,
+            "report": model.report,
+        });
+        Ok(Box::new(TrainedLogistic {
+            classes: data.classes().clone(),
+            model,
+            details,
+        }))
+    }
+
+    fn reconfigure(&self, changes: &lca_core::toml::Table) -> Result<Arc<dyn Probe>> {
+        let preset = PRESETS
+            .iter()
+            .find(|p| p.name() == self.preset_name)
+            .copied()
+            .expect("known preset");
+        let mut table = self.params.clone();
+        for (k, v) in changes {
+            table.insert(k.clone(), v.clone());
+        }
+        Ok(Arc::new(build_preset(preset, &table)?))
+    }
+}
+
+const PRESETS: [Preset; 4] = [
+    Preset::ElasticNet,
+    Preset::Lasso,
+    Preset::Ridge,
+    Preset::Unregularized,
+];
+
+/// A trained logistic probe.
+#[derive(Debug)]
+pub struct TrainedLogistic {
+    classes: ClassVocab,
+    model: LogisticModel,
+    details: serde_json::Value,
+}
+
+impl TrainedLogistic {
+    /// The fitted model.
+    pub fn model(&self) -> &LogisticModel {
+        &self.model
+    }
+}
+
+impl TrainedProbe for TrainedLogistic {
+    fn classes(&self) -> &ClassVocab {
+        &self.classes
+    }
+
+    fn n_features(&self) -> usize {
+        self.model.n_features()
+    }
+
+    fn predict_proba(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.model.predict_proba(x)
+    }
+
+    fn weights(&self) -> Option<ArrayView2<'_, f32>> {
+        Some(self.model.weights.view())
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+        Some(self.model.bias.view())
+    }
+
+    fn details(&self) -> serde_json::Value {
+        self.details.clone()
+    }
+}
+
+fn component(preset: Preset, table: &lca_core::toml::Table) -> Result<Component> {
+    Ok(Component::Probe(Arc::new(build_preset(preset, table)?)))
+}
+
+/// The four probe descriptors.
+pub fn descriptors() -> Vec<Descriptor> {
+    vec![
+        Preset::ElasticNet.descriptor(|t| component(Preset::ElasticNet, t)),
+        Preset::Lasso.descriptor(|t| component(Preset::Lasso, t)),
+        Preset::Ridge.descriptor(|t| component(Preset::Ridge, t)),
+        Preset::Unregularized.descriptor(|t| component(Preset::Unregularized, t)),
+    ]
+}
+
+lca_plugins::export_plugin! {
+    name: "lca-plugin-logistic",
+    version: env!("CARGO_PKG_VERSION"),
+    components: [
+        Preset::ElasticNet.descriptor(|t| component(Preset::ElasticNet, t)),
+        Preset::Lasso.descriptor(|t| component(Preset::Lasso, t)),
+        Preset::Ridge.descriptor(|t| component(Preset::Ridge, t)),
+        Preset::Unregularized.descriptor(|t| component(Preset::Unregularized, t)),
+    ],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::testkit::planted;
+
+    fn build(name: &str, params: &str) -> Result<Arc<dyn Probe>> {
+        let d = descriptors()
+            .into_iter()
+            .find(|d| d.info.name == name)
+            .unwrap();
+        match (d.build)(&params.parse().unwrap())? {
+            Component::Probe(p) => Ok(p),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn presets_accept_only_their_penalties() {
+        assert!(build("elastic_net", "l1 = 0.01\nl2 = 0.01").is_ok());
+        let err = build("lasso", "l2 = 0.1").unwrap_err().to_string();
+        assert!(err.contains("unknown parameter `l2`"), "{err}");
+        let err = build("ridge", "l1 = 0.1").unwrap_err().to_string();
+        assert!(err.contains("unknown parameter `l1`"), "{err}");
+        let err = build("elastic_net", "l1 = -1").unwrap_err().to_string();
+        assert!(err.contains("parameter `l1` = -1"), "{err}");
+        let err = build("elastic_net", "solver = \"sgd\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"fista\" or \"neurox_compatible\""), "{err}");
+    }
+
+    #[test]
+    fn a_planted_probe_classifies_and_lasso_zeroes_noise() {
+        let data = planted(3000, 60, 4, 2, 5);
+        let probe = build("lasso", "l1 = 0.01").unwrap();
+        let trained = probe.fit(&data, &RunContext::new(0, 1)).unwrap();
+        let test = data.split(Split::Test);
+        let predicted = trained.predict(test.acts.view()).unwrap();
+        let accuracy = predicted
+            .iter()
+            .zip(test.labels)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / test.labels.len() as f64;
+        assert!(accuracy > 0.9, "accuracy {accuracy}");
+        let w = trained.weights().unwrap();
+        let truth = &data.truth().unwrap().informative;
+        for j in 0..60 {
+            let nonzero = w.column(j).iter().any(|v| *v != 0.0);
+            assert_eq!(nonzero, truth.contains(&(j as u32)), "neuron {j}");
+        }
+        assert_eq!(trained.details()["report"]["converged"], true);
+    }
+
+    #[test]
+    fn reconfigure_changes_penalties_and_validates() {
+        let probe = build("elastic_net", "l1 = 0.01").unwrap();
+        let changed = probe
+            .reconfigure(&"l1 = 0.0\nl2 = 0.5".parse().unwrap())
+            .unwrap();
+        assert!(
+            format!("{changed:?}").contains("l1: 0.0")
+                && format!("{changed:?}").contains("l2: 0.5"),
+            "{changed:?}"
+        );
+        let err = probe
+            .reconfigure(&"l1 = -2.0".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parameter `l1` = -2"), "{err}");
+    }
+
+    #[test]
+    fn neurox_compatible_solver_runs_from_a_recipe_table() {
+        let data = planted(500, 20, 3, 1, 1);
+        let probe = build(
+            "elastic_net",
+            "solver = \"neurox_compatible\"\nepochs = 2\nlearning_rate = 0.01",
+        )
+        .unwrap();
+        let trained = probe.fit(&data, &RunContext::new(0, 1)).unwrap();
+        assert_eq!(trained.details()["report"]["solver"], "neurox_adam");
+        assert_eq!(
+            trained.details()["report"]["epoch_losses"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
