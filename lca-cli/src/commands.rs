@@ -62,6 +62,9 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     progress.finish();
     let results = results?;
 
+    for (id, arrays) in &results.probe_arrays {
+        io::write_probe_arrays(&out.join("probes").join(format!("{id}.npz")), arrays)?;
+    }
     let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
     let results_path = out.join("results.json");
     let report_path = out.join("report.md");

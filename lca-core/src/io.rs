@@ -36,6 +36,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes a trained probe's arrays as an `.npz` archive, atomically:
+/// `weights`, `bias`, `predictions_<split>` and `probabilities_<split>`.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_probe_arrays(path: &Path, arrays: &crate::run::ProbeArrays) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("arrays.npz");
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let mut npz = ndarray_npy::NpzWriter::new(fs::File::create(&temp)?);
+        if let Some(w) = &arrays.weights {
+            npz.add_array("weights", w)?;
+        }
+        if let Some(b) = &arrays.bias {
+            npz.add_array("bias", b)?;
+        }
+        for (split, predicted) in &arrays.predictions {
+            npz.add_array(
+                format!("predictions_{split}"),
+                &ndarray::Array1::from(predicted.clone()),
+            )?;
+        }
+        for (split, proba) in &arrays.probabilities {
+            npz.add_array(format!("probabilities_{split}"), proba)?;
+        }
+        let file = npz.finish()?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        Error::io("write", path, std::io::Error::other(e.to_string()))
+    })
+}
+
 /// Reads a text file that must be UTF-8. An invalid byte is reported with
 /// its line, and `fix` says what to do about it.
 ///

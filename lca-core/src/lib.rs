@@ -33,6 +33,7 @@
 #![deny(unsafe_code)]
 
 pub mod builtin;
+pub mod cluster;
 pub mod component;
 pub mod context;
 pub mod data;

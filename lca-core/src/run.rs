@@ -55,6 +55,9 @@ pub struct Results {
     pub evaluations: BTreeMap<String, EvaluationRecord>,
     /// Versions, origins and timings: the parts that differ between machines.
     pub provenance: Provenance,
+    /// Probe arrays to write next to the results (not part of the JSON).
+    #[serde(skip)]
+    pub probe_arrays: BTreeMap<String, ProbeArrays>,
 }
 
 /// The recipe as run.
@@ -104,6 +107,29 @@ pub struct ProbeRecord {
     pub accuracy: BTreeMap<Split, f64>,
     /// Training diagnostics reported by the probe.
     pub details: serde_json::Value,
+    /// Weight matrix shape (classes, neurons), for linear probes.
+    #[serde(default)]
+    pub weights_shape: Option<(usize, usize)>,
+    /// Weights that are exactly zero, for linear probes.
+    #[serde(default)]
+    pub zero_weights: Option<usize>,
+    /// The `.npz` file (relative to the results) holding the weights, bias,
+    /// and per-split predictions and probabilities.
+    #[serde(default)]
+    pub arrays: Option<String>,
+}
+
+/// The large arrays of a trained probe, written next to the results.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeArrays {
+    /// Classes × neurons.
+    pub weights: Option<ndarray::Array2<f32>>,
+    /// Per class.
+    pub bias: Option<ndarray::Array1<f32>>,
+    /// Predicted class per row, per split.
+    pub predictions: Vec<(Split, Vec<u32>)>,
+    /// Class probabilities per row, per split.
+    pub probabilities: Vec<(Split, ndarray::Array2<f32>)>,
 }
 
 /// A ranking with the neurons' identities.
@@ -198,6 +224,7 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         probes: BTreeMap::new(),
         rankings: BTreeMap::new(),
         evaluations: BTreeMap::new(),
+        probe_arrays: BTreeMap::new(),
         provenance: Provenance {
             lca_version: env!("CARGO_PKG_VERSION").into(),
             threads: cx.threads(),
@@ -292,25 +319,39 @@ fn run_step<'p>(
             let trained: SharedProbe = Arc::from(probe.fit(data, cx)?);
             check_probe(trained.as_ref(), data).map_err(invalid)?;
             let mut accuracy = BTreeMap::new();
+            let mut arrays = ProbeArrays {
+                weights: trained.weights().map(|w| w.to_owned()),
+                bias: trained.bias().map(|b| b.to_owned()),
+                ..ProbeArrays::default()
+            };
             for split in Split::ALL {
                 let part = data.split(split);
                 if part.labels.is_empty() {
                     continue;
                 }
-                let predicted = trained.predict(part.acts.view())?;
-                if predicted.len() != part.labels.len() {
+                let proba = trained.predict_proba(part.acts.view())?;
+                if proba.dim() != (part.labels.len(), data.n_classes()) {
                     return Err(invalid(format!(
-                        "predict returned {} labels for {} rows",
-                        predicted.len(),
-                        part.labels.len()
+                        "predict_proba returned a {} × {} matrix for {} rows and {} classes",
+                        proba.nrows(),
+                        proba.ncols(),
+                        part.labels.len(),
+                        data.n_classes()
                     )));
                 }
+                let predicted: Vec<u32> = proba
+                    .rows()
+                    .into_iter()
+                    .map(|r| crate::component::argmax(r.iter().copied()))
+                    .collect();
                 let correct = predicted
                     .iter()
                     .zip(part.labels)
                     .filter(|(p, y)| p == y)
                     .count();
                 accuracy.insert(split, correct as f64 / part.labels.len() as f64);
+                arrays.predictions.push((split, predicted));
+                arrays.probabilities.push((split, proba));
             }
             results.probes.insert(
                 step.id.clone(),
@@ -319,8 +360,15 @@ fn run_step<'p>(
                     source: step.source.clone(),
                     accuracy,
                     details: trained.details(),
+                    weights_shape: arrays.weights.as_ref().map(|w| w.dim()),
+                    zero_weights: arrays
+                        .weights
+                        .as_ref()
+                        .map(|w| w.iter().filter(|v| **v == 0.0).count()),
+                    arrays: Some(format!("probes/{}.npz", step.id)),
                 },
             );
+            results.probe_arrays.insert(step.id.clone(), arrays);
             probes.insert(step.id.as_str(), (probe.clone(), trained));
         }
         Component::Ranker(ranker) => {

@@ -42,6 +42,9 @@ pub struct RankerTraits {
     /// data with this function, and shows the same probe (columns selected
     /// accordingly) to the ranker on permuted and subset data.
     pub probe: Option<fn(&Dataset<'_>) -> SharedProbe>,
+    /// The ranker reads another ranking; the suite computes one on its planted
+    /// data with this function and permutes it along with the neurons.
+    pub ranking: Option<fn(&Dataset<'_>) -> NeuronRanking>,
 }
 
 impl Default for RankerTraits {
@@ -49,6 +52,7 @@ impl Default for RankerTraits {
         RankerTraits {
             equivariant: true,
             probe: None,
+            ranking: None,
         }
     }
 }
@@ -106,13 +110,43 @@ impl crate::component::TrainedProbe for ColumnView {
     }
 }
 
+/// `ranking` re-expressed for a dataset whose column c is old column `columns[c]`
+/// (columns not selected are dropped).
+fn ranking_on_columns(ranking: &NeuronRanking, columns: &[usize]) -> NeuronRanking {
+    let mut new_index = vec![None; ranking.len()];
+    for (c, &old) in columns.iter().enumerate() {
+        new_index[old] = Some(c as u32);
+    }
+    let order: Vec<u32> = ranking
+        .order()
+        .iter()
+        .filter_map(|&old| new_index[old as usize])
+        .collect();
+    match ranking.scores() {
+        Some(scores) => {
+            NeuronRanking::with_scores(order, columns.iter().map(|&old| scores[old]).collect())
+        }
+        None => NeuronRanking::from_order(order),
+    }
+    .expect("a selection of a permutation is a permutation")
+}
+
 fn rank(
     ranker: &dyn Ranker,
     data: &Dataset<'_>,
     probe: Option<SharedProbe>,
+    input_ranking: Option<&NeuronRanking>,
     cx: &RunContext,
 ) -> Result<NeuronRanking, String> {
-    let mut input = RankInput::new(data);
+    let named = input_ranking
+        .map(|r| {
+            vec![crate::component::NamedRanking {
+                id: "input",
+                ranking: r,
+            }]
+        })
+        .unwrap_or_default();
+    let mut input = RankInput::new(data).with_rankings(named);
     if let Some(probe) = probe {
         input = input.with_probe(probe);
     }
@@ -162,10 +196,22 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
             .clone()
             .map(|p| std::sync::Arc::new(ColumnView::new(p, columns.to_vec())) as SharedProbe)
     };
+    let base_ranking: Option<NeuronRanking> = traits.ranking.map(|make| make(&data));
+    let ranking_on = |columns: &[usize]| {
+        base_ranking
+            .as_ref()
+            .map(|r| ranking_on_columns(r, columns))
+    };
 
     // 1. A permutation of every neuron, with valid per-class rankings.
-    let first = rank(ranker, &data, base_probe.clone(), &cx)
-        .map_err(|e| format!("on planted data the ranker {e}"))?;
+    let first = rank(
+        ranker,
+        &data,
+        base_probe.clone(),
+        base_ranking.as_ref(),
+        &cx,
+    )
+    .map_err(|e| format!("on planted data the ranker {e}"))?;
     check_permutation(first.order(), data.n_neurons())
         .map_err(|e| format!("not a permutation: {e}"))?;
     for class in first.per_class() {
@@ -178,12 +224,25 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
     }
 
     // 2. Same seed, same output; thread count does not matter.
-    let again = rank(ranker, &data, base_probe.clone(), &cx)?;
+    let again = rank(
+        ranker,
+        &data,
+        base_probe.clone(),
+        base_ranking.as_ref(),
+        &cx,
+    )?;
     if again != first {
         return Err("two runs with the same seed gave different rankings".into());
     }
     let threaded = RunContext::from_parts(cx.seed(), 2, cx.step());
-    if rank(ranker, &data, base_probe.clone(), &threaded)? != first {
+    if rank(
+        ranker,
+        &data,
+        base_probe.clone(),
+        base_ranking.as_ref(),
+        &threaded,
+    )? != first
+    {
         return Err("1 and 2 threads gave different rankings".into());
     }
 
@@ -193,7 +252,13 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
             let mut perm: Vec<usize> = (0..data.n_neurons()).collect();
             Rng::new(round).shuffle(&mut perm);
             let permuted = data.select_neurons(&perm).map_err(|e| e.to_string())?;
-            let r = rank(ranker, &permuted, probe_on(&perm), &cx)?;
+            let r = rank(
+                ranker,
+                &permuted,
+                probe_on(&perm),
+                ranking_on(&perm).as_ref(),
+                &cx,
+            )?;
             let mapped: Vec<u32> = r.order().iter().map(|&c| perm[c as usize] as u32).collect();
             if !same_up_to_ties(&mapped, &first) {
                 return Err(format!(
@@ -205,7 +270,7 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
 
     // 4. One neuron still gives a valid ranking of one.
     let one = data.select_neurons(&[0]).map_err(|e| e.to_string())?;
-    let r = rank(ranker, &one, probe_on(&[0]), &cx)
+    let r = rank(ranker, &one, probe_on(&[0]), ranking_on(&[0]).as_ref(), &cx)
         .map_err(|e| format!("on a one-neuron dataset the ranker {e}"))?;
     if r.order() != [0] {
         return Err(format!(
@@ -227,7 +292,7 @@ pub fn check_ranker(ranker: &dyn Ranker, traits: RankerTraits) -> Result<(), Str
         Splits::all_train(6),
     )
     .expect("valid dataset");
-    if traits.probe.is_none() {
+    if traits.probe.is_none() && traits.ranking.is_none() {
         let mut input = RankInput::new(&single);
         input.probe = None;
         let caught =

@@ -35,7 +35,7 @@ fn random_through_the_library() {
         ranker.as_ref(),
         RankerTraits {
             equivariant: false,
-            probe: None,
+            ..RankerTraits::default()
         },
     )
     .unwrap();

@@ -1,14 +1,31 @@
 //! Components compiled into `lca`: the activation sources and the evaluators
-//! that every analysis needs. Rankers and probes come from plugins.
+//! of the LCA protocol. Rankers and probes come from plugins.
 
+mod ablation;
+mod common;
+mod lambda_search;
+mod layers;
+mod minimal_subset;
+mod neuron_sets;
 mod npy;
 mod overlap;
+mod probe_accuracy;
 mod recovery;
+mod redundancy;
+mod selectivity;
 mod synthetic;
 
+pub use ablation::Ablation;
+pub use lambda_search::LambdaSearch;
+pub use layers::LayerDistribution;
+pub use minimal_subset::{MinimalSubset, authors_grid};
+pub use neuron_sets::NeuronSets;
 pub use npy::{NpySource, read_label_file, read_matrix_file};
 pub use overlap::RankingOverlap;
+pub use probe_accuracy::ProbeAccuracy;
 pub use recovery::PlantedRecovery;
+pub use redundancy::{Redundancy, neuron_clusters, parse_linkage};
+pub use selectivity::{ControlDistribution, Selectivity, control_labels};
 pub use synthetic::{SyntheticParams, SyntheticSource, generate};
 
 use crate::registry::Descriptor;
@@ -18,6 +35,14 @@ pub fn descriptors() -> Vec<Descriptor> {
     vec![
         npy::descriptor(),
         synthetic::descriptor(),
+        probe_accuracy::descriptor(),
+        ablation::descriptor(),
+        minimal_subset::descriptor(),
+        selectivity::descriptor(),
+        layers::descriptor(),
+        lambda_search::descriptor(),
+        redundancy::descriptor(),
+        neuron_sets::descriptor(),
         recovery::descriptor(),
         overlap::descriptor(),
     ]

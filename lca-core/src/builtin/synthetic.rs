@@ -10,7 +10,7 @@ use crate::component::{ActivationSource, Component};
 use crate::context::RunContext;
 use crate::data::{
     ActivationMatrix, ClassVocab, Dataset, GroundTruth, Labels, NeuronIndex, SplitSpec, SplitUnit,
-    assign_splits,
+    Tokens, assign_splits,
 };
 use crate::error::Result;
 use crate::params::{ParamDoc, ParamType, ensure, parse_params};
@@ -47,6 +47,11 @@ pub struct SyntheticParams {
     pub test: f64,
     /// Fixed seed; by default the step seed derived from the run seed.
     pub seed: Option<u64>,
+    /// Word types per class (0: no words). Each token gets a word of its
+    /// class, so control tasks over word types can be built.
+    pub words_per_class: usize,
+    /// Tokens per sentence (sentence boundaries for the words).
+    pub sentence_length: usize,
 }
 
 impl Default for SyntheticParams {
@@ -64,6 +69,8 @@ impl Default for SyntheticParams {
             dev: 0.1,
             test: 0.1,
             seed: None,
+            words_per_class: 50,
+            sentence_length: 20,
         }
     }
 }
@@ -148,6 +155,20 @@ fn param_docs() -> Vec<ParamDoc> {
             "run seed",
             "≥ 0",
             "fixed generator seed; by default derived from the run seed",
+        ),
+        ParamDoc::new(
+            "words_per_class",
+            Integer,
+            "50",
+            "0 ≤ x ≤ 100000",
+            "word types per class; each token gets a word of its class (0: no words)",
+        ),
+        ParamDoc::new(
+            "sentence_length",
+            Integer,
+            "20",
+            "≥ 1",
+            "tokens per sentence",
         ),
     ]
 }
@@ -240,6 +261,20 @@ impl SyntheticSource {
             "a finite number ≥ 0",
         )?;
         SplitSpec::check_fractions(NAME, p.dev, p.test)?;
+        ensure(
+            NAME,
+            "words_per_class",
+            p.words_per_class <= 100_000,
+            p.words_per_class,
+            "at most 100000",
+        )?;
+        ensure(
+            NAME,
+            "sentence_length",
+            p.sentence_length >= 1,
+            p.sentence_length,
+            "at least 1",
+        )?;
         Ok(SyntheticSource { params: p })
     }
 }
@@ -265,6 +300,17 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
     let labels: Vec<u32> = (0..p.tokens)
         .map(|_| rng.below(p.classes as u64) as u32)
         .collect();
+    let tokens = if p.words_per_class == 0 {
+        None
+    } else {
+        let mut words_rng = Rng::derived(seed, "words");
+        let words = labels
+            .iter()
+            .map(|&y| format!("c{y}w{}", words_rng.below(p.words_per_class as u64)))
+            .collect();
+        let starts = (0..p.tokens).step_by(p.sentence_length.max(1)).collect();
+        Some(Tokens::new(words, starts)?)
+    };
 
     // Column → class it is planted for, and copy column → original.
     let mut planted_class = vec![None; p.neurons];
@@ -328,7 +374,7 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
         ActivationMatrix::from_array(x),
         NeuronIndex::layer_major(p.neurons, p.layers)?,
         Labels::new(labels, vocab)?,
-        None,
+        tokens,
         splits,
     )?;
     dataset.with_truth(GroundTruth {

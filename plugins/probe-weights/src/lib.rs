@@ -252,8 +252,8 @@ mod tests {
     #[test]
     fn passes_conformance() {
         let traits = RankerTraits {
-            equivariant: true,
             probe: Some(|d| train(d)),
+            ..RankerTraits::default()
         };
         check_ranker(
             &ProbeWeights {

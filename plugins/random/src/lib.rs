@@ -89,7 +89,7 @@ mod tests {
             &RandomRanker::default(),
             RankerTraits {
                 equivariant: false,
-                probe: None,
+                ..RankerTraits::default()
             },
         )
         .unwrap();

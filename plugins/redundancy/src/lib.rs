@@ -1,0 +1,253 @@
+//! The `independent_neurons` ranker: a ranking with redundant neurons moved
+//! back (Dalvi et al. 2020, "correlation clustering").
+//!
+//! ```text
+//! cluster the neurons by correlation (1 − |ρ| ≤ threshold, average linkage)
+//! representatives = the best-ranked neuron of each cluster, in ranking order
+//! ranking         = representatives, then every other neuron, in ranking order
+//! ```
+//!
+//! Wire it to another ranking (`rankings = ["lca"]`) and feed it to the
+//! evaluators: the top-k of the result are k neurons from k different
+//! clusters, so minimal subsets and ablations measure non-redundant sets.
+
+use lca_core::builtin::{neuron_clusters, parse_linkage};
+use lca_core::cluster::Linkage;
+use lca_core::data::Split;
+use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
+use serde::Deserialize;
+
+const NAME: &str = "independent_neurons";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default = "default_threshold")]
+    threshold: f64,
+    #[serde(default = "yes")]
+    absolute: bool,
+    #[serde(default = "average")]
+    linkage: String,
+    #[serde(default = "default_max_tokens")]
+    max_tokens: i64,
+    #[serde(default = "default_max_neurons")]
+    max_neurons: i64,
+}
+
+fn default_threshold() -> f64 {
+    0.3
+}
+fn yes() -> bool {
+    true
+}
+fn average() -> String {
+    "average".into()
+}
+fn default_max_tokens() -> i64 {
+    10_000
+}
+fn default_max_neurons() -> i64 {
+    12_000
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    use ParamType::*;
+    vec![
+        ParamDoc::new(
+            "threshold",
+            Float,
+            "0.3",
+            "0 ≤ x ≤ 2",
+            "neurons closer than this distance (1 − |ρ|) are one cluster",
+        ),
+        ParamDoc::new(
+            "absolute",
+            Bool,
+            "true",
+            "true or false",
+            "use |ρ| or signed ρ",
+        ),
+        ParamDoc::new(
+            "linkage",
+            String,
+            "\"average\"",
+            "average, complete, single",
+            "agglomerative linkage",
+        ),
+        ParamDoc::new(
+            "max_tokens",
+            Integer,
+            "10000",
+            "≥ 10",
+            "training tokens sampled (seeded) for the correlations",
+        ),
+        ParamDoc::new(
+            "max_neurons",
+            Integer,
+            "12000",
+            "≥ 2",
+            "refuse larger problems (neurons² distances in memory)",
+        ),
+    ]
+}
+
+/// The component descriptor.
+pub fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Ranker,
+            name: NAME.into(),
+            summary: "A ranking with one neuron per correlation cluster first (redundancy removed)".into(),
+            params: param_docs(),
+            example: "[ranker.lca_independent]\ntype = \"independent_neurons\"\nrankings = [\"lca\"]\nthreshold = 0.3\n".into(),
+            inputs: Inputs { rankings: Need::Required, min_rankings: 1, ..Inputs::default() },
+        },
+        build: |table| {
+            let p: Params = parse_params(NAME, &param_docs(), table)?;
+            ensure(NAME, "threshold", (0.0..=2.0).contains(&p.threshold), p.threshold, "0 ≤ threshold ≤ 2")?;
+            ensure(NAME, "max_tokens", p.max_tokens >= 10, p.max_tokens, "≥ 10")?;
+            ensure(NAME, "max_neurons", p.max_neurons >= 2, p.max_neurons, "≥ 2")?;
+            let linkage = parse_linkage(NAME, &p.linkage).map_err(|_| invalid(NAME, "linkage", &p.linkage, "average, complete or single"))?;
+            Ok(Component::Ranker(Box::new(IndependentNeurons {
+                threshold: p.threshold,
+                absolute: p.absolute,
+                linkage,
+                max_tokens: p.max_tokens as usize,
+                max_neurons: p.max_neurons as usize,
+            })))
+        },
+    }
+}
+
+/// Representatives of correlation clusters first.
+#[derive(Clone, Debug)]
+pub struct IndependentNeurons {
+    threshold: f64,
+    absolute: bool,
+    linkage: Linkage,
+    max_tokens: usize,
+    max_neurons: usize,
+}
+
+impl Ranker for IndependentNeurons {
+    fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
+        let base = input.rankings.first().ok_or_else(|| {
+            Error::input(format!(
+                "`{NAME}` reorders another ranking: add `rankings = [\"<ranker id>\"]`"
+            ))
+        })?;
+        let labels = neuron_clusters(
+            input.data,
+            Split::Train,
+            self.absolute,
+            self.linkage,
+            self.threshold,
+            self.max_tokens,
+            self.max_neurons,
+            cx,
+        )?;
+        let clusters = labels.iter().copied().max().map_or(0, |m| m + 1);
+        let mut represented = vec![false; clusters];
+        let (mut first, mut rest) = (Vec::with_capacity(clusters), Vec::new());
+        for &j in base.ranking.order() {
+            let c = labels[j as usize];
+            if represented[c] {
+                rest.push(j);
+            } else {
+                represented[c] = true;
+                first.push(j);
+            }
+        }
+        let representatives = first.len();
+        first.extend(rest);
+        let mut details = serde_json::Map::new();
+        details.insert("base_ranking".into(), base.id.into());
+        details.insert("clusters".into(), clusters.into());
+        details.insert("representatives".into(), representatives.into());
+        details.insert("threshold".into(), self.threshold.into());
+        Ok(NeuronRanking::from_order(first)?.with_details(details))
+    }
+}
+
+lca_plugins::export_plugin! {
+    name: "lca-plugin-redundancy",
+    version: env!("CARGO_PKG_VERSION"),
+    components: [descriptor()],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::testkit::{RankerTraits, check_ranker, planted};
+
+    fn ranker() -> IndependentNeurons {
+        IndependentNeurons {
+            threshold: 0.3,
+            absolute: true,
+            linkage: Linkage::Average,
+            max_tokens: 10_000,
+            max_neurons: 12_000,
+        }
+    }
+
+    fn variance_ranking(data: &lca_core::Dataset<'_>) -> NeuronRanking {
+        let x = data.split(Split::Train).acts;
+        NeuronRanking::from_scores(
+            x.var_axis(lca_core::ndarray::Axis(0), 0.0)
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn copies_of_a_neuron_move_behind_their_original() {
+        let p = lca_core::builtin::SyntheticParams {
+            tokens: 2000,
+            neurons: 30,
+            classes: 3,
+            per_class: 2,
+            copies: 1,
+            ..Default::default()
+        };
+        let data = lca_core::builtin::generate(&p, 4, "t").unwrap();
+        let base = variance_ranking(&data);
+        let input = RankInput::new(&data).with_rankings(vec![lca_core::NamedRanking {
+            id: "var",
+            ranking: &base,
+        }]);
+        let r = ranker().rank(&input, &RunContext::new(0, 1)).unwrap();
+        let pos = r.positions();
+        let representatives = r.details()["representatives"].as_u64().unwrap() as usize;
+        assert_eq!(
+            representatives,
+            30 - 6,
+            "every copy shares its original's cluster"
+        );
+        for &(copy, original) in &data.truth().unwrap().copies {
+            // Exactly one of each pair is a representative.
+            let in_front = [
+                pos[copy as usize] < representatives,
+                pos[original as usize] < representatives,
+            ];
+            assert_eq!(
+                in_front.iter().filter(|x| **x).count(),
+                1,
+                "pair ({copy}, {original})"
+            );
+        }
+    }
+
+    #[test]
+    fn passes_conformance() {
+        let traits = RankerTraits {
+            ranking: Some(variance_ranking),
+            ..RankerTraits::default()
+        };
+        check_ranker(&ranker(), traits).unwrap();
+        let _ = planted(10, 2, 2, 1, 1);
+    }
+}
