@@ -13,8 +13,12 @@ const TOP_SHOWN: usize = 20;
 /// Formats a number for tables: integers as such, others with 4 significant
 /// decimals.
 fn number(v: f64) -> String {
+    let shortest = format!("{v}");
     if v == v.trunc() && v.abs() < 1e12 {
         format!("{v:.0}")
+    } else if shortest.len() <= 8 {
+        // Short exact values such as 0.0001 or 0.25 print as written.
+        shortest
     } else if v.abs() >= 1e-3 && v.abs() < 1e6 {
         let s = format!("{v:.4}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -43,6 +47,13 @@ fn table(out: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<S
         let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out.push('\n');
+}
+
+/// Entries of a results map in the order their steps ran (the recipe's order).
+fn in_recipe_order<'r, T>(r: &Results, map: &'r std::collections::BTreeMap<String, T>) -> Vec<(&'r String, &'r T)> {
+    let mut entries: Vec<(&String, &T)> = map.iter().collect();
+    entries.sort_by_key(|(id, _)| r.steps.iter().position(|s| &s.id == *id).unwrap_or(usize::MAX));
+    entries
 }
 
 /// The full report.
@@ -121,7 +132,7 @@ pub(crate) fn markdown(r: &Results) -> String {
 
     if !r.rankings.is_empty() {
         let _ = writeln!(out, "## Rankings\n");
-        for (id, ranking) in &r.rankings {
+        for (id, ranking) in in_recipe_order(r, &r.rankings) {
             let probe = ranking
                 .probe
                 .as_ref()
@@ -187,7 +198,7 @@ pub(crate) fn markdown(r: &Results) -> String {
 
     if !r.evaluations.is_empty() {
         let _ = writeln!(out, "## Evaluations\n");
-        for (id, e) in &r.evaluations {
+        for (id, e) in in_recipe_order(r, &r.evaluations) {
             let inputs = if e.rankings.is_empty() {
                 String::new()
             } else {
@@ -266,5 +277,7 @@ mod tests {
         assert_eq!(number(0.25), "0.25");
         assert_eq!(number(2.0 / 3.0), "0.6667");
         assert_eq!(number(1e-7), "1.000e-7");
+        assert_eq!(number(0.0001), "0.0001");
+        assert_eq!(number(1.234567891e-7), "1.235e-7");
     }
 }
