@@ -276,8 +276,7 @@ pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>>
         .to_ascii_lowercase();
     match ext.as_str() {
         "npy" => {
-            let file = open(path)?;
-            read_npy_f32(BufReader::new(file), path)
+            read_npy_f32(path)
         }
         "npz" => read_npz(path, array),
         "safetensors" => read_safetensors(path, array),
@@ -293,22 +292,20 @@ fn open(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io("open", path, e))
 }
 
-fn read_npy_f32<R: std::io::Read>(mut reader: R, path: &Path) -> Result<Array2<f32>> {
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, e))?;
-    if let Ok(a) = Array2::<f32>::read_npy(bytes.as_slice()) {
-        return Ok(a);
+/// Reads straight into the array (no intermediate byte buffer, so the peak
+/// is one copy of the matrix); float64 files are re-read and converted.
+fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
+    match Array2::<f32>::read_npy(BufReader::new(open(path)?)) {
+        Ok(a) => return Ok(a),
+        Err(ndarray_npy::ReadNpyError::Io(e)) => return Err(Error::io("read", path, e)),
+        Err(_) => {}
     }
-    match Array2::<f64>::read_npy(bytes.as_slice()) {
+    match Array2::<f64>::read_npy(BufReader::new(open(path)?)) {
         Ok(a) => Ok(a.mapv(|v| v as f32)),
         Err(e) => Err(Error::format(
             path,
             None,
-            format!(
-                "not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"
-            ),
+            format!("not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"),
         )),
     }
 }
