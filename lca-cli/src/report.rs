@@ -50,9 +50,17 @@ fn table(out: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<S
 }
 
 /// Entries of a results map in the order their steps ran (the recipe's order).
-fn in_recipe_order<'r, T>(r: &Results, map: &'r std::collections::BTreeMap<String, T>) -> Vec<(&'r String, &'r T)> {
+fn in_recipe_order<'r, T>(
+    r: &Results,
+    map: &'r std::collections::BTreeMap<String, T>,
+) -> Vec<(&'r String, &'r T)> {
     let mut entries: Vec<(&String, &T)> = map.iter().collect();
-    entries.sort_by_key(|(id, _)| r.steps.iter().position(|s| &s.id == *id).unwrap_or(usize::MAX));
+    entries.sort_by_key(|(id, _)| {
+        r.steps
+            .iter()
+            .position(|s| &s.id == *id)
+            .unwrap_or(usize::MAX)
+    });
     entries
 }
 

@@ -78,10 +78,8 @@ fn list_shows_builtins_and_plugins_with_their_origin() {
         out.contains("synthetic") && out.contains("built-in"),
         "{out}"
     );
-    assert!(
-        out.contains("correlation  lca-plugin-correlation 0.1.0"),
-        "{out}"
-    );
+    let line = out.lines().find(|l| l.trim_start().starts_with("correlation ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("lca-plugin-correlation 0.1.0"), "{line}");
     assert!(
         out.contains("random") && out.contains("lca-plugin-random 0.1.0"),
         "{out}"
@@ -438,4 +436,67 @@ fn a_missing_recipe_and_a_missing_plugin_directory_are_explained() {
         err.contains("plugin directory /no/such/dir does not exist"),
         "{err}"
     );
+}
+
+#[test]
+fn the_lca_recipe_runs_every_evaluator_from_the_cli() {
+    let out = tempfile::tempdir().unwrap();
+    let recipe = repo("examples/recipes/lca-synthetic.toml");
+    assert_succeeds(&lca(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--quiet",
+    ]));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
+    let metric = |evaluator: &str, name: &str| {
+        results["evaluations"][evaluator]["evaluation"]["metrics"][name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{evaluator}: {name}"))
+    };
+    // The LCA ordering puts the planted neurons first; random does not.
+    assert_eq!(metric("recovery", "precision_at_24.lca"), 1.0);
+    assert!(metric("recovery", "precision_at_24.rand") < 0.3);
+    // Top neurons beat random ones, which beat the bottom ones.
+    for mode in ["zero_out", "retrain"] {
+        let (t, r, b) = (
+            metric("ablation", &format!("top.{mode}.lca.lca.10")),
+            metric("ablation", &format!("random.{mode}.lca.lca.10")),
+            metric("ablation", &format!("bottom.{mode}.lca.lca.10")),
+        );
+        assert!(
+            t > r + 0.2 && r > b,
+            "{mode}: top {t}, random {r}, bottom {b}"
+        );
+    }
+    // A small subset recovers the probe; selectivity is positive.
+    assert!(metric("minimal", "percent.lca.lca") <= 10.0);
+    assert!(metric("selectivity", "selectivity.lca.all") > 0.2);
+    assert!(metric("lambdas", "score.lca") > 0.0);
+    assert_eq!(
+        metric("redundancy", "clusters"),
+        288.0,
+        "the 12 copies join their originals"
+    );
+    // The solver report and the probe arrays are saved.
+    assert_eq!(
+        results["probes"]["lca"]["details"]["report"]["converged"],
+        true
+    );
+    assert!(out.path().join("probes/lca.npz").is_file());
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    for section in [
+        "Probe accuracy",
+        "Ablation on test",
+        "Minimal neuron subsets",
+        "Selectivity on test",
+        "Layers of `lca`",
+        "λ search for probe `lca`",
+        "Correlation clusters",
+        "Per-class neuron sets",
+    ] {
+        assert!(report.contains(section), "missing {section}");
+    }
 }

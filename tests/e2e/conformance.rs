@@ -102,3 +102,65 @@ fn textbook_correlation_scores(data: &lca_core::Dataset<'_>) -> Vec<f64> {
         })
         .collect()
 }
+
+/// A probe trained by the loaded `elastic_net` plugin.
+fn loaded_probe(data: &lca_core::Dataset<'_>) -> lca_core::SharedProbe {
+    let registry = registry_with(&["lca_plugin_logistic"]);
+    let registered = registry
+        .get(ComponentKind::Probe, "elastic_net")
+        .expect("probe registered");
+    match registered
+        .build(&lca_core::toml::Table::new())
+        .expect("builds")
+    {
+        Component::Probe(p) => {
+            std::sync::Arc::from(p.fit(data, &RunContext::new(0, 1)).expect("trains"))
+        }
+        other => panic!("built a {:?}", other.kind()),
+    }
+}
+
+#[test]
+fn probe_weights_through_the_library_with_a_plugin_probe() {
+    let ranker = loaded_ranker("lca_plugin_probe_weights", "probe_weights", "");
+    check_ranker(
+        ranker.as_ref(),
+        RankerTraits {
+            probe: Some(loaded_probe),
+            ..RankerTraits::default()
+        },
+    )
+    .unwrap();
+    let data = planted(3000, 200, 5, 2, 8);
+    let input = RankInput::new(&data).with_probe(loaded_probe(&data));
+    let ranking = ranker.rank(&input, &RunContext::new(0, 1)).unwrap();
+    assert_eq!(planted_precision(&ranking, &data), 1.0);
+    assert_eq!(ranking.details()["cutoffs"].as_array().unwrap().len(), 101);
+}
+
+#[test]
+fn independent_neurons_through_the_library() {
+    fn by_variance(data: &lca_core::Dataset<'_>) -> lca_core::NeuronRanking {
+        let x = data.split(lca_core::data::Split::Train).acts;
+        lca_core::NeuronRanking::from_scores(
+            x.var_axis(lca_core::ndarray::Axis(0), 0.0)
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect(),
+        )
+        .unwrap()
+    }
+    let ranker = loaded_ranker(
+        "lca_plugin_redundancy",
+        "independent_neurons",
+        "threshold = 0.3",
+    );
+    check_ranker(
+        ranker.as_ref(),
+        RankerTraits {
+            ranking: Some(by_variance),
+            ..RankerTraits::default()
+        },
+    )
+    .unwrap();
+}

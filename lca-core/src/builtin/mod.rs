@@ -24,7 +24,7 @@ pub use npy::{NpySource, read_label_file, read_matrix_file};
 pub use overlap::RankingOverlap;
 pub use probe_accuracy::ProbeAccuracy;
 pub use recovery::PlantedRecovery;
-pub use redundancy::{Redundancy, neuron_clusters, parse_linkage};
+pub use redundancy::{ClusterSettings, Redundancy, neuron_clusters, parse_linkage};
 pub use selectivity::{ControlDistribution, Selectivity, control_labels};
 pub use synthetic::{SyntheticParams, SyntheticSource, generate};
 

@@ -109,6 +109,9 @@ pub(super) fn descriptor() -> Descriptor {
     }
 }
 
+/// A union and the per-class sets it came from.
+type Selected = (Vec<u32>, Vec<Vec<u32>>);
+
 /// Lists neuron sets chosen by the LCA selection rules.
 #[derive(Clone, Debug)]
 pub struct NeuronSets {
@@ -147,7 +150,7 @@ impl Evaluator for NeuronSets {
                 format!("Per-class neuron sets of probe `{}`", probe.id),
                 &["rule", "class", "size", "neurons"],
             );
-            let mut rules: Vec<(String, (Vec<u32>, Vec<Vec<u32>>))> = Vec::new();
+            let mut rules: Vec<(String, Selected)> = Vec::new();
             rules.extend(
                 self.p
                     .mass

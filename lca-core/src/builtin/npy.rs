@@ -275,9 +275,7 @@ pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>>
         .unwrap_or("")
         .to_ascii_lowercase();
     match ext.as_str() {
-        "npy" => {
-            read_npy_f32(path)
-        }
+        "npy" => read_npy_f32(path),
         "npz" => read_npz(path, array),
         "safetensors" => read_safetensors(path, array),
         _ => Err(Error::format(
@@ -305,7 +303,9 @@ fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
         Err(e) => Err(Error::format(
             path,
             None,
-            format!("not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"),
+            format!(
+                "not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"
+            ),
         )),
     }
 }

@@ -143,6 +143,21 @@ pub struct Redundancy {
     split: Split,
 }
 
+/// How neurons are clustered by correlation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClusterSettings {
+    /// Use |ρ| (true) or signed ρ.
+    pub absolute: bool,
+    /// Agglomerative linkage.
+    pub linkage: Linkage,
+    /// Cut distance.
+    pub threshold: f64,
+    /// Tokens sampled (seeded) for the correlations.
+    pub max_tokens: usize,
+    /// Largest problem accepted.
+    pub max_neurons: usize,
+}
+
 /// Cluster labels of a dataset's neurons on (a sample of) one split.
 ///
 /// # Errors
@@ -150,15 +165,11 @@ pub struct Redundancy {
 pub fn neuron_clusters(
     data: &crate::Dataset<'_>,
     split: Split,
-    absolute: bool,
-    linkage: Linkage,
-    threshold: f64,
-    max_tokens: usize,
-    max_neurons: usize,
+    settings: ClusterSettings,
     cx: &RunContext,
 ) -> Result<Vec<usize>> {
     let n = data.n_neurons();
-    if n > max_neurons {
+    if n > settings.max_neurons {
         return Err(Error::input(format!(
             "correlation clustering of {n} neurons needs a {n} × {n} distance matrix; raise `max_neurons` if memory allows, \
              or cluster fewer neurons (for example a source restricted to some layers)"
@@ -166,6 +177,13 @@ pub fn neuron_clusters(
     }
     let part = require_split(data, split, NAME)?;
     let rows = part.labels.len();
+    let ClusterSettings {
+        absolute,
+        linkage,
+        threshold,
+        max_tokens,
+        ..
+    } = settings;
     if rows <= max_tokens {
         cluster_neurons(part.acts.view(), absolute, linkage, threshold, cx)
     } else {
@@ -178,16 +196,14 @@ pub fn neuron_clusters(
 impl Evaluator for Redundancy {
     fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation> {
         let data = input.data;
-        let labels = neuron_clusters(
-            data,
-            self.split,
-            self.p.absolute,
-            self.linkage,
-            self.p.threshold,
-            self.p.max_tokens as usize,
-            self.p.max_neurons as usize,
-            cx,
-        )?;
+        let settings = ClusterSettings {
+            absolute: self.p.absolute,
+            linkage: self.linkage,
+            threshold: self.p.threshold,
+            max_tokens: self.p.max_tokens as usize,
+            max_neurons: self.p.max_neurons as usize,
+        };
+        let labels = neuron_clusters(data, self.split, settings, cx)?;
         let n = data.n_neurons();
         let k = labels.iter().copied().max().map_or(0, |m| m + 1);
         let mut sizes = vec![0usize; k];

@@ -11,11 +11,13 @@
 //! elsewhere it runs as portable (slower) code with identical results.
 
 #![allow(unsafe_code)]
+// Indexed loops over the fixed lanes and class groups read as the maths does.
+#![allow(clippy::needless_range_loop)]
 
 const LANES: usize = 8;
 
 /// `out[r·c + k] = Σ_j x[r·d + j] · w[k·d + j]` for every row `r` of `x`.
-pub(crate) fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
+pub fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -28,15 +30,26 @@ pub(crate) fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) 
 }
 
 /// `grad[k·d + j] += Σ_r p[r·c + k] · x[r·d + j]` over the rows of `x`.
-pub(crate) fn accumulate_gradient(p: &[f32], x: &[f32], d: usize, c: usize, grad: &mut [f32]) {
+/// `upcoming` is the data the caller will read next: it is prefetched into
+/// the cache while this arithmetic runs from cache, so the memory bus stays
+/// busy (a pass over a large matrix is otherwise memory-bound half the time).
+pub fn accumulate_gradient(
+    p: &[f32],
+    x: &[f32],
+    d: usize,
+    c: usize,
+    grad: &mut [f32],
+    upcoming: &[f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx2::gradient(p, x, d, c, grad) };
+            return unsafe { avx2::gradient(p, x, d, c, grad, upcoming) };
         }
     }
+    let _ = upcoming;
     gradient_impl(p, x, d, c, grad);
 }
 
@@ -66,7 +79,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
-        let rows = if d == 0 { 0 } else { x.len() / d };
+        let rows = x.len().checked_div(d).unwrap_or(0);
         assert!(
             x.len() >= rows * d && w.len() >= c * d && out.len() >= rows * c,
             "kernel slices too short"
@@ -157,24 +170,50 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn gradient(p: &[f32], x: &[f32], d: usize, c: usize, grad: &mut [f32]) {
-        let rows = if d == 0 { 0 } else { x.len() / d };
+    pub(super) fn gradient(
+        p: &[f32],
+        x: &[f32],
+        d: usize,
+        c: usize,
+        grad: &mut [f32],
+        upcoming: &[f32],
+    ) {
+        let rows = x.len().checked_div(d).unwrap_or(0);
         assert!(
             x.len() >= rows * d && p.len() >= rows * c && grad.len() >= c * d,
             "kernel slices too short"
         );
-        for (first, k) in class_groups(c) {
+        let groups: Vec<(usize, usize)> = class_groups(c).collect();
+        // Spread the prefetches of `upcoming` evenly over the work.
+        let lines = upcoming.len().div_ceil(16);
+        let tiles = (d / LANES).max(1) * groups.len();
+        let per_tile = lines.div_ceil(tiles);
+        let mut fetched = 0usize;
+        for (first, k) in groups {
+            let prefetch = Prefetch {
+                data: upcoming,
+                per_tile,
+                next_line: &mut fetched,
+            };
             match k {
-                1 => gradient_group::<1>(p, x, d, c, first, rows, grad),
-                2 => gradient_group::<2>(p, x, d, c, first, rows, grad),
-                3 => gradient_group::<3>(p, x, d, c, first, rows, grad),
-                4 => gradient_group::<4>(p, x, d, c, first, rows, grad),
-                5 => gradient_group::<5>(p, x, d, c, first, rows, grad),
-                _ => gradient_group::<6>(p, x, d, c, first, rows, grad),
+                1 => gradient_group::<1>(p, x, d, c, first, rows, grad, prefetch),
+                2 => gradient_group::<2>(p, x, d, c, first, rows, grad, prefetch),
+                3 => gradient_group::<3>(p, x, d, c, first, rows, grad, prefetch),
+                4 => gradient_group::<4>(p, x, d, c, first, rows, grad, prefetch),
+                5 => gradient_group::<5>(p, x, d, c, first, rows, grad, prefetch),
+                _ => gradient_group::<6>(p, x, d, c, first, rows, grad, prefetch),
             }
         }
     }
 
+    /// Cache lines of upcoming data to request, a few per tile.
+    struct Prefetch<'a, 'b> {
+        data: &'a [f32],
+        per_tile: usize,
+        next_line: &'b mut usize,
+    }
+
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     fn gradient_group<const K: usize>(
         p: &[f32],
@@ -184,12 +223,24 @@ mod avx2 {
         first: usize,
         rows: usize,
         grad: &mut [f32],
+        prefetch: Prefetch<'_, '_>,
     ) {
         let full = d / LANES * LANES;
         let xp = x.as_ptr();
         let gp = grad.as_mut_ptr();
         let mut j = 0;
         while j < full {
+            for _ in 0..prefetch.per_tile {
+                let offset = *prefetch.next_line * 16;
+                if offset < prefetch.data.len() {
+                    // SAFETY: the address is inside `prefetch.data`; a
+                    // prefetch never faults and has no visible effect.
+                    unsafe {
+                        _mm_prefetch::<_MM_HINT_T0>(prefetch.data.as_ptr().add(offset).cast());
+                    };
+                    *prefetch.next_line += 1;
+                }
+            }
             let mut acc = [_mm256_setzero_ps(); K];
             for r in 0..rows {
                 // SAFETY: j + 8 ≤ d and r < rows, bounded by the assert above.
@@ -229,7 +280,7 @@ fn hsum(a: &[f32; LANES]) -> f32 {
 
 #[inline(always)]
 fn logits_impl(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
-    let rows = if d == 0 { 0 } else { x.len() / d };
+    let rows = x.len().checked_div(d).unwrap_or(0);
     let full = d / LANES * LANES;
     for r in 0..rows {
         let xr = &x[r * d..(r + 1) * d];
@@ -254,7 +305,7 @@ fn logits_impl(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
 
 #[inline(always)]
 fn gradient_impl(p: &[f32], x: &[f32], d: usize, c: usize, grad: &mut [f32]) {
-    let rows = if d == 0 { 0 } else { x.len() / d };
+    let rows = x.len().checked_div(d).unwrap_or(0);
     let full = d / LANES * LANES;
     let mut j = 0;
     while j < full {
@@ -349,7 +400,7 @@ mod tests {
             assert_eq!(fast, portable, "logits {rows}×{d}×{c}");
             let mut g_fast = vec![0.5; c * d];
             let mut g_portable = vec![0.5; c * d];
-            accumulate_gradient(&p, &x, d, c, &mut g_fast);
+            accumulate_gradient(&p, &x, d, c, &mut g_fast, &[]);
             gradient_impl(&p, &x, d, c, &mut g_portable);
             assert_eq!(g_fast, g_portable, "gradient {rows}×{d}×{c}");
         }
@@ -377,7 +428,7 @@ mod tests {
             }
             let p = data(rows * c, 3);
             let mut grad = vec![1.0; c * d];
-            accumulate_gradient(&p, &x, d, c, &mut grad);
+            accumulate_gradient(&p, &x, d, c, &mut grad, &x);
             for k in 0..c {
                 for j in 0..d {
                     let want = 1.0

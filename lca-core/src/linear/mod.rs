@@ -32,7 +32,8 @@
 //! and the weights stay in the standardised space, where their magnitudes are
 //! comparable across neurons.
 
-mod kernels;
+#[doc(hidden)]
+pub mod kernels;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
@@ -596,7 +597,7 @@ fn full_objective(
 const PATIENCE: usize = 3;
 
 /// Rows per block processed while it is in cache.
-const BLOCK_ROWS: usize = 64;
+const BLOCK_ROWS: usize = 16;
 /// Rows per chunk: the unit of parallel work and of the fixed-order sum.
 const CHUNK_ROWS: usize = 2048;
 
@@ -656,7 +657,9 @@ fn fused_pass(
     let (n, d) = x.dim();
     let c = w_eff.nrows();
     let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
-    let partials: Vec<(f64, f64, Array2<f64>, Array1<f64>, Array2<f64>)> = chunks
+    // (loss at W_new, loss at Y, weight gradient, bias gradient, logits)
+    type ChunkPartial = (f64, f64, Array2<f64>, Array1<f64>, Array2<f64>);
+    let partials: Vec<ChunkPartial> = chunks
         .par_iter()
         .map(|&start| {
             let end = (start + CHUNK_ROWS).min(n);
@@ -691,12 +694,20 @@ fn fused_pass(
                     }
                     z_chunk.row_mut(r - start).assign(&zn);
                 }
+                let upcoming = if block_end < end {
+                    x.slice(s![block_end..(block_end + BLOCK_ROWS).min(end), ..])
+                        .to_slice()
+                        .unwrap_or(&[])
+                } else {
+                    &[]
+                };
                 kernels::accumulate_gradient(
                     &g,
                     block.as_slice().expect("row-major activations"),
                     d,
                     c,
                     grad.as_slice_mut().expect("row-major gradient"),
+                    upcoming,
                 );
             }
             (loss_new, loss_next, grad.mapv(f64::from), grad_b, z_chunk)
@@ -783,7 +794,6 @@ fn prox(v: &mut Array2<f64>, t: f64, penalty: &Penalty) {
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 fn fista(
     x: ArrayView2<'_, f32>,
     y: &[u32],
@@ -816,7 +826,6 @@ fn fista(
     let mut t = 1.0f64;
     let mut momentum = 1.0f64;
     let mut small_steps = 0usize;
-    let mut rejected = false;
     let mut iterations = 0usize;
     let mut converged = false;
     let smooth_sq = |g: &Array2<f64>| g.iter().map(|v| v * v).sum::<f64>();
@@ -855,12 +864,14 @@ fn fista(
             let lin = (&g_y * &dw).sum() + (&g_yb * &db).sum();
             let quad = (smooth_sq(&dw) + db.iter().map(|v| v * v).sum::<f64>()) / (2.0 * t);
             if out.loss_new <= f_y + lin + quad + 1e-12 * f_y.abs().max(1.0) || t < 1e-12 {
-                break (w_new, b_new, (out, beta, restart));
+                // Secant curvature along the step: how much of the quadratic
+                // bound the loss actually used. It sets the next step.
+                let used = (out.loss_new - f_y - lin) / quad.max(f64::MIN_POSITIVE);
+                break (w_new, b_new, (out, beta, restart, used));
             }
             t *= 0.5;
-            rejected = true;
         };
-        let (out, beta, restart) = out;
+        let (out, beta, restart, used) = out;
         let obj_new = out.loss_new + penalty.value(&w_new);
         // Next extrapolated point, matching the logits used in the pass.
         y_w = &w_new + &((&w_new - &w) * beta);
@@ -888,10 +899,10 @@ fn fista(
             converged = true;
             break;
         }
-        // Let the step grow again after a run of accepted steps.
-        // Double the step until the first rejection shows its scale, then
-        // probe gently upwards.
-        t *= if rejected { 1.1 } else { 2.0 };
+        // Next step from the local curvature L ≈ used / t: aim at 0.5 / L, at
+        // most twice as long (small `used` means the loss is flatter than
+        // the step assumed) and never shorter than the accepted one.
+        t *= (0.5 / used.max(0.2)).clamp(1.0, 2.0);
     }
     let report = FitReport {
         solver: "fista".into(),

@@ -11,7 +11,7 @@
 //! evaluators: the top-k of the result are k neurons from k different
 //! clusters, so minimal subsets and ablations measure non-redundant sets.
 
-use lca_core::builtin::{neuron_clusters, parse_linkage};
+use lca_core::builtin::{ClusterSettings, neuron_clusters, parse_linkage};
 use lca_core::cluster::Linkage;
 use lca_core::data::Split;
 use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
@@ -138,16 +138,14 @@ impl Ranker for IndependentNeurons {
                 "`{NAME}` reorders another ranking: add `rankings = [\"<ranker id>\"]`"
             ))
         })?;
-        let labels = neuron_clusters(
-            input.data,
-            Split::Train,
-            self.absolute,
-            self.linkage,
-            self.threshold,
-            self.max_tokens,
-            self.max_neurons,
-            cx,
-        )?;
+        let settings = ClusterSettings {
+            absolute: self.absolute,
+            linkage: self.linkage,
+            threshold: self.threshold,
+            max_tokens: self.max_tokens,
+            max_neurons: self.max_neurons,
+        };
+        let labels = neuron_clusters(input.data, Split::Train, settings, cx)?;
         let clusters = labels.iter().copied().max().map_or(0, |m| m + 1);
         let mut represented = vec![false; clusters];
         let (mut first, mut rest) = (Vec::with_capacity(clusters), Vec::new());
