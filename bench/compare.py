@@ -1,63 +1,68 @@
-"""Compares the lca and NeuroX runs of scripts/bench-neurox.sh and prints a
-Markdown table: time of each step and the ratio, held-out accuracy, top-30
-overlap with the planted neurons, minimal subset, and peak memory."""
+"""Compares the lca and NeuroX runs of scripts/bench-neurox.sh and prints
+Markdown tables: time of each step and the ratio, held-out accuracy, top-k
+overlap with the planted neurons, minimal subset, and peak memory, for each
+solver tolerance lca ran with."""
 import json
 import os
 import re
 import sys
 
-import numpy as np
 
-
-def peak_rss_mb(path):
+def time_file(path):
     text = open(path).read()
     kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return kb / 1024.0
-
-
-def wall_s(path):
-    text = open(path).read()
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
     h, mi, s = m.groups()
-    return (int(h) if h else 0) * 3600 + int(mi) * 60 + float(s)
+    return (int(h) if h else 0) * 3600 + int(mi) * 60 + float(s), kb / 1024.0
 
 
 def main():
     out, planted_path, acts_path = sys.argv[1:4]
+    tolerances = sys.argv[4:]
     planted = set(json.load(open(planted_path))["planted"])
     k = len(planted)
     matrix_mb = os.path.getsize(acts_path) / 2**20
 
     nx = json.load(open(os.path.join(out, "neurox.summary.json")))
     nx_order = json.load(open(os.path.join(out, "neurox.ordering.json")))["ordering"]
-    res = json.load(open(os.path.join(out, "lca", "results.json")))
-    t = res["provenance"]["timings"]
-    lca_order = res["rankings"]["lca"]["ranking"]["order"]
-    minimal = res["evaluations"]["minimal"]["evaluation"]["metrics"]
-
     nx_t = nx["times_s"]
-    rows = [
-        ("probe training", nx_t["train_probe"], t["probe.lca"]),
-        ("neuron ordering", nx_t["get_neuron_ordering"], t["ranker.lca"]),
-        ("minimal-subset search", nx_t["minimal_search"], t["evaluator.minimal"]),
-        ("whole run (process wall time)", wall_s(os.path.join(out, "neurox.time")), wall_s(os.path.join(out, "lca.time"))),
-    ]
-    print("| step | NeuroX (s) | lca (s) | NeuroX / lca |")
-    print("|---|---|---|---|")
-    for name, a, b in rows:
-        print("| %s | %.2f | %.2f | %.1f× |" % (name, a, b, a / b))
-    print()
+    nx_wall, nx_mem = time_file(os.path.join(out, "neurox.time"))
     nx_acc = nx["test_scores"]["__OVERALL__"]
-    lca_acc = res["probes"]["lca"]["accuracy"]["test"]
-    print("| quality | NeuroX | lca |")
-    print("|---|---|---|")
-    print("| held-out accuracy | %.4f | %.4f |" % (nx_acc, lca_acc))
-    print("| planted neurons in top %d | %d | %d |" % (k, len(planted & set(nx_order[:k])), len(planted & set(lca_order[:k]))))
-    print("| minimal subset (neurons) | %d | %d |" % (nx["minimal"]["minimal_n"], int(minimal["neurons.lca.lca"])))
-    print("| peak memory (MB) | %.0f | %.0f |" % (peak_rss_mb(os.path.join(out, "neurox.time")), peak_rss_mb(os.path.join(out, "lca.time"))))
+
+    runs = []
+    for tol in tolerances:
+        res = json.load(open(os.path.join(out, "lca-%s" % tol, "results.json")))
+        wall, mem = time_file(os.path.join(out, "lca-%s.time" % tol))
+        runs.append((tol, res, wall, mem))
+
+    header = "| | NeuroX | " + " | ".join("lca, tol %s" % tol for tol, *_ in runs) + " |"
+    print(header)
+    print("|---" * (2 + len(runs)) + "|")
+
+    def row(name, nx_value, values, fmt):
+        print("| %s | %s | %s |" % (name, fmt(nx_value), " | ".join(fmt(v) for v in values)))
+
+    def ratio_row(name, nx_value, values):
+        print("| %s | %.2f s | %s |" % (name, nx_value, " | ".join("%.2f s (%.1f×)" % (v, nx_value / v) for v in values)))
+
+    t = [r[1]["provenance"]["timings"] for r in runs]
+    ratio_row("probe training", nx_t["train_probe"], [x["probe.lca"] for x in t])
+    ratio_row("neuron ordering", nx_t["get_neuron_ordering"], [x["ranker.lca"] for x in t])
+    ratio_row("minimal-subset search", nx_t["minimal_search"], [x["evaluator.minimal"] for x in t])
+    ratio_row("whole run (process wall time)", nx_wall, [r[2] for r in runs])
+    row("held-out accuracy", nx_acc, [r[1]["probes"]["lca"]["accuracy"]["test"] for r in runs], lambda v: "%.4f" % v)
+    row("planted neurons in top %d" % k, len(planted & set(nx_order[:k])),
+        [len(planted & set(r[1]["rankings"]["lca"]["ranking"]["order"][:k])) for r in runs], str)
+    row("minimal subset (neurons)", nx["minimal"]["minimal_n"],
+        [int(r[1]["evaluations"]["minimal"]["evaluation"]["metrics"]["neurons.lca.lca"]) for r in runs], str)
+    row("peak memory (MB)", nx_mem, [r[3] for r in runs], lambda v: "%.0f" % v)
+    row("peak memory / matrix", nx_mem / matrix_mb, [r[3] / matrix_mb for r in runs], lambda v: "%.2f" % v)
     print()
-    print("Activation matrix: %.0f MB (float32); lca peak / matrix = %.2f." % (matrix_mb, peak_rss_mb(os.path.join(out, "lca.time")) / matrix_mb))
-    print("lca solver: %s" % json.dumps(res["probes"]["lca"]["details"]["report"]))
+    print("Activation matrix: %.0f MB (float32), %d planted neurons." % (matrix_mb, k))
+    for tol, res, _, _ in runs:
+        rep = res["probes"]["lca"]["details"]["report"]
+        print("lca tol %s: %d iterations, %.0f passes over the data, objective %.5f, converged %s, %d zero weights"
+              % (tol, rep["iterations"], rep["data_passes"], rep["objective"], rep["converged"], rep["zero_weights"]))
 
 
 if __name__ == "__main__":

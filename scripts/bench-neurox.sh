@@ -52,8 +52,12 @@ echo "==> NeuroX (1 thread)"
     --l1 0.001 --l2 0.001 --threads 1 --planted "$data.planted.json" --minimal \
     --out-prefix "$out/neurox" > "$out/neurox.log"
 
-echo "==> lca (1 thread)"
-sed -e "s|@ACTS@|$data.acts.npy|; s|@LABELS@|$data.labels.txt|" bench/neurox-protocol.toml > "$out/lca-recipe.toml"
-/usr/bin/time -v -o "$out/lca.time" target/release/lca run "$out/lca-recipe.toml" --threads 1 --out "$out/lca" --quiet > "$out/lca.log"
+# The solver's tolerance trades time for convergence: run lca at three.
+tolerances=${TOLERANCES:-0.01 0.001 0.0001}
+for tol in $tolerances; do
+    echo "==> lca (1 thread, tol $tol)"
+    sed -e "s|@ACTS@|$data.acts.npy|; s|@LABELS@|$data.labels.txt|; s|@TOL@|$tol|" bench/neurox-protocol.toml > "$out/lca-recipe-$tol.toml"
+    /usr/bin/time -v -o "$out/lca-$tol.time" target/release/lca run "$out/lca-recipe-$tol.toml" --threads 1 --out "$out/lca-$tol" --quiet > "$out/lca-$tol.log"
+done
 
-"$venv/bin/python" bench/compare.py "$out" "$data.planted.json" "$data.acts.npy"
+"$venv/bin/python" bench/compare.py "$out" "$data.planted.json" "$data.acts.npy" $tolerances
