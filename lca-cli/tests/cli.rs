@@ -78,7 +78,10 @@ fn list_shows_builtins_and_plugins_with_their_origin() {
         out.contains("synthetic") && out.contains("built-in"),
         "{out}"
     );
-    let line = out.lines().find(|l| l.trim_start().starts_with("correlation ")).unwrap_or_else(|| panic!("{out}"));
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("correlation "))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("lca-plugin-correlation 0.1.0"), "{line}");
     assert!(
         out.contains("random") && out.contains("lca-plugin-random 0.1.0"),

@@ -32,6 +32,7 @@
 // `deny`, not `forbid`: ndarray's `s!` macro allows unsafe internally.
 #![deny(unsafe_code)]
 
+pub mod ablate;
 pub mod builtin;
 pub mod cluster;
 pub mod component;

@@ -1,7 +1,7 @@
 //! Helpers shared by the evaluators: scoring a probe on a split, retraining
 //! on a subset of neurons, zeroing neurons out, sizing subsets.
 
-use ndarray::{Array2, Axis};
+use ndarray::Axis;
 
 use crate::component::{Probe, TrainedProbe};
 use crate::context::RunContext;
@@ -81,10 +81,7 @@ pub(crate) fn zeroed_accuracy(
     split: Split,
 ) -> Result<f64> {
     let part = data.split(split);
-    let mut x = Array2::<f32>::zeros(part.acts.dim());
-    for &j in keep {
-        x.column_mut(j).assign(&part.acts.column(j));
-    }
+    let x = crate::ablate::zero_out_except(part.acts.view(), keep)?;
     let predicted = probe.predict(x.view())?;
     Ok(accuracy(&predicted, part.labels))
 }

@@ -285,7 +285,19 @@ impl LogisticModel {
                 found: format!("{} neurons", x.ncols()),
             });
         }
-        let mut z = x.dot(&self.effective_weights.t());
+        let x = x.as_standard_layout();
+        let (rows, d) = x.dim();
+        let c = self.effective_weights.nrows();
+        let mut z = Array2::<f32>::zeros((rows, c));
+        kernels::logits(
+            x.as_slice().expect("standard layout"),
+            d,
+            self.effective_weights
+                .as_slice()
+                .expect("row-major weights"),
+            c,
+            z.as_slice_mut().expect("row-major logits"),
+        );
         z += &self.effective_bias;
         Ok(z)
     }
