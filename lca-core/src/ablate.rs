@@ -95,7 +95,7 @@ pub fn layer_columns(
         LayerLayout::LayerMajor => n_layers,
         LayerLayout::InterleavedForward | LayerLayout::InterleavedBackward => 2 * n_layers,
     };
-    if parts == 0 || n_columns % parts != 0 {
+    if parts == 0 || !n_columns.is_multiple_of(parts) {
         return Err(Error::input(format!(
             "{n_columns} neurons do not split into {parts} equal parts for {n_layers} layers"
         )));
