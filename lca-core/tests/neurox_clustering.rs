@@ -9,24 +9,14 @@ use lca_core::cluster::{Linkage, cluster_neurons, correlation_matrix};
 use lca_core::ndarray::Array2;
 use serde_json::Value;
 
+mod common;
+
 fn golden() -> Value {
     serde_json::from_str(include_str!("golden/clustering.json")).unwrap()
 }
 
 fn x(g: &Value) -> Array2<f32> {
-    let rows: Vec<Vec<f32>> = g["X"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
-    Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+    common::matrix_f32(&g["X"])
 }
 
 #[test]

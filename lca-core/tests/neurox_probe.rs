@@ -8,20 +8,10 @@ use lca_core::linear::{AdamSettings, FitOptions, Init, L2Form, Penalty, Solver, 
 use lca_core::ndarray::{Array1, Array2};
 use serde_json::Value;
 
+mod common;
+
 fn matrix(v: &Value) -> Array2<f64> {
-    let rows: Vec<Vec<f64>> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
-    Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+    common::matrix_f64(v)
 }
 
 fn vector(v: &Value) -> Vec<f64> {

@@ -11,32 +11,18 @@ use lca_core::ndarray::Array2;
 use lca_core::select::{ClassMasses, numpy_sum_f32};
 use serde_json::Value;
 
+mod common;
+
 fn golden() -> Value {
     serde_json::from_str(include_str!("golden/ordering.json")).unwrap()
 }
 
 fn weights(m: &Value) -> Array2<f32> {
-    let rows: Vec<Vec<f32>> = m["W"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
-    Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+    common::matrix_f32(&m["W"])
 }
 
 fn ints(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    common::ints(v).into_iter().map(|i| i as u32).collect()
 }
 
 /// Class names in row order.

@@ -24,7 +24,10 @@ pub use npy::{NpySource, read_label_file, read_matrix_file};
 pub use overlap::RankingOverlap;
 pub use probe_accuracy::ProbeAccuracy;
 pub use recovery::PlantedRecovery;
-pub use redundancy::{ClusterSettings, Redundancy, neuron_clusters, parse_linkage};
+pub use redundancy::{
+    ClusterSettings, Redundancy, cluster_param_docs, neuron_clusters, parse_cluster_settings,
+    parse_linkage,
+};
 pub use selectivity::{ControlDistribution, Selectivity, control_labels};
 pub use synthetic::{SyntheticParams, SyntheticSource, generate};
 

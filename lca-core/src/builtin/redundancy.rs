@@ -13,17 +13,17 @@ use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
 
 const NAME: &str = "redundancy";
 
+/// The clustering parameters shared by the `redundancy` evaluator and the
+/// `independent_neurons` ranker.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+struct ClusterParams {
     #[serde(default = "default_threshold")]
     threshold: f64,
     #[serde(default = "yes")]
     absolute: bool,
     #[serde(default = "average")]
     linkage: String,
-    #[serde(default = "train")]
-    split: String,
     #[serde(default = "default_max_tokens")]
     max_tokens: i64,
     #[serde(default = "default_max_neurons")]
@@ -39,9 +39,6 @@ fn yes() -> bool {
 fn average() -> String {
     "average".into()
 }
-fn train() -> String {
-    "train".into()
-}
 fn default_max_tokens() -> i64 {
     10_000
 }
@@ -49,7 +46,8 @@ fn default_max_neurons() -> i64 {
     12_000
 }
 
-fn param_docs() -> Vec<ParamDoc> {
+/// The documentation of the clustering parameters.
+pub fn cluster_param_docs() -> Vec<ParamDoc> {
     use ParamType::*;
     vec![
         ParamDoc::new(
@@ -74,13 +72,6 @@ fn param_docs() -> Vec<ParamDoc> {
             "agglomerative linkage",
         ),
         ParamDoc::new(
-            "split",
-            String,
-            "\"train\"",
-            "train, dev, test",
-            "tokens the correlations are computed on",
-        ),
-        ParamDoc::new(
             "max_tokens",
             Integer,
             "10000",
@@ -97,6 +88,60 @@ fn param_docs() -> Vec<ParamDoc> {
     ]
 }
 
+/// Parses and checks the clustering parameters of `component`.
+///
+/// # Errors
+/// [`Error::InvalidParam`] for a bad value.
+pub fn parse_cluster_settings(
+    component: &str,
+    table: &crate::toml::Table,
+) -> Result<ClusterSettings> {
+    let p: ClusterParams = parse_params(component, &cluster_param_docs(), table)?;
+    ensure(
+        component,
+        "threshold",
+        (0.0..=2.0).contains(&p.threshold),
+        p.threshold,
+        "0 ≤ threshold ≤ 2",
+    )?;
+    ensure(
+        component,
+        "max_tokens",
+        p.max_tokens >= 10,
+        p.max_tokens,
+        "≥ 10",
+    )?;
+    ensure(
+        component,
+        "max_neurons",
+        p.max_neurons >= 2,
+        p.max_neurons,
+        "≥ 2",
+    )?;
+    Ok(ClusterSettings {
+        absolute: p.absolute,
+        linkage: parse_linkage(component, &p.linkage)?,
+        threshold: p.threshold,
+        max_tokens: p.max_tokens as usize,
+        max_neurons: p.max_neurons as usize,
+    })
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    let mut docs = cluster_param_docs();
+    docs.insert(
+        3,
+        ParamDoc::new(
+            "split",
+            ParamType::String,
+            "\"train\"",
+            "train, dev, test",
+            "tokens the correlations are computed on",
+        ),
+    );
+    docs
+}
+
 pub(super) fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
@@ -108,13 +153,16 @@ pub(super) fn descriptor() -> Descriptor {
             inputs: Inputs { rankings: Need::Optional, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "threshold", (0.0..=2.0).contains(&p.threshold), p.threshold, "0 ≤ threshold ≤ 2")?;
-            ensure(NAME, "max_tokens", p.max_tokens >= 10, p.max_tokens, "≥ 10")?;
-            ensure(NAME, "max_neurons", p.max_neurons >= 2, p.max_neurons, "≥ 2")?;
-            let linkage = parse_linkage(NAME, &p.linkage)?;
-            let split = parse_split(NAME, "split", &p.split)?;
-            Ok(Component::Evaluator(Box::new(Redundancy { p, linkage, split })))
+            // Check every key against the full table first, for messages that
+            // list all parameters; then parse the shared part.
+            crate::params::parse_params::<crate::toml::Table>(NAME, &param_docs(), table)?;
+            let mut cluster_table = table.clone();
+            let split = match cluster_table.remove("split") {
+                Some(v) => parse_split(NAME, "split", v.as_str().unwrap_or_default())?,
+                None => Split::Train,
+            };
+            let settings = parse_cluster_settings(NAME, &cluster_table)?;
+            Ok(Component::Evaluator(Box::new(Redundancy { settings, split })))
         },
     }
 }
@@ -138,8 +186,7 @@ pub fn parse_linkage(component: &str, value: &str) -> Result<Linkage> {
 /// redundant the neurons, and the top of each wired ranking, are.
 #[derive(Clone, Debug)]
 pub struct Redundancy {
-    p: Params,
-    linkage: Linkage,
+    settings: ClusterSettings,
     split: Split,
 }
 
@@ -196,14 +243,7 @@ pub fn neuron_clusters(
 impl Evaluator for Redundancy {
     fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation> {
         let data = input.data;
-        let settings = ClusterSettings {
-            absolute: self.p.absolute,
-            linkage: self.linkage,
-            threshold: self.p.threshold,
-            max_tokens: self.p.max_tokens as usize,
-            max_neurons: self.p.max_neurons as usize,
-        };
-        let labels = neuron_clusters(data, self.split, settings, cx)?;
+        let labels = neuron_clusters(data, self.split, self.settings, cx)?;
         let n = data.n_neurons();
         let k = labels.iter().copied().max().map_or(0, |m| m + 1);
         let mut sizes = vec![0usize; k];
@@ -216,10 +256,10 @@ impl Evaluator for Redundancy {
         let mut summary = Table::new(
             format!(
                 "Correlation clusters (1 − {}ρ{} ≤ {}, {:?} linkage)",
-                if self.p.absolute { "|" } else { "" },
-                if self.p.absolute { "|" } else { "" },
-                self.p.threshold,
-                self.linkage
+                if self.settings.absolute { "|" } else { "" },
+                if self.settings.absolute { "|" } else { "" },
+                self.settings.threshold,
+                self.settings.linkage
             ),
             &[
                 "neurons",

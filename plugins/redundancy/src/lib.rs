@@ -11,87 +11,14 @@
 //! evaluators: the top-k of the result are k neurons from k different
 //! clusters, so minimal subsets and ablations measure non-redundant sets.
 
-use lca_core::builtin::{ClusterSettings, neuron_clusters, parse_linkage};
-use lca_core::cluster::Linkage;
+use lca_core::builtin::{
+    ClusterSettings, cluster_param_docs, neuron_clusters, parse_cluster_settings,
+};
 use lca_core::data::Split;
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use serde::Deserialize;
 
 const NAME: &str = "independent_neurons";
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_threshold")]
-    threshold: f64,
-    #[serde(default = "yes")]
-    absolute: bool,
-    #[serde(default = "average")]
-    linkage: String,
-    #[serde(default = "default_max_tokens")]
-    max_tokens: i64,
-    #[serde(default = "default_max_neurons")]
-    max_neurons: i64,
-}
-
-fn default_threshold() -> f64 {
-    0.3
-}
-fn yes() -> bool {
-    true
-}
-fn average() -> String {
-    "average".into()
-}
-fn default_max_tokens() -> i64 {
-    10_000
-}
-fn default_max_neurons() -> i64 {
-    12_000
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "threshold",
-            Float,
-            "0.3",
-            "0 ≤ x ≤ 2",
-            "neurons closer than this distance (1 − |ρ|) are one cluster",
-        ),
-        ParamDoc::new(
-            "absolute",
-            Bool,
-            "true",
-            "true or false",
-            "use |ρ| or signed ρ",
-        ),
-        ParamDoc::new(
-            "linkage",
-            String,
-            "\"average\"",
-            "average, complete, single",
-            "agglomerative linkage",
-        ),
-        ParamDoc::new(
-            "max_tokens",
-            Integer,
-            "10000",
-            "≥ 10",
-            "training tokens sampled (seeded) for the correlations",
-        ),
-        ParamDoc::new(
-            "max_neurons",
-            Integer,
-            "12000",
-            "≥ 2",
-            "refuse larger problems (neurons² distances in memory)",
-        ),
-    ]
-}
 
 /// The component descriptor.
 pub fn descriptor() -> Descriptor {
@@ -100,35 +27,18 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "A ranking with one neuron per correlation cluster first (redundancy removed)".into(),
-            params: param_docs(),
+            params: cluster_param_docs(),
             example: "[ranker.lca_independent]\ntype = \"independent_neurons\"\nrankings = [\"lca\"]\nthreshold = 0.3\n".into(),
             inputs: Inputs { rankings: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
-        build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "threshold", (0.0..=2.0).contains(&p.threshold), p.threshold, "0 ≤ threshold ≤ 2")?;
-            ensure(NAME, "max_tokens", p.max_tokens >= 10, p.max_tokens, "≥ 10")?;
-            ensure(NAME, "max_neurons", p.max_neurons >= 2, p.max_neurons, "≥ 2")?;
-            let linkage = parse_linkage(NAME, &p.linkage).map_err(|_| invalid(NAME, "linkage", &p.linkage, "average, complete or single"))?;
-            Ok(Component::Ranker(Box::new(IndependentNeurons {
-                threshold: p.threshold,
-                absolute: p.absolute,
-                linkage,
-                max_tokens: p.max_tokens as usize,
-                max_neurons: p.max_neurons as usize,
-            })))
-        },
+        build: |table| Ok(Component::Ranker(Box::new(IndependentNeurons { settings: parse_cluster_settings(NAME, table)? }))),
     }
 }
 
 /// Representatives of correlation clusters first.
 #[derive(Clone, Debug)]
 pub struct IndependentNeurons {
-    threshold: f64,
-    absolute: bool,
-    linkage: Linkage,
-    max_tokens: usize,
-    max_neurons: usize,
+    settings: ClusterSettings,
 }
 
 impl Ranker for IndependentNeurons {
@@ -138,14 +48,7 @@ impl Ranker for IndependentNeurons {
                 "`{NAME}` reorders another ranking: add `rankings = [\"<ranker id>\"]`"
             ))
         })?;
-        let settings = ClusterSettings {
-            absolute: self.absolute,
-            linkage: self.linkage,
-            threshold: self.threshold,
-            max_tokens: self.max_tokens,
-            max_neurons: self.max_neurons,
-        };
-        let labels = neuron_clusters(input.data, Split::Train, settings, cx)?;
+        let labels = neuron_clusters(input.data, Split::Train, self.settings, cx)?;
         let clusters = labels.iter().copied().max().map_or(0, |m| m + 1);
         let mut represented = vec![false; clusters];
         let (mut first, mut rest) = (Vec::with_capacity(clusters), Vec::new());
@@ -164,7 +67,7 @@ impl Ranker for IndependentNeurons {
         details.insert("base_ranking".into(), base.id.into());
         details.insert("clusters".into(), clusters.into());
         details.insert("representatives".into(), representatives.into());
-        details.insert("threshold".into(), self.threshold.into());
+        details.insert("threshold".into(), self.settings.threshold.into());
         Ok(NeuronRanking::from_order(first)?.with_details(details))
     }
 }
@@ -182,11 +85,7 @@ mod tests {
 
     fn ranker() -> IndependentNeurons {
         IndependentNeurons {
-            threshold: 0.3,
-            absolute: true,
-            linkage: Linkage::Average,
-            max_tokens: 10_000,
-            max_neurons: 12_000,
+            settings: parse_cluster_settings(NAME, &lca_core::toml::Table::new()).unwrap(),
         }
     }
 
