@@ -37,6 +37,7 @@ pub mod builtin;
 pub mod cluster;
 pub mod component;
 pub mod context;
+pub mod corpus;
 pub mod data;
 pub mod error;
 pub mod io;
