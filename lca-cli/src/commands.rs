@@ -48,7 +48,8 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
 
     let seed = args.seed.unwrap_or(plan.run.seed);
     let threads = args.threads.unwrap_or(plan.run.threads);
-    let cx = RunContext::new(seed, threads);
+    let progress = Progress::new(plan.steps.len(), args.quiet);
+    let cx = RunContext::new(seed, threads).with_progress(progress.task_sink());
     if !args.quiet {
         eprintln!(
             "running {} ({} steps, seed {seed}, {} threads)",
@@ -57,7 +58,7 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
             cx.threads()
         );
     }
-    let mut progress = Progress::new(plan.steps.len(), args.quiet);
+    let mut progress = progress;
     let results = run::execute(&plan, &cx, &mut progress);
     progress.finish();
     let results = results?;

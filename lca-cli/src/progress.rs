@@ -1,22 +1,28 @@
-//! Progress output while a recipe runs.
+//! Progress output while a recipe runs: one bar for the steps and, below it,
+//! one for long work inside a step (such as extracting activations), which
+//! components report through the run context.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lca_core::recipe::Step;
 use lca_core::run::Observer;
 
-/// Shows a bar on a terminal, and one line per finished step otherwise.
+/// Shows bars on a terminal, and plain lines otherwise.
 pub(crate) struct Progress {
-    bar: Option<ProgressBar>,
+    steps: Option<ProgressBar>,
+    tasks: Arc<TaskProgress>,
     quiet: bool,
 }
 
 impl Progress {
     pub(crate) fn new(total: usize, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(total as u64);
+        let live = !quiet && std::io::stderr().is_terminal();
+        let multi = live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let steps = multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new(total as u64));
             bar.set_style(
                 ProgressStyle::with_template("{spinner:.green} [{pos}/{len}] {wide_msg} {elapsed}")
                     .expect("valid template")
@@ -25,17 +31,30 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Progress { bar, quiet }
+        Progress {
+            steps,
+            tasks: Arc::new(TaskProgress {
+                multi,
+                quiet,
+                current: Mutex::new(None),
+            }),
+            quiet,
+        }
+    }
+
+    /// The sink that components report long work and warnings to.
+    pub(crate) fn task_sink(&self) -> Arc<dyn lca_core::Progress> {
+        self.tasks.clone()
     }
 
     pub(crate) fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = &self.steps {
             bar.finish_and_clear();
         }
     }
 
     fn line(&self, text: String) {
-        match &self.bar {
+        match &self.steps {
             Some(bar) => bar.println(text),
             None if !self.quiet => eprintln!("{text}"),
             None => {}
@@ -45,13 +64,13 @@ impl Progress {
 
 impl Observer for Progress {
     fn started(&mut self, step: &Step, _index: usize, _total: usize) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = &self.steps {
             bar.set_message(format!("{} ({})", step.key(), step.type_name));
         }
     }
 
     fn finished(&mut self, step: &Step, seconds: f64) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = &self.steps {
             bar.inc(1);
         }
         self.line(format!(
@@ -66,5 +85,112 @@ impl Observer for Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// A task inside a step.
+struct Task {
+    label: String,
+    unit: String,
+    total: u64,
+    done: u64,
+    started: Instant,
+    bar: Option<ProgressBar>,
+}
+
+/// Long work inside a step: a bar with a rate on a terminal, a line at the
+/// start and end otherwise. Warnings are always shown.
+struct TaskProgress {
+    multi: Option<MultiProgress>,
+    quiet: bool,
+    current: Mutex<Option<Task>>,
+}
+
+impl TaskProgress {
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Task>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn per_second(count: u64, seconds: f64) -> String {
+    if seconds > 0.0 {
+        format!("{:.0}", count as f64 / seconds)
+    } else {
+        "-".into()
+    }
+}
+
+impl lca_core::Progress for TaskProgress {
+    fn start(&self, label: &str, total: u64, unit: &str) {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new(total));
+            let template = format!(
+                "  {{msg}} [{{bar:30.cyan/blue}}] {{human_pos}}/{{human_len}} {unit} \
+                 ({{per_sec}}, eta {{eta}})"
+            );
+            bar.set_style(
+                ProgressStyle::with_template(&template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(label.to_string());
+            bar
+        });
+        if bar.is_none() && !self.quiet {
+            eprintln!("  {label}: {total} {unit}");
+        }
+        *self.current() = Some(Task {
+            label: label.into(),
+            unit: unit.into(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            bar,
+        });
+    }
+
+    fn advance(&self, delta: u64) {
+        if let Some(task) = self.current().as_mut() {
+            task.done += delta;
+            if let Some(bar) = &task.bar {
+                bar.inc(delta);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(task) = self.current().take() {
+            let seconds = task.started.elapsed().as_secs_f64();
+            let summary = format!(
+                "  {}: {} of {} {} in {seconds:.1}s ({} {}/s)",
+                task.label,
+                task.done,
+                task.total,
+                task.unit,
+                per_second(task.done, seconds),
+                task.unit
+            );
+            match &task.bar {
+                Some(bar) => {
+                    bar.finish_and_clear();
+                    if let Some(multi) = &self.multi {
+                        multi.remove(bar);
+                        let _ = multi.println(summary);
+                    }
+                }
+                None if !self.quiet => eprintln!("{summary}"),
+                None => {}
+            }
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        let text = format!("warning: {message}");
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
     }
 }

@@ -100,6 +100,14 @@ pub(crate) fn markdown(r: &Results) -> String {
         }),
     );
     for s in r.sources.values() {
+        if !s.details.is_empty() {
+            let _ = writeln!(out, "Source `{}`:\n", s.name);
+            table(
+                &mut out,
+                &["detail", "value"],
+                s.details.iter().map(|(k, v)| vec![k.clone(), v.clone()]),
+            );
+        }
         if let Some(truth) = &s.truth {
             let _ = writeln!(
                 out,

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use lca_core::corpus::{brown_simplified, brown_universal, read_brown};
 
 fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".cache/data/brown".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| ".cache/data/brown".into()),
+    );
     let corpus = read_brown(&[dir]).unwrap_or_else(|e| panic!("{e}"));
     let mut universal: BTreeMap<&str, usize> = BTreeMap::new();
     let mut simplified: BTreeMap<String, usize> = BTreeMap::new();
@@ -26,7 +30,11 @@ fn main() {
             }
         }
     }
-    println!("{} sentences, {} tokens", corpus.sentences.len(), corpus.n_tokens());
+    println!(
+        "{} sentences, {} tokens",
+        corpus.sentences.len(),
+        corpus.n_tokens()
+    );
     println!("universal: {universal:?}");
     println!("{} simplified tags", simplified.len());
     println!("mapped to X without fw-: {unmapped:?}");

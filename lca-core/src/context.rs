@@ -1,6 +1,7 @@
 //! The run context handed to every component call.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,7 +18,45 @@ pub struct RunContext {
     seed: u64,
     threads: usize,
     step: String,
+    progress: ProgressSlot,
 }
+
+/// Hears how long work is going (extraction, for instance) and its warnings.
+/// The command line draws it as a progress bar; plugins reach the host's
+/// through the run context, so every bar and warning goes through one place.
+pub trait Progress: Send + Sync {
+    /// A task of `total` units (`words`, `sentences`, …) begins.
+    fn start(&self, label: &str, total: u64, unit: &str);
+    /// `delta` more units are done.
+    fn advance(&self, delta: u64);
+    /// The task is over.
+    fn finish(&self);
+    /// Something the user should know, though the work goes on.
+    fn warn(&self, message: &str);
+}
+
+/// The optional progress sink; it takes no part in equality, as it does not
+/// change what a step computes.
+#[derive(Clone, Default)]
+struct ProgressSlot(Option<Arc<dyn Progress>>);
+
+impl fmt::Debug for ProgressSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "progress sink"
+        } else {
+            "no progress sink"
+        })
+    }
+}
+
+impl PartialEq for ProgressSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ProgressSlot {}
 
 impl RunContext {
     /// A context for a whole run. `threads == 0` means one thread per core.
@@ -31,6 +70,7 @@ impl RunContext {
             seed,
             threads,
             step: String::new(),
+            progress: ProgressSlot::default(),
         }
     }
 
@@ -42,6 +82,7 @@ impl RunContext {
             seed: derive_seed(self.seed, step),
             threads: self.threads,
             step: step.into(),
+            progress: self.progress.clone(),
         }
     }
 
@@ -51,6 +92,27 @@ impl RunContext {
             seed,
             threads: threads.max(1),
             step: step.into(),
+            progress: ProgressSlot::default(),
+        }
+    }
+
+    /// The same context reporting progress to `sink`.
+    pub fn with_progress(mut self, sink: Arc<dyn Progress>) -> Self {
+        self.progress = ProgressSlot(Some(sink));
+        self
+    }
+
+    /// The progress sink, if the caller gave one.
+    pub fn progress(&self) -> Option<&Arc<dyn Progress>> {
+        self.progress.0.as_ref()
+    }
+
+    /// Tells the user something without stopping: through the progress sink,
+    /// or on standard error when there is none.
+    pub fn warn(&self, message: &str) {
+        match self.progress() {
+            Some(sink) => sink.warn(message),
+            None => eprintln!("warning: {message}"),
         }
     }
 

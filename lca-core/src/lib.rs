@@ -57,7 +57,7 @@ pub use component::{
     ActivationSource, Component, EvalInput, Evaluator, NamedRanking, Probe, ProbeInput, RankInput,
     Ranker, SharedProbe, TrainedProbe,
 };
-pub use context::RunContext;
+pub use context::{Progress, RunContext};
 pub use data::{Dataset, Evaluation, NeuronRanking};
 pub use error::{Error, Result};
 pub use registry::{ComponentInfo, ComponentKind, Descriptor, Origin, Registry};

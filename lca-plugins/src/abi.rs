@@ -13,14 +13,16 @@
 //! [`ABI_VERSION`] is the interface version. Its minor number must be bumped
 //! (0.x) whenever anything in this module changes.
 
+use std::fmt::Debug;
+
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -52,9 +54,9 @@ pub struct FfiError {
     pub expected: RString,
 }
 
-/// Seed, thread count and step id.
+/// Seed, thread count, step id and the host's progress sink.
 #[repr(C)]
-#[derive(StableAbi, Clone, Copy, Debug)]
+#[derive(StableAbi, Clone, Debug)]
 pub struct FfiContext<'a> {
     /// Step seed.
     pub seed: u64,
@@ -62,7 +64,26 @@ pub struct FfiContext<'a> {
     pub threads: u64,
     /// Step id, such as `ranker.corr`.
     pub step: RStr<'a>,
+    /// Where progress and warnings go (the host draws them).
+    pub progress: ROption<FfiProgressBox>,
 }
+
+/// The host's progress sink, as plugins see it.
+#[sabi_trait]
+pub trait FfiProgress: Send + Sync + Clone + Debug {
+    /// A task of `total` units begins.
+    fn start(&self, label: RStr<'_>, total: u64, unit: RStr<'_>);
+    /// `delta` more units are done.
+    fn advance(&self, delta: u64);
+    /// The task is over.
+    fn finish(&self);
+    /// A warning for the user.
+    #[sabi(last_prefix_field)]
+    fn warn(&self, message: RStr<'_>);
+}
+
+/// An owned, shareable progress sink.
+pub type FfiProgressBox = FfiProgress_TO<'static, RArc<()>>;
 
 /// A borrowed row-major `f32` matrix.
 #[repr(C)]

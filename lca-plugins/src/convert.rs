@@ -1,18 +1,22 @@
 //! Conversions between `lca-core` values and their boundary forms.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use lca_core::data::{
     ActivationMatrix, ClassRanking, ClassVocab, GroundTruth, Labels, NeuronIndex, Splits, Tokens,
 };
 use lca_core::ndarray::{Array2, ArrayView2};
-use lca_core::{Dataset, Error, NeuronRanking, Result, RunContext};
+use std::sync::Arc;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use lca_core::{Dataset, Error, NeuronRanking, Progress, Result, RunContext};
 use serde::{Deserialize, Serialize};
 
 use crate::abi::{
     FfiClassRanking, FfiContext, FfiDataset, FfiError, FfiMatrix, FfiOwnedDataset, FfiOwnedMatrix,
-    FfiRanking, code,
+    FfiProgress, FfiProgress_TO, FfiProgressBox, FfiRanking, code,
 };
 
 /// The descriptive part of a dataset, sent as JSON.
@@ -24,6 +28,8 @@ struct DatasetMeta {
     tokens: Option<Tokens>,
     splits: Splits,
     truth: Option<GroundTruth>,
+    #[serde(default)]
+    details: BTreeMap<String, String>,
 }
 
 /// A dataset prepared for crossing: the contiguous data and the JSON meta it
@@ -45,6 +51,7 @@ impl<'d> DatasetParts<'d> {
             tokens: dataset.tokens().cloned(),
             splits: dataset.splits(),
             truth: dataset.truth().cloned(),
+            details: dataset.details().clone(),
         };
         DatasetParts {
             data: dataset.acts().to_contiguous(),
@@ -85,7 +92,8 @@ fn meta_dataset<'a>(
         Labels::new(labels, meta.classes)?,
         meta.tokens,
         meta.splits,
-    )?;
+    )?
+    .with_details(meta.details);
     match meta.truth {
         Some(truth) => dataset.with_truth(truth),
         None => Ok(dataset),
@@ -176,11 +184,69 @@ pub(crate) fn context_to_ffi(cx: &RunContext) -> FfiContext<'_> {
         seed: cx.seed(),
         threads: cx.threads() as u64,
         step: RStr::from_str(cx.step()),
+        progress: cx
+            .progress()
+            .map(|sink| FfiProgress_TO::from_ptr(RArc::new(HostProgress(sink.clone())), TD_Opaque))
+            .into(),
     }
 }
 
 pub(crate) fn context_from_ffi(cx: FfiContext<'_>) -> RunContext {
-    RunContext::from_parts(cx.seed, cx.threads as usize, cx.step.as_str())
+    let base = RunContext::from_parts(cx.seed, cx.threads as usize, cx.step.as_str());
+    match cx.progress {
+        ROption::RSome(sink) => base.with_progress(Arc::new(RemoteProgress(sink))),
+        ROption::RNone => base,
+    }
+}
+
+/// A progress sink of this side, offered to the other side of the boundary.
+/// A panic in it must not cross, so each call is caught; progress is
+/// best-effort and a failed update is dropped.
+#[derive(Clone)]
+struct HostProgress(Arc<dyn Progress>);
+
+impl std::fmt::Debug for HostProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostProgress")
+    }
+}
+
+fn quietly(work: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+}
+
+impl FfiProgress for HostProgress {
+    fn start(&self, label: RStr<'_>, total: u64, unit: RStr<'_>) {
+        quietly(|| self.0.start(label.as_str(), total, unit.as_str()));
+    }
+    fn advance(&self, delta: u64) {
+        quietly(|| self.0.advance(delta));
+    }
+    fn finish(&self) {
+        quietly(|| self.0.finish());
+    }
+    fn warn(&self, message: RStr<'_>) {
+        quietly(|| self.0.warn(message.as_str()));
+    }
+}
+
+/// The other side's progress sink, used as a native one.
+struct RemoteProgress(FfiProgressBox);
+
+impl Progress for RemoteProgress {
+    fn start(&self, label: &str, total: u64, unit: &str) {
+        self.0
+            .start(RStr::from_str(label), total, RStr::from_str(unit));
+    }
+    fn advance(&self, delta: u64) {
+        self.0.advance(delta);
+    }
+    fn finish(&self) {
+        self.0.finish();
+    }
+    fn warn(&self, message: &str) {
+        self.0.warn(RStr::from_str(message));
+    }
 }
 
 fn scores_to_ffi(scores: Option<&[f64]>) -> ROption<RVec<f64>> {

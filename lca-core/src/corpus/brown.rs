@@ -17,8 +17,7 @@
 //!   the Brown manual.
 
 /// Where the universal mapping comes from, for reports.
-pub const BROWN_UNIVERSAL_SOURCE: &str =
-    "Brown tags (Francis & Kučera, Brown Corpus Manual) mapped to the universal tagset of Petrov, Das & McDonald (LREC 2012) by lca's own table";
+pub const BROWN_UNIVERSAL_SOURCE: &str = "Brown tags (Francis & Kučera, Brown Corpus Manual) mapped to the universal tagset of Petrov, Das & McDonald (LREC 2012) by lca's own table";
 
 /// The simplified Brown tag (see the module docs).
 pub fn brown_simplified(tag: &str) -> String {
@@ -28,13 +27,20 @@ pub fn brown_simplified(tag: &str) -> String {
     }
     let first = t.split('+').next().unwrap_or(&t).to_string();
     let mut base = first;
-    while let Some(rest) = ["-tl", "-hl", "-nc"].iter().find_map(|s| base.strip_suffix(s)) {
+    while let Some(rest) = ["-tl", "-hl", "-nc"]
+        .iter()
+        .find_map(|s| base.strip_suffix(s))
+    {
         base = rest.to_string();
     }
     // `*` marks negation inside a tag (do* = don't); alone it is the tag of
     // `not` and `n't`.
     let stripped = base.replace('*', "");
-    if stripped.is_empty() { base.to_ascii_uppercase() } else { stripped.to_ascii_uppercase() }
+    if stripped.is_empty() {
+        base.to_ascii_uppercase()
+    } else {
+        stripped.to_ascii_uppercase()
+    }
 }
 
 /// The universal tag of a Brown tag (see the module docs).
@@ -60,8 +66,10 @@ pub fn brown_universal(tag: &str) -> &'static str {
         // Post-determiners (many, several, next), adjectives, ordinals.
         "AP" | "JJ" | "JJR" | "JJS" | "JJT" | "OD" => "ADJ",
         // Forms of be, do, have, modals and lexical verbs.
-        "BE" | "BED" | "BEDZ" | "BEG" | "BEM" | "BEN" | "BER" | "BEZ" | "DO" | "DOD" | "DOZ" | "HV" | "HVD" | "HVG" | "HVN"
-        | "HVZ" | "MD" | "VB" | "VBD" | "VBG" | "VBN" | "VBZ" => "VERB",
+        "BE" | "BED" | "BEDZ" | "BEG" | "BEM" | "BEN" | "BER" | "BEZ" | "DO" | "DOD" | "DOZ"
+        | "HV" | "HVD" | "HVG" | "HVN" | "HVZ" | "MD" | "VB" | "VBD" | "VBG" | "VBN" | "VBZ" => {
+            "VERB"
+        }
         "CC" => "CONJ",
         // Subordinating conjunctions pattern with prepositions as adpositions.
         "CS" | "IN" => "ADP",

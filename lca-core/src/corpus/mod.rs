@@ -8,10 +8,15 @@
 
 mod brown;
 mod readers;
+mod source;
 mod tasks;
 
 pub use brown::{BROWN_UNIVERSAL_SOURCE, brown_simplified, brown_universal};
 pub use readers::{read_brown, read_conllu, read_neurox_files};
+pub use source::{
+    CorpusFormat, CorpusParams, CorpusSpec, CorpusSplit, SplitBy, SplitParams, corpus_dataset,
+    sentence_rows,
+};
 pub use tasks::{SUFFIXES, Task, capitalization, suffix};
 
 use serde::{Deserialize, Serialize};

@@ -7,12 +7,16 @@ use crate::error::{Error, Result};
 use crate::io::read_utf8;
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Lines with Windows line endings accepted, numbered from 1.
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
 }
 
 /// NeuroX's format: a sentence file with one sentence per line (tokens
@@ -29,7 +33,13 @@ pub fn read_neurox_files(sentences: &Path, labels: &Path) -> Result<Corpus> {
     let s_lines: Vec<(usize, &str)> = lines(&s_text).collect();
     let l_lines: Vec<(usize, &str)> = lines(&l_text).collect();
     // A final empty line is the file's trailing newline, not a sentence.
-    let trim = |v: &[(usize, &str)]| v.len() - v.iter().rev().take_while(|(_, l)| l.trim().is_empty()).count();
+    let trim = |v: &[(usize, &str)]| {
+        v.len()
+            - v.iter()
+                .rev()
+                .take_while(|(_, l)| l.trim().is_empty())
+                .count()
+    };
     let (ns, nl) = (trim(&s_lines), trim(&l_lines));
     if ns != nl {
         return Err(Error::format(
@@ -47,7 +57,11 @@ pub fn read_neurox_files(sentences: &Path, labels: &Path) -> Result<Corpus> {
         let words: Vec<String> = s.split_whitespace().map(String::from).collect();
         let tags: Vec<String> = l.split_whitespace().map(String::from).collect();
         if words.is_empty() {
-            return Err(Error::format(sentences, Some(line), "is an empty sentence; remove the line from both files"));
+            return Err(Error::format(
+                sentences,
+                Some(line),
+                "is an empty sentence; remove the line from both files",
+            ));
         }
         if words.len() != tags.len() {
             return Err(Error::format(
@@ -61,7 +75,12 @@ pub fn read_neurox_files(sentences: &Path, labels: &Path) -> Result<Corpus> {
                 ),
             ));
         }
-        corpus.sentences.push(Sentence { words, tags, file: file.clone(), line });
+        corpus.sentences.push(Sentence {
+            words,
+            tags,
+            file: file.clone(),
+            line,
+        });
     }
     if corpus.sentences.is_empty() {
         return Err(Error::format(sentences, None, "contains no sentences"));
@@ -70,7 +89,9 @@ pub fn read_neurox_files(sentences: &Path, labels: &Path) -> Result<Corpus> {
 }
 
 /// The columns of CoNLL-U, by name.
-const CONLLU_COLUMNS: [&str; 10] = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"];
+const CONLLU_COLUMNS: [&str; 10] = [
+    "id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc",
+];
 
 /// CoNLL-U: the words (FORM) and one annotation column (`upos`, `xpos` or
 /// any other column by name). Comment lines, multiword-token ranges (`1-2`)
@@ -79,9 +100,15 @@ const CONLLU_COLUMNS: [&str; 10] = ["id", "form", "lemma", "upos", "xpos", "feat
 /// # Errors
 /// Lines with other than 10 tab-separated fields, an unknown column name.
 pub fn read_conllu(path: &Path, column: &str) -> Result<Corpus> {
-    let index = CONLLU_COLUMNS.iter().position(|c| *c == column).ok_or_else(|| {
-        Error::input(format!("unknown CoNLL-U column `{column}`; use one of {}", CONLLU_COLUMNS.join(", ")))
-    })?;
+    let index = CONLLU_COLUMNS
+        .iter()
+        .position(|c| *c == column)
+        .ok_or_else(|| {
+            Error::input(format!(
+                "unknown CoNLL-U column `{column}`; use one of {}",
+                CONLLU_COLUMNS.join(", ")
+            ))
+        })?;
     let text = read_utf8(path, "read", "save the file as UTF-8")?;
     let file = file_name(path);
     let mut corpus = Corpus::default();
@@ -101,13 +128,21 @@ pub fn read_conllu(path: &Path, column: &str) -> Result<Corpus> {
             return Err(Error::format(
                 path,
                 Some(line),
-                format!("has {} tab-separated fields; CoNLL-U token lines have 10", fields.len()),
+                format!(
+                    "has {} tab-separated fields; CoNLL-U token lines have 10",
+                    fields.len()
+                ),
             ));
         }
         if fields[0].contains('-') || fields[0].contains('.') {
             continue;
         }
-        let s = current.get_or_insert_with(|| Sentence { words: vec![], tags: vec![], file: file.clone(), line });
+        let s = current.get_or_insert_with(|| Sentence {
+            words: vec![],
+            tags: vec![],
+            file: file.clone(),
+            line,
+        });
         s.words.push(fields[1].to_string());
         s.tags.push(fields[index].to_string());
     }
@@ -134,11 +169,19 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
             let mut names: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| Error::io("read directory", p, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(is_brown_file_name))
+                .filter(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(is_brown_file_name)
+                })
                 .collect();
             names.sort();
             if names.is_empty() {
-                return Err(Error::format(p, None, "holds no Brown corpus files (named like ca01)"));
+                return Err(Error::format(
+                    p,
+                    None,
+                    "holds no Brown corpus files (named like ca01)",
+                ));
             }
             files.extend(names);
         } else {
@@ -147,7 +190,11 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
     }
     let mut corpus = Corpus::default();
     for path in files {
-        let text = read_utf8(&path, "read", "the Brown corpus files are ASCII; re-download them")?;
+        let text = read_utf8(
+            &path,
+            "read",
+            "the Brown corpus files are ASCII; re-download them",
+        )?;
         let file = file_name(&path);
         for (line, l) in lines(&text) {
             let l = l.trim();
@@ -166,12 +213,19 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
                         return Err(Error::format(
                             &path,
                             Some(line),
-                            format!("token {token:?} is not word/TAG; every Brown token carries its tag after a slash"),
+                            format!(
+                                "token {token:?} is not word/TAG; every Brown token carries its tag after a slash"
+                            ),
                         ));
                     }
                 }
             }
-            corpus.sentences.push(Sentence { words, tags, file: file.clone(), line });
+            corpus.sentences.push(Sentence {
+                words,
+                tags,
+                file: file.clone(),
+                line,
+            });
         }
     }
     Ok(corpus)
@@ -179,7 +233,11 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
 
 fn is_brown_file_name(name: &str) -> bool {
     let b = name.as_bytes();
-    b.len() == 4 && b[0] == b'c' && b[1].is_ascii_lowercase() && b[2].is_ascii_digit() && b[3].is_ascii_digit()
+    b.len() == 4
+        && b[0] == b'c'
+        && b[1].is_ascii_lowercase()
+        && b[2].is_ascii_digit()
+        && b[3].is_ascii_digit()
 }
 
 #[cfg(test)]
@@ -209,10 +267,18 @@ mod tests {
         let s = write(dir.path(), "s.txt", b"The cat sat\nA dog\n");
         let l = write(dir.path(), "l.txt", b"DT NN\nDT NN\n");
         let err = read_neurox_files(&s, &l).unwrap_err().to_string();
-        assert!(err.contains("l.txt:1:") && err.contains("has 2 labels") && err.contains("has 3 tokens"), "{err}");
+        assert!(
+            err.contains("l.txt:1:")
+                && err.contains("has 2 labels")
+                && err.contains("has 3 tokens"),
+            "{err}"
+        );
         let l = write(dir.path(), "l2.txt", b"DT NN VBD\n");
         let err = read_neurox_files(&s, &l).unwrap_err().to_string();
-        assert!(err.contains("1 lines of labels") && err.contains("2 sentences"), "{err}");
+        assert!(
+            err.contains("1 lines of labels") && err.contains("2 sentences"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -227,14 +293,26 @@ mod tests {
         assert_eq!(read_conllu(&p, "xpos").unwrap().sentences[1].tags, ["UH"]);
         let bad = write(dir.path(), "b.conllu", b"1\tdo\tAUX\n");
         let err = read_conllu(&bad, "upos").unwrap_err().to_string();
-        assert!(err.contains("b.conllu:1:") && err.contains("3 tab-separated fields"), "{err}");
-        assert!(read_conllu(&p, "pos").unwrap_err().to_string().contains("unknown CoNLL-U column `pos`"));
+        assert!(
+            err.contains("b.conllu:1:") && err.contains("3 tab-separated fields"),
+            "{err}"
+        );
+        assert!(
+            read_conllu(&p, "pos")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown CoNLL-U column `pos`")
+        );
     }
 
     #[test]
     fn brown_tokens_split_at_the_last_slash() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "ca01", b"\n\n\tThe/at 1/2/cd cat/nn ./.\n\n\tHe/pps ran/vbd\n");
+        write(
+            dir.path(),
+            "ca01",
+            b"\n\n\tThe/at 1/2/cd cat/nn ./.\n\n\tHe/pps ran/vbd\n",
+        );
         write(dir.path(), "README", b"not a corpus file");
         let c = read_brown(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(c.sentences.len(), 2);
@@ -242,7 +320,12 @@ mod tests {
         assert_eq!(c.sentences[0].tags, ["at", "cd", "nn", "."]);
         assert_eq!(c.sentences[0].file, "ca01");
         write(dir.path(), "ca02", b"\tbroken token/\n");
-        let err = read_brown(&[dir.path().to_path_buf()]).unwrap_err().to_string();
-        assert!(err.contains("ca02:1:") && err.contains("not word/TAG"), "{err}");
+        let err = read_brown(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ca02:1:") && err.contains("not word/TAG"),
+            "{err}"
+        );
     }
 }

@@ -2,15 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::brown::{brown_simplified, brown_universal};
 use super::Corpus;
+use super::brown::{brown_simplified, brown_universal};
 use crate::error::{Error, Result};
 
 /// Suffixes of the `suffix` task, longest first within each ending so that
 /// the longest match wins (`-ation` before `-tion` before `-ion`).
 pub const SUFFIXES: [&str; 24] = [
-    "ization", "ation", "tion", "sion", "ment", "ness", "ship", "ance", "ence", "able", "ible", "less", "ous", "ful", "ive",
-    "ize", "ity", "ing", "est", "ly", "ed", "er", "al", "s",
+    "ization", "ation", "tion", "sion", "ment", "ness", "ship", "ance", "ence", "able", "ible",
+    "less", "ous", "ful", "ive", "ize", "ity", "ing", "est", "ly", "ed", "er", "al", "s",
 ];
 
 /// The `suffix` task: the longest suffix from [`SUFFIXES`] that ends the
@@ -37,13 +37,21 @@ pub fn suffix(word: &str) -> &'static str {
 pub fn capitalization(word: &str) -> &'static str {
     let letters: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).collect();
     if letters.is_empty() {
-        return if word.chars().any(|c| c.is_ascii_digit()) { "number" } else { "other" };
+        return if word.chars().any(|c| c.is_ascii_digit()) {
+            "number"
+        } else {
+            "other"
+        };
     }
     let upper = letters.iter().filter(|c| c.is_uppercase()).count();
     if upper == 0 {
         "lower"
     } else if upper == letters.len() {
-        if letters.len() == 1 { "Capitalized" } else { "UPPER" }
+        if letters.len() == 1 {
+            "Capitalized"
+        } else {
+            "UPPER"
+        }
     } else if letters[0].is_uppercase() && upper == 1 {
         "Capitalized"
     } else {
@@ -87,6 +95,17 @@ impl Task {
         })
     }
 
+    /// The name recipes use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Tags => "tags",
+            Task::BrownUniversal => "universal_pos",
+            Task::BrownSimplified => "brown_pos",
+            Task::Suffix => "suffix",
+            Task::Capitalization => "capitalization",
+        }
+    }
+
     /// The label of one token.
     pub fn label(self, word: &str, tag: &str) -> String {
         match self {
@@ -100,7 +119,17 @@ impl Task {
 
     /// Labels for every token of a corpus, sentence by sentence.
     pub fn labels(self, corpus: &Corpus) -> Vec<Vec<String>> {
-        corpus.sentences.iter().map(|s| s.words.iter().zip(&s.tags).map(|(w, t)| self.label(w, t)).collect()).collect()
+        corpus
+            .sentences
+            .iter()
+            .map(|s| {
+                s.words
+                    .iter()
+                    .zip(&s.tags)
+                    .map(|(w, t)| self.label(w, t))
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -111,7 +140,11 @@ mod tests {
     #[test]
     fn suffix_takes_the_longest_match_with_a_real_stem() {
         assert_eq!(suffix("organization"), "ization");
-        assert_eq!(suffix("nation"), "NONE", "stem `n` is too short for -ation; `na` for -tion");
+        assert_eq!(
+            suffix("nation"),
+            "NONE",
+            "stem `n` is too short for -ation; `na` for -tion"
+        );
         assert_eq!(suffix("creation"), "ation");
         assert_eq!(suffix("walking"), "ing");
         assert_eq!(suffix("sing"), "NONE");
@@ -136,6 +169,20 @@ mod tests {
 
     #[test]
     fn unknown_task_lists_the_known_ones() {
-        assert!(Task::parse("pos").unwrap_err().to_string().contains("universal_pos"));
+        assert!(
+            Task::parse("pos")
+                .unwrap_err()
+                .to_string()
+                .contains("universal_pos")
+        );
+        for name in [
+            "tags",
+            "universal_pos",
+            "brown_pos",
+            "suffix",
+            "capitalization",
+        ] {
+            assert_eq!(Task::parse(name).unwrap().name(), name);
+        }
     }
 }

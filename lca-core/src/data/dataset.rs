@@ -239,6 +239,7 @@ pub struct Dataset<'a> {
     tokens: Option<Tokens>,
     splits: Splits,
     truth: Option<GroundTruth>,
+    details: BTreeMap<String, String>,
 }
 
 /// A borrowed split of a dataset.
@@ -298,7 +299,20 @@ impl<'a> Dataset<'a> {
             tokens,
             splits,
             truth: None,
+            details: BTreeMap::new(),
         })
+    }
+
+    /// Records facts about where the data came from (model, layers, corpus,
+    /// extraction settings), shown with the source in reports.
+    pub fn with_details(mut self, details: BTreeMap<String, String>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Facts about where the data came from.
+    pub fn details(&self) -> &BTreeMap<String, String> {
+        &self.details
     }
 
     /// Attaches ground truth.
@@ -423,6 +437,7 @@ impl<'a> Dataset<'a> {
             tokens: self.tokens.clone(),
             splits: self.splits,
             truth: None,
+            details: self.details.clone(),
         })
     }
 
@@ -436,6 +451,7 @@ impl<'a> Dataset<'a> {
             tokens: self.tokens,
             splits: self.splits,
             truth: self.truth,
+            details: self.details,
         }
     }
 
@@ -497,6 +513,7 @@ impl<'a> Dataset<'a> {
                 .collect(),
             splits: self.splits,
             truth: self.truth.clone(),
+            details: self.details.clone(),
         }
     }
 }
@@ -520,6 +537,9 @@ pub struct DatasetSummary {
     pub splits: Splits,
     /// Ground truth, for synthetic data.
     pub truth: Option<GroundTruth>,
+    /// Where the data came from (model, corpus, extraction settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 /// Assigns rows to splits. Returns the new row order (train rows first, then

@@ -1,0 +1,166 @@
+//! Batched forward passes and subword-to-word aggregation.
+
+use std::ops::Range;
+
+use candle_core::{Device, Tensor};
+use lca_core::{Error, Result, RunContext};
+
+use crate::model::{CandleResult, Encoder};
+use crate::words::Window;
+
+/// How the pieces of a word become one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregation {
+    /// The first piece.
+    First,
+    /// The last piece (NeuroX's default).
+    Last,
+    /// The unweighted mean of the pieces.
+    Average,
+}
+
+impl Aggregation {
+    /// The recipe name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregation::First => "first",
+            Aggregation::Last => "last",
+            Aggregation::Average => "average",
+        }
+    }
+}
+
+/// What to extract and how.
+#[derive(Clone, Debug)]
+pub struct Plan<'a> {
+    /// Hidden states to keep, by index (0 = embeddings), in output order.
+    pub layers: &'a [usize],
+    /// Word vectors from pieces.
+    pub aggregation: Aggregation,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+}
+
+/// Runs every window through the encoder and writes one row per word into
+/// `out` (`rows × layers·hidden`, row-major). `first_row[i]` is the row of
+/// the first word of window `i`. Windows are batched by length to keep
+/// padding small. Returns the number of words with no pieces (zero rows).
+///
+/// # Errors
+/// When the model fails, for example on ids outside its vocabulary.
+pub fn run(
+    encoder: &Encoder,
+    windows: &[Window],
+    first_row: &[usize],
+    plan: &Plan<'_>,
+    out: &mut [f32],
+    cx: &RunContext,
+) -> Result<usize> {
+    let hidden = encoder.config().hidden_size;
+    let cols = plan.layers.len() * hidden;
+    let pad = encoder.config().pad_token_id;
+    // Longest first: the first batch shows the worst memory use at once.
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(windows[i].ids.len()), i));
+    let progress = cx.progress();
+    let mut empty_words = 0;
+    for batch in order.chunks(plan.batch_size.max(1)) {
+        let width = batch
+            .iter()
+            .map(|&i| windows[i].ids.len())
+            .max()
+            .unwrap_or(0);
+        if width == 0 {
+            continue;
+        }
+        let mut ids = vec![pad; batch.len() * width];
+        let mut mask = vec![0u32; batch.len() * width];
+        for (b, &i) in batch.iter().enumerate() {
+            let w = &windows[i];
+            ids[b * width..b * width + w.ids.len()].copy_from_slice(&w.ids);
+            mask[b * width..b * width + w.ids.len()].fill(1);
+        }
+        let device = Device::Cpu;
+        let ids = Tensor::from_vec(ids, (batch.len(), width), &device).lca()?;
+        let mask = Tensor::from_vec(mask, (batch.len(), width), &device).lca()?;
+        let states = cx.install(|| encoder.hidden_states(&ids, &mask))?;
+        let mut selected = Vec::with_capacity(plan.layers.len());
+        for &layer in plan.layers {
+            let state = states.get(layer).ok_or_else(|| {
+                Error::input(format!(
+                    "layer {layer} does not exist; the model has {} hidden states",
+                    states.len()
+                ))
+            })?;
+            selected.push(state.flatten_all().lca()?.to_vec1::<f32>().lca()?);
+        }
+        let mut words_done = 0;
+        for (b, &i) in batch.iter().enumerate() {
+            let w = &windows[i];
+            for (k, span) in w.spans.iter().enumerate() {
+                let row = first_row[i] + k;
+                let target = &mut out[row * cols..(row + 1) * cols];
+                if span.is_empty() {
+                    target.fill(0.0);
+                    empty_words += 1;
+                    continue;
+                }
+                for (l, state) in selected.iter().enumerate() {
+                    let at =
+                        |p: usize| &state[(b * width + p) * hidden..(b * width + p + 1) * hidden];
+                    aggregate(
+                        plan.aggregation,
+                        span.clone(),
+                        at,
+                        &mut target[l * hidden..(l + 1) * hidden],
+                    );
+                }
+            }
+            words_done += w.spans.len();
+        }
+        if let Some(p) = progress {
+            p.advance(words_done as u64);
+        }
+    }
+    Ok(empty_words)
+}
+
+fn aggregate<'s>(
+    how: Aggregation,
+    span: Range<usize>,
+    at: impl Fn(usize) -> &'s [f32],
+    out: &mut [f32],
+) {
+    match how {
+        Aggregation::First => out.copy_from_slice(at(span.start)),
+        Aggregation::Last => out.copy_from_slice(at(span.end - 1)),
+        Aggregation::Average => {
+            out.fill(0.0);
+            let n = span.len() as f32;
+            for p in span {
+                for (o, v) in out.iter_mut().zip(at(p)) {
+                    *o += v;
+                }
+            }
+            out.iter_mut().for_each(|o| *o /= n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregation_of_a_three_piece_word() {
+        let states = [[1.0f32, 2.0], [3.0, 4.0], [5.0, 9.0], [7.0, 8.0]];
+        let at = |p: usize| &states[p][..];
+        let mut out = [0.0; 2];
+        aggregate(Aggregation::First, 1..4, at, &mut out);
+        assert_eq!(out, [3.0, 4.0]);
+        aggregate(Aggregation::Last, 1..4, at, &mut out);
+        assert_eq!(out, [7.0, 8.0]);
+        aggregate(Aggregation::Average, 1..4, at, &mut out);
+        assert_eq!(out, [5.0, 7.0]);
+    }
+}

@@ -1,0 +1,827 @@
+//! The `transformer` activation source: per-word activations of every layer
+//! of a Hugging Face transformer encoder, for the words of an annotated
+//! corpus.
+//!
+//! ```text
+//! words ──tokenizer──▶ pieces ──encoder──▶ hidden states h₀ (embeddings), h₁ … h_L
+//! word vector = first | last | mean of its pieces' states, for each chosen layer
+//! row = [h_l1 | h_l2 | …]   (neuron = position of the layer in `layers` × hidden + unit)
+//! ```
+//!
+//! Words are the corpus's own tokens, handed to the tokenizer pre-split.
+//! Sentences longer than the model's window are cut into windows of whole
+//! words (or truncated, if asked), with a count in the report. Extractions
+//! are cached on disk under a key made of the model's files, the words and
+//! the settings.
+
+pub mod cache;
+pub mod extract;
+pub mod hub;
+pub mod model;
+#[doc(hidden)]
+pub mod tiny;
+pub mod words;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use lca_core::corpus::{
+    Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset,
+};
+use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex};
+use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::{ActivationSource, Component, Dataset, Error, Result, RunContext};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use crate::cache::{KeyBuilder, Miss, Precision, Stored};
+use crate::extract::Aggregation;
+use crate::hub::ModelFiles;
+use crate::model::{Config, Encoder};
+use crate::words::{LongSentences, Specials};
+
+const NAME: &str = "transformer";
+
+#[derive(Clone, Debug, Deserialize)]
+struct TransformerParams {
+    #[serde(default)]
+    model: Option<PathBuf>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default = "main")]
+    revision: String,
+    #[serde(default)]
+    layers: Option<Vec<i64>>,
+    #[serde(default = "last")]
+    aggregation: String,
+    #[serde(default = "yes")]
+    special_tokens: bool,
+    #[serde(default = "split")]
+    long_sentences: String,
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default = "thirty_two")]
+    batch_size: i64,
+    #[serde(default = "f32_name")]
+    dtype: String,
+    #[serde(default = "yes")]
+    cache: bool,
+    #[serde(default)]
+    cache_dir: Option<PathBuf>,
+    #[serde(flatten)]
+    corpus: CorpusParams,
+    #[serde(flatten)]
+    split: SplitParams,
+}
+
+fn main() -> String {
+    "main".into()
+}
+fn last() -> String {
+    "last".into()
+}
+fn yes() -> bool {
+    true
+}
+fn split() -> String {
+    "split".into()
+}
+fn thirty_two() -> i64 {
+    32
+}
+fn f32_name() -> String {
+    "f32".into()
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    use ParamType::*;
+    let mut docs = vec![
+        ParamDoc::new(
+            "model",
+            Path,
+            "one of model, model_id",
+            "a folder",
+            "model folder with config.json, model.safetensors (or pytorch_model.bin) and tokenizer.json",
+        ),
+        ParamDoc::new(
+            "model_id",
+            String,
+            "one of model, model_id",
+            "`org/name`",
+            "a Hugging Face model id, looked up in the local Hugging Face cache (no download)",
+        ),
+        ParamDoc::new(
+            "revision",
+            String,
+            "\"main\"",
+            "a branch or commit",
+            "revision of `model_id`",
+        ),
+        ParamDoc::new(
+            "layers",
+            IntegerList,
+            "all",
+            "0 (embeddings) … number of layers, no repeats",
+            "hidden states to keep, in this order; 0 is the embedding output",
+        ),
+        ParamDoc::new(
+            "aggregation",
+            String,
+            "\"last\"",
+            "\"first\", \"last\" or \"average\"",
+            "how a word's pieces become one vector",
+        ),
+        ParamDoc::new(
+            "special_tokens",
+            Bool,
+            "true",
+            "true or false",
+            "run the model with its special tokens ([CLS] … [SEP]) around each sentence, as it was trained; \
+             they get no rows of their own",
+        ),
+        ParamDoc::new(
+            "long_sentences",
+            String,
+            "\"split\"",
+            "\"split\" or \"truncate\"",
+            "sentences longer than the window: cut into windows of whole words, or drop the words that do not fit",
+        ),
+        ParamDoc::new(
+            "max_tokens",
+            Integer,
+            "the model's window",
+            "≥ 3, at most the model's window",
+            "longest input in pieces, special tokens included",
+        ),
+        ParamDoc::new(
+            "batch_size",
+            Integer,
+            "32",
+            "≥ 1",
+            "sentences (windows) per forward pass",
+        ),
+        ParamDoc::new(
+            "dtype",
+            String,
+            "\"f32\"",
+            "\"f32\" or \"f16\"",
+            "precision activations are kept and cached in (f16 halves memory and disk)",
+        ),
+        ParamDoc::new(
+            "cache",
+            Bool,
+            "true",
+            "true or false",
+            "reuse and store extractions on disk",
+        ),
+        ParamDoc::new(
+            "cache_dir",
+            Path,
+            "\".cache/activations\" (in the working folder)",
+            "a folder",
+            "where cached extractions live",
+        ),
+    ];
+    docs.extend(CorpusParams::docs());
+    docs.extend(SplitParams::docs());
+    docs
+}
+
+/// The component descriptor.
+pub fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Source,
+            name: NAME.into(),
+            summary: "Per-word activations of every layer of a BERT-family transformer on an annotated corpus".into(),
+            params: param_docs(),
+            example: "[source.minilm]\ntype = \"transformer\"\nmodel = \"../../.cache/models/all-MiniLM-L6-v2\"\n\
+                      corpus = \"../../.cache/data/brown\"\ntask = \"universal_pos\"\nsentences = 2000\n"
+                .into(),
+            inputs: Inputs::default(),
+        },
+        build: |table| Ok(Component::Source(Box::new(TransformerSource::new(parse_params(NAME, &param_docs(), table)?)?))),
+    }
+}
+
+/// Where the model comes from.
+#[derive(Clone, Debug)]
+enum ModelSource {
+    Dir(PathBuf),
+    Hub { id: String, revision: String },
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct TransformerSource {
+    model: ModelSource,
+    layers: Option<Vec<usize>>,
+    aggregation: Aggregation,
+    special_tokens: bool,
+    long_sentences: LongSentences,
+    max_tokens: Option<usize>,
+    batch_size: usize,
+    precision: Precision,
+    cache_dir: Option<PathBuf>,
+    corpus: CorpusSpec,
+    split: CorpusSplit,
+}
+
+impl TransformerSource {
+    fn new(p: TransformerParams) -> Result<Self> {
+        let model = match (p.model, p.model_id) {
+            (Some(dir), None) => ModelSource::Dir(dir),
+            (None, Some(id)) => ModelSource::Hub {
+                id,
+                revision: p.revision,
+            },
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    NAME,
+                    "model_id",
+                    "set together with `model`",
+                    "only one of `model` and `model_id`",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    NAME,
+                    "model",
+                    "missing",
+                    "a model folder (`model`) or a Hugging Face id (`model_id`)",
+                ));
+            }
+        };
+        let layers = match p.layers {
+            Some(list) => {
+                ensure(NAME, "layers", !list.is_empty(), "[]", "at least one layer")?;
+                let mut seen = std::collections::BTreeSet::new();
+                for &l in &list {
+                    ensure(
+                        NAME,
+                        "layers",
+                        l >= 0,
+                        l,
+                        "layer numbers ≥ 0 (0 is the embedding output)",
+                    )?;
+                    ensure(NAME, "layers", seen.insert(l), l, "each layer at most once")?;
+                }
+                Some(list.into_iter().map(|l| l as usize).collect())
+            }
+            None => None,
+        };
+        let aggregation = match p.aggregation.as_str() {
+            "first" => Aggregation::First,
+            "last" => Aggregation::Last,
+            "average" => Aggregation::Average,
+            other => {
+                return Err(invalid(
+                    NAME,
+                    "aggregation",
+                    format!("{other:?}"),
+                    "\"first\", \"last\" or \"average\"",
+                ));
+            }
+        };
+        let long_sentences = match p.long_sentences.as_str() {
+            "split" => LongSentences::Split,
+            "truncate" => LongSentences::Truncate,
+            other => {
+                return Err(invalid(
+                    NAME,
+                    "long_sentences",
+                    format!("{other:?}"),
+                    "\"split\" or \"truncate\"",
+                ));
+            }
+        };
+        if let Some(m) = p.max_tokens {
+            ensure(
+                NAME,
+                "max_tokens",
+                m >= 3,
+                m,
+                "≥ 3 (room for special tokens and a word)",
+            )?;
+        }
+        ensure(NAME, "batch_size", p.batch_size >= 1, p.batch_size, "≥ 1")?;
+        let precision = match p.dtype.as_str() {
+            "f32" => Precision::F32,
+            "f16" => Precision::F16,
+            other => {
+                return Err(invalid(
+                    NAME,
+                    "dtype",
+                    format!("{other:?}"),
+                    "\"f32\" or \"f16\"",
+                ));
+            }
+        };
+        Ok(TransformerSource {
+            model,
+            layers,
+            aggregation,
+            special_tokens: p.special_tokens,
+            long_sentences,
+            max_tokens: p.max_tokens.map(|m| m as usize),
+            batch_size: p.batch_size as usize,
+            precision,
+            cache_dir: p.cache.then(|| {
+                p.cache_dir
+                    .unwrap_or_else(|| PathBuf::from(".cache/activations"))
+            }),
+            corpus: p.corpus.validate(NAME)?,
+            split: p.split.validate(NAME)?,
+        })
+    }
+
+    fn files(&self) -> Result<ModelFiles> {
+        match &self.model {
+            ModelSource::Dir(dir) => hub::from_dir(dir),
+            ModelSource::Hub { id, revision } => hub::from_cache(id, revision, &hub::cache_roots()),
+        }
+    }
+}
+
+/// A loaded model with its tokenizer.
+pub struct LoadedModel {
+    /// The encoder.
+    pub encoder: Encoder,
+    /// The tokenizer, without padding or truncation.
+    pub tokenizer: Tokenizer,
+    /// Where it came from.
+    pub files: ModelFiles,
+}
+
+/// Loads the model and tokenizer in `files`.
+///
+/// # Errors
+/// Unreadable or inconsistent files, named.
+pub fn load_model(files: &ModelFiles) -> Result<LoadedModel> {
+    let config_text =
+        std::fs::read_to_string(&files.config).map_err(|e| Error::io("read", &files.config, e))?;
+    let config: Config = serde_json::from_str(&config_text).map_err(|e| {
+        Error::format(
+            &files.config,
+            Some(e.line()),
+            format!("is not a model configuration: {e}"),
+        )
+    })?;
+    let device = Device::Cpu;
+    let is_safetensors = files
+        .weights
+        .extension()
+        .is_some_and(|e| e == "safetensors");
+    let vb = if is_safetensors {
+        let bytes =
+            std::fs::read(&files.weights).map_err(|e| Error::io("read", &files.weights, e))?;
+        VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+    } else {
+        VarBuilder::from_pth(&files.weights, DType::F32, &device)
+    }
+    .map_err(|e| {
+        Error::format(
+            &files.weights,
+            None,
+            format!("cannot be read as model weights: {e}"),
+        )
+    })?;
+    let encoder = Encoder::load(vb, config)
+        .map_err(|e| Error::format(&files.weights, None, e.to_string()))?;
+    let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
+        .map_err(|e| Error::format(&files.tokenizer, None, format!("is not a tokenizer: {e}")))?;
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(None).map_err(|e| {
+        Error::format(
+            &files.tokenizer,
+            None,
+            format!("cannot disable truncation: {e}"),
+        )
+    })?;
+    Ok(LoadedModel {
+        encoder,
+        tokenizer,
+        files: files.clone(),
+    })
+}
+
+/// What one extraction produced and what happened on the way.
+#[derive(Clone, Debug)]
+pub struct Extracted {
+    /// The activations and kept word counts.
+    pub stored: Stored,
+    /// Sentences cut into more than one window.
+    pub split_sentences: usize,
+    /// Sentences that lost words to truncation.
+    pub truncated_sentences: usize,
+    /// Words those sentences lost.
+    pub dropped_words: usize,
+    /// Words with no pieces (zero vectors).
+    pub empty_words: usize,
+    /// Words longer than the window, cut to the pieces that fit.
+    pub cut_words: usize,
+}
+
+/// Settings of one extraction.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Hidden states to keep, in order (0 = embeddings).
+    pub layers: Vec<usize>,
+    /// Pieces → word.
+    pub aggregation: Aggregation,
+    /// Wrap each input in the model's special tokens.
+    pub special_tokens: bool,
+    /// Long-sentence policy.
+    pub long_sentences: LongSentences,
+    /// Window, special tokens included.
+    pub max_tokens: usize,
+    /// Windows per pass.
+    pub batch_size: usize,
+}
+
+/// Extracts activations for every word of `corpus`.
+///
+/// # Errors
+/// Tokenizer or model failures.
+pub fn extract(
+    model: &LoadedModel,
+    corpus: &Corpus,
+    settings: &Settings,
+    cx: &RunContext,
+) -> Result<Extracted> {
+    let specials = if settings.special_tokens {
+        Some(Specials::of(&model.tokenizer)?)
+    } else {
+        None
+    };
+    let mut windows = Vec::new();
+    let mut first_row = Vec::new();
+    let mut kept = Vec::with_capacity(corpus.sentences.len());
+    let (mut split_sentences, mut truncated_sentences, mut dropped_words, mut cut_words) =
+        (0, 0, 0, 0);
+    let mut row = 0;
+    for (i, sentence) in corpus.sentences.iter().enumerate() {
+        let pieces = words::pieces(&model.tokenizer, &sentence.words).map_err(|e| {
+            Error::format(
+                std::path::Path::new(&sentence.file),
+                Some(sentence.line),
+                format!("cannot be tokenized: {e}"),
+            )
+        })?;
+        let w = words::windows(
+            i,
+            &pieces,
+            specials.as_ref(),
+            settings.max_tokens,
+            settings.long_sentences,
+        );
+        if w.windows.len() > 1 {
+            split_sentences += 1;
+        }
+        if w.kept < sentence.words.len() {
+            truncated_sentences += 1;
+            dropped_words += sentence.words.len() - w.kept;
+        }
+        cut_words += w.cut_words;
+        for window in w.windows {
+            first_row.push(row + window.words.start);
+            windows.push(window);
+        }
+        row += w.kept;
+        kept.push(w.kept as u32);
+    }
+    let hidden = model.encoder.config().hidden_size;
+    let cols = settings.layers.len() * hidden;
+    let mut values = vec![0f32; row * cols];
+    if let Some(p) = cx.progress() {
+        p.start("extracting activations", row as u64, "words");
+    }
+    let plan = extract::Plan {
+        layers: &settings.layers,
+        aggregation: settings.aggregation,
+        batch_size: settings.batch_size,
+    };
+    let result = extract::run(&model.encoder, &windows, &first_row, &plan, &mut values, cx);
+    if let Some(p) = cx.progress() {
+        p.finish();
+    }
+    let empty_words = result?;
+    Ok(Extracted {
+        stored: Stored {
+            values,
+            rows: row,
+            cols,
+            kept,
+        },
+        split_sentences,
+        truncated_sentences,
+        dropped_words,
+        empty_words,
+        cut_words,
+    })
+}
+
+/// The corpus without the words that truncation dropped.
+fn keep_words(corpus: &Corpus, kept: &[u32]) -> Corpus {
+    let mut out = corpus.clone();
+    for (s, &k) in out.sentences.iter_mut().zip(kept) {
+        s.words.truncate(k as usize);
+        s.tags.truncate(k as usize);
+    }
+    out.sentences.retain(|s| !s.words.is_empty());
+    out
+}
+
+impl TransformerSource {
+    fn settings(&self, config: &Config) -> Result<Settings> {
+        let states = config.num_hidden_layers + 1;
+        let layers = match &self.layers {
+            Some(list) => {
+                if let Some(&bad) = list.iter().find(|&&l| l >= states) {
+                    return Err(invalid(
+                        NAME,
+                        "layers",
+                        bad,
+                        &format!(
+                            "0 … {} (this model has {} layers after the embeddings)",
+                            states - 1,
+                            states - 1
+                        ),
+                    ));
+                }
+                list.clone()
+            }
+            None => (0..states).collect(),
+        };
+        let window = config.max_tokens();
+        let max_tokens = match self.max_tokens {
+            Some(m) if m > window => {
+                return Err(invalid(
+                    NAME,
+                    "max_tokens",
+                    m,
+                    &format!("at most {window}, the model's window"),
+                ));
+            }
+            Some(m) => m,
+            None => window,
+        };
+        Ok(Settings {
+            layers,
+            aggregation: self.aggregation,
+            special_tokens: self.special_tokens,
+            long_sentences: self.long_sentences,
+            max_tokens,
+            batch_size: self.batch_size,
+        })
+    }
+
+    fn cache_key(
+        &self,
+        files: &ModelFiles,
+        corpus: &Corpus,
+        settings: &Settings,
+    ) -> Result<String> {
+        let mut key = KeyBuilder::default();
+        key.part("format", cache::CACHE_FORMAT.as_bytes());
+        for (name, path) in [
+            ("config", &files.config),
+            ("weights", &files.weights),
+            ("tokenizer", &files.tokenizer),
+        ] {
+            key.part(name, cache::sha256_file(path)?.as_bytes());
+        }
+        let mut words = Vec::new();
+        for s in &corpus.sentences {
+            for w in &s.words {
+                words.extend_from_slice(w.as_bytes());
+                words.push(0x1f);
+            }
+            words.push(0x1e);
+        }
+        key.part("words", &words);
+        key.part("layers", format!("{:?}", settings.layers).as_bytes());
+        key.part("aggregation", settings.aggregation.name().as_bytes());
+        key.part("special_tokens", &[u8::from(settings.special_tokens)]);
+        key.part(
+            "long_sentences",
+            format!("{:?}", settings.long_sentences).as_bytes(),
+        );
+        key.part("max_tokens", &(settings.max_tokens as u64).to_le_bytes());
+        key.part("dtype", self.precision.name().as_bytes());
+        Ok(key.finish())
+    }
+}
+
+impl ActivationSource for TransformerSource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let corpus = self.corpus.read(cx)?;
+        let files = self.files()?;
+        let config_text = std::fs::read_to_string(&files.config)
+            .map_err(|e| Error::io("read", &files.config, e))?;
+        let config: Config = serde_json::from_str(&config_text).map_err(|e| {
+            Error::format(
+                &files.config,
+                Some(e.line()),
+                format!("is not a model configuration: {e}"),
+            )
+        })?;
+        config.check()?;
+        let settings = self.settings(&config)?;
+        let key = match &self.cache_dir {
+            Some(_) => Some(self.cache_key(&files, &corpus, &settings)?),
+            None => None,
+        };
+        let entry = self
+            .cache_dir
+            .as_ref()
+            .zip(key.as_ref())
+            .map(|(dir, key)| cache::entry_path(dir, key));
+        let cached = match (&entry, &key) {
+            (Some(path), Some(key)) => match cache::read(path, key) {
+                Ok((stored, precision, meta))
+                    if precision == self.precision
+                        && stored.kept.len() == corpus.sentences.len() =>
+                {
+                    let notes = meta
+                        .into_iter()
+                        .filter_map(|(k, v)| k.strip_prefix(NOTE).map(|k| (k.to_string(), v)))
+                        .collect::<BTreeMap<_, _>>();
+                    Some((stored, notes))
+                }
+                Ok(_) => {
+                    cx.warn(&format!(
+                        "cache entry {} does not fit this corpus; extracting again",
+                        path.display()
+                    ));
+                    None
+                }
+                Err(Miss::Absent) => None,
+                Err(Miss::Corrupt(why)) => {
+                    cx.warn(&format!(
+                        "cache entry {} {why}; extracting again",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let mut details = self.corpus.details(&corpus);
+        let stored = match cached {
+            Some((stored, notes)) => {
+                details.extend(notes);
+                details.insert("extraction".into(), "reused from the cache".into());
+                stored
+            }
+            None => {
+                let model = load_model(&files)?;
+                let mut extracted = extract(&model, &corpus, &settings, cx)?;
+                self.precision.round(&mut extracted.stored.values);
+                let notes = events(&extracted, &settings, cx);
+                if let (Some(path), Some(key)) = (&entry, &key) {
+                    let mut meta: BTreeMap<String, String> = notes
+                        .iter()
+                        .map(|(k, v)| (format!("{NOTE}{k}"), v.clone()))
+                        .collect();
+                    meta.insert("model".into(), files.dir.display().to_string());
+                    meta.insert("layers".into(), format!("{:?}", settings.layers));
+                    meta.insert("aggregation".into(), settings.aggregation.name().into());
+                    if let Err(e) =
+                        cache::write(path, key, &extracted.stored, self.precision, &meta)
+                    {
+                        cx.warn(&format!("could not cache the activations: {e}"));
+                    }
+                }
+                details.extend(notes);
+                details.insert("extraction".into(), "computed".into());
+                extracted.stored
+            }
+        };
+        let kept_corpus = keep_words(&corpus, &stored.kept);
+        let hidden = config.hidden_size;
+        let neurons = NeuronIndex::from_ids(
+            settings
+                .layers
+                .iter()
+                .flat_map(|&l| {
+                    (0..hidden).map(move |u| NeuronId {
+                        layer: l as u32,
+                        unit: u as u32,
+                    })
+                })
+                .collect(),
+        );
+        let acts = ActivationMatrix::from_row_major(stored.rows, stored.cols, stored.values)?;
+        details.insert("model".into(), model_name(&self.model, &files));
+        details.insert(
+            "model type".into(),
+            if config.model_type.is_empty() {
+                "bert".into()
+            } else {
+                config.model_type.clone()
+            },
+        );
+        details.insert(
+            "layers".into(),
+            format!(
+                "{} of {} hidden states (0 = embeddings), {hidden} units each",
+                settings.layers.len(),
+                config.num_hidden_layers + 1
+            ),
+        );
+        details.insert("aggregation".into(), settings.aggregation.name().into());
+        details.insert(
+            "window".into(),
+            format!(
+                "{} pieces, long sentences: {:?}",
+                settings.max_tokens, settings.long_sentences
+            )
+            .to_lowercase(),
+        );
+        details.insert("precision".into(), self.precision.name().into());
+        if let Some(key) = &key {
+            details.insert("cache key".into(), key[..16].to_string());
+        }
+        let dataset = corpus_dataset(
+            cx.step().trim_start_matches("source."),
+            &kept_corpus,
+            self.corpus.task,
+            acts,
+            neurons,
+            &self.split,
+            cx,
+        )?
+        .with_details(details);
+        dataset.check_finite()?;
+        Ok(dataset)
+    }
+}
+
+fn model_name(source: &ModelSource, files: &ModelFiles) -> String {
+    match source {
+        ModelSource::Dir(_) => files.dir.display().to_string(),
+        ModelSource::Hub { id, revision } => format!("{id} ({revision})"),
+    }
+}
+
+/// Prefix of the cache metadata that holds extraction notes.
+const NOTE: &str = "note: ";
+
+/// Counts what the window policy did, warns about it, and returns notes
+/// for the report.
+fn events(e: &Extracted, settings: &Settings, cx: &RunContext) -> BTreeMap<String, String> {
+    let window = settings.max_tokens;
+    let mut notes = BTreeMap::new();
+    if e.split_sentences > 0 {
+        cx.warn(&format!(
+            "{} sentences are longer than the {window}-piece window and were split into windows of whole words",
+            e.split_sentences
+        ));
+        notes.insert(
+            "sentences split into windows".into(),
+            e.split_sentences.to_string(),
+        );
+    }
+    if e.truncated_sentences > 0 {
+        cx.warn(&format!(
+            "{} sentences are longer than the {window}-piece window; {} of their words were dropped (long_sentences = \"truncate\")",
+            e.truncated_sentences, e.dropped_words
+        ));
+        notes.insert(
+            "sentences truncated".into(),
+            e.truncated_sentences.to_string(),
+        );
+        notes.insert(
+            "words dropped by truncation".into(),
+            e.dropped_words.to_string(),
+        );
+    }
+    if e.empty_words > 0 {
+        cx.warn(&format!(
+            "{} words have no pieces in this tokenizer and got zero vectors",
+            e.empty_words
+        ));
+        notes.insert(
+            "words without pieces (zero vectors)".into(),
+            e.empty_words.to_string(),
+        );
+    }
+    if e.cut_words > 0 {
+        cx.warn(&format!(
+            "{} words are longer than the window on their own; only their first pieces were used",
+            e.cut_words
+        ));
+        notes.insert("words cut to the window".into(), e.cut_words.to_string());
+    }
+    notes
+}
+
+lca_plugins::export_plugin! {
+    name: "lca-plugin-transformer",
+    version: env!("CARGO_PKG_VERSION"),
+    components: [descriptor()],
+}
