@@ -21,17 +21,10 @@ neurons=${2:-9984}
 classes=${3:-10}
 per_class=${4:-3}
 harness=${NEUROX_HARNESS:-$root/../shared/peer}
-python38=${PYTHON38:-$HOME/.pyenv/versions/3.8.18/bin/python}
-venv=$root/.cache/neurox-venv
 out=$root/bench/out
 mkdir -p "$out"
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "==> building the NeuroX environment in $venv (pip install neurox; about 2 GB)"
-    "$python38" -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q neurox
-fi
+python=$(scripts/neurox-venv.sh)
 
 echo "==> building lca (release)"
 cargo build --release --locked -q
@@ -39,7 +32,7 @@ cargo build --release --locked -q
 data=$out/synth
 if [ ! -f "$data.acts.npy" ] || [ "$(cat "$data.shape" 2>/dev/null)" != "$tokens $neurons $classes $per_class" ]; then
     echo "==> generating ${tokens}×${neurons}, $classes classes, $per_class planted per class"
-    "$venv/bin/python" "$harness/make_synthetic.py" --prefix "$data" --tokens "$tokens" --neurons "$neurons" \
+    "$python" "$harness/make_synthetic.py" --prefix "$data" --tokens "$tokens" --neurons "$neurons" \
         --classes "$classes" --per-class "$per_class" --shift 1.5 --seed 1234 >/dev/null
     echo "$tokens $neurons $classes $per_class" > "$data.shape"
 fi
@@ -47,7 +40,7 @@ fi
 echo "==> machine: $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "==> NeuroX (1 thread)"
-/usr/bin/time -v -o "$out/neurox.time" "$venv/bin/python" "$harness/neurox_lca.py" \
+/usr/bin/time -v -o "$out/neurox.time" "$python" "$harness/neurox_lca.py" \
     --acts "$data.acts.npy" --labels "$data.labels.txt" --test-frac 0.1 --split tail \
     --l1 0.001 --l2 0.001 --threads 1 --planted "$data.planted.json" --minimal \
     --out-prefix "$out/neurox" > "$out/neurox.log"
@@ -60,4 +53,4 @@ for tol in $tolerances; do
     /usr/bin/time -v -o "$out/lca-$tol.time" target/release/lca run "$out/lca-recipe-$tol.toml" --threads 1 --out "$out/lca-$tol" --quiet > "$out/lca-$tol.log"
 done
 
-"$venv/bin/python" bench/compare.py "$out" "$data.planted.json" "$data.acts.npy" $tolerances
+"$python" bench/compare.py "$out" "$data.planted.json" "$data.acts.npy" $tolerances

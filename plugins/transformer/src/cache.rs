@@ -206,7 +206,7 @@ pub fn write(
     );
     let mut header = serde_json::to_vec(&header).expect("header serialises");
     // Pad the header with spaces so that the data starts 8-byte aligned.
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let dir = path.parent().unwrap_or(Path::new("."));

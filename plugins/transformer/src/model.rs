@@ -86,14 +86,16 @@ impl Config {
                 self.model_type
             )));
         }
-        if let Some(kind) = &self.position_embedding_type {
-            if kind != "absolute" {
-                return Err(Error::input(format!(
-                    "position_embedding_type `{kind}` is not supported, only `absolute`"
-                )));
-            }
+        if let Some(kind) = &self.position_embedding_type
+            && kind != "absolute"
+        {
+            return Err(Error::input(format!(
+                "position_embedding_type `{kind}` is not supported, only `absolute`"
+            )));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(Error::input(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -263,11 +265,22 @@ impl Encoder {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let (batch, tokens) = ids.dims2()?;
         let positions = if self.config.is_roberta() {
-            // Real tokens count up from pad + 1; padding keeps the pad index.
-            let pad = f64::from(self.config.pad_token_id);
-            let mask_f = mask.to_dtype(DType::F32)?;
-            let cumulative = mask_f.cumsum(1)?;
-            ((cumulative * &mask_f)? + pad)?.to_dtype(DType::U32)?
+            // As RoBERTa counts them: tokens other than padding number up
+            // from pad + 1; padding keeps the pad index.
+            let pad = self.config.pad_token_id;
+            let mut positions = Vec::with_capacity(batch * tokens);
+            for row in ids.to_vec2::<u32>()? {
+                let mut next = pad;
+                for id in row {
+                    if id == pad {
+                        positions.push(pad);
+                    } else {
+                        next += 1;
+                        positions.push(next);
+                    }
+                }
+            }
+            Tensor::from_vec(positions, (batch, tokens), &self.device)?
         } else {
             Tensor::arange(0u32, tokens as u32, &self.device)?
                 .unsqueeze(0)?

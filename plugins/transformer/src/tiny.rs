@@ -55,10 +55,8 @@ fn vocab() -> Vec<String> {
 pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
     let vocab = vocab();
-    let pad = match family {
-        Family::Bert => 0u32,
-        Family::Roberta => 1,
-    };
+    // [PAD] is id 0 in both; RoBERTa numbers positions from pad + 1.
+    let pad = 0u32;
     let positions = match family {
         Family::Bert => POSITIONS,
         Family::Roberta => POSITIONS + pad as usize + 1,

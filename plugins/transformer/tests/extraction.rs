@@ -59,7 +59,7 @@ impl Fixture {
 }
 
 /// Row of `word` (the first occurrence) and its activations.
-fn row_of<'d>(d: &'d Dataset<'_>, word: &str) -> Vec<f32> {
+fn row_of(d: &Dataset<'_>, word: &str) -> Vec<f32> {
     let row = d
         .tokens()
         .unwrap()
@@ -89,7 +89,7 @@ fn one_row_per_corpus_word_with_every_layer() {
     assert_eq!(d.n_neurons(), (tiny::LAYERS + 1) * tiny::HIDDEN);
     assert_eq!(d.neurons().layers(), [0, 1, 2]);
     assert!(d.classes().id("NOUN").is_some() && d.classes().id("VERB").is_some());
-    assert!(d.split(Split::Test).labels.len() > 0);
+    assert!(!d.split(Split::Test).labels.is_empty());
     assert_eq!(
         d.details().get("aggregation").map(String::as_str),
         Some("last")
