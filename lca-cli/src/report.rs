@@ -190,19 +190,17 @@ pub(crate) fn markdown(r: &Results) -> String {
                     row
                 }),
             );
-            let classes = ranking.ranking.per_class();
-            if !classes.is_empty() {
-                let _ = writeln!(out, "Top 5 neurons per class:\n");
+            if !ranking.class_top.is_empty() {
+                let _ = writeln!(out, "Top 5 neurons per class (layer:unit):\n");
                 table(
                     &mut out,
                     &["class", "neurons"],
-                    classes.iter().map(|c| {
+                    ranking.class_top.iter().map(|(class, ids)| {
                         vec![
-                            c.class().to_string(),
-                            c.order()
-                                .iter()
+                            class.clone(),
+                            ids.iter()
                                 .take(5)
-                                .map(u32::to_string)
+                                .map(|id| format!("{}:{}", id.layer, id.unit))
                                 .collect::<Vec<_>>()
                                 .join(", "),
                         ]

@@ -144,6 +144,9 @@ pub struct RankingRecord {
     pub probe: Option<String>,
     /// The first neurons with layer, unit and score.
     pub top: Vec<RankedNeuron>,
+    /// The first neurons of each class's ranking, with layer and unit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_top: BTreeMap<String, Vec<NeuronId>>,
     /// The full ranking.
     pub ranking: NeuronRanking,
 }
@@ -195,6 +198,9 @@ pub struct Provenance {
 
 /// How many ranked neurons each ranking record lists with their identity.
 pub const TOP_LISTED: usize = 50;
+
+/// Neurons listed per class in the results.
+pub const CLASS_TOP_LISTED: usize = 10;
 
 /// Runs every step of `plan` in order.
 ///
@@ -406,6 +412,15 @@ fn run_step<'p>(
                     score: ranking.scores().map(|s| s[j as usize]),
                 })
                 .collect();
+            let class_top = ranking
+                .per_class()
+                .iter()
+                .map(|c| {
+                    let ids = c.order().iter().take(CLASS_TOP_LISTED);
+                    let ids = ids.map(|&j| data.neurons().id(j as usize)).collect();
+                    (c.class().to_string(), ids)
+                })
+                .collect();
             rankings.insert(
                 step.id.clone(),
                 RankingRecord {
@@ -413,6 +428,7 @@ fn run_step<'p>(
                     source: step.source.clone(),
                     probe: step.probe.clone(),
                     top,
+                    class_top,
                     ranking,
                 },
             );

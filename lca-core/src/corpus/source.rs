@@ -17,6 +17,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::params::{ParamDoc, ParamType, ensure, invalid};
+use crate::rng::Rng;
 
 /// Corpus parameters as a recipe writes them. Flatten them into a source's
 /// own parameter struct and list [`CorpusParams::docs`] with its parameters.
@@ -45,6 +46,9 @@ pub struct CorpusParams {
     /// Skip sentences with more words than this.
     #[serde(default)]
     pub max_words: Option<i64>,
+    /// Seed of the sample and the split.
+    #[serde(default)]
+    pub seed: Option<i64>,
 }
 
 fn upos() -> String {
@@ -118,6 +122,14 @@ impl CorpusParams {
                 "no limit",
                 "≥ 1",
                 "skip sentences with more words than this (before sampling)",
+            ),
+            ParamDoc::new(
+                "seed",
+                Integer,
+                "the step's seed",
+                "≥ 0",
+                "seed of the sentence sample and the train/dev/test split; sources with the same seed and \
+                 corpus settings get the same sentences and splits",
             ),
         ]
     }
@@ -199,7 +211,11 @@ impl CorpusParams {
                 ));
             }
         };
+        if let Some(seed) = self.seed {
+            ensure(component, "seed", seed >= 0, seed, "≥ 0")?;
+        }
         Ok(CorpusSpec {
+            seed: self.seed.map(|s| s as u64),
             path: self.corpus.clone(),
             format,
             labels: self.labels.clone(),
@@ -253,11 +269,22 @@ pub struct CorpusSpec {
     pub random_sample: bool,
     /// Skip longer sentences.
     pub max_words: Option<usize>,
+    /// Seed of the sample and split; the step's when absent.
+    pub seed: Option<u64>,
 }
 
 impl CorpusSpec {
+    /// The generator of a named stream (`sample`, `split`): from the recipe's
+    /// `seed` when set, else from the step's seed.
+    pub fn rng(&self, cx: &RunContext, label: &str) -> Rng {
+        match self.seed {
+            Some(seed) => Rng::derived(seed, label),
+            None => cx.rng_for(label),
+        }
+    }
+
     /// Reads the corpus and keeps the requested sentences, in corpus order.
-    /// The sample is drawn from `cx`'s `sample` stream.
+    /// The sample is drawn from the `sample` stream of [`CorpusSpec::rng`].
     ///
     /// # Errors
     /// Reader errors (file and line), or no sentence left.
@@ -280,7 +307,7 @@ impl CorpusSpec {
         {
             if self.random_sample {
                 let mut picked: Vec<usize> = (0..corpus.sentences.len()).collect();
-                cx.rng_for("sample").shuffle(&mut picked);
+                self.rng(cx, "sample").shuffle(&mut picked);
                 picked.truncate(n);
                 picked.sort_unstable();
                 let mut keep = vec![false; corpus.sentences.len()];
@@ -445,8 +472,8 @@ impl SplitParams {
 /// Builds a dataset from a corpus and the activations of its words: row `i`
 /// of `acts` belongs to the `i`-th word of the corpus in reading order.
 /// Rows are reordered into train, dev and test, whole sentences (or files)
-/// at a time, from `cx`'s `split` stream. Labels come from `task`; classes
-/// are in sorted order.
+/// at a time, drawn from `rng`. Labels come from `task`; classes are in
+/// sorted order.
 ///
 /// # Errors
 /// When the row count differs from the word count, or the split leaves no
@@ -458,7 +485,7 @@ pub fn corpus_dataset(
     acts: ActivationMatrix<'static>,
     neurons: NeuronIndex,
     split: &CorpusSplit,
-    cx: &RunContext,
+    rng: &mut Rng,
 ) -> Result<Dataset<'static>> {
     let n_words = corpus.n_tokens();
     if acts.n_rows() != n_words {
@@ -494,7 +521,7 @@ pub fn corpus_dataset(
         shuffle: split.shuffle,
         unit: SplitUnit::Sentence,
     };
-    let (order, splits) = assign_splits(n_words, Some(units), &spec, &mut cx.rng_for("split"))?;
+    let (order, splits) = assign_splits(n_words, Some(units), &spec, rng)?;
     let identity = order.iter().enumerate().all(|(i, &r)| i == r);
     let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
     let (words, names, acts) = if identity {
@@ -580,7 +607,7 @@ mod tests {
             acts(9),
             NeuronIndex::layer_major(2, 1).unwrap(),
             &split,
-            &cx,
+            &mut cx.rng_for("split"),
         )
         .unwrap();
         let all_words: Vec<&str> = c
@@ -628,7 +655,7 @@ mod tests {
                 acts(9),
                 NeuronIndex::layer_major(2, 1).unwrap(),
                 &split,
-                &RunContext::new(seed, 1),
+                &mut Rng::new(seed),
             )
             .unwrap();
             let words = d.tokens().unwrap().words();
@@ -674,7 +701,7 @@ mod tests {
                 acts(9),
                 NeuronIndex::layer_major(2, 1).unwrap(),
                 &split,
-                &RunContext::new(seed, 1),
+                &mut Rng::new(seed),
             )
             .unwrap();
             (d.tokens().unwrap().words().to_vec(), d.splits())
@@ -701,7 +728,7 @@ mod tests {
             acts(8),
             NeuronIndex::layer_major(2, 1).unwrap(),
             &split,
-            &RunContext::new(1, 1),
+            &mut Rng::new(1),
         )
         .unwrap_err()
         .to_string();

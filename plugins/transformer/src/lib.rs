@@ -753,7 +753,7 @@ impl ActivationSource for TransformerSource {
             acts,
             neurons,
             &self.split,
-            cx,
+            &mut self.corpus.rng(cx, "split"),
         )?
         .with_details(details);
         dataset.check_finite()?;
