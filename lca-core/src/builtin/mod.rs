@@ -3,6 +3,7 @@
 
 mod ablation;
 mod common;
+mod export;
 mod lambda_search;
 mod layers;
 mod minimal_subset;
@@ -16,6 +17,7 @@ mod selectivity;
 mod synthetic;
 
 pub use ablation::Ablation;
+pub use export::NeuroxExport;
 pub use lambda_search::LambdaSearch;
 pub use layers::LayerDistribution;
 pub use minimal_subset::{MinimalSubset, authors_grid};
@@ -37,6 +39,7 @@ use crate::registry::Descriptor;
 pub fn descriptors() -> Vec<Descriptor> {
     vec![
         npy::descriptor(),
+        crate::neurox::json_descriptor(),
         synthetic::descriptor(),
         probe_accuracy::descriptor(),
         ablation::descriptor(),
@@ -48,5 +51,6 @@ pub fn descriptors() -> Vec<Descriptor> {
         neuron_sets::descriptor(),
         recovery::descriptor(),
         overlap::descriptor(),
+        export::descriptor(),
     ]
 }
