@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of every crate
-# (unit, property, conformance through the loaded plugin libraries, CLI).
+# (unit, property, conformance through the loaded plugin libraries, CLI,
+# Hugging Face golden hidden states of tiny models, NeuroX file formats).
 # CI runs exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The HDF5 plugin links the system HDF5 library.
+./scripts/install-system-deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
