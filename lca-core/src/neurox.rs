@@ -616,7 +616,7 @@ mod tests {
             "5e-9 in f32 is just below the tie"
         );
         assert!(round_decimals(-1e-12, 8).is_sign_negative());
-        assert_eq!(round_decimals(f64::from(0.123456785f32), 8), 0.12345678);
+        assert_eq!(round_decimals(f64::from(0.123_456_78_f32), 8), 0.12345678);
     }
 
     #[test]

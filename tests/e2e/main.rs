@@ -3,3 +3,4 @@
 mod conformance;
 mod plugin_kinds;
 mod recipes;
+mod transformer;
