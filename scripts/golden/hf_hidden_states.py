@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 import torch
 import transformers
-from transformers import BertModel, BertTokenizerFast, RobertaModel
+from transformers import BertModel, BertTokenizerFast, DistilBertModel, RobertaModel
 
 DEFAULT_SENTENCES = [
     ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "."],
@@ -71,7 +71,7 @@ def main():
     try:
         shutil.copy(os.path.join(args.model, "config.json"), work)
         torch.save(read_safetensors(os.path.join(args.model, "model.safetensors")), os.path.join(work, "pytorch_model.bin"))
-        family = RobertaModel if config.get("model_type") == "roberta" else BertModel
+        family = {"roberta": RobertaModel, "distilbert": DistilBertModel}.get(config.get("model_type"), BertModel)
         model = family.from_pretrained(work)
     finally:
         shutil.rmtree(work)
@@ -83,7 +83,8 @@ def main():
     with torch.no_grad():
         for words in sentences:
             encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
-            output = model(**encoded, output_hidden_states=True)
+            inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+            output = model(**inputs, output_hidden_states=True)
             states = [s[0].numpy().astype(np.float64) for s in output.hidden_states]
             records.append({
                 "words": words,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the Hugging Face reference hidden states that the transformer
 # source is tested against:
-#   plugins/transformer/tests/fixtures/tiny-{bert,roberta}/   tiny random models (from Rust)
-#   plugins/transformer/tests/golden/tiny-{bert,roberta}.json  every unit of every state
+#   plugins/transformer/tests/fixtures/tiny-{bert,roberta,distilbert}/   tiny random models (from Rust)
+#   plugins/transformer/tests/golden/tiny-{bert,roberta,distilbert}.json  every unit of every state
 #   plugins/transformer/tests/golden/minilm.json               all-MiniLM-L6-v2, 8 units per state
 #
 #   scripts/golden/transformer-golden.sh
@@ -16,7 +16,7 @@ python=$(scripts/neurox-venv.sh)
 fixtures=plugins/transformer/tests/fixtures
 golden=plugins/transformer/tests/golden
 mkdir -p "$fixtures" "$golden"
-for family in bert roberta; do
+for family in bert roberta distilbert; do
     cargo run -q -p lca-plugin-transformer --example tiny-model -- "$fixtures/tiny-$family" "$family" 7
     "$python" scripts/golden/hf_hidden_states.py "$fixtures/tiny-$family" "$golden/tiny-$family.json"
 done

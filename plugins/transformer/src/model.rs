@@ -1,4 +1,4 @@
-//! A transformer encoder (BERT, MiniLM, RoBERTa, XLM-R) that returns every
+//! A transformer encoder (BERT, MiniLM, RoBERTa, XLM-R, DistilBERT) that returns every
 //! hidden state: the embedding output as layer 0, then each encoder layer.
 //!
 //! candle-transformers' BERT returns only the last layer, so the encoder is
@@ -19,16 +19,20 @@ pub struct Config {
     pub model_type: String,
     /// Token vocabulary size.
     pub vocab_size: usize,
-    /// Width of every hidden state.
+    /// Width of every hidden state (DistilBERT: `dim`).
+    #[serde(alias = "dim")]
     pub hidden_size: usize,
-    /// Encoder layers.
+    /// Encoder layers (DistilBERT: `n_layers`).
+    #[serde(alias = "n_layers")]
     pub num_hidden_layers: usize,
-    /// Attention heads.
+    /// Attention heads (DistilBERT: `n_heads`).
+    #[serde(alias = "n_heads")]
     pub num_attention_heads: usize,
-    /// Width of the feed-forward layer.
+    /// Width of the feed-forward layer (DistilBERT: `hidden_dim`).
+    #[serde(alias = "hidden_dim")]
     pub intermediate_size: usize,
-    /// Activation of the feed-forward layer.
-    #[serde(default = "gelu")]
+    /// Activation of the feed-forward layer (DistilBERT: `activation`).
+    #[serde(default = "gelu", alias = "activation")]
     pub hidden_act: String,
     /// Positions the model can attend over.
     pub max_position_embeddings: usize,
@@ -65,6 +69,11 @@ impl Config {
         )
     }
 
+    /// DistilBERT names its parameters differently and has no token types.
+    pub fn is_distilbert(&self) -> bool {
+        self.model_type == "distilbert"
+    }
+
     /// Tokens a sequence may hold, special tokens included.
     pub fn max_tokens(&self) -> usize {
         if self.is_roberta() {
@@ -79,10 +88,17 @@ impl Config {
     /// # Errors
     /// For other architectures or relative position embeddings.
     pub fn check(&self) -> Result<()> {
-        let supported = ["bert", "roberta", "xlm-roberta", "camembert", ""];
+        let supported = [
+            "bert",
+            "roberta",
+            "xlm-roberta",
+            "camembert",
+            "distilbert",
+            "",
+        ];
         if !supported.contains(&self.model_type.as_str()) {
             return Err(Error::input(format!(
-                "model type `{}` is not supported; the transformer source reads BERT-family encoders (bert, roberta, xlm-roberta)",
+                "model type `{}` is not supported; the transformer source reads BERT-family encoders (bert, roberta, xlm-roberta, distilbert)",
                 self.model_type
             )));
         }
@@ -163,13 +179,50 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+/// Where a family keeps the parameters of its layers.
+struct LayerNames {
+    layers: &'static str,
+    query: &'static str,
+    key: &'static str,
+    value: &'static str,
+    attention_out: &'static str,
+    attention_norm: &'static str,
+    intermediate: &'static str,
+    output: &'static str,
+    output_norm: &'static str,
+}
+
+const BERT_NAMES: LayerNames = LayerNames {
+    layers: "encoder.layer",
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_out: "attention.output.dense",
+    attention_norm: "attention.output.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_norm: "output.LayerNorm",
+};
+
+const DISTILBERT_NAMES: LayerNames = LayerNames {
+    layers: "transformer.layer",
+    query: "attention.q_lin",
+    key: "attention.k_lin",
+    value: "attention.v_lin",
+    attention_out: "attention.out_lin",
+    attention_norm: "sa_layer_norm",
+    intermediate: "ffn.lin1",
+    output: "ffn.lin2",
+    output_norm: "output_layer_norm",
+};
+
 /// The encoder.
 pub struct Encoder {
     config: Config,
     activation: Activation,
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    token_type: Option<Embedding>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
     device: Device,
@@ -193,7 +246,7 @@ impl Encoder {
     /// Missing or misshapen tensors, named.
     pub fn load(vb: VarBuilder<'_>, config: Config) -> Result<Self> {
         config.check()?;
-        let vb = ["bert", "roberta", "model"]
+        let vb = ["bert", "roberta", "distilbert", "model"]
             .iter()
             .map(|p| vb.pp(*p))
             .find(|v| v.contains_tensor("embeddings.word_embeddings.weight"))
@@ -207,26 +260,36 @@ impl Encoder {
                 h,
                 e.pp("position_embeddings"),
             )?;
-            let token_type =
-                candle_nn::embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?;
+            // DistilBERT has no token types.
+            let token_type = if e.contains_tensor("token_type_embeddings.weight") {
+                Some(candle_nn::embedding(
+                    config.type_vocab_size,
+                    h,
+                    e.pp("token_type_embeddings"),
+                )?)
+            } else {
+                None
+            };
+            let names = if config.is_distilbert() {
+                &DISTILBERT_NAMES
+            } else {
+                &BERT_NAMES
+            };
             let embedding_norm = layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?;
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
             for i in 0..config.num_hidden_layers {
-                let l = vb.pp(format!("encoder.layer.{i}"));
-                let a = l.pp("attention");
+                let l = vb.pp(format!("{}.{i}", names.layers));
+                let linear = |i, o, name| candle_nn::linear(i, o, l.pp(name));
+                let norm = |name| layer_norm(h, config.layer_norm_eps, l.pp(name));
                 layers.push(Layer {
-                    query: candle_nn::linear(h, h, a.pp("self.query"))?,
-                    key: candle_nn::linear(h, h, a.pp("self.key"))?,
-                    value: candle_nn::linear(h, h, a.pp("self.value"))?,
-                    attention_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
-                    attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
-                    intermediate: candle_nn::linear(
-                        h,
-                        config.intermediate_size,
-                        l.pp("intermediate.dense"),
-                    )?,
-                    output: candle_nn::linear(config.intermediate_size, h, l.pp("output.dense"))?,
-                    output_norm: layer_norm(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
+                    query: linear(h, h, names.query)?,
+                    key: linear(h, h, names.key)?,
+                    value: linear(h, h, names.value)?,
+                    attention_out: linear(h, h, names.attention_out)?,
+                    attention_norm: norm(names.attention_norm)?,
+                    intermediate: linear(h, config.intermediate_size, names.intermediate)?,
+                    output: linear(config.intermediate_size, h, names.output)?,
+                    output_norm: norm(names.output_norm)?,
                 });
             }
             Ok(Encoder {
@@ -287,12 +350,13 @@ impl Encoder {
                 .broadcast_as((batch, tokens))?
                 .contiguous()?
         };
-        let types = Tensor::zeros((batch, tokens), DType::U32, &self.device)?;
-        let embedded = self
-            .word
-            .forward(ids)?
-            .add(&self.position.forward(&positions)?)?
-            .add(&self.token_type.forward(&types)?)?;
+        // Summed in Hugging Face's order: words, token types, positions.
+        let mut embedded = self.word.forward(ids)?;
+        if let Some(token_type) = &self.token_type {
+            let types = Tensor::zeros((batch, tokens), DType::U32, &self.device)?;
+            embedded = embedded.add(&token_type.forward(&types)?)?;
+        }
+        let embedded = embedded.add(&self.position.forward(&positions)?)?;
         let mut hidden = self.embedding_norm.forward(&embedded)?;
         // Additive mask: 0 where attention is allowed, the most negative
         // float where it is not (what Hugging Face adds).

@@ -23,6 +23,8 @@ pub enum Family {
     Bert,
     /// RoBERTa: positions from `pad + 1`, `<s>` … `</s>`.
     Roberta,
+    /// DistilBERT: its own parameter names, no token types.
+    DistilBert,
 }
 
 /// The vocabulary: specials first, then words and continuation pieces.
@@ -58,12 +60,29 @@ pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
     // [PAD] is id 0 in both; RoBERTa numbers positions from pad + 1.
     let pad = 0u32;
     let positions = match family {
-        Family::Bert => POSITIONS,
+        Family::Bert | Family::DistilBert => POSITIONS,
         Family::Roberta => POSITIONS + pad as usize + 1,
     };
-    let config = serde_json::json!({
-        "architectures": [match family { Family::Bert => "BertModel", Family::Roberta => "RobertaModel" }],
-        "model_type": match family { Family::Bert => "bert", Family::Roberta => "roberta" },
+    let config = if family == Family::DistilBert {
+        serde_json::json!({
+            "architectures": ["DistilBertModel"],
+            "model_type": "distilbert",
+            "vocab_size": vocab.len(),
+            "dim": HIDDEN,
+            "n_layers": LAYERS,
+            "n_heads": HEADS,
+            "hidden_dim": INTERMEDIATE,
+            "activation": "gelu",
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "max_position_embeddings": positions,
+            "sinusoidal_pos_embds": false,
+            "pad_token_id": pad,
+        })
+    } else {
+        serde_json::json!({
+        "architectures": [if family == Family::Bert { "BertModel" } else { "RobertaModel" }],
+        "model_type": if family == Family::Bert { "bert" } else { "roberta" },
         "vocab_size": vocab.len(),
         "hidden_size": HIDDEN,
         "num_hidden_layers": LAYERS,
@@ -73,11 +92,12 @@ pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "max_position_embeddings": positions,
-        "type_vocab_size": match family { Family::Bert => 2, Family::Roberta => 1 },
+        "type_vocab_size": if family == Family::Bert { 2 } else { 1 },
         "layer_norm_eps": 1e-12,
         "pad_token_id": pad,
         "position_embedding_type": "absolute",
-    });
+        })
+    };
     let write_file = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))
@@ -112,61 +132,79 @@ pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
         0.5,
         0.0,
     );
-    add(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![if family == Family::Bert { 2 } else { 1 }, h],
-        0.5,
-        0.0,
-    );
-    add("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
-    add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
-    for l in 0..LAYERS {
-        let p = format!("encoder.layer.{l}.");
-        for part in [
+    if family != Family::DistilBert {
+        add(
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![if family == Family::Bert { 2 } else { 1 }, h],
+            0.5,
+            0.0,
+        );
+    }
+    // Parameter names by role, in the order they are drawn.
+    let names: [&str; 8] = if family == Family::DistilBert {
+        [
+            "attention.q_lin",
+            "attention.k_lin",
+            "attention.v_lin",
+            "attention.out_lin",
+            "sa_layer_norm",
+            "ffn.lin1",
+            "ffn.lin2",
+            "output_layer_norm",
+        ]
+    } else {
+        [
             "attention.self.query",
             "attention.self.key",
             "attention.self.value",
             "attention.output.dense",
-        ] {
+            "attention.output.LayerNorm",
+            "intermediate.dense",
+            "output.dense",
+            "output.LayerNorm",
+        ]
+    };
+    let layers = if family == Family::DistilBert {
+        "transformer.layer"
+    } else {
+        "encoder.layer"
+    };
+    add("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
+    add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
+    for l in 0..LAYERS {
+        let p = format!("{layers}.{l}.");
+        for part in &names[..4] {
             add(format!("{p}{part}.weight"), vec![h, h], 0.3, 0.0);
             add(format!("{p}{part}.bias"), vec![h], 0.1, 0.0);
         }
+        add(format!("{p}{}.weight", names[4]), vec![h], 0.1, 1.0);
+        add(format!("{p}{}.bias", names[4]), vec![h], 0.1, 0.0);
         add(
-            format!("{p}attention.output.LayerNorm.weight"),
-            vec![h],
-            0.1,
-            1.0,
-        );
-        add(
-            format!("{p}attention.output.LayerNorm.bias"),
-            vec![h],
-            0.1,
-            0.0,
-        );
-        add(
-            format!("{p}intermediate.dense.weight"),
+            format!("{p}{}.weight", names[5]),
             vec![INTERMEDIATE, h],
             0.3,
             0.0,
         );
         add(
-            format!("{p}intermediate.dense.bias"),
+            format!("{p}{}.bias", names[5]),
             vec![INTERMEDIATE],
             0.1,
             0.0,
         );
         add(
-            format!("{p}output.dense.weight"),
+            format!("{p}{}.weight", names[6]),
             vec![h, INTERMEDIATE],
             0.3,
             0.0,
         );
-        add(format!("{p}output.dense.bias"), vec![h], 0.1, 0.0);
-        add(format!("{p}output.LayerNorm.weight"), vec![h], 0.1, 1.0);
-        add(format!("{p}output.LayerNorm.bias"), vec![h], 0.1, 0.0);
+        add(format!("{p}{}.bias", names[6]), vec![h], 0.1, 0.0);
+        add(format!("{p}{}.weight", names[7]), vec![h], 0.1, 1.0);
+        add(format!("{p}{}.bias", names[7]), vec![h], 0.1, 0.0);
     }
-    add("pooler.dense.weight".into(), vec![h, h], 0.3, 0.0);
-    add("pooler.dense.bias".into(), vec![h], 0.1, 0.0);
+    if family != Family::DistilBert {
+        add("pooler.dense.weight".into(), vec![h, h], 0.3, 0.0);
+        add("pooler.dense.bias".into(), vec![h], 0.1, 0.0);
+    }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(name, (shape, values))| {
@@ -201,7 +239,7 @@ pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
     tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     match family {
-        Family::Bert => {
+        Family::Bert | Family::DistilBert => {
             tokenizer.with_post_processor(Some(BertProcessing::new(
                 ("[SEP]".into(), 3),
                 ("[CLS]".into(), 2),

@@ -158,7 +158,7 @@ fn aggregation_picks_the_right_pieces() {
 
 #[test]
 fn padding_in_a_batch_changes_nothing() {
-    for family in [Family::Bert, Family::Roberta] {
+    for family in [Family::Bert, Family::Roberta, Family::DistilBert] {
         let f = Fixture::new(family);
         let one = f.load("batch_size = 1\ncache = false").unwrap();
         let many = f.load("batch_size = 6\ncache = false").unwrap();

@@ -122,6 +122,14 @@ fn tiny_roberta_matches_transformers() {
     );
 }
 
+#[test]
+fn tiny_distilbert_matches_transformers() {
+    check(
+        &crate_dir().join("tests/fixtures/tiny-distilbert"),
+        "tiny-distilbert.json",
+    );
+}
+
 /// The committed fixtures are what the generator writes today, so the
 /// golden files describe the model the other tests build.
 #[test]
