@@ -184,6 +184,19 @@ impl lca_core::Progress for TaskProgress {
         }
     }
 
+    fn info(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        let text = format!("  {message}");
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
     fn warn(&self, message: &str) {
         let text = format!("warning: {message}");
         match &self.multi {

@@ -33,6 +33,8 @@ pub trait Progress: Send + Sync {
     fn finish(&self);
     /// Something the user should know, though the work goes on.
     fn warn(&self, message: &str);
+    /// What happened, for the record (a cache reused, a file written).
+    fn info(&self, _message: &str) {}
 }
 
 /// The optional progress sink; it takes no part in equality, as it does not
@@ -105,6 +107,14 @@ impl RunContext {
     /// The progress sink, if the caller gave one.
     pub fn progress(&self) -> Option<&Arc<dyn Progress>> {
         self.progress.0.as_ref()
+    }
+
+    /// Tells the user what happened, through the progress sink (nothing is
+    /// printed without one).
+    pub fn info(&self, message: &str) {
+        if let Some(sink) = self.progress() {
+            sink.info(message);
+        }
     }
 
     /// Tells the user something without stopping: through the progress sink,

@@ -78,8 +78,10 @@ pub trait FfiProgress: Send + Sync + Clone + Debug {
     /// The task is over.
     fn finish(&self);
     /// A warning for the user.
-    #[sabi(last_prefix_field)]
     fn warn(&self, message: RStr<'_>);
+    /// A note for the user.
+    #[sabi(last_prefix_field)]
+    fn info(&self, message: RStr<'_>);
 }
 
 /// An owned, shareable progress sink.

@@ -228,6 +228,9 @@ impl FfiProgress for HostProgress {
     fn warn(&self, message: RStr<'_>) {
         quietly(|| self.0.warn(message.as_str()));
     }
+    fn info(&self, message: RStr<'_>) {
+        quietly(|| self.0.info(message.as_str()));
+    }
 }
 
 /// The other side's progress sink, used as a native one.
@@ -246,6 +249,9 @@ impl Progress for RemoteProgress {
     }
     fn warn(&self, message: &str) {
         self.0.warn(RStr::from_str(message));
+    }
+    fn info(&self, message: &str) {
+        self.0.info(RStr::from_str(message));
     }
 }
 

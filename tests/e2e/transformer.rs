@@ -37,6 +37,9 @@ impl Progress for Recorder {
     fn warn(&self, message: &str) {
         self.events.lock().unwrap().push(format!("warn {message}"));
     }
+    fn info(&self, message: &str) {
+        self.events.lock().unwrap().push(format!("info {message}"));
+    }
 }
 
 /// Sentences made of the tiny model's vocabulary, tagged.
@@ -117,7 +120,6 @@ path = "export/tiny.json"
     assert_eq!(source.tokens, 120 * 8);
     assert_eq!(source.neurons, 3 * 32);
     assert_eq!(source.details["aggregation"], "last");
-    assert_eq!(source.details["extraction"], "computed");
     assert_eq!(
         source.details["sentences split into windows"], "120",
         "8-piece windows split every sentence"
@@ -150,12 +152,22 @@ path = "export/tiny.json"
     let exported = std::fs::read_to_string(dir.path().join("export/tiny.json")).unwrap();
     assert_eq!(exported.lines().count(), 120);
 
-    // The same recipe again reuses the cache.
-    let again = run::execute(&plan, &RunContext::new(5, 1), &mut Silent).unwrap();
-    assert_eq!(
-        again.sources["tiny"].details["extraction"],
-        "reused from the cache"
+    // The same recipe again reuses the cache, and gives the same results.
+    let recorder = Arc::new(Recorder::default());
+    let again = run::execute(
+        &plan,
+        &RunContext::new(5, 1).with_progress(recorder.clone()),
+        &mut Silent,
+    )
+    .unwrap();
+    let events = recorder.events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("info reused the activations cached in")),
+        "{events:?}"
     );
+    assert_eq!(again.sources, results.sources);
     assert_eq!(
         again.rankings["lca"].ranking,
         results.rankings["lca"].ranking

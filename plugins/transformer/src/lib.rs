@@ -674,7 +674,12 @@ impl ActivationSource for TransformerSource {
         let stored = match cached {
             Some((stored, notes)) => {
                 details.extend(notes);
-                details.insert("extraction".into(), "reused from the cache".into());
+                if let Some(path) = &entry {
+                    cx.info(&format!(
+                        "reused the activations cached in {}",
+                        path.display()
+                    ));
+                }
                 stored
             }
             None => {
@@ -690,14 +695,12 @@ impl ActivationSource for TransformerSource {
                     meta.insert("model".into(), files.dir.display().to_string());
                     meta.insert("layers".into(), format!("{:?}", settings.layers));
                     meta.insert("aggregation".into(), settings.aggregation.name().into());
-                    if let Err(e) =
-                        cache::write(path, key, &extracted.stored, self.precision, &meta)
-                    {
-                        cx.warn(&format!("could not cache the activations: {e}"));
+                    match cache::write(path, key, &extracted.stored, self.precision, &meta) {
+                        Ok(()) => cx.info(&format!("cached the activations in {}", path.display())),
+                        Err(e) => cx.warn(&format!("could not cache the activations: {e}")),
                     }
                 }
                 details.extend(notes);
-                details.insert("extraction".into(), "computed".into());
                 extracted.stored
             }
         };
