@@ -590,26 +590,36 @@ mod tests {
         }))
     }
 
+    fn build(
+        corpus: &Corpus,
+        task: Task,
+        rows: usize,
+        (dev, test, by): (f64, f64, SplitBy),
+        seed: u64,
+    ) -> Result<Dataset<'static>> {
+        let split = CorpusSplit {
+            dev,
+            test,
+            shuffle: true,
+            by,
+        };
+        let neurons = NeuronIndex::layer_major(2, 1).unwrap();
+        corpus_dataset(
+            "c",
+            corpus,
+            task,
+            acts(rows),
+            neurons,
+            &split,
+            &mut Rng::new(seed),
+        )
+    }
+
     #[test]
     fn rows_follow_their_words_through_the_split() {
         let c = corpus();
-        let split = CorpusSplit {
-            dev: 0.2,
-            test: 0.2,
-            shuffle: true,
-            by: SplitBy::Sentence,
-        };
-        let cx = RunContext::new(7, 1);
-        let d = corpus_dataset(
-            "c",
-            &c,
-            Task::BrownUniversal,
-            acts(9),
-            NeuronIndex::layer_major(2, 1).unwrap(),
-            &split,
-            &mut cx.rng_for("split"),
-        )
-        .unwrap();
+        let split = (0.2, 0.2, SplitBy::Sentence);
+        let d = build(&c, Task::BrownUniversal, 9, split, 7).unwrap();
         let all_words: Vec<&str> = c
             .sentences
             .iter()
@@ -642,22 +652,8 @@ mod tests {
     fn split_by_file_never_divides_a_file() {
         let c = corpus();
         for seed in 0..20 {
-            let split = CorpusSplit {
-                dev: 0.34,
-                test: 0.33,
-                shuffle: true,
-                by: SplitBy::File,
-            };
-            let d = corpus_dataset(
-                "c",
-                &c,
-                Task::Tags,
-                acts(9),
-                NeuronIndex::layer_major(2, 1).unwrap(),
-                &split,
-                &mut Rng::new(seed),
-            )
-            .unwrap();
+            let split = (0.34, 0.33, SplitBy::File);
+            let d = build(&c, Task::Tags, 9, split, seed).unwrap();
             let words = d.tokens().unwrap().words();
             let split_of = |w: &str| {
                 let row = words.iter().position(|x| x == w).unwrap();
@@ -687,23 +683,9 @@ mod tests {
     #[test]
     fn same_seed_same_dataset() {
         let c = corpus();
-        let split = CorpusSplit {
-            dev: 0.2,
-            test: 0.2,
-            shuffle: true,
-            by: SplitBy::Sentence,
-        };
+        let split = (0.2, 0.2, SplitBy::Sentence);
         let make = |seed| {
-            let d = corpus_dataset(
-                "c",
-                &c,
-                Task::Tags,
-                acts(9),
-                NeuronIndex::layer_major(2, 1).unwrap(),
-                &split,
-                &mut Rng::new(seed),
-            )
-            .unwrap();
+            let d = build(&c, Task::Tags, 9, split, seed).unwrap();
             (d.tokens().unwrap().words().to_vec(), d.splits())
         };
         assert_eq!(make(3), make(3));
@@ -715,23 +697,10 @@ mod tests {
 
     #[test]
     fn row_count_mismatch_is_an_error() {
-        let split = CorpusSplit {
-            dev: 0.2,
-            test: 0.2,
-            shuffle: true,
-            by: SplitBy::Sentence,
-        };
-        let err = corpus_dataset(
-            "c",
-            &corpus(),
-            Task::Tags,
-            acts(8),
-            NeuronIndex::layer_major(2, 1).unwrap(),
-            &split,
-            &mut Rng::new(1),
-        )
-        .unwrap_err()
-        .to_string();
+        let split = (0.2, 0.2, SplitBy::Sentence);
+        let err = build(&corpus(), Task::Tags, 8, split, 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains('9') && err.contains('8'), "{err}");
     }
 

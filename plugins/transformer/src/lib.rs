@@ -778,47 +778,54 @@ const NOTE: &str = "note: ";
 /// for the report.
 fn events(e: &Extracted, settings: &Settings, cx: &RunContext) -> BTreeMap<String, String> {
     let window = settings.max_tokens;
+    // (count, report label, warning)
+    let events = [
+        (
+            e.split_sentences,
+            "sentences split into windows",
+            format!(
+                "{} sentences are longer than the {window}-piece window and were split into windows of whole words",
+                e.split_sentences
+            ),
+        ),
+        (
+            e.truncated_sentences,
+            "sentences truncated",
+            format!(
+                "{} sentences are longer than the {window}-piece window; {} of their words were dropped \
+                 (long_sentences = \"truncate\")",
+                e.truncated_sentences, e.dropped_words
+            ),
+        ),
+        (
+            e.empty_words,
+            "words without pieces (zero vectors)",
+            format!(
+                "{} words have no pieces in this tokenizer and got zero vectors",
+                e.empty_words
+            ),
+        ),
+        (
+            e.cut_words,
+            "words cut to the window",
+            format!(
+                "{} words are longer than the window on their own; only their first pieces were used",
+                e.cut_words
+            ),
+        ),
+    ];
     let mut notes = BTreeMap::new();
-    if e.split_sentences > 0 {
-        cx.warn(&format!(
-            "{} sentences are longer than the {window}-piece window and were split into windows of whole words",
-            e.split_sentences
-        ));
-        notes.insert(
-            "sentences split into windows".into(),
-            e.split_sentences.to_string(),
-        );
+    for (count, label, warning) in events {
+        if count > 0 {
+            cx.warn(&warning);
+            notes.insert(label.to_string(), count.to_string());
+        }
     }
-    if e.truncated_sentences > 0 {
-        cx.warn(&format!(
-            "{} sentences are longer than the {window}-piece window; {} of their words were dropped (long_sentences = \"truncate\")",
-            e.truncated_sentences, e.dropped_words
-        ));
-        notes.insert(
-            "sentences truncated".into(),
-            e.truncated_sentences.to_string(),
-        );
+    if e.dropped_words > 0 {
         notes.insert(
             "words dropped by truncation".into(),
             e.dropped_words.to_string(),
         );
-    }
-    if e.empty_words > 0 {
-        cx.warn(&format!(
-            "{} words have no pieces in this tokenizer and got zero vectors",
-            e.empty_words
-        ));
-        notes.insert(
-            "words without pieces (zero vectors)".into(),
-            e.empty_words.to_string(),
-        );
-    }
-    if e.cut_words > 0 {
-        cx.warn(&format!(
-            "{} words are longer than the window on their own; only their first pieces were used",
-            e.cut_words
-        ));
-        notes.insert("words cut to the window".into(), e.cut_words.to_string());
     }
     notes
 }
