@@ -42,6 +42,44 @@ fn random_through_the_library() {
 }
 
 #[test]
+fn probeless_through_the_library() {
+    let ranker = loaded_ranker("lca_plugin_probeless", "probeless", "");
+    check_ranker(ranker.as_ref(), RankerTraits::default()).unwrap();
+}
+
+#[test]
+fn iou_rankers_through_the_library() {
+    let ranker = loaded_ranker("lca_plugin_iou", "iou", "quantile = 0.1");
+    check_ranker(ranker.as_ref(), RankerTraits::default()).unwrap();
+    let ranker = loaded_ranker("lca_plugin_iou", "iou_neurox", "threshold = 0.1");
+    check_ranker(ranker.as_ref(), RankerTraits::default()).unwrap();
+}
+
+#[test]
+fn gaussian_through_the_library() {
+    let ranker = loaded_ranker("lca_plugin_gaussian", "gaussian", "neurons = 5");
+    check_ranker(ranker.as_ref(), RankerTraits::default()).unwrap();
+}
+
+#[test]
+fn every_new_ranker_recovers_planted_neurons_through_its_library() {
+    let data = planted(3000, 120, 4, 2, 17);
+    let cx = RunContext::new(3, 2).for_step("ranker.x");
+    let input = RankInput::new(&data);
+    for (library, name, params) in [
+        ("lca_plugin_probeless", "probeless", ""),
+        ("lca_plugin_iou", "iou", "quantile = 0.05"),
+        ("lca_plugin_iou", "iou_neurox", ""),
+        ("lca_plugin_gaussian", "gaussian", "neurons = 10"),
+    ] {
+        let ranking = loaded_ranker(library, name, params)
+            .rank(&input, &cx)
+            .unwrap();
+        assert_eq!(planted_precision(&ranking, &data), 1.0, "{name}");
+    }
+}
+
+#[test]
 fn variance_example_through_the_library() {
     let ranker = loaded_ranker("lca_plugin_variance", "variance", "between_classes = true");
     check_ranker(ranker.as_ref(), RankerTraits::default()).unwrap();
@@ -136,6 +174,23 @@ fn probe_weights_through_the_library_with_a_plugin_probe() {
     let ranking = ranker.rank(&input, &RunContext::new(0, 1)).unwrap();
     assert_eq!(planted_precision(&ranking, &data), 1.0);
     assert_eq!(ranking.details()["cutoffs"].as_array().unwrap().len(), 101);
+}
+
+#[test]
+fn mean_abs_weight_through_the_library_with_a_plugin_probe() {
+    let ranker = loaded_ranker("lca_plugin_probe_weights", "mean_abs_weight", "");
+    check_ranker(
+        ranker.as_ref(),
+        RankerTraits {
+            probe: Some(loaded_probe),
+            ..RankerTraits::default()
+        },
+    )
+    .unwrap();
+    let data = planted(3000, 200, 5, 2, 8);
+    let input = RankInput::new(&data).with_probe(loaded_probe(&data));
+    let ranking = ranker.rank(&input, &RunContext::new(0, 1)).unwrap();
+    assert_eq!(planted_precision(&ranking, &data), 1.0);
 }
 
 #[test]

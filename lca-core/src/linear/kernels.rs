@@ -186,7 +186,7 @@ mod avx2 {
         let groups: Vec<(usize, usize)> = class_groups(c).collect();
         // Spread the prefetches of `upcoming` evenly over the work.
         let lines = upcoming.len().div_ceil(16);
-        let tiles = (d / LANES).max(1) * groups.len();
+        let tiles = (d / LANES).div_ceil(2).max(1) * groups.len();
         let per_tile = lines.div_ceil(tiles);
         let mut fetched = 0usize;
         for (first, k) in groups {
@@ -240,6 +240,36 @@ mod avx2 {
                     };
                     *prefetch.next_line += 1;
                 }
+            }
+            // Two tiles at a time where possible, so every broadcast
+            // coefficient serves two vectors (one tile alone is bound by
+            // loads, not arithmetic).
+            if j + 2 * LANES <= full {
+                let mut acc0 = [_mm256_setzero_ps(); K];
+                let mut acc1 = [_mm256_setzero_ps(); K];
+                for r in 0..rows {
+                    // SAFETY: j + 16 ≤ d and r < rows, bounded by the assert above.
+                    unsafe {
+                        let x0 = _mm256_loadu_ps(xp.add(r * d + j));
+                        let x1 = _mm256_loadu_ps(xp.add(r * d + j + LANES));
+                        for k in 0..K {
+                            let coefficient = _mm256_set1_ps(p[r * c + first + k]);
+                            acc0[k] = _mm256_fmadd_ps(coefficient, x0, acc0[k]);
+                            acc1[k] = _mm256_fmadd_ps(coefficient, x1, acc1[k]);
+                        }
+                    }
+                }
+                for k in 0..K {
+                    // SAFETY: (first + k)·d + j + 16 ≤ c·d.
+                    unsafe {
+                        let g = gp.add((first + k) * d + j);
+                        _mm256_storeu_ps(g, _mm256_add_ps(_mm256_loadu_ps(g), acc0[k]));
+                        let g = g.add(LANES);
+                        _mm256_storeu_ps(g, _mm256_add_ps(_mm256_loadu_ps(g), acc1[k]));
+                    }
+                }
+                j += 2 * LANES;
+                continue;
             }
             let mut acc = [_mm256_setzero_ps(); K];
             for r in 0..rows {

@@ -322,7 +322,8 @@ impl LogisticModel {
     }
 }
 
-/// Checks the training data and returns the number of classes present.
+/// Checks the training data's shape and labels (finiteness is
+/// [`check_finite`]'s job).
 fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<()> {
     if x.nrows() != y.len() {
         return Err(Error::Shape {
@@ -355,6 +356,11 @@ fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> R
             "the training split has {present} class(es); a classifier needs at least two"
         )));
     }
+    Ok(())
+}
+
+/// Rejects NaN and infinite activations, naming the first one.
+fn check_finite(x: ArrayView2<'_, f32>) -> Result<()> {
     let finite = match x.as_slice() {
         Some(s) => s.iter().all(|v| v.is_finite()),
         None => x.iter().all(|v| v.is_finite()),
@@ -412,18 +418,21 @@ pub fn fit(
         }
     };
     let (w, b, report) = match options.solver {
-        Solver::NeuroxAdam(settings) => adam(
-            x,
-            y,
-            scaling.as_ref(),
-            &options.penalty,
-            settings,
-            w0,
-            b0,
-            cx,
-        ),
+        Solver::NeuroxAdam(settings) => {
+            check_finite(x)?;
+            adam(
+                x,
+                y,
+                scaling.as_ref(),
+                &options.penalty,
+                settings,
+                w0,
+                b0,
+                cx,
+            )
+        }
         Solver::Fista(settings) => {
-            cx.install(|| fista(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0))
+            cx.install(|| fista(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0))?
         }
     };
     if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
@@ -814,7 +823,7 @@ fn fista(
     s: FistaSettings,
     w0: Array2<f64>,
     b0: Array1<f64>,
-) -> (Array2<f64>, Array1<f64>, FitReport) {
+) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
     let n = x.nrows();
     let to_eff = |w: &Array2<f64>, b: &Array1<f64>| {
         let (we, be) = effective(w, b, scaling);
@@ -824,6 +833,14 @@ fn fista(
     let (we, be) = to_eff(&w0, &b0);
     let zero_z = Array2::<f64>::zeros((n, w0.nrows()));
     let first = fused_pass(x, y, &we, &be, &zero_z, 0.0);
+    if !first.loss_new.is_finite() || first.grad_w_raw.iter().any(|v| !v.is_finite()) {
+        // Non-finite activations make the very first pass non-finite, so
+        // the full scan (which names the value) only runs then.
+        check_finite(x)?;
+        return Err(Error::input(
+            "the probe's loss is not finite at the start point; the activations are too large for single precision: standardise them",
+        ));
+    }
     let mut passes = 1;
     let mut w = w0;
     let mut b = b0;
@@ -840,6 +857,7 @@ fn fista(
     let mut small_steps = 0usize;
     let mut iterations = 0usize;
     let mut converged = false;
+    let mut backtracked = false;
     let smooth_sq = |g: &Array2<f64>| g.iter().map(|v| v * v).sum::<f64>();
     // Squared L2 is handled inside the prox, so f is the data term only.
     while iterations < s.max_iter {
@@ -881,7 +899,10 @@ fn fista(
                 let used = (out.loss_new - f_y - lin) / quad.max(f64::MIN_POSITIVE);
                 break (w_new, b_new, (out, beta, restart, used));
             }
-            t *= 0.5;
+            // The secant curvature says how far the step overshot: shrink
+            // by that much (at least halve), not blindly by half.
+            let used = (out.loss_new - f_y - lin) / quad.max(f64::MIN_POSITIVE);
+            t *= (0.9 / used).clamp(0.1, 0.5);
         };
         let (out, beta, restart, used) = out;
         let obj_new = out.loss_new + penalty.value(&w_new);
@@ -911,10 +932,14 @@ fn fista(
             converged = true;
             break;
         }
-        // Next step from the local curvature L ≈ used / t: aim at 0.5 / L, at
-        // most twice as long (small `used` means the loss is flatter than
-        // the step assumed) and never shorter than the accepted one.
-        t *= (0.5 / used.max(0.2)).clamp(1.0, 2.0);
+        // Next step from the local curvature L ≈ used / t: aim at 0.5 / L,
+        // never shorter than the accepted one and at most `growth` times
+        // longer (small `used` means the loss is flatter than assumed).
+        // Until the first overshoot the step may grow faster: the start
+        // point's curvature is usually far above the solution's.
+        backtracked |= passes > iterations + 1;
+        let growth = if backtracked { 2.0 } else { 4.0 };
+        t *= (0.5 / used.max(0.5 / growth)).clamp(1.0, growth);
     }
     let report = FitReport {
         solver: "fista".into(),
@@ -925,7 +950,7 @@ fn fista(
         zero_weights: w.iter().filter(|v| **v == 0.0).count(),
         epoch_losses: Vec::new(),
     };
-    (w, b, report)
+    Ok((w, b, report))
 }
 
 #[cfg(test)]

@@ -15,6 +15,16 @@
 //! lower index. Neurons with zero weight in every class come last. The
 //! ranking carries per-class rankings (by |w|, ties by higher index) and the
 //! cutoffs (`details.cutoffs`: length of the ordering after each step).
+//!
+//! The `mean_abs_weight` ranker is the "Linear" method of Antverg &
+//! Belinkov (2022): the same probe's weights, averaged over classes.
+//!
+//! ```text
+//! overall score  s_j  = (1/C) Σ_c |W[c, j]|
+//! per-class      s_cj = |W[c, j]|
+//! ```
+//!
+//! Ties are broken by the lower neuron index.
 
 use lca_core::data::ClassRanking;
 use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
@@ -24,6 +34,7 @@ use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunCo
 use serde::Deserialize;
 
 const NAME: &str = "probe_weights";
+const MEAN_ABS: &str = "mean_abs_weight";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +105,81 @@ pub fn descriptor() -> Descriptor {
     }
 }
 
+/// The `mean_abs_weight` descriptor.
+pub fn mean_abs_descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Ranker,
+            name: MEAN_ABS.into(),
+            summary: "\"Linear\" ranking: a linear probe's absolute weights averaged over classes"
+                .into(),
+            params: Vec::new(),
+            example: "[ranker.linear]\ntype = \"mean_abs_weight\"\nprobe = \"lca\"\n".into(),
+            inputs: Inputs {
+                probe: Need::Required,
+                ..Inputs::default()
+            },
+        },
+        build: |table| {
+            let _: NoParams = parse_params(MEAN_ABS, &[], table)?;
+            Ok(Component::Ranker(Box::new(MeanAbsWeight)))
+        },
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// The probe's weights, checked against the data.
+fn probe_weights<'p>(
+    probe: &'p lca_core::SharedProbe,
+    data: &lca_core::Dataset<'_>,
+    ranker: &str,
+) -> Result<lca_core::ndarray::ArrayView2<'p, f32>> {
+    let weights = probe.weights().ok_or_else(|| {
+        Error::input(format!("`{ranker}` needs a linear probe with weights (elastic_net, lasso, ridge or unregularized)"))
+    })?;
+    if weights.ncols() != data.n_neurons() {
+        return Err(Error::input(format!(
+            "the probe has weights for {} neurons but the data has {}; wire a probe trained on the same source",
+            weights.ncols(),
+            data.n_neurons()
+        )));
+    }
+    Ok(weights)
+}
+
+/// Mean absolute weight over classes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MeanAbsWeight;
+
+impl Ranker for MeanAbsWeight {
+    fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
+        let probe = input.require_probe(MEAN_ABS)?;
+        let weights = probe_weights(probe, input.data, MEAN_ABS)?;
+        let c = weights.nrows().max(1) as f64;
+        let overall: Vec<f64> = weights
+            .columns()
+            .into_iter()
+            .map(|col| col.iter().map(|&w| f64::from(w.abs())).sum::<f64>() / c)
+            .collect();
+        let per_class = probe
+            .classes()
+            .names()
+            .iter()
+            .zip(weights.rows())
+            .map(|(name, row)| {
+                ClassRanking::from_scores(
+                    name.clone(),
+                    row.iter().map(|&w| f64::from(w.abs())).collect(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+    }
+}
+
 /// LCA's weight-mass ordering.
 #[derive(Clone, Debug)]
 pub struct ProbeWeights {
@@ -106,16 +192,7 @@ pub struct ProbeWeights {
 impl Ranker for ProbeWeights {
     fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
         let probe = input.require_probe(NAME)?;
-        let weights = probe.weights().ok_or_else(|| {
-            Error::input("`probe_weights` needs a linear probe with weights (elastic_net, lasso, ridge or unregularized)")
-        })?;
-        if weights.ncols() != input.data.n_neurons() {
-            return Err(Error::input(format!(
-                "the probe has weights for {} neurons but the data has {}; wire a probe trained on the same source",
-                weights.ncols(),
-                input.data.n_neurons()
-            )));
-        }
+        let weights = probe_weights(probe, input.data, NAME)?;
         let masses = ClassMasses::new(weights)?;
         let ordering = match self.granularity {
             Some(g) => masses.ordering_granular(g, self.search_stride)?,
@@ -169,7 +246,7 @@ impl Ranker for ProbeWeights {
 lca_plugins::export_plugin! {
     name: "lca-plugin-probe-weights",
     version: env!("CARGO_PKG_VERSION"),
-    components: [descriptor()],
+    components: [descriptor(), mean_abs_descriptor()],
 }
 
 #[cfg(test)]
@@ -271,6 +348,25 @@ mod tests {
             traits,
         )
         .unwrap();
+        check_ranker(&MeanAbsWeight, traits).unwrap();
+    }
+
+    #[test]
+    fn mean_abs_weight_averages_the_absolute_weights() {
+        let data = planted(4000, 300, 5, 2, 13);
+        let probe = train(&data);
+        let input = RankInput::new(&data).with_probe(probe.clone());
+        let ranking = MeanAbsWeight.rank(&input, &RunContext::new(0, 1)).unwrap();
+        assert_eq!(planted_precision(&ranking, &data), 1.0);
+        let w = probe.weights().unwrap();
+        let scores = ranking.scores().unwrap();
+        for j in [0usize, 7, 299] {
+            let want: f64 = w.column(j).iter().map(|&v| f64::from(v.abs())).sum::<f64>() / 5.0;
+            assert!((scores[j] - want).abs() < 1e-12, "neuron {j}");
+        }
+        for (c, class) in ranking.per_class().iter().enumerate() {
+            assert_eq!(class.scores().unwrap()[3], f64::from(w[[c, 3]].abs()));
+        }
     }
 
     #[test]

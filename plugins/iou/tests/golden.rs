@@ -1,0 +1,107 @@
+//! `iou_neurox` against NeuroX's `iou_probe.get_neuron_ordering`
+//! (`tests/golden/iou.json`): the same rankings (NeuroX breaks exact ties
+//! toward the higher index, `lca` toward the lower), average precision within
+//! 1e-12, and the caller's activations left as they were (NeuroX zeroes small
+//! values in place). NeuroX rejects more than two classes; `lca` scores each
+//! class against the rest, so the `multiclass_raises` case has no counterpart.
+
+use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
+use lca_core::ndarray::Array2;
+use lca_core::serde_json::{self, Value};
+use lca_core::{Dataset, RankInput, Ranker, RunContext};
+use lca_plugin_iou::AveragePrecisionRanker;
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+fn ints(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("integer") as u32)
+        .collect()
+}
+
+/// Each tie group's members replaced by its smallest member.
+fn canonical(order: &[u32], ties: &Value) -> Vec<u32> {
+    let groups: Vec<Vec<u32>> = ties
+        .as_array()
+        .map(|g| g.iter().map(ints).collect())
+        .unwrap_or_default();
+    order
+        .iter()
+        .map(|&j| {
+            groups
+                .iter()
+                .find(|g| g.contains(&j))
+                .map_or(j, |g| *g.iter().min().expect("non-empty group"))
+        })
+        .collect()
+}
+
+#[test]
+fn average_precision_ranking_matches_neurox_without_touching_the_input() {
+    let doc: Value = serde_json::from_str(include_str!("golden/iou.json")).expect("JSON");
+    let mut checked = 0;
+    for case in doc["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("name");
+        if case.get("raises").is_some() {
+            continue;
+        }
+        let rows: Vec<Vec<f64>> = case["X"]
+            .as_array()
+            .expect("X")
+            .iter()
+            .map(floats)
+            .collect();
+        let (n, d) = (rows.len(), rows[0].len());
+        let x = Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32);
+        let names: Vec<String> = ints(&case["y"]).iter().map(u32::to_string).collect();
+        let data = Dataset::new(
+            name,
+            ActivationMatrix::from_array(x.clone()),
+            NeuronIndex::layer_major(d, 1).unwrap(),
+            Labels::from_names(&names),
+            None,
+            Splits::all_train(n),
+        )
+        .unwrap();
+        let ranker = AveragePrecisionRanker {
+            threshold: case["threshold"].as_f64().expect("threshold"),
+            positive: Some("1".into()),
+        };
+        let ranking = ranker
+            .rank(&RankInput::new(&data), &RunContext::new(0, 1))
+            .unwrap();
+        let ties = &case["exact_tie_groups"];
+        assert_eq!(
+            canonical(ranking.order(), ties),
+            canonical(&ints(&case["ranking"]), ties),
+            "{name}: ranking"
+        );
+        for (j, (got, want)) in ranking
+            .scores()
+            .unwrap()
+            .iter()
+            .zip(floats(&case["aux_average_precision_f64"]))
+            .enumerate()
+        {
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{name}, neuron {j}: AP {got} vs NeuroX {want}"
+            );
+        }
+        assert_eq!(
+            data.acts().view(),
+            x.view(),
+            "{name}: the input was modified"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "every binary case was checked");
+}

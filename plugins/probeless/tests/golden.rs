@@ -1,0 +1,139 @@
+//! The probeless ranker against NeuroX 1.0.9 (`tests/golden/probeless.json`):
+//! same rankings (exact ties aside, which NeuroX breaks toward the higher
+//! index and `lca` toward the lower), scores within 1e-6 relative (NeuroX
+//! sums in float32).
+
+use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
+use lca_core::ndarray::Array2;
+use lca_core::serde_json::{self, Value};
+use lca_core::{Dataset, RankInput, Ranker, RunContext};
+use lca_plugin_probeless::ProbelessRanker;
+
+fn cases() -> Vec<Value> {
+    let text = include_str!("golden/probeless.json");
+    let doc: Value = serde_json::from_str(text).expect("fixture is JSON");
+    doc["cases"].as_array().expect("cases").clone()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+fn ints(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("integer") as u32)
+        .collect()
+}
+
+/// Replaces each tie group's members, wherever they sit in `order`, by the
+/// group's smallest member, so orders that differ only inside tie groups
+/// compare equal.
+fn canonical(order: &[u32], ties: &Value) -> Vec<u32> {
+    let groups: Vec<Vec<u32>> = ties
+        .as_array()
+        .map(|g| g.iter().map(ints).collect())
+        .unwrap_or_default();
+    order
+        .iter()
+        .map(|&j| {
+            groups
+                .iter()
+                .find(|g| g.contains(&j))
+                .map_or(j, |g| *g.iter().min().expect("non-empty group"))
+        })
+        .collect()
+}
+
+fn close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-6 * w.abs().max(1e-6),
+            "{what}, neuron {j}: {g} vs NeuroX {w}"
+        );
+    }
+}
+
+#[test]
+fn rankings_and_scores_match_neurox() {
+    for case in cases() {
+        let name = case["name"].as_str().expect("name");
+        let rows: Vec<Vec<f64>> = case["X"]
+            .as_array()
+            .expect("X")
+            .iter()
+            .map(floats)
+            .collect();
+        let (n, d) = (rows.len(), rows[0].len());
+        let x = Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32);
+        let names: Vec<String> = ints(&case["y"])
+            .iter()
+            .map(|y| {
+                case["idx2label"][y.to_string()]
+                    .as_str()
+                    .expect("label")
+                    .to_string()
+            })
+            .collect();
+        let data = Dataset::new(
+            name,
+            ActivationMatrix::from_array(x),
+            NeuronIndex::layer_major(d, 1).unwrap(),
+            Labels::from_names(&names),
+            None,
+            Splits::all_train(n),
+        )
+        .unwrap();
+        let ranking = ProbelessRanker
+            .rank(&RankInput::new(&data), &RunContext::new(0, 1))
+            .unwrap();
+        let ties = &case["exact_tie_groups"];
+
+        let want = ints(&case["get_neuron_ordering"]);
+        assert_eq!(
+            canonical(ranking.order(), &ties["pairwise_score"]),
+            canonical(&want, &ties["pairwise_score"]),
+            "{name}: overall ordering"
+        );
+        let all_tags = &case["get_neuron_ordering_for_all_tags"]["overall_ranking"];
+        assert_eq!(
+            canonical(ranking.order(), &ties["all_tags_score"]),
+            canonical(&ints(all_tags), &ties["all_tags_score"]),
+            "{name}: all-tags ordering"
+        );
+        close(
+            ranking.scores().unwrap(),
+            &floats(&case["aux_pairwise_score_f32"]),
+            &format!("{name}: pairwise score"),
+        );
+
+        let per_tag = case["get_neuron_ordering_for_tag"]
+            .as_object()
+            .expect("tags");
+        assert_eq!(per_tag.len(), ranking.per_class().len());
+        for (tag, order) in per_tag {
+            let class = ranking
+                .per_class()
+                .iter()
+                .find(|c| c.class() == tag)
+                .unwrap_or_else(|| panic!("{name}: no ranking for {tag}"));
+            let tie_key = format!("tag_{tag}");
+            assert_eq!(
+                canonical(class.order(), &ties[&tie_key]),
+                canonical(&ints(order), &ties[&tie_key]),
+                "{name}: ordering for {tag}"
+            );
+            close(
+                class.scores().unwrap(),
+                &floats(&case["aux_tag_scores_f32"][tag]),
+                &format!("{name}: score for {tag}"),
+            );
+        }
+    }
+}
