@@ -30,7 +30,7 @@ pub(crate) struct PluginArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a recipe and write results.json and report.md.
+    /// Run a recipe and write results.json, report.md and report.html.
     Run(RunArgs),
     /// Check a recipe without running it; reports every problem.
     Validate {
@@ -50,11 +50,11 @@ pub(crate) enum Command {
         /// Component name, such as `correlation`.
         name: String,
     },
-    /// Regenerate report.md from a results.json, without rerunning.
+    /// Regenerate report.md and report.html from a results.json, without rerunning.
     Report {
         /// The results file.
         results: PathBuf,
-        /// Where to write report.md (default: next to the results).
+        /// Where to write the reports (default: next to the results).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },

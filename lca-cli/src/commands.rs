@@ -12,7 +12,7 @@ use lca_core::{RunContext, io};
 use crate::cli::{Args, Command, RunArgs};
 use crate::plugins::{self, Components};
 use crate::progress::Progress;
-use crate::report;
+use crate::{html, report};
 
 pub(crate) fn dispatch(args: Args) -> Result<()> {
     match args.command {
@@ -69,14 +69,17 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
     let results_path = out.join("results.json");
     let report_path = out.join("report.md");
+    let html_path = out.join("report.html");
     io::write_atomic(&results_path, &json)?;
     io::write_atomic(&report_path, report::markdown(&results).as_bytes())?;
+    io::write_atomic(&html_path, html::html(&results).as_bytes())?;
 
     println!("{}", report::headline(&results));
     println!(
-        "wrote {} and {}",
+        "wrote {}, {} and {}",
         results_path.display(),
-        report_path.display()
+        report_path.display(),
+        html_path.display()
     );
     Ok(())
 }
@@ -295,7 +298,9 @@ fn report_command(results_path: &Path, out: Option<&Path>) -> Result<()> {
     };
     io::ensure_writable_dir(&dir)?;
     let path = dir.join("report.md");
+    let html_path = dir.join("report.html");
     io::write_atomic(&path, report::markdown(&results).as_bytes())?;
-    println!("wrote {}", path.display());
+    io::write_atomic(&html_path, html::html(&results).as_bytes())?;
+    println!("wrote {} and {}", path.display(), html_path.display());
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 mod cli;
 mod commands;
+mod findings;
+mod html;
 mod plugins;
 mod progress;
 mod report;

@@ -12,7 +12,7 @@ const TOP_SHOWN: usize = 20;
 
 /// Formats a number for tables: integers as such, others with 4 significant
 /// decimals.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     let shortest = format!("{v}");
     if v == v.trunc() && v.abs() < 1e12 {
         format!("{v:.0}")
@@ -50,7 +50,7 @@ fn table(out: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<S
 }
 
 /// Entries of a results map in the order their steps ran (the recipe's order).
-fn in_recipe_order<'r, T>(
+pub(crate) fn in_recipe_order<'r, T>(
     r: &Results,
     map: &'r std::collections::BTreeMap<String, T>,
 ) -> Vec<(&'r String, &'r T)> {
@@ -76,6 +76,19 @@ pub(crate) fn markdown(r: &Results) -> String {
         "Seed {}, lca {}, {} worker threads.\n",
         r.seed, r.provenance.lca_version, r.provenance.threads
     );
+
+    let findings = crate::findings::findings(r);
+    if !findings.is_empty() {
+        let _ = writeln!(out, "## Findings\n");
+        for f in &findings {
+            let verdict = if f.held { "held" } else { "did not hold" };
+            let _ = writeln!(out, "- **{}: {verdict}.**", f.claim);
+            for line in &f.evidence {
+                let _ = writeln!(out, "  - {line}");
+            }
+        }
+        out.push('\n');
+    }
 
     let _ = writeln!(out, "## Sources\n");
     table(

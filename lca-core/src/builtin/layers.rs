@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::common::count_for_percent;
 use crate::component::{Component, EvalInput, Evaluator};
 use crate::context::RunContext;
-use crate::data::{Cell, Evaluation, NeuronIndex, Table};
+use crate::data::{BarSeries, Cell, Evaluation, Figure, NeuronIndex, Plot, Table};
 use crate::error::{Error, Result};
 use crate::params::{ParamDoc, ParamType, ensure, parse_params};
 use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
@@ -160,7 +160,7 @@ impl LayerDistribution {
         label: &str,
         overall: &[usize],
         per_class: &[(String, Vec<usize>)],
-    ) {
+    ) -> BarSeries {
         let layer_counts = counts.count(data_index, overall);
         let total: usize = layer_counts.iter().sum();
         let mut table = Table::new(
@@ -206,6 +206,13 @@ impl LayerDistribution {
             }
             e.tables.push(table);
         }
+        BarSeries {
+            name: label.to_string(),
+            values: layer_counts
+                .iter()
+                .map(|&c| 100.0 * c as f64 / total.max(1) as f64)
+                .collect(),
+        }
     }
 }
 
@@ -215,6 +222,7 @@ impl Evaluator for LayerDistribution {
         let n = data.n_neurons();
         let counts = Counts::new(data.neurons());
         let mut e = Evaluation::default();
+        let mut bars = Vec::new();
         match self.selection {
             Selection::Mass(p) => {
                 if input.probes.is_empty() {
@@ -237,14 +245,14 @@ impl Evaluator for LayerDistribution {
                         .zip(per_class)
                         .map(|(c, set)| (c.clone(), set.iter().map(|&j| j as usize).collect()))
                         .collect();
-                    self.report(
+                    bars.push(self.report(
                         &mut e,
                         &counts,
                         data.neurons(),
                         &probe.id,
                         &union,
                         &per_class,
-                    );
+                    ));
                 }
             }
             Selection::Top(_) | Selection::TopPercent(_) => {
@@ -272,17 +280,30 @@ impl Evaluator for LayerDistribution {
                             )
                         })
                         .collect();
-                    self.report(
+                    bars.push(self.report(
                         &mut e,
                         &counts,
                         data.neurons(),
                         ranking.id,
                         &overall,
                         &per_class,
-                    );
+                    ));
                 }
             }
         }
+        e.figures.push(Figure {
+            title: format!(
+                "Share of the selected neurons per layer ({}, source `{}`)",
+                self.describe(),
+                data.name()
+            ),
+            section: "layers".into(),
+            plot: Plot::Bars {
+                y_label: "% of selected neurons".into(),
+                categories: counts.layers.iter().map(|l| format!("layer {l}")).collect(),
+                series: bars,
+            },
+        });
         e.notes.push(format!(
             "Layer 0 is the first layer of the source's layout; {} layers, {} neurons in all.",
             counts.layers.len(),

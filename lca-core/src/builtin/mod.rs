@@ -3,6 +3,7 @@
 
 mod ablation;
 mod common;
+mod curve;
 mod export;
 mod lambda_search;
 mod layers;
@@ -15,6 +16,7 @@ mod recovery;
 mod redundancy;
 mod selectivity;
 mod synthetic;
+mod top_words;
 
 pub use ablation::Ablation;
 pub use export::NeuroxExport;
@@ -51,6 +53,8 @@ pub fn descriptors() -> Vec<Descriptor> {
         neuron_sets::descriptor(),
         recovery::descriptor(),
         overlap::descriptor(),
+        curve::descriptor(),
+        top_words::descriptor(),
         export::descriptor(),
     ]
 }

@@ -18,6 +18,147 @@ pub struct Evaluation {
     /// Free-text remarks for readers (caveats, what was skipped).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Figures for the HTML report, drawn from these numbers alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<Figure>,
+}
+
+/// A figure: what to draw, not how (the report renders it as SVG).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Shown above the figure.
+    pub title: String,
+    /// The section of the report it belongs to (`accuracy`, `layers`,
+    /// `agreement`, `neurons`, or anything else for a generic section).
+    pub section: String,
+    /// The drawing.
+    pub plot: Plot,
+}
+
+/// The kinds of drawing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plot {
+    /// Lines through points, one per series.
+    Lines {
+        /// Horizontal axis label.
+        x_label: String,
+        /// Vertical axis label.
+        y_label: String,
+        /// Logarithmic horizontal axis.
+        #[serde(default)]
+        x_log: bool,
+        /// The lines.
+        series: Vec<Series>,
+    },
+    /// Grouped bars: one group per category, one bar per series.
+    Bars {
+        /// Vertical axis label.
+        y_label: String,
+        /// Group names, left to right.
+        categories: Vec<String>,
+        /// One value per category in each series.
+        series: Vec<BarSeries>,
+    },
+    /// A matrix of values shown as coloured cells.
+    Heatmap {
+        /// Row names.
+        rows: Vec<String>,
+        /// Column names.
+        columns: Vec<String>,
+        /// `values[row][column]`.
+        values: Vec<Vec<f64>>,
+        /// The colour scale's ends.
+        min: f64,
+        /// See `min`.
+        max: f64,
+    },
+    /// Words coloured by one neuron's activation, sentence by sentence.
+    Text {
+        /// The neuron, as shown to readers.
+        neuron: String,
+        /// Each sentence as (word, activation) pairs.
+        sentences: Vec<Vec<(String, f64)>>,
+        /// The largest |activation| (the colour scale's end).
+        scale: f64,
+    },
+}
+
+/// One line of a [`Plot::Lines`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// (x, y) points in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One series of a [`Plot::Bars`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BarSeries {
+    /// Legend entry.
+    pub name: String,
+    /// One value per category.
+    pub values: Vec<f64>,
+}
+
+impl Figure {
+    /// Checks shapes and finiteness.
+    ///
+    /// # Errors
+    /// Names the figure and what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::input(format!("figure `{}`: {what}", self.title)));
+        let finite = |v: f64| v.is_finite();
+        match &self.plot {
+            Plot::Lines { series, .. } => {
+                for s in series {
+                    if !s.points.iter().all(|&(x, y)| finite(x) && finite(y)) {
+                        return bad(format!("series `{}` has a non-finite point", s.name));
+                    }
+                }
+            }
+            Plot::Bars {
+                categories, series, ..
+            } => {
+                for s in series {
+                    if s.values.len() != categories.len() {
+                        return bad(format!(
+                            "series `{}` has {} values for {} categories",
+                            s.name,
+                            s.values.len(),
+                            categories.len()
+                        ));
+                    }
+                    if !s.values.iter().copied().all(finite) {
+                        return bad(format!("series `{}` has a non-finite value", s.name));
+                    }
+                }
+            }
+            Plot::Heatmap {
+                rows,
+                columns,
+                values,
+                min,
+                max,
+            } => {
+                if values.len() != rows.len() || values.iter().any(|r| r.len() != columns.len()) {
+                    return bad(format!("values are not {} × {}", rows.len(), columns.len()));
+                }
+                if !values.iter().flatten().copied().all(finite) || !finite(*min) || !finite(*max) {
+                    return bad("a value is not finite".into());
+                }
+            }
+            Plot::Text {
+                sentences, scale, ..
+            } => {
+                if !finite(*scale) || !sentences.iter().flatten().all(|(_, v)| finite(*v)) {
+                    return bad("an activation is not finite".into());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A titled table with named columns.
@@ -123,6 +264,9 @@ impl Evaluation {
                     )));
                 }
             }
+        }
+        for figure in &self.figures {
+            figure.validate()?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ pub use dataset::{
     Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitSpec, SplitUnit, Splits, Tokens,
     assign_splits, reorder_sentence_starts,
 };
-pub use evaluation::{Cell, Evaluation, Table};
+pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};
 pub use matrix::ActivationMatrix;
 pub use neurons::{NeuronId, NeuronIndex};
