@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Installs the system libraries that optional parts of lca link: the HDF5
-# development library, for the NeuroX HDF5 reader (plugins/hdf5). Nothing
-# else needs system packages. Idempotent; uses apt-get (Debian, Ubuntu).
+# Installs the system packages that parts of lca and its tests need:
+#   - the HDF5 development library, for the NeuroX HDF5 reader (plugins/hdf5);
+#   - Chromium, which the report test uses to open report.html headless.
+# Idempotent; uses apt-get (Debian, Ubuntu).
 set -euo pipefail
-if pkg-config --exists hdf5 2>/dev/null; then
-    echo "system: HDF5 $(pkg-config --modversion hdf5) is installed"
+
+missing=()
+pkg-config --exists hdf5 2>/dev/null || missing+=(libhdf5-dev pkg-config)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system: HDF5 $(pkg-config --modversion hdf5) and $(chromium --version 2>/dev/null | head -1) are installed"
     exit 0
 fi
 sudo=""
@@ -12,12 +18,12 @@ if [ "$(id -u)" -ne 0 ]; then
     sudo=sudo
 fi
 if command -v apt-get >/dev/null; then
-    echo "system: installing libhdf5-dev and pkg-config with apt-get"
+    echo "system: installing ${missing[*]} with apt-get"
     $sudo apt-get update -q >/dev/null
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libhdf5-dev pkg-config >/dev/null
-    echo "system: HDF5 $(pkg-config --modversion hdf5) is installed"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    echo "system: HDF5 $(pkg-config --modversion hdf5) and $(chromium --version 2>/dev/null | head -1) are installed"
 else
-    echo "error: no apt-get here; install the HDF5 development library yourself" >&2
-    echo "       (Fedora: dnf install hdf5-devel; macOS: brew install hdf5) and rerun" >&2
+    echo "error: no apt-get here; install these yourself and rerun: ${missing[*]}" >&2
+    echo "       (Fedora: dnf install hdf5-devel chromium; macOS: brew install hdf5 and Chromium)" >&2
     exit 1
 fi

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every test of every crate
 # (unit, property, conformance through the loaded plugin libraries, CLI,
-# Hugging Face golden hidden states of tiny models, NeuroX file formats).
+# Hugging Face golden hidden states of tiny models, NeuroX file formats), and
+# the HTML report opened in a browser.
 # CI runs exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The HDF5 plugin links the system HDF5 library.
+# The HDF5 plugin links the system HDF5 library; the report test opens
+# report.html in headless Chromium.
 ./scripts/install-system-deps.sh
 
 echo "==> cargo fmt --check"
@@ -15,3 +17,5 @@ echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> report.html in headless Chromium"
+cargo test --locked -p lca-cli --test report_html -- --ignored

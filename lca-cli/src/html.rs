@@ -33,7 +33,7 @@ figure { display: inline-block; margin: 8px 16px 16px 0; background: white; bord
 figcaption { font-weight: 600; margin-bottom: 4px; max-width: 680px; }
 table { border-collapse: collapse; margin: 6px 0 14px 0; background: white; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
-th { background: #f0f3f7; }
+th { background: #f0f3f7; text-align: center; }
 td.text, th.text { text-align: left; }
 details { margin: 6px 0; }
 summary { cursor: pointer; font-weight: 600; }
@@ -112,8 +112,42 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-fn colour(i: usize) -> &'static str {
-    PALETTE[i % PALETTE.len()]
+/// One colour per method for the whole page, so a ranking looks the same in
+/// every figure: rankings and probes in recipe order take the palette in
+/// turn; `random` is grey.
+struct Colours {
+    names: Vec<String>,
+}
+
+impl Colours {
+    fn new(r: &Results) -> Self {
+        let mut names: Vec<String> = crate::report::in_recipe_order(r, &r.rankings)
+            .into_iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| id != "random")
+            .collect();
+        for probe in r.probes.keys() {
+            if !names.contains(probe) {
+                names.push(probe.clone());
+            }
+        }
+        Colours { names }
+    }
+
+    fn of(&self, name: &str) -> &'static str {
+        if name == "random" || name == "all neurons" {
+            return "#8a8a8a";
+        }
+        let slot = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| {
+                // Unknown names still get a stable colour.
+                self.names.len() + name.bytes().map(usize::from).sum::<usize>()
+            });
+        PALETTE[slot % PALETTE.len()]
+    }
 }
 
 fn lines_svg(
@@ -121,6 +155,7 @@ fn lines_svg(
     y_label: &str,
     x_log: bool,
     series: &[lca_core::data::Series],
+    colours: &Colours,
 ) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 380.0, 62.0, 190.0, 16.0, 50.0);
     let points = || series.iter().flat_map(|s| s.points.iter());
@@ -212,7 +247,7 @@ fn lines_svg(
     );
     for (i, series) in series.iter().enumerate() {
         let reference = series.name == "all neurons";
-        let stroke = if reference { "#888" } else { colour(i) };
+        let stroke = colours.of(&series.name);
         let dash = if reference {
             " stroke-dasharray=\"6 4\""
         } else if series.name == "random" {
@@ -259,7 +294,12 @@ fn lines_svg(
     s
 }
 
-fn bars_svg(y_label: &str, categories: &[String], series: &[lca_core::data::BarSeries]) -> String {
+fn bars_svg(
+    y_label: &str,
+    categories: &[String],
+    series: &[lca_core::data::BarSeries],
+    colours: &Colours,
+) -> String {
     let (left, right, top, bottom, h) = (56.0, 190.0, 16.0, 60.0, 340.0);
     let group = (series.len() as f64 * 14.0 + 12.0).max(40.0);
     let w = left + right + group * categories.len().max(1) as f64;
@@ -305,7 +345,7 @@ fn bars_svg(y_label: &str, categories: &[String], series: &[lca_core::data::BarS
                 "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} · {}: {}</title></rect>",
                 bar - 1.0,
                 ty(0.0) - y,
-                colour(i),
+                colours.of(&series.name),
                 esc(&series.name),
                 esc(category),
                 number(v)
@@ -339,7 +379,7 @@ fn bars_svg(y_label: &str, categories: &[String], series: &[lca_core::data::BarS
             s,
             "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
             ly - 6.0,
-            colour(i),
+            colours.of(&series.name),
             lx + 18.0,
             ly + 4.0,
             esc(&series.name)
@@ -463,7 +503,7 @@ fn text_heat(sentences: &[Vec<(String, f64)>], scale: f64) -> String {
     s
 }
 
-fn figure(out: &mut String, f: &Figure) {
+fn figure(out: &mut String, f: &Figure, colours: &Colours) {
     let _ = write!(out, "<figure><figcaption>{}</figcaption>", esc(&f.title));
     match &f.plot {
         Plot::Lines {
@@ -471,12 +511,12 @@ fn figure(out: &mut String, f: &Figure) {
             y_label,
             x_log,
             series,
-        } => out.push_str(&lines_svg(x_label, y_label, *x_log, series)),
+        } => out.push_str(&lines_svg(x_label, y_label, *x_log, series, colours)),
         Plot::Bars {
             y_label,
             categories,
             series,
-        } => out.push_str(&bars_svg(y_label, categories, series)),
+        } => out.push_str(&bars_svg(y_label, categories, series, colours)),
         Plot::Heatmap {
             rows,
             columns,
@@ -517,19 +557,20 @@ const SECTIONS: [(&str, &str); 9] = [
     ("provenance", "Provenance"),
 ];
 
-fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str) {
+fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str, colours: &Colours) {
     let figures = figures_for(r, section);
     if figures.is_empty() {
         let _ = write!(out, "<p class=\"empty\">{empty}</p>");
     }
     for (_, f) in figures {
-        figure(out, f);
+        figure(out, f, colours);
     }
 }
 
 /// The whole page.
 pub(crate) fn html(r: &Results) -> String {
     let mut out = String::with_capacity(64 * 1024);
+    let colours = Colours::new(r);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>",
@@ -662,6 +703,7 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "accuracy",
         "No accuracy curves in this run: add an `accuracy_curve` evaluator.",
+        &colours,
     );
     out.push_str("</section>");
 
@@ -671,6 +713,7 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "layers",
         "No layer distributions in this run: add a `layer_distribution` evaluator.",
+        &colours,
     );
     out.push_str("</section>");
 
@@ -680,6 +723,7 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "agreement",
         "No agreement measures in this run: add a `ranking_overlap` evaluator over two or more rankings.",
+        &colours,
     );
     out.push_str("</section>");
 
@@ -742,7 +786,7 @@ pub(crate) fn html(r: &Results) -> String {
             .iter()
             .filter(|f| f.section == "neurons")
         {
-            figure(&mut out, f);
+            figure(&mut out, f, &colours);
         }
     }
     if !any {
@@ -771,7 +815,7 @@ pub(crate) fn html(r: &Results) -> String {
         for f in e.evaluation.figures.iter().filter(|f| {
             !["accuracy", "layers", "agreement", "neurons"].contains(&f.section.as_str())
         }) {
-            figure(&mut out, f);
+            figure(&mut out, f, &colours);
         }
     }
     out.push_str("</section>");

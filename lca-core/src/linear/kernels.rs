@@ -419,7 +419,14 @@ mod tests {
 
     #[test]
     fn vector_and_portable_paths_give_identical_bits() {
-        for (rows, d, c) in [(5, 37, 10), (64, 203, 13), (1, 9, 1), (4, 16, 7)] {
+        for (rows, d, c) in [
+            (5, 37, 10),
+            (64, 203, 13),
+            (1, 9, 1),
+            (4, 16, 7),
+            (3, 40, 12),
+            (2, 48, 6),
+        ] {
             let x = data(rows * d, 4);
             let w = data(c * d, 5);
             let p = data(rows * c, 6);

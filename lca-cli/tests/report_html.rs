@@ -1,0 +1,156 @@
+//! `report.html` from a run of every ranking method, checked as a file and
+//! as a browser sees it.
+//!
+//! The browser test opens the page in headless Chromium and reads back the
+//! DOM it built; it needs Chromium, so it is ignored by default and
+//! `scripts/test.sh` runs it after `scripts/install-system-deps.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn lca_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
+}
+
+/// Runs the synthetic side-by-side recipe into `out` and returns the HTML.
+fn run_variants(out: &Path) -> String {
+    let output = Command::new(lca_exe())
+        .env_remove("LCA_PLUGIN_PATH")
+        .arg("--plugin-dir")
+        .arg(lca_exe().parent().unwrap().join("deps"))
+        .args(["run", "--quiet", "--out"])
+        .arg(out)
+        .arg(repo("examples/recipes/variants-synthetic.toml"))
+        .output()
+        .expect("lca runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out.join("report.html")).expect("report.html written")
+}
+
+const SECTIONS: [&str; 9] = [
+    "summary",
+    "findings",
+    "accuracy",
+    "layers",
+    "agreement",
+    "class-top",
+    "neurons",
+    "tables",
+    "provenance",
+];
+
+/// The markup of one section (from its opening tag to the next section).
+fn section<'h>(html: &'h str, id: &str) -> &'h str {
+    let start = html
+        .find(&format!("<section id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no section `{id}`"));
+    let end = html[start + 1..]
+        .find("<section ")
+        .map_or(html.len(), |e| start + 1 + e);
+    &html[start..end]
+}
+
+fn check_sections(html: &str) {
+    for id in SECTIONS {
+        section(html, id);
+    }
+    for id in ["accuracy", "layers", "agreement"] {
+        assert!(
+            section(html, id).contains("<svg"),
+            "section `{id}` has no drawing"
+        );
+    }
+    assert!(section(html, "accuracy").contains("<polyline"));
+    assert!(section(html, "layers").contains("<rect"));
+    assert!(section(html, "class-top").contains("<table"));
+    assert!(section(html, "neurons").contains("class=\"sentence\""));
+    assert!(section(html, "findings").contains("held"));
+    for method in [
+        "probeless",
+        "gaussian",
+        "iou",
+        "ap",
+        "linear",
+        "correlation",
+    ] {
+        assert!(
+            section(html, "accuracy").contains(&format!(">{method}</text>")),
+            "no accuracy curve for `{method}`"
+        );
+    }
+}
+
+#[test]
+fn the_report_is_one_self_contained_file_with_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = run_variants(dir.path());
+    check_sections(&html);
+    // Nothing is fetched: no scripts, stylesheets, images or frames from
+    // elsewhere (the SVG namespace is a name, not a request).
+    let without_namespace = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for forbidden in [
+        "<script", "<link", "<img", "<iframe", "http://", "https://", "src=",
+    ] {
+        assert!(
+            !without_namespace.contains(forbidden),
+            "report.html contains {forbidden}"
+        );
+    }
+    // `lca report` redraws the same page from the results alone.
+    let first = html;
+    let again = Command::new(lca_exe())
+        .args(["report"])
+        .arg(dir.path().join("results.json"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let second = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert_eq!(first, second);
+}
+
+#[test]
+#[ignore = "needs Chromium: run scripts/install-system-deps.sh, then cargo test -- --ignored"]
+fn chromium_renders_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    run_variants(dir.path());
+    let page = dir.path().join("report.html");
+    let profile = dir.path().join("chromium-profile");
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium is installed (scripts/install-system-deps.sh)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dom = String::from_utf8_lossy(&output.stdout);
+    // The DOM Chromium built from the page, not the file: every section is
+    // there with its drawings, and the SVG parsed into elements.
+    check_sections(&dom);
+    assert!(dom.contains("</svg>"));
+    assert!(
+        dom.matches("<figure>").count() >= 6,
+        "too few figures rendered"
+    );
+}
