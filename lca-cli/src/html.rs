@@ -680,11 +680,14 @@ pub(crate) fn html(r: &Results) -> String {
         out.push_str("<p class=\"empty\">This run has none of the evaluations that test the paper's findings (ablation, minimal_subset, layer_distribution on a lexical and a POS task).</p>");
     }
     for f in &findings {
-        let (mark, colour, verdict) = if f.held {
-            ("✔", "#1a7f37", "held")
+        let (mark, colour) = if f.held == f.checked {
+            ("✔", "#1a7f37")
+        } else if f.held == 0 {
+            ("✘", "#b42318")
         } else {
-            ("✘", "#b42318", "did not hold")
+            ("◐", "#9a6700")
         };
+        let verdict = f.verdict();
         let _ = write!(
             out,
             "<p><span style=\"color: {colour}; font-weight: 700\">{mark} {verdict}:</span> {}</p><ul class=\"note\">",

@@ -81,8 +81,7 @@ pub(crate) fn markdown(r: &Results) -> String {
     if !findings.is_empty() {
         let _ = writeln!(out, "## Findings\n");
         for f in &findings {
-            let verdict = if f.held { "held" } else { "did not hold" };
-            let _ = writeln!(out, "- **{}: {verdict}.**", f.claim);
+            let _ = writeln!(out, "- **{}: {}.**", f.claim, f.verdict());
             for line in &f.evidence {
                 let _ = writeln!(out, "  - {line}");
             }

@@ -154,3 +154,49 @@ fn chromium_renders_every_section() {
         "too few figures rendered"
     );
 }
+
+#[test]
+fn findings_say_plainly_when_a_claim_did_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    run_variants(dir.path());
+    let path = dir.path().join("results.json");
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Make one ablation row's bottom neurons as good as the top ones, and one
+    // minimal subset unreachable.
+    let table = &mut results["evaluations"]["ablation"]["evaluation"]["tables"][0];
+    let bottom = table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == "bottom")
+        .unwrap();
+    table["rows"][1][bottom] = serde_json::json!(0.99);
+    let summary = &mut results["evaluations"]["minimal"]["evaluation"]["tables"][0];
+    summary["rows"][0][4] = serde_json::json!("not reached");
+    summary["rows"][0][5] = serde_json::Value::Null;
+    std::fs::write(&path, serde_json::to_string(&results).unwrap()).unwrap();
+    let output = Command::new(lca_exe())
+        .arg("report")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    // Four zero-out rows, one spoiled; six minimal subsets, one unreached.
+    assert!(
+        md.contains("top neurons beat random and bottom ones by a wide margin (at least 5 accuracy points): held in 3 of 4 cases."),
+        "{md}"
+    );
+    assert!(md.contains("bottom 0.99"), "{md}");
+    assert!(
+        md.contains("within the tolerance: held in 5 of 6 cases."),
+        "{md}"
+    );
+    assert!(
+        md.contains("NOT: minimal: `lca` (probe `lca`) reached the target at no size of the grid"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(section(&html, "findings").contains("held in 3 of 4 cases"));
+}

@@ -73,6 +73,23 @@ pub(crate) fn retrain_accuracy(
     probe_accuracy(probe.as_ref(), &subset, split)
 }
 
+/// Trains a fresh probe on the given neurons only and scores it on each of
+/// `splits` (one fit, several scores).
+pub(crate) fn retrain_accuracies(
+    spec: &dyn Probe,
+    data: &Dataset<'_>,
+    columns: &[usize],
+    splits: &[Split],
+    cx: &RunContext,
+) -> Result<Vec<f64>> {
+    let subset = data.select_neurons(columns)?;
+    let probe = spec.fit(&subset, cx)?;
+    splits
+        .iter()
+        .map(|&split| probe_accuracy(probe.as_ref(), &subset, split))
+        .collect()
+}
+
 /// Accuracy of a trained probe when every neuron except `keep` is set to zero.
 pub(crate) fn zeroed_accuracy(
     probe: &dyn TrainedProbe,

@@ -692,6 +692,10 @@ fn fused_pass(
             let mut grad = Array2::<f32>::zeros((c, d));
             let mut grad_b = Array1::<f64>::zeros(c);
             let mut z_chunk = Array2::<f64>::zeros((end - start, c));
+            // Per-row scratch, reused (small problems are dominated by the
+            // per-row work, not the products).
+            let mut tmp: Vec<f64> = Vec::with_capacity(c);
+            let mut zy: Vec<f64> = Vec::with_capacity(c);
             for block_start in (start..end).step_by(BLOCK_ROWS) {
                 let block_end = (block_start + BLOCK_ROWS).min(end);
                 let block = x.slice(s![block_start..block_end, ..]);
@@ -707,14 +711,16 @@ fn fused_pass(
                     let r = block_start + i;
                     let label = y[r] as usize;
                     let zn = z.row(i);
-                    let mut tmp: Vec<f64> = zn.to_vec();
+                    tmp.clear();
+                    tmp.extend(zn.iter());
                     loss_new += softmax_in_place(&mut tmp) - zn[label];
                     // Logits of the extrapolated point, by linearity.
-                    let mut zy: Vec<f64> = zn
-                        .iter()
-                        .zip(z_prev.row(r))
-                        .map(|(&a, &p)| a + beta * (a - p))
-                        .collect();
+                    zy.clear();
+                    zy.extend(
+                        zn.iter()
+                            .zip(z_prev.row(r))
+                            .map(|(&a, &p)| a + beta * (a - p)),
+                    );
                     let zy_label = zy[label];
                     loss_next += softmax_in_place(&mut zy) - zy_label;
                     zy[label] -= 1.0;

@@ -289,17 +289,31 @@ pub fn greedy_selection(
                 if is_selected[j] {
                     return f64::NAN;
                 }
+                // log N(r; 0, v) = −½ log(2πv) − r² / (2v), with the
+                // per-candidate constants taken out of the row loop.
+                let log_norm: Vec<f64> = classes
+                    .iter()
+                    .map(|c| -0.5 * (2.0 * std::f64::consts::PI * c.cond_var[j]).ln())
+                    .collect();
+                let half_precision: Vec<f64> =
+                    classes.iter().map(|c| 0.5 / c.cond_var[j]).collect();
+                let residuals: Vec<&[f32]> = classes
+                    .iter()
+                    .map(|c| &c.residual[j * m..(j + 1) * m])
+                    .collect();
                 let mut total = 0.0;
                 let mut a = vec![0.0f64; k_classes];
                 for i in 0..m {
+                    let row_base = &base[i * k_classes..(i + 1) * k_classes];
                     let mut max = f64::NEG_INFINITY;
-                    for (k, class) in classes.iter().enumerate() {
-                        let r = f64::from(class.residual[j * m + i]);
-                        a[k] = base[i * k_classes + k] + log_normal(r, class.cond_var[j]);
-                        max = max.max(a[k]);
+                    for k in 0..k_classes {
+                        let r = f64::from(residuals[k][i]);
+                        let v = row_base[k] + log_norm[k] - r * r * half_precision[k];
+                        a[k] = v;
+                        max = max.max(v);
                     }
-                    let lse = max + a.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-                    total += a[class_of[i]] - lse;
+                    let sum: f64 = a.iter().map(|v| (v - max).exp()).sum();
+                    total += a[class_of[i]] - max - sum.ln();
                 }
                 (entropy + total / m as f64) / std::f64::consts::LN_2
             })
