@@ -323,3 +323,62 @@ pub fn planted_precision(ranking: &NeuronRanking, data: &Dataset<'_>) -> f64 {
     let k = truth.len();
     ranking.top(k).iter().filter(|j| truth.contains(j)).count() as f64 / k as f64
 }
+
+/// Readers for the JSON fixtures that golden tests compare against.
+pub mod golden {
+    use serde_json::Value;
+
+    /// A JSON array of numbers.
+    ///
+    /// # Panics
+    /// If `v` is not one (a broken fixture).
+    pub fn floats(v: &Value) -> Vec<f64> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect()
+    }
+
+    /// A JSON array of non-negative integers.
+    ///
+    /// # Panics
+    /// If `v` is not one (a broken fixture).
+    pub fn ints(v: &Value) -> Vec<u32> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_u64().expect("integer") as u32)
+            .collect()
+    }
+
+    /// A JSON matrix of numbers as f32 rows, the way NeuroX fixtures store
+    /// activations.
+    ///
+    /// # Panics
+    /// If `v` is not a non-empty array of equally long number arrays.
+    pub fn matrix(v: &Value) -> ndarray::Array2<f32> {
+        let rows: Vec<Vec<f64>> = v.as_array().expect("matrix").iter().map(floats).collect();
+        let (n, d) = (rows.len(), rows[0].len());
+        ndarray::Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32)
+    }
+
+    /// `order` with each member of a tie group (`ties`: arrays of neuron
+    /// indices with exactly equal scores) replaced by the group's smallest
+    /// member, so orders that differ only inside tie groups compare equal.
+    pub fn canonical(order: &[u32], ties: &Value) -> Vec<u32> {
+        let groups: Vec<Vec<u32>> = ties
+            .as_array()
+            .map(|g| g.iter().map(ints).collect())
+            .unwrap_or_default();
+        order
+            .iter()
+            .map(|&j| {
+                groups
+                    .iter()
+                    .find(|g| g.contains(&j))
+                    .map_or(j, |g| *g.iter().min().expect("non-empty group"))
+            })
+            .collect()
+    }
+}

@@ -3,14 +3,14 @@
 use serde::Deserialize;
 
 use super::common::{
-    bottom, check_percents, count_for_percent, mean_sd, parse_split, probe_accuracy,
-    random_columns, require_split, retrain_accuracy, top, zeroed_accuracy,
+    KeepMode, bottom, check_percents, count_for_percent, mean_sd, parse_split, probe_accuracy,
+    random_columns, require_split, top,
 };
 use crate::component::{Component, EvalInput, Evaluator};
 use crate::context::RunContext;
 use crate::data::{Cell, Evaluation, Split, Table};
 use crate::error::Result;
-use crate::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use crate::params::{ParamDoc, ParamType, ensure, parse_params};
 use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
 
 const NAME: &str = "ablation";
@@ -75,21 +75,6 @@ fn param_docs() -> Vec<ParamDoc> {
     ]
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    ZeroOut,
-    Retrain,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::ZeroOut => "zero_out",
-            Mode::Retrain => "retrain",
-        }
-    }
-}
-
 pub(super) fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
@@ -104,16 +89,7 @@ pub(super) fn descriptor() -> Descriptor {
             let p: Params = parse_params(NAME, &param_docs(), table)?;
             check_percents(NAME, "percent", &p.percent)?;
             ensure(NAME, "random_repeats", (1..=100).contains(&p.random_repeats), p.random_repeats, "an integer from 1 to 100")?;
-            ensure(NAME, "modes", !p.modes.is_empty(), "[]", "at least one mode")?;
-            let modes = p
-                .modes
-                .iter()
-                .map(|m| match m.as_str() {
-                    "zero_out" => Ok(Mode::ZeroOut),
-                    "retrain" => Ok(Mode::Retrain),
-                    other => Err(invalid(NAME, "modes", format!("{other:?}"), "\"zero_out\" or \"retrain\"")),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let modes = KeepMode::parse_all(NAME, &p.modes)?;
             Ok(Component::Evaluator(Box::new(Ablation {
                 percent: p.percent,
                 modes,
@@ -134,7 +110,7 @@ pub(super) fn descriptor() -> Descriptor {
 #[derive(Clone, Debug)]
 pub struct Ablation {
     percent: Vec<f64>,
-    modes: Vec<Mode>,
+    modes: Vec<KeepMode>,
     repeats: usize,
     split: Split,
 }
@@ -177,14 +153,7 @@ impl Evaluator for Ablation {
                 for &mode in &self.modes {
                     for &pct in &self.percent {
                         let k = count_for_percent(pct, n);
-                        let score = |cols: &[usize]| match mode {
-                            Mode::ZeroOut => {
-                                zeroed_accuracy(probe.trained.as_ref(), data, cols, self.split)
-                            }
-                            Mode::Retrain => {
-                                retrain_accuracy(probe.spec.as_ref(), data, cols, self.split, cx)
-                            }
-                        };
+                        let score = |cols: &[usize]| mode.score(probe, data, cols, self.split, cx);
                         let top_acc = score(&top(ranking.ranking.order(), k))?;
                         let bottom_acc = score(&bottom(ranking.ranking.order(), k))?;
                         let mut random = Vec::with_capacity(self.repeats);

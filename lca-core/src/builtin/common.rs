@@ -172,3 +172,61 @@ pub(crate) fn column_means(part: &SplitData<'_>) -> Vec<f64> {
         .map(|m| m.iter().map(|&v| f64::from(v)).collect())
         .unwrap_or_default()
 }
+
+/// How an evaluator scores a subset of neurons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeepMode {
+    /// The trained probe with every other neuron set to 0.
+    ZeroOut,
+    /// A fresh probe trained on the subset.
+    Retrain,
+}
+
+impl KeepMode {
+    /// The name recipes use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KeepMode::ZeroOut => "zero_out",
+            KeepMode::Retrain => "retrain",
+        }
+    }
+
+    /// Parses the `modes` parameter: at least one of `zero_out`, `retrain`.
+    pub(crate) fn parse_all(component: &str, values: &[String]) -> Result<Vec<KeepMode>> {
+        ensure(
+            component,
+            "modes",
+            !values.is_empty(),
+            "[]",
+            "at least one mode",
+        )?;
+        values
+            .iter()
+            .map(|m| match m.as_str() {
+                "zero_out" => Ok(KeepMode::ZeroOut),
+                "retrain" => Ok(KeepMode::Retrain),
+                other => Err(crate::params::invalid(
+                    component,
+                    "modes",
+                    format!("{other:?}"),
+                    "\"zero_out\" or \"retrain\"",
+                )),
+            })
+            .collect()
+    }
+
+    /// Accuracy on `split` keeping only `columns`, this way.
+    pub(crate) fn score(
+        self,
+        probe: &crate::component::ProbeInput,
+        data: &Dataset<'_>,
+        columns: &[usize],
+        split: Split,
+        cx: &RunContext,
+    ) -> Result<f64> {
+        match self {
+            KeepMode::ZeroOut => zeroed_accuracy(probe.trained.as_ref(), data, columns, split),
+            KeepMode::Retrain => retrain_accuracy(probe.spec.as_ref(), data, columns, split, cx),
+        }
+    }
+}

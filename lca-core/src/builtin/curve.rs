@@ -11,14 +11,13 @@
 use serde::Deserialize;
 
 use super::common::{
-    mean_sd, parse_split, probe_accuracy, random_columns, require_split, retrain_accuracy, top,
-    zeroed_accuracy,
+    KeepMode, mean_sd, parse_split, probe_accuracy, random_columns, require_split, top,
 };
 use crate::component::{Component, EvalInput, Evaluator};
 use crate::context::RunContext;
 use crate::data::{Cell, Evaluation, Figure, Plot, Series, Split, Table};
 use crate::error::Result;
-use crate::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use crate::params::{ParamDoc, ParamType, ensure, parse_params};
 use crate::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
 
 const NAME: &str = "accuracy_curve";
@@ -83,21 +82,6 @@ fn param_docs() -> Vec<ParamDoc> {
     ]
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Retrain,
-    ZeroOut,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Retrain => "retrain",
-            Mode::ZeroOut => "zero_out",
-        }
-    }
-}
-
 pub(super) fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
@@ -115,16 +99,7 @@ pub(super) fn descriptor() -> Descriptor {
                 ensure(NAME, "neurons", k >= 1, k, "every size ≥ 1")?;
             }
             ensure(NAME, "random_repeats", (0..=100).contains(&p.random_repeats), p.random_repeats, "an integer from 0 to 100")?;
-            ensure(NAME, "modes", !p.modes.is_empty(), "[]", "at least one mode")?;
-            let modes = p
-                .modes
-                .iter()
-                .map(|m| match m.as_str() {
-                    "retrain" => Ok(Mode::Retrain),
-                    "zero_out" => Ok(Mode::ZeroOut),
-                    other => Err(invalid(NAME, "modes", format!("{other:?}"), "\"retrain\" or \"zero_out\"")),
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let modes = KeepMode::parse_all(NAME, &p.modes)?;
             Ok(Component::Evaluator(Box::new(AccuracyCurve {
                 neurons: p.neurons.iter().map(|&k| k as usize).collect(),
                 modes,
@@ -139,7 +114,7 @@ pub(super) fn descriptor() -> Descriptor {
 #[derive(Clone, Debug)]
 pub(crate) struct AccuracyCurve {
     neurons: Vec<usize>,
-    modes: Vec<Mode>,
+    modes: Vec<KeepMode>,
     repeats: usize,
     split: Split,
 }
@@ -172,14 +147,7 @@ impl Evaluator for AccuracyCurve {
             let all = probe_accuracy(probe.trained.as_ref(), data, self.split)?;
             e.metrics.insert(format!("accuracy_all.{}", probe.id), all);
             for &mode in &self.modes {
-                let score = |cols: &[usize]| match mode {
-                    Mode::ZeroOut => {
-                        zeroed_accuracy(probe.trained.as_ref(), data, cols, self.split)
-                    }
-                    Mode::Retrain => {
-                        retrain_accuracy(probe.spec.as_ref(), data, cols, self.split, cx)
-                    }
-                };
+                let score = |cols: &[usize]| mode.score(probe, data, cols, self.split, cx);
                 let mut series = Vec::new();
                 for ranking in &input.rankings {
                     let mut points = Vec::with_capacity(ks.len());
@@ -294,7 +262,7 @@ mod tests {
             }]);
         let curve = AccuracyCurve {
             neurons: vec![6, 1000, 3, 6],
-            modes: vec![Mode::Retrain, Mode::ZeroOut],
+            modes: vec![KeepMode::Retrain, KeepMode::ZeroOut],
             repeats: 2,
             split: Split::Test,
         };

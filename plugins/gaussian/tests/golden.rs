@@ -4,8 +4,8 @@
 //! `head_unit_test` case two candidates tie exactly at step 2 and the lower
 //! index must win, as in NeuroX.
 
-use lca_core::ndarray::Array2;
 use lca_core::serde_json::{self, Value};
+use lca_core::testkit::golden::{ints, matrix};
 use lca_plugin_gaussian::greedy_selection;
 
 #[test]
@@ -15,35 +15,13 @@ fn greedy_order_and_mutual_information_match_neurox() {
     assert_eq!(cases.len(), 2);
     for case in cases {
         let name = case["name"].as_str().expect("name");
-        let rows: Vec<Vec<f64>> = case["X"]
-            .as_array()
-            .expect("X")
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect()
-            })
-            .collect();
-        let (n, d) = (rows.len(), rows[0].len());
-        let x = Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32);
-        let y: Vec<u32> = case["y"]
-            .as_array()
-            .expect("y")
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let x = matrix(&case["X"]);
+        let (n, d) = x.dim();
+        let y = ints(&case["y"]);
         let n_classes = *y.iter().max().unwrap() as usize + 1;
         let all: Vec<usize> = (0..n).collect();
         let sel = greedy_selection(x.view(), &y, n_classes, &all, d, false);
-        let want: Vec<u32> = case["get_neuron_ordering"]["ordering"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want = ints(&case["get_neuron_ordering"]["ordering"]);
         assert_eq!(sel.selected, want, "{name}: greedy order");
         for (step, trace) in case["greedy_trace"].as_array().unwrap().iter().enumerate() {
             for candidate in trace["candidates"].as_array().unwrap() {

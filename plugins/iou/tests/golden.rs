@@ -6,43 +6,10 @@
 //! class against the rest, so the `multiclass_raises` case has no counterpart.
 
 use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
-use lca_core::ndarray::Array2;
 use lca_core::serde_json::{self, Value};
+use lca_core::testkit::golden::{canonical, floats, ints, matrix};
 use lca_core::{Dataset, RankInput, Ranker, RunContext};
 use lca_plugin_iou::AveragePrecisionRanker;
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
-}
-
-fn ints(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("integer") as u32)
-        .collect()
-}
-
-/// Each tie group's members replaced by its smallest member.
-fn canonical(order: &[u32], ties: &Value) -> Vec<u32> {
-    let groups: Vec<Vec<u32>> = ties
-        .as_array()
-        .map(|g| g.iter().map(ints).collect())
-        .unwrap_or_default();
-    order
-        .iter()
-        .map(|&j| {
-            groups
-                .iter()
-                .find(|g| g.contains(&j))
-                .map_or(j, |g| *g.iter().min().expect("non-empty group"))
-        })
-        .collect()
-}
 
 #[test]
 fn average_precision_ranking_matches_neurox_without_touching_the_input() {
@@ -53,14 +20,8 @@ fn average_precision_ranking_matches_neurox_without_touching_the_input() {
         if case.get("raises").is_some() {
             continue;
         }
-        let rows: Vec<Vec<f64>> = case["X"]
-            .as_array()
-            .expect("X")
-            .iter()
-            .map(floats)
-            .collect();
-        let (n, d) = (rows.len(), rows[0].len());
-        let x = Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32);
+        let x = matrix(&case["X"]);
+        let (n, d) = x.dim();
         let names: Vec<String> = ints(&case["y"]).iter().map(u32::to_string).collect();
         let data = Dataset::new(
             name,

@@ -4,8 +4,8 @@
 //! sums in float32).
 
 use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
-use lca_core::ndarray::Array2;
 use lca_core::serde_json::{self, Value};
+use lca_core::testkit::golden::{canonical, floats, ints, matrix};
 use lca_core::{Dataset, RankInput, Ranker, RunContext};
 use lca_plugin_probeless::ProbelessRanker;
 
@@ -13,41 +13,6 @@ fn cases() -> Vec<Value> {
     let text = include_str!("golden/probeless.json");
     let doc: Value = serde_json::from_str(text).expect("fixture is JSON");
     doc["cases"].as_array().expect("cases").clone()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
-}
-
-fn ints(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("integer") as u32)
-        .collect()
-}
-
-/// Replaces each tie group's members, wherever they sit in `order`, by the
-/// group's smallest member, so orders that differ only inside tie groups
-/// compare equal.
-fn canonical(order: &[u32], ties: &Value) -> Vec<u32> {
-    let groups: Vec<Vec<u32>> = ties
-        .as_array()
-        .map(|g| g.iter().map(ints).collect())
-        .unwrap_or_default();
-    order
-        .iter()
-        .map(|&j| {
-            groups
-                .iter()
-                .find(|g| g.contains(&j))
-                .map_or(j, |g| *g.iter().min().expect("non-empty group"))
-        })
-        .collect()
 }
 
 fn close(got: &[f64], want: &[f64], what: &str) {
@@ -64,14 +29,8 @@ fn close(got: &[f64], want: &[f64], what: &str) {
 fn rankings_and_scores_match_neurox() {
     for case in cases() {
         let name = case["name"].as_str().expect("name");
-        let rows: Vec<Vec<f64>> = case["X"]
-            .as_array()
-            .expect("X")
-            .iter()
-            .map(floats)
-            .collect();
-        let (n, d) = (rows.len(), rows[0].len());
-        let x = Array2::from_shape_fn((n, d), |(r, c)| rows[r][c] as f32);
+        let x = matrix(&case["X"]);
+        let (n, d) = x.dim();
         let names: Vec<String> = ints(&case["y"])
             .iter()
             .map(|y| {
