@@ -262,7 +262,13 @@ impl Evaluator for LayerDistribution {
                     ));
                 }
                 let k = match self.selection {
-                    Selection::Top(k) => k.min(n),
+                    Selection::Top(k) if k > n => {
+                        return Err(Error::input(format!(
+                            "`layer_distribution` asks for the top {k} neurons, but source `{}` has {n} neurons; lower `top` or use `top_percent`",
+                            data.name()
+                        )));
+                    }
+                    Selection::Top(k) => k,
                     Selection::TopPercent(p) => count_for_percent(p, n),
                     Selection::Mass(_) => unreachable!("handled above"),
                 };

@@ -200,6 +200,19 @@ impl Evaluator for NeuronSets {
         let fixed =
             !(self.p.top.is_empty() && self.p.bottom.is_empty() && self.p.random.is_empty());
         if fixed {
+            if let Some(&k) = self
+                .p
+                .top
+                .iter()
+                .chain(&self.p.bottom)
+                .chain(&self.p.random)
+                .find(|&&k| k as usize > n)
+            {
+                return Err(crate::error::Error::input(format!(
+                    "`neuron_sets` asks for a set of {k} neurons, but source `{}` has {n} neurons; lower `top`, `bottom` or `random`",
+                    input.data.name()
+                )));
+            }
             let mut table = Table::new(
                 "Fixed-size neuron sets",
                 &["ranking", "rule", "size", "neurons"],
@@ -209,7 +222,7 @@ impl Evaluator for NeuronSets {
                     table.push(vec![
                         Cell::from(ranking.id),
                         Cell::from(format!("top {k}")),
-                        (k as usize).min(n).into(),
+                        (k as usize).into(),
                         Cell::from(list(&top(ranking.ranking.order(), k as usize))),
                     ]);
                 }
@@ -217,7 +230,7 @@ impl Evaluator for NeuronSets {
                     table.push(vec![
                         Cell::from(ranking.id),
                         Cell::from(format!("bottom {k}")),
-                        (k as usize).min(n).into(),
+                        (k as usize).into(),
                         Cell::from(list(&bottom(ranking.ranking.order(), k as usize))),
                     ]);
                 }

@@ -179,6 +179,7 @@ impl ActivationSource for NpySource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
         let p = &self.params;
         let matrix = read_matrix_file(&p.path, p.array.as_deref())?;
+        check_finite_rows(&p.path, &matrix)?;
         let labels = read_label_file(&p.labels)?;
         let rows = matrix.nrows();
         if labels.names.len() != rows {
@@ -248,18 +249,15 @@ impl ActivationSource for NpySource {
             .iter()
             .map(|n| vocab.id(n).expect("label in its vocabulary"))
             .collect();
-        let dataset = Dataset::new(
+        // Finiteness was checked on the file's rows, before any shuffling.
+        Dataset::new(
             cx.step().trim_start_matches("source."),
             acts,
             neurons,
             Labels::new(ids, vocab)?,
             tokens,
             splits,
-        )?;
-        dataset
-            .check_finite()
-            .map_err(|e| Error::format(&p.path, None, e.to_string()))?;
-        Ok(dataset)
+        )
     }
 }
 
@@ -300,13 +298,118 @@ fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
     }
     match Array2::<f64>::read_npy(BufReader::new(open(path)?)) {
         Ok(a) => Ok(a.mapv(|v| v as f32)),
-        Err(e) => Err(Error::format(
-            path,
-            None,
-            format!(
-                "not a 2-D float32 or float64 array ({e}); save the activations as a tokens × neurons float32 matrix"
-            ),
-        )),
+        Err(e) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+            let problem = npy_problem(&bytes).unwrap_or_else(|| format!("cannot be read ({e})"));
+            Err(Error::format(
+                path,
+                None,
+                format!(
+                    "{problem}; save the activations as a tokens × neurons float32 matrix (numpy: np.save(path, x.astype(np.float32)))"
+                ),
+            ))
+        }
+    }
+}
+
+/// What is wrong with an `.npy` file that does not read as a 2-D float
+/// matrix, from its header: the dtype, the rank, or missing data.
+fn npy_problem(bytes: &[u8]) -> Option<String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Some("is not an .npy file (it lacks the \\x93NUMPY signature)".into());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Some("has a cut-off header".into()),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + len)?).ok()?;
+    let field = |key: &str| {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest.to_string())
+    };
+    let descr = field("descr")?;
+    let descr = descr
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()?
+        .to_string();
+    let shape_text = field("shape")?;
+    let shape_text = shape_text.strip_prefix('(')?.split(')').next()?.to_string();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect::<Option<_>>()?;
+    let kind = match descr.trim_start_matches(['<', '>', '|', '=']) {
+        "f4" => "float32",
+        "f8" => "float64",
+        "f2" => "float16",
+        "i1" => "int8",
+        "i2" => "int16",
+        "i4" => "int32",
+        "i8" => "int64",
+        "u1" => "uint8",
+        "u2" => "uint16",
+        "u4" => "uint32",
+        "u8" => "uint64",
+        "b1" => "bool",
+        _ => "non-numeric",
+    };
+    if kind != "float32" && kind != "float64" {
+        return Some(format!(
+            "holds {kind} values (dtype '{descr}'), but activations must be float32 or float64"
+        ));
+    }
+    if shape.len() != 2 {
+        return Some(format!(
+            "is a {}-D array of shape ({shape_text}), but activations must be a 2-D tokens × neurons matrix",
+            shape.len()
+        ));
+    }
+    let item = if kind == "float32" { 4 } else { 8 };
+    let want = shape[0] * shape[1] * item;
+    let have = bytes.len().saturating_sub(start + len);
+    if have < want {
+        return Some(format!(
+            "is truncated: its header promises {} × {} {kind} values ({want} bytes) but only {have} bytes follow; the file was cut short while being written or copied",
+            shape[0], shape[1]
+        ));
+    }
+    None
+}
+
+/// Rejects NaN and infinite activations, naming the row and column of the
+/// first as they are in the file (before any shuffling).
+fn check_finite_rows(path: &Path, matrix: &Array2<f32>) -> Result<()> {
+    let found = match matrix.as_slice() {
+        Some(flat) => flat
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (i / matrix.ncols().max(1), i % matrix.ncols().max(1))),
+        None => matrix
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(at, _)| at),
+    };
+    match found {
+        None => Ok(()),
+        Some((r, c)) => {
+            let count = matrix.iter().filter(|v| !v.is_finite()).count();
+            Err(Error::format(
+                path,
+                None,
+                format!(
+                    "holds {} at row {r}, neuron {c} (counting from 0; {count} non-finite value(s) in all); NaN and infinite activations cannot be analysed: repair or drop those rows, and their labels",
+                    matrix[[r, c]]
+                ),
+            ))
+        }
     }
 }
 
@@ -668,20 +771,25 @@ mod tests {
     }
 
     #[test]
-    fn nan_activation_is_rejected_with_its_position() {
+    fn nan_activation_is_rejected_with_its_row_in_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acts.npy");
-        let mut a = Array2::<f32>::zeros((2, 2));
-        a[[1, 0]] = f32::NAN;
+        let mut a = Array2::<f32>::zeros((6, 2));
+        a[[4, 1]] = f32::NAN;
+        a[[5, 0]] = f32::INFINITY;
         a.write_npy(File::create(&path).unwrap()).unwrap();
-        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let labels = write(dir.path(), "l.txt", b"a\nb\na\nb\na\nb\n");
+        // Shuffled splits reorder the rows; the message still names the
+        // row as it is in the file.
         let err = source(&format!(
-            "path = {path:?}\nlabels = {labels:?}\nshuffle = false\ndev = 0\ntest = 0.4"
+            "path = {path:?}\nlabels = {labels:?}\nshuffle = true\nsplit_by = \"token\"\ndev = 0.2\ntest = 0.2"
         ))
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("acts.npy") && err.contains("token 1, neuron 0"),
+            err.contains("acts.npy")
+                && err.contains("NaN at row 4, neuron 1")
+                && err.contains("2 non-finite value(s)"),
             "{err}"
         );
     }

@@ -30,6 +30,26 @@ pub fn read_neurox_files(sentences: &Path, labels: &Path) -> Result<Corpus> {
     let fix = "save the file as UTF-8";
     let s_text = read_utf8(sentences, "read", fix)?;
     let l_text = read_utf8(labels, "read", fix)?;
+    for (path, text, holds) in [
+        (
+            sentences,
+            &s_text,
+            "one sentence per line, words separated by spaces",
+        ),
+        (
+            labels,
+            &l_text,
+            "one line of labels per sentence, aligned with the words",
+        ),
+    ] {
+        if text.trim().is_empty() {
+            return Err(Error::format(
+                path,
+                None,
+                format!("is empty; it must hold {holds}"),
+            ));
+        }
+    }
     let s_lines: Vec<(usize, &str)> = lines(&s_text).collect();
     let l_lines: Vec<(usize, &str)> = lines(&l_text).collect();
     // A final empty line is the file's trailing newline, not a sentence.
