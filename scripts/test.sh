@@ -18,4 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
 echo "==> report.html in headless Chromium"
-cargo test --locked -p lca-cli --test report_html -- --ignored
+# Same package selection as above, so nothing is rebuilt.
+cargo test --workspace --locked --test report_html -- --ignored
+echo "==> fuzzing the recipe compiler and the file readers (${LCA_FUZZ_SECONDS:-30} s each)"
+LCA_FUZZ_SECONDS=${LCA_FUZZ_SECONDS:-30} cargo test --workspace --locked --test fuzz
