@@ -346,6 +346,32 @@ pub fn activations_dataset(
     let mut values = Vec::with_capacity(corpus.n_tokens() * cols);
     for (i, (a, s)) in acts.sentences.iter().zip(&corpus.sentences).enumerate() {
         if a.values.nrows() != s.words.len() {
+            // NeuroX's extractor splits on single spaces, its loader (and
+            // this reader) on any whitespace: name that cause when it is it.
+            let raw = std::fs::read_to_string(&spec.path)
+                .ok()
+                .and_then(|t| t.lines().nth(s.line.saturating_sub(1)).map(String::from));
+            let odd = raw.as_deref().and_then(|l| {
+                if l.contains('\t') {
+                    Some("a tab")
+                } else if l.trim().contains("  ") {
+                    Some("a double space")
+                } else {
+                    None
+                }
+            });
+            if let Some(odd) = odd {
+                return Err(Error::format(
+                    &spec.path,
+                    Some(s.line),
+                    format!(
+                        "has {odd} between words: NeuroX's extractor splits sentences on single spaces and stored {} rows of activations for this line, \
+                         but split on any whitespace it has {} words; replace every run of spaces and tabs by one space and extract the activations again",
+                        a.values.nrows(),
+                        s.words.len()
+                    ),
+                ));
+            }
             return Err(Error::format(
                 &acts.path,
                 None,

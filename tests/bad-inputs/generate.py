@@ -214,3 +214,13 @@ case("data-percent-out-of-range", {
 case("data-more-neurons-than-exist", {
     "recipe.toml": "[source.s]\ntype = \"synthetic\"\nneurons = 50\n\n[ranker.r]\ntype = \"correlation\"\n\n[evaluator.l]\ntype = \"layer_distribution\"\nrankings = [\"r\"]\ntop = 500\n",
 }, ["500", "50 neurons"])
+
+# NeuroX's extractor splits sentences on single spaces, its loader on any
+# whitespace: a double space or a tab leaves the two disagreeing.
+for name, line in [("corpus-double-space", "A  dog ran far"), ("corpus-tab", "A\tdog ran far")]:
+    case(name, {
+        "recipe.toml": NEUROX_RECIPE,
+        "activations.json": neurox_activations(["The cat sat", line, "It was big"]),
+        "sentences.txt": "The cat sat\n" + line + "\nIt was big\n",
+        "labels.txt": "\n".join(TAGS) + "\n",
+    }, ["sentences.txt:2", "double space" if "  " in line else "tab"])
