@@ -42,6 +42,12 @@ struct NpyParams {
     shuffle: bool,
     #[serde(default = "sentence")]
     split_by: String,
+    #[serde(default = "reject")]
+    non_finite: String,
+}
+
+fn reject() -> String {
+    "reject".into()
 }
 
 fn one() -> usize {
@@ -130,6 +136,13 @@ fn param_docs() -> Vec<ParamDoc> {
             "\"sentence\" or \"token\"",
             "unit of the split",
         ),
+        ParamDoc::new(
+            "non_finite",
+            String,
+            "\"reject\"",
+            "\"reject\" or \"skip\"",
+            "rows holding NaN or infinity: an error naming the first, or dropped (with their labels and words) and counted in a warning and the source details",
+        ),
     ]
 }
 
@@ -159,6 +172,14 @@ impl NpySource {
     fn new(p: NpyParams) -> Result<Self> {
         ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
         SplitSpec::check_fractions(NAME, p.dev, p.test)?;
+        if p.non_finite != "reject" && p.non_finite != "skip" {
+            return Err(invalid(
+                NAME,
+                "non_finite",
+                format!("{:?}", p.non_finite),
+                "\"reject\" or \"skip\"",
+            ));
+        }
         let unit = match p.split_by.as_str() {
             "sentence" => SplitUnit::Sentence,
             "token" => SplitUnit::Token,
@@ -178,9 +199,11 @@ impl NpySource {
 impl ActivationSource for NpySource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
         let p = &self.params;
-        let matrix = read_matrix_file(&p.path, p.array.as_deref())?;
-        check_finite_rows(&p.path, &matrix)?;
-        let labels = read_label_file(&p.labels)?;
+        let mut matrix = read_matrix_file(&p.path, p.array.as_deref())?;
+        if p.non_finite == "reject" {
+            check_finite_rows(&p.path, &matrix)?;
+        }
+        let mut labels = read_label_file(&p.labels)?;
         let rows = matrix.nrows();
         if labels.names.len() != rows {
             return Err(Error::format(
@@ -194,10 +217,33 @@ impl ActivationSource for NpySource {
                 ),
             ));
         }
-        let words = match &p.words {
+        let mut words = match &p.words {
             Some(path) => Some(read_words_file(path, &labels, &p.labels)?),
             None => None,
         };
+        let mut details = std::collections::BTreeMap::new();
+        if p.non_finite == "skip" {
+            let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
+            if let Some(&first) = skipped.first() {
+                if skipped.len() == rows {
+                    return Err(Error::format(
+                        &p.path,
+                        None,
+                        "every row holds NaN or infinity, so `non_finite = \"skip\"` leaves nothing to analyse",
+                    ));
+                }
+                cx.warn(&format!(
+                    "{}: skipped {} of {rows} rows holding NaN or infinity (the first is row {first}, counting from 0), with their labels",
+                    p.path.display(),
+                    skipped.len()
+                ));
+                details.insert(
+                    "rows skipped (NaN or infinity)".to_string(),
+                    skipped.len().to_string(),
+                );
+            }
+        }
+        let rows = matrix.nrows();
         let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
             Error::format(
                 &p.path,
@@ -249,15 +295,17 @@ impl ActivationSource for NpySource {
             .iter()
             .map(|n| vocab.id(n).expect("label in its vocabulary"))
             .collect();
-        // Finiteness was checked on the file's rows, before any shuffling.
-        Dataset::new(
+        // Finiteness was checked (or non-finite rows dropped) on the file's
+        // rows, before any shuffling.
+        Ok(Dataset::new(
             cx.step().trim_start_matches("source."),
             acts,
             neurons,
             Labels::new(ids, vocab)?,
             tokens,
             splits,
-        )
+        )?
+        .with_details(details))
     }
 }
 
@@ -382,6 +430,57 @@ fn npy_problem(bytes: &[u8]) -> Option<String> {
         ));
     }
     None
+}
+
+/// Drops the rows holding NaN or infinity from the matrix, the labels (and
+/// their sentence boundaries and line numbers) and the words; returns the
+/// dropped rows.
+fn skip_non_finite_rows(
+    matrix: &mut Array2<f32>,
+    labels: &mut LabelFile,
+    words: Option<&mut Vec<String>>,
+) -> Vec<usize> {
+    let bad: Vec<usize> = matrix
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(r, _)| r)
+        .collect();
+    if bad.is_empty() {
+        return bad;
+    }
+    let n = matrix.nrows();
+    let mut is_bad = vec![false; n];
+    for &r in &bad {
+        is_bad[r] = true;
+    }
+    let keep: Vec<usize> = (0..n).filter(|&r| !is_bad[r]).collect();
+    *matrix = matrix.select(ndarray::Axis(0), &keep);
+    let pick = |v: &Vec<String>| keep.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+    labels.names = pick(&labels.names);
+    if !labels.lines.is_empty() {
+        labels.lines = keep.iter().map(|&r| labels.lines[r]).collect();
+    }
+    if let Some(words) = words {
+        *words = pick(words);
+    }
+    if !labels.sentence_starts.is_empty() {
+        // A sentence now starts at its first kept row; emptied ones vanish.
+        let mut new_index = vec![usize::MAX; n];
+        for (i, &r) in keep.iter().enumerate() {
+            new_index[r] = i;
+        }
+        let mut starts = Vec::new();
+        for (s, &start) in labels.sentence_starts.iter().enumerate() {
+            let end = labels.sentence_starts.get(s + 1).copied().unwrap_or(n);
+            if let Some(first) = (start..end).find(|&r| !is_bad[r]) {
+                starts.push(new_index[first]);
+            }
+        }
+        labels.sentence_starts = starts;
+    }
+    bad
 }
 
 /// Rejects NaN and infinite activations, naming the row and column of the
@@ -768,6 +867,37 @@ mod tests {
             err.contains("5 neurons") && err.contains("layers = 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn non_finite_rows_can_be_skipped_with_their_labels_and_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.npy");
+        // Two sentences: rows 0-2 and 3-5; rows 1 and 3 are broken, row 5 too.
+        let mut a = Array2::<f32>::from_shape_fn((6, 2), |(r, c)| (r * 2 + c) as f32);
+        a[[1, 0]] = f32::NAN;
+        a[[3, 1]] = f32::NEG_INFINITY;
+        a[[5, 0]] = f32::NAN;
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        let labels = write(dir.path(), "l.txt", b"a\nb\na\n\nb\na\nb\n");
+        let words = write(dir.path(), "w.txt", b"w0\nw1\nw2\n\nw3\nw4\nw5\n");
+        let data = source(&format!(
+            "path = {path:?}\nlabels = {labels:?}\nwords = {words:?}\nshuffle = false\ndev = 0\ntest = 0\nnon_finite = \"skip\""
+        ))
+        .unwrap();
+        assert_eq!(data.n_rows(), 3);
+        let tokens = data.tokens().unwrap();
+        assert_eq!(tokens.words(), ["w0", "w2", "w4"]);
+        assert_eq!(tokens.sentence_starts(), [0, 2]);
+        let names: Vec<&str> = data
+            .labels()
+            .ids()
+            .iter()
+            .map(|&i| data.classes().name(i))
+            .collect();
+        assert_eq!(names, ["a", "a", "a"]);
+        assert_eq!(data.acts().view()[[2, 1]], 9.0);
+        assert_eq!(data.details()["rows skipped (NaN or infinity)"], "3");
     }
 
     #[test]
