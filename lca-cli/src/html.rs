@@ -112,40 +112,33 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// One colour per method for the whole page, so a ranking looks the same in
-/// every figure: rankings and probes in recipe order take the palette in
-/// turn; `random` is grey.
+/// Colours for the series of one figure: the methods take the palette in
+/// the order they are listed (every figure of a recipe lists them in the
+/// same order, so a method keeps its colour), baselines are grey.
 struct Colours {
     names: Vec<String>,
 }
 
 impl Colours {
-    fn new(r: &Results) -> Self {
-        let mut names: Vec<String> = crate::report::in_recipe_order(r, &r.rankings)
-            .into_iter()
-            .map(|(id, _)| id.clone())
-            .filter(|id| id != "random")
-            .collect();
-        for probe in r.probes.keys() {
-            if !names.contains(probe) {
-                names.push(probe.clone());
-            }
+    fn for_series<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Colours {
+            names: names
+                .into_iter()
+                .filter(|n| !Self::is_baseline(n))
+                .map(String::from)
+                .collect(),
         }
-        Colours { names }
+    }
+
+    fn is_baseline(name: &str) -> bool {
+        name.starts_with("random") || name == "all neurons"
     }
 
     fn of(&self, name: &str) -> &'static str {
-        if name == "random" || name == "all neurons" {
+        if Self::is_baseline(name) {
             return "#8a8a8a";
         }
-        let slot = self
-            .names
-            .iter()
-            .position(|n| n == name)
-            .unwrap_or_else(|| {
-                // Unknown names still get a stable colour.
-                self.names.len() + name.bytes().map(usize::from).sum::<usize>()
-            });
+        let slot = self.names.iter().position(|n| n == name).unwrap_or(0);
         PALETTE[slot % PALETTE.len()]
     }
 }
@@ -503,7 +496,7 @@ fn text_heat(sentences: &[Vec<(String, f64)>], scale: f64) -> String {
     s
 }
 
-fn figure(out: &mut String, f: &Figure, colours: &Colours) {
+fn figure(out: &mut String, f: &Figure) {
     let _ = write!(out, "<figure><figcaption>{}</figcaption>", esc(&f.title));
     match &f.plot {
         Plot::Lines {
@@ -511,12 +504,23 @@ fn figure(out: &mut String, f: &Figure, colours: &Colours) {
             y_label,
             x_log,
             series,
-        } => out.push_str(&lines_svg(x_label, y_label, *x_log, series, colours)),
+        } => out.push_str(&lines_svg(
+            x_label,
+            y_label,
+            *x_log,
+            series,
+            &Colours::for_series(series.iter().map(|s| s.name.as_str())),
+        )),
         Plot::Bars {
             y_label,
             categories,
             series,
-        } => out.push_str(&bars_svg(y_label, categories, series, colours)),
+        } => out.push_str(&bars_svg(
+            y_label,
+            categories,
+            series,
+            &Colours::for_series(series.iter().map(|s| s.name.as_str())),
+        )),
         Plot::Heatmap {
             rows,
             columns,
@@ -557,20 +561,19 @@ const SECTIONS: [(&str, &str); 9] = [
     ("provenance", "Provenance"),
 ];
 
-fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str, colours: &Colours) {
+fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str) {
     let figures = figures_for(r, section);
     if figures.is_empty() {
         let _ = write!(out, "<p class=\"empty\">{empty}</p>");
     }
     for (_, f) in figures {
-        figure(out, f, colours);
+        figure(out, f);
     }
 }
 
 /// The whole page.
 pub(crate) fn html(r: &Results) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let colours = Colours::new(r);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>",
@@ -706,7 +709,6 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "accuracy",
         "No accuracy curves in this run: add an `accuracy_curve` evaluator.",
-        &colours,
     );
     out.push_str("</section>");
 
@@ -716,7 +718,6 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "layers",
         "No layer distributions in this run: add a `layer_distribution` evaluator.",
-        &colours,
     );
     out.push_str("</section>");
 
@@ -726,7 +727,6 @@ pub(crate) fn html(r: &Results) -> String {
         r,
         "agreement",
         "No agreement measures in this run: add a `ranking_overlap` evaluator over two or more rankings.",
-        &colours,
     );
     out.push_str("</section>");
 
@@ -789,7 +789,7 @@ pub(crate) fn html(r: &Results) -> String {
             .iter()
             .filter(|f| f.section == "neurons")
         {
-            figure(&mut out, f, &colours);
+            figure(&mut out, f);
         }
     }
     if !any {
@@ -818,7 +818,7 @@ pub(crate) fn html(r: &Results) -> String {
         for f in e.evaluation.figures.iter().filter(|f| {
             !["accuracy", "layers", "agreement", "neurons"].contains(&f.section.as_str())
         }) {
-            figure(&mut out, f, &colours);
+            figure(&mut out, f);
         }
     }
     out.push_str("</section>");
