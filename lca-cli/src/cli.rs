@@ -76,4 +76,8 @@ pub(crate) struct RunArgs {
     /// No progress output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Stop the run after this many seconds: no further step starts, what
+    /// finished is kept in results.partial.json (Ctrl-C does the same).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
 }

@@ -12,6 +12,7 @@ use lca_core::{RunContext, io};
 use crate::cli::{Args, Command, RunArgs};
 use crate::plugins::{self, Components};
 use crate::progress::Progress;
+use crate::stop::StopSignal;
 use crate::{html, report};
 
 pub(crate) fn dispatch(args: Args) -> Result<()> {
@@ -46,9 +47,15 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     io::ensure_writable_dir(&out)
         .context("the output directory is not usable; choose another with --out")?;
 
+    if let Some(t) = args.timeout
+        && !(t.is_finite() && t > 0.0)
+    {
+        anyhow::bail!("--timeout {t} is not a number of seconds above 0");
+    }
     let seed = args.seed.unwrap_or(plan.run.seed);
     let threads = args.threads.unwrap_or(plan.run.threads);
-    let progress = Progress::new(plan.steps.len(), args.quiet);
+    let stop = StopSignal::install(args.timeout);
+    let progress = Progress::new(plan.steps.len(), args.quiet).with_stop(stop.clone());
     let cx = RunContext::new(seed, threads).with_progress(progress.task_sink());
     if !args.quiet {
         eprintln!(
@@ -60,8 +67,33 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     }
     let mut progress = progress;
     let results = run::execute(&plan, &cx, &mut progress);
+    stop.done();
     progress.finish();
     let results = results?;
+    if let Some(stopped) = &results.stopped {
+        // Keep what finished, under a name that cannot pass for a whole run.
+        let partial = out.join("results.partial.json");
+        let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
+        io::write_atomic(&partial, &json)?;
+        eprintln!(
+            "error: {} before step `{}`; finished: {}; cut: {}. What finished is in {} (results.json and the reports were not written): rerun to complete it{}",
+            stopped.reason,
+            stopped.cut.first().map(String::as_str).unwrap_or("?"),
+            if stopped.finished.is_empty() {
+                "nothing".to_string()
+            } else {
+                stopped.finished.join(", ")
+            },
+            stopped.cut.join(", "),
+            partial.display(),
+            if args.timeout.is_some() {
+                " with a longer --timeout"
+            } else {
+                ""
+            }
+        );
+        std::process::exit(stop.status());
+    }
 
     for (id, arrays) in &results.probe_arrays {
         io::write_probe_arrays(&out.join("probes").join(format!("{id}.npz")), arrays)?;
@@ -73,6 +105,8 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     io::write_atomic(&results_path, &json)?;
     io::write_atomic(&report_path, report::markdown(&results).as_bytes())?;
     io::write_atomic(&html_path, html::html(&results).as_bytes())?;
+    // A complete run supersedes what an earlier stopped one kept.
+    let _ = std::fs::remove_file(out.join("results.partial.json"));
 
     println!("{}", report::headline(&results));
     println!(

@@ -9,6 +9,7 @@ mod html;
 mod plugins;
 mod progress;
 mod report;
+mod stop;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ pub(crate) struct Progress {
     steps: Option<ProgressBar>,
     tasks: Arc<TaskProgress>,
     quiet: bool,
+    stop: Option<Arc<crate::stop::StopSignal>>,
 }
 
 impl Progress {
@@ -39,7 +40,14 @@ impl Progress {
                 current: Mutex::new(None),
             }),
             quiet,
+            stop: None,
         }
+    }
+
+    /// Stops the run before the next step once `stop` says so.
+    pub(crate) fn with_stop(mut self, stop: Arc<crate::stop::StopSignal>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// The sink that components report long work and warnings to.
@@ -63,7 +71,14 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn should_stop(&mut self) -> Option<String> {
+        self.stop.as_ref().and_then(|s| s.reason())
+    }
+
     fn started(&mut self, step: &Step, _index: usize, _total: usize) {
+        if let Some(stop) = &self.stop {
+            stop.entered(step.key());
+        }
         if let Some(bar) = &self.steps {
             bar.set_message(format!("{} ({})", step.key(), step.type_name));
         }

@@ -25,6 +25,11 @@ pub trait Observer {
     fn started(&mut self, _step: &Step, _index: usize, _total: usize) {}
     /// A step finished successfully.
     fn finished(&mut self, _step: &Step, _seconds: f64) {}
+    /// Asked before each step: a reason to stop the run here (a time limit,
+    /// an interrupt), or `None` to go on.
+    fn should_stop(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// An observer that ignores everything.
@@ -58,6 +63,21 @@ pub struct Results {
     /// Probe arrays to write next to the results (not part of the JSON).
     #[serde(skip)]
     pub probe_arrays: BTreeMap<String, ProbeArrays>,
+    /// Set when the run was stopped before its last step: these results
+    /// are partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+}
+
+/// Why and where a run stopped early.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// The reason, such as the time limit running out.
+    pub reason: String,
+    /// Steps that finished, in order.
+    pub finished: Vec<String>,
+    /// Steps that did not run.
+    pub cut: Vec<String>,
 }
 
 /// The recipe as run.
@@ -231,6 +251,7 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         rankings: BTreeMap::new(),
         evaluations: BTreeMap::new(),
         probe_arrays: BTreeMap::new(),
+        stopped: None,
         provenance: Provenance {
             lca_version: env!("CARGO_PKG_VERSION").into(),
             threads: cx.threads(),
@@ -246,6 +267,14 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
 
     let total = plan.steps.len();
     for (index, step) in plan.steps.iter().enumerate() {
+        if let Some(reason) = observer.should_stop() {
+            results.stopped = Some(Stopped {
+                reason,
+                finished: plan.steps[..index].iter().map(Step::key).collect(),
+                cut: plan.steps[index..].iter().map(Step::key).collect(),
+            });
+            break;
+        }
         observer.started(step, index, total);
         let step_started = Instant::now();
         let step_cx = cx.for_step(&step.key());

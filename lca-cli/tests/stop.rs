@@ -1,0 +1,136 @@
+//! Stopping a run early: `--timeout` and Ctrl-C stop before the next step,
+//! keep what finished in `results.partial.json` and say what was cut; a
+//! step stuck past the grace period ends the process with a message naming
+//! it. Uses the faulty fixture plugin's `slow` mode.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lca_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
+}
+
+const RECIPE: &str = r#"
+[source.s]
+type = "faulty_source"
+
+[ranker.slow]
+type = "faulty_ranker"
+mode = "slow"
+seconds = SECONDS
+
+[ranker.after]
+type = "faulty_ranker"
+"#;
+
+fn command(dir: &Path, seconds: f64, extra: &[&str]) -> Command {
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(&recipe, RECIPE.replace("SECONDS", &seconds.to_string())).unwrap();
+    let mut command = Command::new(lca_exe());
+    command
+        .env_remove("LCA_PLUGIN_PATH")
+        .arg("--plugin")
+        .arg(lca_exe().parent().unwrap().join("deps").join(format!(
+            "{}lca_fixture_faulty{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        )))
+        .args(["run", "--quiet", "--out"])
+        .arg(dir.join("out"))
+        .args(extra)
+        .arg(&recipe);
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), 1.5, &["--timeout", "0.3"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    // (Warnings about stale libraries next to the binary may come first.)
+    assert!(
+        err.lines()
+            .any(|l| l
+                .starts_with("error: the time limit of 0.3 s ran out before step `ranker.after`")),
+        "{err}"
+    );
+    assert!(
+        err.contains("finished: source.s, ranker.slow; cut: ranker.after"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = dir.path().join("out");
+    assert!(!out.join("results.json").exists());
+    let partial: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.partial.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        partial["stopped"]["cut"],
+        serde_json::json!(["ranker.after"])
+    );
+    assert!(
+        partial["rankings"]["slow"].is_object(),
+        "the finished ranking is kept"
+    );
+    // Without a limit the same recipe completes and the partial file goes.
+    let output = command(dir.path(), 0.0, &[]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(out.join("results.json").exists());
+    assert!(!out.join("results.partial.json").exists());
+}
+
+#[test]
+fn a_step_stuck_past_the_grace_period_ends_the_run_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = command(dir.path(), 60.0, &["--timeout", "0.2"])
+        .env("LCA_STOP_GRACE_SECONDS", "0.5")
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the run was not stopped"
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("step `ranker.slow` did not return within"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out/results.json").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_with_the_shell_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(dir.path(), 2.0, &[])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it reach the slow step, then interrupt it as a terminal would.
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("the run was interrupted (Ctrl-C) before step `ranker.after`"),
+        "{err}"
+    );
+    assert!(dir.path().join("out/results.partial.json").exists());
+    assert!(!dir.path().join("out/results.json").exists());
+}
