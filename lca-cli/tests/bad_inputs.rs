@@ -5,17 +5,12 @@
 //! behind that could pass for a finished run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
+mod common;
+use common::lca_command;
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("tests/bad-inputs")
+    common::repo("tests/bad-inputs")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -57,11 +52,8 @@ fn check_case(case: &Path) -> Option<String> {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join(&name);
     copy_dir(case, &dir);
-    let output = Command::new(lca_exe())
+    let output = lca_command()
         .current_dir(&dir)
-        .env_remove("LCA_PLUGIN_PATH")
-        .arg("--plugin-dir")
-        .arg(lca_exe().parent().unwrap().join("deps"))
         .args(
             [command, "recipe.toml", "--quiet"]
                 .iter()
@@ -131,11 +123,8 @@ fn windows_line_endings_are_accepted() {
     .unwrap();
     let sentences = std::fs::read_to_string(dir.join("sentences.txt")).unwrap();
     std::fs::write(dir.join("sentences.txt"), sentences.replace('\n', "\r\n")).unwrap();
-    let output = Command::new(lca_exe())
+    let output = lca_command()
         .current_dir(&dir)
-        .env_remove("LCA_PLUGIN_PATH")
-        .arg("--plugin-dir")
-        .arg(lca_exe().parent().unwrap().join("deps"))
         .args(["run", "recipe.toml", "--quiet", "--out", "out"])
         .output()
         .unwrap();

@@ -2,31 +2,10 @@
 //! error message a user can meet in this area.
 
 use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
-
-/// `target/<profile>/deps`, where Cargo puts the plugin libraries of the
-/// dev-dependencies.
-fn deps_dir() -> PathBuf {
-    lca_exe().parent().unwrap().join("deps")
-}
-
-fn library(name: &str) -> PathBuf {
-    let path = deps_dir().join(format!("{DLL_PREFIX}{name}{DLL_SUFFIX}"));
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(path)
-}
+mod common;
+use common::{deps_dir, lca_exe, library, repo};
 
 /// `lca` with the test build's plugins and none from the developer's environment.
 fn lca(args: &[&str]) -> Output {

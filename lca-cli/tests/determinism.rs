@@ -4,26 +4,14 @@
 //! recipes that together use every built-in evaluator and every ranking
 //! plugin.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(path)
-}
+mod common;
+use common::{lca_command, repo};
 
 /// `results.json` of one run without its provenance section, as text.
 fn results_without_provenance(recipe: &str, threads: &str, out: &Path) -> String {
-    let output = Command::new(lca_exe())
-        .env_remove("LCA_PLUGIN_PATH")
-        .arg("--plugin-dir")
-        .arg(lca_exe().parent().unwrap().join("deps"))
+    let output = lca_command()
         .args(["run", "--quiet", "--threads", threads, "--out"])
         .arg(out)
         .arg(repo(recipe))

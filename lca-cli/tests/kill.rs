@@ -2,28 +2,19 @@
 //! previous complete output or none, never a corrupt file: every output is
 //! written to a temporary file and renamed into place.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+mod common;
+use common::{lca_command, repo};
 use std::time::{Duration, Instant};
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
-
 fn run(out: &Path) -> Command {
-    let mut command = Command::new(lca_exe());
+    let mut command = lca_command();
     command
-        .env_remove("LCA_PLUGIN_PATH")
-        .arg("--plugin-dir")
-        .arg(lca_exe().parent().unwrap().join("deps"))
         .args(["run", "--quiet", "--out"])
         .arg(out)
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("examples/recipes/lca-synthetic.toml"),
-        )
+        .arg(repo("examples/recipes/lca-synthetic.toml"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command

@@ -5,26 +5,15 @@
 //! DOM it built; it needs Chromium, so it is ignored by default and
 //! `scripts/test.sh` runs it after `scripts/install-system-deps.sh`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join(path)
-}
+mod common;
+use common::{lca_command, lca_exe, repo};
 
 /// Runs the synthetic side-by-side recipe into `out` and returns the HTML.
 fn run_variants(out: &Path) -> String {
-    let output = Command::new(lca_exe())
-        .env_remove("LCA_PLUGIN_PATH")
-        .arg("--plugin-dir")
-        .arg(lca_exe().parent().unwrap().join("deps"))
+    let output = lca_command()
         .args(["run", "--quiet", "--out"])
         .arg(out)
         .arg(repo("examples/recipes/variants-synthetic.toml"))

@@ -3,13 +3,12 @@
 //! step stuck past the grace period ends the process with a message naming
 //! it. Uses the faulty fixture plugin's `slow` mode.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn lca_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
-}
+mod common;
+use common::{lca_exe, library};
+use std::time::{Duration, Instant};
 
 const RECIPE: &str = r#"
 [source.s]
@@ -31,11 +30,7 @@ fn command(dir: &Path, seconds: f64, extra: &[&str]) -> Command {
     command
         .env_remove("LCA_PLUGIN_PATH")
         .arg("--plugin")
-        .arg(lca_exe().parent().unwrap().join("deps").join(format!(
-            "{}lca_fixture_faulty{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        )))
+        .arg(library("lca_fixture_faulty"))
         .args(["run", "--quiet", "--out"])
         .arg(dir.join("out"))
         .args(extra)

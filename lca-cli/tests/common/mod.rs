@@ -1,0 +1,43 @@
+//! Helpers shared by the tests that drive the `lca` binary.
+// Each test crate uses a different subset.
+#![allow(dead_code)]
+
+use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `lca` binary of this build.
+pub(crate) fn lca_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lca"))
+}
+
+/// `target/<profile>/deps`, where Cargo puts the plugin libraries of the
+/// dev-dependencies.
+pub(crate) fn deps_dir() -> PathBuf {
+    lca_exe().parent().unwrap().join("deps")
+}
+
+/// A library built as a dev-dependency, by crate name.
+pub(crate) fn library(name: &str) -> PathBuf {
+    let path = deps_dir().join(format!("{DLL_PREFIX}{name}{DLL_SUFFIX}"));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// A path in the repository.
+pub(crate) fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
+}
+
+/// `lca` with this build's plugins and none from the developer's environment.
+pub(crate) fn lca_command() -> Command {
+    let mut command = Command::new(lca_exe());
+    command
+        .env_remove("LCA_PLUGIN_PATH")
+        .arg("--plugin-dir")
+        .arg(deps_dir());
+    command
+}
