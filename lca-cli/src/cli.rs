@@ -80,4 +80,9 @@ pub(crate) struct RunArgs {
     /// finished is kept in results.partial.json (Ctrl-C does the same).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
+    /// Reuse the steps an earlier run into the same output directory
+    /// finished (trained probes, rankings, evaluations), when their
+    /// component, parameters, inputs, seed and code are unchanged.
+    #[arg(long)]
+    pub(crate) resume: bool,
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use lca_core::checkpoint::Checkpoints;
 use lca_core::recipe::{self, Plan};
 use lca_core::registry::{ComponentKind, Registered};
 use lca_core::run::{self, Results};
@@ -65,8 +66,18 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
             cx.threads()
         );
     }
+    let checkpoints = Checkpoints::new(out.join(CHECKPOINT_DIR), args.resume);
+    let stored = checkpoints.stored();
+    if !args.quiet && !args.resume && !stored.is_empty() {
+        eprintln!(
+            "note: an earlier run into {} kept {} finished step(s); this run does them again \
+             (`lca run --resume` would reuse those that still match)",
+            out.display(),
+            stored.len()
+        );
+    }
     let mut progress = progress;
-    let results = run::execute(&plan, &cx, &mut progress);
+    let results = run::execute_with(&plan, &cx, &mut progress, Some(&checkpoints));
     stop.done();
     progress.finish();
     let results = results?;
@@ -76,7 +87,7 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
         let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
         io::write_atomic(&partial, &json)?;
         eprintln!(
-            "error: {} before step `{}`; finished: {}; cut: {}. What finished is in {} (results.json and the reports were not written): rerun to complete it{}",
+            "error: {} before step `{}`; finished: {}; cut: {}. What finished is in {} (results.json and the reports were not written): rerun with --resume to reuse it and complete the run{}",
             stopped.reason,
             stopped.cut.first().map(String::as_str).unwrap_or("?"),
             if stopped.finished.is_empty() {
@@ -107,6 +118,15 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     io::write_atomic(&html_path, html::html(&results).as_bytes())?;
     // A complete run supersedes what an earlier stopped one kept.
     let _ = std::fs::remove_file(out.join("results.partial.json"));
+    checkpoints.prune(&plan.steps.iter().map(|s| s.key()).collect::<Vec<_>>());
+    if !args.quiet && !results.provenance.reused.is_empty() {
+        eprintln!(
+            "reused {} of {} steps from the earlier run: {}",
+            results.provenance.reused.len(),
+            plan.steps.len(),
+            results.provenance.reused.join(", ")
+        );
+    }
 
     println!("{}", report::headline(&results));
     println!(
@@ -117,6 +137,9 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Where a run keeps its checkpoints, inside its output directory.
+const CHECKPOINT_DIR: &str = ".lca-checkpoint";
 
 fn recipe_stem(path: &Path) -> String {
     path.file_stem()

@@ -85,11 +85,21 @@ impl Observer for Progress {
     }
 
     fn finished(&mut self, step: &Step, seconds: f64) {
+        self.done_line(step, seconds, "done");
+    }
+
+    fn reused(&mut self, step: &Step, seconds: f64) {
+        self.done_line(step, seconds, "reused");
+    }
+}
+
+impl Progress {
+    fn done_line(&mut self, step: &Step, seconds: f64, verb: &str) {
         if let Some(bar) = &self.steps {
             bar.inc(1);
         }
         self.line(format!(
-            "  done  {:<28} {:<20} {:>8.2}s",
+            "  {verb:<8}{:<28} {:<20} {:>8.2}s",
             step.key(),
             step.type_name,
             seconds

@@ -1,6 +1,7 @@
 //! A run killed at any moment (SIGKILL, no chance to clean up) leaves the
 //! previous complete output or none, never a corrupt file: every output is
-//! written to a temporary file and renamed into place.
+//! written to a temporary file and renamed into place. `--resume` then
+//! completes it with exactly the results of an uninterrupted run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -98,6 +99,15 @@ fn a_run_killed_at_any_moment_leaves_whole_outputs_or_none() {
                 assert!(
                     results(target).is_some(),
                     "{moment}: the previous results were lost"
+                );
+            } else {
+                // Resuming the killed run reuses what it finished and ends
+                // with exactly the results of an uninterrupted run.
+                let status = run(target).arg("--resume").status().unwrap();
+                assert!(status.success(), "{moment}: the resumed run failed");
+                assert!(
+                    results(target).as_ref() == Some(&reference),
+                    "{moment}: the resumed run's results differ"
                 );
             }
         }

@@ -129,3 +129,33 @@ fn ctrl_c_stops_cleanly_with_the_shell_status() {
     assert!(dir.path().join("out/results.partial.json").exists());
     assert!(!dir.path().join("out/results.json").exists());
 }
+
+#[test]
+fn a_stopped_run_resumes_without_redoing_what_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), 1.5, &["--timeout", "0.3"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("rerun with --resume"), "{err}");
+
+    // The slow ranking finished before the limit: a resumed run reuses it
+    // instead of sleeping again, and completes the cut step.
+    let started = Instant::now();
+    let output = command(dir.path(), 1.5, &["--resume"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "the slow step ran again"
+    );
+    let out = dir.path().join("out");
+    assert!(!out.join("results.partial.json").exists());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        results["provenance"]["reused"],
+        serde_json::json!(["ranker.slow"])
+    );
+    assert!(results["rankings"]["after"].is_object());
+}

@@ -47,6 +47,19 @@ pub trait Probe: Send + Sync + fmt::Debug {
             keys.join(", ")
         )))
     }
+
+    /// Rebuilds a trained probe from the bytes its [`TrainedProbe::state`]
+    /// gave, so that a resumed run need not retrain it. The result must
+    /// predict, weigh and describe itself exactly as the stored probe did.
+    ///
+    /// # Errors
+    /// When the bytes are not a state of this probe, or the probe cannot be
+    /// restored (then it is retrained).
+    fn restore(&self, _state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
+        Err(Error::input(
+            "this probe cannot be restored from a stored state",
+        ))
+    }
 }
 
 /// A trained probe: a classifier from neuron activations to classes.
@@ -88,6 +101,13 @@ pub trait TrainedProbe: Send + Sync + fmt::Debug {
     /// Training diagnostics for the report (iterations, final objective...).
     fn details(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// The trained probe as bytes for [`Probe::restore`], kept so that an
+    /// interrupted run can resume without retraining; `None` when the probe
+    /// cannot be stored.
+    fn state(&self) -> Option<Vec<u8>> {
+        None
     }
 }
 

@@ -34,6 +34,7 @@
 
 pub mod ablate;
 pub mod builtin;
+pub mod checkpoint;
 pub mod cluster;
 pub mod component;
 pub mod context;

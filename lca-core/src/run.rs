@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoints;
 use crate::component::{
     Component, EvalInput, NamedRanking, Probe, ProbeInput, RankInput, SharedProbe,
 };
@@ -25,6 +26,11 @@ pub trait Observer {
     fn started(&mut self, _step: &Step, _index: usize, _total: usize) {}
     /// A step finished successfully.
     fn finished(&mut self, _step: &Step, _seconds: f64) {}
+    /// A step's result was taken from the checkpoint of an earlier run
+    /// instead of being computed again.
+    fn reused(&mut self, step: &Step, seconds: f64) {
+        self.finished(step, seconds);
+    }
     /// Asked before each step: a reason to stop the run here (a time limit,
     /// an interrupt), or `None` to go on.
     fn should_stop(&mut self) -> Option<String> {
@@ -214,6 +220,9 @@ pub struct Provenance {
     pub timings: BTreeMap<String, f64>,
     /// Seconds for the whole run.
     pub total_seconds: f64,
+    /// Steps whose results were taken from an earlier run's checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<String>,
 }
 
 /// How many ranked neurons each ranking record lists with their identity.
@@ -228,10 +237,28 @@ pub const CLASS_TOP_LISTED: usize = 10;
 /// The first failing step's error, wrapped with the step's description; a
 /// panic inside a component becomes [`Error::Panicked`].
 pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Result<Results> {
+    execute_with(plan, cx, observer, None)
+}
+
+/// Runs every step of `plan` in order, keeping a checkpoint of each finished
+/// step in `checkpoints` and, when it resumes, reusing those that still
+/// match (see [`crate::checkpoint`]). The results are the same as
+/// [`execute`]'s, apart from [`Provenance`].
+///
+/// # Errors
+/// As [`execute`]. A checkpoint that cannot be written or read is a warning,
+/// never an error: the run goes on without it.
+pub fn execute_with(
+    plan: &Plan,
+    cx: &RunContext,
+    observer: &mut dyn Observer,
+    checkpoints: Option<&Checkpoints>,
+) -> Result<Results> {
     let started = Instant::now();
-    let mut datasets: HashMap<&str, Dataset<'static>> = HashMap::new();
-    let mut probes: HashMap<&str, (Arc<dyn Probe>, SharedProbe)> = HashMap::new();
-    let mut rankings: BTreeMap<String, RankingRecord> = BTreeMap::new();
+    let mut work = Workspace {
+        checkpoints,
+        ..Workspace::default()
+    };
     let mut results = Results {
         format: RESULTS_FORMAT.into(),
         recipe: RecipeRecord {
@@ -262,6 +289,7 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
                 .collect(),
             timings: BTreeMap::new(),
             total_seconds: 0.0,
+            reused: Vec::new(),
         },
     };
 
@@ -278,22 +306,18 @@ pub fn execute(plan: &Plan, cx: &RunContext, observer: &mut dyn Observer) -> Res
         observer.started(step, index, total);
         let step_started = Instant::now();
         let step_cx = cx.for_step(&step.key());
-        let outcome = guarded(step, || {
-            run_step(
-                step,
-                &step_cx,
-                &mut datasets,
-                &mut probes,
-                &mut rankings,
-                &mut results,
-            )
-        });
-        outcome.map_err(|e| e.context(step.describe()))?;
+        let outcome = guarded(step, || run_step(step, &step_cx, &mut work, &mut results));
+        let reused = outcome.map_err(|e| e.context(step.describe()))?;
         let seconds = step_started.elapsed().as_secs_f64();
         results.provenance.timings.insert(step.key(), seconds);
-        observer.finished(step, seconds);
+        if reused {
+            results.provenance.reused.push(step.key());
+            observer.reused(step, seconds);
+        } else {
+            observer.finished(step, seconds);
+        }
     }
-    results.rankings = rankings;
+    results.rankings = work.rankings;
     results.provenance.total_seconds = started.elapsed().as_secs_f64();
     Ok(results)
 }
@@ -331,28 +355,167 @@ fn step_record(step: &Step) -> StepRecord {
     }
 }
 
+/// What the steps so far produced.
+#[derive(Default)]
+struct Workspace<'p, 'c> {
+    datasets: HashMap<&'p str, Dataset<'static>>,
+    probes: HashMap<&'p str, (Arc<dyn Probe>, SharedProbe)>,
+    rankings: BTreeMap<String, RankingRecord>,
+    checkpoints: Option<&'c Checkpoints>,
+    /// Fingerprint per step key, when checkpoints are kept.
+    fingerprints: HashMap<String, String>,
+}
+
+impl Workspace<'_, '_> {
+    /// The fingerprint of a non-source step, from its inputs' fingerprints.
+    fn fingerprint(&self, step: &Step, cx: &RunContext) -> Result<Option<String>> {
+        let Some(checkpoints) = self.checkpoints else {
+            return Ok(None);
+        };
+        let mut inputs = vec![format!("source.{}", step.source)];
+        inputs.extend(step.probe.iter().map(|p| format!("probe.{p}")));
+        inputs.extend(step.rankings.iter().map(|r| format!("ranker.{r}")));
+        inputs.extend(step.probes.iter().map(|p| format!("probe.{p}")));
+        let inputs: Vec<&str> = inputs
+            .iter()
+            .map(|key| self.fingerprints[key].as_str())
+            .collect();
+        checkpoints
+            .fingerprint(step, cx.seed(), &inputs, None)
+            .map(Some)
+    }
+
+    /// As [`Workspace::fingerprint`], remembered for the steps that read
+    /// this one.
+    fn fingerprint_step(&mut self, step: &Step, cx: &RunContext) -> Result<Option<String>> {
+        let fingerprint = self.fingerprint(step, cx)?;
+        if let Some(f) = &fingerprint {
+            self.fingerprints.insert(step.key(), f.clone());
+        }
+        Ok(fingerprint)
+    }
+
+    /// Keeps a step's result; a failure only costs the ability to resume.
+    fn keep<T: Serialize>(
+        &self,
+        step: &Step,
+        cx: &RunContext,
+        fingerprint: Option<&str>,
+        record: &T,
+        state: Option<&[u8]>,
+    ) {
+        if let (Some(checkpoints), Some(fingerprint)) = (self.checkpoints, fingerprint)
+            && let Err(e) = checkpoints.save(&step.key(), fingerprint, record, state)
+        {
+            cx.warn(&format!(
+                "{}: cannot keep a checkpoint ({e}); if the run is interrupted, this step \
+                 will run again",
+                step.key()
+            ));
+        }
+    }
+
+    /// A stored result of `step`, when resuming and it still applies.
+    fn stored<T: serde::de::DeserializeOwned>(
+        &self,
+        step: &Step,
+        cx: &RunContext,
+        fingerprint: Option<&str>,
+    ) -> Option<T> {
+        let (checkpoints, fingerprint) = (self.checkpoints?, fingerprint?);
+        match checkpoints.load(&step.key(), fingerprint) {
+            Ok(found) => found,
+            Err(why) => {
+                cx.warn(&format!(
+                    "{}: not reused: {why}; running it again",
+                    step.key()
+                ));
+                None
+            }
+        }
+    }
+
+    /// A trained probe restored from its checkpoint, when resuming and it
+    /// still applies.
+    fn stored_probe(
+        &self,
+        step: &Step,
+        probe: &dyn Probe,
+        data: &Dataset<'_>,
+        cx: &RunContext,
+        fingerprint: Option<&str>,
+    ) -> Option<SharedProbe> {
+        let (checkpoints, fingerprint) = (self.checkpoints?, fingerprint?);
+        let not_reused = |why: String| {
+            cx.warn(&format!(
+                "{}: not reused: {why}; training it again",
+                step.key()
+            ));
+            None
+        };
+        let state = match checkpoints.load_with_state::<serde_json::Value>(&step.key(), fingerprint)
+        {
+            Ok(Some((_, state))) => state,
+            Ok(None) => return None,
+            Err(why) => return not_reused(why),
+        };
+        let restored = catch_unwind(AssertUnwindSafe(|| probe.restore(&state)));
+        match restored {
+            Ok(Ok(trained)) => {
+                let trained: SharedProbe = Arc::from(trained);
+                match check_probe(trained.as_ref(), data) {
+                    Ok(()) => Some(trained),
+                    Err(why) => {
+                        not_reused(format!("the restored probe does not fit the data: {why}"))
+                    }
+                }
+            }
+            Ok(Err(e)) => not_reused(format!("the probe could not be restored: {e}")),
+            Err(payload) => not_reused(format!(
+                "restoring the probe panicked: {}",
+                panic_message(payload.as_ref())
+            )),
+        }
+    }
+}
+
+/// Runs one step; `Ok(true)` when its result came from a checkpoint.
 fn run_step<'p>(
     step: &'p Step,
     cx: &RunContext,
-    datasets: &mut HashMap<&'p str, Dataset<'static>>,
-    probes: &mut HashMap<&'p str, (Arc<dyn Probe>, SharedProbe)>,
-    rankings: &mut BTreeMap<String, RankingRecord>,
+    work: &mut Workspace<'p, '_>,
     results: &mut Results,
-) -> Result<()> {
+) -> Result<bool> {
     let invalid = |message: String| Error::InvalidOutput {
         component: step.describe(),
         message,
     };
+    let mut reused = false;
     match &step.component {
         Component::Source(source) => {
             let dataset = source.load(cx)?.renamed(step.id.clone());
+            if let Some(checkpoints) = work.checkpoints {
+                let data = dataset.fingerprint();
+                let fingerprint = checkpoints.fingerprint(step, cx.seed(), &[], Some(&data))?;
+                work.fingerprints.insert(step.key(), fingerprint);
+            }
             results.sources.insert(step.id.clone(), dataset.summary());
-            datasets.insert(step.id.as_str(), dataset);
+            work.datasets.insert(step.id.as_str(), dataset);
         }
         Component::Probe(probe) => {
-            let data = &datasets[step.source.as_str()];
-            let trained: SharedProbe = Arc::from(probe.fit(data, cx)?);
-            check_probe(trained.as_ref(), data).map_err(invalid)?;
+            let fingerprint = work.fingerprint_step(step, cx)?;
+            let data = &work.datasets[step.source.as_str()];
+            let restored =
+                work.stored_probe(step, probe.as_ref(), data, cx, fingerprint.as_deref());
+            reused = restored.is_some();
+            let trained: SharedProbe = match restored {
+                Some(trained) => trained,
+                None => {
+                    let trained: SharedProbe = Arc::from(probe.fit(data, cx)?);
+                    check_probe(trained.as_ref(), data).map_err(invalid)?;
+                    trained
+                }
+            };
             let mut accuracy = BTreeMap::new();
             let mut arrays = ProbeArrays {
                 weights: trained.weights().map(|w| w.to_owned()),
@@ -388,113 +551,162 @@ fn run_step<'p>(
                 arrays.predictions.push((split, predicted));
                 arrays.probabilities.push((split, proba));
             }
-            results.probes.insert(
-                step.id.clone(),
-                ProbeRecord {
-                    type_name: step.type_name.clone(),
-                    source: step.source.clone(),
-                    accuracy,
-                    details: trained.details(),
-                    weights_shape: arrays.weights.as_ref().map(|w| w.dim()),
-                    zero_weights: arrays
-                        .weights
-                        .as_ref()
-                        .map(|w| w.iter().filter(|v| **v == 0.0).count()),
-                    arrays: Some(format!("probes/{}.npz", step.id)),
-                },
-            );
-            results.probe_arrays.insert(step.id.clone(), arrays);
-            probes.insert(step.id.as_str(), (probe.clone(), trained));
-        }
-        Component::Ranker(ranker) => {
-            let data = &datasets[step.source.as_str()];
-            let named = named_rankings(&step.rankings, rankings, data)?;
-            let mut input = RankInput::new(data).with_rankings(named);
-            if let Some(p) = &step.probe {
-                input = input.with_probe(probes[p.as_str()].1.clone());
-            }
-            let ranking = ranker.rank(&input, cx)?;
-            if ranking.len() != data.n_neurons() {
-                return Err(invalid(format!(
-                    "the ranking covers {} neurons but source `{}` has {}",
-                    ranking.len(),
-                    step.source,
-                    data.n_neurons()
-                )));
-            }
-            for class in ranking.per_class() {
-                if data.classes().id(class.class()).is_none() {
-                    return Err(invalid(format!(
-                        "it ranks neurons for class `{}`, which the data does not have",
-                        class.class()
-                    )));
+            let record = ProbeRecord {
+                type_name: step.type_name.clone(),
+                source: step.source.clone(),
+                accuracy,
+                details: trained.details(),
+                weights_shape: arrays.weights.as_ref().map(|w| w.dim()),
+                zero_weights: arrays
+                    .weights
+                    .as_ref()
+                    .map(|w| w.iter().filter(|v| **v == 0.0).count()),
+                arrays: Some(format!("probes/{}.npz", step.id)),
+            };
+            if !reused && fingerprint.is_some() {
+                match trained.state() {
+                    Some(state) => {
+                        work.keep(step, cx, fingerprint.as_deref(), &record, Some(&state));
+                    }
+                    None => cx.info(&format!(
+                        "{}: this probe cannot be stored, so a resumed run trains it again",
+                        step.key()
+                    )),
                 }
             }
-            let top = ranking
-                .top(TOP_LISTED)
-                .iter()
-                .enumerate()
-                .map(|(i, &j)| RankedNeuron {
-                    rank: i + 1,
-                    neuron: j,
-                    id: data.neurons().id(j as usize),
-                    score: ranking.scores().map(|s| s[j as usize]),
-                })
-                .collect();
-            let class_top = ranking
-                .per_class()
-                .iter()
-                .map(|c| {
-                    let ids = c.order().iter().take(CLASS_TOP_LISTED);
-                    let ids = ids.map(|&j| data.neurons().id(j as usize)).collect();
-                    (c.class().to_string(), ids)
-                })
-                .collect();
-            rankings.insert(
-                step.id.clone(),
-                RankingRecord {
-                    type_name: step.type_name.clone(),
-                    source: step.source.clone(),
-                    probe: step.probe.clone(),
-                    top,
-                    class_top,
-                    ranking,
-                },
-            );
+            results.probes.insert(step.id.clone(), record);
+            results.probe_arrays.insert(step.id.clone(), arrays);
+            work.probes
+                .insert(step.id.as_str(), (probe.clone(), trained));
+        }
+        Component::Ranker(ranker) => {
+            let fingerprint = work.fingerprint_step(step, cx)?;
+            let data = &work.datasets[step.source.as_str()];
+            let stored = work
+                .stored::<RankingRecord>(step, cx, fingerprint.as_deref())
+                .filter(|r| r.ranking.len() == data.n_neurons() && r.source == step.source);
+            let record = match stored {
+                Some(record) => {
+                    reused = true;
+                    record
+                }
+                None => {
+                    let record = rank_step(step, ranker.as_ref(), data, work, cx)?;
+                    work.keep(step, cx, fingerprint.as_deref(), &record, None);
+                    record
+                }
+            };
+            work.rankings.insert(step.id.clone(), record);
         }
         Component::Evaluator(evaluator) => {
-            let data = &datasets[step.source.as_str()];
-            let named = named_rankings(&step.rankings, rankings, data)?;
-            let probe_inputs = step
-                .probes
-                .iter()
-                .map(|id| {
-                    let (spec, trained) = &probes[id.as_str()];
-                    ProbeInput {
-                        id: id.clone(),
-                        spec: spec.clone(),
-                        trained: trained.clone(),
-                    }
-                })
-                .collect();
-            let input = EvalInput::new(data)
-                .with_rankings(named)
-                .with_probes(probe_inputs);
-            let evaluation = evaluator.evaluate(&input, cx)?;
-            evaluation.validate().map_err(|e| invalid(e.to_string()))?;
-            results.evaluations.insert(
-                step.id.clone(),
-                EvaluationRecord {
-                    type_name: step.type_name.clone(),
-                    source: step.source.clone(),
-                    rankings: step.rankings.clone(),
-                    probes: step.probes.clone(),
-                    evaluation,
-                },
-            );
+            let fingerprint = work.fingerprint_step(step, cx)?;
+            let stored = work
+                .stored::<EvaluationRecord>(step, cx, fingerprint.as_deref())
+                .filter(|r| r.evaluation.validate().is_ok());
+            let record = match stored {
+                Some(record) => {
+                    reused = true;
+                    record
+                }
+                None => {
+                    let data = &work.datasets[step.source.as_str()];
+                    let named = named_rankings(&step.rankings, &work.rankings, data)?;
+                    let probe_inputs = step
+                        .probes
+                        .iter()
+                        .map(|id| {
+                            let (spec, trained) = &work.probes[id.as_str()];
+                            ProbeInput {
+                                id: id.clone(),
+                                spec: spec.clone(),
+                                trained: trained.clone(),
+                            }
+                        })
+                        .collect();
+                    let input = EvalInput::new(data)
+                        .with_rankings(named)
+                        .with_probes(probe_inputs);
+                    let evaluation = evaluator.evaluate(&input, cx)?;
+                    evaluation.validate().map_err(|e| invalid(e.to_string()))?;
+                    let record = EvaluationRecord {
+                        type_name: step.type_name.clone(),
+                        source: step.source.clone(),
+                        rankings: step.rankings.clone(),
+                        probes: step.probes.clone(),
+                        evaluation,
+                    };
+                    work.keep(step, cx, fingerprint.as_deref(), &record, None);
+                    record
+                }
+            };
+            results.evaluations.insert(step.id.clone(), record);
         }
     }
-    Ok(())
+    Ok(reused)
+}
+
+/// Runs a ranker and checks and describes its ranking.
+fn rank_step(
+    step: &Step,
+    ranker: &dyn crate::component::Ranker,
+    data: &Dataset<'_>,
+    work: &Workspace<'_, '_>,
+    cx: &RunContext,
+) -> Result<RankingRecord> {
+    let invalid = |message: String| Error::InvalidOutput {
+        component: step.describe(),
+        message,
+    };
+    let named = named_rankings(&step.rankings, &work.rankings, data)?;
+    let mut input = RankInput::new(data).with_rankings(named);
+    if let Some(p) = &step.probe {
+        input = input.with_probe(work.probes[p.as_str()].1.clone());
+    }
+    let ranking = ranker.rank(&input, cx)?;
+    if ranking.len() != data.n_neurons() {
+        return Err(invalid(format!(
+            "the ranking covers {} neurons but source `{}` has {}",
+            ranking.len(),
+            step.source,
+            data.n_neurons()
+        )));
+    }
+    for class in ranking.per_class() {
+        if data.classes().id(class.class()).is_none() {
+            return Err(invalid(format!(
+                "it ranks neurons for class `{}`, which the data does not have",
+                class.class()
+            )));
+        }
+    }
+    let top = ranking
+        .top(TOP_LISTED)
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| RankedNeuron {
+            rank: i + 1,
+            neuron: j,
+            id: data.neurons().id(j as usize),
+            score: ranking.scores().map(|s| s[j as usize]),
+        })
+        .collect();
+    let class_top = ranking
+        .per_class()
+        .iter()
+        .map(|c| {
+            let ids = c.order().iter().take(CLASS_TOP_LISTED);
+            let ids = ids.map(|&j| data.neurons().id(j as usize)).collect();
+            (c.class().to_string(), ids)
+        })
+        .collect();
+    Ok(RankingRecord {
+        type_name: step.type_name.clone(),
+        source: step.source.clone(),
+        probe: step.probe.clone(),
+        top,
+        class_top,
+        ranking,
+    })
 }
 
 /// The rankings a step reads, checked against its data.

@@ -183,6 +183,57 @@ fn same_up_to_ties(mapped: &[u32], expected: &NeuronRanking) -> bool {
     true
 }
 
+/// Checks that a probe that stores itself ([`crate::TrainedProbe::state`])
+/// is restored exactly: the same classes, weights, bias, details and
+/// probabilities to the bit, and damaged bytes give an error, not a panic.
+/// Returns whether the probe stores itself at all.
+///
+/// # Errors
+/// A sentence naming the rule that failed.
+pub fn check_probe_state(probe: &dyn crate::Probe) -> Result<bool, String> {
+    let data = planted(300, 12, 3, 2, 5);
+    let cx = RunContext::new(5, 1).for_step("probe.conformance");
+    let trained = probe
+        .fit(&data, &cx)
+        .map_err(|e| format!("fit failed: {e}"))?;
+    let Some(state) = trained.state() else {
+        return Ok(false);
+    };
+    let restored = probe
+        .restore(&state)
+        .map_err(|e| format!("its own state does not restore: {e}"))?;
+    let x = data.acts().view();
+    let (a, b) = (
+        trained.predict_proba(x.view()).map_err(|e| e.to_string())?,
+        restored
+            .predict_proba(x.view())
+            .map_err(|e| e.to_string())?,
+    );
+    if a.dim() != b.dim() || a.iter().zip(&b).any(|(p, q)| p.to_bits() != q.to_bits()) {
+        return Err("the restored probe predicts different probabilities".into());
+    }
+    if trained.classes() != restored.classes() || trained.n_features() != restored.n_features() {
+        return Err("the restored probe has other classes or another width".into());
+    }
+    if trained.weights() != restored.weights() || trained.bias() != restored.bias() {
+        return Err("the restored probe has other weights or bias".into());
+    }
+    if trained.details() != restored.details() {
+        return Err("the restored probe describes itself differently".into());
+    }
+    for cut in [0, state.len() / 3, state.len().saturating_sub(1)] {
+        let damaged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            probe.restore(&state[..cut]).is_err()
+        }));
+        match damaged {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("a state cut to {cut} bytes still restored")),
+            Err(_) => return Err(format!("a state cut to {cut} bytes made restore panic")),
+        }
+    }
+    Ok(true)
+}
+
 /// Runs the conformance suite and returns the first violated rule.
 ///
 /// # Errors

@@ -22,7 +22,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.3.0";
+pub const ABI_VERSION: &str = "0.4.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -213,8 +213,10 @@ pub trait FfiProbe: Send + Sync {
         cx: FfiContext<'_>,
     ) -> RResult<FfiTrainedProbeBox, FfiError>;
     /// The same probe with some parameters changed (TOML text).
-    #[sabi(last_prefix_field)]
     fn reconfigure(&self, changes_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>;
+    /// A trained probe rebuilt from the bytes its `state` gave.
+    #[sabi(last_prefix_field)]
+    fn restore(&self, state: RSlice<'_, u8>) -> RResult<FfiTrainedProbeBox, FfiError>;
 }
 
 /// A trained probe.
@@ -227,8 +229,10 @@ pub trait FfiTrainedProbe: Send + Sync {
     /// Weights, classes × neurons, for linear probes.
     fn weights(&self) -> ROption<FfiOwnedMatrix>;
     /// Bias per class, for linear probes.
-    #[sabi(last_prefix_field)]
     fn bias(&self) -> ROption<RVec<f32>>;
+    /// The probe as bytes for `FfiProbe::restore`, when it can be stored.
+    #[sabi(last_prefix_field)]
+    fn state(&self) -> ROption<RVec<u8>>;
 }
 
 /// A ranker.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RErr, ROk, ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
 use lca_core::component::{NamedRanking, ProbeInput};
 use lca_core::{
     ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, Probe, RankInput,
@@ -133,6 +133,13 @@ impl FfiProbe for ProbeAdapter {
             Ok(probe_to_ffi(self.0.reconfigure(&changes)?))
         })
     }
+
+    fn restore(&self, state: RSlice<'_, u8>) -> RResult<FfiTrainedProbeBox, FfiError> {
+        guard(|| {
+            let trained = self.0.restore(state.as_slice())?;
+            Ok(trained_probe_to_ffi(Arc::from(trained)))
+        })
+    }
 }
 
 struct TrainedProbeAdapter(SharedProbe);
@@ -163,6 +170,13 @@ impl FfiTrainedProbe for TrainedProbeAdapter {
 
     fn bias(&self) -> ROption<RVec<f32>> {
         guard(|| Ok(self.0.bias().map(|b| RVec::from(b.to_vec()))))
+            .unwrap_or_else(|_| None)
+            .into()
+    }
+
+    fn state(&self) -> ROption<RVec<u8>> {
+        // A probe that panics while storing itself is simply not stored.
+        guard(|| Ok(self.0.state().map(RVec::from)))
             .unwrap_or_else(|_| None)
             .into()
     }

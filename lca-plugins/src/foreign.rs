@@ -171,6 +171,18 @@ impl Probe for ForeignProbe {
             self.who.clone(),
         )))
     }
+
+    fn restore(&self, state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
+        let trained = self
+            .inner
+            .restore(state.into())
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
+        Ok(Box::new(ForeignTrainedProbe::new(
+            trained,
+            self.who.clone(),
+        )?))
+    }
 }
 
 #[derive(Deserialize)]
@@ -248,6 +260,10 @@ impl TrainedProbe for ForeignTrainedProbe {
 
     fn details(&self) -> serde_json::Value {
         self.details.clone()
+    }
+
+    fn state(&self) -> Option<Vec<u8>> {
+        self.inner.state().into_option().map(RVec::into_vec)
     }
 }
 

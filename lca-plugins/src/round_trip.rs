@@ -69,6 +69,18 @@ impl Probe for CentroidProbe {
             bias: Array1::zeros(data.n_classes()),
         }))
     }
+
+    fn restore(&self, state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
+        let (names, shape, values): (Vec<String>, (usize, usize), Vec<f32>) =
+            serde_json::from_slice(state).map_err(|e| Error::input(e.to_string()))?;
+        let means =
+            Array2::from_shape_vec(shape, values).map_err(|e| Error::input(e.to_string()))?;
+        Ok(Box::new(Centroids {
+            classes: ClassVocab::in_order(names)?,
+            bias: Array1::zeros(means.nrows()),
+            means,
+        }))
+    }
 }
 
 impl TrainedProbe for Centroids {
@@ -93,6 +105,10 @@ impl TrainedProbe for Centroids {
     }
     fn details(&self) -> serde_json::Value {
         serde_json::json!({ "kind": "centroid" })
+    }
+    fn state(&self) -> Option<Vec<u8>> {
+        let values: Vec<f32> = self.means.iter().copied().collect();
+        serde_json::to_vec(&(self.classes.names(), self.means.dim(), values)).ok()
     }
 }
 
@@ -242,6 +258,26 @@ fn probe_and_evaluator_round_trip() {
     let e = evaluator.evaluate(&input, &cx).unwrap();
     assert!(e.metrics["accuracy.centroid"] > 0.5, "{e:?}");
     assert_eq!(e.tables[0].rows[0][2], Cell::Int(7));
+}
+
+#[test]
+fn a_probe_stored_and_restored_across_the_boundary_predicts_the_same() {
+    let data = planted(150, 6, 3, 1, 2);
+    let cx = RunContext::new(0, 1);
+    let spec = ForeignProbe::new(probe_to_ffi(Arc::new(CentroidProbe)), who());
+    let trained = spec.fit(&data, &cx).unwrap();
+    let state = trained.state().expect("the centroid probe stores itself");
+    let restored = spec.restore(&state).unwrap();
+    let x = data.acts().view();
+    assert_eq!(
+        restored.predict_proba(x.view()).unwrap(),
+        trained.predict_proba(x.view()).unwrap()
+    );
+    assert_eq!(restored.weights(), trained.weights());
+    assert_eq!(restored.classes(), trained.classes());
+    // Bad bytes are the plugin's error, carried back, not a crash.
+    let err = spec.restore(b"not a state").unwrap_err().to_string();
+    assert!(err.contains("expected"), "{err}");
 }
 
 #[test]

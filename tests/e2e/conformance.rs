@@ -219,3 +219,28 @@ fn independent_neurons_through_the_library() {
     )
     .unwrap();
 }
+
+#[test]
+fn logistic_probes_store_and_restore_themselves_through_the_library() {
+    let registry = registry_with(&["lca_plugin_logistic"]);
+    for (name, params) in [
+        ("elastic_net", ""),
+        ("lasso", "l1 = 0.01"),
+        ("ridge", "l2 = 0.01\nstandardize = true"),
+        (
+            "unregularized",
+            "solver = \"neurox_compatible\"\nepochs = 2",
+        ),
+    ] {
+        let registered = registry
+            .get(ComponentKind::Probe, name)
+            .expect("registered");
+        let probe = match registered.build(&params.parse().unwrap()).expect("builds") {
+            Component::Probe(p) => p,
+            other => panic!("built a {:?}", other.kind()),
+        };
+        let stores = lca_core::testkit::check_probe_state(probe.as_ref())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(stores, "{name} does not store itself");
+    }
+}

@@ -495,6 +495,37 @@ impl<'a> Dataset<'a> {
         Ok(())
     }
 
+    /// A SHA-256 digest of everything in the dataset (activations bit for
+    /// bit, labels, classes, neuron index, words, splits, ground truth and
+    /// details, but not its name), in hex: equal digests mean the same data.
+    /// Used to tell whether work done on an earlier load still applies.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"lca-dataset/1");
+        hash.update((self.n_rows() as u64).to_le_bytes());
+        hash.update((self.n_neurons() as u64).to_le_bytes());
+        let mut bytes = Vec::new();
+        for (_, block) in self.acts.blocks(0..self.n_rows(), 1024) {
+            bytes.clear();
+            bytes.extend(block.iter().flat_map(|v| v.to_bits().to_le_bytes()));
+            hash.update(&bytes);
+        }
+        bytes.clear();
+        bytes.extend(self.labels.ids().iter().flat_map(|v| v.to_le_bytes()));
+        hash.update(&bytes);
+        let meta = serde_json::json!({
+            "classes": self.labels.vocab(),
+            "neurons": self.neurons,
+            "tokens": self.tokens,
+            "splits": self.splits,
+            "truth": self.truth,
+            "details": self.details,
+        });
+        hash.update(meta.to_string().as_bytes());
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A summary for reports.
     pub fn summary(&self) -> DatasetSummary {
         let counts = self.labels.counts();
@@ -640,6 +671,37 @@ mod tests {
             Splits::all_train(rows),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_value_and_only_then() {
+        let with = |acts: Array2<f32>, names: &[&str]| {
+            Dataset::new(
+                "d",
+                ActivationMatrix::from_array(acts),
+                NeuronIndex::layer_major(2, 1).unwrap(),
+                Labels::from_names(names),
+                None,
+                Splits::all_train(names.len()),
+            )
+            .unwrap()
+        };
+        let base = Array2::from_shape_vec((2, 2), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let reference = with(base.clone(), &["a", "b"]).fingerprint();
+        assert_eq!(reference.len(), 64);
+        assert_eq!(with(base.clone(), &["a", "b"]).fingerprint(), reference);
+        assert_eq!(
+            with(base.clone(), &["a", "b"])
+                .renamed("other")
+                .fingerprint(),
+            reference
+        );
+        let mut nudged = base.clone();
+        nudged[[1, 1]] = f32::from_bits(4.0f32.to_bits() + 1);
+        assert_ne!(with(nudged, &["a", "b"]).fingerprint(), reference);
+        assert_ne!(with(base.clone(), &["b", "a"]).fingerprint(), reference);
+        assert_ne!(with(base.clone(), &["a", "c"]).fingerprint(), reference);
+        assert_ne!(tiny(2).fingerprint(), reference);
     }
 
     #[test]

@@ -35,6 +35,8 @@
 #[doc(hidden)]
 pub mod kernels;
 
+use std::collections::BTreeMap;
+
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -190,6 +192,9 @@ pub struct FitReport {
     pub epoch_losses: Vec<f64>,
 }
 
+/// Format tag of a stored [`LogisticModel`].
+const MODEL_FORMAT: &str = "lca-logistic-model/1";
+
 /// A trained multinomial logistic model.
 #[derive(Clone, Debug)]
 pub struct LogisticModel {
@@ -266,6 +271,167 @@ impl LogisticModel {
             effective_weights: we.mapv(|v| v as f32),
             effective_bias: be.mapv(|v| v as f32),
         }
+    }
+
+    /// The model as a safetensors archive that [`LogisticModel::from_bytes`]
+    /// restores bit for bit, so a restored probe predicts exactly as the
+    /// trained one. `metadata` adds text entries (a probe keeps its classes
+    /// and details there); the `format` and `report` keys are taken.
+    ///
+    /// # Errors
+    /// When serialisation fails.
+    pub fn to_bytes(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+        use safetensors::Dtype;
+        use safetensors::tensor::TensorView;
+        let f32_bytes = |a: &[f32]| a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        let f64_bytes = |a: &[f64]| a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        let mut tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+            (
+                "weights",
+                Dtype::F32,
+                self.weights.shape().to_vec(),
+                f32_bytes(&self.weights.iter().copied().collect::<Vec<_>>()),
+            ),
+            (
+                "bias",
+                Dtype::F32,
+                vec![self.bias.len()],
+                f32_bytes(&self.bias.to_vec()),
+            ),
+            (
+                "effective_weights",
+                Dtype::F32,
+                self.effective_weights.shape().to_vec(),
+                f32_bytes(&self.effective_weights.iter().copied().collect::<Vec<_>>()),
+            ),
+            (
+                "effective_bias",
+                Dtype::F32,
+                vec![self.effective_bias.len()],
+                f32_bytes(&self.effective_bias.to_vec()),
+            ),
+        ];
+        if let Some(scaling) = &self.scaling {
+            tensors.push((
+                "scaling_mean",
+                Dtype::F64,
+                vec![scaling.mean.len()],
+                f64_bytes(&scaling.mean.to_vec()),
+            ));
+            tensors.push((
+                "scaling_scale",
+                Dtype::F64,
+                vec![scaling.scale.len()],
+                f64_bytes(&scaling.scale.to_vec()),
+            ));
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|view| (*name, view))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::input(format!("cannot store the logistic model: {e}")))?;
+        let mut info: std::collections::HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        info.insert("format".into(), MODEL_FORMAT.into());
+        info.insert(
+            "report".into(),
+            serde_json::to_string(&self.report).expect("a report serialises"),
+        );
+        safetensors::serialize(views, Some(info))
+            .map_err(|e| Error::input(format!("cannot store the logistic model: {e}")))
+    }
+
+    /// Restores a model written by [`LogisticModel::to_bytes`], with the
+    /// extra metadata it was given.
+    ///
+    /// # Errors
+    /// When the bytes are not such an archive, or its arrays disagree in size.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(Self, BTreeMap<String, String>)> {
+        let bad = |why: String| Error::input(format!("not a stored logistic model: {why}"));
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+        let mut metadata: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if metadata.remove("format").as_deref() != Some(MODEL_FORMAT) {
+            return Err(bad(format!("its format is not {MODEL_FORMAT}")));
+        }
+        let report: FitReport = metadata
+            .remove("report")
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .ok_or_else(|| bad("the solver report is missing".into()))?;
+        let tensors =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+        let read = |name: &str, dtype: safetensors::Dtype| -> Result<(Vec<usize>, Vec<u8>)> {
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| bad(format!("array `{name}` is missing")))?;
+            if view.dtype() != dtype {
+                return Err(bad(format!("array `{name}` is {:?}", view.dtype())));
+            }
+            Ok((view.shape().to_vec(), view.data().to_vec()))
+        };
+        let f32s = |bytes: Vec<u8>| -> Vec<f32> {
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect()
+        };
+        let f64s = |bytes: Vec<u8>| -> Vec<f64> {
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        };
+        let matrix = |name: &str| -> Result<Array2<f32>> {
+            let (shape, data) = read(name, safetensors::Dtype::F32)?;
+            match shape[..] {
+                [rows, cols] => Array2::from_shape_vec((rows, cols), f32s(data))
+                    .map_err(|e| bad(format!("array `{name}`: {e}"))),
+                _ => Err(bad(format!("array `{name}` is not a matrix"))),
+            }
+        };
+        let vector = |name: &str| -> Result<Array1<f32>> {
+            let (_, data) = read(name, safetensors::Dtype::F32)?;
+            Ok(Array1::from(f32s(data)))
+        };
+        let weights = matrix("weights")?;
+        let effective_weights = matrix("effective_weights")?;
+        let bias = vector("bias")?;
+        let effective_bias = vector("effective_bias")?;
+        let scaling = match tensors.tensor("scaling_mean") {
+            Err(_) => None,
+            Ok(_) => Some(Scaling {
+                mean: Array1::from(f64s(read("scaling_mean", safetensors::Dtype::F64)?.1)),
+                scale: Array1::from(f64s(read("scaling_scale", safetensors::Dtype::F64)?.1)),
+            }),
+        };
+        let (classes, neurons) = weights.dim();
+        let consistent = effective_weights.dim() == (classes, neurons)
+            && bias.len() == classes
+            && effective_bias.len() == classes
+            && scaling
+                .as_ref()
+                .is_none_or(|s| s.mean.len() == neurons && s.scale.len() == neurons);
+        if !consistent {
+            return Err(bad("its arrays disagree in size".into()));
+        }
+        let model = LogisticModel {
+            weights,
+            bias,
+            scaling,
+            report,
+            effective_weights,
+            effective_bias,
+        };
+        Ok((model, metadata))
     }
 
     /// Number of input neurons.
@@ -1015,6 +1181,45 @@ mod tests {
             b = &b - &(gb * t);
         }
         full_objective(x.view(), y, None, penalty, &w, &b)
+    }
+
+    #[test]
+    fn a_stored_model_predicts_bit_for_bit_as_the_trained_one() {
+        let (x, y) = planted_xy(300, 10, 3, 1, 4);
+        for standardize in [false, true] {
+            let mut opts = fista_options(0.01, 0.01, L2Form::Frobenius, 1e-4);
+            opts.standardize = standardize;
+            let model = fit(x.view(), &y, 3, &opts, &RunContext::new(0, 1)).unwrap();
+            let extra = BTreeMap::from([("classes".to_string(), "[\"a\"]".to_string())]);
+            let bytes = model.to_bytes(&extra).unwrap();
+            let (restored, metadata) = LogisticModel::from_bytes(&bytes).unwrap();
+            assert_eq!(metadata, extra);
+            assert_eq!(restored.report, model.report);
+            assert_eq!(restored.weights, model.weights);
+            assert_eq!(restored.bias, model.bias);
+            assert_eq!(restored.scaling, model.scaling);
+            let (a, b) = (
+                model.predict_proba(x.view()).unwrap(),
+                restored.predict_proba(x.view()).unwrap(),
+            );
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+        }
+        // Damaged bytes are an error, never a panic or a different model.
+        let model = fit(
+            x.view(),
+            &y,
+            3,
+            &fista_options(0.01, 0.0, L2Form::Frobenius, 1e-3),
+            &RunContext::new(0, 1),
+        )
+        .unwrap();
+        let bytes = model.to_bytes(&BTreeMap::new()).unwrap();
+        for cut in [0, 7, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                LogisticModel::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

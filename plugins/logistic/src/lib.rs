@@ -331,6 +331,30 @@ impl Probe for LogisticProbe {
         }))
     }
 
+    fn restore(&self, state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
+        let (model, mut metadata) = LogisticModel::from_bytes(state)?;
+        let mut entry = |key: &str| {
+            metadata.remove(key).ok_or_else(|| {
+                lca_core::Error::input(format!("the stored probe has no `{key}` entry"))
+            })
+        };
+        let names: Vec<String> = serde_json::from_str(&entry("classes")?)
+            .map_err(|e| lca_core::Error::input(format!("the stored classes: {e}")))?;
+        let details: serde_json::Value = serde_json::from_str(&entry("details")?)
+            .map_err(|e| lca_core::Error::input(format!("the stored details: {e}")))?;
+        if details["probe"] != self.preset_name {
+            return Err(lca_core::Error::input(format!(
+                "the stored probe is {}, not {}",
+                details["probe"], self.preset_name
+            )));
+        }
+        Ok(Box::new(TrainedLogistic {
+            classes: ClassVocab::in_order(names)?,
+            model,
+            details,
+        }))
+    }
+
     fn reconfigure(&self, changes: &lca_core::toml::Table) -> Result<Arc<dyn Probe>> {
         let preset = PRESETS
             .iter()
@@ -391,6 +415,17 @@ impl TrainedProbe for TrainedLogistic {
     fn details(&self) -> serde_json::Value {
         self.details.clone()
     }
+
+    fn state(&self) -> Option<Vec<u8>> {
+        let metadata = std::collections::BTreeMap::from([
+            (
+                "classes".to_string(),
+                serde_json::to_string(self.classes.names()).ok()?,
+            ),
+            ("details".to_string(), self.details.to_string()),
+        ]);
+        self.model.to_bytes(&metadata).ok()
+    }
 }
 
 fn component(preset: Preset, table: &lca_core::toml::Table) -> Result<Component> {
@@ -432,6 +467,41 @@ mod tests {
             Component::Probe(p) => Ok(p),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn every_preset_is_restored_exactly_from_its_state() {
+        for (name, params) in [
+            ("elastic_net", "l1 = 0.001\nl2 = 0.001"),
+            ("lasso", "l1 = 0.01\nstandardize = true"),
+            ("ridge", "l2 = 0.01"),
+            (
+                "unregularized",
+                "solver = \"neurox_compatible\"\nepochs = 2",
+            ),
+        ] {
+            let probe = build(name, params).unwrap();
+            assert_eq!(
+                lca_core::testkit::check_probe_state(probe.as_ref()),
+                Ok(true),
+                "{name}"
+            );
+        }
+        // A state is only restored by the preset that wrote it.
+        let data = planted(200, 10, 3, 1, 5);
+        let cx = RunContext::new(0, 1);
+        let state = build("lasso", "")
+            .unwrap()
+            .fit(&data, &cx)
+            .unwrap()
+            .state()
+            .unwrap();
+        let err = build("ridge", "")
+            .unwrap()
+            .restore(&state)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is \"lasso\", not ridge"), "{err}");
     }
 
     #[test]
