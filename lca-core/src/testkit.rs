@@ -4,6 +4,8 @@
 //! tests run it again through the loaded plugin library, so a ranker behaves
 //! the same whichever way it is called. Enabled by the `testkit` feature.
 
+pub mod fuzz;
+
 use crate::builtin::{SyntheticParams, generate};
 use crate::component::{RankInput, Ranker, SharedProbe};
 use crate::context::RunContext;

@@ -1,122 +1,14 @@
 //! Mutation fuzzing of the recipe compiler and of every file reader in
-//! `lca-core`: valid inputs are mutated at random (bytes flipped, inserted,
-//! deleted, duplicated, cut off, or replaced by troublesome tokens) and fed to
-//! the reader, which must return a value or an error, never panic.
-//!
-//! Each target runs for `LCA_FUZZ_SECONDS` seconds (default 1; CI sets 30)
-//! from a fixed seed, so a run is reproducible for a given number of
-//! iterations. An input that panics is saved under `target/fuzz-crashes/`
-//! and the test fails naming it; each crash found becomes a regression test
-//! at the end of this file.
+//! `lca-core` (the harness is `lca_core::testkit::fuzz`; the plugin crates
+//! fuzz their own readers with it). Each target runs for `LCA_FUZZ_SECONDS`
+//! seconds; an input that panics is saved under `target/fuzz-crashes/` and
+//! the test fails naming it; each crash found becomes a regression test at
+//! the end of this file.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use lca_core::registry::Registry;
-use lca_core::rng::Rng;
-
-/// Tokens that often break parsers.
-const TOKENS: &[&[u8]] = &[
-    b"\n",
-    b"\r\n",
-    b"\t",
-    b"  ",
-    b"[",
-    b"]",
-    b"=",
-    b"\"",
-    b"'",
-    b"{",
-    b"}",
-    b",",
-    b":",
-    b"NaN",
-    b"-1",
-    b"1e309",
-    b"-0",
-    b"0",
-    b"18446744073709551616",
-    b"\xef\xbb\xbf",
-    b"\xff",
-    b"\x00",
-    b"[source.x]\n",
-    b"type = ",
-    b"\"synthetic\"",
-    b"layers",
-    b"/",
-    b"..",
-];
-
-fn budget() -> Duration {
-    let seconds: f64 = std::env::var("LCA_FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(seconds)
-}
-
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    let rounds = 1 + rng.below(4);
-    for _ in 0..rounds {
-        let len = out.len();
-        let at = if len == 0 {
-            0
-        } else {
-            rng.below(len as u64) as usize
-        };
-        match rng.below(7) {
-            0 if len > 0 => out[at] ^= 1 << rng.below(8),
-            1 => out.insert(at, rng.below(256) as u8),
-            2 if len > 0 => {
-                let end = (at + 1 + rng.below(16) as usize).min(len);
-                out.drain(at..end);
-            }
-            3 if len > 0 => {
-                let end = (at + 1 + rng.below(32) as usize).min(len);
-                let piece = out[at..end].to_vec();
-                let to = rng.below(len as u64 + 1) as usize;
-                out.splice(to..to, piece);
-            }
-            4 => out.truncate(at),
-            _ => {
-                let token = TOKENS[rng.below(TOKENS.len() as u64) as usize];
-                let end = (at + rng.below(4) as usize).min(len);
-                out.splice(at..end, token.iter().copied());
-            }
-        }
-    }
-    out
-}
-
-/// Mutates `seeds` for the time budget, writing each input to `file` (in a
-/// scratch directory) and calling `read`; fails on the first panic.
-fn fuzz(target: &str, seeds: &[Vec<u8>], file: &str, read: impl Fn(&Path)) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(file);
-    let mut rng = Rng::new(lca_core::rng::stable_hash(target));
-    let started = Instant::now();
-    let mut iterations = 0u64;
-    while started.elapsed() < budget() || iterations < 50 {
-        let seed = &seeds[rng.below(seeds.len() as u64) as usize];
-        let input = mutate(&mut rng, seed);
-        std::fs::write(&path, &input).unwrap();
-        let outcome = catch_unwind(AssertUnwindSafe(|| read(&path)));
-        if outcome.is_err() {
-            let crashes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-crashes");
-            std::fs::create_dir_all(&crashes).unwrap();
-            let saved = crashes.join(format!("{target}-{iterations}-{file}"));
-            std::fs::write(&saved, &input).unwrap();
-            panic!(
-                "{target}: input {iterations} panicked; saved as {}",
-                saved.display()
-            );
-        }
-        iterations += 1;
-    }
-    eprintln!("{target}: {iterations} inputs, no panic");
-}
+use lca_core::testkit::fuzz::fuzz;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)

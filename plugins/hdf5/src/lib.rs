@@ -83,10 +83,32 @@ fn sentence_text(key: &str) -> &str {
 /// does, into `f32` (values stored as f16 or f64 are converted by HDF5).
 /// Layers are numbered 0, 1, … in stored order.
 ///
+/// The HDF5 C library crashes (SIGSEGV) on some damaged files, which
+/// fuzzing found; a crash must not take `lca` down with it. On Unix the file
+/// is therefore parsed in a forked child process that sends the activations
+/// back through a pipe, and a child killed by a signal becomes an error
+/// naming the file.
+///
 /// # Errors
 /// A file that is not HDF5, lacks `sentence_to_index`, names a missing
-/// dataset, or holds blocks of different layer counts or widths.
+/// dataset, holds blocks of different layer counts or widths, or makes the
+/// HDF5 library crash.
 pub fn read(path: &Path) -> Result<NeuroxActivations> {
+    #[cfg(unix)]
+    {
+        isolated::read(path)
+    }
+    #[cfg(not(unix))]
+    {
+        read_in_process(path)
+    }
+}
+
+/// [`read`] in this process, with no protection from the HDF5 library.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_in_process(path: &Path) -> Result<NeuroxActivations> {
     let bad = |message: String| Error::format(path, None, message);
     let h5 = |what: &str, e: hdf5::Error| bad(format!("{what}: {e}"));
     if !path.is_file() {
@@ -96,6 +118,9 @@ pub fn read(path: &Path) -> Result<NeuroxActivations> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         ));
     }
+    let file_size = std::fs::metadata(path)
+        .map_err(|e| Error::io("read", path, e))?
+        .len();
     let file = hdf5::File::open(path).map_err(|e| h5("is not a readable HDF5 file", e))?;
     let index = file.dataset("sentence_to_index").map_err(|e| {
         h5(
@@ -132,6 +157,19 @@ pub fn read(path: &Path) -> Result<NeuroxActivations> {
                 "dataset `{name}` has shape {dims:?}; NeuroX blocks are [layers, words, hidden]"
             )));
         };
+        // A damaged header can declare any shape, and HDF5 would allocate
+        // it; a sound block fits in the file (h5py does not compress
+        // NeuroX's data; 1000× leaves room for files that are).
+        let declared = layers
+            .checked_mul(words)
+            .and_then(|n| n.checked_mul(hidden))
+            .and_then(|n| n.checked_mul(4));
+        if declared.is_none_or(|bytes| bytes as u64 > file_size.saturating_mul(1000)) {
+            return Err(bad(format!(
+                "dataset `{name}` declares {layers} × {words} × {hidden} values, far more than \
+                 this {file_size}-byte file holds; the file is damaged"
+            )));
+        }
         match shape {
             None => shape = Some((layers, hidden)),
             Some(s) if s != (layers, hidden) => {
@@ -166,6 +204,227 @@ pub fn read(path: &Path) -> Result<NeuroxActivations> {
         hidden,
         sentences,
     })
+}
+
+#[cfg(unix)]
+mod isolated {
+    //! Parsing in a forked child. The child encodes its result into the
+    //! pipe; the parent decodes it after the child exits.
+
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use lca_core::ndarray::Array2;
+    use lca_core::neurox::{NeuroxActivations, SentenceActivations};
+    use lca_core::{Error, Result};
+
+    /// Overrides the time the HDF5 library gets to read a file.
+    pub(crate) const TIME_LIMIT_VAR: &str = "LCA_HDF5_SECONDS";
+
+    /// 60 s plus 10 s per 100 MB of file, unless [`TIME_LIMIT_VAR`] says
+    /// otherwise: far more than a sound file takes.
+    fn time_limit(path: &Path) -> Duration {
+        if let Some(seconds) = std::env::var(TIME_LIMIT_VAR)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+        {
+            return Duration::from_secs_f64(seconds);
+        }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Duration::from_secs(60 + size / 10_000_000)
+    }
+
+    pub(crate) fn read(path: &Path) -> Result<NeuroxActivations> {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors `pipe` writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return super::read_in_process(path);
+        }
+        let [from_child, to_parent] = fds;
+        // SAFETY: the child only reads the file, writes the pipe and leaves
+        // with `_exit`, running no destructors or exit handlers.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            // SAFETY: both descriptors were opened above and are ours.
+            unsafe {
+                libc::close(from_child);
+                libc::close(to_parent);
+            }
+            return super::read_in_process(path);
+        }
+        if pid == 0 {
+            // SAFETY: the read end belongs to the parent; the write end is
+            // ours alone, wrapped once.
+            let mut out = unsafe {
+                libc::close(from_child);
+                File::from_raw_fd(to_parent)
+            };
+            let outcome = std::panic::catch_unwind(|| super::read_in_process(path));
+            let bytes = match outcome {
+                Ok(Ok(activations)) => encode(&activations),
+                Ok(Err(e)) => failure(&e.to_string()),
+                Err(_) => failure(&format!("{}: the HDF5 reader panicked", path.display())),
+            };
+            let status = i32::from(out.write_all(&bytes).is_err());
+            // SAFETY: ends the child at once, as `fork` requires.
+            unsafe { libc::_exit(status) };
+        }
+        // SAFETY: the write end belongs to the child; the read end is ours
+        // alone, wrapped once.
+        let mut input = unsafe {
+            libc::close(to_parent);
+            File::from_raw_fd(from_child)
+        };
+        // The child writes only once it has read the whole file, so waiting
+        // for its first byte bounds the time the HDF5 library may take.
+        let limit = time_limit(path);
+        let mut poll = libc::pollfd {
+            fd: from_child,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        if ready == 0 {
+            // SAFETY: `pid` is our child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(Error::format(
+                path,
+                None,
+                format!(
+                    "the HDF5 library did not finish reading this file within {} s and was \
+                     stopped; it loops on some damaged files. Export the activations again, \
+                     or allow more time with {TIME_LIMIT_VAR}=SECONDS",
+                    limit.as_secs()
+                ),
+            ));
+        }
+        let mut bytes = Vec::new();
+        let received = input.read_to_end(&mut bytes);
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if libc::WIFSIGNALED(status) {
+            return Err(Error::format(
+                path,
+                None,
+                format!(
+                    "the HDF5 library crashed (signal {}) while reading this file, so it is \
+                     damaged or not an HDF5 file; export the activations again (NeuroX \
+                     writes them with h5py), or use NeuroX's JSON format",
+                    libc::WTERMSIG(status)
+                ),
+            ));
+        }
+        received.map_err(|e| Error::io("read", path, e))?;
+        decode(path, &bytes).ok_or_else(|| {
+            Error::format(
+                path,
+                None,
+                "the process reading this file ended without an answer".to_string(),
+            )
+        })?
+    }
+
+    fn put(out: &mut Vec<u8>, n: usize) {
+        out.extend((n as u64).to_le_bytes());
+    }
+
+    fn failure(message: &str) -> Vec<u8> {
+        let mut out = vec![1];
+        put(&mut out, message.len());
+        out.extend(message.as_bytes());
+        out
+    }
+
+    fn encode(a: &NeuroxActivations) -> Vec<u8> {
+        let values: usize = a.sentences.iter().map(|s| s.values.len()).sum();
+        let mut out = Vec::with_capacity(64 + values * 4);
+        out.push(0);
+        put(&mut out, a.layers.len());
+        out.extend(a.layers.iter().flat_map(|l| l.to_le_bytes()));
+        put(&mut out, a.hidden);
+        put(&mut out, a.sentences.len());
+        for s in &a.sentences {
+            put(&mut out, s.tokens.len());
+            for token in &s.tokens {
+                put(&mut out, token.len());
+                out.extend(token.as_bytes());
+            }
+            put(&mut out, s.values.nrows());
+            put(&mut out, s.values.ncols());
+            out.extend(s.values.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        out
+    }
+
+    /// A cursor over the child's answer.
+    struct Cursor<'a> {
+        bytes: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let piece = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+            self.at += n;
+            Some(piece)
+        }
+
+        fn number(&mut self) -> Option<usize> {
+            usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().ok()?)).ok()
+        }
+
+        fn text(&mut self) -> Option<String> {
+            let len = self.number()?;
+            Some(String::from_utf8_lossy(self.take(len)?).into_owned())
+        }
+    }
+
+    /// Reads what [`encode`] or [`failure`] wrote; `None` when cut short.
+    fn decode(path: &Path, bytes: &[u8]) -> Option<Result<NeuroxActivations>> {
+        let mut c = Cursor { bytes, at: 0 };
+        if c.take(1)?[0] == 1 {
+            return Some(Err(Error::input(c.text()?)));
+        }
+        let n_layers = c.number()?;
+        let layers = c
+            .take(n_layers.checked_mul(4)?)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let hidden = c.number()?;
+        let n_sentences = c.number()?;
+        let mut sentences = Vec::new();
+        for _ in 0..n_sentences {
+            let n_tokens = c.number()?;
+            let tokens = (0..n_tokens)
+                .map(|_| c.text())
+                .collect::<Option<Vec<_>>>()?;
+            let (rows, cols) = (c.number()?, c.number()?);
+            let values = c
+                .take(rows.checked_mul(cols)?.checked_mul(4)?)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            let values = Array2::from_shape_vec((rows, cols), values).ok()?;
+            sentences.push(SentenceActivations { tokens, values });
+        }
+        Some(Ok(NeuroxActivations {
+            path: path.to_path_buf(),
+            layers,
+            hidden,
+            sentences,
+        }))
+    }
 }
 
 lca_plugins::export_plugin! {

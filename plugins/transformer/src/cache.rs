@@ -299,8 +299,17 @@ pub fn read(
     let [rows, cols] = acts.shape[..] else {
         return Err(corrupt("has activations that are not a matrix".into()));
     };
-    let value_bytes = rows * cols * precision.bytes();
-    let kept_bytes = kept.shape.first().copied().unwrap_or(0) * 4;
+    // Sizes come from the file: overflow means a damaged header.
+    let sizes = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(precision.bytes()))
+        .zip(kept.shape.first().copied().unwrap_or(0).checked_mul(4))
+        .filter(|(v, k)| v.checked_add(*k).is_some_and(|t| t as u64 <= size));
+    let Some((value_bytes, kept_bytes)) = sizes else {
+        return Err(corrupt(format!(
+            "declares {rows} × {cols} activations, more than its {size} bytes hold"
+        )));
+    };
     if acts.data_offsets != [0, value_bytes]
         || kept.data_offsets != [value_bytes, value_bytes + kept_bytes]
         || 8 + header_len + (value_bytes + kept_bytes) as u64 != size
@@ -389,6 +398,27 @@ mod tests {
         );
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_header_declaring_more_than_the_file_holds_is_a_miss_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = entry_path(dir.path(), "k");
+        write(&path, "k", &stored(), Precision::F32, &BTreeMap::new()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+        let huge = (1u64 << 62).to_string();
+        let edited = header.replace("\"shape\":[4,3]", &format!("\"shape\":[{huge},{huge}]"));
+        assert_ne!(edited, header);
+        let mut damaged = (edited.len() as u64).to_le_bytes().to_vec();
+        damaged.extend(edited.as_bytes());
+        damaged.extend(&bytes[8 + header_len..]);
+        std::fs::write(&path, damaged).unwrap();
+        match read(&path, "k") {
+            Err(Miss::Corrupt(why)) => assert!(why.contains("more than its"), "{why}"),
+            other => panic!("expected a corrupt entry, got {other:?}"),
+        }
     }
 
     #[test]

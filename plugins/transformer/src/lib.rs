@@ -23,7 +23,7 @@ pub mod tiny;
 pub mod words;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -391,8 +391,7 @@ pub fn load_model(files: &ModelFiles) -> Result<LoadedModel> {
     })?;
     let encoder = Encoder::load(vb, config)
         .map_err(|e| Error::format(&files.weights, None, e.to_string()))?;
-    let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
-        .map_err(|e| Error::format(&files.tokenizer, None, format!("is not a tokenizer: {e}")))?;
+    let mut tokenizer = read_tokenizer(&files.tokenizer)?;
     tokenizer.with_padding(None);
     tokenizer.with_truncation(None).map_err(|e| {
         Error::format(
@@ -406,6 +405,30 @@ pub fn load_model(files: &ModelFiles) -> Result<LoadedModel> {
         tokenizer,
         files: files.clone(),
     })
+}
+
+/// Reads a `tokenizer.json`. The tokenizers library panics on some malformed
+/// files (its decoder section is parsed with `expect`), so the JSON is
+/// checked first and the library's panics become errors naming the file.
+fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        return Err(Error::format(
+            path,
+            Some(e.line()),
+            format!("is not valid JSON (column {}): {e}", e.column()),
+        ));
+    }
+    let not_a_tokenizer =
+        |why: String| Error::format(path, None, format!("is not a tokenizer: {why}"));
+    match std::panic::catch_unwind(|| text.parse::<Tokenizer>()) {
+        Ok(Ok(tokenizer)) => Ok(tokenizer),
+        Ok(Err(e)) => Err(not_a_tokenizer(e.to_string())),
+        Err(payload) => Err(not_a_tokenizer(format!(
+            "the tokenizers library failed on it ({})",
+            lca_core::run::panic_message(payload.as_ref())
+        ))),
+    }
 }
 
 /// What one extraction produced and what happened on the way.
