@@ -3,7 +3,7 @@
 //! components report through the run context.
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -38,6 +38,7 @@ impl Progress {
                 multi,
                 quiet,
                 current: Mutex::new(None),
+                stop: OnceLock::new(),
             }),
             quiet,
             stop: None,
@@ -46,6 +47,7 @@ impl Progress {
 
     /// Stops the run before the next step once `stop` says so.
     pub(crate) fn with_stop(mut self, stop: Arc<crate::stop::StopSignal>) -> Self {
+        let _ = self.tasks.stop.set(stop.clone());
         self.stop = Some(stop);
         self
     }
@@ -129,6 +131,8 @@ struct TaskProgress {
     multi: Option<MultiProgress>,
     quiet: bool,
     current: Mutex<Option<Task>>,
+    /// Tells components that the run must stop.
+    stop: OnceLock<Arc<crate::stop::StopSignal>>,
 }
 
 impl TaskProgress {
@@ -220,6 +224,10 @@ impl lca_core::Progress for TaskProgress {
             }
             None => eprintln!("{text}"),
         }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stop.get().is_some_and(|s| s.reason().is_some())
     }
 
     fn warn(&self, message: &str) {

@@ -78,7 +78,7 @@ impl StopSignal {
             if !watcher.finished.load(Ordering::SeqCst) {
                 let step = watcher.current_step.lock().expect("not poisoned").clone();
                 eprintln!(
-                    "error: {}, and step `{step}` did not return within {:.0} s after it; stopped without writing results (the steps before it finished, but their results were not kept): rerun with a longer --timeout, or check the component of `{step}`",
+                    "error: {}, and step `{step}` did not return within {:.0} s after it; stopped without writing results (the steps before it are kept as checkpoints: rerun with --resume to reuse them, with a longer --timeout), or check the component of `{step}`",
                     watcher.reason().unwrap_or_default(),
                     wait.as_secs_f64()
                 );

@@ -1,7 +1,9 @@
-//! Stopping a run early: `--timeout` and Ctrl-C stop before the next step,
-//! keep what finished in `results.partial.json` and say what was cut; a
-//! step stuck past the grace period ends the process with a message naming
-//! it. Uses the faulty fixture plugin's `slow` mode.
+//! Stopping a run early: `--timeout` and Ctrl-C stop the step that is
+//! running (components check for cancellation in their long loops) or,
+//! between steps, the next one; what finished is kept in
+//! `results.partial.json` with what was cut; a step stuck past the grace
+//! period ends the process with a message naming it. Uses the faulty
+//! fixture plugin's `slow` (cooperative) and `stuck` modes.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -16,7 +18,7 @@ type = "faulty_source"
 
 [ranker.slow]
 type = "faulty_ranker"
-mode = "slow"
+mode = "MODE"
 seconds = SECONDS
 
 [ranker.after]
@@ -24,8 +26,15 @@ type = "faulty_ranker"
 "#;
 
 fn command(dir: &Path, seconds: f64, extra: &[&str]) -> Command {
+    command_in_mode(dir, "slow", seconds, extra)
+}
+
+fn command_in_mode(dir: &Path, mode: &str, seconds: f64, extra: &[&str]) -> Command {
     let recipe = dir.join("recipe.toml");
-    std::fs::write(&recipe, RECIPE.replace("SECONDS", &seconds.to_string())).unwrap();
+    let text = RECIPE
+        .replace("SECONDS", &seconds.to_string())
+        .replace("MODE", mode);
+    std::fs::write(&recipe, text).unwrap();
     let mut command = Command::new(lca_exe());
     command
         .env_remove("LCA_PLUGIN_PATH")
@@ -45,7 +54,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let output = command(dir.path(), 1.5, &["--timeout", "0.3"])
+    let output = command_in_mode(dir.path(), "stuck", 1.5, &["--timeout", "0.3"])
         .output()
         .unwrap();
     let err = stderr(&output);
@@ -86,7 +95,7 @@ fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
 fn a_step_stuck_past_the_grace_period_ends_the_run_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let output = command(dir.path(), 60.0, &["--timeout", "0.2"])
+    let output = command_in_mode(dir.path(), "stuck", 60.0, &["--timeout", "0.2"])
         .env("LCA_STOP_GRACE_SECONDS", "0.5")
         .output()
         .unwrap();
@@ -107,7 +116,7 @@ fn a_step_stuck_past_the_grace_period_ends_the_run_naming_it() {
 #[test]
 fn ctrl_c_stops_cleanly_with_the_shell_status() {
     let dir = tempfile::tempdir().unwrap();
-    let child = command(dir.path(), 2.0, &[])
+    let child = command_in_mode(dir.path(), "stuck", 2.0, &[])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -133,7 +142,7 @@ fn ctrl_c_stops_cleanly_with_the_shell_status() {
 #[test]
 fn a_stopped_run_resumes_without_redoing_what_finished() {
     let dir = tempfile::tempdir().unwrap();
-    let output = command(dir.path(), 1.5, &["--timeout", "0.3"])
+    let output = command_in_mode(dir.path(), "stuck", 1.5, &["--timeout", "0.3"])
         .output()
         .unwrap();
     let err = stderr(&output);
@@ -143,7 +152,9 @@ fn a_stopped_run_resumes_without_redoing_what_finished() {
     // The slow ranking finished before the limit: a resumed run reuses it
     // instead of sleeping again, and completes the cut step.
     let started = Instant::now();
-    let output = command(dir.path(), 1.5, &["--resume"]).output().unwrap();
+    let output = command_in_mode(dir.path(), "stuck", 1.5, &["--resume"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         started.elapsed() < Duration::from_millis(1400),
@@ -158,4 +169,35 @@ fn a_stopped_run_resumes_without_redoing_what_finished() {
         serde_json::json!(["ranker.slow"])
     );
     assert!(results["rankings"]["after"].is_object());
+}
+
+#[test]
+fn a_long_step_is_interrupted_from_inside_and_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = command(dir.path(), 60.0, &["--timeout", "0.3"])
+        .env("LCA_STOP_GRACE_SECONDS", "30")
+        .output()
+        .unwrap();
+    // The step notices within its next check, long before the grace period.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the step was not interrupted"
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "ran out before step `ranker.slow`; finished: source.s; cut: ranker.slow, ranker.after"
+        ),
+        "{err}"
+    );
+    let partial: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/results.partial.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        partial["stopped"]["cut"],
+        serde_json::json!(["ranker.slow", "ranker.after"])
+    );
 }

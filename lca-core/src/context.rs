@@ -35,6 +35,12 @@ pub trait Progress: Send + Sync {
     fn warn(&self, message: &str);
     /// What happened, for the record (a cache reused, a file written).
     fn info(&self, _message: &str) {}
+    /// Whether the run has been asked to stop (a time limit ran out, the
+    /// user pressed Ctrl-C): long work should then return
+    /// [`crate::Error::Cancelled`] at its next convenient point.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// The optional progress sink; it takes no part in equality, as it does not
@@ -123,6 +129,25 @@ impl RunContext {
         match self.progress() {
             Some(sink) => sink.warn(message),
             None => eprintln!("warning: {message}"),
+        }
+    }
+
+    /// Whether the run has been asked to stop; see [`RunContext::check_cancelled`].
+    pub fn cancelled(&self) -> bool {
+        self.progress().is_some_and(|sink| sink.cancelled())
+    }
+
+    /// `Err(Error::Cancelled)` once the run has been asked to stop (a time
+    /// limit, Ctrl-C). Long loops call it between iterations so that a
+    /// stopped run ends promptly instead of finishing the step.
+    ///
+    /// # Errors
+    /// [`crate::Error::Cancelled`] when the run must stop.
+    pub fn check_cancelled(&self) -> crate::Result<()> {
+        if self.cancelled() {
+            Err(crate::Error::Cancelled)
+        } else {
+            Ok(())
         }
     }
 

@@ -102,6 +102,10 @@ pub enum Error {
         /// The panic payload and location.
         message: String,
     },
+    /// The run was asked to stop (a time limit, Ctrl-C) and the component
+    /// gave up part-way, as it should.
+    #[error("stopped on request before it finished")]
+    Cancelled,
     /// An error raised inside a named step of a run.
     #[error("{context}: {source}")]
     Context {

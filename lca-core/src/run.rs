@@ -307,7 +307,20 @@ pub fn execute_with(
         let step_started = Instant::now();
         let step_cx = cx.for_step(&step.key());
         let outcome = guarded(step, || run_step(step, &step_cx, &mut work, &mut results));
-        let reused = outcome.map_err(|e| e.context(step.describe()))?;
+        let reused = match outcome {
+            Ok(reused) => reused,
+            // Asked to stop during the step: whatever it returned (most
+            // likely `Error::Cancelled`), the step is cut, not failed.
+            Err(_) if let Some(reason) = observer.should_stop() => {
+                results.stopped = Some(Stopped {
+                    reason,
+                    finished: plan.steps[..index].iter().map(Step::key).collect(),
+                    cut: plan.steps[index..].iter().map(Step::key).collect(),
+                });
+                break;
+            }
+            Err(e) => return Err(e.context(step.describe())),
+        };
         let seconds = step_started.elapsed().as_secs_f64();
         results.provenance.timings.insert(step.key(), seconds);
         if reused {

@@ -22,7 +22,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.4.0";
+pub const ABI_VERSION: &str = "0.5.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -80,8 +80,10 @@ pub trait FfiProgress: Send + Sync + Clone + Debug {
     /// A warning for the user.
     fn warn(&self, message: RStr<'_>);
     /// A note for the user.
-    #[sabi(last_prefix_field)]
     fn info(&self, message: RStr<'_>);
+    /// Whether the run has been asked to stop.
+    #[sabi(last_prefix_field)]
+    fn cancelled(&self) -> bool;
 }
 
 /// An owned, shareable progress sink.

@@ -231,6 +231,10 @@ impl FfiProgress for HostProgress {
     fn info(&self, message: RStr<'_>) {
         quietly(|| self.0.info(message.as_str()));
     }
+    fn cancelled(&self) -> bool {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.cancelled()))
+            .unwrap_or(false)
+    }
 }
 
 /// The other side's progress sink, used as a native one.
@@ -252,6 +256,9 @@ impl Progress for RemoteProgress {
     }
     fn info(&self, message: &str) {
         self.0.info(RStr::from_str(message));
+    }
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) fn retrain_accuracy(
     split: Split,
     cx: &RunContext,
 ) -> Result<f64> {
+    cx.check_cancelled()?;
     let subset = data.select_neurons(columns)?;
     let probe = spec.fit(&subset, cx)?;
     probe_accuracy(probe.as_ref(), &subset, split)
@@ -82,6 +83,7 @@ pub(crate) fn retrain_accuracies(
     splits: &[Split],
     cx: &RunContext,
 ) -> Result<Vec<f64>> {
+    cx.check_cancelled()?;
     let subset = data.select_neurons(columns)?;
     let probe = spec.fit(&subset, cx)?;
     splits

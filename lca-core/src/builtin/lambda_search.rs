@@ -193,6 +193,7 @@ impl Evaluator for LambdaSearch {
                         probe.id
                     ))
                 })?;
+                cx.check_cancelled()?;
                 let trained = spec.fit(data, cx)?;
                 let accuracy = probe_accuracy(trained.as_ref(), data, self.split)?;
                 let weights = trained.weights().ok_or_else(|| {

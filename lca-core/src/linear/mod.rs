@@ -595,11 +595,19 @@ pub fn fit(
                 w0,
                 b0,
                 cx,
+            )?
+        }
+        Solver::Fista(settings) => cx.install(|| {
+            fista(
+                x,
+                y,
+                scaling.as_ref(),
+                &options.penalty,
+                settings,
+                (w0, b0),
+                cx,
             )
-        }
-        Solver::Fista(settings) => {
-            cx.install(|| fista(x, y, scaling.as_ref(), &options.penalty, settings, w0, b0))?
-        }
+        })?,
     };
     if w.iter().chain(b.iter()).any(|v| !v.is_finite()) {
         return Err(Error::input(
@@ -636,7 +644,7 @@ fn adam(
     mut w: Array2<f64>,
     mut b: Array1<f64>,
     cx: &RunContext,
-) -> (Array2<f64>, Array1<f64>, FitReport) {
+) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
     let (n, d) = x.dim();
     let c = w.nrows();
     let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
@@ -651,6 +659,7 @@ fn adam(
     let batch = s.batch_size.max(1);
     let mut xb = Array2::<f64>::zeros((batch, d));
     for _ in 0..s.epochs {
+        cx.check_cancelled()?;
         if s.shuffle {
             rng.shuffle(&mut order);
         }
@@ -741,7 +750,7 @@ fn adam(
         zero_weights: w.iter().filter(|v| **v == 0.0).count(),
         epoch_losses,
     };
-    (w, b, report)
+    Ok((w, b, report))
 }
 
 fn sign(v: f64) -> f64 {
@@ -1002,8 +1011,8 @@ fn fista(
     scaling: Option<&Scaling>,
     penalty: &Penalty,
     s: FistaSettings,
-    w0: Array2<f64>,
-    b0: Array1<f64>,
+    (w0, b0): (Array2<f64>, Array1<f64>),
+    cx: &RunContext,
 ) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
     let n = x.nrows();
     let to_eff = |w: &Array2<f64>, b: &Array1<f64>| {
@@ -1042,6 +1051,7 @@ fn fista(
     let smooth_sq = |g: &Array2<f64>| g.iter().map(|v| v * v).sum::<f64>();
     // Squared L2 is handled inside the prox, so f is the data term only.
     while iterations < s.max_iter {
+        cx.check_cancelled()?;
         iterations += 1;
         let next_momentum = (1.0 + (1.0 + 4.0 * momentum * momentum).sqrt()) / 2.0;
         let (w_new, b_new, out) = loop {
@@ -1181,6 +1191,33 @@ mod tests {
             b = &b - &(gb * t);
         }
         full_objective(x.view(), y, None, penalty, &w, &b)
+    }
+
+    /// A progress sink that says the run must stop.
+    struct Stopping;
+
+    impl crate::context::Progress for Stopping {
+        fn start(&self, _: &str, _: u64, _: &str) {}
+        fn advance(&self, _: u64) {}
+        fn finish(&self) {}
+        fn warn(&self, _: &str) {}
+        fn cancelled(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn both_solvers_stop_when_the_run_is_cancelled() {
+        let (x, y) = planted_xy(200, 8, 3, 1, 4);
+        let cx = RunContext::new(0, 1).with_progress(std::sync::Arc::new(Stopping));
+        let mut opts = fista_options(0.01, 0.0, L2Form::Frobenius, 1e-6);
+        let err = fit(x.view(), &y, 3, &opts, &cx).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        opts.solver = Solver::NeuroxAdam(AdamSettings::default());
+        let err = fit(x.view(), &y, 3, &opts, &cx).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        // Without the request, the same fit completes.
+        assert!(fit(x.view(), &y, 3, &opts, &RunContext::new(0, 1)).is_ok());
     }
 
     #[test]

@@ -206,6 +206,21 @@ pub fn greedy_selection(
     steps: usize,
     diagonal: bool,
 ) -> Selection {
+    greedy_selection_until(x, y, n_classes, scored, steps, diagonal, &|| false)
+        .expect("never stopped")
+}
+
+/// [`greedy_selection`] that asks `stop` before each step and gives up
+/// (`None`) when it says so.
+pub fn greedy_selection_until(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    n_classes: usize,
+    scored: &[usize],
+    steps: usize,
+    diagonal: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Selection> {
     let (n, d) = x.dim();
     let m = scored.len();
     let counts = lca_core::data::count_classes(y, n_classes);
@@ -283,6 +298,9 @@ pub fn greedy_selection(
     let mut mi_bits = Vec::new();
     let mut candidates = Vec::new();
     for _ in 0..steps.min(d) {
+        if stop() {
+            return None;
+        }
         let scores: Vec<f64> = (0..d)
             .into_par_iter()
             .map(|j| {
@@ -367,13 +385,13 @@ pub fn greedy_selection(
                 .push(column.iter().map(|c| c / scale).collect());
         });
     }
-    Selection {
+    Some(Selection {
         selected,
         mi_bits,
         candidates,
         entropy_bits: entropy / std::f64::consts::LN_2,
         rows_scored: m,
-    }
+    })
 }
 
 impl Ranker for GaussianRanker {
@@ -391,16 +409,19 @@ impl Ranker for GaussianRanker {
             rows
         };
         let steps = self.neurons.min(d);
-        let selection = cx.install(|| {
-            greedy_selection(
-                train.acts.view(),
-                train.labels,
-                data.n_classes(),
-                &scored,
-                steps,
-                self.diagonal,
-            )
-        });
+        let selection = cx
+            .install(|| {
+                greedy_selection_until(
+                    train.acts.view(),
+                    train.labels,
+                    data.n_classes(),
+                    &scored,
+                    steps,
+                    self.diagonal,
+                    &|| cx.cancelled(),
+                )
+            })
+            .ok_or(lca_core::Error::Cancelled)?;
         let mut order = selection.selected.clone();
         if let Some(last) = selection.candidates.last() {
             let mut rest: Vec<u32> = (0..d as u32)

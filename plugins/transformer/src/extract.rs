@@ -65,6 +65,7 @@ pub fn run(
     let progress = cx.progress();
     let mut empty_words = 0;
     for batch in order.chunks(plan.batch_size.max(1)) {
+        cx.check_cancelled()?;
         let width = batch
             .iter()
             .map(|&i| windows[i].ids.len())
