@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{lca_command, repo};
+use common::{lca_command, npy, repo};
 
 fn run(recipe: &Path, out: &Path, extra: &[&str]) -> Output {
     let output = lca_command()
@@ -182,20 +182,6 @@ fn a_changed_parameter_or_seed_redoes_what_depends_on_it() {
     run(&recipe, &out, &["--resume", "--quiet", "--seed", "8"]);
     let (_, reused) = results(&out);
     assert!(reused.is_empty(), "{reused:?}");
-}
-
-/// A `.npy` file of little-endian f32 values.
-fn npy(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let pad = 64 - (10 + header.len() + 1) % 64;
-    header.push_str(&" ".repeat(pad));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    bytes
 }
 
 #[test]
