@@ -51,6 +51,21 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs a 60 s step of `mode` with a 0.2 s time limit and the given grace
+/// period; asserts that the run ended within `bound` with status 2, and
+/// returns its standard error.
+fn stopped_in_time(dir: &Path, mode: &str, grace: &str, bound: Duration) -> String {
+    let started = Instant::now();
+    let output = command_in_mode(dir, mode, 60.0, &["--timeout", "0.2"])
+        .env("LCA_STOP_GRACE_SECONDS", grace)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < bound, "the run was not stopped in time");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    err
+}
+
 #[test]
 fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,17 +109,8 @@ fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
 #[test]
 fn a_step_stuck_past_the_grace_period_ends_the_run_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let output = command_in_mode(dir.path(), "stuck", 60.0, &["--timeout", "0.2"])
-        .env("LCA_STOP_GRACE_SECONDS", "0.5")
-        .output()
-        .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "the run was not stopped"
-    );
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    // The stuck step ignores the request; the grace period ends the run.
+    let err = stopped_in_time(dir.path(), "stuck", "0.5", Duration::from_secs(30));
     assert!(
         err.contains("step `ranker.slow` did not return within"),
         "{err}"
@@ -174,18 +180,8 @@ fn a_stopped_run_resumes_without_redoing_what_finished() {
 #[test]
 fn a_long_step_is_interrupted_from_inside_and_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let output = command(dir.path(), 60.0, &["--timeout", "0.3"])
-        .env("LCA_STOP_GRACE_SECONDS", "30")
-        .output()
-        .unwrap();
     // The step notices within its next check, long before the grace period.
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "the step was not interrupted"
-    );
-    let err = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let err = stopped_in_time(dir.path(), "slow", "30", Duration::from_secs(15));
     assert!(
         err.contains(
             "ran out before step `ranker.slow`; finished: source.s; cut: ranker.slow, ranker.after"

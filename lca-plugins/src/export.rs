@@ -42,8 +42,16 @@ pub struct PluginDefinition {
     pub components: Vec<Descriptor>,
 }
 
-/// Where the last caught panic happened, recorded by the plugin's panic hook.
+/// Where the last panic happened, recorded by the plugin's panic hook: per
+/// thread, so that panics on parallel calls do not take each other's
+/// locations, and globally for a panic on a worker thread that reaches the
+/// caller through a thread pool.
 static LAST_PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
+
+thread_local! {
+    static THREAD_PANIC_LOCATION: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// Replaces this library's panic hook with one that records the location
 /// instead of printing: the host reports the panic as an error, with that
@@ -60,6 +68,7 @@ fn install_quiet_panic_hook() {
                     location.line(),
                     location.column()
                 );
+                THREAD_PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(text.clone()));
                 *LAST_PANIC_LOCATION
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(text);
@@ -75,11 +84,14 @@ pub(crate) fn guard<T>(work: impl FnOnce() -> lca_core::Result<T>) -> RResult<T,
         Ok(Err(e)) => RErr(error_to_ffi(&e)),
         Err(payload) => {
             let mut message = lca_core::run::panic_message(payload.as_ref());
-            if let Some(location) = LAST_PANIC_LOCATION
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            let here = THREAD_PANIC_LOCATION.with(|l| l.borrow_mut().take());
+            let location = here.or_else(|| {
+                LAST_PANIC_LOCATION
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+            });
+            if let Some(location) = location {
                 message.push_str(&format!(" (at {location})"));
             }
             RErr(panic_to_ffi(message))
