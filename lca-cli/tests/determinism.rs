@@ -8,7 +8,7 @@
 use std::path::Path;
 
 mod common;
-use common::{lca_command, npy, repo};
+use common::{lca_command, npy, read_results, repo, succeed};
 
 /// `results.json` of one run without its provenance section, as text.
 fn results_without_provenance(recipe: &str, threads: &str, out: &Path) -> String {
@@ -16,25 +16,13 @@ fn results_without_provenance(recipe: &str, threads: &str, out: &Path) -> String
 }
 
 fn results_of(recipe: &Path, threads: &str, out: &Path) -> String {
-    let output = lca_command()
-        .args(["run", "--quiet", "--threads", threads, "--out"])
-        .arg(out)
-        .arg(recipe)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}: {}",
-        recipe.display(),
-        String::from_utf8_lossy(&output.stderr)
+    succeed(
+        lca_command()
+            .args(["run", "--quiet", "--threads", threads, "--out"])
+            .arg(out)
+            .arg(recipe),
     );
-    let mut results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let provenance = results
-        .as_object_mut()
-        .unwrap()
-        .remove("provenance")
-        .expect("a provenance section");
+    let (results, provenance) = read_results(&out.join("results.json")).expect("results.json");
     assert!(provenance["timings"].is_object());
     serde_json::to_string_pretty(&results).unwrap()
 }

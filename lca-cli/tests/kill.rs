@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{lca_command, repo};
+use common::{lca_command, read_results, repo};
 use std::time::{Duration, Instant};
 
 fn run(out: &Path) -> Command {
@@ -23,11 +23,7 @@ fn run(out: &Path) -> Command {
 
 /// The results without the run-dependent provenance, or `None` when absent.
 fn results(out: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(out.join("results.json")).ok()?;
-    let mut value: serde_json::Value =
-        serde_json::from_str(&text).expect("results.json is complete JSON");
-    value.as_object_mut().unwrap().remove("provenance");
-    Some(value)
+    read_results(&out.join("results.json")).map(|(results, _)| results)
 }
 
 /// Every visible output file is whole: JSON parses, Markdown and HTML end

@@ -6,30 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{lca_command, npy, repo};
+use common::{lca_command, npy, read_results, repo, succeed};
 
 fn run(recipe: &Path, out: &Path, extra: &[&str]) -> Output {
-    let output = lca_command()
-        .arg("run")
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .arg(recipe)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    succeed(
+        lca_command()
+            .arg("run")
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .arg(recipe),
+    )
 }
 
 /// The results without the run-dependent provenance, and the reused steps.
 fn results(out: &Path) -> (serde_json::Value, Vec<String>) {
-    let text = std::fs::read_to_string(out.join("results.json")).unwrap();
-    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let provenance = value.as_object_mut().unwrap().remove("provenance").unwrap();
+    let (value, provenance) = read_results(&out.join("results.json")).expect("results.json");
     let reused = provenance["reused"]
         .as_array()
         .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())

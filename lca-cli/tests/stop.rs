@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{lca_exe, library};
+use common::{lca_exe, library, read_results};
 use std::time::{Duration, Instant};
 
 const RECIPE: &str = r#"
@@ -88,9 +88,7 @@ fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
     assert!(!err.contains("panicked"), "{err}");
     let out = dir.path().join("out");
     assert!(!out.join("results.json").exists());
-    let partial: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.partial.json")).unwrap())
-            .unwrap();
+    let (partial, _) = read_results(&out.join("results.partial.json")).expect("partial results");
     assert_eq!(
         partial["stopped"]["cut"],
         serde_json::json!(["ranker.after"])
@@ -188,10 +186,8 @@ fn a_long_step_is_interrupted_from_inside_and_cut() {
         ),
         "{err}"
     );
-    let partial: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("out/results.partial.json")).unwrap(),
-    )
-    .unwrap();
+    let (partial, _) =
+        read_results(&dir.path().join("out/results.partial.json")).expect("partial results");
     assert_eq!(
         partial["stopped"]["cut"],
         serde_json::json!(["ranker.slow", "ranker.after"])

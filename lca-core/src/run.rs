@@ -380,8 +380,9 @@ struct Workspace<'p, 'c> {
 }
 
 impl Workspace<'_, '_> {
-    /// The fingerprint of a non-source step, from its inputs' fingerprints.
-    fn fingerprint(&self, step: &Step, cx: &RunContext) -> Result<Option<String>> {
+    /// The fingerprint of a non-source step, from its inputs' fingerprints,
+    /// remembered for the steps that read this one.
+    fn fingerprint_step(&mut self, step: &Step, cx: &RunContext) -> Result<Option<String>> {
         let Some(checkpoints) = self.checkpoints else {
             return Ok(None);
         };
@@ -393,19 +394,9 @@ impl Workspace<'_, '_> {
             .iter()
             .map(|key| self.fingerprints[key].as_str())
             .collect();
-        checkpoints
-            .fingerprint(step, cx.seed(), &inputs, None)
-            .map(Some)
-    }
-
-    /// As [`Workspace::fingerprint`], remembered for the steps that read
-    /// this one.
-    fn fingerprint_step(&mut self, step: &Step, cx: &RunContext) -> Result<Option<String>> {
-        let fingerprint = self.fingerprint(step, cx)?;
-        if let Some(f) = &fingerprint {
-            self.fingerprints.insert(step.key(), f.clone());
-        }
-        Ok(fingerprint)
+        let fingerprint = checkpoints.fingerprint(step, cx.seed(), &inputs, None)?;
+        self.fingerprints.insert(step.key(), fingerprint.clone());
+        Ok(Some(fingerprint))
     }
 
     /// Keeps a step's result; a failure only costs the ability to resume.

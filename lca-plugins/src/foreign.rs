@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
 use lca_core::data::ClassVocab;
 use lca_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use lca_core::{
@@ -16,8 +16,8 @@ use lca_core::{Error, registry::ComponentKind};
 use serde::Deserialize;
 
 use crate::abi::{
-    FfiEvaluatorBox, FfiMatrix, FfiNamedRanking, FfiProbeBox, FfiProbeInput, FfiRankerBox,
-    FfiSourceBox, FfiTrainedProbeBox,
+    FfiError, FfiEvaluatorBox, FfiMatrix, FfiNamedRanking, FfiProbeBox, FfiProbeInput,
+    FfiRankerBox, FfiSourceBox, FfiTrainedProbeBox,
 };
 use crate::convert::{
     context_to_ffi, dataset_from_owned_ffi, error_from_ffi, matrix_to_ffi, owned_matrix_from_ffi,
@@ -56,7 +56,7 @@ impl Who {
         }
     }
 
-    fn err(&self, e: crate::abi::FfiError) -> Error {
+    fn err(&self, e: FfiError) -> Error {
         error_from_ffi(e, &self.label, &self.component)
     }
 
@@ -141,20 +141,24 @@ impl ForeignProbe {
     pub(crate) fn new(inner: FfiProbeBox, who: Who) -> Self {
         ForeignProbe { inner, who }
     }
+
+    /// A trained probe the plugin returned (from `fit` or `restore`).
+    fn trained(
+        &self,
+        result: RResult<FfiTrainedProbeBox, FfiError>,
+    ) -> Result<Box<dyn TrainedProbe>> {
+        let trained = result.into_result().map_err(|e| self.who.err(e))?;
+        Ok(Box::new(ForeignTrainedProbe::new(
+            trained,
+            self.who.clone(),
+        )?))
+    }
 }
 
 impl Probe for ForeignProbe {
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
         let parts = dataset_parts(data);
-        let trained = self
-            .inner
-            .fit(parts.ffi(), context_to_ffi(cx))
-            .into_result()
-            .map_err(|e| self.who.err(e))?;
-        Ok(Box::new(ForeignTrainedProbe::new(
-            trained,
-            self.who.clone(),
-        )?))
+        self.trained(self.inner.fit(parts.ffi(), context_to_ffi(cx)))
     }
 
     fn reconfigure(&self, changes: &lca_core::toml::Table) -> Result<std::sync::Arc<dyn Probe>> {
@@ -173,15 +177,7 @@ impl Probe for ForeignProbe {
     }
 
     fn restore(&self, state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
-        let trained = self
-            .inner
-            .restore(state.into())
-            .into_result()
-            .map_err(|e| self.who.err(e))?;
-        Ok(Box::new(ForeignTrainedProbe::new(
-            trained,
-            self.who.clone(),
-        )?))
+        self.trained(self.inner.restore(state.into()))
     }
 }
 

@@ -55,3 +55,29 @@ pub(crate) fn npy(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
     bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     bytes
 }
+
+/// Runs `command` and asserts that it succeeded, showing its standard error
+/// otherwise.
+pub(crate) fn succeed(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The JSON file `path` split into the results and their run-dependent
+/// `provenance` section, or `None` when the file is absent.
+pub(crate) fn read_results(path: &Path) -> Option<(serde_json::Value, serde_json::Value)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).expect("the results file is complete JSON");
+    let provenance = value
+        .as_object_mut()
+        .unwrap()
+        .remove("provenance")
+        .expect("a provenance section");
+    Some((value, provenance))
+}

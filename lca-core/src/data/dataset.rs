@@ -523,7 +523,7 @@ impl<'a> Dataset<'a> {
             "details": self.details,
         });
         hash.update(meta.to_string().as_bytes());
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::checkpoint::hex(&hash.finalize())
     }
 
     /// A summary for reports.
