@@ -107,7 +107,7 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     }
 
     for (id, arrays) in &results.probe_arrays {
-        io::write_probe_arrays(&out.join("probes").join(format!("{id}.npz")), arrays)?;
+        arrays.write_npz(&out.join("probes").join(format!("{id}.npz")))?;
     }
     let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
     let results_path = out.join("results.json");

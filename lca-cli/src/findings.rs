@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use lca_core::data::Cell;
 use lca_core::run::Results;
 
-use crate::report::number;
+use crate::number::number;
 
 /// Accuracy points by which top neurons must beat random and bottom ones.
 pub(crate) const WIDE_MARGIN: f64 = 0.05;

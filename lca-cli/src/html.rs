@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use lca_core::data::{Cell, Figure, Plot, Split};
 use lca_core::run::Results;
 
-use crate::report::number;
+use crate::number::number;
 
 /// Categorical colours (colour-blind friendly, after Okabe & Ito, plus greys).
 const PALETTE: [&str; 10] = [

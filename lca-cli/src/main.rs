@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod findings;
 mod html;
+mod number;
 mod plugins;
 mod progress;
 mod report;

@@ -19,7 +19,8 @@ pub(crate) struct Components {
 /// skipped, so one broken file does not block unrelated work; two libraries
 /// that provide the same component name are an error).
 pub(crate) fn load(args: &PluginArgs) -> Result<Components> {
-    let mut registry = Registry::with_builtins();
+    let mut registry = Registry::new();
+    lca_builtin::register(&mut registry)?;
     let mut plugins = Vec::new();
     let mut warnings = Vec::new();
     for file in &args.files {

@@ -59,12 +59,7 @@ struct Entry<T> {
 
 /// The hex SHA-256 digest of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Bytes as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    io::hex(&Sha256::digest(bytes))
 }
 
 impl Checkpoints {

@@ -262,8 +262,8 @@ pub enum Component {
 
 impl Component {
     /// Its kind.
-    pub fn kind(&self) -> crate::registry::ComponentKind {
-        use crate::registry::ComponentKind as K;
+    pub fn kind(&self) -> crate::kind::ComponentKind {
+        use crate::kind::ComponentKind as K;
         match self {
             Component::Source(_) => K::Source,
             Component::Probe(_) => K::Probe,

@@ -3,10 +3,13 @@
 //! Every message is a single readable paragraph that names what went wrong,
 //! where (component, parameter, file, line) and, where one exists, the fix.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::registry::{ComponentKind, Origin};
+use serde::Serialize;
+
+use crate::kind::{ComponentKind, Origin};
 
 /// Convenient alias used throughout the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -120,8 +123,56 @@ pub enum Error {
     Plugin(String),
     /// A recipe has one or more problems.
     #[error(transparent)]
-    Recipe(#[from] crate::recipe::RecipeErrors),
+    Recipe(#[from] RecipeErrors),
 }
+
+/// One problem found in a recipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecipeProblem {
+    /// TOML path of the offending item, such as `ranker.corr.type`.
+    pub at: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every problem found in one recipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecipeErrors {
+    /// The recipe file.
+    pub file: PathBuf,
+    /// The problems, in file order.
+    pub problems: Vec<RecipeProblem>,
+}
+
+impl fmt::Display for RecipeErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "recipe {} has {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                p.at,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RecipeErrors {}
 
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].

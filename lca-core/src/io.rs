@@ -14,6 +14,23 @@ use crate::error::{Error, Result};
 /// # Errors
 /// When the folder cannot be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |mut file| {
+        file.write_all(bytes)?;
+        Ok(file)
+    })
+}
+
+/// Writes `path` atomically through `write`, which fills the temporary file
+/// it is given and hands it back: flushed to disk, then renamed over the
+/// target, or removed if anything failed. For writers that produce their
+/// own format (an `.npz` archive) rather than a byte buffer.
+///
+/// # Errors
+/// When the folder cannot be written or `write` fails.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(fs::File) -> std::result::Result<fs::File, Box<dyn std::error::Error>>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -23,61 +40,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("output");
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(bytes)?;
+    let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let file = write(fs::File::create(&temp)?)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&temp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        Error::io("write", path, e)
-    })
-}
-
-/// Writes a trained probe's arrays as an `.npz` archive, atomically:
-/// `weights`, `bias`, `predictions_<split>` and `probabilities_<split>`.
-///
-/// # Errors
-/// When the file cannot be written.
-pub fn write_probe_arrays(path: &Path, arrays: &crate::run::ProbeArrays) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("arrays.npz");
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let mut npz = ndarray_npy::NpzWriter::new(fs::File::create(&temp)?);
-        if let Some(w) = &arrays.weights {
-            npz.add_array("weights", w)?;
-        }
-        if let Some(b) = &arrays.bias {
-            npz.add_array("bias", b)?;
-        }
-        for (split, predicted) in &arrays.predictions {
-            npz.add_array(
-                format!("predictions_{split}"),
-                &ndarray::Array1::from(predicted.clone()),
-            )?;
-        }
-        for (split, proba) in &arrays.probabilities {
-            npz.add_array(format!("probabilities_{split}"), proba)?;
-        }
-        let file = npz.finish()?;
-        file.sync_all()?;
         fs::rename(&temp, path)?;
         Ok(())
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&temp);
-        Error::io("write", path, std::io::Error::other(e.to_string()))
+        let source = match e.downcast::<std::io::Error>() {
+            Ok(io) => *io,
+            Err(other) => std::io::Error::other(other.to_string()),
+        };
+        Error::io("write", path, source)
     })
+}
+
+/// Lower-case hexadecimal digits of `bytes` (digests in file names and
+/// fingerprints).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a text file that must be UTF-8. An invalid byte is reported with

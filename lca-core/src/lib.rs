@@ -1,8 +1,8 @@
-//! `lca-core`: the data model, component traits, recipes and run engine of
-//! `lca`, a toolkit for neuron-level interpretation of language models.
+//! `lca-core`: the vocabulary and the engine of `lca`, a toolkit for
+//! neuron-level interpretation of language models.
 //!
-//! It sits at the bottom of the workspace and knows nothing of plugins or the
-//! command line:
+//! It sits at the bottom of the workspace and knows nothing of plugins, of
+//! the built-in components or of the command line:
 //!
 //! - [`data`]: activation matrices, neuron indices, labels, splits, rankings
 //!   and evaluation results;
@@ -11,9 +11,12 @@
 //! - [`params`]: documented, validated component parameters;
 //! - [`registry`]: component names to implementations;
 //! - [`recipe`] and [`run`]: TOML recipes compiled into plans and executed;
-//! - [`builtin`]: the sources and evaluators compiled into `lca`.
+//! - [`checkpoint`]: finished steps kept on disk, so a run can resume.
 //!
-//! A whole analysis in a few lines:
+//! The components themselves live elsewhere: the solvers in `lca-linear`,
+//! the built-in sources and evaluators in `lca-builtin`, and plugins in
+//! their own libraries. Whoever assembles a tool fills a [`Registry`] with
+//! them. A whole analysis in a few lines:
 //!
 //! ```
 //! use lca_core::{Registry, RunContext, recipe, run};
@@ -23,37 +26,27 @@
 //! tokens = 200
 //! neurons = 20
 //! "#;
-//! let registry = Registry::with_builtins();
+//! let mut registry = Registry::new();
+//! lca_builtin::register(&mut registry).unwrap();
 //! let plan = recipe::compile("demo.toml".as_ref(), recipe, &registry).unwrap();
 //! let results = run::execute(&plan, &RunContext::new(plan.run.seed, 1), &mut run::Silent).unwrap();
 //! assert_eq!(results.sources["planted"].neurons, 20);
 //! ```
 
-// `deny`, not `forbid`: ndarray's `s!` macro allows unsafe internally.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-pub mod ablate;
-pub mod builtin;
 pub mod checkpoint;
-pub mod cluster;
 pub mod component;
 pub mod context;
-pub mod corpus;
 pub mod data;
 pub mod error;
 pub mod io;
-pub mod linear;
-pub mod neurox;
+pub mod kind;
 pub mod params;
 pub mod recipe;
 pub mod registry;
 pub mod rng;
 pub mod run;
-pub mod select;
-#[cfg(feature = "testkit")]
-pub mod testkit;
-#[cfg(test)]
-mod testkit_data;
 
 pub use component::{
     ActivationSource, Component, EvalInput, Evaluator, NamedRanking, Probe, ProbeInput, RankInput,

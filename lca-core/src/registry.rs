@@ -3,60 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::component::Component;
 use crate::error::{Error, Result};
+pub use crate::kind::{ComponentKind, Origin};
 use crate::params::ParamDoc;
-
-/// The four kinds of component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComponentKind {
-    /// Produces datasets.
-    Source,
-    /// Trains classifiers on activations.
-    Probe,
-    /// Orders neurons.
-    Ranker,
-    /// Measures rankings and probes.
-    Evaluator,
-}
-
-impl ComponentKind {
-    /// All kinds, in pipeline order.
-    pub const ALL: [ComponentKind; 4] = [
-        ComponentKind::Source,
-        ComponentKind::Probe,
-        ComponentKind::Ranker,
-        ComponentKind::Evaluator,
-    ];
-
-    /// The recipe table that holds components of this kind (`[ranker.<id>]`).
-    pub fn table(self) -> &'static str {
-        match self {
-            ComponentKind::Source => "source",
-            ComponentKind::Probe => "probe",
-            ComponentKind::Ranker => "ranker",
-            ComponentKind::Evaluator => "evaluator",
-        }
-    }
-
-    /// Parses a kind name (singular or plural).
-    pub fn parse(text: &str) -> Option<Self> {
-        let singular = text.strip_suffix('s').unwrap_or(text);
-        Self::ALL.into_iter().find(|k| k.table() == singular)
-    }
-}
-
-impl fmt::Display for ComponentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.table())
-    }
-}
 
 /// Whether a component takes a wiring input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,50 +58,6 @@ pub struct ComponentInfo {
     /// Wiring inputs it accepts.
     #[serde(default)]
     pub inputs: Inputs,
-}
-
-/// Where a component comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Origin {
-    /// Compiled into `lca`.
-    Builtin {
-        /// Version of `lca-core`.
-        version: String,
-    },
-    /// Loaded from a plugin library.
-    Plugin {
-        /// Plugin name, as the library declares it.
-        plugin: String,
-        /// Plugin version.
-        version: String,
-        /// The library file.
-        file: PathBuf,
-    },
-}
-
-impl Origin {
-    /// The origin of components compiled into this crate.
-    pub fn builtin() -> Self {
-        Origin::Builtin {
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Builtin { .. } => f.write_str("built-in"),
-            Origin::Plugin {
-                plugin,
-                version,
-                file,
-            } => {
-                write!(f, "plugin {plugin} {version} ({})", file.display())
-            }
-        }
-    }
 }
 
 /// Builds a component from its parameter table.
@@ -229,17 +139,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
-    }
-
-    /// A registry holding the built-in components.
-    pub fn with_builtins() -> Self {
-        let mut registry = Registry::new();
-        for descriptor in crate::builtin::descriptors() {
-            registry
-                .register_native(descriptor, Origin::builtin())
-                .expect("built-in component names are unique");
-        }
-        registry
     }
 
     /// Registers a native component.
@@ -331,62 +230,4 @@ fn is_snake_case(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plugin_origin(file: &str) -> Origin {
-        Origin::Plugin {
-            plugin: "p".into(),
-            version: "0.1.0".into(),
-            file: file.into(),
-        }
-    }
-
-    #[test]
-    fn builtins_register_and_list_by_kind() {
-        let r = Registry::with_builtins();
-        assert!(
-            r.names(ComponentKind::Source)
-                .contains(&"synthetic".to_string())
-        );
-        assert!(
-            r.names(ComponentKind::Evaluator)
-                .contains(&"planted_recovery".to_string())
-        );
-    }
-
-    #[test]
-    fn duplicates_name_both_origins() {
-        let mut r = Registry::with_builtins();
-        let descriptor = crate::builtin::descriptors().into_iter().next().unwrap();
-        let name = descriptor.info.name.clone();
-        let err = r
-            .register_native(descriptor, plugin_origin("/x/liblca_plugin_dup.so"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(&format!("`{name}` is provided twice: by built-in and by plugin p 0.1.0 (/x/liblca_plugin_dup.so)")), "{err}");
-    }
-
-    #[test]
-    fn wrong_kind_says_which_table_to_use() {
-        let r = Registry::with_builtins();
-        let err = r
-            .get(ComponentKind::Ranker, "synthetic")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`synthetic` is a source, not a ranker; declare it as [source.<id>]"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn kinds_parse_singular_and_plural() {
-        assert_eq!(ComponentKind::parse("rankers"), Some(ComponentKind::Ranker));
-        assert_eq!(ComponentKind::parse("source"), Some(ComponentKind::Source));
-        assert_eq!(ComponentKind::parse("thing"), None);
-    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -156,6 +157,38 @@ pub struct ProbeArrays {
     pub predictions: Vec<(Split, Vec<u32>)>,
     /// Class probabilities per row, per split.
     pub probabilities: Vec<(Split, ndarray::Array2<f32>)>,
+}
+
+impl ProbeArrays {
+    /// Writes the arrays as an `.npz` archive, atomically: `weights`, `bias`,
+    /// `predictions_<split>` and `probabilities_<split>`. Creates the folder.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn write_npz(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        }
+        crate::io::write_atomic_with(path, |file| {
+            let mut npz = ndarray_npy::NpzWriter::new(file);
+            if let Some(w) = &self.weights {
+                npz.add_array("weights", w)?;
+            }
+            if let Some(b) = &self.bias {
+                npz.add_array("bias", b)?;
+            }
+            for (split, predicted) in &self.predictions {
+                npz.add_array(
+                    format!("predictions_{split}"),
+                    &ndarray::Array1::from(predicted.clone()),
+                )?;
+            }
+            for (split, proba) in &self.probabilities {
+                npz.add_array(format!("probabilities_{split}"), proba)?;
+            }
+            Ok(npz.finish()?)
+        })
+    }
 }
 
 /// A ranking with the neurons' identities.

@@ -374,7 +374,7 @@ pub(crate) fn panic_to_ffi(message: String) -> FfiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::testkit::planted;
+    use lca_testkit::planted;
 
     #[test]
     fn dataset_round_trips_without_copying_activations() {

@@ -2,34 +2,30 @@
 //! boundary objects, and the root module behind [`crate::export_plugin!`].
 //!
 //! Every method of every adapter runs inside [`guard`], which turns a panic
-//! into an error value: a panic must never reach an `extern "C"` frame, where
-//! it would abort the host.
+//! into an error value.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RErr, ROk, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 use lca_core::component::{NamedRanking, ProbeInput};
 use lca_core::{
-    ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, Probe, RankInput,
-    Ranker, SharedProbe,
+    ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, RankInput, Ranker,
 };
-use serde_json::json;
 
 use crate::abi::{
-    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluator_TO, FfiEvaluatorBox, FfiMatrix,
-    FfiNamedRanking, FfiOwnedDataset, FfiOwnedMatrix, FfiPluginInfo, FfiProbe, FfiProbe_TO,
-    FfiProbeBox, FfiProbeInput, FfiRanker, FfiRanker_TO, FfiRankerBox, FfiRanking, FfiSource,
-    FfiSource_TO, FfiSourceBox, FfiTrainedProbe, FfiTrainedProbe_TO, FfiTrainedProbeBox, PluginMod,
-    PluginModRef,
+    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluator_TO, FfiEvaluatorBox,
+    FfiNamedRanking, FfiOwnedDataset, FfiPluginInfo, FfiProbeBox, FfiProbeInput, FfiRanker,
+    FfiRanker_TO, FfiRankerBox, FfiRanking, FfiSource, FfiSource_TO, FfiSourceBox,
+    FfiTrainedProbeBox, PluginMod, PluginModRef,
 };
 use crate::convert::{
-    DatasetParts, context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, error_to_ffi,
-    matrix_from_ffi, owned_matrix_to_ffi, panic_to_ffi, ranking_from_ffi, ranking_to_ffi,
+    context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, ranking_from_ffi, ranking_to_ffi,
 };
 use crate::foreign::{ForeignProbe, ForeignTrainedProbe, Who};
+use crate::guard::{guard, install_quiet_panic_hook};
+use crate::probe_adapter::probe_to_ffi;
 
 /// What a plugin library exports: its name, version and components.
 #[derive(Debug)]
@@ -40,63 +36,6 @@ pub struct PluginDefinition {
     pub version: &'static str,
     /// The components it provides.
     pub components: Vec<Descriptor>,
-}
-
-/// Where the last panic happened, recorded by the plugin's panic hook: per
-/// thread, so that panics on parallel calls do not take each other's
-/// locations, and globally for a panic on a worker thread that reaches the
-/// caller through a thread pool.
-static LAST_PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
-
-thread_local! {
-    static THREAD_PANIC_LOCATION: std::cell::RefCell<Option<String>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Replaces this library's panic hook with one that records the location
-/// instead of printing: the host reports the panic as an error, with that
-/// location. Each plugin library has its own copy of the standard library and
-/// so its own hook; the host's hook is untouched.
-fn install_quiet_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            if let Some(location) = info.location() {
-                let text = format!(
-                    "{}:{}:{}",
-                    location.file(),
-                    location.line(),
-                    location.column()
-                );
-                THREAD_PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(text.clone()));
-                *LAST_PANIC_LOCATION
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(text);
-            }
-        }));
-    });
-}
-
-/// Runs `work`, turning a panic into an [`FfiError`].
-pub(crate) fn guard<T>(work: impl FnOnce() -> lca_core::Result<T>) -> RResult<T, FfiError> {
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(Ok(value)) => ROk(value),
-        Ok(Err(e)) => RErr(error_to_ffi(&e)),
-        Err(payload) => {
-            let mut message = lca_core::run::panic_message(payload.as_ref());
-            let here = THREAD_PANIC_LOCATION.with(|l| l.borrow_mut().take());
-            let location = here.or_else(|| {
-                LAST_PANIC_LOCATION
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-            });
-            if let Some(location) = location {
-                message.push_str(&format!(" (at {location})"));
-            }
-            RErr(panic_to_ffi(message))
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -111,86 +50,6 @@ impl FfiSource for SourceAdapter {
             let dataset = cx.install(|| self.0.load(&cx))?;
             Ok(dataset_to_owned_ffi(&dataset))
         })
-    }
-}
-
-struct ProbeAdapter(Arc<dyn Probe>);
-
-impl FfiProbe for ProbeAdapter {
-    fn fit(
-        &self,
-        data: FfiDataset<'_>,
-        cx: FfiContext<'_>,
-    ) -> RResult<FfiTrainedProbeBox, FfiError> {
-        guard(|| {
-            let cx = context_from_ffi(cx);
-            let data = dataset_from_ffi(data)?;
-            let trained = cx.install(|| self.0.fit(&data, &cx))?;
-            Ok(trained_probe_to_ffi(Arc::from(trained)))
-        })
-    }
-
-    fn reconfigure(&self, changes: RStr<'_>) -> RResult<FfiProbeBox, FfiError> {
-        guard(|| {
-            let changes: lca_core::toml::Table =
-                changes
-                    .as_str()
-                    .parse()
-                    .map_err(|e: lca_core::toml::de::Error| {
-                        lca_core::Error::input(format!(
-                            "parameter changes are not valid TOML: {}",
-                            e.message()
-                        ))
-                    })?;
-            Ok(probe_to_ffi(self.0.reconfigure(&changes)?))
-        })
-    }
-
-    fn restore(&self, state: RSlice<'_, u8>) -> RResult<FfiTrainedProbeBox, FfiError> {
-        guard(|| {
-            let trained = self.0.restore(state.as_slice())?;
-            Ok(trained_probe_to_ffi(Arc::from(trained)))
-        })
-    }
-}
-
-struct TrainedProbeAdapter(SharedProbe);
-
-impl FfiTrainedProbe for TrainedProbeAdapter {
-    fn describe(&self) -> RString {
-        // Describing cannot fail; a panic yields an empty description, which
-        // the host rejects with a clear message.
-        guard(|| {
-            let p = &self.0;
-            Ok(json!({ "classes": p.classes(), "n_features": p.n_features(), "details": p.details() }).to_string().into())
-        })
-        .unwrap_or_else(|_| RString::new())
-    }
-
-    fn predict_proba(&self, x: FfiMatrix<'_>) -> RResult<FfiOwnedMatrix, FfiError> {
-        guard(|| {
-            let x = matrix_from_ffi(x)?;
-            Ok(owned_matrix_to_ffi(self.0.predict_proba(x)?))
-        })
-    }
-
-    fn weights(&self) -> ROption<FfiOwnedMatrix> {
-        guard(|| Ok(self.0.weights().map(|w| owned_matrix_to_ffi(w.to_owned()))))
-            .unwrap_or_else(|_| None)
-            .into()
-    }
-
-    fn bias(&self) -> ROption<RVec<f32>> {
-        guard(|| Ok(self.0.bias().map(|b| RVec::from(b.to_vec()))))
-            .unwrap_or_else(|_| None)
-            .into()
-    }
-
-    fn state(&self) -> ROption<RVec<u8>> {
-        // A probe that panics while storing itself is simply not stored.
-        guard(|| Ok(self.0.state().map(RVec::from)))
-            .unwrap_or_else(|_| None)
-            .into()
     }
 }
 
@@ -284,16 +143,6 @@ fn rankings_from_ffi(
 /// Wraps a source for the boundary.
 pub(crate) fn source_to_ffi(source: Box<dyn ActivationSource>) -> FfiSourceBox {
     FfiSource_TO::from_value(SourceAdapter(source), TD_Opaque)
-}
-
-/// Wraps a probe specification for the boundary.
-pub(crate) fn probe_to_ffi(probe: Arc<dyn Probe>) -> FfiProbeBox {
-    FfiProbe_TO::from_value(ProbeAdapter(probe), TD_Opaque)
-}
-
-/// Wraps a trained probe for the boundary.
-pub(crate) fn trained_probe_to_ffi(probe: SharedProbe) -> FfiTrainedProbeBox {
-    FfiTrainedProbe_TO::from_value(TrainedProbeAdapter(probe), TD_Opaque)
 }
 
 /// Wraps a ranker for the boundary.
@@ -414,11 +263,6 @@ extern "C" fn new_evaluator(
         Component::Evaluator(e) => Ok(evaluator_to_ffi(e)),
         _ => unreachable!("kind checked in build"),
     })
-}
-
-/// Makes the boundary form of a host dataset; used by the host wrappers.
-pub(crate) fn dataset_parts<'d>(dataset: &'d lca_core::Dataset<'_>) -> DatasetParts<'d> {
-    DatasetParts::new(dataset)
 }
 
 /// Exports a plugin library's components. Call it once, at the top level of

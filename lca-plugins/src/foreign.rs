@@ -20,10 +20,10 @@ use crate::abi::{
     FfiRankerBox, FfiSourceBox, FfiTrainedProbeBox,
 };
 use crate::convert::{
-    context_to_ffi, dataset_from_owned_ffi, error_from_ffi, matrix_to_ffi, owned_matrix_from_ffi,
-    ranking_from_ffi, ranking_to_ffi,
+    DatasetParts, context_to_ffi, dataset_from_owned_ffi, error_from_ffi, matrix_to_ffi,
+    owned_matrix_from_ffi, ranking_from_ffi, ranking_to_ffi,
 };
-use crate::export::{dataset_parts, probe_to_ffi, trained_probe_to_ffi};
+use crate::probe_adapter::{probe_to_ffi, trained_probe_to_ffi};
 
 /// Who is on the other side of a boundary object, for messages.
 #[derive(Clone, Debug)]
@@ -157,7 +157,7 @@ impl ForeignProbe {
 
 impl Probe for ForeignProbe {
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
-        let parts = dataset_parts(data);
+        let parts = DatasetParts::new(data);
         self.trained(self.inner.fit(parts.ffi(), context_to_ffi(cx)))
     }
 
@@ -271,7 +271,7 @@ impl ForeignRanker {
 
 impl Ranker for ForeignRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
-        let parts = dataset_parts(input.data);
+        let parts = DatasetParts::new(input.data);
         let probe: ROption<FfiTrainedProbeBox> =
             input.probe.clone().map(trained_probe_to_ffi).into();
         let ranking = self
@@ -304,7 +304,7 @@ impl ForeignEvaluator {
 
 impl Evaluator for ForeignEvaluator {
     fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation> {
-        let parts = dataset_parts(input.data);
+        let parts = DatasetParts::new(input.data);
         let rankings = named_to_ffi(&input.rankings);
         let probes: RVec<FfiProbeInput> = input
             .probes

@@ -71,7 +71,9 @@ pub mod abi;
 mod convert;
 pub mod export;
 mod foreign;
+mod guard;
 pub mod loader;
+mod probe_adapter;
 
 pub use loader::{LoadedPlugin, discover, is_plugin_file_name, load_file, load_into, search_path};
 

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use lca_core::component::{NamedRanking, ProbeInput};
 use lca_core::data::{Cell, ClassVocab, Table};
 use lca_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use lca_core::testkit::{RankerTraits, check_ranker, planted};
 use lca_core::{
     ActivationSource, Dataset, Error, EvalInput, Evaluation, Evaluator, NeuronRanking, Probe,
     RankInput, Ranker, Result, RunContext, SharedProbe, TrainedProbe,
 };
+use lca_testkit::{RankerTraits, check_ranker, planted};
 
-use crate::export::{evaluator_to_ffi, probe_to_ffi, ranker_to_ffi, source_to_ffi};
+use crate::export::{evaluator_to_ffi, ranker_to_ffi, source_to_ffi};
 use crate::foreign::{ForeignEvaluator, ForeignProbe, ForeignRanker, ForeignSource, Who};
+use crate::probe_adapter::probe_to_ffi;
 
 /// Ranks by mean activation on the training split.
 #[derive(Debug)]

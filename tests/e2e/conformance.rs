@@ -2,8 +2,8 @@
 //! (each plugin crate also runs it in-process).
 
 use lca_core::registry::ComponentKind;
-use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
 use lca_core::{Component, RankInput, Ranker, RunContext};
+use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 use lca_tests::registry_with;
 
 fn loaded_ranker(library: &str, name: &str, params: &str) -> Box<dyn Ranker> {
@@ -239,7 +239,7 @@ fn logistic_probes_store_and_restore_themselves_through_the_library() {
             Component::Probe(p) => p,
             other => panic!("built a {:?}", other.kind()),
         };
-        let stores = lca_core::testkit::check_probe_state(probe.as_ref())
+        let stores = lca_testkit::check_probe_state(probe.as_ref())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(stores, "{name} does not store itself");
     }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use lca_core::component::{NamedRanking, ProbeInput};
 use lca_core::registry::ComponentKind;
-use lca_core::testkit::planted;
 use lca_core::{
     Component, Error, EvalInput, NeuronRanking, RankInput, Registry, RunContext, SharedProbe,
 };
+use lca_testkit::planted;
 use lca_tests::registry_with;
 
 fn registry() -> Registry {

@@ -39,7 +39,7 @@ pub fn library(name: &str) -> PathBuf {
 /// # Panics
 /// If a library fails to load.
 pub fn registry_with(libraries: &[&str]) -> Registry {
-    let mut registry = Registry::with_builtins();
+    let mut registry = lca_builtin::registry();
     for name in libraries {
         lca_plugins::load_file(&library(name))
             .expect("plugin loads")

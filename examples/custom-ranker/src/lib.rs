@@ -120,7 +120,7 @@ lca_plugins::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 
     #[test]
     fn passes_the_conformance_suite() {

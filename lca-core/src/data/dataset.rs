@@ -523,7 +523,7 @@ impl<'a> Dataset<'a> {
             "details": self.details,
         });
         hash.update(meta.to_string().as_bytes());
-        crate::checkpoint::hex(&hash.finalize())
+        crate::io::hex(&hash.finalize())
     }
 
     /// A summary for reports.

@@ -163,7 +163,7 @@ lca_plugins::export_plugin! {
 mod tests {
     use super::*;
     use lca_core::ndarray::Array2;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
     use proptest::prelude::*;
 
     /// Textbook Pearson correlation, for reference.

@@ -456,7 +456,7 @@ lca_plugins::export_plugin! {
 mod tests {
     use super::*;
     use lca_core::ndarray::Array2;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 
     /// MI of a neuron set straight from the definition: per class, the
     /// Gaussian on Σ_c[S,S] evaluated with a fresh Cholesky factorisation.

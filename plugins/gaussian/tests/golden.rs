@@ -5,8 +5,8 @@
 //! index must win, as in NeuroX.
 
 use lca_core::serde_json::{self, Value};
-use lca_core::testkit::golden::{ints, matrix};
 use lca_plugin_gaussian::greedy_selection;
+use lca_testkit::golden::{ints, matrix};
 
 #[test]
 fn greedy_order_and_mutual_information_match_neurox() {

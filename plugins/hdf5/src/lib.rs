@@ -15,10 +15,10 @@
 use std::path::Path;
 
 use hdf5_metno as hdf5;
-use lca_core::ndarray::{Array2, Array3};
-use lca_core::neurox::{
+use lca_builtin::neurox::{
     NeuroxActivations, NeuroxSource, SentenceActivations, relabel_layers, source_param_docs,
 };
+use lca_core::ndarray::{Array2, Array3};
 use lca_core::params::parse_params;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 use lca_core::{Component, Error, Result};
@@ -217,8 +217,8 @@ mod isolated {
     use std::path::Path;
     use std::time::Duration;
 
+    use lca_builtin::neurox::{NeuroxActivations, SentenceActivations};
     use lca_core::ndarray::Array2;
-    use lca_core::neurox::{NeuroxActivations, SentenceActivations};
     use lca_core::{Error, Result};
 
     /// Overrides the time the HDF5 library gets to read a file.

@@ -63,7 +63,7 @@ fn every_hdf5_fixture_loads_to_the_neurox_matrices() {
 }
 
 fn source(activations: &str, extra: &str) -> lca_core::Result<lca_core::Dataset<'static>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lca-core/tests/golden/formats");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lca-builtin/tests/golden/formats");
     let text = format!(
         "activations = {:?}\ncorpus = {:?}\nlabels = {:?}\ndev = 0.0\ntest = 0.0\n{extra}",
         golden().join(activations).display().to_string(),

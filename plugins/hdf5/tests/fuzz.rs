@@ -1,6 +1,6 @@
 //! Mutation fuzzing of the NeuroX HDF5 reader: damaged files must give an
 //! error naming the file, never a panic, a crash or a hang. The harness is
-//! `lca_core::testkit::fuzz`; the target runs for `LCA_FUZZ_SECONDS` seconds.
+//! `lca_testkit::fuzz`; the target runs for `LCA_FUZZ_SECONDS` seconds.
 //!
 //! The HDF5 C library parses the container itself, and fuzzing found files
 //! that make it crash (SIGSEGV), loop forever, or allocate whatever size a
@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lca_core::testkit::fuzz::fuzz;
+use lca_testkit::fuzz::fuzz;
 
 /// Damaged files on which the HDF5 library loops are stopped after this.
 fn limit_hdf5_time() {

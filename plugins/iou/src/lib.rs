@@ -433,7 +433,7 @@ lca_plugins::export_plugin! {
 mod tests {
     use super::*;
     use lca_core::ndarray::Array2;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 
     /// Average precision straight from its definition: precision at every
     /// positive token, counting every token whose value is at least its own.

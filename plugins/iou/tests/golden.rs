@@ -7,9 +7,9 @@
 
 use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
 use lca_core::serde_json::{self, Value};
-use lca_core::testkit::golden::{canonical, floats, ints, matrix};
 use lca_core::{Dataset, RankInput, Ranker, RunContext};
 use lca_plugin_iou::AveragePrecisionRanker;
+use lca_testkit::golden::{canonical, floats, ints, matrix};
 
 #[test]
 fn average_precision_ranking_matches_neurox_without_touching_the_input() {

@@ -1,5 +1,5 @@
 //! Logistic-regression probes: `elastic_net`, `lasso`, `ridge` and
-//! `unregularized`, four presets of one solver (`lca_core::linear`).
+//! `unregularized`, four presets of one solver (`lca_linear`).
 //!
 //! ```text
 //! minimise (1/N) Σ_i CE(softmax(W x_i + b), y_i) + l1 Σ|W| + l2 R(W)
@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use lca_core::component::TrainedProbe;
 use lca_core::data::{ClassVocab, Split};
-use lca_core::linear::{
-    AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver, fit,
-};
 use lca_core::ndarray::{Array2, ArrayView1, ArrayView2};
 use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 use lca_core::{Component, Dataset, Probe, Result, RunContext};
+use lca_linear::{
+    AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver, fit,
+};
 use serde::Deserialize;
 
 /// Which penalties a preset exposes.
@@ -456,7 +456,7 @@ lca_plugins::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::testkit::planted;
+    use lca_testkit::planted;
 
     fn build(name: &str, params: &str) -> Result<Arc<dyn Probe>> {
         let d = descriptors()
@@ -482,7 +482,7 @@ mod tests {
         ] {
             let probe = build(name, params).unwrap();
             assert_eq!(
-                lca_core::testkit::check_probe_state(probe.as_ref()),
+                lca_testkit::check_probe_state(probe.as_ref()),
                 Ok(true),
                 "{name}"
             );

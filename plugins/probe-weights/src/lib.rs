@@ -26,10 +26,10 @@
 //!
 //! Ties are broken by the lower neuron index.
 
+use lca_builtin::select::ClassMasses;
 use lca_core::data::ClassRanking;
 use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
-use lca_core::select::ClassMasses;
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
 use serde::Deserialize;
 
@@ -254,17 +254,17 @@ mod tests {
     use super::*;
     use lca_core::data::ClassVocab;
     use lca_core::data::Split;
-    use lca_core::linear::{FitOptions, Init, L2Form, Penalty, Solver, fit};
     use lca_core::ndarray::{Array2, ArrayView2};
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
     use lca_core::{Dataset, SharedProbe, TrainedProbe};
+    use lca_linear::{FitOptions, Init, L2Form, Penalty, Solver, fit};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
     use std::sync::Arc;
 
     /// A minimal linear probe around the shared solver.
     #[derive(Debug)]
     struct Linear {
         classes: ClassVocab,
-        model: lca_core::linear::LogisticModel,
+        model: lca_linear::LogisticModel,
     }
 
     impl TrainedProbe for Linear {

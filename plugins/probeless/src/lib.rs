@@ -155,7 +155,7 @@ mod tests {
     use lca_core::Dataset;
     use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
     use lca_core::ndarray::Array2;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 
     fn dataset(x: Array2<f32>, labels: &[String]) -> Dataset<'static> {
         let (rows, cols) = x.dim();

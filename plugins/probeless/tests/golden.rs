@@ -5,9 +5,9 @@
 
 use lca_core::data::{ActivationMatrix, Labels, NeuronIndex, Splits};
 use lca_core::serde_json::{self, Value};
-use lca_core::testkit::golden::{canonical, floats, ints, matrix};
 use lca_core::{Dataset, RankInput, Ranker, RunContext};
 use lca_plugin_probeless::ProbelessRanker;
+use lca_testkit::golden::{canonical, floats, ints, matrix};
 
 fn cases() -> Vec<Value> {
     let text = include_str!("golden/probeless.json");

@@ -81,7 +81,7 @@ lca_plugins::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted, planted_precision};
+    use lca_testkit::{RankerTraits, check_ranker, planted, planted_precision};
 
     #[test]
     fn passes_conformance_as_a_data_blind_ranker() {

@@ -11,9 +11,7 @@
 //! evaluators: the top-k of the result are k neurons from k different
 //! clusters, so minimal subsets and ablations measure non-redundant sets.
 
-use lca_core::builtin::{
-    ClusterSettings, cluster_param_docs, neuron_clusters, parse_cluster_settings,
-};
+use lca_builtin::{ClusterSettings, cluster_param_docs, neuron_clusters, parse_cluster_settings};
 use lca_core::data::Split;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
@@ -81,7 +79,7 @@ lca_plugins::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::testkit::{RankerTraits, check_ranker, planted};
+    use lca_testkit::{RankerTraits, check_ranker, planted};
 
     fn ranker() -> IndependentNeurons {
         IndependentNeurons {
@@ -102,7 +100,7 @@ mod tests {
 
     #[test]
     fn copies_of_a_neuron_move_behind_their_original() {
-        let p = lca_core::builtin::SyntheticParams {
+        let p = lca_builtin::SyntheticParams {
             tokens: 2000,
             neurons: 30,
             classes: 3,
@@ -110,7 +108,7 @@ mod tests {
             copies: 1,
             ..Default::default()
         };
-        let data = lca_core::builtin::generate(&p, 4, "t").unwrap();
+        let data = lca_builtin::generate(&p, 4, "t").unwrap();
         let base = variance_ranking(&data);
         let input = RankInput::new(&data).with_rankings(vec![lca_core::NamedRanking {
             id: "var",

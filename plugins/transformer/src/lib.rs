@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use lca_core::corpus::{
+use lca_builtin::corpus::{
     Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset,
 };
 use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex};

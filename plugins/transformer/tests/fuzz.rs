@@ -1,15 +1,15 @@
 //! Mutation fuzzing of the transformer plugin's file readers: the activation
 //! cache, and a model folder's configuration, weights and tokenizer. Each
 //! must turn any damaged file into an error (the cache into a miss that is
-//! rebuilt), never a panic. The harness is `lca_core::testkit::fuzz`; each
+//! rebuilt), never a panic. The harness is `lca_testkit::fuzz`; each
 //! target runs for `LCA_FUZZ_SECONDS` seconds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lca_core::testkit::fuzz::fuzz;
 use lca_plugin_transformer::cache::{self, Precision, Stored};
 use lca_plugin_transformer::{hub, load_model};
+use lca_testkit::fuzz::fuzz;
 
 #[test]
 fn cache_reader_never_panics() {

@@ -1,0 +1,234 @@
+//! Helpers shared by the evaluators: scoring a probe on a split, retraining
+//! on a subset of neurons, zeroing neurons out, sizing subsets.
+
+use ndarray::Axis;
+
+use lca_core::component::{Probe, TrainedProbe};
+use lca_core::context::RunContext;
+use lca_core::data::{Dataset, Split, SplitData};
+use lca_core::error::{Error, Result};
+use lca_core::params::ensure;
+use lca_core::rng::Rng;
+
+/// A split that must not be empty, with a message saying how to get one.
+pub(crate) fn require_split<'d>(
+    data: &'d Dataset<'_>,
+    split: Split,
+    evaluator: &str,
+) -> Result<SplitData<'d>> {
+    let part = data.split(split);
+    if part.labels.is_empty() {
+        return Err(Error::input(format!(
+            "`{evaluator}` needs a non-empty {split} split, but source `{}` has none; set `{split}` above 0 on the source",
+            data.name()
+        )));
+    }
+    Ok(part)
+}
+
+/// Parses a split name given as a parameter.
+pub(crate) fn parse_split(component: &str, param: &str, value: &str) -> Result<Split> {
+    match value {
+        "train" => Ok(Split::Train),
+        "dev" => Ok(Split::Dev),
+        "test" => Ok(Split::Test),
+        other => Err(lca_core::params::invalid(
+            component,
+            param,
+            format!("{other:?}"),
+            "\"train\", \"dev\" or \"test\"",
+        )),
+    }
+}
+
+/// Fraction of rows whose predicted class is the label.
+pub(crate) fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    predicted.iter().zip(labels).filter(|(p, y)| p == y).count() as f64 / labels.len() as f64
+}
+
+/// Accuracy of a trained probe on a split.
+pub(crate) fn probe_accuracy(
+    probe: &dyn TrainedProbe,
+    data: &Dataset<'_>,
+    split: Split,
+) -> Result<f64> {
+    let part = data.split(split);
+    let predicted = probe.predict(part.acts.view())?;
+    Ok(accuracy(&predicted, part.labels))
+}
+
+/// Trains a fresh probe on the given neurons only and scores it on `split`.
+pub(crate) fn retrain_accuracy(
+    spec: &dyn Probe,
+    data: &Dataset<'_>,
+    columns: &[usize],
+    split: Split,
+    cx: &RunContext,
+) -> Result<f64> {
+    cx.check_cancelled()?;
+    let subset = data.select_neurons(columns)?;
+    let probe = spec.fit(&subset, cx)?;
+    probe_accuracy(probe.as_ref(), &subset, split)
+}
+
+/// Trains a fresh probe on the given neurons only and scores it on each of
+/// `splits` (one fit, several scores).
+pub(crate) fn retrain_accuracies(
+    spec: &dyn Probe,
+    data: &Dataset<'_>,
+    columns: &[usize],
+    splits: &[Split],
+    cx: &RunContext,
+) -> Result<Vec<f64>> {
+    cx.check_cancelled()?;
+    let subset = data.select_neurons(columns)?;
+    let probe = spec.fit(&subset, cx)?;
+    splits
+        .iter()
+        .map(|&split| probe_accuracy(probe.as_ref(), &subset, split))
+        .collect()
+}
+
+/// Accuracy of a trained probe when every neuron except `keep` is set to zero.
+pub(crate) fn zeroed_accuracy(
+    probe: &dyn TrainedProbe,
+    data: &Dataset<'_>,
+    keep: &[usize],
+    split: Split,
+) -> Result<f64> {
+    let part = data.split(split);
+    let x = crate::ablate::zero_out_except(part.acts.view(), keep)?;
+    let predicted = probe.predict(x.view())?;
+    Ok(accuracy(&predicted, part.labels))
+}
+
+/// The number of neurons for a percentage of `n` (rounded down, at least 1).
+pub(crate) fn count_for_percent(percent: f64, n: usize) -> usize {
+    ((percent / 100.0 * n as f64).floor() as usize).clamp(1, n.max(1))
+}
+
+/// Checks that every percentage lies in (0, 100].
+pub(crate) fn check_percents(component: &str, param: &str, values: &[f64]) -> Result<()> {
+    ensure(
+        component,
+        param,
+        !values.is_empty(),
+        "[]",
+        "at least one percentage",
+    )?;
+    for &v in values {
+        ensure(
+            component,
+            param,
+            v > 0.0 && v <= 100.0,
+            v,
+            "percentages above 0 and at most 100",
+        )?;
+    }
+    Ok(())
+}
+
+/// `k` distinct random neurons of `n`, sorted.
+pub(crate) fn random_columns(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    let mut cols = rng.sample_indices(n, k.min(n));
+    cols.sort_unstable();
+    cols
+}
+
+/// Mean and sample standard deviation.
+pub(crate) fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The first `k` neurons of a ranking, as column indices.
+pub(crate) fn top(order: &[u32], k: usize) -> Vec<usize> {
+    order.iter().take(k).map(|&j| j as usize).collect()
+}
+
+/// The last `k` neurons of a ranking.
+pub(crate) fn bottom(order: &[u32], k: usize) -> Vec<usize> {
+    order[order.len().saturating_sub(k)..]
+        .iter()
+        .map(|&j| j as usize)
+        .collect()
+}
+
+/// Mean of each column of a split: used by tests and evaluators alike.
+#[allow(dead_code)]
+pub(crate) fn column_means(part: &SplitData<'_>) -> Vec<f64> {
+    part.acts
+        .mean_axis(Axis(0))
+        .map(|m| m.iter().map(|&v| f64::from(v)).collect())
+        .unwrap_or_default()
+}
+
+/// How an evaluator scores a subset of neurons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeepMode {
+    /// The trained probe with every other neuron set to 0.
+    ZeroOut,
+    /// A fresh probe trained on the subset.
+    Retrain,
+}
+
+impl KeepMode {
+    /// The name recipes use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            KeepMode::ZeroOut => "zero_out",
+            KeepMode::Retrain => "retrain",
+        }
+    }
+
+    /// Parses the `modes` parameter: at least one of `zero_out`, `retrain`.
+    pub(crate) fn parse_all(component: &str, values: &[String]) -> Result<Vec<KeepMode>> {
+        ensure(
+            component,
+            "modes",
+            !values.is_empty(),
+            "[]",
+            "at least one mode",
+        )?;
+        values
+            .iter()
+            .map(|m| match m.as_str() {
+                "zero_out" => Ok(KeepMode::ZeroOut),
+                "retrain" => Ok(KeepMode::Retrain),
+                other => Err(lca_core::params::invalid(
+                    component,
+                    "modes",
+                    format!("{other:?}"),
+                    "\"zero_out\" or \"retrain\"",
+                )),
+            })
+            .collect()
+    }
+
+    /// Accuracy on `split` keeping only `columns`, this way.
+    pub(crate) fn score(
+        self,
+        probe: &lca_core::component::ProbeInput,
+        data: &Dataset<'_>,
+        columns: &[usize],
+        split: Split,
+        cx: &RunContext,
+    ) -> Result<f64> {
+        match self {
+            KeepMode::ZeroOut => zeroed_accuracy(probe.trained.as_ref(), data, columns, split),
+            KeepMode::Retrain => retrain_accuracy(probe.spec.as_ref(), data, columns, split, cx),
+        }
+    }
+}

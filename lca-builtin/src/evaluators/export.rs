@@ -1,0 +1,141 @@
+//! `neurox_export`: writes a source's activations, words and labels as
+//! NeuroX files, so NeuroX (or anything that reads its formats) can work on
+//! exactly the data `lca` analysed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::neurox::{dataset_sentences, whole_layers, write_json};
+use lca_core::component::{Component, EvalInput, Evaluator};
+use lca_core::context::RunContext;
+use lca_core::data::{Cell, Evaluation, Table};
+use lca_core::error::{Error, Result};
+use lca_core::params::{ParamDoc, ParamType, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+
+const NAME: &str = "neurox_export";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    path: PathBuf,
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    vec![ParamDoc::new(
+        "path",
+        ParamType::Path,
+        "required",
+        "a file ending in .json",
+        "the NeuroX JSON-lines activations to write; `<stem>.sentences.txt` and `<stem>.labels.txt` are written beside it",
+    )]
+}
+
+pub(super) fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Evaluator,
+            name: NAME.into(),
+            summary: "Writes a source's activations, sentences and labels in NeuroX's formats".into(),
+            params: param_docs(),
+            example: "[evaluator.export]\ntype = \"neurox_export\"\nsource = \"minilm\"\npath = \"exports/minilm.json\"\n".into(),
+            inputs: Inputs::default(),
+        },
+        build: |table| {
+            let p: ExportParams = parse_params(NAME, &param_docs(), table)?;
+            if p.path.extension().is_none_or(|e| e != "json") {
+                return Err(lca_core::params::invalid(
+                    NAME,
+                    "path",
+                    format!("{:?}", p.path.display().to_string()),
+                    "a file name ending in .json (NeuroX picks the reader by extension)",
+                ));
+            }
+            Ok(Component::Evaluator(Box::new(NeuroxExport { path: p.path })))
+        },
+    }
+}
+
+/// Writes NeuroX files.
+#[derive(Clone, Debug)]
+pub struct NeuroxExport {
+    path: PathBuf,
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}.{suffix}"))
+}
+
+impl Evaluator for NeuroxExport {
+    fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
+        let data = input.data;
+        let (layers, hidden) = whole_layers(data.neurons()).ok_or_else(|| {
+            Error::input(format!(
+                "source `{}` does not hold whole layers in layer-major order, which NeuroX files need",
+                data.name()
+            ))
+        })?;
+        let sentences = dataset_sentences(data)?;
+        let acts = data.acts().view();
+        let blocks: Vec<_> = sentences
+            .iter()
+            .map(|(rows, words)| (*words, acts.slice(ndarray::s![rows.clone(), ..])))
+            .collect();
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
+        }
+        write_json(&self.path, &layers, hidden, &blocks)?;
+        let classes = data.classes();
+        let ids = data.labels().ids();
+        let mut text_sentences = String::new();
+        let mut text_labels = String::new();
+        for (rows, words) in &sentences {
+            text_sentences.push_str(&words.join(" "));
+            text_sentences.push('\n');
+            let labels: Vec<&str> = ids[rows.clone()].iter().map(|&c| classes.name(c)).collect();
+            text_labels.push_str(&labels.join(" "));
+            text_labels.push('\n');
+        }
+        let sentences_path = sibling(&self.path, "sentences.txt");
+        let labels_path = sibling(&self.path, "labels.txt");
+        lca_core::io::write_atomic(&sentences_path, text_sentences.as_bytes())?;
+        lca_core::io::write_atomic(&labels_path, text_labels.as_bytes())?;
+
+        let mut evaluation = Evaluation::default();
+        evaluation
+            .metrics
+            .insert("sentences".into(), sentences.len() as f64);
+        evaluation
+            .metrics
+            .insert("tokens".into(), data.n_rows() as f64);
+        let mut table = Table::new("NeuroX files written", &["file", "holds"]);
+        table.push(vec![
+            Cell::from(self.path.display().to_string()),
+            Cell::from(format!(
+                "activations of {} layers × {hidden} units",
+                layers.len()
+            )),
+        ]);
+        table.push(vec![
+            Cell::from(sentences_path.display().to_string()),
+            Cell::from("one sentence per line"),
+        ]);
+        table.push(vec![
+            Cell::from(labels_path.display().to_string()),
+            Cell::from("one label per word, aligned"),
+        ]);
+        evaluation.tables.push(table);
+        evaluation.notes.push(format!(
+            "{} sentences in the source's row order (train, then dev, then test). NeuroX reads them with \
+             load_activations(\"{}\") and load_data(sentences, labels, activations, 512).",
+            sentences.len(),
+            self.path.display()
+        ));
+        Ok(evaluation)
+    }
+}

@@ -1,0 +1,358 @@
+//! `layer_distribution`: in which layers the selected neurons sit.
+
+use serde::Deserialize;
+
+use super::common::count_for_percent;
+use crate::select::ClassMasses;
+use lca_core::component::{Component, EvalInput, Evaluator};
+use lca_core::context::RunContext;
+use lca_core::data::{BarSeries, Cell, Evaluation, Figure, NeuronIndex, Plot, Table};
+use lca_core::error::{Error, Result};
+use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+
+const NAME: &str = "layer_distribution";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default)]
+    top: Option<i64>,
+    #[serde(default)]
+    top_percent: Option<f64>,
+    #[serde(default)]
+    mass: Option<f64>,
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    use ParamType::*;
+    vec![
+        ParamDoc::new(
+            "top",
+            Integer,
+            "none",
+            "≥ 1",
+            "select the first N neurons of each ranking (and of each class ranking)",
+        ),
+        ParamDoc::new(
+            "top_percent",
+            Float,
+            "5 (when nothing else is set)",
+            "(0, 100]",
+            "select the first N% of neurons",
+        ),
+        ParamDoc::new(
+            "mass",
+            Float,
+            "none",
+            "0 ≤ p ≤ 1",
+            "select each class's top neurons at weight-mass fraction p of a wired probe (NeuroX get_top_neurons)",
+        ),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Selection {
+    Top(usize),
+    TopPercent(f64),
+    Mass(f64),
+}
+
+pub(super) fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Evaluator,
+            name: NAME.into(),
+            summary: "Count and share of selected neurons per layer, overall and per class".into(),
+            params: param_docs(),
+            example: "[evaluator.layers]\ntype = \"layer_distribution\"\nrankings = [\"lca\"]\ntop_percent = 5\n".into(),
+            inputs: Inputs { rankings: Need::Optional, probes: Need::Optional, ..Inputs::default() },
+        },
+        build: |table| {
+            let p: Params = parse_params(NAME, &param_docs(), table)?;
+            let given = [p.top.is_some(), p.top_percent.is_some(), p.mass.is_some()].iter().filter(|g| **g).count();
+            ensure(NAME, "top", given <= 1, "several selections", "only one of `top`, `top_percent` and `mass`")?;
+            let selection = if let Some(k) = p.top {
+                ensure(NAME, "top", k >= 1, k, "an integer ≥ 1")?;
+                Selection::Top(k as usize)
+            } else if let Some(m) = p.mass {
+                ensure(NAME, "mass", (0.0..=1.0).contains(&m), m, "0 ≤ mass ≤ 1")?;
+                Selection::Mass(m)
+            } else {
+                let pct = p.top_percent.unwrap_or(5.0);
+                ensure(NAME, "top_percent", pct > 0.0 && pct <= 100.0, pct, "above 0 and at most 100")?;
+                Selection::TopPercent(pct)
+            };
+            Ok(Component::Evaluator(Box::new(LayerDistribution { selection })))
+        },
+    }
+}
+
+/// Where salient neurons live.
+///
+/// ```text
+/// selected = top N (or N%) of a ranking, or each class's top set at mass p
+/// per layer: count, % of the selection, % of the layer's neurons
+/// mean layer = average layer number of the selected neurons
+/// ```
+#[derive(Clone, Debug)]
+pub struct LayerDistribution {
+    selection: Selection,
+}
+
+struct Counts {
+    layers: Vec<u32>,
+    totals: Vec<usize>,
+}
+
+impl Counts {
+    fn new(index: &NeuronIndex) -> Self {
+        let layers = index.layers();
+        let totals = layers
+            .iter()
+            .map(|l| index.ids().iter().filter(|id| id.layer == *l).count())
+            .collect();
+        Counts { layers, totals }
+    }
+
+    fn count(&self, index: &NeuronIndex, neurons: &[usize]) -> Vec<usize> {
+        let mut counts = vec![0; self.layers.len()];
+        for &j in neurons {
+            let layer = index.id(j).layer;
+            let slot = self
+                .layers
+                .iter()
+                .position(|l| *l == layer)
+                .expect("layer of a known neuron");
+            counts[slot] += 1;
+        }
+        counts
+    }
+
+    fn mean_layer(&self, counts: &[usize]) -> f64 {
+        let total: usize = counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        counts
+            .iter()
+            .zip(&self.layers)
+            .map(|(c, l)| *c as f64 * f64::from(*l))
+            .sum::<f64>()
+            / total as f64
+    }
+}
+
+impl LayerDistribution {
+    fn describe(&self) -> String {
+        match self.selection {
+            Selection::Top(k) => format!("top {k}"),
+            Selection::TopPercent(p) => format!("top {p}%"),
+            Selection::Mass(m) => format!("per-class mass {m}"),
+        }
+    }
+
+    fn report(
+        &self,
+        e: &mut Evaluation,
+        counts: &Counts,
+        data_index: &NeuronIndex,
+        label: &str,
+        overall: &[usize],
+        per_class: &[(String, Vec<usize>)],
+    ) -> BarSeries {
+        let layer_counts = counts.count(data_index, overall);
+        let total: usize = layer_counts.iter().sum();
+        let mut table = Table::new(
+            format!("Layers of `{label}` ({}, {total} neurons)", self.describe()),
+            &[
+                "layer",
+                "neurons in layer",
+                "selected",
+                "% of selected",
+                "% of layer",
+            ],
+        );
+        for (i, layer) in counts.layers.iter().enumerate() {
+            table.push(vec![
+                i64::from(*layer).into(),
+                counts.totals[i].into(),
+                layer_counts[i].into(),
+                (100.0 * layer_counts[i] as f64 / total.max(1) as f64).into(),
+                (100.0 * layer_counts[i] as f64 / counts.totals[i].max(1) as f64).into(),
+            ]);
+            e.metrics.insert(
+                format!("share.{label}.layer{layer}"),
+                layer_counts[i] as f64 / total.max(1) as f64,
+            );
+        }
+        e.metrics.insert(
+            format!("mean_layer.{label}"),
+            counts.mean_layer(&layer_counts),
+        );
+        e.tables.push(table);
+        if !per_class.is_empty() {
+            let mut columns: Vec<String> = vec!["class".into(), "selected".into()];
+            columns.extend(counts.layers.iter().map(|l| format!("L{l}")));
+            columns.push("mean layer".into());
+            let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let mut table = Table::new(format!("Layers of `{label}` per class"), &column_refs);
+            for (class, neurons) in per_class {
+                let c = counts.count(data_index, neurons);
+                let mut row = vec![Cell::from(class.as_str()), neurons.len().into()];
+                row.extend(c.iter().map(|&v| Cell::from(v)));
+                row.push(counts.mean_layer(&c).into());
+                table.push(row);
+            }
+            e.tables.push(table);
+        }
+        BarSeries {
+            name: label.to_string(),
+            values: layer_counts
+                .iter()
+                .map(|&c| 100.0 * c as f64 / total.max(1) as f64)
+                .collect(),
+        }
+    }
+}
+
+impl Evaluator for LayerDistribution {
+    fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
+        let data = input.data;
+        let n = data.n_neurons();
+        let counts = Counts::new(data.neurons());
+        let mut e = Evaluation::default();
+        let mut bars = Vec::new();
+        match self.selection {
+            Selection::Mass(p) => {
+                if input.probes.is_empty() {
+                    return Err(Error::input(
+                        "`layer_distribution` with `mass` needs a linear probe: add `probes = [\"<probe id>\"]`",
+                    ));
+                }
+                for probe in &input.probes {
+                    let weights = probe.trained.weights().ok_or_else(|| {
+                        Error::input(format!("probe `{}` has no weights", probe.id))
+                    })?;
+                    let masses = ClassMasses::new(weights)?;
+                    let (union, per_class) = masses.top(p);
+                    let union: Vec<usize> = union.iter().map(|&j| j as usize).collect();
+                    let per_class: Vec<(String, Vec<usize>)> = probe
+                        .trained
+                        .classes()
+                        .names()
+                        .iter()
+                        .zip(per_class)
+                        .map(|(c, set)| (c.clone(), set.iter().map(|&j| j as usize).collect()))
+                        .collect();
+                    bars.push(self.report(
+                        &mut e,
+                        &counts,
+                        data.neurons(),
+                        &probe.id,
+                        &union,
+                        &per_class,
+                    ));
+                }
+            }
+            Selection::Top(_) | Selection::TopPercent(_) => {
+                if input.rankings.is_empty() {
+                    return Err(Error::input(
+                        "`layer_distribution` with `top` or `top_percent` needs rankings: add `rankings = [\"<ranker id>\"]`",
+                    ));
+                }
+                let k = match self.selection {
+                    Selection::Top(k) if k > n => {
+                        return Err(Error::input(format!(
+                            "`layer_distribution` asks for the top {k} neurons, but source `{}` has {n} neurons; lower `top` or use `top_percent`",
+                            data.name()
+                        )));
+                    }
+                    Selection::Top(k) => k,
+                    Selection::TopPercent(p) => count_for_percent(p, n),
+                    Selection::Mass(_) => unreachable!("handled above"),
+                };
+                for ranking in &input.rankings {
+                    let overall: Vec<usize> =
+                        ranking.ranking.top(k).iter().map(|&j| j as usize).collect();
+                    let per_class: Vec<(String, Vec<usize>)> = ranking
+                        .ranking
+                        .per_class()
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.class().to_string(),
+                                c.order().iter().take(k).map(|&j| j as usize).collect(),
+                            )
+                        })
+                        .collect();
+                    bars.push(self.report(
+                        &mut e,
+                        &counts,
+                        data.neurons(),
+                        ranking.id,
+                        &overall,
+                        &per_class,
+                    ));
+                }
+            }
+        }
+        e.figures.push(Figure {
+            title: format!(
+                "Share of the selected neurons per layer ({}, source `{}`)",
+                self.describe(),
+                data.name()
+            ),
+            section: "layers".into(),
+            plot: Plot::Bars {
+                y_label: "% of selected neurons".into(),
+                categories: counts.layers.iter().map(|l| format!("layer {l}")).collect(),
+                series: bars,
+            },
+        });
+        e.notes.push(format!(
+            "Layer 0 is the first layer of the source's layout; {} layers, {} neurons in all.",
+            counts.layers.len(),
+            n
+        ));
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::component::NamedRanking;
+    use lca_core::data::NeuronRanking;
+
+    #[test]
+    fn counts_by_layer_and_mean_layer() {
+        let p = crate::SyntheticParams {
+            tokens: 20,
+            neurons: 12,
+            layers: 3,
+            classes: 2,
+            per_class: 1,
+            ..Default::default()
+        };
+        let data = crate::generate(&p, 1, "t").unwrap();
+        // Neurons 8..12 are layer 2, 4..8 layer 1.
+        let ranking =
+            NeuronRanking::from_order(vec![8, 9, 4, 0, 1, 2, 3, 5, 6, 7, 10, 11]).unwrap();
+        let input = EvalInput::new(&data).with_rankings(vec![NamedRanking {
+            id: "r",
+            ranking: &ranking,
+        }]);
+        let e = LayerDistribution {
+            selection: Selection::Top(4),
+        }
+        .evaluate(&input, &RunContext::new(0, 1))
+        .unwrap();
+        let rows = &e.tables[0].rows;
+        assert_eq!(rows[0][2], Cell::Int(1));
+        assert_eq!(rows[1][2], Cell::Int(1));
+        assert_eq!(rows[2][2], Cell::Int(2));
+        assert_eq!(e.metrics["mean_layer.r"], (0.0 + 1.0 + 2.0 * 2.0) / 4.0);
+        assert_eq!(e.metrics["share.r.layer2"], 0.5);
+    }
+}

@@ -1,0 +1,947 @@
+//! `npy`: an activation matrix from `.npy`, `.npz` or `.safetensors`, with a
+//! labels file and optionally a words file.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+use ndarray_npy::{NpzReader, ReadNpyExt};
+use serde::Deserialize;
+
+use lca_core::component::{ActivationSource, Component};
+use lca_core::context::RunContext;
+use lca_core::data::{
+    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitSpec, SplitUnit, Tokens,
+    assign_splits, reorder_sentence_starts,
+};
+use lca_core::error::{Error, Result};
+use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+
+const NAME: &str = "npy";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NpyParams {
+    path: PathBuf,
+    #[serde(default)]
+    array: Option<String>,
+    labels: PathBuf,
+    #[serde(default)]
+    words: Option<PathBuf>,
+    #[serde(default = "one")]
+    layers: usize,
+    #[serde(default)]
+    first_layer: u32,
+    #[serde(default = "tenth")]
+    dev: f64,
+    #[serde(default = "tenth")]
+    test: f64,
+    #[serde(default = "yes")]
+    shuffle: bool,
+    #[serde(default = "sentence")]
+    split_by: String,
+    #[serde(default = "reject")]
+    non_finite: String,
+}
+
+fn reject() -> String {
+    "reject".into()
+}
+
+fn one() -> usize {
+    1
+}
+fn tenth() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+fn sentence() -> String {
+    "sentence".into()
+}
+
+fn param_docs() -> Vec<ParamDoc> {
+    use ParamType::*;
+    vec![
+        ParamDoc::new(
+            "path",
+            Path,
+            "required",
+            ".npy, .npz or .safetensors",
+            "activation matrix, tokens × neurons, float32 or float64",
+        ),
+        ParamDoc::new(
+            "array",
+            String,
+            "the only array",
+            "a name in the file",
+            "which array of an .npz or .safetensors file to use",
+        ),
+        ParamDoc::new(
+            "labels",
+            Path,
+            "required",
+            "a text or .npy file",
+            "one label per line (blank line = sentence boundary), or an .npy vector of integer class ids",
+        ),
+        ParamDoc::new(
+            "words",
+            Path,
+            "none",
+            "a text file",
+            "one word per line, aligned with the labels file",
+        ),
+        ParamDoc::new(
+            "layers",
+            Integer,
+            "1",
+            "≥ 1, divides the neuron count",
+            "layers in the matrix, laid out layer-major (neuron = layer × hidden + unit)",
+        ),
+        ParamDoc::new(
+            "first_layer",
+            Integer,
+            "0",
+            "≥ 0",
+            "number of the first layer in the matrix",
+        ),
+        ParamDoc::new(
+            "dev",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of sentences (or tokens) in the dev split",
+        ),
+        ParamDoc::new(
+            "test",
+            Float,
+            "0.1",
+            "0 ≤ x < 1",
+            "fraction of sentences (or tokens) in the test split",
+        ),
+        ParamDoc::new(
+            "shuffle",
+            Bool,
+            "true",
+            "true or false",
+            "shuffle sentences (seeded) before splitting; false holds out the tail",
+        ),
+        ParamDoc::new(
+            "split_by",
+            String,
+            "\"sentence\"",
+            "\"sentence\" or \"token\"",
+            "unit of the split",
+        ),
+        ParamDoc::new(
+            "non_finite",
+            String,
+            "\"reject\"",
+            "\"reject\" or \"skip\"",
+            "rows holding NaN or infinity: an error naming the first, or dropped (with their labels and words) and counted in a warning and the source details",
+        ),
+    ]
+}
+
+/// The descriptor of `npy`.
+pub(crate) fn descriptor() -> Descriptor {
+    Descriptor {
+        info: ComponentInfo {
+            kind: ComponentKind::Source,
+            name: NAME.into(),
+            summary: "Activation matrix from .npy/.npz/.safetensors plus a labels file".into(),
+            params: param_docs(),
+            example: "[source.acts]\ntype = \"npy\"\npath = \"activations.npy\"\nlabels = \"labels.txt\"\nlayers = 13\n".into(),
+            inputs: Inputs::default(),
+        },
+        build: |table| Ok(Component::Source(Box::new(NpySource::new(parse_params(NAME, &param_docs(), table)?)?))),
+    }
+}
+
+/// Reads activations and labels from files.
+#[derive(Clone, Debug)]
+pub struct NpySource {
+    params: NpyParams,
+    unit: SplitUnit,
+}
+
+impl NpySource {
+    fn new(p: NpyParams) -> Result<Self> {
+        ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
+        SplitSpec::check_fractions(NAME, p.dev, p.test)?;
+        if p.non_finite != "reject" && p.non_finite != "skip" {
+            return Err(invalid(
+                NAME,
+                "non_finite",
+                format!("{:?}", p.non_finite),
+                "\"reject\" or \"skip\"",
+            ));
+        }
+        let unit = match p.split_by.as_str() {
+            "sentence" => SplitUnit::Sentence,
+            "token" => SplitUnit::Token,
+            other => {
+                return Err(invalid(
+                    NAME,
+                    "split_by",
+                    format!("{other:?}"),
+                    "\"sentence\" or \"token\"",
+                ));
+            }
+        };
+        Ok(NpySource { params: p, unit })
+    }
+}
+
+impl ActivationSource for NpySource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let p = &self.params;
+        let mut matrix = read_matrix_file(&p.path, p.array.as_deref())?;
+        if p.non_finite == "reject" {
+            check_finite_rows(&p.path, &matrix)?;
+        }
+        let mut labels = read_label_file(&p.labels)?;
+        let rows = matrix.nrows();
+        if labels.names.len() != rows {
+            return Err(Error::format(
+                &p.labels,
+                None,
+                format!(
+                    "the labels file has {} labels but {} has {rows} rows; each activation row needs exactly one label \
+                     (check for a missing or extra line, or a labels file for different activations)",
+                    labels.names.len(),
+                    p.path.display()
+                ),
+            ));
+        }
+        let mut words = match &p.words {
+            Some(path) => Some(read_words_file(path, &labels, &p.labels)?),
+            None => None,
+        };
+        let mut details = std::collections::BTreeMap::new();
+        if p.non_finite == "skip" {
+            let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
+            if let Some(&first) = skipped.first() {
+                if skipped.len() == rows {
+                    return Err(Error::format(
+                        &p.path,
+                        None,
+                        "every row holds NaN or infinity, so `non_finite = \"skip\"` leaves nothing to analyse",
+                    ));
+                }
+                cx.warn(&format!(
+                    "{}: skipped {} of {rows} rows holding NaN or infinity (the first is row {first}, counting from 0), with their labels",
+                    p.path.display(),
+                    skipped.len()
+                ));
+                details.insert(
+                    "rows skipped (NaN or infinity)".to_string(),
+                    skipped.len().to_string(),
+                );
+            }
+        }
+        let rows = matrix.nrows();
+        let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
+            Error::format(
+                &p.path,
+                None,
+                format!(
+                    "the matrix has {} neurons, which is not a whole number of neurons per layer for layers = {}; \
+                     set `layers` to the number of layers the file holds",
+                    matrix.ncols(),
+                    p.layers
+                ),
+            )
+        })?;
+        let spec = SplitSpec {
+            dev: p.dev,
+            test: p.test,
+            shuffle: p.shuffle,
+            unit: self.unit,
+        };
+        let starts =
+            (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
+        let (order, splits) = assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?;
+        let identity = order.iter().enumerate().all(|(i, &r)| i == r);
+        let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+        let label_names = if identity {
+            labels.names.clone()
+        } else {
+            reorder(&labels.names)
+        };
+        let tokens = match words {
+            Some(words) => {
+                let starts = reorder_sentence_starts(&labels.sentence_starts, rows, &order);
+                Some(Tokens::new(
+                    if identity { words } else { reorder(&words) },
+                    starts,
+                )?)
+            }
+            None => None,
+        };
+        let acts = if identity {
+            ActivationMatrix::from_array(matrix)
+        } else {
+            ActivationMatrix::from_array(matrix).select_rows(&order)
+        };
+        let vocab = match &labels.numeric_order {
+            Some(names) => ClassVocab::in_order(names.clone())?,
+            None => ClassVocab::from_names(label_names.iter().cloned()),
+        };
+        let ids = label_names
+            .iter()
+            .map(|n| vocab.id(n).expect("label in its vocabulary"))
+            .collect();
+        // Finiteness was checked (or non-finite rows dropped) on the file's
+        // rows, before any shuffling.
+        Ok(Dataset::new(
+            cx.step().trim_start_matches("source."),
+            acts,
+            neurons,
+            Labels::new(ids, vocab)?,
+            tokens,
+            splits,
+        )?
+        .with_details(details))
+    }
+}
+
+/// Reads a 2-D float matrix from `.npy`, `.npz` or `.safetensors`.
+///
+/// # Errors
+/// Missing file, unknown extension, wrong dtype or rank, or an ambiguous
+/// array name; the message names the file and the fix.
+pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => read_npy_f32(path),
+        "npz" => read_npz(path, array),
+        "safetensors" => read_safetensors(path, array),
+        _ => Err(Error::format(
+            path,
+            None,
+            "unknown activation file type; use a .npy, .npz or .safetensors file holding a tokens × neurons float matrix",
+        )),
+    }
+}
+
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
+}
+
+/// Reads straight into the array (no intermediate byte buffer, so the peak
+/// is one copy of the matrix); float64 files are re-read and converted.
+fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
+    match Array2::<f32>::read_npy(BufReader::new(open(path)?)) {
+        Ok(a) => return Ok(a),
+        Err(ndarray_npy::ReadNpyError::Io(e)) => return Err(Error::io("read", path, e)),
+        Err(_) => {}
+    }
+    match Array2::<f64>::read_npy(BufReader::new(open(path)?)) {
+        Ok(a) => Ok(a.mapv(|v| v as f32)),
+        Err(e) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+            let problem = npy_problem(&bytes).unwrap_or_else(|| format!("cannot be read ({e})"));
+            Err(Error::format(
+                path,
+                None,
+                format!(
+                    "{problem}; save the activations as a tokens × neurons float32 matrix (numpy: np.save(path, x.astype(np.float32)))"
+                ),
+            ))
+        }
+    }
+}
+
+/// What is wrong with an `.npy` file that does not read as a 2-D float
+/// matrix, from its header: the dtype, the rank, or missing data.
+fn npy_problem(bytes: &[u8]) -> Option<String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Some("is not an .npy file (it lacks the \\x93NUMPY signature)".into());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Some("has a cut-off header".into()),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + len)?).ok()?;
+    let field = |key: &str| {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest.to_string())
+    };
+    let descr = field("descr")?;
+    let descr = descr
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()?
+        .to_string();
+    let shape_text = field("shape")?;
+    let shape_text = shape_text.strip_prefix('(')?.split(')').next()?.to_string();
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect::<Option<_>>()?;
+    let kind = match descr.trim_start_matches(['<', '>', '|', '=']) {
+        "f4" => "float32",
+        "f8" => "float64",
+        "f2" => "float16",
+        "i1" => "int8",
+        "i2" => "int16",
+        "i4" => "int32",
+        "i8" => "int64",
+        "u1" => "uint8",
+        "u2" => "uint16",
+        "u4" => "uint32",
+        "u8" => "uint64",
+        "b1" => "bool",
+        _ => "non-numeric",
+    };
+    if kind != "float32" && kind != "float64" {
+        return Some(format!(
+            "holds {kind} values (dtype '{descr}'), but activations must be float32 or float64"
+        ));
+    }
+    if shape.len() != 2 {
+        return Some(format!(
+            "is a {}-D array of shape ({shape_text}), but activations must be a 2-D tokens × neurons matrix",
+            shape.len()
+        ));
+    }
+    let item = if kind == "float32" { 4 } else { 8 };
+    let want = shape[0] * shape[1] * item;
+    let have = bytes.len().saturating_sub(start + len);
+    if have < want {
+        return Some(format!(
+            "is truncated: its header promises {} × {} {kind} values ({want} bytes) but only {have} bytes follow; the file was cut short while being written or copied",
+            shape[0], shape[1]
+        ));
+    }
+    None
+}
+
+/// Drops the rows holding NaN or infinity from the matrix, the labels (and
+/// their sentence boundaries and line numbers) and the words; returns the
+/// dropped rows.
+fn skip_non_finite_rows(
+    matrix: &mut Array2<f32>,
+    labels: &mut LabelFile,
+    words: Option<&mut Vec<String>>,
+) -> Vec<usize> {
+    let bad: Vec<usize> = matrix
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(r, _)| r)
+        .collect();
+    if bad.is_empty() {
+        return bad;
+    }
+    let n = matrix.nrows();
+    let mut is_bad = vec![false; n];
+    for &r in &bad {
+        is_bad[r] = true;
+    }
+    let keep: Vec<usize> = (0..n).filter(|&r| !is_bad[r]).collect();
+    *matrix = matrix.select(ndarray::Axis(0), &keep);
+    let pick = |v: &Vec<String>| keep.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
+    labels.names = pick(&labels.names);
+    if !labels.lines.is_empty() {
+        labels.lines = keep.iter().map(|&r| labels.lines[r]).collect();
+    }
+    if let Some(words) = words {
+        *words = pick(words);
+    }
+    if !labels.sentence_starts.is_empty() {
+        // A sentence now starts at its first kept row; emptied ones vanish.
+        let mut new_index = vec![usize::MAX; n];
+        for (i, &r) in keep.iter().enumerate() {
+            new_index[r] = i;
+        }
+        let mut starts = Vec::new();
+        for (s, &start) in labels.sentence_starts.iter().enumerate() {
+            let end = labels.sentence_starts.get(s + 1).copied().unwrap_or(n);
+            if let Some(first) = (start..end).find(|&r| !is_bad[r]) {
+                starts.push(new_index[first]);
+            }
+        }
+        labels.sentence_starts = starts;
+    }
+    bad
+}
+
+/// Rejects NaN and infinite activations, naming the row and column of the
+/// first as they are in the file (before any shuffling).
+fn check_finite_rows(path: &Path, matrix: &Array2<f32>) -> Result<()> {
+    let found = match matrix.as_slice() {
+        Some(flat) => flat
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (i / matrix.ncols().max(1), i % matrix.ncols().max(1))),
+        None => matrix
+            .indexed_iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(at, _)| at),
+    };
+    match found {
+        None => Ok(()),
+        Some((r, c)) => {
+            let count = matrix.iter().filter(|v| !v.is_finite()).count();
+            Err(Error::format(
+                path,
+                None,
+                format!(
+                    "holds {} at row {r}, neuron {c} (counting from 0; {count} non-finite value(s) in all); NaN and infinite activations cannot be analysed: repair or drop those rows, and their labels",
+                    matrix[[r, c]]
+                ),
+            ))
+        }
+    }
+}
+
+fn read_npz(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let mut npz = NpzReader::new(open(path)?)
+        .map_err(|e| Error::format(path, None, format!("not a readable .npz archive ({e})")))?;
+    let names = npz
+        .names()
+        .map_err(|e| Error::format(path, None, format!("cannot list arrays ({e})")))?;
+    let name = pick_array(
+        path,
+        array,
+        names
+            .iter()
+            .map(|n| n.trim_end_matches(".npy").to_string())
+            .collect(),
+    )?;
+    let entry = names
+        .iter()
+        .find(|n| n.trim_end_matches(".npy") == name)
+        .cloned()
+        .unwrap_or(name.clone());
+    if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix2>(&entry) {
+        return Ok(a);
+    }
+    npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix2>(&entry)
+        .map(|a| a.mapv(|v| v as f32))
+        .map_err(|e| {
+            Error::format(
+                path,
+                None,
+                format!("array `{name}` is not a 2-D float32 or float64 array ({e})"),
+            )
+        })
+}
+
+fn read_safetensors(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::format(path, None, format!("not a valid safetensors file ({e})")))?;
+    let name = pick_array(
+        path,
+        array,
+        tensors.names().into_iter().map(String::from).collect(),
+    )?;
+    let view = tensors
+        .tensor(&name)
+        .map_err(|e| Error::format(path, None, format!("cannot read tensor `{name}` ({e})")))?;
+    let shape = view.shape().to_vec();
+    if shape.len() != 2 {
+        return Err(Error::format(
+            path,
+            None,
+            format!("tensor `{name}` has shape {shape:?}; a 2-D tokens × neurons matrix is needed"),
+        ));
+    }
+    let data: Vec<f32> = match view.dtype() {
+        safetensors::Dtype::F32 => view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        safetensors::Dtype::F64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(Error::format(
+                path,
+                None,
+                format!(
+                    "tensor `{name}` has dtype {other:?}; only F32 and F64 are supported, convert it to F32"
+                ),
+            ));
+        }
+    };
+    Array2::from_shape_vec((shape[0], shape[1]), data)
+        .map_err(|e| Error::format(path, None, format!("tensor `{name}`: {e}")))
+}
+
+fn pick_array(path: &Path, wanted: Option<&str>, mut names: Vec<String>) -> Result<String> {
+    names.sort();
+    match wanted {
+        Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
+        Some(w) => Err(Error::format(
+            path,
+            None,
+            format!("has no array `{w}`; it holds: {}", names.join(", ")),
+        )),
+        None if names.len() == 1 => Ok(names.remove(0)),
+        None if names.is_empty() => Err(Error::format(path, None, "holds no arrays")),
+        None => Err(Error::format(
+            path,
+            None,
+            format!(
+                "holds several arrays ({}); choose one with the `array` parameter",
+                names.join(", ")
+            ),
+        )),
+    }
+}
+
+/// A parsed labels file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelFile {
+    /// One label per row.
+    pub names: Vec<String>,
+    /// Row at which each sentence starts (empty when the file has no blank lines).
+    pub sentence_starts: Vec<usize>,
+    /// For integer `.npy` labels: class names in numeric order.
+    pub numeric_order: Option<Vec<String>>,
+    /// The 1-based line of each row (text files only).
+    pub lines: Vec<usize>,
+}
+
+/// Reads a labels file: one label per line with blank lines between
+/// sentences, or an `.npy` vector of integer class ids. Windows line endings
+/// are accepted.
+///
+/// # Errors
+/// Unreadable or non-UTF-8 files, lines with more than one field, empty files.
+pub fn read_label_file(path: &Path) -> Result<LabelFile> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        return read_npy_labels(path);
+    }
+    let (fields, sentence_starts, lines) = read_one_per_line(path, "label")?;
+    Ok(LabelFile {
+        names: fields,
+        sentence_starts,
+        numeric_order: None,
+        lines,
+    })
+}
+
+fn read_npy_labels(path: &Path) -> Result<LabelFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let ids: Vec<i64> = if let Ok(a) = Array1::<i64>::read_npy(bytes.as_slice()) {
+        a.to_vec()
+    } else if let Ok(a) = Array1::<i32>::read_npy(bytes.as_slice()) {
+        a.iter().map(|&v| i64::from(v)).collect()
+    } else {
+        return Err(Error::format(
+            path,
+            None,
+            "not a 1-D int64 or int32 array of class ids",
+        ));
+    };
+    if let Some((i, v)) = ids.iter().enumerate().find(|(_, v)| **v < 0) {
+        return Err(Error::format(
+            path,
+            None,
+            format!("label {i} is {v}; class ids must be ≥ 0"),
+        ));
+    }
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    Ok(LabelFile {
+        names: ids.iter().map(i64::to_string).collect(),
+        sentence_starts: Vec::new(),
+        numeric_order: Some(distinct.iter().map(i64::to_string).collect()),
+        lines: Vec::new(),
+    })
+}
+
+fn read_words_file(path: &Path, labels: &LabelFile, labels_path: &Path) -> Result<Vec<String>> {
+    let (words, starts, lines) = read_one_per_line(path, "word")?;
+    if words.len() != labels.names.len() {
+        return Err(Error::format(
+            path,
+            None,
+            format!(
+                "has {} words but {} has {} labels; the two files must list the same tokens line by line",
+                words.len(),
+                labels_path.display(),
+                labels.names.len()
+            ),
+        ));
+    }
+    if !labels.sentence_starts.is_empty() && starts != labels.sentence_starts {
+        let first = starts
+            .iter()
+            .zip(&labels.sentence_starts)
+            .position(|(a, b)| a != b)
+            .unwrap_or(starts.len().min(labels.sentence_starts.len()));
+        let line = starts.get(first).and_then(|&row| lines.get(row)).copied();
+        return Err(Error::format(
+            path,
+            line,
+            format!(
+                "sentence {} starts at a different token than in {}; blank lines must be at the same places in both files",
+                first + 1,
+                labels_path.display()
+            ),
+        ));
+    }
+    Ok(words)
+}
+
+/// One field per line, blank lines separating sentences. Returns the fields,
+/// the sentence starts (empty if there is a single block) and the 1-based line
+/// of every field.
+fn read_one_per_line(path: &Path, what: &str) -> Result<(Vec<String>, Vec<usize>, Vec<usize>)> {
+    let text = lca_core::io::read_utf8(path, "read", "re-encode the file as UTF-8")?;
+    let mut fields = Vec::new();
+    let mut lines = Vec::new();
+    let mut starts = Vec::new();
+    let mut at_sentence_start = true;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches('\r').trim();
+        if line.is_empty() {
+            at_sentence_start = true;
+            continue;
+        }
+        if line.split_whitespace().nth(1).is_some() {
+            return Err(Error::format(
+                path,
+                Some(i + 1),
+                format!(
+                    "has more than one {what} on a line ({line:?}); this reader expects one {what} per line \
+                     with a blank line between sentences"
+                ),
+            ));
+        }
+        if at_sentence_start {
+            starts.push(fields.len());
+            at_sentence_start = false;
+        }
+        fields.push(line.to_string());
+        lines.push(i + 1);
+    }
+    if fields.is_empty() {
+        return Err(Error::format(path, None, format!("contains no {what}s")));
+    }
+    if starts.len() == 1 {
+        starts.clear();
+    }
+    Ok((fields, starts, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray_npy::WriteNpyExt;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text)
+            .unwrap();
+        path
+    }
+
+    fn write_matrix(dir: &Path, rows: usize, cols: usize) -> PathBuf {
+        let path = dir.join("acts.npy");
+        let a = Array2::from_shape_fn((rows, cols), |(r, c)| (r * cols + c) as f32);
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        path
+    }
+
+    fn source(table: &str) -> Result<Dataset<'static>> {
+        let table: toml::Table = table.parse().unwrap();
+        let Component::Source(s) = (descriptor().build)(&table)? else {
+            unreachable!()
+        };
+        s.load(&RunContext::new(1, 1).for_step("source.acts"))
+    }
+
+    #[test]
+    fn labels_with_blank_lines_and_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\r\nVB\r\n\r\nDT\r\nNN\r\n");
+        let l = read_label_file(&path).unwrap();
+        assert_eq!(l.names, vec!["NN", "VB", "DT", "NN"]);
+        assert_eq!(l.sentence_starts, vec![0, 2]);
+        assert_eq!(l.lines, vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn two_fields_on_a_line_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\nVB DT\n");
+        let err = read_label_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("l.txt:2:") && err.contains("more than one label"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "l.txt", b"NN\nV\xffB\n");
+        let err = read_label_file(&path).unwrap_err().to_string();
+        assert!(err.contains("l.txt:2:") && err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn loads_and_splits_by_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 6, 4);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n\na\nb\n\na\nb\n");
+        let words = write(dir.path(), "w.txt", b"the\ncat\n\na\ndog\n\nsome\nfish\n");
+        let d = source(&format!(
+            "path = {acts:?}\nlabels = {labels:?}\nwords = {words:?}\nlayers = 2\ndev = 0.34\ntest = 0.34"
+        ))
+        .unwrap();
+        assert_eq!(d.name(), "acts");
+        assert_eq!(d.splits().total(), 6);
+        assert_eq!(d.splits().train, 2);
+        assert_eq!(d.neurons().layers(), vec![0, 1]);
+        let tokens = d.tokens().unwrap();
+        assert_eq!(tokens.sentence_starts(), &[0, 2, 4]);
+        // Rows moved together with their words and labels.
+        let view = d.acts().view();
+        for (row, word) in tokens.words().iter().enumerate() {
+            let original = ["the", "cat", "a", "dog", "some", "fish"]
+                .iter()
+                .position(|w| w == word)
+                .unwrap();
+            assert_eq!(view[[row, 0]], (original * 4) as f32);
+        }
+    }
+
+    #[test]
+    fn count_mismatch_names_both_files_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 3, 2);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let err = source(&format!("path = {acts:?}\nlabels = {labels:?}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("l.txt") && err.contains("has 2 labels") && err.contains("has 3 rows"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn indivisible_layers_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = write_matrix(dir.path(), 2, 5);
+        let labels = write(dir.path(), "l.txt", b"a\nb\n");
+        let err = source(&format!(
+            "path = {acts:?}\nlabels = {labels:?}\nlayers = 2\ndev = 0\ntest = 0.4"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("5 neurons") && err.contains("layers = 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_finite_rows_can_be_skipped_with_their_labels_and_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.npy");
+        // Two sentences: rows 0-2 and 3-5; rows 1 and 3 are broken, row 5 too.
+        let mut a = Array2::<f32>::from_shape_fn((6, 2), |(r, c)| (r * 2 + c) as f32);
+        a[[1, 0]] = f32::NAN;
+        a[[3, 1]] = f32::NEG_INFINITY;
+        a[[5, 0]] = f32::NAN;
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        let labels = write(dir.path(), "l.txt", b"a\nb\na\n\nb\na\nb\n");
+        let words = write(dir.path(), "w.txt", b"w0\nw1\nw2\n\nw3\nw4\nw5\n");
+        let data = source(&format!(
+            "path = {path:?}\nlabels = {labels:?}\nwords = {words:?}\nshuffle = false\ndev = 0\ntest = 0\nnon_finite = \"skip\""
+        ))
+        .unwrap();
+        assert_eq!(data.n_rows(), 3);
+        let tokens = data.tokens().unwrap();
+        assert_eq!(tokens.words(), ["w0", "w2", "w4"]);
+        assert_eq!(tokens.sentence_starts(), [0, 2]);
+        let names: Vec<&str> = data
+            .labels()
+            .ids()
+            .iter()
+            .map(|&i| data.classes().name(i))
+            .collect();
+        assert_eq!(names, ["a", "a", "a"]);
+        assert_eq!(data.acts().view()[[2, 1]], 9.0);
+        assert_eq!(data.details()["rows skipped (NaN or infinity)"], "3");
+    }
+
+    #[test]
+    fn nan_activation_is_rejected_with_its_row_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acts.npy");
+        let mut a = Array2::<f32>::zeros((6, 2));
+        a[[4, 1]] = f32::NAN;
+        a[[5, 0]] = f32::INFINITY;
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        let labels = write(dir.path(), "l.txt", b"a\nb\na\nb\na\nb\n");
+        // Shuffled splits reorder the rows; the message still names the
+        // row as it is in the file.
+        let err = source(&format!(
+            "path = {path:?}\nlabels = {labels:?}\nshuffle = true\nsplit_by = \"token\"\ndev = 0.2\ntest = 0.2"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("acts.npy")
+                && err.contains("NaN at row 4, neuron 1")
+                && err.contains("2 non-finite value(s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn safetensors_and_npz_read_the_same_matrix() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Array2::from_shape_fn((3, 2), |(r, c)| (r * 2 + c) as f32);
+        let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &bytes)
+                .unwrap();
+        let st = dir.path().join("a.safetensors");
+        safetensors::serialize_to_file([("acts", view)], None, &st).unwrap();
+        assert_eq!(read_matrix_file(&st, None).unwrap(), a);
+        let npz = dir.path().join("a.npz");
+        let mut w = ndarray_npy::NpzWriter::new(File::create(&npz).unwrap());
+        w.add_array("acts", &a).unwrap();
+        w.add_array("other", &a).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_matrix_file(&npz, Some("acts")).unwrap(), a);
+        let err = read_matrix_file(&npz, None).unwrap_err().to_string();
+        assert!(err.contains("several arrays (acts, other)"), "{err}");
+    }
+}

@@ -1,0 +1,43 @@
+//! Planted matrices as plain arrays, for solver tests.
+
+use ndarray::Array2;
+
+use lca_builtin::{SyntheticParams, generate};
+
+fn params(tokens: usize, neurons: usize, classes: usize, per_class: usize) -> SyntheticParams {
+    SyntheticParams {
+        tokens,
+        neurons,
+        classes,
+        per_class,
+        dev: 0.0,
+        test: 0.0,
+        ..Default::default()
+    }
+}
+
+/// Activations and labels of a planted dataset.
+pub fn planted_xy(
+    tokens: usize,
+    neurons: usize,
+    classes: usize,
+    per_class: usize,
+    seed: u64,
+) -> (Array2<f32>, Vec<u32>) {
+    let d = generate(&params(tokens, neurons, classes, per_class), seed, "t")
+        .expect("valid parameters");
+    (d.acts().view().into_owned(), d.labels().ids().to_vec())
+}
+
+/// The planted columns of the same dataset.
+pub fn planted_columns(
+    tokens: usize,
+    neurons: usize,
+    classes: usize,
+    per_class: usize,
+    seed: u64,
+) -> Vec<u32> {
+    let d = generate(&params(tokens, neurons, classes, per_class), seed, "t")
+        .expect("valid parameters");
+    d.truth().expect("planted").informative.clone()
+}
