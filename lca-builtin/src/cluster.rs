@@ -21,16 +21,18 @@ use serde::{Deserialize, Serialize};
 use lca_core::context::RunContext;
 use lca_core::error::{Error, Result};
 
-/// How the distance between two clusters is defined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Linkage {
-    /// Mean pairwise distance (UPGMA), NeuroX's default.
-    Average,
-    /// Largest pairwise distance.
-    Complete,
-    /// Smallest pairwise distance.
-    Single,
+lca_core::param_enum! {
+    /// How the distance between two clusters is defined.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Linkage {
+        /// Mean pairwise distance (UPGMA), NeuroX's default.
+        Average = "average",
+        /// Largest pairwise distance.
+        Complete = "complete",
+        /// Smallest pairwise distance.
+        Single = "single",
+    }
 }
 
 /// One merge of two clusters.

@@ -32,10 +32,7 @@ pub mod sources;
 #[cfg(test)]
 mod centroid_probe;
 
-pub use evaluators::{
-    ClusterSettings, authors_grid, cluster_param_docs, control_labels, neuron_clusters,
-    parse_cluster_settings, parse_linkage,
-};
+pub use evaluators::{ClusterSettings, authors_grid, control_labels, neuron_clusters};
 pub use sources::{SyntheticParams, generate, read_label_file, read_matrix_file};
 
 use lca_core::Registry;

@@ -18,15 +18,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2};
-use serde::Deserialize;
 
 use crate::corpus::{Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset};
 use lca_core::component::{ActivationSource, Component};
 use lca_core::context::RunContext;
 use lca_core::data::{ActivationMatrix, Dataset, NeuronId, NeuronIndex};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::{Params as _, invalid};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
+use serde::Deserialize;
 
 /// The activations of one sentence.
 #[derive(Clone, Debug, PartialEq)]
@@ -412,45 +412,22 @@ pub fn activations_dataset(
 /// Reads a NeuroX activation file of a known format.
 pub type ActivationReader = fn(&Path, Option<&[u32]>) -> Result<NeuroxActivations>;
 
-/// The parameters shared by the NeuroX activation sources.
-#[derive(Clone, Debug, Deserialize)]
-pub struct NeuroxSourceParams {
-    /// The activation file.
-    pub activations: PathBuf,
-    /// Layer numbers of its blocks, for formats that do not store them.
-    #[serde(default)]
-    pub layers: Option<Vec<i64>>,
-    /// The corpus.
-    #[serde(flatten)]
-    pub corpus: CorpusParams,
-    /// The split.
-    #[serde(flatten)]
-    pub split: SplitParams,
-}
-
-/// The parameter table of a NeuroX activation source.
-pub fn source_param_docs(format: &str) -> Vec<ParamDoc> {
-    let mut docs = vec![
-        ParamDoc::new(
-            "activations",
-            ParamType::Path,
-            "required",
-            "a file",
-            &format!(
-                "NeuroX activations ({format}), one block per corpus sentence, in corpus order"
-            ),
-        ),
-        ParamDoc::new(
-            "layers",
-            ParamType::IntegerList,
-            "as stored",
-            "one number ≥ 0 per stored layer",
-            "layer numbers of the stored blocks (NeuroX's filter_layers or decompose_layers files do not record them)",
-        ),
-    ];
-    docs.extend(CorpusParams::docs());
-    docs.extend(SplitParams::docs());
-    docs
+lca_core::params! {
+    /// The parameters of the NeuroX activation sources (JSON lines here,
+    /// HDF5 in its plugin).
+    pub struct NeuroxSourceParams {
+        /// NeuroX activations (JSON lines or HDF5, as the source type says),
+        /// one block per corpus sentence, in corpus order
+        activations: PathBuf => Rule::note("a file"),
+        /// layer numbers of the stored blocks (NeuroX's filter_layers or
+        /// decompose_layers files do not record them)
+        #[shown = "as stored"]
+        layers: Option<Vec<u32>> = None => Rule::note("one number ≥ 0 per stored layer"),
+        #[flatten]
+        corpus: CorpusParams,
+        #[flatten]
+        split: SplitParams,
+    }
 }
 
 /// A source of NeuroX activations plus a corpus.
@@ -473,18 +450,9 @@ impl NeuroxSource {
         p: NeuroxSourceParams,
         reader: ActivationReader,
     ) -> Result<Self> {
-        let layers = match p.layers {
-            Some(list) => {
-                for &l in &list {
-                    ensure(name, "layers", l >= 0, l, "layer numbers ≥ 0")?;
-                }
-                Some(list.into_iter().map(|l| l as u32).collect())
-            }
-            None => None,
-        };
         Ok(NeuroxSource {
             activations: p.activations,
-            layers,
+            layers: p.layers,
             corpus: p.corpus.validate(name)?,
             split: p.split.validate(name)?,
             reader,
@@ -547,14 +515,15 @@ pub(crate) fn json_descriptor() -> Descriptor {
             kind: ComponentKind::Source,
             name: JSON_NAME.into(),
             summary: "Activations from a NeuroX JSON-lines file, with its sentence and label files".into(),
-            params: source_param_docs("JSON lines"),
+            params: NeuroxSourceParams::docs(),
             example: "[source.acts]\ntype = \"neurox_json\"\nactivations = \"activations.json\"\ncorpus = \"sentences.txt\"\nlabels = \"labels.txt\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p = parse_params(JSON_NAME, &source_param_docs("JSON lines"), table)?;
+            let p = NeuroxSourceParams::parse(JSON_NAME, table)?;
             Ok(Component::Source(Box::new(NeuroxSource::new(JSON_NAME, p, read_json_source)?)))
         },
+        applied: applied::<NeuroxSourceParams>,
     }
 }
 

@@ -149,7 +149,7 @@ fn source_defaults_to_the_only_one_and_must_be_chosen_among_several() {
 
 #[test]
 fn ranking_cycles_are_reported_and_dependencies_ordered() {
-    use lca_core::registry::{ComponentInfo, Descriptor, Inputs, Need};
+    use lca_core::registry::{ComponentInfo, Descriptor, Inputs, Need, applied};
     #[derive(Debug)]
     struct First;
     impl lca_core::Ranker for First {
@@ -177,6 +177,7 @@ fn ranking_cycles_are_reported_and_dependencies_ordered() {
                     },
                 },
                 build: |_| Ok(Component::Ranker(Box::new(First))),
+                applied: applied::<()>,
             },
             Origin::builtin(),
         )

@@ -293,7 +293,7 @@ fn libraries_that_are_not_compatible_plugins_are_refused_with_one_paragraph() {
     let cases = [
         (
             "lca_fixture_old_abi",
-            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.5.0",
+            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.6.0",
         ),
         (
             "lca_fixture_other_layout",
@@ -481,4 +481,37 @@ fn the_lca_recipe_runs_every_evaluator_from_the_cli() {
     ] {
         assert!(report.contains(section), "missing {section}");
     }
+}
+
+#[test]
+fn every_components_example_passes_validate() {
+    let listed: serde_json::Value =
+        serde_json::from_str(&assert_succeeds(&lca(&["list", "--json"]))).expect("JSON");
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a name"))
+        .collect();
+    assert!(names.len() >= 30, "{names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for name in names {
+        let shown = assert_succeeds(&lca(&["example", name]));
+        // The snippet is the part of the output that is not a comment.
+        let snippet: String = shown
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let recipe = lca_testkit::runnable_example(&snippet)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{shown}"));
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, &recipe).unwrap();
+        let out = lca(&["validate", path.to_str().unwrap()]);
+        if !out.status.success() {
+            failures.push(format!("{name}:\n{recipe}\n{}", text(&out.stderr)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::component::Component;
 use crate::error::{Error, Result};
 pub use crate::kind::{ComponentKind, Origin};
-use crate::params::ParamDoc;
+use crate::params::{ParamDoc, Params};
 
 /// Whether a component takes a wiring input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,24 +68,88 @@ pub trait Factory: Send + Sync {
     /// # Errors
     /// [`Error::InvalidParam`] for a bad parameter.
     fn build(&self, params: &toml::Table) -> Result<Component>;
+
+    /// The parameter values the component would run with, defaults
+    /// included, as TOML: what `lca example` documents as defaults must be
+    /// what is applied, and the test suite checks it through this.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] for a bad parameter.
+    fn applied(&self, params: &toml::Table) -> Result<toml::Table>;
 }
 
 /// The build function of a native component.
 pub type BuildFn = fn(&toml::Table) -> Result<Component>;
 
-impl Factory for BuildFn {
-    fn build(&self, params: &toml::Table) -> Result<Component> {
-        self(params)
-    }
+/// The function that reads a native component's parameters and returns the
+/// values in force; [`applied::<P>`](applied) for parameters declared with
+/// [`params!`](crate::params!).
+pub type AppliedFn = fn(&toml::Table) -> Result<toml::Table>;
+
+/// The values in force for parameters declared as `P`.
+///
+/// # Errors
+/// [`Error::InvalidParam`] for a bad parameter.
+pub fn applied<P: Params>(params: &toml::Table) -> Result<toml::Table> {
+    Ok(P::parse("parameters", params)?.to_table())
 }
 
-/// A native component: its information and build function.
+/// A native component: its information, build function and parameters.
+///
+/// ```
+/// use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
+/// use lca_core::params::Params;
+///
+/// lca_core::params! {
+///     /// Parameters of `first`.
+///     struct FirstParams {
+///         /// how many neurons come first
+///         k: usize = 1 => range(1..),
+///     }
+/// }
+///
+/// let descriptor = Descriptor {
+///     info: ComponentInfo {
+///         kind: ComponentKind::Ranker,
+///         name: "first".into(),
+///         summary: "Ranks neurons in index order".into(),
+///         params: FirstParams::docs(),
+///         example: "[ranker.first]\ntype = \"first\"\n".into(),
+///         inputs: Inputs::default(),
+///     },
+///     build: |table| {
+///         let _p = FirstParams::parse("first", table)?;
+///         unimplemented!("build the ranker from the parameters")
+///     },
+///     applied: applied::<FirstParams>,
+/// };
+/// assert_eq!(descriptor.info.params[0].default, "1");
+/// ```
 #[derive(Clone, Debug)]
 pub struct Descriptor {
     /// What it is.
     pub info: ComponentInfo,
     /// How to build it.
     pub build: BuildFn,
+    /// How its parameters are read, defaults included.
+    pub applied: AppliedFn,
+}
+
+/// The factory of a native component.
+#[derive(Clone, Copy, Debug)]
+struct Native {
+    build: BuildFn,
+    applied: AppliedFn,
+}
+
+impl Factory for Native {
+    fn build(&self, params: &toml::Table) -> Result<Component> {
+        (self.build)(params)
+    }
+
+    fn applied(&self, params: &toml::Table) -> Result<toml::Table> {
+        (self.applied)(params)
+    }
 }
 
 /// A registered component.
@@ -126,6 +190,15 @@ impl Registered {
         }
         Ok(component)
     }
+
+    /// The parameter values the component would run with, defaults
+    /// included (see [`Factory::applied`]).
+    ///
+    /// # Errors
+    /// Bad parameters.
+    pub fn applied(&self, params: &toml::Table) -> Result<toml::Table> {
+        self.factory.applied(params)
+    }
 }
 
 /// All known components, keyed by name. Names are unique across kinds, so
@@ -146,7 +219,11 @@ impl Registry {
     /// # Errors
     /// When the name is taken ([`Error::DuplicateComponent`] names both origins).
     pub fn register_native(&mut self, descriptor: Descriptor, origin: Origin) -> Result<()> {
-        self.register(descriptor.info, origin, Arc::new(descriptor.build))
+        let factory = Native {
+            build: descriptor.build,
+            applied: descriptor.applied,
+        };
+        self.register(descriptor.info, origin, Arc::new(factory))
     }
 
     /// Registers a component with any factory.

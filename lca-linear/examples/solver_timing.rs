@@ -28,8 +28,10 @@ fn main() {
         classes,
         per_class,
         shift: 1.5,
-        dev: 0.0,
-        test: 0.1,
+        split: lca_core::data::SplitFractions {
+            dev: 0.0,
+            test: 0.1,
+        },
         ..Default::default()
     };
     let cx = RunContext::new(1234, threads);

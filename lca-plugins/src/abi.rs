@@ -22,7 +22,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.5.0";
+pub const ABI_VERSION: &str = "0.6.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -295,9 +295,14 @@ pub struct PluginMod {
     pub new_ranker:
         extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiRankerBox, FfiError>,
     /// Builds an evaluator.
-    #[sabi(last_prefix_field)]
     pub new_evaluator:
         extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<FfiEvaluatorBox, FfiError>,
+    /// The parameter values a component would run with, defaults included,
+    /// as TOML text: how the host checks that documented defaults are the
+    /// applied ones.
+    #[sabi(last_prefix_field)]
+    pub applied_params:
+        extern "C" fn(name: RStr<'_>, params_toml: RStr<'_>) -> RResult<RString, FfiError>,
 }
 
 impl RootModule for PluginModRef {

@@ -178,6 +178,7 @@ pub fn root_module(define: fn() -> PluginDefinition) -> PluginModRef {
         new_probe,
         new_ranker,
         new_evaluator,
+        applied_params,
     }
     .leak_into_prefix()
 }
@@ -203,15 +204,21 @@ extern "C" fn info() -> FfiPluginInfo {
     })
 }
 
-fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> lca_core::Result<Component> {
+/// The descriptor of component `name` (of `kind`, when given) and its
+/// parameters read from TOML text.
+fn find(
+    kind: Option<ComponentKind>,
+    name: &str,
+    params: RStr<'_>,
+) -> lca_core::Result<(&'static Descriptor, lca_core::toml::Table)> {
     let def = definition();
-    let name = name.as_str();
     let descriptor = def
         .components
         .iter()
-        .find(|d| d.info.name == name && d.info.kind == kind)
+        .find(|d| d.info.name == name && kind.is_none_or(|k| d.info.kind == k))
         .ok_or_else(|| {
-            lca_core::Error::Plugin(format!("plugin {} has no {kind} named `{name}`", def.name))
+            let what = kind.map_or("component".to_string(), |k| k.to_string());
+            lca_core::Error::Plugin(format!("plugin {} has no {what} named `{name}`", def.name))
         })?;
     let table: lca_core::toml::Table =
         params
@@ -223,6 +230,13 @@ fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> lca_core::Res
                     e.message()
                 ))
             })?;
+    Ok((descriptor, table))
+}
+
+fn build(kind: ComponentKind, name: RStr<'_>, params: RStr<'_>) -> lca_core::Result<Component> {
+    let def = definition();
+    let name = name.as_str();
+    let (descriptor, table) = find(Some(kind), name, params)?;
     let component = (descriptor.build)(&table)?;
     if component.kind() != kind {
         return Err(lca_core::Error::Plugin(format!(
@@ -265,6 +279,18 @@ extern "C" fn new_evaluator(
     })
 }
 
+extern "C" fn applied_params(name: RStr<'_>, params: RStr<'_>) -> RResult<RString, FfiError> {
+    guard(|| {
+        let (descriptor, table) = find(None, name.as_str(), params)?;
+        let applied = (descriptor.applied)(&table)?;
+        lca_core::toml::to_string(&applied)
+            .map(RString::from)
+            .map_err(|e| {
+                lca_core::Error::input(format!("applied parameters cannot be written as TOML: {e}"))
+            })
+    })
+}
+
 /// Exports a plugin library's components. Call it once, at the top level of
 /// the plugin crate's `lib.rs`; the crate must be built as a `cdylib`.
 ///
@@ -282,27 +308,20 @@ extern "C" fn new_evaluator(
 macro_rules! export_plugin {
     (name: $name:expr, version: $version:expr, components: [$($component:expr),* $(,)?] $(,)?) => {
         #[doc(hidden)]
-        fn __lca_plugin_definition() -> $crate::export::PluginDefinition {
-            $crate::export::PluginDefinition { name: $name, version: $version, components: vec![$($component),*] }
-        }
+        struct __LcaPlugin;
 
-        #[doc(hidden)]
-        fn __lca_plugin_root_module() -> $crate::abi::PluginModRef {
-            $crate::export::root_module(__lca_plugin_definition)
-        }
-
-        #[doc(hidden)]
-        extern "C" fn __lca_plugin_load() -> $crate::__private::RootModuleResult {
-            $crate::__private::call_root_module_loader(__lca_plugin_root_module)
+        impl $crate::__private::Definition for __LcaPlugin {
+            fn define() -> $crate::export::PluginDefinition {
+                $crate::export::PluginDefinition { name: $name, version: $version, components: vec![$($component),*] }
+            }
         }
 
         // The symbol abi_stable's loader looks up (checked against
         // `abi_stable::library::ROOT_MODULE_LOADER_NAME` by a unit test).
+        // Naming an exported symbol is the one unsafe act left here.
         #[doc(hidden)]
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static __LCA_PLUGIN_HEADER: $crate::__private::LibHeader =
-            // SAFETY: the constructor returns the `PluginModRef` built by
-            // `root_module`, the type the header is declared for.
-            unsafe { $crate::__private::lib_header(__lca_plugin_load) };
+            $crate::__private::header::<__LcaPlugin>();
     };
 }

@@ -272,14 +272,46 @@ struct PluginFactory {
     who: Who,
 }
 
-impl Factory for PluginFactory {
-    fn build(&self, params: &lca_core::toml::Table) -> Result<Component> {
-        let text = lca_core::toml::to_string(params).map_err(|e| {
+impl PluginFactory {
+    fn params_text(&self, params: &lca_core::toml::Table) -> Result<String> {
+        lca_core::toml::to_string(params).map_err(|e| {
             Error::input(format!(
                 "parameters of `{}` cannot be written as TOML: {e}",
                 self.name
             ))
-        })?;
+        })
+    }
+}
+
+impl Factory for PluginFactory {
+    fn applied(&self, params: &lca_core::toml::Table) -> Result<lca_core::toml::Table> {
+        let text = self.params_text(params)?;
+        let fail = |e| crate::convert::error_from_ffi(e, &self.who.label, &self.name);
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            (self.module.applied_params())(RStr::from_str(&self.name), RStr::from_str(&text))
+                .into_result()
+                .map_err(fail)
+        }))
+        .map_err(|_| {
+            Error::Plugin(format!(
+                "{} cannot report its parameters: the plugin lacks an entry this lca needs; rebuild it against this lca",
+                self.who.label
+            ))
+        })??;
+        applied
+            .as_str()
+            .parse()
+            .map_err(|e: lca_core::toml::de::Error| {
+                Error::Plugin(format!(
+                    "{} reported its parameters as invalid TOML: {}",
+                    self.who.label,
+                    e.message()
+                ))
+            })
+    }
+
+    fn build(&self, params: &lca_core::toml::Table) -> Result<Component> {
+        let text = self.params_text(params)?;
         let (name, params) = (RStr::from_str(&self.name), RStr::from_str(&text));
         let who = self.who.clone();
         let fail = |e| crate::convert::error_from_ffi(e, &self.who.label, &self.name);

@@ -10,8 +10,10 @@ fn params(tokens: usize, neurons: usize, classes: usize, per_class: usize) -> Sy
         neurons,
         classes,
         per_class,
-        dev: 0.0,
-        test: 0.0,
+        split: lca_core::data::SplitFractions {
+            dev: 0.0,
+            test: 0.0,
+        },
         ..Default::default()
     }
 }

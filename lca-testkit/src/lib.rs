@@ -9,6 +9,9 @@
 
 pub mod data;
 pub mod fuzz;
+mod params;
+
+pub use params::{check_documented_defaults, example_params, example_table, runnable_example};
 
 use lca_builtin::{SyntheticParams, generate};
 use lca_core::component::{RankInput, Ranker, SharedProbe};
@@ -31,8 +34,10 @@ pub fn planted(
         neurons,
         classes,
         per_class,
-        dev: 0.0,
-        test: 0.2,
+        split: lca_core::data::SplitFractions {
+            dev: 0.0,
+            test: 0.2,
+        },
         ..Default::default()
     };
     generate(&p, seed, "planted").expect("valid synthetic parameters")

@@ -10,33 +10,28 @@
 //! explained by the class, and close to 1 for neurons that vary for other
 //! reasons. The README next to this file walks through every part.
 
+// A plugin needs no unsafe code: `export_plugin!` keeps it inside
+// `lca-plugins`.
+#![forbid(unsafe_code)]
+
 use lca_core::data::{Split, count_classes};
 use lca_core::ndarray::Axis;
-use lca_core::params::{ParamDoc, ParamType, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use serde::Deserialize;
 
 const NAME: &str = "variance";
 
-/// Step 1: the parameters, as a serde struct. Unknown keys are rejected.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VarianceParams {
-    #[serde(default)]
-    between_classes: bool,
-}
-
-/// Step 2: the documentation of each parameter (shown by `lca example variance`
-/// and used to check recipes before anything runs).
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "between_classes",
-        ParamType::Bool,
-        "false",
-        "true or false",
-        "divide by the mean within-class variance, so class-driven variation ranks first",
-    )]
+// Steps 1 and 2: the parameters, declared once. Each field's type, default
+// and `///` line become the parameter table of `lca example variance`, the
+// checks `lca validate` runs, and the values the ranker is built with.
+lca_core::params! {
+    /// Parameters of `variance`.
+    struct VarianceParams {
+        /// divide by the mean within-class variance, so class-driven
+        /// variation ranks first
+        between_classes: bool = false,
+    }
 }
 
 /// Step 3: the ranker itself, a plain `lca_core::Ranker`.
@@ -99,14 +94,15 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "Variance of each neuron's activation (optionally relative to within-class variance)".into(),
-            params: param_docs(),
+            params: VarianceParams::docs(),
             example: "[ranker.var]\ntype = \"variance\"\nbetween_classes = true\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: VarianceParams = parse_params(NAME, &param_docs(), table)?;
+            let p = VarianceParams::parse(NAME, table)?;
             Ok(Component::Ranker(Box::new(VarianceRanker { between_classes: p.between_classes })))
         },
+        applied: applied::<VarianceParams>,
     }
 }
 

@@ -7,150 +7,70 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{Corpus, Task, read_brown, read_conllu, read_neurox_files};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitSpec, SplitUnit, Tokens,
-    assign_splits, reorder_sentence_starts,
+    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
+    SplitUnit, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid};
+use lca_core::params::invalid;
 use lca_core::rng::Rng;
 
-/// Corpus parameters as a recipe writes them. Flatten them into a source's
-/// own parameter struct and list [`CorpusParams::docs`] with its parameters.
-#[derive(Clone, Debug, Deserialize)]
-pub struct CorpusParams {
-    /// A corpus file or (for Brown) directory.
-    pub corpus: PathBuf,
-    /// `brown`, `conllu` or `neurox`; inferred when absent.
-    #[serde(default)]
-    pub format: Option<String>,
-    /// The labels file of the NeuroX format.
-    #[serde(default)]
-    pub labels: Option<PathBuf>,
-    /// The CoNLL-U column with the annotation.
-    #[serde(default = "upos")]
-    pub column: String,
-    /// How tags become labels.
-    #[serde(default = "tags")]
-    pub task: String,
-    /// Use at most this many sentences.
-    #[serde(default)]
-    pub sentences: Option<i64>,
-    /// Which sentences when `sentences` is set: `first` or `random`.
-    #[serde(default = "first")]
-    pub sample: String,
-    /// Skip sentences with more words than this.
-    #[serde(default)]
-    pub max_words: Option<i64>,
-    /// Seed of the sample and the split.
-    #[serde(default)]
-    pub seed: Option<i64>,
+lca_core::param_enum! {
+    /// Which sentences `sentences` keeps.
+    pub enum Sample {
+        /// The first ones.
+        First = "first",
+        /// A seeded random sample, kept in corpus order.
+        Random = "random",
+    }
 }
 
-fn upos() -> String {
-    "upos".into()
-}
-fn tags() -> String {
-    "tags".into()
-}
-fn first() -> String {
-    "first".into()
+lca_core::params! {
+    /// Corpus parameters as a recipe writes them: one declaration for every
+    /// corpus-backed source, which includes them with `#[flatten]`.
+    pub struct CorpusParams {
+        /// the annotated corpus: Brown (word/TAG lines), CoNLL-U, or a NeuroX
+        /// sentence file
+        corpus: PathBuf => Rule::note("a file, or a directory of Brown files"),
+        /// corpus format; a directory is Brown, *.conllu is CoNLL-U, a
+        /// `labels` file means NeuroX
+        #[shown = "inferred"]
+        format: Option<CorpusFormat> = None,
+        /// NeuroX format: the label file, one line of labels per sentence
+        labels: Option<PathBuf> = None => Rule::note("a text file"),
+        /// CoNLL-U format: the column that holds the annotation
+        column: String = "upos".into() => Rule::note("a CoNLL-U column name (upos, xpos, deprel, …)"),
+        /// what each word is labelled with: the tags as written, Brown tags
+        /// mapped to universal or simplified POS, or a lexical property of
+        /// the word itself
+        task: Task = Task::Tags,
+        /// use at most this many sentences
+        #[shown = "all"]
+        sentences: Option<usize> = None => range(1..),
+        /// which sentences `sentences` keeps: the first ones, or a seeded
+        /// random sample kept in corpus order
+        sample: Sample = Sample::First,
+        /// skip sentences with more words than this (before sampling)
+        #[shown = "no limit"]
+        max_words: Option<usize> = None => range(1..),
+        /// seed of the sentence sample and the train/dev/test split; sources
+        /// with the same seed and corpus settings get the same sentences and
+        /// splits
+        #[shown = "the step's seed"]
+        seed: Option<u64> = None,
+    }
 }
 
 impl CorpusParams {
-    /// The parameter table of the corpus parameters.
-    pub fn docs() -> Vec<ParamDoc> {
-        use ParamType::*;
-        vec![
-            ParamDoc::new(
-                "corpus",
-                Path,
-                "required",
-                "a file, or a directory of Brown files",
-                "the annotated corpus: Brown (word/TAG lines), CoNLL-U, or a NeuroX sentence file",
-            ),
-            ParamDoc::new(
-                "format",
-                String,
-                "inferred",
-                "\"brown\", \"conllu\" or \"neurox\"",
-                "corpus format; a directory is Brown, *.conllu is CoNLL-U, a `labels` file means NeuroX",
-            ),
-            ParamDoc::new(
-                "labels",
-                Path,
-                "none",
-                "a text file",
-                "NeuroX format: the label file, one line of labels per sentence",
-            ),
-            ParamDoc::new(
-                "column",
-                String,
-                "\"upos\"",
-                "a CoNLL-U column name (upos, xpos, deprel, …)",
-                "CoNLL-U format: the column that holds the annotation",
-            ),
-            ParamDoc::new(
-                "task",
-                String,
-                "\"tags\"",
-                "tags, universal_pos, brown_pos, suffix, capitalization",
-                "what each word is labelled with: the tags as written, Brown tags mapped to universal or \
-                 simplified POS, or a lexical property of the word itself",
-            ),
-            ParamDoc::new(
-                "sentences",
-                Integer,
-                "all",
-                "≥ 1",
-                "use at most this many sentences",
-            ),
-            ParamDoc::new(
-                "sample",
-                String,
-                "\"first\"",
-                "\"first\" or \"random\"",
-                "which sentences `sentences` keeps: the first ones, or a seeded random sample kept in corpus order",
-            ),
-            ParamDoc::new(
-                "max_words",
-                Integer,
-                "no limit",
-                "≥ 1",
-                "skip sentences with more words than this (before sampling)",
-            ),
-            ParamDoc::new(
-                "seed",
-                Integer,
-                "the step's seed",
-                "≥ 0",
-                "seed of the sentence sample and the train/dev/test split; sources with the same seed and \
-                 corpus settings get the same sentences and splits",
-            ),
-        ]
-    }
-
     /// Validates the parameters of `component`.
     ///
     /// # Errors
     /// [`Error::InvalidParam`] naming the bad parameter.
     pub fn validate(&self, component: &str) -> Result<CorpusSpec> {
-        let format = match self.format.as_deref() {
-            Some("brown") => CorpusFormat::Brown,
-            Some("conllu") => CorpusFormat::Conllu,
-            Some("neurox") => CorpusFormat::Neurox,
-            Some(other) => {
-                return Err(invalid(
-                    component,
-                    "format",
-                    format!("{other:?}"),
-                    "\"brown\", \"conllu\" or \"neurox\"",
-                ));
-            }
+        let format = match self.format {
+            Some(format) => format,
             None if self.labels.is_some() => CorpusFormat::Neurox,
             None if self.corpus.extension().is_some_and(|e| e == "conllu") => CorpusFormat::Conllu,
             None if self.corpus.is_dir() => CorpusFormat::Brown,
@@ -182,71 +102,29 @@ impl CorpusParams {
                 "no labels file: only the NeuroX format has one; the other formats carry their tags",
             ));
         }
-        let task = Task::parse(&self.task).map_err(|_| {
-            invalid(
-                component,
-                "task",
-                format!("{:?}", self.task),
-                "tags, universal_pos, brown_pos, suffix or capitalization",
-            )
-        })?;
-        let count = |name: &str, v: Option<i64>| -> Result<Option<usize>> {
-            match v {
-                Some(n) => {
-                    ensure(component, name, n >= 1, n, "≥ 1")?;
-                    Ok(Some(n as usize))
-                }
-                None => Ok(None),
-            }
-        };
-        let random = match self.sample.as_str() {
-            "first" => false,
-            "random" => true,
-            other => {
-                return Err(invalid(
-                    component,
-                    "sample",
-                    format!("{other:?}"),
-                    "\"first\" or \"random\"",
-                ));
-            }
-        };
-        if let Some(seed) = self.seed {
-            ensure(component, "seed", seed >= 0, seed, "≥ 0")?;
-        }
         Ok(CorpusSpec {
-            seed: self.seed.map(|s| s as u64),
+            seed: self.seed,
             path: self.corpus.clone(),
             format,
             labels: self.labels.clone(),
             column: self.column.clone(),
-            task,
-            sentences: count("sentences", self.sentences)?,
-            random_sample: random,
-            max_words: count("max_words", self.max_words)?,
+            task: self.task,
+            sentences: self.sentences,
+            random_sample: self.sample == Sample::Random,
+            max_words: self.max_words,
         })
     }
 }
 
-/// A corpus file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CorpusFormat {
-    /// The tagged Brown corpus (`word/TAG`).
-    Brown,
-    /// CoNLL-U.
-    Conllu,
-    /// NeuroX sentence and label files.
-    Neurox,
-}
-
-impl CorpusFormat {
-    /// The name recipes use.
-    pub fn name(self) -> &'static str {
-        match self {
-            CorpusFormat::Brown => "brown",
-            CorpusFormat::Conllu => "conllu",
-            CorpusFormat::Neurox => "neurox",
-        }
+lca_core::param_enum! {
+    /// A corpus file format.
+    pub enum CorpusFormat {
+        /// The tagged Brown corpus (`word/TAG`).
+        Brown = "brown",
+        /// CoNLL-U.
+        Conllu = "conllu",
+        /// NeuroX sentence and label files.
+        Neurox = "neurox",
     }
 }
 
@@ -334,7 +212,7 @@ impl CorpusSpec {
     pub fn details(&self, corpus: &Corpus) -> BTreeMap<String, String> {
         let mut d = BTreeMap::new();
         d.insert("corpus".into(), display_path(&self.path));
-        d.insert("corpus format".into(), self.format.name().into());
+        d.insert("corpus format".into(), self.format.as_str().into());
         d.insert("task".into(), self.task.name().into());
         d.insert(
             "sentences".into(),
@@ -356,41 +234,27 @@ fn display_path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Split parameters as a recipe writes them (flatten them into a source's
-/// parameters and list [`SplitParams::docs`]).
-#[derive(Clone, Debug, Deserialize)]
-pub struct SplitParams {
-    /// Fraction for dev.
-    #[serde(default = "tenth")]
-    pub dev: f64,
-    /// Fraction for test.
-    #[serde(default = "tenth")]
-    pub test: f64,
-    /// Shuffle units before splitting.
-    #[serde(default = "yes")]
-    pub shuffle: bool,
-    /// `sentence` or `file`.
-    #[serde(default = "sentence")]
-    pub split_by: String,
+lca_core::param_enum! {
+    /// What a split keeps together.
+    pub enum SplitBy {
+        /// Whole sentences.
+        Sentence = "sentence",
+        /// Whole corpus files (no file contributes to two splits).
+        File = "file",
+    }
 }
 
-fn tenth() -> f64 {
-    0.1
-}
-fn yes() -> bool {
-    true
-}
-fn sentence() -> String {
-    "sentence".into()
-}
-
-/// What a split keeps together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SplitBy {
-    /// Whole sentences.
-    Sentence,
-    /// Whole corpus files (no file contributes to two splits).
-    File,
+lca_core::params! {
+    /// Split parameters of corpus-backed sources, included with
+    /// `#[flatten]`.
+    pub struct SplitParams {
+        /// shuffle units (seeded) before splitting; false holds out the tail
+        shuffle: bool = true,
+        /// unit of the split: whole sentences, or whole corpus files
+        split_by: SplitBy = SplitBy::Sentence,
+        #[flatten]
+        fractions: SplitFractions,
+    }
 }
 
 /// Validated split parameters.
@@ -407,64 +271,17 @@ pub struct CorpusSplit {
 }
 
 impl SplitParams {
-    /// The parameter table of the split parameters.
-    pub fn docs() -> Vec<ParamDoc> {
-        use ParamType::*;
-        vec![
-            ParamDoc::new(
-                "dev",
-                Float,
-                "0.1",
-                "0 ≤ x < 1",
-                "fraction of units in the dev split",
-            ),
-            ParamDoc::new(
-                "test",
-                Float,
-                "0.1",
-                "0 ≤ x < 1",
-                "fraction of units in the test split",
-            ),
-            ParamDoc::new(
-                "shuffle",
-                Bool,
-                "true",
-                "true or false",
-                "shuffle units (seeded) before splitting; false holds out the tail",
-            ),
-            ParamDoc::new(
-                "split_by",
-                String,
-                "\"sentence\"",
-                "\"sentence\" or \"file\"",
-                "unit of the split: whole sentences, or whole corpus files",
-            ),
-        ]
-    }
-
     /// Validates the parameters of `component`.
     ///
     /// # Errors
     /// [`Error::InvalidParam`] naming the bad parameter.
     pub fn validate(&self, component: &str) -> Result<CorpusSplit> {
-        SplitSpec::check_fractions(component, self.dev, self.test)?;
-        let by = match self.split_by.as_str() {
-            "sentence" => SplitBy::Sentence,
-            "file" => SplitBy::File,
-            other => {
-                return Err(invalid(
-                    component,
-                    "split_by",
-                    format!("{other:?}"),
-                    "\"sentence\" or \"file\"",
-                ));
-            }
-        };
+        self.fractions.check(component)?;
         Ok(CorpusSplit {
-            dev: self.dev,
-            test: self.test,
+            dev: self.fractions.dev,
+            test: self.fractions.test,
             shuffle: self.shuffle,
-            by,
+            by: self.split_by,
         })
     }
 }
@@ -563,6 +380,7 @@ pub fn sentence_rows(corpus: &Corpus) -> Vec<Range<usize>> {
 mod tests {
     use super::*;
     use crate::corpus::Sentence;
+    use lca_core::params::Params as _;
     use ndarray::Array2;
 
     fn corpus() -> Corpus {
@@ -704,43 +522,37 @@ mod tests {
         assert!(err.contains('9') && err.contains('8'), "{err}");
     }
 
-    fn params(extra: &str) -> CorpusParams {
+    /// The corpus parameters read and validated, as a source does.
+    fn spec(extra: &str) -> Result<CorpusSpec> {
         let table: toml::Table = format!("corpus = \"x.conllu\"\n{extra}").parse().unwrap();
-        table.try_into().unwrap()
+        CorpusParams::parse("t", &table)?.validate("t")
     }
 
     #[test]
     fn corpus_parameters_are_validated() {
+        assert_eq!(spec("").unwrap().format, CorpusFormat::Conllu);
         assert_eq!(
-            params("").validate("t").unwrap().format,
-            CorpusFormat::Conllu
-        );
-        assert_eq!(
-            params("labels = \"l.txt\"").validate("t").unwrap().format,
+            spec("labels = \"l.txt\"").unwrap().format,
             CorpusFormat::Neurox
         );
-        let err = params("format = \"brown\"\nlabels = \"l.txt\"")
-            .validate("t")
+        let err = spec("format = \"brown\"\nlabels = \"l.txt\"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("labels"), "{err}");
         assert!(
-            params("task = \"pos\"")
-                .validate("t")
+            spec("task = \"pos\"")
                 .unwrap_err()
                 .to_string()
                 .contains("universal_pos")
         );
         assert!(
-            params("sentences = 0")
-                .validate("t")
+            spec("sentences = 0")
                 .unwrap_err()
                 .to_string()
                 .contains("sentences")
         );
         assert!(
-            params("sample = \"all\"")
-                .validate("t")
+            spec("sample = \"all\"")
                 .unwrap_err()
                 .to_string()
                 .contains("random")
@@ -758,8 +570,7 @@ mod tests {
         )
         .parse()
         .unwrap();
-        let spec = table
-            .try_into::<CorpusParams>()
+        let spec = CorpusParams::parse("t", &table)
             .unwrap()
             .validate("t")
             .unwrap();

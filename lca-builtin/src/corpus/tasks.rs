@@ -59,20 +59,22 @@ pub fn capitalization(word: &str) -> &'static str {
     }
 }
 
-/// How a corpus's tags become labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Task {
-    /// The tags as written.
-    Tags,
-    /// Brown tags mapped to the 12 universal tags.
-    BrownUniversal,
-    /// Brown tags without decorations (`np$-tl` → `NP$`).
-    BrownSimplified,
-    /// The word's suffix (no annotation needed).
-    Suffix,
-    /// The word's capitalization (no annotation needed).
-    Capitalization,
+lca_core::param_enum! {
+    /// How a corpus's tags become labels.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Task {
+        /// The tags as written.
+        Tags = "tags",
+        /// Brown tags mapped to the 12 universal tags.
+        BrownUniversal = "universal_pos",
+        /// Brown tags without decorations (`np$-tl` → `NP$`).
+        BrownSimplified = "brown_pos",
+        /// The word's suffix (no annotation needed).
+        Suffix = "suffix",
+        /// The word's capitalization (no annotation needed).
+        Capitalization = "capitalization",
+    }
 }
 
 impl Task {
@@ -81,29 +83,20 @@ impl Task {
     /// # Errors
     /// For unknown names, listing the known ones.
     pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "tags" => Task::Tags,
-            "universal_pos" => Task::BrownUniversal,
-            "brown_pos" => Task::BrownSimplified,
-            "suffix" => Task::Suffix,
-            "capitalization" => Task::Capitalization,
-            other => {
-                return Err(Error::input(format!(
-                    "unknown task `{other}`; use tags, universal_pos, brown_pos, suffix or capitalization"
-                )));
-            }
-        })
+        Task::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_str() == name)
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "unknown task `{name}`; use tags, universal_pos, brown_pos, suffix or capitalization"
+                ))
+            })
     }
 
     /// The name recipes use.
     pub fn name(self) -> &'static str {
-        match self {
-            Task::Tags => "tags",
-            Task::BrownUniversal => "universal_pos",
-            Task::BrownSimplified => "brown_pos",
-            Task::Suffix => "suffix",
-            Task::Capitalization => "capitalization",
-        }
+        self.as_str()
     }
 
     /// The label of one token.

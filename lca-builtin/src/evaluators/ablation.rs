@@ -1,78 +1,31 @@
 //! `ablation`: keep only the top, a random or the bottom N% of neurons.
 
-use serde::Deserialize;
-
 use super::common::{
-    KeepMode, bottom, check_percents, count_for_percent, mean_sd, parse_split, probe_accuracy,
+    KeepMode, MeasuredOn, bottom, count_for_percent, mean_sd, percents, probe_accuracy,
     random_columns, require_split, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "ablation";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_percent")]
-    percent: Vec<f64>,
-    #[serde(default = "default_modes")]
-    modes: Vec<String>,
-    #[serde(default = "default_repeats")]
-    random_repeats: i64,
-    #[serde(default = "default_split")]
-    split: String,
-}
-
-fn default_percent() -> Vec<f64> {
-    vec![10.0, 15.0, 20.0]
-}
-fn default_modes() -> Vec<String> {
-    vec!["zero_out".into(), "retrain".into()]
-}
-fn default_repeats() -> i64 {
-    5
-}
-fn default_split() -> String {
-    "test".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "percent",
-            FloatList,
-            "[10, 15, 20]",
-            "each in (0, 100]",
-            "share of neurons kept",
-        ),
-        ParamDoc::new(
-            "modes",
-            StringList,
-            "[\"zero_out\", \"retrain\"]",
-            "zero_out, retrain",
-            "zero_out: the trained probe with the other neurons set to 0; retrain: a fresh probe on the kept neurons",
-        ),
-        ParamDoc::new(
-            "random_repeats",
-            Integer,
-            "5",
-            "1 ≤ x ≤ 100",
-            "random subsets drawn per size (mean and spread reported)",
-        ),
-        ParamDoc::new(
-            "split",
-            String,
-            "\"test\"",
-            "train, dev, test",
-            "split the accuracies are measured on",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `ablation`.
+    struct Params {
+        /// share of neurons kept, in percent
+        percent: Vec<f64> = vec![10.0, 15.0, 20.0] => percents(),
+        /// zero_out: the trained probe with the other neurons set to 0;
+        /// retrain: a fresh probe on the kept neurons
+        modes: Vec<KeepMode> = vec![KeepMode::ZeroOut, KeepMode::Retrain] => non_empty(),
+        /// random subsets drawn per size (mean and spread reported)
+        random_repeats: usize = 5 => range(1..=100),
+        #[flatten]
+        measured: MeasuredOn,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -81,22 +34,20 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Accuracy keeping only the top, random or bottom N% of neurons (zero-out and retrain)".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.ablation]\ntype = \"ablation\"\nrankings = [\"lca\"]\nprobes = [\"lca\"]\npercent = [10, 15, 20]\n".into(),
             inputs: Inputs { rankings: Need::Required, probes: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            check_percents(NAME, "percent", &p.percent)?;
-            ensure(NAME, "random_repeats", (1..=100).contains(&p.random_repeats), p.random_repeats, "an integer from 1 to 100")?;
-            let modes = KeepMode::parse_all(NAME, &p.modes)?;
+            let p = Params::parse(NAME, table)?;
             Ok(Component::Evaluator(Box::new(Ablation {
                 percent: p.percent,
-                modes,
-                repeats: p.random_repeats as usize,
-                split: parse_split(NAME, "split", &p.split)?,
+                modes: p.modes,
+                repeats: p.random_repeats,
+                split: p.measured.split,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 
@@ -165,7 +116,7 @@ impl Evaluator for Ablation {
                         table.push(vec![
                             Cell::from(ranking.id),
                             Cell::from(probe.id.as_str()),
-                            Cell::from(mode.name()),
+                            Cell::from(mode.as_str()),
                             pct.into(),
                             k.into(),
                             top_acc.into(),
@@ -173,7 +124,7 @@ impl Evaluator for Ablation {
                             sd.into(),
                             bottom_acc.into(),
                         ]);
-                        let key = format!("{}.{}.{}.{pct}", mode.name(), ranking.id, probe.id);
+                        let key = format!("{}.{}.{}.{pct}", mode.as_str(), ranking.id, probe.id);
                         e.metrics.insert(format!("top.{key}"), top_acc);
                         e.metrics.insert(format!("random.{key}"), mean);
                         e.metrics.insert(format!("bottom.{key}"), bottom_acc);

@@ -7,7 +7,7 @@ use lca_core::component::{Probe, TrainedProbe};
 use lca_core::context::RunContext;
 use lca_core::data::{Dataset, Split, SplitData};
 use lca_core::error::{Error, Result};
-use lca_core::params::ensure;
+use lca_core::params::rule::{Rule, non_empty, percent};
 use lca_core::rng::Rng;
 
 /// A split that must not be empty, with a message saying how to get one.
@@ -26,19 +26,18 @@ pub(crate) fn require_split<'d>(
     Ok(part)
 }
 
-/// Parses a split name given as a parameter.
-pub(crate) fn parse_split(component: &str, param: &str, value: &str) -> Result<Split> {
-    match value {
-        "train" => Ok(Split::Train),
-        "dev" => Ok(Split::Dev),
-        "test" => Ok(Split::Test),
-        other => Err(lca_core::params::invalid(
-            component,
-            param,
-            format!("{other:?}"),
-            "\"train\", \"dev\" or \"test\"",
-        )),
+lca_core::params! {
+    /// The split an evaluator measures on: one declaration for every
+    /// evaluator that takes it.
+    pub(crate) struct MeasuredOn {
+        /// split the scores are measured on
+        split: Split = Split::Test,
     }
+}
+
+/// Percentages of all neurons: a non-empty list, each in (0, 100].
+pub(crate) fn percents() -> Rule<Vec<f64>> {
+    non_empty::<f64>().and(percent())
 }
 
 /// Fraction of rows whose predicted class is the label.
@@ -110,27 +109,6 @@ pub(crate) fn count_for_percent(percent: f64, n: usize) -> usize {
     ((percent / 100.0 * n as f64).floor() as usize).clamp(1, n.max(1))
 }
 
-/// Checks that every percentage lies in (0, 100].
-pub(crate) fn check_percents(component: &str, param: &str, values: &[f64]) -> Result<()> {
-    ensure(
-        component,
-        param,
-        !values.is_empty(),
-        "[]",
-        "at least one percentage",
-    )?;
-    for &v in values {
-        ensure(
-            component,
-            param,
-            v > 0.0 && v <= 100.0,
-            v,
-            "percentages above 0 and at most 100",
-        )?;
-    }
-    Ok(())
-}
-
 /// `k` distinct random neurons of `n`, sorted.
 pub(crate) fn random_columns(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     let mut cols = rng.sample_indices(n, k.min(n));
@@ -175,48 +153,17 @@ pub(crate) fn column_means(part: &SplitData<'_>) -> Vec<f64> {
         .unwrap_or_default()
 }
 
-/// How an evaluator scores a subset of neurons.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeepMode {
-    /// The trained probe with every other neuron set to 0.
-    ZeroOut,
-    /// A fresh probe trained on the subset.
-    Retrain,
+lca_core::param_enum! {
+    /// How an evaluator scores a subset of neurons.
+    pub(crate) enum KeepMode {
+        /// The trained probe with every other neuron set to 0.
+        ZeroOut = "zero_out",
+        /// A fresh probe trained on the subset.
+        Retrain = "retrain",
+    }
 }
 
 impl KeepMode {
-    /// The name recipes use.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            KeepMode::ZeroOut => "zero_out",
-            KeepMode::Retrain => "retrain",
-        }
-    }
-
-    /// Parses the `modes` parameter: at least one of `zero_out`, `retrain`.
-    pub(crate) fn parse_all(component: &str, values: &[String]) -> Result<Vec<KeepMode>> {
-        ensure(
-            component,
-            "modes",
-            !values.is_empty(),
-            "[]",
-            "at least one mode",
-        )?;
-        values
-            .iter()
-            .map(|m| match m.as_str() {
-                "zero_out" => Ok(KeepMode::ZeroOut),
-                "retrain" => Ok(KeepMode::Retrain),
-                other => Err(lca_core::params::invalid(
-                    component,
-                    "modes",
-                    format!("{other:?}"),
-                    "\"zero_out\" or \"retrain\"",
-                )),
-            })
-            .collect()
-    }
-
     /// Accuracy on `split` keeping only `columns`, this way.
     pub(crate) fn score(
         self,

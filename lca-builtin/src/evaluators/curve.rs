@@ -8,78 +8,33 @@
 //! random: the same for k random neurons (mean of `random_repeats` draws)
 //! ```
 
-use serde::Deserialize;
-
 use super::common::{
-    KeepMode, mean_sd, parse_split, probe_accuracy, random_columns, require_split, top,
+    KeepMode, MeasuredOn, mean_sd, probe_accuracy, random_columns, require_split, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Figure, Plot, Series, Split, Table};
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "accuracy_curve";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_neurons")]
-    neurons: Vec<i64>,
-    #[serde(default = "default_modes")]
-    modes: Vec<String>,
-    #[serde(default = "default_repeats")]
-    random_repeats: i64,
-    #[serde(default = "default_split")]
-    split: String,
-}
-
-fn default_neurons() -> Vec<i64> {
-    vec![5, 10, 20, 50, 100, 200, 500, 1000]
-}
-fn default_modes() -> Vec<String> {
-    vec!["retrain".into(), "zero_out".into()]
-}
-fn default_repeats() -> i64 {
-    3
-}
-fn default_split() -> String {
-    "test".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "neurons",
-            IntegerList,
-            "[5, 10, 20, 50, 100, 200, 500, 1000]",
-            "each ≥ 1",
-            "numbers of top neurons kept (sizes above the neuron count are clipped)",
-        ),
-        ParamDoc::new(
-            "modes",
-            StringList,
-            "[\"retrain\", \"zero_out\"]",
-            "retrain, zero_out",
-            "retrain: a fresh probe on the kept neurons; zero_out: the trained probe with the rest set to 0",
-        ),
-        ParamDoc::new(
-            "random_repeats",
-            Integer,
-            "3",
-            "0 ≤ x ≤ 100",
-            "random subsets per size for the random baseline curve (0: no baseline)",
-        ),
-        ParamDoc::new(
-            "split",
-            String,
-            "\"test\"",
-            "train, dev, test",
-            "split the accuracies are measured on",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `accuracy_curve`.
+    struct Params {
+        /// numbers of top neurons kept (sizes above the neuron count are
+        /// clipped)
+        neurons: Vec<usize> = vec![5, 10, 20, 50, 100, 200, 500, 1000] => non_empty().and(range(1..)),
+        /// retrain: a fresh probe on the kept neurons; zero_out: the trained
+        /// probe with the rest set to 0
+        modes: Vec<KeepMode> = vec![KeepMode::Retrain, KeepMode::ZeroOut] => non_empty(),
+        /// random subsets per size for the random baseline curve (0: no
+        /// baseline)
+        random_repeats: usize = 3 => range(0..=100),
+        #[flatten]
+        measured: MeasuredOn,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -88,25 +43,20 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Accuracy against the number of top neurons, per ranking (retrain and zero-out curves)".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.curves]\ntype = \"accuracy_curve\"\nrankings = [\"lca\", \"probeless\"]\nprobes = [\"lca\"]\nneurons = [10, 50, 100]\n".into(),
             inputs: Inputs { rankings: Need::Required, probes: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "neurons", !p.neurons.is_empty(), "[]", "at least one size")?;
-            for &k in &p.neurons {
-                ensure(NAME, "neurons", k >= 1, k, "every size ≥ 1")?;
-            }
-            ensure(NAME, "random_repeats", (0..=100).contains(&p.random_repeats), p.random_repeats, "an integer from 0 to 100")?;
-            let modes = KeepMode::parse_all(NAME, &p.modes)?;
+            let p = Params::parse(NAME, table)?;
             Ok(Component::Evaluator(Box::new(AccuracyCurve {
-                neurons: p.neurons.iter().map(|&k| k as usize).collect(),
-                modes,
-                repeats: p.random_repeats as usize,
-                split: parse_split(NAME, "split", &p.split)?,
+                neurons: p.neurons,
+                modes: p.modes,
+                repeats: p.random_repeats,
+                split: p.measured.split,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 
@@ -155,13 +105,13 @@ impl Evaluator for AccuracyCurve {
                         let acc = score(&top(ranking.ranking.order(), k))?;
                         table.push(vec![
                             Cell::from(probe.id.as_str()),
-                            Cell::from(mode.name()),
+                            Cell::from(mode.as_str()),
                             Cell::from(ranking.id),
                             k.into(),
                             acc.into(),
                         ]);
                         e.metrics.insert(
-                            format!("{}.{}.{}.{k}", mode.name(), ranking.id, probe.id),
+                            format!("{}.{}.{}.{k}", mode.as_str(), ranking.id, probe.id),
                             acc,
                         );
                         points.push((k as f64, acc));
@@ -182,13 +132,13 @@ impl Evaluator for AccuracyCurve {
                         let (mean, sd) = mean_sd(&draws);
                         table.push(vec![
                             Cell::from(probe.id.as_str()),
-                            Cell::from(mode.name()),
+                            Cell::from(mode.as_str()),
                             Cell::from(format!("random (mean of {}, sd {sd:.4})", self.repeats)),
                             k.into(),
                             mean.into(),
                         ]);
                         e.metrics
-                            .insert(format!("{}.random.{}.{k}", mode.name(), probe.id), mean);
+                            .insert(format!("{}.random.{}.{k}", mode.as_str(), probe.id), mean);
                         points.push((k as f64, mean));
                     }
                     series.push(Series {
@@ -204,7 +154,7 @@ impl Evaluator for AccuracyCurve {
                     title: format!(
                         "Accuracy on {} against top neurons kept ({}, probe {})",
                         self.split,
-                        mode.name().replace('_', "-"),
+                        mode.as_str().replace('_', "-"),
                         probe.id
                     ),
                     section: "accuracy".into(),
@@ -238,7 +188,10 @@ mod tests {
                 neurons: 60,
                 classes: 3,
                 per_class: 2,
-                test: 0.3,
+                split: lca_core::data::SplitFractions {
+                    test: 0.3,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             4,

@@ -4,32 +4,26 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::neurox::{dataset_sentences, whole_layers, write_json};
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 
 const NAME: &str = "neurox_export";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportParams {
-    path: PathBuf,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "path",
-        ParamType::Path,
-        "required",
-        "a file ending in .json",
-        "the NeuroX JSON-lines activations to write; `<stem>.sentences.txt` and `<stem>.labels.txt` are written beside it",
-    )]
+lca_core::params! {
+    /// Parameters of `neurox_export`.
+    struct Params {
+        /// the NeuroX JSON-lines activations to write; `<stem>.sentences.txt`
+        /// and `<stem>.labels.txt` are written beside it
+        path: PathBuf => Rule::new(
+            "a file name ending in .json (NeuroX picks the reader by extension)",
+            |p: &PathBuf| p.extension().is_some_and(|e| e == "json"),
+        ),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -38,22 +32,15 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Writes a source's activations, sentences and labels in NeuroX's formats".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.export]\ntype = \"neurox_export\"\nsource = \"minilm\"\npath = \"exports/minilm.json\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: ExportParams = parse_params(NAME, &param_docs(), table)?;
-            if p.path.extension().is_none_or(|e| e != "json") {
-                return Err(lca_core::params::invalid(
-                    NAME,
-                    "path",
-                    format!("{:?}", p.path.display().to_string()),
-                    "a file name ending in .json (NeuroX picks the reader by extension)",
-                ));
-            }
+            let p = Params::parse(NAME, table)?;
             Ok(Component::Evaluator(Box::new(NeuroxExport { path: p.path })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -1,113 +1,40 @@
 //! `lambda_search`: choose the regularisation pair by the ablation gaps.
 
-use serde::Deserialize;
-
 use super::common::{
-    bottom, count_for_percent, mean_sd, parse_split, probe_accuracy, random_columns, require_split,
-    top, zeroed_accuracy,
+    bottom, count_for_percent, mean_sd, probe_accuracy, random_columns, require_split, top,
+    zeroed_accuracy,
 };
 use crate::select::ClassMasses;
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "lambda_search";
 
-fn default_grid() -> Vec<f64> {
-    vec![0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_grid")]
-    l1: Vec<f64>,
-    #[serde(default = "default_grid")]
-    l2: Vec<f64>,
-    #[serde(default = "default_percent")]
-    percent: f64,
-    #[serde(default = "one")]
-    alpha: f64,
-    #[serde(default = "one")]
-    beta: f64,
-    #[serde(default = "one")]
-    max_accuracy_drop: f64,
-    #[serde(default = "default_repeats")]
-    random_repeats: i64,
-    #[serde(default = "dev")]
-    split: String,
-}
-
-fn default_percent() -> f64 {
-    20.0
-}
-fn one() -> f64 {
-    1.0
-}
-fn default_repeats() -> i64 {
-    3
-}
-fn dev() -> String {
-    "dev".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "l1",
-            FloatList,
-            "[0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]",
-            "each ≥ 0",
-            "values of λ1 to try",
-        ),
-        ParamDoc::new(
-            "l2",
-            FloatList,
-            "[0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]",
-            "each ≥ 0",
-            "values of λ2 to try",
-        ),
-        ParamDoc::new(
-            "percent",
-            Float,
-            "20",
-            "(0, 100]",
-            "share of neurons kept in the zero-out masks",
-        ),
-        ParamDoc::new("alpha", Float, "1", "≥ 0", "weight of the top − random gap"),
-        ParamDoc::new(
-            "beta",
-            Float,
-            "1",
-            "≥ 0",
-            "weight of the random − bottom gap",
-        ),
-        ParamDoc::new(
-            "max_accuracy_drop",
-            Float,
-            "1",
-            "≥ 0",
-            "eligible pairs lose at most this many accuracy points against λ1 = λ2 = 0",
-        ),
-        ParamDoc::new(
-            "random_repeats",
-            Integer,
-            "3",
-            "1 ≤ x ≤ 100",
-            "random masks averaged per pair",
-        ),
-        ParamDoc::new(
-            "split",
-            String,
-            "\"dev\"",
-            "train, dev, test",
-            "split the accuracies are measured on",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `lambda_search`.
+    struct Params {
+        /// values of λ1 to try
+        l1: Vec<f64> = vec![0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1] => non_empty().and(range(0.0..)),
+        /// values of λ2 to try
+        l2: Vec<f64> = vec![0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1] => non_empty().and(range(0.0..)),
+        /// share of neurons kept in the zero-out masks, in percent
+        percent: f64 = 20.0 => percent(),
+        /// weight of the top − random gap
+        alpha: f64 = 1.0 => range(0.0..),
+        /// weight of the random − bottom gap
+        beta: f64 = 1.0 => range(0.0..),
+        /// eligible pairs lose at most this many accuracy points against
+        /// λ1 = λ2 = 0
+        max_accuracy_drop: f64 = 1.0 => range(0.0..),
+        /// random masks averaged per pair
+        random_repeats: usize = 3 => range(1..=100),
+        /// split the accuracies are measured on
+        split: Split = Split::Dev,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -116,26 +43,16 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Grid search over (λ1, λ2) scored by the top/random/bottom zero-out gaps".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.lambdas]\ntype = \"lambda_search\"\nprobes = [\"lca\"]\nl1 = [0, 1e-4, 1e-3]\nl2 = [0, 1e-4, 1e-3]\n".into(),
             inputs: Inputs { probes: Need::Required, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            for (name, grid) in [("l1", &p.l1), ("l2", &p.l2)] {
-                ensure(NAME, name, !grid.is_empty(), "[]", "at least one value")?;
-                for &v in grid {
-                    ensure(NAME, name, v.is_finite() && v >= 0.0, v, "values ≥ 0")?;
-                }
-            }
-            ensure(NAME, "percent", p.percent > 0.0 && p.percent <= 100.0, p.percent, "above 0 and at most 100")?;
-            ensure(NAME, "alpha", p.alpha >= 0.0, p.alpha, "≥ 0")?;
-            ensure(NAME, "beta", p.beta >= 0.0, p.beta, "≥ 0")?;
-            ensure(NAME, "max_accuracy_drop", p.max_accuracy_drop >= 0.0, p.max_accuracy_drop, "≥ 0")?;
-            ensure(NAME, "random_repeats", (1..=100).contains(&p.random_repeats), p.random_repeats, "an integer from 1 to 100")?;
-            let split = parse_split(NAME, "split", &p.split)?;
+            let p = Params::parse(NAME, table)?;
+            let split = p.split;
             Ok(Component::Evaluator(Box::new(LambdaSearch { p, split })))
         },
+        applied: applied::<Params>,
     }
 }
 

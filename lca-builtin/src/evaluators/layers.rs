@@ -1,54 +1,29 @@
 //! `layer_distribution`: in which layers the selected neurons sit.
 
-use serde::Deserialize;
-
 use super::common::count_for_percent;
 use crate::select::ClassMasses;
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{BarSeries, Cell, Evaluation, Figure, NeuronIndex, Plot, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::{Params as _, ensure};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "layer_distribution";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    top: Option<i64>,
-    #[serde(default)]
-    top_percent: Option<f64>,
-    #[serde(default)]
-    mass: Option<f64>,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "top",
-            Integer,
-            "none",
-            "≥ 1",
-            "select the first N neurons of each ranking (and of each class ranking)",
-        ),
-        ParamDoc::new(
-            "top_percent",
-            Float,
-            "5 (when nothing else is set)",
-            "(0, 100]",
-            "select the first N% of neurons",
-        ),
-        ParamDoc::new(
-            "mass",
-            Float,
-            "none",
-            "0 ≤ p ≤ 1",
-            "select each class's top neurons at weight-mass fraction p of a wired probe (NeuroX get_top_neurons)",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `layer_distribution`: at most one selection.
+    struct Params {
+        /// select the first N neurons of each ranking (and of each class
+        /// ranking)
+        top: Option<usize> = None => range(1..),
+        /// select the first N% of neurons
+        #[shown = "5 (when nothing else is set)"]
+        top_percent: Option<f64> = None => percent(),
+        /// select each class's top neurons at weight-mass fraction p of a
+        /// wired probe (NeuroX get_top_neurons)
+        mass: Option<f64> = None => range(0.0..=1.0),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,27 +39,22 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Count and share of selected neurons per layer, overall and per class".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.layers]\ntype = \"layer_distribution\"\nrankings = [\"lca\"]\ntop_percent = 5\n".into(),
             inputs: Inputs { rankings: Need::Optional, probes: Need::Optional, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
+            let p = Params::parse(NAME, table)?;
             let given = [p.top.is_some(), p.top_percent.is_some(), p.mass.is_some()].iter().filter(|g| **g).count();
             ensure(NAME, "top", given <= 1, "several selections", "only one of `top`, `top_percent` and `mass`")?;
-            let selection = if let Some(k) = p.top {
-                ensure(NAME, "top", k >= 1, k, "an integer ≥ 1")?;
-                Selection::Top(k as usize)
-            } else if let Some(m) = p.mass {
-                ensure(NAME, "mass", (0.0..=1.0).contains(&m), m, "0 ≤ mass ≤ 1")?;
-                Selection::Mass(m)
-            } else {
-                let pct = p.top_percent.unwrap_or(5.0);
-                ensure(NAME, "top_percent", pct > 0.0 && pct <= 100.0, pct, "above 0 and at most 100")?;
-                Selection::TopPercent(pct)
+            let selection = match (p.top, p.mass) {
+                (Some(k), _) => Selection::Top(k),
+                (_, Some(m)) => Selection::Mass(m),
+                _ => Selection::TopPercent(p.top_percent.unwrap_or(5.0)),
             };
             Ok(Component::Evaluator(Box::new(LayerDistribution { selection })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -1,14 +1,12 @@
 //! `minimal_subset`: the fewest top-ranked neurons that recover the probe.
 
-use serde::Deserialize;
-
-use super::common::{parse_split, probe_accuracy, require_split, retrain_accuracies, top};
+use super::common::{probe_accuracy, require_split, retrain_accuracies, top};
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "minimal_subset";
 
@@ -22,61 +20,22 @@ pub fn authors_grid() -> Vec<f64> {
     grid
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_delta")]
-    delta: f64,
-    #[serde(default)]
-    grid: Option<Vec<f64>>,
-    #[serde(default = "dev")]
-    select_on: String,
-    #[serde(default = "test")]
-    report_on: String,
-}
-
-fn default_delta() -> f64 {
-    1.0
-}
-fn dev() -> String {
-    "dev".into()
-}
-fn test() -> String {
-    "test".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "delta",
-            Float,
-            "1.0",
-            "0 ≤ x < 100",
-            "allowed relative drop from the oracle, in percent",
-        ),
-        ParamDoc::new(
-            "grid",
-            FloatList,
-            "0.1…10 by 0.1, then 15…90",
-            "increasing, in (0, 100]",
-            "subset sizes to try, in percent of all neurons",
-        ),
-        ParamDoc::new(
-            "select_on",
-            String,
-            "\"dev\"",
-            "train, dev, test",
-            "split the stopping rule is checked on",
-        ),
-        ParamDoc::new(
-            "report_on",
-            String,
-            "\"test\"",
-            "train, dev, test",
-            "split the chosen subset is reported on",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `minimal_subset`.
+    struct Params {
+        /// allowed relative drop from the oracle, in percent
+        delta: f64 = 1.0 => range(0.0..100.0),
+        /// subset sizes to try, in percent of all neurons
+        #[shown = "0.1…10 by 0.1, then 15…90"]
+        grid: Option<Vec<f64>> = None => Rule::each("0 < x ≤ 100", |x: &f64| *x > 0.0 && *x <= 100.0).and(Rule::new(
+            "increasing, not empty",
+            |g: &Option<Vec<f64>>| g.as_ref().is_none_or(|g| !g.is_empty() && g.windows(2).all(|w| w[0] < w[1])),
+        )),
+        /// split the stopping rule is checked on
+        select_on: Split = Split::Dev,
+        /// split the chosen subset is reported on
+        report_on: Split = Split::Test,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -85,23 +44,20 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Smallest top-n set whose retrained probe stays within δ% of the full probe".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.minimal]\ntype = \"minimal_subset\"\nrankings = [\"lca\"]\nprobes = [\"lca\"]\ndelta = 1.0\n".into(),
             inputs: Inputs { rankings: Need::Required, probes: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "delta", p.delta.is_finite() && (0.0..100.0).contains(&p.delta), p.delta, "0 ≤ delta < 100")?;
-            let grid = p.grid.unwrap_or_else(authors_grid);
-            super::common::check_percents(NAME, "grid", &grid)?;
-            ensure(NAME, "grid", grid.windows(2).all(|w| w[0] < w[1]), "(not increasing)", "an increasing list")?;
+            let p = Params::parse(NAME, table)?;
             Ok(Component::Evaluator(Box::new(MinimalSubset {
                 delta: p.delta,
-                grid,
-                select_on: parse_split(NAME, "select_on", &p.select_on)?,
-                report_on: parse_split(NAME, "report_on", &p.report_on)?,
+                grid: p.grid.unwrap_or_else(authors_grid),
+                select_on: p.select_on,
+                report_on: p.report_on,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 

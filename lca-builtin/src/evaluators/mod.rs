@@ -24,10 +24,7 @@ pub use neuron_sets::NeuronSets;
 pub use overlap::RankingOverlap;
 pub use probe_accuracy::ProbeAccuracy;
 pub use recovery::PlantedRecovery;
-pub use redundancy::{
-    ClusterSettings, Redundancy, cluster_param_docs, neuron_clusters, parse_cluster_settings,
-    parse_linkage,
-};
+pub use redundancy::{ClusterSettings, Redundancy, neuron_clusters};
 pub use selectivity::{ControlDistribution, Selectivity, control_labels};
 
 use lca_core::registry::Descriptor;

@@ -1,84 +1,38 @@
 //! `neuron_sets`: the LCA selection helpers, from a recipe.
 
-use serde::Deserialize;
-
 use super::common::{bottom, random_columns, top};
 use crate::select::ClassMasses;
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::{Params as _, ensure};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "neuron_sets";
 
 /// How many neurons a table lists before eliding.
 const LISTED: usize = 30;
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    mass: Vec<f64>,
-    #[serde(default)]
-    bottom_mass: Vec<f64>,
-    #[serde(default)]
-    above_max_fraction: Vec<f64>,
-    #[serde(default)]
-    top: Vec<i64>,
-    #[serde(default)]
-    bottom: Vec<i64>,
-    #[serde(default)]
-    random: Vec<i64>,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "mass",
-            FloatList,
-            "[]",
-            "each 0 ≤ p",
-            "per-class top sets at weight-mass fraction p (probes; NeuroX get_top_neurons)",
-        ),
-        ParamDoc::new(
-            "bottom_mass",
-            FloatList,
-            "[]",
-            "each 0 ≤ p",
-            "per-class bottom sets at mass fraction p (probes; NeuroX get_bottom_neurons)",
-        ),
-        ParamDoc::new(
-            "above_max_fraction",
-            FloatList,
-            "[]",
-            "each > 0",
-            "per class, neurons with |w| > max|w| / x (probes; NeuroX get_top_neurons_hard_threshold)",
-        ),
-        ParamDoc::new(
-            "top",
-            IntegerList,
-            "[]",
-            "each ≥ 1",
-            "the first n neurons of each ranking",
-        ),
-        ParamDoc::new(
-            "bottom",
-            IntegerList,
-            "[]",
-            "each ≥ 1",
-            "the last n neurons of each ranking",
-        ),
-        ParamDoc::new(
-            "random",
-            IntegerList,
-            "[]",
-            "each ≥ 1",
-            "n neurons drawn at random (seeded), the baseline set",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `neuron_sets`: at least one selection.
+    struct Params {
+        /// per-class top sets at weight-mass fraction p (probes; NeuroX
+        /// get_top_neurons)
+        mass: Vec<f64> = vec![] => range(0.0..),
+        /// per-class bottom sets at mass fraction p (probes; NeuroX
+        /// get_bottom_neurons)
+        bottom_mass: Vec<f64> = vec![] => range(0.0..),
+        /// per class, neurons with |w| > max|w| / x (probes; NeuroX
+        /// get_top_neurons_hard_threshold)
+        above_max_fraction: Vec<f64> = vec![] => above(0.0),
+        /// the first n neurons of each ranking
+        top: Vec<usize> = vec![] => range(1..),
+        /// the last n neurons of each ranking
+        bottom: Vec<usize> = vec![] => range(1..),
+        /// n neurons drawn at random (seeded), the baseline set
+        random: Vec<usize> = vec![] => range(1..),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -87,25 +41,17 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Neuron sets: per-class top/bottom mass, hard threshold, fixed-size top/bottom/random".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.sets]\ntype = \"neuron_sets\"\nprobes = [\"lca\"]\nrankings = [\"lca\"]\nmass = [0.25, 0.5]\ntop = [20]\n".into(),
             inputs: Inputs { rankings: Need::Optional, probes: Need::Optional, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            for &m in p.mass.iter().chain(&p.bottom_mass) {
-                ensure(NAME, "mass", m.is_finite() && m >= 0.0, m, "fractions ≥ 0")?;
-            }
-            for &f in &p.above_max_fraction {
-                ensure(NAME, "above_max_fraction", f.is_finite() && f > 0.0, f, "divisors > 0")?;
-            }
-            for &k in p.top.iter().chain(&p.bottom).chain(&p.random) {
-                ensure(NAME, "top", k >= 1, k, "sizes ≥ 1")?;
-            }
+            let p = Params::parse(NAME, table)?;
             let total = p.mass.len() + p.bottom_mass.len() + p.above_max_fraction.len() + p.top.len() + p.bottom.len() + p.random.len();
             ensure(NAME, "mass", total > 0, "nothing", "at least one selection (mass, bottom_mass, above_max_fraction, top, bottom or random)")?;
             Ok(Component::Evaluator(Box::new(NeuronSets { p })))
         },
+        applied: applied::<Params>,
     }
 }
 
@@ -206,7 +152,7 @@ impl Evaluator for NeuronSets {
                 .iter()
                 .chain(&self.p.bottom)
                 .chain(&self.p.random)
-                .find(|&&k| k as usize > n)
+                .find(|&&k| k > n)
             {
                 return Err(lca_core::error::Error::input(format!(
                     "`neuron_sets` asks for a set of {k} neurons, but source `{}` has {n} neurons; lower `top`, `bottom` or `random`",
@@ -222,21 +168,21 @@ impl Evaluator for NeuronSets {
                     table.push(vec![
                         Cell::from(ranking.id),
                         Cell::from(format!("top {k}")),
-                        (k as usize).into(),
-                        Cell::from(list(&top(ranking.ranking.order(), k as usize))),
+                        k.into(),
+                        Cell::from(list(&top(ranking.ranking.order(), k))),
                     ]);
                 }
                 for &k in &self.p.bottom {
                     table.push(vec![
                         Cell::from(ranking.id),
                         Cell::from(format!("bottom {k}")),
-                        (k as usize).into(),
-                        Cell::from(list(&bottom(ranking.ranking.order(), k as usize))),
+                        k.into(),
+                        Cell::from(list(&bottom(ranking.ranking.order(), k))),
                     ]);
                 }
             }
             for &k in &self.p.random {
-                let set = random_columns(&mut cx.rng_for(&format!("random/{k}")), n, k as usize);
+                let set = random_columns(&mut cx.rng_for(&format!("random/{k}")), n, k);
                 table.push(vec![
                     Cell::from("(random)"),
                     Cell::from(format!("random {k}")),

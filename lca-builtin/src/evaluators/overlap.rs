@@ -18,51 +18,24 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
-
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Figure, Plot, Table};
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "ranking_overlap";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OverlapParams {
-    #[serde(default = "default_ks")]
-    k: Vec<i64>,
-    #[serde(default = "default_depth")]
-    vote_depth: i64,
-}
-
-fn default_depth() -> i64 {
-    100
-}
-
-fn default_ks() -> Vec<i64> {
-    vec![10, 50, 100]
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![
-        ParamDoc::new(
-            "k",
-            ParamType::IntegerList,
-            "[10, 50, 100]",
-            "each ≥ 1",
-            "top-k sizes to compare",
-        ),
-        ParamDoc::new(
-            "vote_depth",
-            ParamType::Integer,
-            "100",
-            "≥ 1",
-            "length of the other rankings' lists that NeuronVote's Borda count reads",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `ranking_overlap`.
+    struct Params {
+        /// top-k sizes to compare
+        k: Vec<usize> = vec![10, 50, 100] => non_empty().and(range(1..)),
+        /// length of the other rankings' lists that NeuronVote's Borda count
+        /// reads
+        vote_depth: usize = 100 => range(1..),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -71,22 +44,15 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Agreement of rankings: top-k overlap and Jaccard, AvgOverlap, NeuronVote, Spearman and Kendall".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.agreement]\ntype = \"ranking_overlap\"\nsource = \"planted\"\nrankings = [\"corr\", \"rand\"]\nk = [10, 50]\n".into(),
             inputs: Inputs { rankings: Need::Required, min_rankings: 2, ..Inputs::default() },
         },
         build: |table| {
-            let p: OverlapParams = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "k", !p.k.is_empty(), "[]", "at least one cut-off")?;
-            for &k in &p.k {
-                ensure(NAME, "k", k >= 1, k, "every cut-off ≥ 1")?;
-            }
-            ensure(NAME, "vote_depth", p.vote_depth >= 1, p.vote_depth, "an integer ≥ 1")?;
-            Ok(Component::Evaluator(Box::new(RankingOverlap {
-                ks: p.k.iter().map(|&k| k as usize).collect(),
-                vote_depth: p.vote_depth as usize,
-            })))
+            let p = Params::parse(NAME, table)?;
+            Ok(Component::Evaluator(Box::new(RankingOverlap { ks: p.k, vote_depth: p.vote_depth })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -1,36 +1,21 @@
 //! `probe_accuracy`: how well each wired probe classifies, overall and per class.
 
-use serde::Deserialize;
-
-use super::common::parse_split;
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table, count_classes};
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "probe_accuracy";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_splits")]
-    splits: Vec<String>,
-}
-
-fn default_splits() -> Vec<String> {
-    vec!["dev".into(), "test".into()]
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "splits",
-        ParamType::StringList,
-        "[\"dev\", \"test\"]",
-        "train, dev, test",
-        "splits to score; per-class scores are shown for the last one (empty splits are skipped)",
-    )]
+lca_core::params! {
+    /// Parameters of `probe_accuracy`.
+    struct Params {
+        /// splits to score; per-class scores are shown for the last one
+        /// (empty splits are skipped)
+        splits: Vec<Split> = vec![Split::Dev, Split::Test] => non_empty(),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -40,7 +25,7 @@ pub(super) fn descriptor() -> Descriptor {
             name: NAME.into(),
             summary: "Accuracy, macro/micro F1 and per-class scores of probes on dev and test"
                 .into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.accuracy]\ntype = \"probe_accuracy\"\nprobes = [\"lca\"]\n".into(),
             inputs: Inputs {
                 probes: Need::Required,
@@ -48,21 +33,12 @@ pub(super) fn descriptor() -> Descriptor {
             },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(
-                NAME,
-                "splits",
-                !p.splits.is_empty(),
-                "[]",
-                "at least one split",
-            )?;
-            let splits = p
-                .splits
-                .iter()
-                .map(|s| parse_split(NAME, "splits", s))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Component::Evaluator(Box::new(ProbeAccuracy { splits })))
+            let p = Params::parse(NAME, table)?;
+            Ok(Component::Evaluator(Box::new(ProbeAccuracy {
+                splits: p.splits,
+            })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -1,31 +1,21 @@
 //! `planted_recovery`: how many planted neurons each ranking puts on top.
 
-use serde::Deserialize;
-
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "planted_recovery";
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecoveryParams {
-    #[serde(default)]
-    k: Vec<i64>,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "k",
-        ParamType::IntegerList,
-        "[number of planted neurons]",
-        "each ≥ 1",
-        "cut-offs at which precision and recall are reported",
-    )]
+lca_core::params! {
+    /// Parameters of `planted_recovery`.
+    struct Params {
+        /// cut-offs at which precision and recall are reported
+        #[shown = "[number of planted neurons]"]
+        k: Option<Vec<usize>> = None => range(1..),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -34,17 +24,15 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Precision@k and recall@k of the planted neurons (synthetic data only)".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.recovery]\ntype = \"planted_recovery\"\nsource = \"planted\"\nrankings = [\"corr\", \"rand\"]\n".into(),
             inputs: Inputs { rankings: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
         build: |table| {
-            let p: RecoveryParams = parse_params(NAME, &param_docs(), table)?;
-            for &k in &p.k {
-                ensure(NAME, "k", k >= 1, k, "every cut-off ≥ 1")?;
-            }
-            Ok(Component::Evaluator(Box::new(PlantedRecovery { ks: p.k.iter().map(|&k| k as usize).collect() })))
+            let p = Params::parse(NAME, table)?;
+            Ok(Component::Evaluator(Box::new(PlantedRecovery { ks: p.k.unwrap_or_default() })))
         },
+        applied: applied::<Params>,
     }
 }
 

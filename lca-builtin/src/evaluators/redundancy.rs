@@ -1,142 +1,44 @@
 //! `redundancy`: how many neurons carry the same information.
 
-use serde::Deserialize;
-
-use super::common::{parse_split, random_columns, require_split};
+use super::common::{random_columns, require_split};
 use crate::cluster::{Linkage, cluster_neurons};
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "redundancy";
 
-/// The clustering parameters shared by the `redundancy` evaluator and the
-/// `independent_neurons` ranker.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClusterParams {
-    #[serde(default = "default_threshold")]
-    threshold: f64,
-    #[serde(default = "yes")]
-    absolute: bool,
-    #[serde(default = "average")]
-    linkage: String,
-    #[serde(default = "default_max_tokens")]
-    max_tokens: i64,
-    #[serde(default = "default_max_neurons")]
-    max_neurons: i64,
+lca_core::params! {
+    /// How neurons are clustered by correlation: the parameters of the
+    /// `redundancy` evaluator and of the `independent_neurons` ranker.
+    #[derive(Copy, PartialEq)]
+    pub struct ClusterSettings {
+        /// cut distance: neurons closer than this (1 − |ρ|) end up in one
+        /// cluster
+        threshold: f64 = 0.3 => range(0.0..=2.0),
+        /// use |ρ| (anti-correlated neurons are redundant too) or signed ρ
+        absolute: bool = true,
+        /// agglomerative linkage
+        linkage: Linkage = Linkage::Average,
+        /// use a seeded sample of at most this many tokens
+        max_tokens: usize = 10_000 => range(10..),
+        /// refuse larger problems (the distance matrix holds neurons²
+        /// values)
+        max_neurons: usize = 12_000 => range(2..),
+    }
 }
 
-fn default_threshold() -> f64 {
-    0.3
-}
-fn yes() -> bool {
-    true
-}
-fn average() -> String {
-    "average".into()
-}
-fn default_max_tokens() -> i64 {
-    10_000
-}
-fn default_max_neurons() -> i64 {
-    12_000
-}
-
-/// The documentation of the clustering parameters.
-pub fn cluster_param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "threshold",
-            Float,
-            "0.3",
-            "0 ≤ x ≤ 2",
-            "cut distance: neurons closer than this (1 − |ρ|) end up in one cluster",
-        ),
-        ParamDoc::new(
-            "absolute",
-            Bool,
-            "true",
-            "true or false",
-            "use |ρ| (anti-correlated neurons are redundant too) or signed ρ",
-        ),
-        ParamDoc::new(
-            "linkage",
-            String,
-            "\"average\"",
-            "average, complete, single",
-            "agglomerative linkage",
-        ),
-        ParamDoc::new(
-            "max_tokens",
-            Integer,
-            "10000",
-            "≥ 10",
-            "use a seeded sample of at most this many tokens",
-        ),
-        ParamDoc::new(
-            "max_neurons",
-            Integer,
-            "12000",
-            "≥ 2",
-            "refuse larger problems (the distance matrix holds neurons² values)",
-        ),
-    ]
-}
-
-/// Parses and checks the clustering parameters of `component`.
-///
-/// # Errors
-/// [`Error::InvalidParam`] for a bad value.
-pub fn parse_cluster_settings(component: &str, table: &toml::Table) -> Result<ClusterSettings> {
-    let p: ClusterParams = parse_params(component, &cluster_param_docs(), table)?;
-    ensure(
-        component,
-        "threshold",
-        (0.0..=2.0).contains(&p.threshold),
-        p.threshold,
-        "0 ≤ threshold ≤ 2",
-    )?;
-    ensure(
-        component,
-        "max_tokens",
-        p.max_tokens >= 10,
-        p.max_tokens,
-        "≥ 10",
-    )?;
-    ensure(
-        component,
-        "max_neurons",
-        p.max_neurons >= 2,
-        p.max_neurons,
-        "≥ 2",
-    )?;
-    Ok(ClusterSettings {
-        absolute: p.absolute,
-        linkage: parse_linkage(component, &p.linkage)?,
-        threshold: p.threshold,
-        max_tokens: p.max_tokens as usize,
-        max_neurons: p.max_neurons as usize,
-    })
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    let mut docs = cluster_param_docs();
-    docs.insert(
-        3,
-        ParamDoc::new(
-            "split",
-            ParamType::String,
-            "\"train\"",
-            "train, dev, test",
-            "tokens the correlations are computed on",
-        ),
-    );
-    docs
+lca_core::params! {
+    /// Parameters of `redundancy`.
+    struct Params {
+        /// tokens the correlations are computed on
+        split: Split = Split::Train,
+        #[flatten]
+        cluster: ClusterSettings,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -145,37 +47,15 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Correlation clustering of neurons: clusters, their sizes, and redundancy in top-ranked sets".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.redundancy]\ntype = \"redundancy\"\nrankings = [\"lca\"]\nthreshold = 0.3\n".into(),
             inputs: Inputs { rankings: Need::Optional, ..Inputs::default() },
         },
         build: |table| {
-            // Check every key against the full table first, for messages that
-            // list all parameters; then parse the shared part.
-            lca_core::params::parse_params::<toml::Table>(NAME, &param_docs(), table)?;
-            let mut cluster_table = table.clone();
-            let split = match cluster_table.remove("split") {
-                Some(v) => parse_split(NAME, "split", v.as_str().unwrap_or_default())?,
-                None => Split::Train,
-            };
-            let settings = parse_cluster_settings(NAME, &cluster_table)?;
-            Ok(Component::Evaluator(Box::new(Redundancy { settings, split })))
+            let p = Params::parse(NAME, table)?;
+            Ok(Component::Evaluator(Box::new(Redundancy { settings: p.cluster, split: p.split })))
         },
-    }
-}
-
-/// Parses a linkage name given as a parameter.
-pub fn parse_linkage(component: &str, value: &str) -> Result<Linkage> {
-    match value {
-        "average" => Ok(Linkage::Average),
-        "complete" => Ok(Linkage::Complete),
-        "single" => Ok(Linkage::Single),
-        other => Err(invalid(
-            component,
-            "linkage",
-            format!("{other:?}"),
-            "\"average\", \"complete\" or \"single\"",
-        )),
+        applied: applied::<Params>,
     }
 }
 
@@ -185,21 +65,6 @@ pub fn parse_linkage(component: &str, value: &str) -> Result<Linkage> {
 pub struct Redundancy {
     settings: ClusterSettings,
     split: Split,
-}
-
-/// How neurons are clustered by correlation.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClusterSettings {
-    /// Use |ρ| (true) or signed ρ.
-    pub absolute: bool,
-    /// Agglomerative linkage.
-    pub linkage: Linkage,
-    /// Cut distance.
-    pub threshold: f64,
-    /// Tokens sampled (seeded) for the correlations.
-    pub max_tokens: usize,
-    /// Largest problem accepted.
-    pub max_neurons: usize,
 }
 
 /// Cluster labels of a dataset's neurons on (a sample of) one split.

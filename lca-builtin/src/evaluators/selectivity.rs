@@ -2,17 +2,15 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
 use super::common::{
-    count_for_percent, parse_split, probe_accuracy, require_split, retrain_accuracy, top,
+    MeasuredOn, count_for_percent, probe_accuracy, require_split, retrain_accuracy, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Dataset, Evaluation, Labels, Split, Table, count_classes};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 use lca_core::rng::Rng;
 
 const NAME: &str = "selectivity";
@@ -81,64 +79,29 @@ pub fn control_labels(
     Ok(labels)
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_percent")]
-    percent: f64,
-    #[serde(default = "same")]
-    sample_from: String,
-    #[serde(default = "yes")]
-    case_sensitive: bool,
-    #[serde(default = "test")]
-    split: String,
+lca_core::param_enum! {
+    /// Where control labels are drawn from.
+    enum SampleFrom {
+        /// The training label distribution.
+        Same = "same",
+        /// Every class equally often.
+        Uniform = "uniform",
+    }
 }
 
-fn default_percent() -> f64 {
-    10.0
-}
-fn same() -> String {
-    "same".into()
-}
-fn yes() -> bool {
-    true
-}
-fn test() -> String {
-    "test".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "percent",
-            Float,
-            "10",
-            "(0, 100]",
-            "size of the neuron subset taken from each wired ranking",
-        ),
-        ParamDoc::new(
-            "sample_from",
-            String,
-            "\"same\"",
-            "\"same\" or \"uniform\"",
-            "control labels follow the training label distribution, or are uniform",
-        ),
-        ParamDoc::new(
-            "case_sensitive",
-            Bool,
-            "true",
-            "true or false",
-            "whether `The` and `the` are one word type",
-        ),
-        ParamDoc::new(
-            "split",
-            String,
-            "\"test\"",
-            "train, dev, test",
-            "split the accuracies are measured on",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `selectivity`.
+    struct Params {
+        /// size of the neuron subset taken from each wired ranking, in percent
+        percent: f64 = 10.0 => percent(),
+        /// control labels follow the training label distribution, or are
+        /// uniform
+        sample_from: SampleFrom = SampleFrom::Same,
+        /// whether `The` and `the` are one word type
+        case_sensitive: bool = true,
+        #[flatten]
+        measured: MeasuredOn,
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -147,25 +110,24 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Selectivity: task accuracy minus control-task accuracy, for all neurons and top subsets".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.selectivity]\ntype = \"selectivity\"\nprobes = [\"lca\"]\nrankings = [\"lca\"]\npercent = 10\n".into(),
             inputs: Inputs { rankings: Need::Optional, probes: Need::Required, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "percent", p.percent > 0.0 && p.percent <= 100.0, p.percent, "above 0 and at most 100")?;
-            let distribution = match p.sample_from.as_str() {
-                "same" => ControlDistribution::SameAsTask,
-                "uniform" => ControlDistribution::Uniform,
-                other => return Err(invalid(NAME, "sample_from", format!("{other:?}"), "\"same\" or \"uniform\"")),
+            let p = Params::parse(NAME, table)?;
+            let distribution = match p.sample_from {
+                SampleFrom::Same => ControlDistribution::SameAsTask,
+                SampleFrom::Uniform => ControlDistribution::Uniform,
             };
             Ok(Component::Evaluator(Box::new(Selectivity {
                 percent: p.percent,
                 distribution,
                 case_sensitive: p.case_sensitive,
-                split: parse_split(NAME, "split", &p.split)?,
+                split: p.measured.split,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -15,90 +15,35 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Figure, NeuronId, Plot, Table};
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 
 const NAME: &str = "top_words";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_top")]
-    top: i64,
-    #[serde(default)]
-    neurons: Vec<String>,
-    #[serde(default = "default_words")]
-    words: i64,
-    #[serde(default = "default_min_score")]
-    min_score: f64,
-    #[serde(default = "default_sentences")]
-    sentences: i64,
-    #[serde(default = "default_window")]
-    window: i64,
-}
-
-fn default_top() -> i64 {
-    1
-}
-fn default_words() -> i64 {
-    15
-}
-fn default_min_score() -> f64 {
-    0.1
-}
-fn default_sentences() -> i64 {
-    4
-}
-fn default_window() -> i64 {
-    24
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "top",
-            Integer,
-            "1",
-            "≥ 0",
-            "neurons taken from the head of each ranking",
-        ),
-        ParamDoc::new(
-            "neurons",
-            StringList,
-            "[]",
+lca_core::params! {
+    /// Parameters of `top_words`.
+    struct Params {
+        /// neurons taken from the head of each ranking
+        top: usize = 1,
+        /// further neurons to show, such as "L3:127"
+        neurons: Vec<String> = vec![] => Rule::new(
             "\"L<layer>:<unit>\" or a column index",
-            "further neurons to show, such as \"L3:127\"",
+            |names: &Vec<String>| names.iter().all(|s| parse_neuron(s).is_some()),
         ),
-        ParamDoc::new("words", Integer, "15", "≥ 1", "top words listed per neuron"),
-        ParamDoc::new(
-            "min_score",
-            Float,
-            "0.1",
-            "0 ≤ x < 1",
-            "words scoring at most this (relative to the best word) are left out, as in NeuroX",
-        ),
-        ParamDoc::new(
-            "sentences",
-            Integer,
-            "4",
-            "0 ≤ x ≤ 50",
-            "sentences shown with the neuron's activation",
-        ),
-        ParamDoc::new(
-            "window",
-            Integer,
-            "24",
-            "≥ 3",
-            "most words shown per sentence, centred on the peak",
-        ),
-    ]
+        /// top words listed per neuron
+        words: usize = 15 => range(1..),
+        /// words scoring at most this (relative to the best word) are left
+        /// out, as in NeuroX
+        min_score: f64 = 0.1 => range(0.0..1.0),
+        /// sentences shown with the neuron's activation
+        sentences: usize = 4 => range(0..=50),
+        /// most words shown per sentence, centred on the peak
+        window: usize = 24 => range(3..),
+    }
 }
 
 pub(super) fn descriptor() -> Descriptor {
@@ -107,31 +52,24 @@ pub(super) fn descriptor() -> Descriptor {
             kind: ComponentKind::Evaluator,
             name: NAME.into(),
             summary: "Top-activating words of chosen neurons (NeuroX get_top_words) and their activation over sample sentences".into(),
-            params: param_docs(),
+            params: Params::docs(),
             example: "[evaluator.words]\ntype = \"top_words\"\nrankings = [\"lca\"]\ntop = 2\nneurons = [\"L3:127\"]\n".into(),
             inputs: Inputs { rankings: Need::Optional, ..Inputs::default() },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "top", p.top >= 0, p.top, "an integer ≥ 0")?;
-            ensure(NAME, "words", p.words >= 1, p.words, "an integer ≥ 1")?;
-            ensure(NAME, "min_score", (0.0..1.0).contains(&p.min_score), p.min_score, "0 ≤ min_score < 1")?;
-            ensure(NAME, "sentences", (0..=50).contains(&p.sentences), p.sentences, "an integer from 0 to 50")?;
-            ensure(NAME, "window", p.window >= 3, p.window, "an integer ≥ 3")?;
-            let neurons = p
-                .neurons
-                .iter()
-                .map(|s| parse_neuron(s).ok_or_else(|| invalid(NAME, "neurons", format!("{s:?}"), "\"L<layer>:<unit>\" or a column index")))
-                .collect::<Result<Vec<_>>>()?;
+            let p = Params::parse(NAME, table)?;
+            // The rule checked that every name parses.
+            let neurons = p.neurons.iter().filter_map(|s| parse_neuron(s)).collect();
             Ok(Component::Evaluator(Box::new(TopWords {
-                top: p.top as usize,
+                top: p.top,
                 neurons,
-                words: p.words as usize,
+                words: p.words,
                 min_score: p.min_score,
-                sentences: p.sentences as usize,
-                window: p.window as usize,
+                sentences: p.sentences,
+                window: p.window,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 

@@ -5,159 +5,85 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2};
-use ndarray_npy::{NpzReader, ReadNpyExt};
-use serde::Deserialize;
-
 use lca_core::component::{ActivationSource, Component};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitSpec, SplitUnit, Tokens,
-    assign_splits, reorder_sentence_starts,
+    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
+    SplitUnit, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
+use ndarray::{Array1, Array2};
+use ndarray_npy::{NpzReader, ReadNpyExt};
 
 const NAME: &str = "npy";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NpyParams {
-    path: PathBuf,
-    #[serde(default)]
-    array: Option<String>,
-    labels: PathBuf,
-    #[serde(default)]
-    words: Option<PathBuf>,
-    #[serde(default = "one")]
-    layers: usize,
-    #[serde(default)]
-    first_layer: u32,
-    #[serde(default = "tenth")]
-    dev: f64,
-    #[serde(default = "tenth")]
-    test: f64,
-    #[serde(default = "yes")]
-    shuffle: bool,
-    #[serde(default = "sentence")]
-    split_by: String,
-    #[serde(default = "reject")]
-    non_finite: String,
+lca_core::param_enum! {
+    /// What happens to rows holding NaN or infinity.
+    enum NonFinite {
+        /// An error naming the first.
+        Reject = "reject",
+        /// Dropped, with their labels and words, and counted.
+        Skip = "skip",
+    }
 }
 
-fn reject() -> String {
-    "reject".into()
+lca_core::param_enum! {
+    /// What a split keeps together.
+    enum SplitBy {
+        /// Whole sentences.
+        Sentence = "sentence",
+        /// Single tokens.
+        Token = "token",
+    }
 }
 
-fn one() -> usize {
-    1
-}
-fn tenth() -> f64 {
-    0.1
-}
-fn yes() -> bool {
-    true
-}
-fn sentence() -> String {
-    "sentence".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new(
-            "path",
-            Path,
-            "required",
-            ".npy, .npz or .safetensors",
-            "activation matrix, tokens × neurons, float32 or float64",
-        ),
-        ParamDoc::new(
-            "array",
-            String,
-            "the only array",
-            "a name in the file",
-            "which array of an .npz or .safetensors file to use",
-        ),
-        ParamDoc::new(
-            "labels",
-            Path,
-            "required",
-            "a text or .npy file",
-            "one label per line (blank line = sentence boundary), or an .npy vector of integer class ids",
-        ),
-        ParamDoc::new(
-            "words",
-            Path,
-            "none",
-            "a text file",
-            "one word per line, aligned with the labels file",
-        ),
-        ParamDoc::new(
-            "layers",
-            Integer,
-            "1",
-            "≥ 1, divides the neuron count",
-            "layers in the matrix, laid out layer-major (neuron = layer × hidden + unit)",
-        ),
-        ParamDoc::new(
-            "first_layer",
-            Integer,
-            "0",
-            "≥ 0",
-            "number of the first layer in the matrix",
-        ),
-        ParamDoc::new(
-            "dev",
-            Float,
-            "0.1",
-            "0 ≤ x < 1",
-            "fraction of sentences (or tokens) in the dev split",
-        ),
-        ParamDoc::new(
-            "test",
-            Float,
-            "0.1",
-            "0 ≤ x < 1",
-            "fraction of sentences (or tokens) in the test split",
-        ),
-        ParamDoc::new(
-            "shuffle",
-            Bool,
-            "true",
-            "true or false",
-            "shuffle sentences (seeded) before splitting; false holds out the tail",
-        ),
-        ParamDoc::new(
-            "split_by",
-            String,
-            "\"sentence\"",
-            "\"sentence\" or \"token\"",
-            "unit of the split",
-        ),
-        ParamDoc::new(
-            "non_finite",
-            String,
-            "\"reject\"",
-            "\"reject\" or \"skip\"",
-            "rows holding NaN or infinity: an error naming the first, or dropped (with their labels and words) and counted in a warning and the source details",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `npy`.
+    struct NpyParams {
+        /// activation matrix, tokens × neurons, float32 or float64 (.npy,
+        /// .npz or .safetensors)
+        path: PathBuf,
+        /// which array of an .npz or .safetensors file to use
+        #[shown = "the only array"]
+        array: Option<String> = None,
+        /// one label per line (blank line = sentence boundary), or an .npy
+        /// vector of integer class ids
+        labels: PathBuf,
+        /// one word per line, aligned with the labels file
+        words: Option<PathBuf> = None,
+        /// layers in the matrix, laid out layer-major (neuron = layer ×
+        /// hidden + unit); must divide the neuron count
+        layers: usize = 1 => range(1..),
+        /// number of the first layer in the matrix
+        first_layer: u32 = 0,
+        /// shuffle sentences (seeded) before splitting; false holds out the
+        /// tail
+        shuffle: bool = true,
+        /// unit of the split
+        split_by: SplitBy = SplitBy::Sentence,
+        /// rows holding NaN or infinity: an error naming the first, or
+        /// dropped (with their labels and words) and counted in a warning
+        /// and the source details
+        non_finite: NonFinite = NonFinite::Reject,
+        #[flatten]
+        split: SplitFractions,
+    }
 }
 
-/// The descriptor of `npy`.
 pub(crate) fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
             kind: ComponentKind::Source,
             name: NAME.into(),
             summary: "Activation matrix from .npy/.npz/.safetensors plus a labels file".into(),
-            params: param_docs(),
+            params: NpyParams::docs(),
             example: "[source.acts]\ntype = \"npy\"\npath = \"activations.npy\"\nlabels = \"labels.txt\"\nlayers = 13\n".into(),
             inputs: Inputs::default(),
         },
-        build: |table| Ok(Component::Source(Box::new(NpySource::new(parse_params(NAME, &param_docs(), table)?)?))),
+        build: |table| Ok(Component::Source(Box::new(NpySource::new(NpyParams::parse(NAME, table)?)?))),
+        applied: applied::<NpyParams>,
     }
 }
 
@@ -170,27 +96,10 @@ pub struct NpySource {
 
 impl NpySource {
     fn new(p: NpyParams) -> Result<Self> {
-        ensure(NAME, "layers", p.layers >= 1, p.layers, "at least 1 layer")?;
-        SplitSpec::check_fractions(NAME, p.dev, p.test)?;
-        if p.non_finite != "reject" && p.non_finite != "skip" {
-            return Err(invalid(
-                NAME,
-                "non_finite",
-                format!("{:?}", p.non_finite),
-                "\"reject\" or \"skip\"",
-            ));
-        }
-        let unit = match p.split_by.as_str() {
-            "sentence" => SplitUnit::Sentence,
-            "token" => SplitUnit::Token,
-            other => {
-                return Err(invalid(
-                    NAME,
-                    "split_by",
-                    format!("{other:?}"),
-                    "\"sentence\" or \"token\"",
-                ));
-            }
+        p.split.check(NAME)?;
+        let unit = match p.split_by {
+            SplitBy::Sentence => SplitUnit::Sentence,
+            SplitBy::Token => SplitUnit::Token,
         };
         Ok(NpySource { params: p, unit })
     }
@@ -200,7 +109,7 @@ impl ActivationSource for NpySource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
         let p = &self.params;
         let mut matrix = read_matrix_file(&p.path, p.array.as_deref())?;
-        if p.non_finite == "reject" {
+        if p.non_finite == NonFinite::Reject {
             check_finite_rows(&p.path, &matrix)?;
         }
         let mut labels = read_label_file(&p.labels)?;
@@ -222,7 +131,7 @@ impl ActivationSource for NpySource {
             None => None,
         };
         let mut details = std::collections::BTreeMap::new();
-        if p.non_finite == "skip" {
+        if p.non_finite == NonFinite::Skip {
             let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
             if let Some(&first) = skipped.first() {
                 if skipped.len() == rows {
@@ -257,8 +166,8 @@ impl ActivationSource for NpySource {
             )
         })?;
         let spec = SplitSpec {
-            dev: p.dev,
-            test: p.test,
+            dev: p.split.dev,
+            test: p.split.test,
             shuffle: p.shuffle,
             unit: self.unit,
         };

@@ -2,175 +2,61 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array2, Axis};
-use rayon::prelude::*;
-use serde::Deserialize;
-
 use lca_core::component::{ActivationSource, Component};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, GroundTruth, Labels, NeuronIndex, SplitSpec, SplitUnit,
-    Tokens, assign_splits,
+    ActivationMatrix, ClassVocab, Dataset, GroundTruth, Labels, NeuronIndex, SplitFractions,
+    SplitSpec, SplitUnit, Tokens, assign_splits,
 };
 use lca_core::error::Result;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::{Params as _, ensure};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::rng::Rng;
+use ndarray::{Array2, Axis};
+use rayon::prelude::*;
 
 const NAME: &str = "synthetic";
 
-/// Parameters of the planted-neuron generator.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticParams {
-    /// Rows.
-    pub tokens: usize,
-    /// Columns.
-    pub neurons: usize,
-    /// Layers the columns are split into (layer-major).
-    pub layers: usize,
-    /// Classes.
-    pub classes: usize,
-    /// Planted neurons per class.
-    pub per_class: usize,
-    /// Mean shift of a planted neuron on tokens of its class.
-    pub shift: f64,
-    /// Standard deviation of the Gaussian noise on every neuron.
-    pub noise: f64,
-    /// Correlated copies of each planted neuron (redundancy).
-    pub copies: usize,
-    /// Standard deviation of the extra noise on a copy.
-    pub copy_noise: f64,
-    /// Fraction of tokens for the dev split.
-    pub dev: f64,
-    /// Fraction of tokens for the test split.
-    pub test: f64,
-    /// Fixed seed; by default the step seed derived from the run seed.
-    pub seed: Option<u64>,
-    /// Word types per class (0: no words). Each token gets a word of its
-    /// class, so control tasks over word types can be built.
-    pub words_per_class: usize,
-    /// Tokens per sentence (sentence boundaries for the words).
-    pub sentence_length: usize,
+lca_core::params! {
+    /// Parameters of the planted-neuron generator.
+    #[derive(PartialEq)]
+    pub struct SyntheticParams {
+        /// number of tokens (rows)
+        tokens: usize = 5000 => range(10..),
+        /// number of neurons (columns)
+        neurons: usize = 500 => range(1..),
+        /// layers the neurons are split into, layer-major (a divisor of
+        /// `neurons`)
+        layers: usize = 1 => range(1..),
+        /// number of classes, drawn uniformly per token
+        classes: usize = 5 => range(2..=1000),
+        /// planted neurons per class
+        per_class: usize = 2,
+        /// mean shift of a planted neuron on tokens of its class
+        shift: f64 = 2.0 => range(0.0..),
+        /// standard deviation of the Gaussian noise on every neuron
+        noise: f64 = 1.0 => above(0.0),
+        /// correlated copies of each planted neuron (redundancy)
+        copies: usize = 0,
+        /// standard deviation of the extra noise on each copy
+        copy_noise: f64 = 0.1 => range(0.0..),
+        /// fixed generator seed; by default derived from the run seed
+        #[shown = "run seed"]
+        seed: Option<u64> = None,
+        /// word types per class; each token gets a word of its class (0: no
+        /// words)
+        words_per_class: usize = 50 => range(0..=100_000),
+        /// tokens per sentence
+        sentence_length: usize = 20 => range(1..),
+        #[flatten]
+        split: SplitFractions,
+    }
 }
 
 impl Default for SyntheticParams {
     fn default() -> Self {
-        SyntheticParams {
-            tokens: 5000,
-            neurons: 500,
-            layers: 1,
-            classes: 5,
-            per_class: 2,
-            shift: 2.0,
-            noise: 1.0,
-            copies: 0,
-            copy_noise: 0.1,
-            dev: 0.1,
-            test: 0.1,
-            seed: None,
-            words_per_class: 50,
-            sentence_length: 20,
-        }
+        Self::defaults().expect("every parameter has a default")
     }
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    vec![
-        ParamDoc::new("tokens", Integer, "5000", "≥ 10", "number of tokens (rows)"),
-        ParamDoc::new(
-            "neurons",
-            Integer,
-            "500",
-            "≥ 1",
-            "number of neurons (columns)",
-        ),
-        ParamDoc::new(
-            "layers",
-            Integer,
-            "1",
-            "≥ 1, divides `neurons`",
-            "layers the neurons are split into, layer-major",
-        ),
-        ParamDoc::new(
-            "classes",
-            Integer,
-            "5",
-            "2 ≤ x ≤ 1000",
-            "number of classes, drawn uniformly per token",
-        ),
-        ParamDoc::new(
-            "per_class",
-            Integer,
-            "2",
-            "≥ 0",
-            "planted neurons per class",
-        ),
-        ParamDoc::new(
-            "shift",
-            Float,
-            "2.0",
-            "≥ 0",
-            "mean shift of a planted neuron on tokens of its class",
-        ),
-        ParamDoc::new(
-            "noise",
-            Float,
-            "1.0",
-            "> 0",
-            "standard deviation of the Gaussian noise on every neuron",
-        ),
-        ParamDoc::new(
-            "copies",
-            Integer,
-            "0",
-            "≥ 0",
-            "correlated copies of each planted neuron (redundancy)",
-        ),
-        ParamDoc::new(
-            "copy_noise",
-            Float,
-            "0.1",
-            "≥ 0",
-            "standard deviation of the extra noise on each copy",
-        ),
-        ParamDoc::new(
-            "dev",
-            Float,
-            "0.1",
-            "0 ≤ x < 1",
-            "fraction of tokens in the dev split",
-        ),
-        ParamDoc::new(
-            "test",
-            Float,
-            "0.1",
-            "0 ≤ x < 1",
-            "fraction of tokens in the test split",
-        ),
-        ParamDoc::new(
-            "seed",
-            Integer,
-            "run seed",
-            "≥ 0",
-            "fixed generator seed; by default derived from the run seed",
-        ),
-        ParamDoc::new(
-            "words_per_class",
-            Integer,
-            "50",
-            "0 ≤ x ≤ 100000",
-            "word types per class; each token gets a word of its class (0: no words)",
-        ),
-        ParamDoc::new(
-            "sentence_length",
-            Integer,
-            "20",
-            "≥ 1",
-            "tokens per sentence",
-        ),
-    ]
 }
 
 /// The descriptor of `synthetic`.
@@ -180,11 +66,12 @@ pub(crate) fn descriptor() -> Descriptor {
             kind: ComponentKind::Source,
             name: NAME.into(),
             summary: "Gaussian activations with planted class-informative neurons (known ground truth)".into(),
-            params: param_docs(),
+            params: SyntheticParams::docs(),
             example: "[source.planted]\ntype = \"synthetic\"\ntokens = 5000\nneurons = 500\nclasses = 5\nper_class = 2\nshift = 2.0\n".into(),
             inputs: Inputs::default(),
         },
-        build: |table| Ok(Component::Source(Box::new(SyntheticSource::new(parse_params(NAME, &param_docs(), table)?)?))),
+        build: |table| Ok(Component::Source(Box::new(SyntheticSource::new(SyntheticParams::parse(NAME, table)?)?))),
+        applied: applied::<SyntheticParams>,
     }
 }
 
@@ -200,33 +87,13 @@ impl SyntheticSource {
     /// # Errors
     /// [`lca_core::Error::InvalidParam`] for out-of-range values.
     pub fn new(p: SyntheticParams) -> Result<Self> {
-        ensure(
-            NAME,
-            "tokens",
-            p.tokens >= 10,
-            p.tokens,
-            "at least 10 tokens",
-        )?;
-        ensure(
-            NAME,
-            "neurons",
-            p.neurons >= 1,
-            p.neurons,
-            "at least 1 neuron",
-        )?;
+        p.validate(NAME)?;
         ensure(
             NAME,
             "layers",
-            p.layers >= 1 && p.neurons.is_multiple_of(p.layers),
+            p.neurons.is_multiple_of(p.layers),
             p.layers,
             &format!("a divisor of neurons = {}", p.neurons),
-        )?;
-        ensure(
-            NAME,
-            "classes",
-            (2..=1000).contains(&p.classes),
-            p.classes,
-            "2 ≤ classes ≤ 1000",
         )?;
         let informative = p.classes * p.per_class * (1 + p.copies);
         ensure(
@@ -239,42 +106,7 @@ impl SyntheticSource {
                 p.neurons
             ),
         )?;
-        ensure(
-            NAME,
-            "shift",
-            p.shift.is_finite() && p.shift >= 0.0,
-            p.shift,
-            "a finite number ≥ 0",
-        )?;
-        ensure(
-            NAME,
-            "noise",
-            p.noise.is_finite() && p.noise > 0.0,
-            p.noise,
-            "a finite number > 0",
-        )?;
-        ensure(
-            NAME,
-            "copy_noise",
-            p.copy_noise.is_finite() && p.copy_noise >= 0.0,
-            p.copy_noise,
-            "a finite number ≥ 0",
-        )?;
-        SplitSpec::check_fractions(NAME, p.dev, p.test)?;
-        ensure(
-            NAME,
-            "words_per_class",
-            p.words_per_class <= 100_000,
-            p.words_per_class,
-            "at most 100000",
-        )?;
-        ensure(
-            NAME,
-            "sentence_length",
-            p.sentence_length >= 1,
-            p.sentence_length,
-            "at least 1",
-        )?;
+        p.split.check(NAME)?;
         Ok(SyntheticSource { params: p })
     }
 }
@@ -363,8 +195,8 @@ pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'s
     informative.sort_unstable();
 
     let spec = SplitSpec {
-        dev: p.dev,
-        test: p.test,
+        dev: p.split.dev,
+        test: p.split.test,
         shuffle: false,
         unit: SplitUnit::Token,
     };

@@ -100,11 +100,49 @@ impl Split {
 
 impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Split {
+    /// The split as recipes write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Split::Train => "train",
             Split::Dev => "dev",
             Split::Test => "test",
-        })
+        }
+    }
+}
+
+/// Recipes name splits as `"train"`, `"dev"` or `"test"`.
+impl crate::params::ParamValue for Split {
+    type Scalar = Split;
+    const TYPE: crate::params::ParamType = crate::params::ParamType::String;
+
+    fn from_toml(value: &toml::Value) -> std::result::Result<Self, String> {
+        let text = value.as_str();
+        Split::ALL
+            .into_iter()
+            .find(|s| Some(s.as_str()) == text)
+            .ok_or_else(|| {
+                format!(
+                    "\"train\", \"dev\" or \"test\", found {}",
+                    crate::params::short_toml(value)
+                )
+            })
+    }
+
+    fn to_toml(&self) -> Option<toml::Value> {
+        Some(toml::Value::String(self.as_str().into()))
+    }
+
+    fn scalars(&self) -> Vec<&Split> {
+        vec![self]
+    }
+
+    fn allowed() -> Option<String> {
+        Some(crate::params::one_of(Split::ALL.map(Split::as_str)))
     }
 }
 
@@ -201,6 +239,34 @@ impl SplitSpec {
             dev + test,
             "dev + test < 1, leaving data to train on",
         )
+    }
+}
+
+crate::params! {
+    /// How much of the data is held out: one declaration for every source
+    /// that splits its rows, sentences or files.
+    #[derive(Copy, PartialEq)]
+    pub struct SplitFractions {
+        /// fraction of units (sentences, files or tokens) in the dev split
+        dev: f64 = 0.1 => range(0.0..1.0),
+        /// fraction of units in the test split
+        test: f64 = 0.1 => range(0.0..1.0),
+    }
+}
+
+impl Default for SplitFractions {
+    fn default() -> Self {
+        <Self as crate::params::Params>::defaults().expect("every fraction has a default")
+    }
+}
+
+impl SplitFractions {
+    /// Checks what one rule cannot: that something is left to train on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] when `dev + test ≥ 1`.
+    pub fn check(&self, component: &str) -> Result<()> {
+        SplitSpec::check_fractions(component, self.dev, self.test)
     }
 }
 

@@ -9,8 +9,8 @@ mod neurons;
 mod ranking;
 
 pub use dataset::{
-    Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitSpec, SplitUnit, Splits, Tokens,
-    assign_splits, reorder_sentence_starts,
+    Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitFractions, SplitSpec, SplitUnit,
+    Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};

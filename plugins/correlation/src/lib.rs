@@ -21,29 +21,19 @@
 
 use lca_core::data::{ClassRanking, Split};
 use lca_core::ndarray::{ArrayView2, Axis};
-use lca_core::params::{ParamDoc, ParamType, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Dataset, NeuronRanking, RankInput, Ranker, Result, RunContext};
 use rayon::prelude::*;
-use serde::Deserialize;
-
 const NAME: &str = "correlation";
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CorrelationParams {
-    #[serde(default)]
-    signed: bool,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "signed",
-        ParamType::Bool,
-        "false",
-        "true or false",
-        "rank by positive correlation only (r) instead of its magnitude (|r|)",
-    )]
+lca_core::params! {
+    /// Parameters of `correlation`.
+    struct CorrelationParams {
+        /// rank by positive correlation only (r) instead of its magnitude
+        /// (|r|)
+        signed: bool = false,
+    }
 }
 
 /// The component descriptor.
@@ -53,14 +43,15 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "Absolute Pearson correlation of each neuron with each class indicator (max over classes)".into(),
-            params: param_docs(),
+            params: CorrelationParams::docs(),
             example: "[ranker.corr]\ntype = \"correlation\"\nsource = \"planted\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: CorrelationParams = parse_params(NAME, &param_docs(), table)?;
+            let p = CorrelationParams::parse(NAME, table)?;
             Ok(Component::Ranker(Box::new(CorrelationRanker { signed: p.signed })))
         },
+        applied: applied::<CorrelationParams>,
     }
 }
 

@@ -36,60 +36,27 @@
 
 use lca_core::data::Split;
 use lca_core::ndarray::ArrayView2;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json};
 use rayon::prelude::*;
-use serde::Deserialize;
-
 const NAME: &str = "gaussian";
 
 /// MI differences below this (bits) are ties.
 const TIE_BITS: f64 = 1e-9;
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GaussianParams {
-    #[serde(default = "default_neurons")]
-    neurons: i64,
-    #[serde(default = "default_max_rows")]
-    max_rows: i64,
-    #[serde(default)]
-    diagonal: bool,
-}
-
-fn default_neurons() -> i64 {
-    100
-}
-
-fn default_max_rows() -> i64 {
-    4000
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![
-        ParamDoc::new(
-            "neurons",
-            ParamType::Integer,
-            "100",
-            "≥ 1 (capped at the neuron count)",
-            "how many neurons to select greedily; the rest follow by their last MI as candidates",
-        ),
-        ParamDoc::new(
-            "max_rows",
-            ParamType::Integer,
-            "4000",
-            "≥ 10",
-            "training rows that score the candidates (a seeded sample when there are more); memory is classes × rows × neurons × 4 bytes",
-        ),
-        ParamDoc::new(
-            "diagonal",
-            ParamType::Bool,
-            "false",
-            "true or false",
-            "ignore covariances between neurons (naive Bayes)",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `gaussian`.
+    struct GaussianParams {
+        /// how many neurons to select greedily (capped at the neuron count);
+        /// the rest follow by their last MI as candidates
+        neurons: usize = 100 => range(1..),
+        /// training rows that score the candidates (a seeded sample when
+        /// there are more); memory is classes × rows × neurons × 4 bytes
+        max_rows: usize = 4000 => range(10..),
+        /// ignore covariances between neurons (naive Bayes)
+        diagonal: bool = false,
+    }
 }
 
 /// The component descriptor.
@@ -99,20 +66,15 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "Gaussian probe (Torroba Hennigen et al.): greedy selection by mutual information, rank-one updates".into(),
-            params: param_docs(),
+            params: GaussianParams::docs(),
             example: "[ranker.gaussian]\ntype = \"gaussian\"\nsource = \"planted\"\nneurons = 50\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: GaussianParams = parse_params(NAME, &param_docs(), table)?;
-            ensure(NAME, "neurons", p.neurons >= 1, p.neurons, "an integer ≥ 1")?;
-            ensure(NAME, "max_rows", p.max_rows >= 10, p.max_rows, "an integer ≥ 10")?;
-            Ok(Component::Ranker(Box::new(GaussianRanker {
-                neurons: p.neurons as usize,
-                max_rows: p.max_rows as usize,
-                diagonal: p.diagonal,
-            })))
+            let p = GaussianParams::parse(NAME, table)?;
+            Ok(Component::Ranker(Box::new(GaussianRanker::from(p))))
         },
+        applied: applied::<GaussianParams>,
     }
 }
 
@@ -127,13 +89,22 @@ pub struct GaussianRanker {
     pub diagonal: bool,
 }
 
+impl From<GaussianParams> for GaussianRanker {
+    fn from(p: GaussianParams) -> Self {
+        GaussianRanker {
+            neurons: p.neurons,
+            max_rows: p.max_rows,
+            diagonal: p.diagonal,
+        }
+    }
+}
+
+/// The ranker with every parameter at its declared default.
 impl Default for GaussianRanker {
     fn default() -> Self {
-        GaussianRanker {
-            neurons: default_neurons() as usize,
-            max_rows: default_max_rows() as usize,
-            diagonal: false,
-        }
+        GaussianParams::defaults()
+            .expect("every parameter has a default")
+            .into()
     }
 }
 

@@ -16,11 +16,11 @@ use std::path::Path;
 
 use hdf5_metno as hdf5;
 use lca_builtin::neurox::{
-    NeuroxActivations, NeuroxSource, SentenceActivations, relabel_layers, source_param_docs,
+    NeuroxActivations, NeuroxSource, NeuroxSourceParams, SentenceActivations, relabel_layers,
 };
 use lca_core::ndarray::{Array2, Array3};
-use lca_core::params::parse_params;
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Error, Result};
 use serde::de::{Deserializer, MapAccess, Visitor};
 
@@ -33,15 +33,16 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Source,
             name: NAME.into(),
             summary: "Activations from a NeuroX HDF5 file, with its sentence and label files".into(),
-            params: source_param_docs("HDF5"),
+            params: NeuroxSourceParams::docs(),
             example: "[source.acts]\ntype = \"neurox_hdf5\"\nactivations = \"activations.hdf5\"\ncorpus = \"sentences.txt\"\nlabels = \"labels.txt\"\n"
                 .into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p = parse_params(NAME, &source_param_docs("HDF5"), table)?;
+            let p = NeuroxSourceParams::parse(NAME, table)?;
             Ok(Component::Source(Box::new(NeuroxSource::new(NAME, p, read_source)?)))
         },
+        applied: applied::<NeuroxSourceParams>,
     }
 }
 

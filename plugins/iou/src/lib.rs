@@ -38,83 +38,36 @@
 
 use lca_core::data::{ClassRanking, Split};
 use lca_core::ndarray::{ArrayView2, Axis};
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{
     Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json,
 };
 use rayon::prelude::*;
-use serde::Deserialize;
-
 const IOU: &str = "iou";
 const IOU_NEUROX: &str = "iou_neurox";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IouParams {
-    #[serde(default = "default_quantile")]
-    quantile: f64,
-    #[serde(default = "default_detector_iou")]
-    detector_iou: f64,
+lca_core::params! {
+    /// Parameters of `iou`.
+    struct IouParams {
+        /// fraction of each neuron's highest activations that form its mask
+        /// (Network Dissection's 0.005)
+        quantile: f64 = 0.005 => range(0.0..=1.0).and(above(0.0)),
+        /// a neuron whose best IoU exceeds this is counted as a detector of
+        /// that class in the details
+        detector_iou: f64 = 0.04 => range(0.0..=1.0),
+    }
 }
 
-fn default_quantile() -> f64 {
-    0.005
-}
-
-fn default_detector_iou() -> f64 {
-    0.04
-}
-
-fn iou_docs() -> Vec<ParamDoc> {
-    vec![
-        ParamDoc::new(
-            "quantile",
-            ParamType::Float,
-            "0.005",
-            "0 < quantile ≤ 1",
-            "fraction of each neuron's highest activations that form its mask (Network Dissection's 0.005)",
-        ),
-        ParamDoc::new(
-            "detector_iou",
-            ParamType::Float,
-            "0.04",
-            "0 ≤ detector_iou ≤ 1",
-            "a neuron whose best IoU exceeds this is counted as a detector of that class in the details",
-        ),
-    ]
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NeuroxParams {
-    #[serde(default = "default_threshold")]
-    threshold: f64,
-    #[serde(default)]
-    positive: Option<String>,
-}
-
-fn default_threshold() -> f64 {
-    0.05
-}
-
-fn neurox_docs() -> Vec<ParamDoc> {
-    vec![
-        ParamDoc::new(
-            "threshold",
-            ParamType::Float,
-            "0.05",
-            "≥ 0",
-            "activations with |x| below this count as 0 (as NeuroX does)",
-        ),
-        ParamDoc::new(
-            "positive",
-            ParamType::String,
-            "none",
-            "a class name",
-            "score only this class overall, as NeuroX scores class `1` of a binary task; by default the best class",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `iou_neurox`.
+    struct NeuroxParams {
+        /// activations with |x| below this count as 0 (as NeuroX does)
+        threshold: f64 = 0.05 => range(0.0..),
+        /// score only this class overall, as NeuroX scores class `1` of a
+        /// binary task; by default the best class
+        positive: Option<String> = None => Rule::note("a class name"),
+    }
 }
 
 /// The `iou` descriptor.
@@ -124,25 +77,18 @@ pub fn iou_descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: IOU.into(),
             summary: "Network Dissection IoU of each neuron's top-quantile mask with each class (max over classes)".into(),
-            params: iou_docs(),
+            params: IouParams::docs(),
             example: "[ranker.iou]\ntype = \"iou\"\nsource = \"planted\"\nquantile = 0.05\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: IouParams = parse_params(IOU, &iou_docs(), table)?;
-            ensure(IOU, "quantile", p.quantile > 0.0 && p.quantile <= 1.0, p.quantile, "0 < quantile ≤ 1")?;
-            ensure(
-                IOU,
-                "detector_iou",
-                (0.0..=1.0).contains(&p.detector_iou),
-                p.detector_iou,
-                "0 ≤ detector_iou ≤ 1",
-            )?;
+            let p = IouParams::parse(IOU, table)?;
             Ok(Component::Ranker(Box::new(IouRanker {
                 quantile: p.quantile,
                 detector_iou: p.detector_iou,
             })))
         },
+        applied: applied::<IouParams>,
     }
 }
 
@@ -153,24 +99,18 @@ pub fn neurox_descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: IOU_NEUROX.into(),
             summary: "NeuroX's \"IoU\" ranker as it really is: average precision of each neuron's activations per class".into(),
-            params: neurox_docs(),
+            params: NeuroxParams::docs(),
             example: "[ranker.ap]\ntype = \"iou_neurox\"\nsource = \"planted\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: NeuroxParams = parse_params(IOU_NEUROX, &neurox_docs(), table)?;
-            ensure(
-                IOU_NEUROX,
-                "threshold",
-                p.threshold.is_finite() && p.threshold >= 0.0,
-                p.threshold,
-                "a number ≥ 0",
-            )?;
+            let p = NeuroxParams::parse(IOU_NEUROX, table)?;
             Ok(Component::Ranker(Box::new(AveragePrecisionRanker {
                 threshold: p.threshold,
                 positive: p.positive,
             })))
         },
+        applied: applied::<NeuroxParams>,
     }
 }
 
@@ -185,9 +125,10 @@ pub struct IouRanker {
 
 impl Default for IouRanker {
     fn default() -> Self {
+        let p = IouParams::defaults().expect("every parameter has a default");
         IouRanker {
-            quantile: default_quantile(),
-            detector_iou: default_detector_iou(),
+            quantile: p.quantile,
+            detector_iou: p.detector_iou,
         }
     }
 }
@@ -203,9 +144,10 @@ pub struct AveragePrecisionRanker {
 
 impl Default for AveragePrecisionRanker {
     fn default() -> Self {
+        let p = NeuroxParams::defaults().expect("every parameter has a default");
         AveragePrecisionRanker {
-            threshold: default_threshold(),
-            positive: None,
+            threshold: p.threshold,
+            positive: p.positive,
         }
     }
 }

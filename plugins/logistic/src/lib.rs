@@ -16,13 +16,12 @@ use std::sync::Arc;
 use lca_core::component::TrainedProbe;
 use lca_core::data::{ClassVocab, Split};
 use lca_core::ndarray::{Array2, ArrayView1, ArrayView2};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
+use lca_core::params::{ParamDoc, Params as _, check_keys};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 use lca_core::{Component, Dataset, Probe, Result, RunContext};
 use lca_linear::{
     AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver, fit,
 };
-use serde::Deserialize;
 
 /// Which penalties a preset exposes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,51 +59,34 @@ impl Preset {
         }
     }
 
+    /// Whether the preset takes parameter `name`.
+    fn exposes(self, name: &str) -> bool {
+        match name {
+            "l1" => self.has_l1(),
+            "l2" | "l2_form" => self.has_l2(),
+            _ => true,
+        }
+    }
+
+    /// The preset's part of the declared parameters.
     fn params(self) -> Vec<ParamDoc> {
-        use ParamType::*;
-        let mut docs = Vec::new();
-        if self.has_l1() {
-            docs.push(ParamDoc::new(
-                "l1",
-                Float,
-                "0.001",
-                "≥ 0",
-                "weight of Σ|W| (added to the mean cross-entropy)",
-            ));
-        }
-        if self.has_l2() {
-            docs.push(ParamDoc::new(
-                "l2",
-                Float,
-                "0.001",
-                "≥ 0",
-                "weight of the L2 term",
-            ));
-            docs.push(ParamDoc::new(
-                "l2_form",
-                String,
-                "\"frobenius\"",
-                "\"frobenius\" or \"squared\"",
-                "L2 term: ‖W‖_F as NeuroX, or the textbook ‖W‖_F²",
-            ));
-        }
-        docs.extend([
-            ParamDoc::new(
-                "solver",
-                String,
-                "\"fista\"",
-                "\"fista\" or \"neurox_compatible\"",
-                "fista: converges to a tolerance, exact zeros; neurox_compatible: NeuroX's mini-batch Adam",
-            ),
-            ParamDoc::new("tol", Float, "0.001", "> 0", "fista: stop when the objective improves by less than this (relative) 3 times in a row"),
-            ParamDoc::new("max_iter", Integer, "500", "≥ 1", "fista: iteration limit"),
-            ParamDoc::new("epochs", Integer, "10", "≥ 1", "neurox_compatible: passes over the training data"),
-            ParamDoc::new("batch_size", Integer, "32", "≥ 1", "neurox_compatible: rows per Adam step"),
-            ParamDoc::new("learning_rate", Float, "0.001", "> 0", "neurox_compatible: Adam step size"),
-            ParamDoc::new("shuffle", Bool, "false", "true or false", "neurox_compatible: shuffle rows each epoch (NeuroX does not)"),
-            ParamDoc::new("standardize", Bool, "false", "true or false", "centre and scale every neuron on the training split first"),
-        ]);
-        docs
+        LogisticParams::docs()
+            .into_iter()
+            .filter(|d| self.exposes(&d.name))
+            .collect()
+    }
+
+    /// Reads the preset's parameters; the others keep their defaults.
+    fn parse(self, table: &lca_core::toml::Table) -> Result<LogisticParams> {
+        check_keys(self.name(), &self.params(), table)?;
+        LogisticParams::from_table(self.name(), table)
+    }
+
+    /// The preset's parameters in force.
+    fn applied(self, table: &lca_core::toml::Table) -> Result<lca_core::toml::Table> {
+        let mut applied = self.parse(table)?.to_table();
+        applied.retain(|name, _| self.exposes(name));
+        Ok(applied)
     }
 
     fn example(self) -> String {
@@ -127,7 +109,11 @@ impl Preset {
         }
     }
 
-    fn descriptor(self, build: lca_core::registry::BuildFn) -> Descriptor {
+    fn descriptor(
+        self,
+        build: lca_core::registry::BuildFn,
+        applied: lca_core::registry::AppliedFn,
+    ) -> Descriptor {
         Descriptor {
             info: ComponentInfo {
                 kind: ComponentKind::Probe,
@@ -138,57 +124,60 @@ impl Preset {
                 inputs: Inputs::default(),
             },
             build,
+            applied,
         }
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    #[serde(default = "default_lambda")]
-    l1: f64,
-    #[serde(default = "default_lambda")]
-    l2: f64,
-    #[serde(default = "frobenius")]
-    l2_form: String,
-    #[serde(default = "fista")]
-    solver: String,
-    #[serde(default = "default_tol")]
-    tol: f64,
-    #[serde(default = "default_max_iter")]
-    max_iter: i64,
-    #[serde(default = "default_epochs")]
-    epochs: i64,
-    #[serde(default = "default_batch")]
-    batch_size: i64,
-    #[serde(default = "default_lambda")]
-    learning_rate: f64,
-    #[serde(default)]
-    shuffle: bool,
-    #[serde(default)]
-    standardize: bool,
+lca_core::param_enum! {
+    /// The L2 term.
+    enum L2Term {
+        /// ‖W‖_F, as NeuroX.
+        Frobenius = "frobenius",
+        /// ‖W‖_F², the textbook elastic net.
+        Squared = "squared",
+    }
 }
 
-fn default_lambda() -> f64 {
-    1e-3
+lca_core::param_enum! {
+    /// How the probe is trained.
+    enum SolverKind {
+        /// Accelerated proximal gradient to a tolerance.
+        Fista = "fista",
+        /// NeuroX's mini-batch Adam.
+        NeuroxCompatible = "neurox_compatible",
+    }
 }
-fn frobenius() -> String {
-    "frobenius".into()
-}
-fn fista() -> String {
-    "fista".into()
-}
-fn default_tol() -> f64 {
-    1e-3
-}
-fn default_max_iter() -> i64 {
-    500
-}
-fn default_epochs() -> i64 {
-    10
-}
-fn default_batch() -> i64 {
-    32
+
+lca_core::params! {
+    /// Parameters of the logistic probes; each preset exposes its part
+    /// (lasso has no `l2`, ridge no `l1`, unregularized neither).
+    struct LogisticParams {
+        /// weight of Σ|W| (added to the mean cross-entropy)
+        l1: f64 = 1e-3 => range(0.0..),
+        /// weight of the L2 term
+        l2: f64 = 1e-3 => range(0.0..),
+        /// L2 term: ‖W‖_F as NeuroX, or the textbook ‖W‖_F²
+        l2_form: L2Term = L2Term::Frobenius,
+        /// fista: converges to a tolerance, exact zeros; neurox_compatible:
+        /// NeuroX's mini-batch Adam
+        solver: SolverKind = SolverKind::Fista,
+        /// fista: stop when the objective improves by less than this
+        /// (relative) 3 times in a row
+        tol: f64 = 1e-3 => above(0.0),
+        /// fista: iteration limit
+        max_iter: usize = 500 => range(1..),
+        /// neurox_compatible: passes over the training data
+        epochs: usize = 10 => range(1..),
+        /// neurox_compatible: rows per Adam step
+        batch_size: usize = 32 => range(1..),
+        /// neurox_compatible: Adam step size
+        learning_rate: f64 = 1e-3 => above(0.0),
+        /// neurox_compatible: shuffle rows each epoch (NeuroX does not)
+        shuffle: bool = false,
+        /// centre and scale every neuron on the training split first
+        standardize: bool = false,
+    }
 }
 
 /// A configured logistic-regression probe.
@@ -201,93 +190,24 @@ pub struct LogisticProbe {
 
 fn build_preset(preset: Preset, table: &lca_core::toml::Table) -> Result<LogisticProbe> {
     let name = preset.name();
-    let raw: RawParams = parse_params(name, &preset.params(), table)?;
+    let raw = preset.parse(table)?;
     let l1 = if preset.has_l1() { raw.l1 } else { 0.0 };
     let l2 = if preset.has_l2() { raw.l2 } else { 0.0 };
-    ensure(
-        name,
-        "l1",
-        l1.is_finite() && l1 >= 0.0,
-        l1,
-        "a finite number ≥ 0",
-    )?;
-    ensure(
-        name,
-        "l2",
-        l2.is_finite() && l2 >= 0.0,
-        l2,
-        "a finite number ≥ 0",
-    )?;
-    let l2_form = match raw.l2_form.as_str() {
-        "frobenius" => L2Form::Frobenius,
-        "squared" => L2Form::Squared,
-        other => {
-            return Err(invalid(
-                name,
-                "l2_form",
-                format!("{other:?}"),
-                "\"frobenius\" or \"squared\"",
-            ));
-        }
+    let l2_form = match raw.l2_form {
+        L2Term::Frobenius => L2Form::Frobenius,
+        L2Term::Squared => L2Form::Squared,
     };
-    let solver = match raw.solver.as_str() {
-        "fista" => {
-            ensure(
-                name,
-                "tol",
-                raw.tol.is_finite() && raw.tol > 0.0,
-                raw.tol,
-                "a number > 0",
-            )?;
-            ensure(
-                name,
-                "max_iter",
-                raw.max_iter >= 1,
-                raw.max_iter,
-                "an integer ≥ 1",
-            )?;
-            Solver::Fista(FistaSettings {
-                tol: raw.tol,
-                max_iter: raw.max_iter as usize,
-            })
-        }
-        "neurox_compatible" => {
-            ensure(
-                name,
-                "epochs",
-                raw.epochs >= 1,
-                raw.epochs,
-                "an integer ≥ 1",
-            )?;
-            ensure(
-                name,
-                "batch_size",
-                raw.batch_size >= 1,
-                raw.batch_size,
-                "an integer ≥ 1",
-            )?;
-            ensure(
-                name,
-                "learning_rate",
-                raw.learning_rate.is_finite() && raw.learning_rate > 0.0,
-                raw.learning_rate,
-                "a number > 0",
-            )?;
-            Solver::NeuroxAdam(AdamSettings {
-                epochs: raw.epochs as usize,
-                batch_size: raw.batch_size as usize,
-                learning_rate: raw.learning_rate,
-                shuffle: raw.shuffle,
-            })
-        }
-        other => {
-            return Err(invalid(
-                name,
-                "solver",
-                format!("{other:?}"),
-                "\"fista\" or \"neurox_compatible\"",
-            ));
-        }
+    let solver = match raw.solver {
+        SolverKind::Fista => Solver::Fista(FistaSettings {
+            tol: raw.tol,
+            max_iter: raw.max_iter,
+        }),
+        SolverKind::NeuroxCompatible => Solver::NeuroxAdam(AdamSettings {
+            epochs: raw.epochs,
+            batch_size: raw.batch_size,
+            learning_rate: raw.learning_rate,
+            shuffle: raw.shuffle,
+        }),
     };
     // Adam starts where PyTorch would (a random uniform layer); the convex
     // FISTA problem starts at zero.
@@ -435,10 +355,22 @@ fn component(preset: Preset, table: &lca_core::toml::Table) -> Result<Component>
 /// The four probe descriptors.
 pub fn descriptors() -> Vec<Descriptor> {
     vec![
-        Preset::ElasticNet.descriptor(|t| component(Preset::ElasticNet, t)),
-        Preset::Lasso.descriptor(|t| component(Preset::Lasso, t)),
-        Preset::Ridge.descriptor(|t| component(Preset::Ridge, t)),
-        Preset::Unregularized.descriptor(|t| component(Preset::Unregularized, t)),
+        Preset::ElasticNet.descriptor(
+            |t| component(Preset::ElasticNet, t),
+            |t| Preset::ElasticNet.applied(t),
+        ),
+        Preset::Lasso.descriptor(
+            |t| component(Preset::Lasso, t),
+            |t| Preset::Lasso.applied(t),
+        ),
+        Preset::Ridge.descriptor(
+            |t| component(Preset::Ridge, t),
+            |t| Preset::Ridge.applied(t),
+        ),
+        Preset::Unregularized.descriptor(
+            |t| component(Preset::Unregularized, t),
+            |t| Preset::Unregularized.applied(t),
+        ),
     ]
 }
 
@@ -446,10 +378,16 @@ lca_plugins::export_plugin! {
     name: "lca-plugin-logistic",
     version: env!("CARGO_PKG_VERSION"),
     components: [
-        Preset::ElasticNet.descriptor(|t| component(Preset::ElasticNet, t)),
-        Preset::Lasso.descriptor(|t| component(Preset::Lasso, t)),
-        Preset::Ridge.descriptor(|t| component(Preset::Ridge, t)),
-        Preset::Unregularized.descriptor(|t| component(Preset::Unregularized, t)),
+        Preset::ElasticNet.descriptor(
+            |t| component(Preset::ElasticNet, t),
+            |t| Preset::ElasticNet.applied(t),
+        ),
+        Preset::Lasso.descriptor(|t| component(Preset::Lasso, t), |t| Preset::Lasso.applied(t)),
+        Preset::Ridge.descriptor(|t| component(Preset::Ridge, t), |t| Preset::Ridge.applied(t)),
+        Preset::Unregularized.descriptor(
+            |t| component(Preset::Unregularized, t),
+            |t| Preset::Unregularized.applied(t),
+        ),
     ],
 }
 

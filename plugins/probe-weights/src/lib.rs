@@ -28,44 +28,22 @@
 
 use lca_builtin::select::ClassMasses;
 use lca_core::data::ClassRanking;
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use serde::Deserialize;
-
 const NAME: &str = "probe_weights";
 const MEAN_ABS: &str = "mean_abs_weight";
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "default_stride")]
-    search_stride: i64,
-    #[serde(default)]
-    granularity: Option<i64>,
-}
-
-fn default_stride() -> i64 {
-    100
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![
-        ParamDoc::new(
-            "search_stride",
-            ParamType::Integer,
-            "100",
-            "1 ≤ x ≤ 100000",
-            "steps of the mass fraction p from 0 to 1 (1000 in the redundancy experiments)",
-        ),
-        ParamDoc::new(
-            "granularity",
-            ParamType::Integer,
-            "none",
-            "≥ 1",
-            "emit steps in chunks of about this many neurons (NeuroX's granular variant)",
-        ),
-    ]
+lca_core::params! {
+    /// Parameters of `probe_weights`.
+    struct Params {
+        /// steps of the mass fraction p from 0 to 1 (1000 in the redundancy
+        /// experiments)
+        search_stride: usize = 100 => range(1..=100_000),
+        /// emit steps in chunks of about this many neurons (NeuroX's granular
+        /// variant)
+        granularity: Option<usize> = None => range(1..),
+    }
 }
 
 /// The component descriptor.
@@ -76,7 +54,7 @@ pub fn descriptor() -> Descriptor {
             name: NAME.into(),
             summary: "LCA ordering: neurons by the per-class mass of a linear probe's weights"
                 .into(),
-            params: param_docs(),
+            params: Params::docs(),
             example:
                 "[ranker.lca]\ntype = \"probe_weights\"\nprobe = \"lca\"\nsearch_stride = 100\n"
                     .into(),
@@ -86,22 +64,13 @@ pub fn descriptor() -> Descriptor {
             },
         },
         build: |table| {
-            let p: Params = parse_params(NAME, &param_docs(), table)?;
-            ensure(
-                NAME,
-                "search_stride",
-                (1..=100_000).contains(&p.search_stride),
-                p.search_stride,
-                "an integer from 1 to 100000",
-            )?;
-            if let Some(g) = p.granularity {
-                ensure(NAME, "granularity", g >= 1, g, "an integer ≥ 1")?;
-            }
+            let p = Params::parse(NAME, table)?;
             Ok(Component::Ranker(Box::new(ProbeWeights {
-                search_stride: p.search_stride as usize,
-                granularity: p.granularity.map(|g| g as usize),
+                search_stride: p.search_stride,
+                granularity: p.granularity,
             })))
         },
+        applied: applied::<Params>,
     }
 }
 
@@ -121,15 +90,12 @@ pub fn mean_abs_descriptor() -> Descriptor {
             },
         },
         build: |table| {
-            let _: NoParams = parse_params(MEAN_ABS, &[], table)?;
+            <()>::parse(MEAN_ABS, table)?;
             Ok(Component::Ranker(Box::new(MeanAbsWeight)))
         },
+        applied: applied::<()>,
     }
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// The probe's weights, checked against the data.
 fn probe_weights<'p>(

@@ -21,21 +21,11 @@
 
 use lca_core::data::{ClassRanking, Split};
 use lca_core::ndarray::{ArrayView2, Axis};
-use lca_core::params::{ParamDoc, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json};
 use rayon::prelude::*;
-use serde::Deserialize;
-
 const NAME: &str = "probeless";
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProbelessParams {}
-
-fn param_docs() -> Vec<ParamDoc> {
-    Vec::new()
-}
 
 /// The component descriptor.
 pub fn descriptor() -> Descriptor {
@@ -44,14 +34,15 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "Probeless (Antverg & Belinkov): summed absolute differences of class means, overall and per class".into(),
-            params: param_docs(),
+            params: Vec::new(),
             example: "[ranker.probeless]\ntype = \"probeless\"\nsource = \"planted\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let _: ProbelessParams = parse_params(NAME, &param_docs(), table)?;
+            <()>::parse(NAME, table)?;
             Ok(Component::Ranker(Box::new(ProbelessRanker)))
         },
+        applied: applied::<()>,
     }
 }
 

@@ -8,29 +8,20 @@
 //! must beat: its expected precision@k for planted neurons is |planted| / n.
 //! The same seed always gives the same permutation.
 
-use lca_core::params::{ParamDoc, ParamType, ensure, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::rng::Rng;
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use serde::Deserialize;
-
 const NAME: &str = "random";
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RandomParams {
-    #[serde(default)]
-    seed: Option<i64>,
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    vec![ParamDoc::new(
-        "seed",
-        ParamType::Integer,
-        "step seed",
-        "≥ 0",
-        "fixed seed for the permutation; by default derived from the run seed and the ranker id",
-    )]
+lca_core::params! {
+    /// Parameters of `random`.
+    struct RandomParams {
+        /// fixed seed for the permutation; by default derived from the run
+        /// seed and the ranker id
+        #[shown = "step seed"]
+        seed: Option<u64> = None,
+    }
 }
 
 /// The component descriptor.
@@ -40,19 +31,15 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "Seeded uniformly random ranking: the baseline".into(),
-            params: param_docs(),
+            params: RandomParams::docs(),
             example: "[ranker.rand]\ntype = \"random\"\nsource = \"planted\"\n".into(),
             inputs: Inputs::default(),
         },
         build: |table| {
-            let p: RandomParams = parse_params(NAME, &param_docs(), table)?;
-            if let Some(seed) = p.seed {
-                ensure(NAME, "seed", seed >= 0, seed, "an integer ≥ 0")?;
-            }
-            Ok(Component::Ranker(Box::new(RandomRanker {
-                seed: p.seed.map(|s| s as u64),
-            })))
+            let p = RandomParams::parse(NAME, table)?;
+            Ok(Component::Ranker(Box::new(RandomRanker { seed: p.seed })))
         },
+        applied: applied::<RandomParams>,
     }
 }
 

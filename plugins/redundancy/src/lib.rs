@@ -11,9 +11,10 @@
 //! evaluators: the top-k of the result are k neurons from k different
 //! clusters, so minimal subsets and ablations measure non-redundant sets.
 
-use lca_builtin::{ClusterSettings, cluster_param_docs, neuron_clusters, parse_cluster_settings};
+use lca_builtin::{ClusterSettings, neuron_clusters};
 use lca_core::data::Split;
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need};
+use lca_core::params::Params as _;
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
 use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
 
 const NAME: &str = "independent_neurons";
@@ -25,11 +26,12 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Ranker,
             name: NAME.into(),
             summary: "A ranking with one neuron per correlation cluster first (redundancy removed)".into(),
-            params: cluster_param_docs(),
+            params: ClusterSettings::docs(),
             example: "[ranker.lca_independent]\ntype = \"independent_neurons\"\nrankings = [\"lca\"]\nthreshold = 0.3\n".into(),
             inputs: Inputs { rankings: Need::Required, min_rankings: 1, ..Inputs::default() },
         },
-        build: |table| Ok(Component::Ranker(Box::new(IndependentNeurons { settings: parse_cluster_settings(NAME, table)? }))),
+        build: |table| Ok(Component::Ranker(Box::new(IndependentNeurons { settings: ClusterSettings::parse(NAME, table)? }))),
+        applied: applied::<ClusterSettings>,
     }
 }
 
@@ -83,7 +85,7 @@ mod tests {
 
     fn ranker() -> IndependentNeurons {
         IndependentNeurons {
-            settings: parse_cluster_settings(NAME, &lca_core::toml::Table::new()).unwrap(),
+            settings: ClusterSettings::defaults().unwrap(),
         }
     }
 

@@ -22,22 +22,20 @@ use sha2::{Digest, Sha256};
 /// Version of the cache layout; part of every key.
 pub const CACHE_FORMAT: &str = "lca-activations/1";
 
-/// How values are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    /// 32-bit floats: exact.
-    F32,
-    /// 16-bit floats: half the disk, about 3 significant digits.
-    F16,
+lca_core::param_enum! {
+    /// How values are stored.
+    pub enum Precision {
+        /// 32-bit floats: exact.
+        F32 = "f32",
+        /// 16-bit floats: half the disk, about 3 significant digits.
+        F16 = "f16",
+    }
 }
 
 impl Precision {
     /// The recipe name.
     pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
-        }
+        self.as_str()
     }
 
     fn safetensors_dtype(self) -> &'static str {

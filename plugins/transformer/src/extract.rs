@@ -8,25 +8,22 @@ use lca_core::{Error, Result, RunContext};
 use crate::model::{CandleResult, Encoder};
 use crate::words::Window;
 
-/// How the pieces of a word become one vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Aggregation {
-    /// The first piece.
-    First,
-    /// The last piece (NeuroX's default).
-    Last,
-    /// The unweighted mean of the pieces.
-    Average,
+lca_core::param_enum! {
+    /// How the pieces of a word become one vector.
+    pub enum Aggregation {
+        /// The first piece.
+        First = "first",
+        /// The last piece (NeuroX's default).
+        Last = "last",
+        /// The unweighted mean of the pieces.
+        Average = "average",
+    }
 }
 
 impl Aggregation {
     /// The recipe name.
     pub fn name(self) -> &'static str {
-        match self {
-            Aggregation::First => "first",
-            Aggregation::Last => "last",
-            Aggregation::Average => "average",
-        }
+        self.as_str()
     }
 }
 

@@ -31,10 +31,9 @@ use lca_builtin::corpus::{
     Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset,
 };
 use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex};
-use lca_core::params::{ParamDoc, ParamType, ensure, invalid, parse_params};
-use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
+use lca_core::params::{Params as _, invalid};
+use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{ActivationSource, Component, Dataset, Error, Result, RunContext};
-use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use crate::cache::{KeyBuilder, Miss, Precision, Stored};
@@ -45,149 +44,54 @@ use crate::words::{LongSentences, Specials};
 
 const NAME: &str = "transformer";
 
-#[derive(Clone, Debug, Deserialize)]
-struct TransformerParams {
-    #[serde(default)]
-    model: Option<PathBuf>,
-    #[serde(default)]
-    model_id: Option<String>,
-    #[serde(default = "main")]
-    revision: String,
-    #[serde(default)]
-    layers: Option<Vec<i64>>,
-    #[serde(default = "last")]
-    aggregation: String,
-    #[serde(default = "yes")]
-    special_tokens: bool,
-    #[serde(default = "split")]
-    long_sentences: String,
-    #[serde(default)]
-    max_tokens: Option<i64>,
-    #[serde(default = "thirty_two")]
-    batch_size: i64,
-    #[serde(default = "f32_name")]
-    dtype: String,
-    #[serde(default = "yes")]
-    cache: bool,
-    #[serde(default)]
-    cache_dir: Option<PathBuf>,
-    #[serde(flatten)]
-    corpus: CorpusParams,
-    #[serde(flatten)]
-    split: SplitParams,
-}
-
-fn main() -> String {
-    "main".into()
-}
-fn last() -> String {
-    "last".into()
-}
-fn yes() -> bool {
-    true
-}
-fn split() -> String {
-    "split".into()
-}
-fn thirty_two() -> i64 {
-    32
-}
-fn f32_name() -> String {
-    "f32".into()
-}
-
-fn param_docs() -> Vec<ParamDoc> {
-    use ParamType::*;
-    let mut docs = vec![
-        ParamDoc::new(
-            "model",
-            Path,
-            "one of model, model_id",
-            "a folder",
-            "model folder with config.json, model.safetensors (or pytorch_model.bin) and tokenizer.json",
+lca_core::params! {
+    /// Parameters of `transformer`.
+    struct TransformerParams {
+        /// model folder with config.json, model.safetensors (or
+        /// pytorch_model.bin) and tokenizer.json
+        #[shown = "one of model, model_id"]
+        model: Option<PathBuf> = None => Rule::note("a folder"),
+        /// a Hugging Face model id, looked up in the local Hugging Face cache
+        /// (no download)
+        #[shown = "one of model, model_id"]
+        model_id: Option<String> = None => Rule::note("`org/name`"),
+        /// revision of `model_id`
+        revision: String = "main".into() => Rule::note("a branch or commit"),
+        /// hidden states to keep, in this order; 0 is the embedding output
+        #[shown = "all"]
+        layers: Option<Vec<usize>> = None => Rule::new(
+            "0 (embeddings) … number of layers, not empty, no repeats",
+            |l: &Option<Vec<usize>>| {
+                l.as_ref().is_none_or(|l| !l.is_empty() && distinct().passes(l))
+            },
         ),
-        ParamDoc::new(
-            "model_id",
-            String,
-            "one of model, model_id",
-            "`org/name`",
-            "a Hugging Face model id, looked up in the local Hugging Face cache (no download)",
-        ),
-        ParamDoc::new(
-            "revision",
-            String,
-            "\"main\"",
-            "a branch or commit",
-            "revision of `model_id`",
-        ),
-        ParamDoc::new(
-            "layers",
-            IntegerList,
-            "all",
-            "0 (embeddings) … number of layers, no repeats",
-            "hidden states to keep, in this order; 0 is the embedding output",
-        ),
-        ParamDoc::new(
-            "aggregation",
-            String,
-            "\"last\"",
-            "\"first\", \"last\" or \"average\"",
-            "how a word's pieces become one vector",
-        ),
-        ParamDoc::new(
-            "special_tokens",
-            Bool,
-            "true",
-            "true or false",
-            "run the model with its special tokens ([CLS] … [SEP]) around each sentence, as it was trained; \
-             they get no rows of their own",
-        ),
-        ParamDoc::new(
-            "long_sentences",
-            String,
-            "\"split\"",
-            "\"split\" or \"truncate\"",
-            "sentences longer than the window: cut into windows of whole words, or drop the words that do not fit",
-        ),
-        ParamDoc::new(
-            "max_tokens",
-            Integer,
-            "the model's window",
-            "≥ 3, at most the model's window",
-            "longest input in pieces, special tokens included",
-        ),
-        ParamDoc::new(
-            "batch_size",
-            Integer,
-            "32",
-            "≥ 1",
-            "sentences (windows) per forward pass",
-        ),
-        ParamDoc::new(
-            "dtype",
-            String,
-            "\"f32\"",
-            "\"f32\" or \"f16\"",
-            "precision activations are kept and cached in (f16 halves memory and disk)",
-        ),
-        ParamDoc::new(
-            "cache",
-            Bool,
-            "true",
-            "true or false",
-            "reuse and store extractions on disk",
-        ),
-        ParamDoc::new(
-            "cache_dir",
-            Path,
-            "\".cache/activations\" (in the working folder)",
-            "a folder",
-            "where cached extractions live",
-        ),
-    ];
-    docs.extend(CorpusParams::docs());
-    docs.extend(SplitParams::docs());
-    docs
+        /// how a word's pieces become one vector
+        aggregation: Aggregation = Aggregation::Last,
+        /// run the model with its special tokens ([CLS] … [SEP]) around each
+        /// sentence, as it was trained; they get no rows of their own
+        special_tokens: bool = true,
+        /// sentences longer than the window: cut into windows of whole
+        /// words, or drop the words that do not fit
+        long_sentences: LongSentences = LongSentences::Split,
+        /// longest input in pieces, special tokens included (at most the
+        /// model's window; 3 leaves room for special tokens and a word)
+        #[shown = "the model's window"]
+        max_tokens: Option<usize> = None => range(3..),
+        /// sentences (windows) per forward pass
+        batch_size: usize = 32 => range(1..),
+        /// precision activations are kept and cached in (f16 halves memory
+        /// and disk)
+        dtype: Precision = Precision::F32,
+        /// reuse and store extractions on disk
+        cache: bool = true,
+        /// where cached extractions live
+        #[shown = "\".cache/activations\" (in the working folder)"]
+        cache_dir: Option<PathBuf> = None => Rule::note("a folder"),
+        #[flatten]
+        corpus: CorpusParams,
+        #[flatten]
+        split: SplitParams,
+    }
 }
 
 /// The component descriptor.
@@ -197,13 +101,14 @@ pub fn descriptor() -> Descriptor {
             kind: ComponentKind::Source,
             name: NAME.into(),
             summary: "Per-word activations of every layer of a BERT-family transformer on an annotated corpus".into(),
-            params: param_docs(),
+            params: TransformerParams::docs(),
             example: "[source.minilm]\ntype = \"transformer\"\nmodel = \"../../.cache/models/all-MiniLM-L6-v2\"\n\
-                      corpus = \"../../.cache/data/brown\"\ntask = \"universal_pos\"\nsentences = 2000\n"
+                      corpus = \"../../.cache/data/brown\"\nformat = \"brown\"\ntask = \"universal_pos\"\nsentences = 2000\n"
                 .into(),
             inputs: Inputs::default(),
         },
-        build: |table| Ok(Component::Source(Box::new(TransformerSource::new(parse_params(NAME, &param_docs(), table)?)?))),
+        build: |table| Ok(Component::Source(Box::new(TransformerSource::new(TransformerParams::parse(NAME, table)?)?))),
+        applied: applied::<TransformerParams>,
     }
 }
 
@@ -255,80 +160,15 @@ impl TransformerSource {
                 ));
             }
         };
-        let layers = match p.layers {
-            Some(list) => {
-                ensure(NAME, "layers", !list.is_empty(), "[]", "at least one layer")?;
-                let mut seen = std::collections::BTreeSet::new();
-                for &l in &list {
-                    ensure(
-                        NAME,
-                        "layers",
-                        l >= 0,
-                        l,
-                        "layer numbers ≥ 0 (0 is the embedding output)",
-                    )?;
-                    ensure(NAME, "layers", seen.insert(l), l, "each layer at most once")?;
-                }
-                Some(list.into_iter().map(|l| l as usize).collect())
-            }
-            None => None,
-        };
-        let aggregation = match p.aggregation.as_str() {
-            "first" => Aggregation::First,
-            "last" => Aggregation::Last,
-            "average" => Aggregation::Average,
-            other => {
-                return Err(invalid(
-                    NAME,
-                    "aggregation",
-                    format!("{other:?}"),
-                    "\"first\", \"last\" or \"average\"",
-                ));
-            }
-        };
-        let long_sentences = match p.long_sentences.as_str() {
-            "split" => LongSentences::Split,
-            "truncate" => LongSentences::Truncate,
-            other => {
-                return Err(invalid(
-                    NAME,
-                    "long_sentences",
-                    format!("{other:?}"),
-                    "\"split\" or \"truncate\"",
-                ));
-            }
-        };
-        if let Some(m) = p.max_tokens {
-            ensure(
-                NAME,
-                "max_tokens",
-                m >= 3,
-                m,
-                "≥ 3 (room for special tokens and a word)",
-            )?;
-        }
-        ensure(NAME, "batch_size", p.batch_size >= 1, p.batch_size, "≥ 1")?;
-        let precision = match p.dtype.as_str() {
-            "f32" => Precision::F32,
-            "f16" => Precision::F16,
-            other => {
-                return Err(invalid(
-                    NAME,
-                    "dtype",
-                    format!("{other:?}"),
-                    "\"f32\" or \"f16\"",
-                ));
-            }
-        };
         Ok(TransformerSource {
             model,
-            layers,
-            aggregation,
+            layers: p.layers,
+            aggregation: p.aggregation,
             special_tokens: p.special_tokens,
-            long_sentences,
-            max_tokens: p.max_tokens.map(|m| m as usize),
-            batch_size: p.batch_size as usize,
-            precision,
+            long_sentences: p.long_sentences,
+            max_tokens: p.max_tokens,
+            batch_size: p.batch_size,
+            precision: p.dtype,
             cache_dir: p.cache.then(|| {
                 p.cache_dir
                     .unwrap_or_else(|| PathBuf::from(".cache/activations"))

@@ -92,13 +92,14 @@ pub fn pieces(tokenizer: &Tokenizer, words: &[String]) -> Result<Pieces> {
     })
 }
 
-/// What to do with a sentence whose pieces do not fit the model's window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LongSentences {
-    /// Cut it into consecutive windows of whole words, each run on its own.
-    Split,
-    /// Keep the words that fit in one window; drop the rest of the sentence.
-    Truncate,
+lca_core::param_enum! {
+    /// What to do with a sentence whose pieces do not fit the model's window.
+    pub enum LongSentences {
+        /// Cut it into consecutive windows of whole words, each run on its own.
+        Split = "split",
+        /// Keep the words that fit in one window; drop the rest of the sentence.
+        Truncate = "truncate",
+    }
 }
 
 /// One model input: some consecutive words of one sentence.
