@@ -43,6 +43,40 @@ pub fn planted(
     generate(&p, seed, "planted").expect("valid synthetic parameters")
 }
 
+/// A dataset of the given activations and class ids, one layer, in row
+/// order: the first rows train, then `dev` and `test` fractions of them.
+/// Class `k` is named `c<k>`.
+///
+/// # Panics
+/// If the labels do not match the rows or the fractions leave no training
+/// rows.
+pub fn dataset_from(
+    acts: ndarray::Array2<f32>,
+    labels: Vec<u32>,
+    dev: f64,
+    test: f64,
+) -> Dataset<'static> {
+    let rows = acts.nrows();
+    let cols = acts.ncols();
+    let n_dev = (rows as f64 * dev).round() as usize;
+    let n_test = (rows as f64 * test).round() as usize;
+    let names: Vec<String> = labels.iter().map(|y| format!("c{y}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    Dataset::new(
+        "arrays",
+        ActivationMatrix::from_array(acts),
+        NeuronIndex::layer_major(cols, 1).expect("at least one neuron"),
+        Labels::from_names(&names),
+        None,
+        Splits {
+            train: rows - n_dev - n_test,
+            dev: n_dev,
+            test: n_test,
+        },
+    )
+    .expect("a consistent dataset")
+}
+
 /// What a ranker promises beyond the basic contract.
 #[derive(Clone, Copy, Debug)]
 pub struct RankerTraits {

@@ -9,12 +9,13 @@ use lca_testkit::{check_documented_defaults, runnable_example};
 use lca_tests::registry_with;
 
 /// Every plugin library of the workspace.
-const LIBRARIES: [&str; 11] = [
+const LIBRARIES: [&str; 12] = [
     "lca_plugin_correlation",
     "lca_plugin_gaussian",
     "lca_plugin_hdf5",
     "lca_plugin_iou",
     "lca_plugin_logistic",
+    "lca_plugin_nonlinear",
     "lca_plugin_probe_weights",
     "lca_plugin_probeless",
     "lca_plugin_random",
@@ -35,7 +36,7 @@ fn every_documented_default_is_the_applied_one() {
         }
     }
     assert!(
-        registry.iter().count() >= 32,
+        registry.iter().count() >= 35,
         "every component is registered"
     );
     assert!(checked >= 100, "only {checked} parameters checked");

@@ -60,3 +60,30 @@ fn a_failing_plugin_step_names_the_step_and_the_plugin() {
         "{text}"
     );
 }
+
+#[test]
+fn linear_and_nonlinear_probes_side_by_side() {
+    let registry = registry_with(&[
+        "lca_plugin_correlation",
+        "lca_plugin_logistic",
+        "lca_plugin_nonlinear",
+    ]);
+    let path = repo_root().join("examples/recipes/linear-vs-nonlinear.toml");
+    let plan = recipe::compile_file(&path, &registry).unwrap();
+    let results = run::execute(&plan, &RunContext::new(plan.run.seed, 2), &mut Silent).unwrap();
+    let accuracy = &results.evaluations["accuracy"].evaluation.metrics;
+    let selectivity = &results.evaluations["selectivity"].evaluation.metrics;
+    for probe in ["ridge", "forest", "knn", "bayes"] {
+        // Four classes: chance is 0.25; the planted neurons make each probe
+        // far better, through its loaded library.
+        let key = accuracy
+            .keys()
+            .find(|k| k.contains(probe) && k.contains("test") && k.contains("accuracy"))
+            .unwrap_or_else(|| panic!("no test accuracy for {probe}: {accuracy:?}"));
+        assert!(accuracy[key] > 0.6, "{probe}: {key} = {}", accuracy[key]);
+        assert!(
+            selectivity.keys().any(|k| k.contains(probe)),
+            "no selectivity for {probe}: {selectivity:?}"
+        );
+    }
+}
