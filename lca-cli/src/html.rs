@@ -574,6 +574,44 @@ fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str) {
 /// The whole page.
 pub(crate) fn html(r: &Results) -> String {
     let mut out = String::with_capacity(64 * 1024);
+    head(&mut out, r);
+    summary_section(&mut out, r);
+    findings_section(&mut out, r);
+    for (id, title, empty) in FIGURE_SECTIONS {
+        let _ = write!(out, "<section id=\"{id}\"><h2>{title}</h2>");
+        figure_section(&mut out, r, id, empty);
+        out.push_str("</section>");
+    }
+    class_top_section(&mut out, r);
+    neurons_section(&mut out, r);
+    tables_section(&mut out, r);
+    provenance_section(&mut out, r);
+    out.push_str("</main></body></html>\n");
+    out
+}
+
+/// The sections drawn from evaluators' figures: id, title, and what to say
+/// when the run has none.
+const FIGURE_SECTIONS: [(&str, &str, &str); 3] = [
+    (
+        "accuracy",
+        "Accuracy against neurons",
+        "No accuracy curves in this run: add an `accuracy_curve` evaluator.",
+    ),
+    (
+        "layers",
+        "Layer distribution",
+        "No layer distributions in this run: add a `layer_distribution` evaluator.",
+    ),
+    (
+        "agreement",
+        "Agreement between methods",
+        "No agreement measures in this run: add a `ranking_overlap` evaluator over two or more rankings.",
+    ),
+];
+
+/// The document head, the title block and the navigation.
+fn head(out: &mut String, r: &Results) {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>",
@@ -598,8 +636,10 @@ pub(crate) fn html(r: &Results) -> String {
         let _ = write!(out, "<a href=\"#{id}\">{title}</a>");
     }
     out.push_str("</nav><main>");
+}
 
-    // Summary: sources and probes.
+/// Sources and probes at a glance.
+fn summary_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"summary\"><h2>Summary</h2>");
     let source_rows: Vec<Vec<Cell>> = r
         .sources
@@ -619,7 +659,7 @@ pub(crate) fn html(r: &Results) -> String {
         })
         .collect();
     html_table(
-        &mut out,
+        out,
         &[
             "source",
             "tokens",
@@ -642,7 +682,7 @@ pub(crate) fn html(r: &Results) -> String {
             .iter()
             .map(|(k, v)| vec![Cell::from(k.as_str()), Cell::from(v.as_str())])
             .collect();
-        html_table(&mut out, &["detail", "value"].map(String::from), &rows);
+        html_table(out, &["detail", "value"].map(String::from), &rows);
         out.push_str("</details>");
     }
     if !r.probes.is_empty() {
@@ -662,7 +702,7 @@ pub(crate) fn html(r: &Results) -> String {
             })
             .collect();
         html_table(
-            &mut out,
+            out,
             &[
                 "probe",
                 "type",
@@ -676,7 +716,10 @@ pub(crate) fn html(r: &Results) -> String {
         );
     }
     out.push_str("</section>");
+}
 
+/// The paper's claims, case by case, and whether they held.
+fn findings_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"findings\"><h2>Findings</h2>");
     let findings = crate::findings::findings(r);
     if findings.is_empty() {
@@ -702,34 +745,10 @@ pub(crate) fn html(r: &Results) -> String {
         out.push_str("</ul>");
     }
     out.push_str("</section>");
+}
 
-    out.push_str("<section id=\"accuracy\"><h2>Accuracy against neurons</h2>");
-    figure_section(
-        &mut out,
-        r,
-        "accuracy",
-        "No accuracy curves in this run: add an `accuracy_curve` evaluator.",
-    );
-    out.push_str("</section>");
-
-    out.push_str("<section id=\"layers\"><h2>Layer distribution</h2>");
-    figure_section(
-        &mut out,
-        r,
-        "layers",
-        "No layer distributions in this run: add a `layer_distribution` evaluator.",
-    );
-    out.push_str("</section>");
-
-    out.push_str("<section id=\"agreement\"><h2>Agreement between methods</h2>");
-    figure_section(
-        &mut out,
-        r,
-        "agreement",
-        "No agreement measures in this run: add a `ranking_overlap` evaluator over two or more rankings.",
-    );
-    out.push_str("</section>");
-
+/// The first neurons of each class, for rankings that rank per class.
+fn class_top_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"class-top\"><h2>Top neurons per class</h2>");
     let with_classes: Vec<_> = crate::report::in_recipe_order(r, &r.rankings)
         .into_iter()
@@ -763,13 +782,16 @@ pub(crate) fn html(r: &Results) -> String {
             })
             .collect();
         html_table(
-            &mut out,
+            out,
             &["class", "top neurons (layer:unit)"].map(String::from),
             &rows,
         );
     }
     out.push_str("</section>");
+}
 
+/// Top words and activations of chosen neurons.
+fn neurons_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"neurons\"><h2>Neurons up close</h2>");
     let mut any = false;
     for (id, e) in crate::report::in_recipe_order(r, &r.evaluations) {
@@ -780,7 +802,7 @@ pub(crate) fn html(r: &Results) -> String {
         let _ = write!(out, "<h3>{}</h3>", esc(id));
         for t in &e.evaluation.tables {
             let _ = write!(out, "<details open><summary>{}</summary>", esc(&t.title));
-            html_table(&mut out, &t.columns, &t.rows);
+            html_table(out, &t.columns, &t.rows);
             out.push_str("</details>");
         }
         for f in e
@@ -789,7 +811,7 @@ pub(crate) fn html(r: &Results) -> String {
             .iter()
             .filter(|f| f.section == "neurons")
         {
-            figure(&mut out, f);
+            figure(out, f);
         }
     }
     if !any {
@@ -798,7 +820,10 @@ pub(crate) fn html(r: &Results) -> String {
         );
     }
     out.push_str("</section>");
+}
 
+/// Every evaluation's tables, notes and remaining figures.
+fn tables_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"tables\"><h2>All tables</h2>");
     for (id, e) in crate::report::in_recipe_order(r, &r.evaluations) {
         let _ = write!(
@@ -809,7 +834,7 @@ pub(crate) fn html(r: &Results) -> String {
         );
         for t in &e.evaluation.tables {
             let _ = write!(out, "<details><summary>{}</summary>", esc(&t.title));
-            html_table(&mut out, &t.columns, &t.rows);
+            html_table(out, &t.columns, &t.rows);
             out.push_str("</details>");
         }
         for note in &e.evaluation.notes {
@@ -818,11 +843,14 @@ pub(crate) fn html(r: &Results) -> String {
         for f in e.evaluation.figures.iter().filter(|f| {
             !["accuracy", "layers", "agreement", "neurons"].contains(&f.section.as_str())
         }) {
-            figure(&mut out, f);
+            figure(out, f);
         }
     }
     out.push_str("</section>");
+}
 
+/// Steps, origins, timings and the recipe itself.
+fn provenance_section(out: &mut String, r: &Results) {
     out.push_str("<section id=\"provenance\"><h2>Provenance</h2>");
     let rows: Vec<Vec<Cell>> = r
         .steps
@@ -846,7 +874,7 @@ pub(crate) fn html(r: &Results) -> String {
         })
         .collect();
     html_table(
-        &mut out,
+        out,
         &["step", "type", "origin", "seconds"].map(String::from),
         &rows,
     );
@@ -855,8 +883,7 @@ pub(crate) fn html(r: &Results) -> String {
         "<details><summary>Recipe</summary><pre>{}</pre></details>",
         esc(&r.recipe.text)
     );
-    out.push_str("</section></main></body></html>\n");
-    out
+    out.push_str("</section>");
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!   and evaluation results;
 //! - [`component`]: the four object-safe traits ([`ActivationSource`],
 //!   [`Probe`], [`Ranker`], [`Evaluator`]) that built-ins and plugins implement;
-//! - [`params`]: documented, validated component parameters;
+//! - [`params`](mod@params): documented, validated component parameters, declared once with [`params!`];
 //! - [`registry`]: component names to implementations;
 //! - [`recipe`] and [`run`]: TOML recipes compiled into plans and executed;
 //! - [`checkpoint`]: finished steps kept on disk, so a run can resume.

@@ -35,7 +35,7 @@ use crate::component::Component;
 use crate::error::{Error, closest};
 pub use crate::error::{RecipeErrors, RecipeProblem};
 use crate::params::{ParamType, check_table};
-use crate::registry::{ComponentKind, Need, Origin, Registry};
+use crate::registry::{ComponentKind, Need, Origin, Registered, Registry};
 
 /// The `[run]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Default)]
@@ -171,6 +171,23 @@ pub fn compile_file(path: &Path, registry: &Registry) -> Result<Plan, Error> {
 /// Compiles recipe text. `path` names the file in messages and anchors
 /// relative paths.
 ///
+/// Compiling is a sequence of passes, each of which adds what it finds to
+/// one list of problems, so that a recipe's every problem is reported at
+/// once:
+///
+/// 1. `parse`: TOML syntax (nothing else is checked when it fails);
+/// 2. `declare`: top-level tables, `[run]`, and one declaration per
+///    component table;
+/// 3. `resolve_types`: each `type` names a registered component of the
+///    table's kind;
+/// 4. `wire`: `source`, `probe`, `rankings` and `probes` name declared
+///    components of the right kind, in the numbers the component needs, and
+///    every step gets its source;
+/// 5. `check_parameters`: keys and types against the parameter table;
+/// 6. `detect_cycles`: no ranker reads its own output;
+/// 7. `build`: each component built from its parameters, which checks
+///    their ranges.
+///
 /// # Errors
 /// [`Error::Recipe`] listing every problem.
 pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Error> {
@@ -178,15 +195,43 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         text,
         list: Vec::new(),
     };
-    let fail = |problems: Problems<'_>| {
-        let mut list = problems.list;
-        list.sort_by_key(|(offset, _)| *offset);
-        Error::Recipe(RecipeErrors {
-            file: path.to_path_buf(),
-            problems: list.into_iter().map(|(_, p)| p).collect(),
-        })
-    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let plan = parse(text, &mut problems).map(|parsed| {
+        let (run, declared) = declare(&parsed, &base, &mut problems);
+        let resolved = resolve_types(&declared, registry, &mut problems);
+        let wired = wire(&resolved, &declared, &mut problems);
+        let checked = check_parameters(wired, &base, &mut problems);
+        detect_cycles(&declared, &mut problems);
+        let steps = build(checked, &mut problems);
+        (run, steps)
+    });
+    match plan {
+        Some((run, steps)) if problems.list.is_empty() => Ok(Plan {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            run,
+            steps: order_steps(steps),
+        }),
+        _ => {
+            let mut list = problems.list;
+            list.sort_by_key(|(offset, _)| *offset);
+            Err(Error::Recipe(RecipeErrors {
+                file: path.to_path_buf(),
+                problems: list.into_iter().map(|(_, p)| p).collect(),
+            }))
+        }
+    }
+}
 
+/// A recipe read as TOML twice: with spans, for messages, and as values.
+struct Parsed<'t> {
+    document: Spanned<DeTable<'t>>,
+    values: toml::Table,
+}
+
+/// Pass 1: the TOML syntax. `None` after a syntax error, which stops
+/// compilation: nothing after it can be located reliably.
+fn parse<'t>(text: &'t str, problems: &mut Problems<'_>) -> Option<Parsed<'t>> {
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         for e in syntax_errors {
@@ -196,10 +241,10 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 format!("TOML syntax error: {}", e.message().trim()),
             );
         }
-        return Err(fail(problems));
+        return None;
     }
-    let values: toml::Table = match text.parse() {
-        Ok(t) => t,
+    match text.parse() {
+        Ok(values) => Some(Parsed { document, values }),
         Err(e) => {
             let e: toml::de::Error = e;
             problems.add(
@@ -207,12 +252,19 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 e.span().unwrap_or(0..0),
                 format!("TOML error: {}", e.message().trim()),
             );
-            return Err(fail(problems));
+            None
         }
-    };
-    let document = document.get_ref();
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    }
+}
 
+/// Pass 2: the top-level tables, the `[run]` settings, and a declaration
+/// for every `[<kind>.<id>]` table.
+fn declare(
+    parsed: &Parsed<'_>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> (RunSettings, Vec<Declared>) {
+    let document = parsed.document.get_ref();
     for (key, _) in document.iter() {
         let name = key.get_ref().as_ref();
         if !TOP_LEVEL.contains(&name) {
@@ -224,10 +276,7 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             problems.add(name, key.span(), message);
         }
     }
-
-    let run = parse_run(document, &values, &base, &mut problems);
-
-    // Collect declarations, then check wiring against the full set of ids.
+    let run = parse_run(document, &parsed.values, base, problems);
     let mut declared = Vec::new();
     for kind in ComponentKind::ALL {
         let Some((kind_key, kind_value)) = lookup(document, kind.table()) else {
@@ -244,7 +293,10 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             );
             continue;
         };
-        let kind_values = values.get(kind.table()).and_then(toml::Value::as_table);
+        let kind_values = parsed
+            .values
+            .get(kind.table())
+            .and_then(toml::Value::as_table);
         for (id_key, entity) in entities.iter() {
             let id = id_key.get_ref().as_ref().to_string();
             let at = format!("{kind}.{id}");
@@ -264,14 +316,85 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 );
                 continue;
             };
-            if let Some(d) =
-                parse_entity(kind, id, id_key.span(), table, value_table, &mut problems)
-            {
+            if let Some(d) = parse_entity(kind, id, id_key.span(), table, value_table, problems) {
                 declared.push(d);
             }
         }
     }
+    if !declared.is_empty() && !declared.iter().any(|d| d.kind == ComponentKind::Source) {
+        problems.add(
+            "source",
+            0..0,
+            "the recipe declares no source; add a [source.<id>] table (see `lca list source`)",
+        );
+    }
+    (run, declared)
+}
 
+/// A declaration whose `type` names a registered component.
+struct Resolved<'d, 'r> {
+    declared: &'d Declared,
+    registered: &'r Registered,
+}
+
+/// Pass 3: every `type` names a registered component of the table's kind.
+fn resolve_types<'d, 'r>(
+    declared: &'d [Declared],
+    registry: &'r Registry,
+    problems: &mut Problems<'_>,
+) -> Vec<Resolved<'d, 'r>> {
+    declared
+        .iter()
+        .filter_map(|d| match registry.get(d.kind, &d.type_name) {
+            Ok(registered) => Some(Resolved {
+                declared: d,
+                registered,
+            }),
+            Err(e) => {
+                problems.add(
+                    format!("{}.{}.type", d.kind, d.id),
+                    d.type_span.clone(),
+                    with_plugin_hint(e),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// An unknown type may be a plugin that was not found: say where plugins
+/// are looked for.
+fn with_plugin_hint(e: Error) -> String {
+    let message = e.to_string();
+    if matches!(e, Error::UnknownComponent { .. }) {
+        format!(
+            "{message}; if it comes from a plugin, put the plugin's library (lib lca_plugin_<name>) \
+             in a folder given with `--plugin-dir`, in LCA_PLUGIN_PATH, or next to the `lca` \
+             executable, or load it with `--plugin FILE`; `lca list` shows what was found"
+        )
+    } else {
+        message
+    }
+}
+
+/// A resolved declaration with its wiring checked and its source known.
+struct Wired<'d, 'r> {
+    resolved: Resolved<'d, 'r>,
+    source: String,
+    probe: Option<String>,
+    rankings: Vec<String>,
+    probes: Vec<String>,
+    /// False when the wiring has a problem: the step is checked but not built.
+    ok: bool,
+}
+
+/// Pass 4: the wiring of every step, and its source (explicit, inherited
+/// from what it reads, or the only one).
+fn wire<'d, 'r>(
+    resolved: &[Resolved<'d, 'r>],
+    declared: &[Declared],
+    problems: &mut Problems<'_>,
+) -> Vec<Wired<'d, 'r>> {
     let ids: HashMap<(ComponentKind, &str), &Declared> = declared
         .iter()
         .map(|d| ((d.kind, d.id.as_str()), d))
@@ -281,28 +404,12 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
         .filter(|d| d.kind == ComponentKind::Source)
         .map(|d| d.id.as_str())
         .collect();
-    if sources.is_empty() && !declared.is_empty() {
-        problems.add(
-            "source",
-            0..0,
-            "the recipe declares no source; add a [source.<id>] table (see `lca list source`)",
-        );
-    }
-
-    let mut steps = Vec::new();
-    for d in &declared {
+    let mut all = Vec::new();
+    for r in resolved {
+        let d = r.declared;
+        let info = &r.registered.info;
         let at = format!("{}.{}", d.kind, d.id);
-        let registered = match registry.get(d.kind, &d.type_name) {
-            Ok(r) => r,
-            Err(e) => {
-                problems.add(format!("{at}.type"), d.type_span.clone(), e.to_string());
-                continue;
-            }
-        };
-        let info = &registered.info;
         let mut ok = true;
-
-        // Wiring.
         let mut wired =
             |key: &'static str, target: ComponentKind, need: Need, many: bool| -> Vec<String> {
                 let given = d.wiring.get(key);
@@ -339,7 +446,7 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                                 problems.add(
                                     format!("{at}.{key}"),
                                     span.clone(),
-                                    missing_target(t, target, &declared),
+                                    missing_target(t, target, declared),
                                 );
                                 ok = false;
                             }
@@ -350,8 +457,7 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 }
             };
         let (probe, rankings, probes) = match d.kind {
-            ComponentKind::Source => (None, Vec::new(), Vec::new()),
-            ComponentKind::Probe => (None, Vec::new(), Vec::new()),
+            ComponentKind::Source | ComponentKind::Probe => (None, Vec::new(), Vec::new()),
             ComponentKind::Ranker => (
                 wired("probe", ComponentKind::Probe, info.inputs.probe, false)
                     .into_iter()
@@ -389,8 +495,6 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             ));
             ok = false;
         }
-
-        // Source: explicit, inherited from what it reads, or the only one.
         let source = if d.kind == ComponentKind::Source {
             String::new()
         } else {
@@ -407,8 +511,42 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 }
             }
         };
+        all.push(Wired {
+            resolved: Resolved {
+                declared: d,
+                registered: r.registered,
+            },
+            source,
+            probe,
+            rankings,
+            probes,
+            ok,
+        });
+    }
+    all
+}
 
-        // Parameters: keys and types first, then the component's own checks.
+/// A wired step with the parameters it will be built from.
+struct Checked<'d, 'r> {
+    wired: Wired<'d, 'r>,
+    /// Paths resolved against the recipe's folder; keys with a problem
+    /// removed, so that the build reports the other parameters' ranges.
+    params: toml::Table,
+    /// Keys or types had a problem: the step is built only to find more.
+    flawed: bool,
+}
+
+/// Pass 5: every parameter's key and type against the component's table.
+/// Steps with bad wiring or a missing required parameter go no further.
+fn check_parameters<'d, 'r>(
+    wired: Vec<Wired<'d, 'r>>,
+    base: &Path,
+    problems: &mut Problems<'_>,
+) -> Vec<Checked<'d, 'r>> {
+    let mut checked = Vec::new();
+    for w in wired {
+        let d = w.resolved.declared;
+        let info = &w.resolved.registered.info;
         let param_problems = check_table(&info.params, &d.params);
         for p in &param_problems {
             let span = d
@@ -416,50 +554,34 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
                 .get(&p.param)
                 .cloned()
                 .unwrap_or(d.id_span.clone());
-            problems.add(format!("{at}.{}", p.param), span, p.message.clone());
-        }
-        if !ok {
-            continue;
-        }
-        // Build even when some keys are bad, without them, so that range
-        // problems of the other parameters are reported in the same pass.
-        let mut params = resolve_paths(&d.params, &info.params, &base);
-        for p in &param_problems {
-            params.remove(&p.param);
+            problems.add(
+                format!("{}.{}.{}", d.kind, d.id, p.param),
+                span,
+                p.message.clone(),
+            );
         }
         let missing_required = param_problems
             .iter()
             .any(|p| !d.params.contains_key(&p.param));
-        if missing_required {
+        if !w.ok || missing_required {
             continue;
         }
-        match registered.build(&params) {
-            Ok(_) if !param_problems.is_empty() => {}
-            Ok(component) => steps.push(Step {
-                kind: d.kind,
-                id: d.id.clone(),
-                type_name: d.type_name.clone(),
-                origin: registered.origin.clone(),
-                params,
-                component,
-                source,
-                probe,
-                rankings,
-                probes,
-            }),
-            Err(e) => {
-                let (key, span) = match e.root() {
-                    Error::InvalidParam { param, .. } if d.param_spans.contains_key(param) => {
-                        (format!("{at}.{param}"), d.param_spans[param].clone())
-                    }
-                    _ => (at.clone(), d.id_span.clone()),
-                };
-                problems.add(key, span, e.to_string());
-            }
+        let mut params = resolve_paths(&d.params, &info.params, base);
+        for p in &param_problems {
+            params.remove(&p.param);
         }
+        checked.push(Checked {
+            wired: w,
+            params,
+            flawed: !param_problems.is_empty(),
+        });
     }
+    checked
+}
 
-    for (id, span, cycle) in ranking_cycles(&declared) {
+/// Pass 6: rankers that read other rankings must not read themselves.
+fn detect_cycles(declared: &[Declared], problems: &mut Problems<'_>) {
+    for (id, span, cycle) in ranking_cycles(declared) {
         problems.add(
             format!("ranker.{id}.rankings"),
             span,
@@ -469,16 +591,42 @@ pub fn compile(path: &Path, text: &str, registry: &Registry) -> Result<Plan, Err
             ),
         );
     }
-    if !problems.list.is_empty() {
-        return Err(fail(problems));
+}
+
+/// Pass 7: every checked step built from its parameters; a parameter out
+/// of range is reported at its line.
+fn build(checked: Vec<Checked<'_, '_>>, problems: &mut Problems<'_>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for c in checked {
+        let w = c.wired;
+        let (d, registered) = (w.resolved.declared, w.resolved.registered);
+        match registered.build(&c.params) {
+            Ok(_) if c.flawed => {}
+            Ok(component) => steps.push(Step {
+                kind: d.kind,
+                id: d.id.clone(),
+                type_name: d.type_name.clone(),
+                origin: registered.origin.clone(),
+                params: c.params,
+                component,
+                source: w.source,
+                probe: w.probe,
+                rankings: w.rankings,
+                probes: w.probes,
+            }),
+            Err(e) => {
+                let at = format!("{}.{}", d.kind, d.id);
+                let (key, span) = match e.root() {
+                    Error::InvalidParam { param, .. } if d.param_spans.contains_key(param) => {
+                        (format!("{at}.{param}"), d.param_spans[param].clone())
+                    }
+                    _ => (at, d.id_span.clone()),
+                };
+                problems.add(key, span, e.to_string());
+            }
+        }
     }
-    let steps = order_steps(steps);
-    Ok(Plan {
-        path: path.to_path_buf(),
-        text: text.to_string(),
-        run,
-        steps,
-    })
+    steps
 }
 
 /// Cycles among rankers that read other rankings: `(id, span of its
@@ -799,6 +947,8 @@ fn resolve_source(
             ),
         )),
         None if sources.len() == 1 => Ok(sources[0].to_string()),
+        // A recipe without sources is reported once, by `declare`.
+        None if sources.is_empty() => Ok(String::new()),
         None => Err((
             None,
             format!(
@@ -873,6 +1023,196 @@ fn resolve_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::Params as _;
+    use crate::registry::{ComponentInfo, Descriptor, Inputs, applied};
+
+    crate::params! {
+        /// Parameters of the fixture components.
+        struct Size {
+            /// how big
+            size: usize = 3 => range(1..=10),
+        }
+    }
+
+    /// A source and a ranker that are only ever compiled, never run.
+    #[derive(Debug)]
+    struct Inert;
+
+    impl crate::ActivationSource for Inert {
+        fn load(&self, _: &crate::RunContext) -> crate::Result<crate::Dataset<'static>> {
+            Err(Error::input("never loaded"))
+        }
+    }
+
+    impl crate::Ranker for Inert {
+        fn rank(
+            &self,
+            _: &crate::RankInput<'_>,
+            _: &crate::RunContext,
+        ) -> crate::Result<crate::NeuronRanking> {
+            Err(Error::input("never run"))
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        let info = |kind, name: &str, inputs| ComponentInfo {
+            kind,
+            name: name.into(),
+            summary: "fixture".into(),
+            params: Size::docs(),
+            example: String::new(),
+            inputs,
+        };
+        let descriptors = [
+            Descriptor {
+                info: info(ComponentKind::Source, "made", Inputs::default()),
+                build: |t| {
+                    Size::parse("made", t)?;
+                    Ok(Component::Source(Box::new(Inert)))
+                },
+                applied: applied::<Size>,
+            },
+            Descriptor {
+                info: info(
+                    ComponentKind::Ranker,
+                    "chain",
+                    Inputs {
+                        rankings: Need::Optional,
+                        ..Inputs::default()
+                    },
+                ),
+                build: |t| {
+                    Size::parse("chain", t)?;
+                    Ok(Component::Ranker(Box::new(Inert)))
+                },
+                applied: applied::<Size>,
+            },
+        ];
+        for d in descriptors {
+            registry.register_native(d, Origin::builtin()).unwrap();
+        }
+        registry
+    }
+
+    fn problems_of(text: &str) -> Vec<String> {
+        let mut problems = Problems {
+            text,
+            list: Vec::new(),
+        };
+        let registry = registry();
+        if let Some(parsed) = parse(text, &mut problems) {
+            let (_, declared) = declare(&parsed, Path::new("."), &mut problems);
+            let resolved = resolve_types(&declared, &registry, &mut problems);
+            let wired = wire(&resolved, &declared, &mut problems);
+            let checked = check_parameters(wired, Path::new("."), &mut problems);
+            detect_cycles(&declared, &mut problems);
+            build(checked, &mut problems);
+        }
+        let mut list = problems.list;
+        list.sort_by_key(|(offset, _)| *offset);
+        list.into_iter()
+            .map(|(_, p)| format!("{}:{} {} {}", p.line, p.column, p.at, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn parse_stops_at_a_syntax_error() {
+        let mut problems = Problems {
+            text: "[source.s\ntype = 1",
+            list: Vec::new(),
+        };
+        assert!(parse(problems.text, &mut problems).is_none());
+        assert_eq!(problems.list[0].1.at, "(syntax)");
+        assert_eq!(problems.list[0].1.line, 1);
+    }
+
+    #[test]
+    fn declare_checks_tables_ids_and_that_a_source_exists() {
+        let p = problems_of("[sauce.s]\ntype = \"made\"\n[ranker.Bad]\ntype = \"chain\"\n");
+        assert!(
+            p.iter().any(|m| m
+                .starts_with("1:2 sauce unknown top-level table `sauce`; did you mean `source`?")),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.len(),
+            3,
+            "nothing about sources beyond their absence: {p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("id `Bad` must use lowercase letters")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("declares no source")), "{p:?}");
+    }
+
+    #[test]
+    fn resolve_types_names_the_kind_and_where_plugins_are_found() {
+        let p = problems_of("[source.s]\ntype = \"made\"\n[ranker.r]\ntype = \"variance\"\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("4:8 ranker.r.type unknown ranker type `variance`"),
+            "{p:?}"
+        );
+        assert!(
+            p[0].contains("--plugin-dir") && p[0].contains("LCA_PLUGIN_PATH"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn wire_checks_targets_and_finds_sources() {
+        let p = problems_of(
+            "[source.s]\ntype = \"made\"\n[ranker.r]\ntype = \"chain\"\nrankings = [\"nope\"]\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("ranker.r.rankings no ranker has the id `nope`"),
+            "{p:?}"
+        );
+        let p = problems_of(
+            "[source.a]\ntype = \"made\"\n[source.b]\ntype = \"made\"\n[ranker.r]\ntype = \"chain\"\n",
+        );
+        assert!(p[0].contains("declares 2 sources (a, b)"), "{p:?}");
+        let plan = compile(
+            Path::new("r.toml"),
+            "[source.a]\ntype = \"made\"\n[source.b]\ntype = \"made\"\n[ranker.r]\ntype = \"chain\"\nsource = \"b\"\n[ranker.s]\ntype = \"chain\"\nrankings = [\"r\"]\n",
+            &registry(),
+        )
+        .unwrap();
+        // `s` reads `r`, so it inherits `r`'s source.
+        assert_eq!(plan.steps.iter().find(|s| s.id == "s").unwrap().source, "b");
+    }
+
+    #[test]
+    fn check_parameters_and_build_report_keys_types_and_ranges_together() {
+        let p = problems_of(
+            "[source.s]\ntype = \"made\"\nsize = 11\n[ranker.r]\ntype = \"chain\"\nsise = 2\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("3:1 source.s.size made: parameter `size` = 11 is not allowed"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("6:1 ranker.r.sise unknown parameter `sise`; did you mean `size`?"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn detect_cycles_reports_each_cycle_once() {
+        let p = problems_of(
+            "[source.s]\ntype = \"made\"\n[ranker.a]\ntype = \"chain\"\nrankings = [\"b\"]\n[ranker.b]\ntype = \"chain\"\nrankings = [\"a\"]\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("rankers a → b → a read each other in a cycle"),
+            "{p:?}"
+        );
+    }
 
     #[test]
     fn normalize_resolves_dots_lexically() {

@@ -1,7 +1,7 @@
 //! The plugin-author side: wrapping native `lca-core` components into
 //! boundary objects, and the root module behind [`crate::export_plugin!`].
 //!
-//! Every method of every adapter runs inside [`guard`], which turns a panic
+//! Every method of every adapter runs inside `guard`, which turns a panic
 //! into an error value.
 
 use std::sync::{Arc, OnceLock};

@@ -95,7 +95,7 @@ pub use loader::{LoadedPlugin, discover, is_plugin_file_name, load_file, load_in
 pub mod __private {
     pub use abi_stable::library::{LibHeader, RootModuleResult};
 
-    /// A plugin library's definition, implemented by [`export_plugin!`]
+    /// A plugin library's definition, implemented by [`crate::export_plugin!`]
     /// on a type of the plugin crate.
     pub trait Definition {
         /// The plugin's name, version and components.
@@ -109,7 +109,7 @@ pub mod __private {
     }
 
     /// The library header of plugin `D`, for the static that
-    /// [`export_plugin!`] exports. The unsafe part of exporting a plugin
+    /// [`crate::export_plugin!`] exports. The unsafe part of exporting a plugin
     /// lives here, so that plugin crates can `#![forbid(unsafe_code)]`.
     pub const fn header<D: Definition>() -> LibHeader {
         // SAFETY: `from_constructor::<M>` needs a constructor that returns
