@@ -243,7 +243,12 @@ fn unknown_component_message(kind: ComponentKind, name: &str, known: &[String]) 
         ));
     } else {
         message.push_str(&format!(" Known {kind} types: {}.", known.join(", ")));
-        message.push_str(" Run `lca list` to see every component with its origin.");
+        message.push_str(
+            " If it comes from a plugin, put the plugin's library (named lca_plugin_<name>) \
+             in a folder given with `--plugin-dir`, in LCA_PLUGIN_PATH, or next to the `lca` \
+             executable, or load it with `--plugin FILE`; `lca list` shows every component \
+             found, with its origin.",
+        );
     }
     message
 }

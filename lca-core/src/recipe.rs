@@ -354,27 +354,12 @@ fn resolve_types<'d, 'r>(
                 problems.add(
                     format!("{}.{}.type", d.kind, d.id),
                     d.type_span.clone(),
-                    with_plugin_hint(e),
+                    e.to_string(),
                 );
                 None
             }
         })
         .collect()
-}
-
-/// An unknown type may be a plugin that was not found: say where plugins
-/// are looked for.
-fn with_plugin_hint(e: Error) -> String {
-    let message = e.to_string();
-    if matches!(e, Error::UnknownComponent { .. }) {
-        format!(
-            "{message}; if it comes from a plugin, put the plugin's library (lib lca_plugin_<name>) \
-             in a folder given with `--plugin-dir`, in LCA_PLUGIN_PATH, or next to the `lca` \
-             executable, or load it with `--plugin FILE`; `lca list` shows what was found"
-        )
-    } else {
-        message
-    }
 }
 
 /// A resolved declaration with its wiring checked and its source known.

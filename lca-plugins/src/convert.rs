@@ -371,6 +371,16 @@ pub(crate) fn panic_to_ffi(message: String) -> FfiError {
     }
 }
 
+/// A parameter table sent across the boundary as TOML text; `what` names it
+/// in the error (`parameters of \`corr\``).
+pub(crate) fn table_from_ffi(text: RStr<'_>, what: &str) -> Result<lca_core::toml::Table> {
+    text.as_str()
+        .parse()
+        .map_err(|e: lca_core::toml::de::Error| {
+            Error::input(format!("{what} are not valid TOML: {}", e.message()))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use crate::abi::{
 };
 use crate::convert::{
     context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, ranking_from_ffi, ranking_to_ffi,
+    table_from_ffi,
 };
 use crate::foreign::{ForeignProbe, ForeignTrainedProbe, Who};
 use crate::guard::{guard, install_quiet_panic_hook};
@@ -220,16 +221,7 @@ fn find(
             let what = kind.map_or("component".to_string(), |k| k.to_string());
             lca_core::Error::Plugin(format!("plugin {} has no {what} named `{name}`", def.name))
         })?;
-    let table: lca_core::toml::Table =
-        params
-            .as_str()
-            .parse()
-            .map_err(|e: lca_core::toml::de::Error| {
-                lca_core::Error::input(format!(
-                    "parameters of `{name}` are not valid TOML: {}",
-                    e.message()
-                ))
-            })?;
+    let table = table_from_ffi(params, &format!("parameters of `{name}`"))?;
     Ok((descriptor, table))
 }
 

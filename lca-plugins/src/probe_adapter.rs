@@ -14,7 +14,9 @@ use crate::abi::{
     FfiContext, FfiDataset, FfiError, FfiMatrix, FfiOwnedMatrix, FfiProbe, FfiProbe_TO,
     FfiProbeBox, FfiTrainedProbe, FfiTrainedProbe_TO, FfiTrainedProbeBox,
 };
-use crate::convert::{context_from_ffi, dataset_from_ffi, matrix_from_ffi, owned_matrix_to_ffi};
+use crate::convert::{
+    context_from_ffi, dataset_from_ffi, matrix_from_ffi, owned_matrix_to_ffi, table_from_ffi,
+};
 use crate::guard::guard;
 
 /// A native probe specification, callable from the other side.
@@ -36,16 +38,7 @@ impl FfiProbe for ProbeAdapter {
 
     fn reconfigure(&self, changes: RStr<'_>) -> RResult<FfiProbeBox, FfiError> {
         guard(|| {
-            let changes: lca_core::toml::Table =
-                changes
-                    .as_str()
-                    .parse()
-                    .map_err(|e: lca_core::toml::de::Error| {
-                        lca_core::Error::input(format!(
-                            "parameter changes are not valid TOML: {}",
-                            e.message()
-                        ))
-                    })?;
+            let changes = table_from_ffi(changes, "parameter changes")?;
             Ok(probe_to_ffi(self.0.reconfigure(&changes)?))
         })
     }

@@ -13,7 +13,7 @@ mod params;
 
 pub use params::{check_documented_defaults, example_params, example_table, runnable_example};
 
-use lca_builtin::{SyntheticParams, generate};
+use lca_builtin::generate;
 use lca_core::component::{RankInput, Ranker, SharedProbe};
 use lca_core::context::RunContext;
 use lca_core::data::{
@@ -29,17 +29,7 @@ pub fn planted(
     per_class: usize,
     seed: u64,
 ) -> Dataset<'static> {
-    let p = SyntheticParams {
-        tokens,
-        neurons,
-        classes,
-        per_class,
-        split: lca_core::data::SplitFractions {
-            dev: 0.0,
-            test: 0.2,
-        },
-        ..Default::default()
-    };
+    let p = data::params(tokens, neurons, classes, per_class, 0.2);
     generate(&p, seed, "planted").expect("valid synthetic parameters")
 }
 

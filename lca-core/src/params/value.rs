@@ -78,7 +78,7 @@ impl ParamValue for f64 {
 
 /// Integers: TOML holds `i64`; narrower or unsigned types check the range.
 macro_rules! integer_value {
-    ($($ty:ty => $noun:literal),* $(,)?) => {$(
+    ($($ty:ty => $noun:literal $(; $allowed:literal)?),* $(,)?) => {$(
         impl ParamValue for $ty {
             type Scalar = $ty;
             const TYPE: ParamType = ParamType::Integer;
@@ -102,15 +102,19 @@ macro_rules! integer_value {
             fn noun() -> String {
                 $noun.into()
             }
+
+            fn allowed() -> Option<String> {
+                None$(.or(Some($allowed.into())))?
+            }
         }
     )*};
 }
 
 integer_value! {
     i64 => "an integer",
-    u64 => "a non-negative integer",
-    usize => "a non-negative integer",
-    u32 => "a non-negative integer below 2^32",
+    u64 => "a non-negative integer" ; "≥ 0",
+    usize => "a non-negative integer" ; "≥ 0",
+    u32 => "a non-negative integer below 2^32" ; "0 ≤ x < 2^32",
 }
 
 impl ParamValue for bool {
@@ -129,6 +133,10 @@ impl ParamValue for bool {
 
     fn scalars(&self) -> Vec<&bool> {
         vec![self]
+    }
+
+    fn allowed() -> Option<String> {
+        Some("true or false".into())
     }
 }
 

@@ -14,40 +14,31 @@ use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
+/// Every row's logits `W x + b`, in f64.
+fn logits(x: ArrayView2<'_, f32>, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
+    x.mapv(f64::from).dot(&w.t()) + b
+}
+
 /// (1/N) Σ CE + λ2 ‖W‖², in f64.
 fn objective(x: ArrayView2<'_, f32>, y: &[u32], w: &Array2<f64>, b: &Array1<f64>, l2: f64) -> f64 {
+    let z = logits(x, w, b);
     let mut loss = 0.0;
-    for (row, &label) in x.rows().into_iter().zip(y) {
-        let z: Vec<f64> = (0..w.nrows())
-            .map(|c| {
-                b[c] + row
-                    .iter()
-                    .zip(w.row(c))
-                    .map(|(&a, &v)| f64::from(a) * v)
-                    .sum::<f64>()
-            })
-            .collect();
-        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let log_sum = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-        loss += log_sum - z[label as usize];
+    for (row, &label) in z.rows().into_iter().zip(y) {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_sum = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        loss += log_sum - row[label as usize];
     }
     loss / y.len() as f64 + l2 * w.iter().map(|v| v * v).sum::<f64>()
 }
 
 fn predictions(x: ArrayView2<'_, f32>, w: &Array2<f64>, b: &Array1<f64>) -> Vec<usize> {
-    x.rows()
+    logits(x, w, b)
+        .rows()
         .into_iter()
         .map(|row| {
-            (0..w.nrows())
-                .map(|c| {
-                    b[c] + row
-                        .iter()
-                        .zip(w.row(c))
-                        .map(|(&a, &v)| f64::from(a) * v)
-                        .sum::<f64>()
-                })
+            row.iter()
                 .enumerate()
-                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(c, _)| c)
                 .unwrap()
         })
