@@ -213,7 +213,7 @@ impl CorpusSpec {
         let mut d = BTreeMap::new();
         d.insert("corpus".into(), display_path(&self.path));
         d.insert("corpus format".into(), self.format.as_str().into());
-        d.insert("task".into(), self.task.name().into());
+        d.insert("task".into(), self.task.as_str().into());
         d.insert(
             "sentences".into(),
             format!(

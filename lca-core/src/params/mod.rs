@@ -226,7 +226,7 @@ pub trait Params: Sized {
     /// # Errors
     /// The first problem, as [`Error::InvalidParam`] naming `component`.
     fn parse(component: &str, table: &toml::Table) -> Result<Self> {
-        first_problem(component, &Self::docs(), table)?;
+        check_keys(component, &Self::docs(), table)?;
         Self::from_table(component, table)
     }
 
@@ -271,10 +271,6 @@ impl Params for () {
 /// The first unknown key, wrong type or missing required key, as
 /// [`Error::InvalidParam`] naming `component`.
 pub fn check_keys(component: &str, docs: &[ParamDoc], table: &toml::Table) -> Result<()> {
-    first_problem(component, docs, table)
-}
-
-fn first_problem(component: &str, docs: &[ParamDoc], table: &toml::Table) -> Result<()> {
     match check_table(docs, table).into_iter().next() {
         None => Ok(()),
         Some(problem) => Err(Error::InvalidParam {

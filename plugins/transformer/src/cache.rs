@@ -33,11 +33,6 @@ lca_core::param_enum! {
 }
 
 impl Precision {
-    /// The recipe name.
-    pub fn name(self) -> &'static str {
-        self.as_str()
-    }
-
     fn safetensors_dtype(self) -> &'static str {
         match self {
             Precision::F32 => "F32",

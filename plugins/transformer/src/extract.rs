@@ -20,13 +20,6 @@ lca_core::param_enum! {
     }
 }
 
-impl Aggregation {
-    /// The recipe name.
-    pub fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
 /// What to extract and how.
 #[derive(Clone, Debug)]
 pub struct Plan<'a> {

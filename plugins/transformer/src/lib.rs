@@ -467,14 +467,14 @@ impl TransformerSource {
         }
         key.part("words", &words);
         key.part("layers", format!("{:?}", settings.layers).as_bytes());
-        key.part("aggregation", settings.aggregation.name().as_bytes());
+        key.part("aggregation", settings.aggregation.as_str().as_bytes());
         key.part("special_tokens", &[u8::from(settings.special_tokens)]);
         key.part(
             "long_sentences",
             format!("{:?}", settings.long_sentences).as_bytes(),
         );
         key.part("max_tokens", &(settings.max_tokens as u64).to_le_bytes());
-        key.part("dtype", self.precision.name().as_bytes());
+        key.part("dtype", self.precision.as_str().as_bytes());
         Ok(key.finish())
     }
 }
@@ -557,7 +557,7 @@ impl ActivationSource for TransformerSource {
                         .collect();
                     meta.insert("model".into(), files.dir.display().to_string());
                     meta.insert("layers".into(), format!("{:?}", settings.layers));
-                    meta.insert("aggregation".into(), settings.aggregation.name().into());
+                    meta.insert("aggregation".into(), settings.aggregation.as_str().into());
                     match cache::write(path, key, &extracted.stored, self.precision, &meta) {
                         Ok(()) => cx.info(&format!("cached the activations in {}", path.display())),
                         Err(e) => cx.warn(&format!("could not cache the activations: {e}")),
@@ -599,7 +599,7 @@ impl ActivationSource for TransformerSource {
                 config.num_hidden_layers + 1
             ),
         );
-        details.insert("aggregation".into(), settings.aggregation.name().into());
+        details.insert("aggregation".into(), settings.aggregation.as_str().into());
         details.insert(
             "window".into(),
             format!(
@@ -608,7 +608,7 @@ impl ActivationSource for TransformerSource {
             )
             .to_lowercase(),
         );
-        details.insert("precision".into(), self.precision.name().into());
+        details.insert("precision".into(), self.precision.as_str().into());
         if let Some(key) = &key {
             details.insert("cache key".into(), key[..16].to_string());
         }
