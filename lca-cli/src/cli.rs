@@ -67,22 +67,86 @@ pub(crate) struct RunArgs {
     /// Output directory (default: the recipe's `[run] out`, else runs/<recipe name>).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
-    /// Worker threads (default: the recipe's `[run] threads`, else one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, 0 to 4096 (default: the recipe's `[run] threads`,
+    /// else one per core; more than four per core are not started).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_threads)]
     pub(crate) threads: Option<usize>,
-    /// Override the recipe's seed.
-    #[arg(long, value_name = "N")]
+    /// Override the recipe's seed (0 to 2^64 − 1).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_seed)]
     pub(crate) seed: Option<u64>,
     /// No progress output.
     #[arg(long, short)]
     pub(crate) quiet: bool,
     /// Stop the run after this many seconds: no further step starts, what
     /// finished is kept in results.partial.json (Ctrl-C does the same).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, value_parser = parse_timeout)]
     pub(crate) timeout: Option<f64>,
     /// Reuse the steps an earlier run into the same output directory
     /// finished (trained probes, rankings, evaluations), when their
     /// component, parameters, inputs, seed and code are unchanged.
     #[arg(long)]
     pub(crate) resume: bool,
+}
+
+/// `--threads`: the recipe's range. Negative numbers are read here rather
+/// than by clap, whose advice for them (`-- -5`) does not apply.
+fn parse_threads(text: &str) -> Result<usize, String> {
+    let max = lca_core::context::MAX_THREADS;
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&t| t <= max)
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a thread count; give a whole number from 0 (one per core) to {max}"
+            )
+        })
+}
+
+/// `--seed`: any unsigned 64-bit integer.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "`{text}` is not a seed; give a whole number from 0 to {}",
+            u64::MAX
+        )
+    })
+}
+
+/// `--timeout`: positive and finite, at most a billion seconds.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 1e9)
+        .ok_or_else(|| {
+            format!("`{text}` is not a time limit; give a number of seconds above 0 and at most 1e9, such as 600 or 0.5")
+        })
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+
+    #[test]
+    fn numeric_flags_take_their_range_and_name_it_otherwise() {
+        assert_eq!(parse_threads("0"), Ok(0));
+        assert_eq!(parse_threads("4096"), Ok(4096));
+        for bad in ["4097", "1000000", "-1", "x", "1.5", ""] {
+            assert!(
+                parse_threads(bad)
+                    .unwrap_err()
+                    .contains("0 (one per core) to 4096"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_seed("18446744073709551615"), Ok(u64::MAX));
+        assert!(parse_seed("-5").unwrap_err().contains("from 0 to"));
+        assert!(parse_seed("18446744073709551616").is_err());
+        assert_eq!(parse_timeout("0.5"), Ok(0.5));
+        for bad in ["-5", "0", "nan", "inf", "1e10", "soon"] {
+            let e = parse_timeout(bad).unwrap_err();
+            assert!(e.contains("above 0") && !e.contains("--"), "{bad}: {e}");
+        }
+    }
 }

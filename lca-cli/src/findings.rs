@@ -259,9 +259,38 @@ fn layers(r: &Results) -> Option<Finding> {
     )
 }
 
+/// Whether each source's activations vary at all: constant neurons carry
+/// no information, and a source with nothing else cannot answer any claim.
+/// Tested only where a source has constant neurons, so that runs on sound
+/// data are not cluttered with it.
+fn informative(r: &Results) -> Option<Finding> {
+    if r.sources.values().all(|s| s.constant_neurons == 0) {
+        return None;
+    }
+    let cases = r
+        .sources
+        .iter()
+        .map(|(id, s)| {
+            let varying = s.neurons - s.constant_neurons;
+            (
+                varying > 0,
+                format!(
+                    "{id}: {varying} of {} neurons vary on the training split ({} constant, \
+                     ranked last)",
+                    s.neurons, s.constant_neurons
+                ),
+            )
+        })
+        .collect();
+    Finding::new(
+        "The activations carry information: some neurons vary on the training split".into(),
+        cases,
+    )
+}
+
 /// Every finding this run can test.
 pub(crate) fn findings(r: &Results) -> Vec<Finding> {
-    [layers(r), ablation(r), minimal(r)]
+    [informative(r), layers(r), ablation(r), minimal(r)]
         .into_iter()
         .flatten()
         .collect()

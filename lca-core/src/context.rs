@@ -67,12 +67,17 @@ impl PartialEq for ProgressSlot {
 impl Eq for ProgressSlot {}
 
 impl RunContext {
-    /// A context for a whole run. `threads == 0` means one thread per core.
+    /// A context for a whole run. `threads == 0` means one thread per core;
+    /// more than [`THREADS_PER_CORE`] per core (or [`MAX_THREADS`]) are not
+    /// started, since they only add switching.
     pub fn new(seed: u64, threads: usize) -> Self {
+        let cores = default_threads();
         let threads = if threads == 0 {
-            default_threads()
+            cores
         } else {
             threads
+                .min(cores.saturating_mul(THREADS_PER_CORE))
+                .min(MAX_THREADS)
         };
         RunContext {
             seed,
@@ -98,7 +103,7 @@ impl RunContext {
     pub fn from_parts(seed: u64, threads: usize, step: impl Into<String>) -> Self {
         RunContext {
             seed,
-            threads: threads.max(1),
+            threads: threads.clamp(1, MAX_THREADS),
             step: step.into(),
             progress: ProgressSlot::default(),
         }
@@ -198,6 +203,12 @@ impl RunContext {
         pool(self.threads, depth).install(work)
     }
 }
+
+/// The most worker threads a run asks for, from a recipe or the command line.
+pub const MAX_THREADS: usize = 4096;
+
+/// Worker threads started per core at most, whatever was asked.
+pub const THREADS_PER_CORE: usize = 4;
 
 fn default_threads() -> usize {
     std::thread::available_parallelism()

@@ -42,6 +42,7 @@ pub mod data;
 pub mod error;
 pub mod io;
 pub mod kind;
+pub mod memory;
 pub mod params;
 pub mod recipe;
 pub mod registry;

@@ -321,7 +321,15 @@ fn declare(
             }
         }
     }
-    if !declared.is_empty() && !declared.iter().any(|d| d.kind == ComponentKind::Source) {
+    if declared.is_empty() && problems.list.is_empty() {
+        problems.add(
+            "recipe",
+            0..0,
+            "the recipe declares no component, so a run would do nothing; add a \
+             [source.<id>] table and the rankers and evaluators that read it (`lca example \
+             <type>` prints a table for any type, `lca list` names them)",
+        );
+    } else if !declared.is_empty() && !declared.iter().any(|d| d.kind == ComponentKind::Source) {
         problems.add(
             "source",
             0..0,
@@ -730,7 +738,9 @@ fn parse_run(
                 ),
             },
             "threads" => match v.as_integer() {
-                Some(t) if (0..=4096).contains(&t) => run.threads = t as usize,
+                Some(t) if (0..=crate::context::MAX_THREADS as i64).contains(&t) => {
+                    run.threads = t as usize;
+                }
                 _ => problems.add(
                     at,
                     value.span(),
@@ -1131,6 +1141,15 @@ mod tests {
             "{p:?}"
         );
         assert!(p.iter().any(|m| m.contains("declares no source")), "{p:?}");
+    }
+
+    #[test]
+    fn an_empty_recipe_is_an_error() {
+        for text in ["", "# nothing yet\n", "[run]\nseed = 3\n"] {
+            let p = problems_of(text);
+            assert_eq!(p.len(), 1, "{text:?}: {p:?}");
+            assert!(p[0].contains("declares no component"), "{p:?}");
+        }
     }
 
     #[test]

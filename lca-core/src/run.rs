@@ -368,6 +368,39 @@ pub fn execute_with(
     Ok(results)
 }
 
+/// Warns once per source about neurons that are constant on its training
+/// split; all of them constant means the data can say nothing.
+fn warn_constant_neurons(
+    source: &str,
+    constant: &[u32],
+    summary: &crate::data::DatasetSummary,
+    cx: &RunContext,
+) {
+    if constant.is_empty() {
+        return;
+    }
+    if constant.len() == summary.neurons {
+        cx.warn(&format!(
+            "source `{source}`: all {} neurons are constant on the training split, so the \
+             activations carry no information about the labels; every ranking is a tie, \
+             broken by neuron index, and agreements and subset sizes mean nothing. Check \
+             the extraction (layer, site, model) that produced these activations",
+            summary.neurons
+        ));
+    } else {
+        let shown: Vec<String> = constant.iter().take(8).map(u32::to_string).collect();
+        let more = if constant.len() > 8 { ", …" } else { "" };
+        cx.warn(&format!(
+            "source `{source}`: {} of {} neurons are constant on the training split \
+             (neurons {}{more}); they carry no information, so every ranking puts them \
+             last, in index order",
+            constant.len(),
+            summary.neurons,
+            shown.join(", ")
+        ));
+    }
+}
+
 fn guarded<T>(step: &Step, work: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(result) => result,
@@ -407,6 +440,8 @@ struct Workspace<'p, 'c> {
     datasets: HashMap<&'p str, Dataset<'static>>,
     probes: HashMap<&'p str, (Arc<dyn Probe>, SharedProbe)>,
     rankings: BTreeMap<String, RankingRecord>,
+    /// Per source, the neurons constant on its training split.
+    constant: HashMap<&'p str, Vec<u32>>,
     checkpoints: Option<&'c Checkpoints>,
     /// Fingerprint per step key, when checkpoints are kept.
     fingerprints: HashMap<String, String>,
@@ -536,7 +571,11 @@ fn run_step<'p>(
                 let fingerprint = checkpoints.fingerprint(step, cx.seed(), &[], Some(&data))?;
                 work.fingerprints.insert(step.key(), fingerprint);
             }
-            results.sources.insert(step.id.clone(), dataset.summary());
+            let summary = dataset.summary();
+            let constant = dataset.constant_train_neurons();
+            warn_constant_neurons(&step.id, &constant, &summary, cx);
+            results.sources.insert(step.id.clone(), summary);
+            work.constant.insert(step.id.as_str(), constant);
             work.datasets.insert(step.id.as_str(), dataset);
         }
         Component::Probe(probe) => {
@@ -708,6 +747,14 @@ fn rank_step(
             data.n_neurons()
         )));
     }
+    // Whatever score a method gives a constant neuron (IoU can call a
+    // neuron that is always "on" perfect for a frequent class), it carries
+    // no information, so it goes last, in index order.
+    let constant = work
+        .constant
+        .get(step.source.as_str())
+        .map_or(&[][..], Vec::as_slice);
+    let ranking = ranking.with_uninformative_last(constant);
     for class in ranking.per_class() {
         if data.classes().id(class.class()).is_none() {
             return Err(invalid(format!(

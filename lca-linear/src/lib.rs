@@ -656,7 +656,8 @@ fn adam(
     let mut rng = cx.rng_for("probe-shuffle");
     let mut step = 0usize;
     let mut epoch_losses = Vec::with_capacity(s.epochs);
-    let batch = s.batch_size.max(1);
+    // A batch larger than the data is the whole data (full-batch Adam).
+    let batch = s.batch_size.clamp(1, n.max(1));
     let mut xb = Array2::<f64>::zeros((batch, d));
     for _ in 0..s.epochs {
         cx.check_cancelled()?;

@@ -48,6 +48,19 @@ pub(crate) fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
     predicted.iter().zip(labels).filter(|(p, y)| p == y).count() as f64 / labels.len() as f64
 }
 
+/// Accuracy on `split` of always answering the training split's most
+/// frequent class (ties: the lower class id): what a probe reaches without
+/// any information from the activations.
+pub(crate) fn majority_accuracy(data: &Dataset<'_>, split: Split) -> f64 {
+    let train = data.split(Split::Train);
+    let counts = lca_core::data::count_classes(train.labels, data.n_classes());
+    let majority = (0..counts.len())
+        .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+        .unwrap_or(0) as u32;
+    let part = data.split(split);
+    accuracy(&vec![majority; part.labels.len()], part.labels)
+}
+
 /// Accuracy of a trained probe on a split.
 pub(crate) fn probe_accuracy(
     probe: &dyn TrainedProbe,

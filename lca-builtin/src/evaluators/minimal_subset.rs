@@ -1,6 +1,6 @@
 //! `minimal_subset`: the fewest top-ranked neurons that recover the probe.
 
-use super::common::{probe_accuracy, require_split, retrain_accuracies, top};
+use super::common::{majority_accuracy, probe_accuracy, require_split, retrain_accuracies, top};
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
@@ -114,6 +114,19 @@ impl Evaluator for MinimalSubset {
             let oracle = probe_accuracy(probe.trained.as_ref(), data, self.select_on)?;
             let oracle_report = probe_accuracy(probe.trained.as_ref(), data, self.report_on)?;
             let target = oracle * (1.0 - self.delta / 100.0);
+            let baseline = majority_accuracy(data, self.select_on);
+            if oracle <= baseline {
+                // Any subset, even one neuron, "recovers" a probe that learned
+                // nothing, which would read as a perfectly localised property.
+                e.notes.push(format!(
+                    "No minimal subset for probe `{}`: on {} it reaches {oracle:.4}, no better \
+                     than always answering the most frequent class ({baseline:.4}), so the \
+                     activations carry no information it could use and no subset is smaller \
+                     than another.",
+                    probe.id, self.select_on
+                ));
+                continue;
+            }
             for ranking in &input.rankings {
                 let mut tried = Vec::new();
                 let mut found = None;

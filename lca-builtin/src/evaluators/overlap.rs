@@ -159,10 +159,58 @@ fn count_inversions(seq: &mut [usize]) -> u64 {
     count
 }
 
+/// The rankings' orders without the `constant` neurons (ascending), with
+/// the others renumbered `0..n − |constant|` so that positions stay dense.
+fn informative_orders(input: &EvalInput<'_>, constant: &[u32]) -> Vec<Vec<u32>> {
+    let n = input.data.n_neurons();
+    let mut renumbered = vec![u32::MAX; n];
+    let mut next = 0u32;
+    for (j, slot) in renumbered.iter_mut().enumerate() {
+        if constant.binary_search(&(j as u32)).is_err() {
+            *slot = next;
+            next += 1;
+        }
+    }
+    input
+        .rankings
+        .iter()
+        .map(|r| {
+            r.ranking
+                .order()
+                .iter()
+                .map(|&j| renumbered[j as usize])
+                .filter(|&j| j != u32::MAX)
+                .collect()
+        })
+        .collect()
+}
+
 impl Evaluator for RankingOverlap {
     fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
-        let n = input.data.n_neurons();
+        // Constant neurons are last in every ranking, in index order; left
+        // in, they would count as agreement that no method reached.
+        let constant = input.data.constant_train_neurons();
+        let orders = informative_orders(input, &constant);
+        let n = input.data.n_neurons() - constant.len();
         let mut evaluation = Evaluation::default();
+        if n < 2 {
+            evaluation.notes.push(format!(
+                "No agreement measured: {} of the {} neurons are constant on the training \
+                 split, so every ranking is a tie broken by neuron index, and agreement \
+                 between ties means nothing",
+                constant.len(),
+                input.data.n_neurons()
+            ));
+            return Ok(evaluation);
+        }
+        if !constant.is_empty() {
+            evaluation.notes.push(format!(
+                "The {} neurons constant on the training split are left out: every ranking \
+                 puts them last, which is agreement no method reached. Top-k sets and \
+                 correlations cover the other {n}",
+                constant.len()
+            ));
+        }
         let mut table = Table::new(
             "Top-k overlap between rankings",
             &[
@@ -175,16 +223,11 @@ impl Evaluator for RankingOverlap {
             ],
         );
         for (i, a) in input.rankings.iter().enumerate() {
-            for b in &input.rankings[i + 1..] {
+            for (b, order_b) in input.rankings.iter().zip(&orders).skip(i + 1) {
                 for &k in &self.ks {
                     let k = k.min(n);
-                    let top_a: HashSet<u32> = a.ranking.top(k).iter().copied().collect();
-                    let shared = b
-                        .ranking
-                        .top(k)
-                        .iter()
-                        .filter(|j| top_a.contains(j))
-                        .count();
+                    let top_a: HashSet<u32> = orders[i][..k].iter().copied().collect();
+                    let shared = order_b[..k].iter().filter(|j| top_a.contains(j)).count();
                     let overlap = shared as f64 / k as f64;
                     let jaccard = shared as f64 / (2 * k - shared) as f64;
                     table.push(vec![
@@ -202,16 +245,17 @@ impl Evaluator for RankingOverlap {
             }
         }
         evaluation.tables.push(table);
-        self.agreement(input, n, &mut evaluation);
+        let orders: Vec<&[u32]> = orders.iter().map(Vec::as_slice).collect();
+        self.agreement(input, &orders, n, &mut evaluation);
         Ok(evaluation)
     }
 }
 
 impl RankingOverlap {
-    /// Fan et al.'s measures, rank correlations and the heatmaps.
-    fn agreement(&self, input: &EvalInput<'_>, n: usize, e: &mut Evaluation) {
+    /// Fan et al.'s measures, rank correlations and the heatmaps, over
+    /// `orders` of `n` neurons.
+    fn agreement(&self, input: &EvalInput<'_>, orders: &[&[u32]], n: usize, e: &mut Evaluation) {
         let ids: Vec<String> = input.rankings.iter().map(|r| r.id.to_string()).collect();
-        let orders: Vec<&[u32]> = input.rankings.iter().map(|r| r.ranking.order()).collect();
         let mut fan = Table::new(
             format!(
                 "Agreement with the other rankings (AvgOverlap; NeuronVote over their top {})",

@@ -173,6 +173,14 @@ impl ActivationSource for NpySource {
         };
         let starts =
             (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
+        if starts.is_none() && self.unit == SplitUnit::Sentence && p.split.dev + p.split.test > 0.0
+        {
+            cx.info(&format!(
+                "{}: no blank lines separate sentences, so the file is one sentence and the \
+                 splits are drawn by token; add blank lines between sentences to keep them whole",
+                p.labels.display()
+            ));
+        }
         let (order, splits) = assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?;
         let identity = order.iter().enumerate().all(|(i, &r)| i == r);
         let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
@@ -182,12 +190,27 @@ impl ActivationSource for NpySource {
             reorder(&labels.names)
         };
         let tokens = match words {
+            // Without blank lines the file is one sentence, split by token.
+            Some(words) if labels.sentence_starts.is_empty() => {
+                Some(Tokens::single_sentence(if identity {
+                    words
+                } else {
+                    reorder(&words)
+                }))
+            }
             Some(words) => {
                 let starts = reorder_sentence_starts(&labels.sentence_starts, rows, &order);
-                Some(Tokens::new(
-                    if identity { words } else { reorder(&words) },
-                    starts,
-                )?)
+                let words = if identity { words } else { reorder(&words) };
+                Some(Tokens::new(words, starts).map_err(|e| {
+                    Error::format(
+                        p.words.as_deref().unwrap_or(&p.labels),
+                        None,
+                        format!(
+                            "its sentences do not line up with the labels file's ({e}); give both \
+                             files the same blank lines between sentences"
+                        ),
+                    )
+                })?)
             }
             None => None,
         };
@@ -246,63 +269,151 @@ fn open(path: &Path) -> Result<File> {
 }
 
 /// Reads straight into the array (no intermediate byte buffer, so the peak
-/// is one copy of the matrix); float64 files are re-read and converted.
+/// is one copy of the matrix); float64 files are converted. The header is
+/// checked first, so that a damaged file gets one sentence naming what is
+/// wrong rather than the parser's trace, and so that the matrix is known to
+/// fit in memory before it is allocated.
 fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
-    match Array2::<f32>::read_npy(BufReader::new(open(path)?)) {
-        Ok(a) => return Ok(a),
-        Err(ndarray_npy::ReadNpyError::Io(e)) => return Err(Error::io("read", path, e)),
-        Err(_) => {}
-    }
-    match Array2::<f64>::read_npy(BufReader::new(open(path)?)) {
-        Ok(a) => Ok(a.mapv(|v| v as f32)),
-        Err(e) => {
-            let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-            let problem = npy_problem(&bytes).unwrap_or_else(|| format!("cannot be read ({e})"));
-            Err(Error::format(
-                path,
-                None,
-                format!(
-                    "{problem}; save the activations as a tokens × neurons float32 matrix (numpy: np.save(path, x.astype(np.float32)))"
-                ),
-            ))
-        }
+    let header = npy_header(path)?;
+    let read_error = |e: ndarray_npy::ReadNpyError| match e {
+        ndarray_npy::ReadNpyError::Io(e) => Error::io("read", path, e),
+        other => Error::format(
+            path,
+            None,
+            format!(
+                "cannot be read as a {} matrix ({}); save the activations as a tokens × neurons \
+                 float32 matrix (numpy: np.save(path, x.astype(np.float32)))",
+                header.kind,
+                one_line(&other.to_string())
+            ),
+        ),
+    };
+    let reader = BufReader::new(open(path)?);
+    if header.kind == "float32" {
+        Array2::<f32>::read_npy(reader).map_err(read_error)
+    } else {
+        narrow_to_f32(path, &Array2::<f64>::read_npy(reader).map_err(read_error)?)
     }
 }
 
-/// What is wrong with an `.npy` file that does not read as a 2-D float
-/// matrix, from its header: the dtype, the rank, or missing data.
-fn npy_problem(bytes: &[u8]) -> Option<String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Some("is not an .npy file (it lacks the \\x93NUMPY signature)".into());
+/// A message on one line, however many lines a library wrote.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Converts float64 activations to float32. NaN and infinity pass through
+/// (the `non_finite` setting decides about them); a finite value beyond
+/// float32's range is an error, since it would silently become infinity.
+pub(crate) fn narrow_to_f32(path: &Path, matrix: &Array2<f64>) -> Result<Array2<f32>> {
+    let too_large = matrix
+        .indexed_iter()
+        .find(|(_, v)| v.is_finite() && v.abs() > f64::from(f32::MAX));
+    if let Some(((row, col), value)) = too_large {
+        return Err(Error::format(
+            path,
+            None,
+            format!(
+                "the float64 value {value:e} at row {row}, column {col} (counting from 0) overflows \
+                 when converted to float32, whose largest value is {:e}; activations are analysed \
+                 as float32, so rescale them or check how they were computed",
+                f32::MAX
+            ),
+        ));
     }
-    let (len, start) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        _ if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+    Ok(matrix.mapv(|v| v as f32))
+}
+
+/// What an `.npy` header declares.
+struct NpyHeader {
+    kind: &'static str,
+}
+
+/// Reads and checks an `.npy` file's header against the rest of the file:
+/// the signature, the header's length, its fields, the dtype (float32 or
+/// float64, little-endian), the rank, the data size the shape implies, and
+/// the memory the matrix needs.
+fn npy_header(path: &Path) -> Result<NpyHeader> {
+    use std::io::Read;
+    let fail = |message: String| {
+        Err(Error::format(
+            path,
+            None,
+            format!(
+                "{message}; save the activations as a tokens × neurons float32 matrix (numpy: \
+                 np.save(path, x.astype(np.float32)))"
+            ),
+        ))
+    };
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| Error::io("read", path, e))?
+        .len();
+    let mut file = open(path)?;
+    let mut lead = [0u8; 12];
+    let got = file
+        .read(&mut lead)
+        .map_err(|e| Error::io("read", path, e))?;
+    if got < 10 || &lead[..6] != b"\x93NUMPY" {
+        return fail("is not an .npy file (it lacks the \\x93NUMPY signature)".into());
+    }
+    let (len, start) = match lead[6] {
+        1 => (u64::from(u16::from_le_bytes([lead[8], lead[9]])), 10u64),
+        2 | 3 if got >= 12 => (
+            u64::from(u32::from_le_bytes([lead[8], lead[9], lead[10], lead[11]])),
             12,
         ),
-        _ => return Some("has a cut-off header".into()),
+        v => {
+            return fail(format!(
+                "has an .npy format version ({v}) this reader does not know, or a cut-off header"
+            ));
+        }
     };
-    let header = std::str::from_utf8(bytes.get(start..start + len)?).ok()?;
+    if start + len > file_len {
+        return fail(format!(
+            "is damaged: its header claims {len} bytes, but the file ends {} bytes after the \
+             header starts",
+            file_len.saturating_sub(start)
+        ));
+    }
+    let mut text = vec![0u8; len as usize];
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut text))
+        .map_err(|e| Error::io("read", path, e))?;
+    let damaged = || {
+        fail(
+            "has a damaged header: it is not a dictionary of 'descr', 'fortran_order' and \
+             'shape' as numpy writes it"
+                .into(),
+        )
+    };
+    let Ok(header) = std::str::from_utf8(&text) else {
+        return damaged();
+    };
     let field = |key: &str| {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
         let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
         Some(rest.to_string())
     };
-    let descr = field("descr")?;
-    let descr = descr
-        .trim_start_matches('\'')
-        .split('\'')
-        .next()?
-        .to_string();
-    let shape_text = field("shape")?;
-    let shape_text = shape_text.strip_prefix('(')?.split(')').next()?.to_string();
-    let shape: Vec<usize> = shape_text
+    let (Some(descr), Some(shape_text)) = (field("descr"), field("shape")) else {
+        return damaged();
+    };
+    let Some(descr) = descr.strip_prefix('\'').and_then(|d| d.split('\'').next()) else {
+        return damaged();
+    };
+    let Some(shape_text) = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+    else {
+        return damaged();
+    };
+    let Some(shape) = shape_text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().ok())
-        .collect::<Option<_>>()?;
+        .map(|s| s.parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()
+    else {
+        return damaged();
+    };
     let kind = match descr.trim_start_matches(['<', '>', '|', '=']) {
         "f4" => "float32",
         "f8" => "float64",
@@ -319,26 +430,60 @@ fn npy_problem(bytes: &[u8]) -> Option<String> {
         _ => "non-numeric",
     };
     if kind != "float32" && kind != "float64" {
-        return Some(format!(
+        return fail(format!(
             "holds {kind} values (dtype '{descr}'), but activations must be float32 or float64"
         ));
     }
+    if descr.starts_with('>') {
+        return fail(format!(
+            "holds big-endian {kind} values (dtype '{descr}'); only little-endian files are read \
+             (numpy: x.astype('<f4'))"
+        ));
+    }
     if shape.len() != 2 {
-        return Some(format!(
+        return fail(format!(
             "is a {}-D array of shape ({shape_text}), but activations must be a 2-D tokens × neurons matrix",
             shape.len()
         ));
     }
     let item = if kind == "float32" { 4 } else { 8 };
-    let want = shape[0] * shape[1] * item;
-    let have = bytes.len().saturating_sub(start + len);
-    if have < want {
-        return Some(format!(
-            "is truncated: its header promises {} × {} {kind} values ({want} bytes) but only {have} bytes follow; the file was cut short while being written or copied",
-            shape[0], shape[1]
-        ));
+    let want = shape[0]
+        .checked_mul(shape[1])
+        .and_then(|c| c.checked_mul(item));
+    let have = file_len - start - len;
+    match want {
+        Some(want) if have < want => {
+            return fail(format!(
+                "is truncated: its header promises {} × {} {kind} values ({want} bytes) but only \
+                 {have} bytes follow; the file was cut short while being written or copied",
+                shape[0], shape[1]
+            ));
+        }
+        Some(want) if have > want => {
+            return fail(format!(
+                "holds more data than its header declares: the shape ({} × {}) makes {want} bytes \
+                 of {kind} but {have} bytes follow, so the header and the data disagree on the \
+                 matrix's size (the dtype, '{descr}', is fine); the header was written for \
+                 another array",
+                shape[0], shape[1]
+            ));
+        }
+        None => {
+            return fail(format!(
+                "declares a shape ({} × {}) too large for any file",
+                shape[0], shape[1]
+            ));
+        }
+        Some(_) => {}
     }
-    None
+    lca_core::memory::ensure_fits(
+        &format!("{}: the {} × {} matrix", path.display(), shape[0], shape[1]),
+        shape[0]
+            .checked_mul(shape[1])
+            .and_then(|c| lca_core::memory::bytes_of(c, 4)),
+        "split the activations into smaller files or select fewer layers when saving them",
+    )?;
+    Ok(NpyHeader { kind })
 }
 
 /// Drops the rows holding NaN or infinity from the matrix, the labels (and
@@ -443,15 +588,19 @@ fn read_npz(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
     if let Ok(a) = npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix2>(&entry) {
         return Ok(a);
     }
-    npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix2>(&entry)
-        .map(|a| a.mapv(|v| v as f32))
+    let wide = npz
+        .by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix2>(&entry)
         .map_err(|e| {
             Error::format(
                 path,
                 None,
-                format!("array `{name}` is not a 2-D float32 or float64 array ({e})"),
+                format!(
+                    "array `{name}` is not a 2-D float32 or float64 array ({})",
+                    one_line(&e.to_string())
+                ),
             )
-        })
+        })?;
+    narrow_to_f32(path, &wide)
 }
 
 fn read_safetensors(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
@@ -480,11 +629,16 @@ fn read_safetensors(path: &Path, array: Option<&str>) -> Result<Array2<f32>> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        safetensors::Dtype::F64 => view
-            .data()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
+        safetensors::Dtype::F64 => {
+            let wide: Vec<f64> = view
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect();
+            let wide = Array2::from_shape_vec((shape[0], shape[1]), wide)
+                .map_err(|e| Error::format(path, None, format!("tensor `{name}`: {e}")))?;
+            return narrow_to_f32(path, &wide);
+        }
         other => {
             return Err(Error::format(
                 path,

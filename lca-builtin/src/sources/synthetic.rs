@@ -95,14 +95,18 @@ impl SyntheticSource {
             p.layers,
             &format!("a divisor of neurons = {}", p.neurons),
         )?;
-        let informative = p.classes * p.per_class * (1 + p.copies);
+        let informative = p
+            .classes
+            .checked_mul(p.per_class)
+            .and_then(|n| n.checked_mul(p.copies.checked_add(1)?));
         ensure(
             NAME,
             "per_class",
-            informative <= p.neurons,
+            informative.is_some_and(|n| n <= p.neurons),
             p.per_class,
             &format!(
-                "classes × per_class × (1 + copies) = {informative} planted neurons to fit in neurons = {}",
+                "classes × per_class × (1 + copies) = {} planted neurons to fit in neurons = {}",
+                informative.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
                 p.neurons
             ),
         )?;
@@ -113,6 +117,14 @@ impl SyntheticSource {
 
 impl ActivationSource for SyntheticSource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let p = &self.params;
+        // The matrix, plus labels and words of the same length.
+        let cells = (p.tokens as u64).checked_mul(p.neurons as u64);
+        lca_core::memory::ensure_fits(
+            &format!("the `{NAME}` source's {} × {} matrix", p.tokens, p.neurons),
+            cells.and_then(|c| lca_core::memory::bytes_of(c, 4)),
+            "lower `tokens` or `neurons`",
+        )?;
         let seed = self.params.seed.unwrap_or(cx.seed());
         cx.install(|| generate(&self.params, seed, cx.step()))
     }

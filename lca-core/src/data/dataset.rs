@@ -357,6 +357,12 @@ impl<'a> Dataset<'a> {
         if splits.total() != rows {
             return Err(shape("rows covered by the splits", rows, splits.total()));
         }
+        if acts.n_cols() == 0 {
+            return Err(Error::input(format!(
+                "dataset `{name}` has no neurons (its activation matrix has {rows} rows and 0 \
+                 columns); check the file's shape and the layers selected from it"
+            )));
+        }
         Ok(Dataset {
             name,
             acts,
@@ -537,6 +543,29 @@ impl<'a> Dataset<'a> {
         }
     }
 
+    /// The neurons whose activation is the same on every training row, in
+    /// ascending order. Such a neuron carries no information about any
+    /// label, so every ranking puts it last (see `docs/methods.md`); dead
+    /// ReLU units and padding dimensions are the usual cause.
+    pub fn constant_train_neurons(&self) -> Vec<u32> {
+        let rows = self.splits.range(Split::Train);
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let first: Vec<f32> = self.acts.block(rows.start..rows.start + 1).row(0).to_vec();
+        let mut constant = vec![true; self.n_neurons()];
+        for (_, block) in self.acts.blocks(rows, 4096) {
+            for row in block.rows() {
+                for ((c, &v), &f) in constant.iter_mut().zip(row).zip(&first) {
+                    *c &= v == f;
+                }
+            }
+        }
+        (0..constant.len() as u32)
+            .filter(|&j| constant[j as usize])
+            .collect()
+    }
+
     /// Requires at least two classes in the training split.
     ///
     /// # Errors
@@ -611,6 +640,7 @@ impl<'a> Dataset<'a> {
             splits: self.splits,
             truth: self.truth.clone(),
             details: self.details.clone(),
+            constant_neurons: self.constant_train_neurons().len(),
         }
     }
 }
@@ -637,6 +667,9 @@ pub struct DatasetSummary {
     /// Where the data came from (model, corpus, extraction settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// Neurons constant on the training split, which every ranking puts last.
+    #[serde(default)]
+    pub constant_neurons: usize,
 }
 
 /// Assigns rows to splits. Returns the new row order (train rows first, then

@@ -191,6 +191,21 @@ impl<'a> ActivationMatrix<'a> {
     }
 }
 
+/// For each column of `x`, whether all its values are equal (true for every
+/// column when `x` has no rows).
+pub fn constant_columns(x: ndarray::ArrayView2<'_, f32>) -> Vec<bool> {
+    let Some(first) = x.rows().into_iter().next() else {
+        return vec![true; x.ncols()];
+    };
+    let mut constant = vec![true; x.ncols()];
+    for row in x.rows() {
+        for ((c, &v), &f) in constant.iter_mut().zip(row).zip(first) {
+            *c &= v == f;
+        }
+    }
+    constant
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +254,13 @@ mod tests {
         let (r, c, v) = m.find_non_finite().unwrap();
         assert_eq!((r, c), (1, 0));
         assert!(v.is_nan());
+    }
+
+    #[test]
+    fn constant_columns_are_those_with_one_value() {
+        let x = array![[1.0, 2.0, 0.0], [1.0, 3.0, 0.0], [1.0, 2.0, 0.0]];
+        assert_eq!(constant_columns(x.view()), vec![true, false, true]);
+        let empty = Array2::<f32>::zeros((0, 2));
+        assert_eq!(constant_columns(empty.view()), vec![true, true]);
     }
 }

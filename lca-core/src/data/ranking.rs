@@ -181,6 +181,51 @@ impl NeuronRanking {
         })
     }
 
+    /// The same ranking with the `uninformative` neurons (ascending, such as
+    /// the constant ones) moved to the end, in ascending index order; the
+    /// others keep their relative order. Their scores, when there are scores,
+    /// become the lowest score of the rest (0 when nothing else is left), so
+    /// that the scores still agree with the order. Per-class rankings get
+    /// the same treatment.
+    pub fn with_uninformative_last(mut self, uninformative: &[u32]) -> Self {
+        if uninformative.is_empty() {
+            return self;
+        }
+        let n = self.order.len();
+        let mut is_out = vec![false; n];
+        for &j in uninformative {
+            if let Some(flag) = is_out.get_mut(j as usize) {
+                *flag = true;
+            }
+        }
+        let reorder = |order: &mut Vec<u32>, scores: Option<&mut Vec<f64>>| {
+            let mut kept: Vec<u32> = order
+                .iter()
+                .copied()
+                .filter(|&j| !is_out[j as usize])
+                .collect();
+            if let Some(scores) = scores {
+                let floor = kept
+                    .iter()
+                    .map(|&j| scores[j as usize])
+                    .fold(f64::INFINITY, f64::min);
+                let floor = if floor.is_finite() { floor } else { 0.0 };
+                for j in 0..n {
+                    if is_out[j] {
+                        scores[j] = floor;
+                    }
+                }
+            }
+            kept.extend((0..n as u32).filter(|&j| is_out[j as usize]));
+            *order = kept;
+        };
+        reorder(&mut self.order, self.scores.as_mut());
+        for class in &mut self.per_class {
+            reorder(&mut class.order, class.scores.as_mut());
+        }
+        self
+    }
+
     /// A ranking that skips every check. Only for test fixtures that must
     /// produce invalid rankings to exercise the host's validation.
     #[doc(hidden)]

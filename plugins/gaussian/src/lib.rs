@@ -195,6 +195,32 @@ pub fn greedy_selection_until(
     let (n, d) = x.dim();
     let m = scored.len();
     let counts = lca_core::data::count_classes(y, n_classes);
+    // A neuron constant on the training rows adds nothing to any class's
+    // density, so it is never chosen; it keeps a candidate score of NaN.
+    let constant = lca_core::data::constant_columns(x);
+    // Floor for conditional variances, when a class has no spread of its own
+    // (one row, identical rows): a small fraction of the pooled variance, so
+    // that densities stay finite.
+    let pooled_floor = {
+        let mean_var = x
+            .columns()
+            .into_iter()
+            .map(|col| {
+                let mu = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64;
+                col.iter()
+                    .map(|&v| (f64::from(v) - mu).powi(2))
+                    .sum::<f64>()
+                    / n.max(1) as f64
+            })
+            .sum::<f64>()
+            / d.max(1) as f64;
+        1e-10
+            * if mean_var.is_finite() && mean_var > 0.0 {
+                mean_var
+            } else {
+                1.0
+            }
+    };
     let mut classes: Vec<ClassModel> = (0..n_classes)
         .filter(|&c| counts[c] > 0)
         .map(|c| {
@@ -223,7 +249,7 @@ pub fn greedy_selection_until(
                 .zip(&var)
                 .map(|(s, v)| (s + v) / denominator)
                 .collect();
-            let floor = 1e-10 * (diag.iter().sum::<f64>() / d as f64).max(f64::MIN_POSITIVE);
+            let floor = (1e-10 * diag.iter().sum::<f64>() / d as f64).max(pooled_floor);
             let cond_var = diag.iter().map(|&v| v.max(floor)).collect();
             let mut residual = vec![0.0f32; d * m];
             for (i, &r) in scored.iter().enumerate() {
@@ -275,7 +301,7 @@ pub fn greedy_selection_until(
         let scores: Vec<f64> = (0..d)
             .into_par_iter()
             .map(|j| {
-                if is_selected[j] {
+                if is_selected[j] || constant[j] {
                     return f64::NAN;
                 }
                 // log N(r; 0, v) = −½ log(2πv) − r² / (2v), with the
@@ -304,16 +330,26 @@ pub fn greedy_selection_until(
                     let sum: f64 = a.iter().map(|v| (v - max).exp()).sum();
                     total += a[class_of[i]] - max - sum.ln();
                 }
-                (entropy + total / m as f64) / std::f64::consts::LN_2
+                let bits = (entropy + total / m as f64) / std::f64::consts::LN_2;
+                // Densities that underflow on extreme data leave a candidate
+                // unusable, not the search.
+                if bits.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    bits
+                }
             })
             .collect();
         let best_value = scores
             .iter()
             .filter(|v| !v.is_nan())
             .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        let best = (0..d)
-            .find(|&j| !is_selected[j] && scores[j] >= best_value - TIE_BITS)
-            .expect("an unselected neuron remains");
+        let Some(best) =
+            (0..d).find(|&j| !is_selected[j] && !constant[j] && scores[j] >= best_value - TIE_BITS)
+        else {
+            // Only constant neurons are left.
+            break;
+        };
         selected.push(best as u32);
         is_selected[best] = true;
         mi_bits.push(scores[best]);
@@ -380,6 +416,22 @@ impl Ranker for GaussianRanker {
             rows
         };
         let steps = self.neurons.min(d);
+        // Each class present keeps a residual per scored row and neuron.
+        let classes = lca_core::data::count_classes(train.labels, data.n_classes())
+            .iter()
+            .filter(|&&c| c > 0)
+            .count() as u64;
+        lca_core::memory::ensure_fits(
+            &format!(
+                "the Gaussian ranker's residuals ({classes} classes × {} rows × {d} neurons)",
+                scored.len()
+            ),
+            classes
+                .checked_mul(scored.len() as u64)
+                .and_then(|c| c.checked_mul(d as u64))
+                .and_then(|c| lca_core::memory::bytes_of(c, 4)),
+            "lower `max_rows`, or rank fewer neurons or classes",
+        )?;
         let selection = cx
             .install(|| {
                 greedy_selection_until(
@@ -393,18 +445,34 @@ impl Ranker for GaussianRanker {
                 )
             })
             .ok_or(lca_core::Error::Cancelled)?;
+        // The unselected neurons follow, by their score at the last step;
+        // constant ones (NaN) last, in index order.
         let mut order = selection.selected.clone();
-        if let Some(last) = selection.candidates.last() {
-            let mut rest: Vec<u32> = (0..d as u32)
-                .filter(|j| !selection.selected.contains(j))
-                .collect();
-            rest.sort_by(|&a, &b| {
-                last[b as usize]
-                    .total_cmp(&last[a as usize])
-                    .then(a.cmp(&b))
-            });
-            order.extend(rest);
+        let mut is_selected = vec![false; d];
+        for &j in &selection.selected {
+            is_selected[j as usize] = true;
         }
+        let last_score = |j: u32| {
+            selection
+                .candidates
+                .last()
+                .map_or(0.0, |last| last[j as usize])
+        };
+        let key = |j: u32| {
+            let v = last_score(j);
+            if v.is_nan() { f64::NEG_INFINITY } else { v }
+        };
+        let mut rest: Vec<u32> = (0..d as u32)
+            .filter(|&j| !is_selected[j as usize])
+            .collect();
+        rest.sort_by(|&a, &b| {
+            let nan = |j: u32| last_score(j).is_nan();
+            nan(a)
+                .cmp(&nan(b))
+                .then(key(b).total_cmp(&key(a)))
+                .then(a.cmp(&b))
+        });
+        order.extend(rest);
         let mut details = serde_json::Map::new();
         details.insert("selected".into(), selection.selected.len().into());
         details.insert("mi_bits".into(), selection.mi_bits.clone().into());

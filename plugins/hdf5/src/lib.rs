@@ -97,12 +97,30 @@ fn sentence_text(key: &str) -> &str {
 pub fn read(path: &Path) -> Result<NeuroxActivations> {
     #[cfg(unix)]
     {
-        isolated::read(path)
+        isolated::read(path, isolated::time_limit(path), read_in_process)
     }
     #[cfg(not(unix))]
     {
         read_in_process(path)
     }
+}
+
+/// [`read`]'s isolation around any `reader`, with a given time limit: the
+/// tests check the guard with readers that sleep, abort or panic, because
+/// what the HDF5 library does on a given damaged file varies between its
+/// versions and runs.
+///
+/// # Errors
+/// What `reader` returns, or an error naming `path` when the reader takes
+/// longer than `limit`, panics or is killed by a signal.
+#[cfg(unix)]
+#[doc(hidden)]
+pub fn read_isolated_with(
+    path: &Path,
+    limit: std::time::Duration,
+    reader: fn(&Path) -> Result<NeuroxActivations>,
+) -> Result<NeuroxActivations> {
+    isolated::read(path, limit, reader)
 }
 
 /// [`read`] in this process, with no protection from the HDF5 library.
@@ -227,7 +245,7 @@ mod isolated {
 
     /// 60 s plus 10 s per 100 MB of file, unless [`TIME_LIMIT_VAR`] says
     /// otherwise: far more than a sound file takes.
-    fn time_limit(path: &Path) -> Duration {
+    pub(crate) fn time_limit(path: &Path) -> Duration {
         if let Some(seconds) = std::env::var(TIME_LIMIT_VAR)
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
@@ -239,11 +257,15 @@ mod isolated {
         Duration::from_secs(60 + size / 10_000_000)
     }
 
-    pub(crate) fn read(path: &Path) -> Result<NeuroxActivations> {
+    pub(crate) fn read(
+        path: &Path,
+        limit: Duration,
+        reader: fn(&Path) -> Result<NeuroxActivations>,
+    ) -> Result<NeuroxActivations> {
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for the two descriptors `pipe` writes.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return super::read_in_process(path);
+            return reader(path);
         }
         let [from_child, to_parent] = fds;
         // SAFETY: the child only reads the file, writes the pipe and leaves
@@ -255,7 +277,7 @@ mod isolated {
                 libc::close(from_child);
                 libc::close(to_parent);
             }
-            return super::read_in_process(path);
+            return reader(path);
         }
         if pid == 0 {
             // SAFETY: the read end belongs to the parent; the write end is
@@ -264,7 +286,7 @@ mod isolated {
                 libc::close(from_child);
                 File::from_raw_fd(to_parent)
             };
-            let outcome = std::panic::catch_unwind(|| super::read_in_process(path));
+            let outcome = std::panic::catch_unwind(|| reader(path));
             let bytes = match outcome {
                 Ok(Ok(activations)) => encode(&activations),
                 Ok(Err(e)) => failure(&e.to_string()),
@@ -282,15 +304,24 @@ mod isolated {
         };
         // The child writes only once it has read the whole file, so waiting
         // for its first byte bounds the time the HDF5 library may take.
-        let limit = time_limit(path);
         let mut poll = libc::pollfd {
             fd: from_child,
             events: libc::POLLIN,
             revents: 0,
         };
-        let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        let deadline = std::time::Instant::now() + limit;
+        let ready = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+            // A signal (Ctrl-C, a child ending) interrupts the wait; it goes on.
+            if ready >= 0
+                || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
+                break ready;
+            }
+        };
         if ready == 0 {
             // SAFETY: `pid` is our child.
             unsafe {
@@ -304,7 +335,7 @@ mod isolated {
                     "the HDF5 library did not finish reading this file within {} s and was \
                      stopped; it loops on some damaged files. Export the activations again, \
                      or allow more time with {TIME_LIMIT_VAR}=SECONDS",
-                    limit.as_secs()
+                    limit.as_secs_f64()
                 ),
             ));
         }

@@ -35,6 +35,11 @@
 //! max_c AP_cj (one-vs-rest for any number of classes).
 //!
 //! Both use the training split, and break ties by the lower neuron index.
+//!
+//! A neuron with a single value on the training split (a dead or constant
+//! unit) scores 0 for every class, as does an `iou` mask that holds every
+//! token: such a neuron separates nothing. This differs from NeuroX, which
+//! gives a single-valued neuron the class's frequency as its AP.
 
 use lca_core::data::{ClassRanking, Split};
 use lca_core::ndarray::{ArrayView2, Axis};
@@ -182,6 +187,12 @@ pub fn iou_scores(
                     inside[y as usize] += 1;
                 }
             }
+            // A mask holding every token (a constant neuron, or one tied at
+            // its minimum on more than the quantile) tells the classes
+            // nothing; its IoU with a frequent class would otherwise be high.
+            if mask == n {
+                return vec![0.0; n_classes];
+            }
             (0..n_classes)
                 .map(|c| {
                     let union = mask + counts[c] - inside[c];
@@ -227,6 +238,11 @@ pub fn average_precision_scores(
                 .collect();
             rows.sort_by(|a, b| b.0.total_cmp(&a.0));
             let mut ap = vec![0.0f64; n_classes];
+            // A single value ranks no token above another: its AP would be
+            // each class's frequency, which says nothing about the neuron.
+            if rows.first().map(|r| r.0) == rows.last().map(|r| r.0) {
+                return ap;
+            }
             let mut true_pos = vec![0usize; n_classes];
             let mut start = 0;
             while start < rows.len() {

@@ -358,6 +358,13 @@ pub fn extract(
     }
     let hidden = model.encoder.config().hidden_size;
     let cols = settings.layers.len() * hidden;
+    lca_core::memory::ensure_fits(
+        &format!("the {row} × {cols} activation matrix"),
+        (row as u64)
+            .checked_mul(cols as u64)
+            .and_then(|c| lca_core::memory::bytes_of(c, 4)),
+        "extract fewer `layers`, or fewer `sentences` of the corpus",
+    )?;
     let mut values = vec![0f32; row * cols];
     if let Some(p) = cx.progress() {
         p.start("extracting activations", row as u64, "words");
