@@ -76,46 +76,43 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
             stored.len()
         );
     }
+    let started = std::time::SystemTime::now();
     let mut progress = progress;
     let results = run::execute_with(&plan, &cx, &mut progress, Some(&checkpoints));
     stop.done();
     progress.finish();
-    let results = results?;
-    if let Some(stopped) = &results.stopped {
-        // Keep what finished, under a name that cannot pass for a whole run.
-        let partial = out.join("results.partial.json");
-        let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
-        io::write_atomic(&partial, &json)?;
-        eprintln!(
-            "error: {} before step `{}`; finished: {}; cut: {}. What finished is in {} (results.json and the reports were not written): rerun with --resume to reuse it and complete the run{}",
-            stopped.reason,
-            stopped.cut.first().map(String::as_str).unwrap_or("?"),
-            if stopped.finished.is_empty() {
-                "nothing".to_string()
-            } else {
-                stopped.finished.join(", ")
-            },
-            stopped.cut.join(", "),
-            partial.display(),
-            if args.timeout.is_some() {
-                " with a longer --timeout"
-            } else {
-                ""
-            }
-        );
-        std::process::exit(stop.status());
-    }
-
-    for (id, arrays) in &results.probe_arrays {
-        arrays.write_npz(&out.join("probes").join(format!("{id}.npz")))?;
-    }
-    let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
-    let results_path = out.join("results.json");
-    let report_path = out.join("report.md");
-    let html_path = out.join("report.html");
-    io::write_atomic(&results_path, &json)?;
-    io::write_atomic(&report_path, report::markdown(&results).as_bytes())?;
-    io::write_atomic(&html_path, html::html(&results).as_bytes())?;
+    let written = anyhow::Ok(results?).and_then(|results| {
+        if let Some(stopped) = &results.stopped {
+            // Keep what finished, under a name that cannot pass for a whole run.
+            let partial = out.join("results.partial.json");
+            let json = serde_json::to_vec_pretty(&results).context("serialising the results")?;
+            io::write_atomic(&partial, &json)?;
+            eprintln!(
+                "error: {} before step `{}`; finished: {}; cut: {}. What finished is in {} (results.json and the reports were not written): rerun with --resume to reuse it and complete the run{}",
+                stopped.reason,
+                stopped.cut.first().map(String::as_str).unwrap_or("?"),
+                if stopped.finished.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    stopped.finished.join(", ")
+                },
+                stopped.cut.join(", "),
+                partial.display(),
+                if args.timeout.is_some() {
+                    " with a longer --timeout"
+                } else {
+                    ""
+                }
+            );
+            std::process::exit(stop.status());
+        }
+        let paths = write_outputs(&results, &out)?;
+        Ok((results, paths))
+    });
+    let (results, [results_path, report_path, html_path]) = match written {
+        Ok(done) => done,
+        Err(e) => bail!(explain_failed_run(&e, &out, &checkpoints, started)),
+    };
     // A complete run supersedes what an earlier stopped one kept.
     let _ = std::fs::remove_file(out.join("results.partial.json"));
     checkpoints.prune(&plan.steps.iter().map(|s| s.key()).collect::<Vec<_>>());
@@ -136,6 +133,72 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
         html_path.display()
     );
     Ok(())
+}
+
+/// Writes the probes' arrays, `results.json` and the two reports; returns
+/// the paths of the last three.
+fn write_outputs(results: &Results, out: &Path) -> Result<[PathBuf; 3]> {
+    for (id, arrays) in &results.probe_arrays {
+        arrays.write_npz(&out.join("probes").join(format!("{id}.npz")))?;
+    }
+    let json = serde_json::to_vec_pretty(results).context("serialising the results")?;
+    let paths = OUTPUTS.map(|name| out.join(name));
+    io::write_atomic(&paths[0], &json)?;
+    io::write_atomic(&paths[1], report::markdown(results).as_bytes())?;
+    io::write_atomic(&paths[2], html::html(results).as_bytes())?;
+    Ok(paths)
+}
+
+/// What a complete run writes into its output directory.
+const OUTPUTS: [&str; 3] = ["results.json", "report.md", "report.html"];
+
+/// The error of a run that failed after it started, with what the user
+/// needs next: on a full disk, that finished steps can be reused with
+/// `--resume`; always, that the results and reports already in the folder
+/// (if any) are an earlier run's and not this one's.
+fn explain_failed_run(
+    e: &anyhow::Error,
+    out: &Path,
+    checkpoints: &Checkpoints,
+    started: std::time::SystemTime,
+) -> String {
+    let mut message = crate::paragraph(e);
+    let disk_full = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<lca_core::Error>())
+        .any(lca_core::Error::is_disk_full);
+    if disk_full {
+        let kept = checkpoints.stored().len();
+        if kept > 0 {
+            let _ = write!(
+                message,
+                ". Checkpoints of {kept} finished step(s) are in {}: once there is space, rerun \
+                 the same command with --resume to reuse those that still match instead of \
+                 computing them again",
+                out.join(CHECKPOINT_DIR).display()
+            );
+        } else {
+            message.push_str(". Nothing was kept; rerun once there is space");
+        }
+    }
+    let stale: Vec<&str> = OUTPUTS
+        .into_iter()
+        .filter(|name| {
+            std::fs::metadata(out.join(name))
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < started)
+        })
+        .collect();
+    if !stale.is_empty() {
+        let _ = write!(
+            message,
+            ". Note: {} in {} {} from an earlier run, not from this one",
+            stale.join(", "),
+            out.display(),
+            if stale.len() == 1 { "is" } else { "are" }
+        );
+    }
+    message
 }
 
 /// Where a run keeps its checkpoints, inside its output directory.
@@ -360,4 +423,64 @@ fn report_command(results_path: &Path, out: Option<&Path>) -> Result<()> {
     io::write_atomic(&html_path, html::html(&results).as_bytes())?;
     println!("wrote {} and {}", path.display(), html_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk_full(path: &Path) -> anyhow::Error {
+        lca_core::Error::io("write", path, std::io::ErrorKind::StorageFull.into()).into()
+    }
+
+    #[test]
+    fn a_failed_run_points_to_resume_and_to_stale_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        for name in OUTPUTS {
+            std::fs::write(out.join(name), "earlier").unwrap();
+        }
+        let checkpoints = Checkpoints::new(out.join(CHECKPOINT_DIR), false);
+        checkpoints.save("ranker.r", "f", &1u32, None).unwrap();
+        let started = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+
+        let message = explain_failed_run(
+            &disk_full(&out.join("results.json")),
+            out,
+            &checkpoints,
+            started,
+        );
+        assert!(message.starts_with("disk full: cannot write"), "{message}");
+        assert!(
+            message.contains("Checkpoints of 1 finished step(s)") && message.contains("--resume"),
+            "{message}"
+        );
+        assert!(
+            message.contains("results.json, report.md, report.html in")
+                && message.contains("are from an earlier run"),
+            "{message}"
+        );
+
+        // Another error, outputs written after the run started: neither note.
+        let other = anyhow::anyhow!("ranker `r` failed");
+        let long_ago = std::time::UNIX_EPOCH;
+        let message = explain_failed_run(&other, out, &checkpoints, long_ago);
+        assert_eq!(message, "ranker `r` failed");
+    }
+
+    #[test]
+    fn a_full_disk_with_nothing_kept_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::new(dir.path().join(CHECKPOINT_DIR), false);
+        let message = explain_failed_run(
+            &disk_full(&dir.path().join("results.json")),
+            dir.path(),
+            &checkpoints,
+            std::time::SystemTime::now(),
+        );
+        assert!(
+            message.ends_with("Nothing was kept; rerun once there is space"),
+            "{message}"
+        );
+    }
 }

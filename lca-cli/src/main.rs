@@ -21,14 +21,14 @@ fn main() -> ExitCode {
     match commands::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            eprintln!("error: {}", paragraph(&e));
             ExitCode::from(2)
         }
     }
 }
 
 /// One readable paragraph: the error and its causes, without repeats.
-fn render_error(e: &anyhow::Error) -> String {
+pub(crate) fn paragraph(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();

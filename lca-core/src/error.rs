@@ -54,6 +54,21 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A write failed because the disk (or quota) is full.
+    #[error(
+        "disk full: cannot {action} {}{}: there is no space left on the device that holds it; \
+         free some space there or write to another folder",
+        path.display(),
+        needed.map(|n| format!(" ({} needed)", crate::memory::human_bytes(n))).unwrap_or_default()
+    )]
+    DiskFull {
+        /// What was attempted (`write`, `create directory`).
+        action: &'static str,
+        /// The file that could not be written.
+        path: PathBuf,
+        /// Bytes the write needed, when known.
+        needed: Option<u64>,
+    },
     /// A file's contents are malformed.
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Format {
@@ -188,13 +203,26 @@ impl Error {
         }
     }
 
-    /// Builds an [`Error::Io`].
+    /// Builds an [`Error::Io`], or an [`Error::DiskFull`] when the
+    /// operating system says the disk or the quota is full.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        if is_storage_full(&source) {
+            return Error::DiskFull {
+                action,
+                path: path.into(),
+                needed: None,
+            };
+        }
         Error::Io {
             action,
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether this error, or the one it wraps, is a full disk.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self.root(), Error::DiskFull { .. })
     }
 
     /// Builds an [`Error::Format`].
@@ -294,6 +322,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_named_plainly_and_other_io_errors_are_not() {
+        for kind in [io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded] {
+            let err = Error::io("write", "/out/results.json", io::Error::from(kind));
+            assert!(err.is_disk_full());
+            assert!(
+                err.to_string()
+                    .starts_with("disk full: cannot write /out/results.json")
+            );
+            assert!(err.context("ranker `r`").is_disk_full());
+        }
+        let denied = Error::io(
+            "write",
+            "/out/results.json",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(!denied.is_disk_full());
+        let sized = Error::DiskFull {
+            action: "write",
+            path: "/out/a.npz".into(),
+            needed: Some(3 << 20),
+        };
+        assert!(sized.to_string().contains("(3.0 MiB needed)"), "{sized}");
+    }
+
+    #[test]
     fn edit_distance_counts_single_edits() {
         assert_eq!(edit_distance("correlation", "corelation"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
@@ -331,4 +384,13 @@ mod tests {
             "a, b and c"
         );
     }
+}
+
+/// Whether an I/O error means "no space left": `ENOSPC` and `EDQUOT`
+/// (a full quota reads the same to the user) on every platform Rust names.
+fn is_storage_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }

@@ -18,6 +18,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         file.write_all(bytes)?;
         Ok(file)
     })
+    .map_err(|e| match e {
+        // The size is known here; say it.
+        Error::DiskFull { action, path, .. } => Error::DiskFull {
+            action,
+            path,
+            needed: Some(bytes.len() as u64),
+        },
+        other => other,
+    })
 }
 
 /// Writes `path` atomically through `write`, which fills the temporary file
@@ -27,7 +36,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 ///
 /// # Errors
 /// When the folder cannot be written or `write` fails.
-pub fn write_atomic_with(
+fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(fs::File) -> std::result::Result<fs::File, Box<dyn std::error::Error>>,
 ) -> Result<()> {

@@ -169,25 +169,31 @@ impl ProbeArrays {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         }
-        crate::io::write_atomic_with(path, |file| {
-            let mut npz = ndarray_npy::NpzWriter::new(file);
-            if let Some(w) = &self.weights {
-                npz.add_array("weights", w)?;
-            }
-            if let Some(b) = &self.bias {
-                npz.add_array("bias", b)?;
-            }
-            for (split, predicted) in &self.predictions {
-                npz.add_array(
-                    format!("predictions_{split}"),
-                    &ndarray::Array1::from(predicted.clone()),
-                )?;
-            }
-            for (split, proba) in &self.probabilities {
-                npz.add_array(format!("probabilities_{split}"), proba)?;
-            }
-            Ok(npz.finish()?)
-        })
+        // Built in memory and written in one piece, so that a full disk is
+        // one clear error rather than a failure inside the archive writer.
+        let mut npz = ndarray_npy::NpzWriter::new(std::io::Cursor::new(Vec::new()));
+        let archive_error = |e: &dyn std::fmt::Display| {
+            Error::format(path, None, format!("could not build the archive: {e}"))
+        };
+        if let Some(w) = &self.weights {
+            npz.add_array("weights", w).map_err(|e| archive_error(&e))?;
+        }
+        if let Some(b) = &self.bias {
+            npz.add_array("bias", b).map_err(|e| archive_error(&e))?;
+        }
+        for (split, predicted) in &self.predictions {
+            npz.add_array(
+                format!("predictions_{split}"),
+                &ndarray::Array1::from(predicted.clone()),
+            )
+            .map_err(|e| archive_error(&e))?;
+        }
+        for (split, proba) in &self.probabilities {
+            npz.add_array(format!("probabilities_{split}"), proba)
+                .map_err(|e| archive_error(&e))?;
+        }
+        let bytes = npz.finish().map_err(|e| archive_error(&e))?.into_inner();
+        crate::io::write_atomic(path, &bytes)
     }
 }
 
