@@ -9,7 +9,7 @@ use lca_core::component::{ActivationSource, Component};
 use lca_core::context::RunContext;
 use lca_core::data::{
     ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
-    SplitUnit, Tokens, assign_splits, reorder_sentence_starts,
+    SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
 use lca_core::params::Params as _;
@@ -67,9 +67,45 @@ lca_core::params! {
         /// dropped (with their labels and words) and counted in a warning
         /// and the source details
         non_finite: NonFinite = NonFinite::Reject,
+        /// dev split from its own files instead of a fraction: activations
+        /// (laid out as `path`), with `dev_labels` and, when `words` is
+        /// set, `dev_words`; `path` is then the training split, kept in
+        /// file order
+        #[shown = "drawn from `path`"]
+        dev_path: Option<PathBuf> = None,
+        /// labels of `dev_path`, in the form of `labels`
+        #[shown = "none"]
+        dev_labels: Option<PathBuf> = None,
+        /// words of `dev_path`, in the form of `words`
+        #[shown = "none"]
+        dev_words: Option<PathBuf> = None,
+        /// test split from its own files, as `dev_path`
+        #[shown = "drawn from `path`"]
+        test_path: Option<PathBuf> = None,
+        /// labels of `test_path`
+        #[shown = "none"]
+        test_labels: Option<PathBuf> = None,
+        /// words of `test_path`
+        #[shown = "none"]
+        test_words: Option<PathBuf> = None,
         #[flatten]
         split: SplitFractions,
     }
+}
+
+/// The files of one split given explicitly.
+#[derive(Clone, Debug)]
+struct SplitFiles {
+    matrix: PathBuf,
+    labels: PathBuf,
+    words: Option<PathBuf>,
+}
+
+/// One file set read: rows, their labels and (optionally) words.
+struct Part {
+    matrix: Array2<f32>,
+    labels: LabelFile,
+    words: Option<Vec<String>>,
 }
 
 pub(crate) fn descriptor() -> Descriptor {
@@ -92,6 +128,8 @@ pub(crate) fn descriptor() -> Descriptor {
 pub struct NpySource {
     params: NpyParams,
     unit: SplitUnit,
+    /// Dev and test files, when given instead of fractions.
+    held_out: [Option<SplitFiles>; 2],
 }
 
 impl NpySource {
@@ -101,57 +139,244 @@ impl NpySource {
             SplitBy::Sentence => SplitUnit::Sentence,
             SplitBy::Token => SplitUnit::Token,
         };
-        Ok(NpySource { params: p, unit })
-    }
-}
-
-impl ActivationSource for NpySource {
-    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
-        let p = &self.params;
-        let mut matrix = read_matrix_file(&p.path, p.array.as_deref())?;
-        if p.non_finite == NonFinite::Reject {
-            check_finite_rows(&p.path, &matrix)?;
+        let dev = split_files(&p, "dev", &p.dev_path, &p.dev_labels, &p.dev_words)?;
+        let test = split_files(&p, "test", &p.test_path, &p.test_labels, &p.test_words)?;
+        if (dev.is_some() || test.is_some()) && p.split != SplitFractions::default() {
+            return Err(invalid_split_param(
+                "dev",
+                format!("{} (test = {})", p.split.dev, p.split.test),
+                "no `dev` or `test` fraction when dev_path or test_path gives the held-out \
+                 splits as files; remove the fractions",
+            ));
         }
-        let mut labels = read_label_file(&p.labels)?;
+        Ok(NpySource {
+            params: p,
+            unit,
+            held_out: [dev, test],
+        })
+    }
+
+    /// Reads one set of files: the matrix, its labels and words, checked
+    /// against each other, with non-finite rows handled as configured.
+    fn read_part(
+        &self,
+        cx: &RunContext,
+        files: &SplitFiles,
+        details: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<Part> {
+        let p = &self.params;
+        let mut matrix = read_matrix_file(&files.matrix, p.array.as_deref())?;
+        if p.non_finite == NonFinite::Reject {
+            check_finite_rows(&files.matrix, &matrix)?;
+        }
+        let mut labels = read_label_file(&files.labels)?;
         let rows = matrix.nrows();
         if labels.names.len() != rows {
             return Err(Error::format(
-                &p.labels,
+                &files.labels,
                 None,
                 format!(
                     "the labels file has {} labels but {} has {rows} rows; each activation row needs exactly one label \
                      (check for a missing or extra line, or a labels file for different activations)",
                     labels.names.len(),
-                    p.path.display()
+                    files.matrix.display()
                 ),
             ));
         }
-        let mut words = match &p.words {
-            Some(path) => Some(read_words_file(path, &labels, &p.labels)?),
+        let mut words = match &files.words {
+            Some(path) => Some(read_words_file(path, &labels, &files.labels)?),
             None => None,
         };
-        let mut details = std::collections::BTreeMap::new();
         if p.non_finite == NonFinite::Skip {
             let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
             if let Some(&first) = skipped.first() {
                 if skipped.len() == rows {
                     return Err(Error::format(
-                        &p.path,
+                        &files.matrix,
                         None,
                         "every row holds NaN or infinity, so `non_finite = \"skip\"` leaves nothing to analyse",
                     ));
                 }
                 cx.warn(&format!(
                     "{}: skipped {} of {rows} rows holding NaN or infinity (the first is row {first}, counting from 0), with their labels",
-                    p.path.display(),
+                    files.matrix.display(),
                     skipped.len()
                 ));
-                details.insert(
-                    "rows skipped (NaN or infinity)".to_string(),
-                    skipped.len().to_string(),
-                );
+                *details
+                    .entry("rows skipped (NaN or infinity)".to_string())
+                    .or_default() = (details
+                    .get("rows skipped (NaN or infinity)")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0)
+                    + skipped.len())
+                .to_string();
             }
         }
+        Ok(Part {
+            matrix,
+            labels,
+            words,
+        })
+    }
+
+    /// The training files followed by the held-out ones, as one part whose
+    /// rows are in split order, and the split sizes.
+    fn read_given_splits(
+        &self,
+        cx: &RunContext,
+        mut train: Part,
+        details: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<(Part, Splits)> {
+        let mut sizes = [train.matrix.nrows(), 0, 0];
+        // Each file is at least one sentence: a file without blank lines
+        // is one, and sentences never run across files.
+        let ensure_starts = |part: &mut Part| {
+            if part.labels.sentence_starts.is_empty() {
+                part.labels.sentence_starts.push(0);
+            }
+        };
+        ensure_starts(&mut train);
+        for (slot, files) in self.held_out.iter().enumerate() {
+            let Some(files) = files else { continue };
+            let mut part = self.read_part(cx, files, details)?;
+            if part.matrix.ncols() != train.matrix.ncols() {
+                return Err(Error::format(
+                    &files.matrix,
+                    None,
+                    format!(
+                        "has {} neurons per row but {} has {}; the splits must come from the same \
+                         model, layers and layout",
+                        part.matrix.ncols(),
+                        self.params.path.display(),
+                        train.matrix.ncols()
+                    ),
+                ));
+            }
+            if train.labels.numeric_order.is_some() != part.labels.numeric_order.is_some() {
+                return Err(Error::format(
+                    &files.labels,
+                    None,
+                    format!(
+                        "gives labels in another form than {} (integer ids in .npy against text); \
+                         give every split's labels in the same form",
+                        self.params.labels.display()
+                    ),
+                ));
+            }
+            ensure_starts(&mut part);
+            let offset = train.matrix.nrows();
+            sizes[slot + 1] = part.matrix.nrows();
+            train.matrix =
+                ndarray::concatenate(ndarray::Axis(0), &[train.matrix.view(), part.matrix.view()])
+                    .map_err(|e| Error::input(format!("cannot join the splits: {e}")))?;
+            train.labels.names.extend(part.labels.names);
+            train
+                .labels
+                .sentence_starts
+                .extend(part.labels.sentence_starts.iter().map(|s| s + offset));
+            if let (Some(order), Some(more)) =
+                (&mut train.labels.numeric_order, part.labels.numeric_order)
+            {
+                order.extend(more);
+                order.sort_by_key(|id| id.parse::<i64>().unwrap_or(i64::MAX));
+                order.dedup();
+            }
+            if let (Some(words), Some(more)) = (&mut train.words, part.words) {
+                words.extend(more);
+            }
+        }
+        if train.labels.sentence_starts.len() == 1 {
+            train.labels.sentence_starts.clear();
+        }
+        let splits = Splits {
+            train: sizes[0],
+            dev: sizes[1],
+            test: sizes[2],
+        };
+        Ok((train, splits))
+    }
+}
+
+/// The files of the `split` held out, when its matrix is given; an error
+/// when a file of the set is missing or given without its matrix.
+fn split_files(
+    p: &NpyParams,
+    split: &str,
+    matrix: &Option<PathBuf>,
+    labels: &Option<PathBuf>,
+    words: &Option<PathBuf>,
+) -> Result<Option<SplitFiles>> {
+    let Some(matrix) = matrix else {
+        if let Some((name, _)) = [("labels", labels), ("words", words)]
+            .into_iter()
+            .find(|(_, v)| v.is_some())
+        {
+            return Err(invalid_split_param(
+                &format!("{split}_{name}"),
+                "set".into(),
+                &format!("{split}_path as well: the {split} {name} belong to its activations"),
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(labels) = labels else {
+        return Err(invalid_split_param(
+            &format!("{split}_labels"),
+            "missing".into(),
+            &format!("the labels of {} (one per row)", matrix.display()),
+        ));
+    };
+    if p.words.is_some() != words.is_some() {
+        let (name, why) = if p.words.is_some() {
+            (
+                format!("{split}_words"),
+                "the words of the split, since `words` is set",
+            )
+        } else {
+            (
+                "words".to_string(),
+                "the training words too, since a held-out split has words",
+            )
+        };
+        return Err(invalid_split_param(&name, "missing".into(), why));
+    }
+    Ok(Some(SplitFiles {
+        matrix: matrix.clone(),
+        labels: labels.clone(),
+        words: words.clone(),
+    }))
+}
+
+fn invalid_split_param(param: &str, value: String, expected: &str) -> Error {
+    Error::InvalidParam {
+        component: NAME.into(),
+        param: param.into(),
+        value,
+        expected: expected.into(),
+    }
+}
+
+impl ActivationSource for NpySource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let p = &self.params;
+        let mut details = std::collections::BTreeMap::new();
+        let train_files = SplitFiles {
+            matrix: p.path.clone(),
+            labels: p.labels.clone(),
+            words: p.words.clone(),
+        };
+        let train = self.read_part(cx, &train_files, &mut details)?;
+        let (part, given) = if self.held_out.iter().any(Option::is_some) {
+            let (part, splits) = self.read_given_splits(cx, train, &mut details)?;
+            (part, Some(splits))
+        } else {
+            (train, None)
+        };
+        let Part {
+            matrix,
+            labels,
+            words,
+        } = part;
         let rows = matrix.nrows();
         let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
             Error::format(
@@ -173,7 +398,10 @@ impl ActivationSource for NpySource {
         };
         let starts =
             (!labels.sentence_starts.is_empty()).then_some(labels.sentence_starts.as_slice());
-        if starts.is_none() && self.unit == SplitUnit::Sentence && p.split.dev + p.split.test > 0.0
+        if given.is_none()
+            && starts.is_none()
+            && self.unit == SplitUnit::Sentence
+            && p.split.dev + p.split.test > 0.0
         {
             cx.info(&format!(
                 "{}: no blank lines separate sentences, so the file is one sentence and the \
@@ -181,7 +409,11 @@ impl ActivationSource for NpySource {
                 p.labels.display()
             ));
         }
-        let (order, splits) = assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?;
+        let (order, splits) = match given {
+            // Given as files: kept in file order, train then dev then test.
+            Some(splits) => ((0..rows).collect(), splits),
+            None => assign_splits(rows, starts, &spec, &mut cx.rng_for("split"))?,
+        };
         let identity = order.iter().enumerate().all(|(i, &r)| i == r);
         let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
         let label_names = if identity {
@@ -900,6 +1132,95 @@ mod tests {
                 .unwrap();
             assert_eq!(view[[row, 0]], (original * 4) as f32);
         }
+    }
+
+    fn write_matrix_named(dir: &Path, name: &str, rows: usize, cols: usize, base: f32) -> PathBuf {
+        let path = dir.join(name);
+        let a = Array2::from_shape_fn((rows, cols), |(r, c)| base + (r * cols + c) as f32);
+        a.write_npy(File::create(&path).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn held_out_splits_can_be_given_as_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let train = write_matrix_named(d, "train.npy", 4, 2, 0.0);
+        let dev = write_matrix_named(d, "dev.npy", 2, 2, 100.0);
+        let test = write_matrix_named(d, "test.npy", 3, 2, 200.0);
+        let train_labels = write(d, "train.txt", b"a\nb\n\na\nb\n");
+        let dev_labels = write(d, "dev.txt", b"a\nb\n");
+        let test_labels = write(d, "test.txt", b"a\nb\nc\n");
+        let train_words = write(d, "train.w", b"the\ncat\n\na\ndog\n");
+        let dev_words = write(d, "dev.w", b"my\nfish\n");
+        let test_words = write(d, "test.w", b"one\nred\nbird\n");
+        let ds = source(&format!(
+            "path = {train:?}\nlabels = {train_labels:?}\nwords = {train_words:?}\n\
+             dev_path = {dev:?}\ndev_labels = {dev_labels:?}\ndev_words = {dev_words:?}\n\
+             test_path = {test:?}\ntest_labels = {test_labels:?}\ntest_words = {test_words:?}"
+        ))
+        .unwrap();
+        assert_eq!(
+            ds.splits(),
+            Splits {
+                train: 4,
+                dev: 2,
+                test: 3
+            }
+        );
+        // Kept in file order: train, then dev, then test.
+        let view = ds.acts().view();
+        assert_eq!(view[[0, 0]], 0.0);
+        assert_eq!(view[[4, 0]], 100.0);
+        assert_eq!(view[[6, 1]], 201.0);
+        let tokens = ds.tokens().unwrap();
+        assert_eq!(tokens.words()[4], "my");
+        // A file is at least one sentence; sentences never span files.
+        assert_eq!(tokens.sentence_starts(), &[0, 2, 4, 6]);
+        // A class seen only in the test file is still a class.
+        assert_eq!(ds.labels().vocab().len(), 3);
+
+        // Only dev given: test is empty, not drawn from the training file.
+        let ds = source(&format!(
+            "path = {train:?}\nlabels = {train_labels:?}\n\
+             dev_path = {dev:?}\ndev_labels = {dev_labels:?}"
+        ))
+        .unwrap();
+        assert_eq!(
+            (ds.splits().train, ds.splits().dev, ds.splits().test),
+            (4, 2, 0)
+        );
+    }
+
+    #[test]
+    fn held_out_files_must_be_complete_and_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let train = write_matrix_named(d, "train.npy", 4, 2, 0.0);
+        let wide = write_matrix_named(d, "wide.npy", 2, 3, 0.0);
+        let labels = write(d, "train.txt", b"a\nb\na\nb\n");
+        let two = write(d, "two.txt", b"a\nb\n");
+        let base = format!("path = {train:?}\nlabels = {labels:?}\n");
+        let err = |extra: String| source(&(base.clone() + &extra)).unwrap_err().to_string();
+
+        let e = err(format!("dev_path = {wide:?}"));
+        assert!(e.contains("`dev_labels` = missing"), "{e}");
+        let e = err(format!("test_labels = {two:?}"));
+        assert!(
+            e.contains("`test_labels`") && e.contains("test_path as well"),
+            "{e}"
+        );
+        let e = err(format!("dev_path = {wide:?}\ndev_labels = {two:?}"));
+        assert!(
+            e.contains("wide.npy") && e.contains("has 3 neurons per row"),
+            "{e}"
+        );
+        let e = err(format!(
+            "dev_path = {wide:?}\ndev_labels = {two:?}\ndev = 0.2"
+        ));
+        assert!(e.contains("no `dev` or `test` fraction"), "{e}");
+        let e = err(format!("dev_path = {wide:?}\ndev_labels = {labels:?}"));
+        assert!(e.contains("train.txt") && e.contains("has 4 labels"), "{e}");
     }
 
     #[test]
