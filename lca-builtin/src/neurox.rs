@@ -22,7 +22,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::corpus::{Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset};
 use lca_core::component::{ActivationSource, Component};
 use lca_core::context::RunContext;
-use lca_core::data::{ActivationMatrix, Dataset, NeuronId, NeuronIndex};
+use lca_core::data::{ActivationMatrix, Dataset, NeuronId, NeuronIndex, SplitFractions, Splits};
 use lca_core::error::{Error, Result};
 use lca_core::params::{Params as _, invalid};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -330,6 +330,41 @@ pub fn activations_dataset(
     split: &CorpusSplit,
     cx: &RunContext,
 ) -> Result<Dataset<'static>> {
+    let values = activation_rows(&acts, corpus, spec)?;
+    let cols = acts.layers.len() * acts.hidden;
+    let neurons = acts.neuron_index();
+    let matrix = ActivationMatrix::from_row_major(corpus.n_tokens(), cols, values)?;
+    let mut details = spec.details(corpus);
+    details.insert("activations".into(), acts.path.display().to_string());
+    details.insert(
+        "layers".into(),
+        format!("{:?}, {} units each", acts.layers, acts.hidden),
+    );
+    let dataset = corpus_dataset(
+        name,
+        corpus,
+        spec.task,
+        matrix,
+        neurons,
+        split,
+        &mut spec.rng(cx, "split"),
+    )?
+    .with_details(details);
+    dataset.check_finite()?;
+    Ok(dataset)
+}
+
+/// The activations of `corpus`'s words, row-major, one row per word in
+/// reading order.
+///
+/// # Errors
+/// When the sentence counts or a sentence's word count differ, naming both
+/// files and the line.
+fn activation_rows(
+    acts: &NeuroxActivations,
+    corpus: &Corpus,
+    spec: &CorpusSpec,
+) -> Result<Vec<f32>> {
     if acts.sentences.len() != corpus.sentences.len() {
         return Err(Error::format(
             &acts.path,
@@ -387,26 +422,7 @@ pub fn activations_dataset(
         }
         values.extend(a.values.iter().copied());
     }
-    let neurons = acts.neuron_index();
-    let matrix = ActivationMatrix::from_row_major(corpus.n_tokens(), cols, values)?;
-    let mut details = spec.details(corpus);
-    details.insert("activations".into(), acts.path.display().to_string());
-    details.insert(
-        "layers".into(),
-        format!("{:?}, {} units each", acts.layers, acts.hidden),
-    );
-    let dataset = corpus_dataset(
-        name,
-        corpus,
-        spec.task,
-        matrix,
-        neurons,
-        split,
-        &mut spec.rng(cx, "split"),
-    )?
-    .with_details(details);
-    dataset.check_finite()?;
-    Ok(dataset)
+    Ok(values)
 }
 
 /// Reads a NeuroX activation file of a known format.
@@ -423,11 +439,95 @@ lca_core::params! {
         /// decompose_layers files do not record them)
         #[shown = "as stored"]
         layers: Option<Vec<u32>> = None => Rule::note("one number ≥ 0 per stored layer"),
+        /// dev split from its own files instead of a fraction: NeuroX
+        /// activations of `dev_corpus` (the main files are then the
+        /// training split, kept in corpus order)
+        #[shown = "drawn from the corpus"]
+        dev_activations: Option<PathBuf> = None => Rule::note("a file"),
+        /// the corpus of `dev_activations`, in the format of `corpus`
+        #[shown = "none"]
+        dev_corpus: Option<PathBuf> = None => Rule::note("a file"),
+        /// NeuroX format: the label file of `dev_corpus`
+        #[shown = "none"]
+        dev_labels: Option<PathBuf> = None => Rule::note("a text file"),
+        /// test split from its own files, as `dev_activations`
+        #[shown = "drawn from the corpus"]
+        test_activations: Option<PathBuf> = None => Rule::note("a file"),
+        /// the corpus of `test_activations`
+        #[shown = "none"]
+        test_corpus: Option<PathBuf> = None => Rule::note("a file"),
+        /// NeuroX format: the label file of `test_corpus`
+        #[shown = "none"]
+        test_labels: Option<PathBuf> = None => Rule::note("a text file"),
         #[flatten]
         corpus: CorpusParams,
         #[flatten]
         split: SplitParams,
     }
+}
+
+/// A held-out split given as files: its activations and its corpus.
+#[derive(Clone, Debug)]
+struct HeldOutFiles {
+    activations: PathBuf,
+    corpus: CorpusSpec,
+}
+
+/// The held-out files of `split`, when its activations are given.
+fn held_out_files(
+    component: &str,
+    split: &str,
+    train: &CorpusSpec,
+    [activations, corpus, labels]: [&Option<PathBuf>; 3],
+) -> Result<Option<HeldOutFiles>> {
+    let Some(activations) = activations else {
+        if let Some((name, _)) = [("corpus", corpus), ("labels", labels)]
+            .into_iter()
+            .find(|(_, v)| v.is_some())
+        {
+            return Err(invalid(
+                component,
+                &format!("{split}_{name}"),
+                "set",
+                &format!(
+                    "{split}_activations as well: the {split} {name} belong to its activations"
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let Some(corpus) = corpus else {
+        return Err(invalid(
+            component,
+            &format!("{split}_corpus"),
+            "missing",
+            &format!(
+                "the corpus of {} (the sentences it holds, in order)",
+                activations.display()
+            ),
+        ));
+    };
+    let neurox = train.labels.is_some();
+    if neurox != labels.is_some() {
+        let expected = if neurox {
+            "the label file of the split's corpus, as `labels` is for the training corpus"
+        } else {
+            "no label file: only the NeuroX format has one"
+        };
+        return Err(invalid(
+            component,
+            &format!("{split}_labels"),
+            if neurox { "missing" } else { "set" },
+            expected,
+        ));
+    }
+    let mut spec = train.clone();
+    spec.path = corpus.clone();
+    spec.labels = labels.clone();
+    Ok(Some(HeldOutFiles {
+        activations: activations.clone(),
+        corpus: spec,
+    }))
 }
 
 /// A source of NeuroX activations plus a corpus.
@@ -438,6 +538,8 @@ pub struct NeuroxSource {
     corpus: CorpusSpec,
     split: CorpusSplit,
     reader: ActivationReader,
+    /// Dev and test files, when given instead of fractions.
+    held_out: [Option<HeldOutFiles>; 2],
 }
 
 impl NeuroxSource {
@@ -450,12 +552,42 @@ impl NeuroxSource {
         p: NeuroxSourceParams,
         reader: ActivationReader,
     ) -> Result<Self> {
+        let corpus = p.corpus.validate(name)?;
+        let split = p.split.validate(name)?;
+        let dev = held_out_files(
+            name,
+            "dev",
+            &corpus,
+            [&p.dev_activations, &p.dev_corpus, &p.dev_labels],
+        )?;
+        let test = held_out_files(
+            name,
+            "test",
+            &corpus,
+            [&p.test_activations, &p.test_corpus, &p.test_labels],
+        )?;
+        if (dev.is_some() || test.is_some())
+            && (split.dev, split.test)
+                != (
+                    SplitFractions::default().dev,
+                    SplitFractions::default().test,
+                )
+        {
+            return Err(invalid(
+                name,
+                "dev",
+                format!("{} (test = {})", split.dev, split.test),
+                "no `dev` or `test` fraction when dev_activations or test_activations gives \
+                 the held-out splits as files; remove the fractions",
+            ));
+        }
         Ok(NeuroxSource {
             activations: p.activations,
             layers: p.layers,
-            corpus: p.corpus.validate(name)?,
-            split: p.split.validate(name)?,
+            corpus,
+            split,
             reader,
+            held_out: [dev, test],
         })
     }
 }
@@ -464,14 +596,81 @@ impl ActivationSource for NeuroxSource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
         let acts = (self.reader)(&self.activations, self.layers.as_deref())?;
         let corpus = self.corpus.read(cx)?;
-        activations_dataset(
-            cx.step().trim_start_matches("source."),
-            acts,
-            &corpus,
-            &self.corpus,
-            &self.split,
-            cx,
-        )
+        let name = cx.step().trim_start_matches("source.");
+        if self.held_out.iter().all(Option::is_none) {
+            return activations_dataset(name, acts, &corpus, &self.corpus, &self.split, cx);
+        }
+        // Train, dev and test files, joined in that order.
+        let mut values = activation_rows(&acts, &corpus, &self.corpus)?;
+        let mut joined = corpus;
+        let mut sizes = [joined.n_tokens(), 0, 0];
+        for (slot, files) in self.held_out.iter().enumerate() {
+            let Some(files) = files else { continue };
+            let part_acts = (self.reader)(&files.activations, self.layers.as_deref())?;
+            if (&part_acts.layers, part_acts.hidden) != (&acts.layers, acts.hidden) {
+                return Err(Error::format(
+                    &files.activations,
+                    None,
+                    format!(
+                        "holds layers {:?} of {} units but {} holds layers {:?} of {}; the splits \
+                         must come from the same model and layers",
+                        part_acts.layers,
+                        part_acts.hidden,
+                        acts.path.display(),
+                        acts.layers,
+                        acts.hidden
+                    ),
+                ));
+            }
+            let part_corpus = files.corpus.read(cx)?;
+            values.extend(activation_rows(&part_acts, &part_corpus, &files.corpus)?);
+            sizes[slot + 1] = part_corpus.n_tokens();
+            joined.sentences.extend(part_corpus.sentences);
+        }
+        let neurons = acts.neuron_index();
+        let matrix = ActivationMatrix::from_row_major(
+            joined.n_tokens(),
+            acts.layers.len() * acts.hidden,
+            values,
+        )?;
+        let mut details = self.corpus.details(&joined);
+        details.insert("activations".into(), acts.path.display().to_string());
+        for (split, files) in ["dev", "test"].iter().zip(&self.held_out) {
+            if let Some(files) = files {
+                details.insert(
+                    format!("{split} activations"),
+                    files.activations.display().to_string(),
+                );
+                details.insert(
+                    format!("{split} corpus"),
+                    files.corpus.path.display().to_string(),
+                );
+            }
+        }
+        details.insert(
+            "layers".into(),
+            format!("{:?}, {} units each", acts.layers, acts.hidden),
+        );
+        let split = CorpusSplit {
+            given: Some(Splits {
+                train: sizes[0],
+                dev: sizes[1],
+                test: sizes[2],
+            }),
+            ..self.split
+        };
+        let dataset = corpus_dataset(
+            name,
+            &joined,
+            self.corpus.task,
+            matrix,
+            neurons,
+            &split,
+            &mut self.corpus.rng(cx, "split"),
+        )?
+        .with_details(details);
+        dataset.check_finite()?;
+        Ok(dataset)
     }
 }
 

@@ -229,3 +229,52 @@ fn exported_files_load_back_into_the_same_dataset() {
         "The cat sat\nA dog\nThe cat sat\n"
     );
 }
+
+#[test]
+fn held_out_splits_can_be_given_as_their_own_files() {
+    let path = |name: &str| dir().join(name).display().to_string();
+    let held_out = |split: &str| {
+        format!(
+            "{split}_activations = {:?}\n{split}_corpus = {:?}\n{split}_labels = {:?}\n",
+            path("activations.json"),
+            path("sentences.txt"),
+            path("labels.txt")
+        )
+    };
+    let base = format!(
+        "activations = {:?}\ncorpus = {:?}\nlabels = {:?}\n",
+        path("activations.json"),
+        path("sentences.txt"),
+        path("labels.txt")
+    );
+    let source = build_source(&format!("{base}{}{}", held_out("dev"), held_out("test"))).unwrap();
+    let d = source
+        .load(&RunContext::new(1, 1).for_step("source.acts"))
+        .unwrap();
+    let x = common::matrix_f32(&expected()["load_data_and_create_tensors"]["from_json"]["X"]);
+    // The same files three times: each split is NeuroX's matrix, in corpus order.
+    for split in [Split::Train, Split::Dev, Split::Test] {
+        assert_eq!(d.split(split).acts, x.view(), "{split}");
+    }
+    assert_eq!(d.tokens().unwrap().sentence_starts().len(), 9);
+
+    // Incomplete or contradictory settings are errors naming the parameter.
+    let err = |extra: &str| {
+        build_source(&format!("{base}{extra}"))
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let e = err(&format!("dev_activations = {:?}", path("activations.json")));
+    assert!(e.contains("`dev_corpus` = missing"), "{e}");
+    let e = err(&format!(
+        "test_activations = {:?}\ntest_corpus = {:?}",
+        path("activations.json"),
+        path("sentences.txt")
+    ));
+    assert!(e.contains("`test_labels` = missing"), "{e}");
+    let e = err(&format!("dev_corpus = {:?}", path("sentences.txt")));
+    assert!(e.contains("dev_activations as well"), "{e}");
+    let e = err(&format!("{}dev = 0.3", held_out("dev")));
+    assert!(e.contains("no `dev` or `test` fraction"), "{e}");
+}

@@ -317,6 +317,15 @@ pub fn join_and(items: &[String]) -> String {
     }
 }
 
+/// Whether an I/O error means "no space left": `ENOSPC` and `EDQUOT`
+/// (a full quota reads the same to the user) on every platform Rust names.
+fn is_storage_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,13 +393,4 @@ mod tests {
             "a, b and c"
         );
     }
-}
-
-/// Whether an I/O error means "no space left": `ENOSPC` and `EDQUOT`
-/// (a full quota reads the same to the user) on every platform Rust names.
-fn is_storage_full(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
 }

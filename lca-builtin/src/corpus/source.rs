@@ -11,7 +11,7 @@ use super::{Corpus, Task, read_brown, read_conllu, read_neurox_files};
 use lca_core::context::RunContext;
 use lca_core::data::{
     ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
-    SplitUnit, Tokens, assign_splits, reorder_sentence_starts,
+    SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
 use lca_core::params::invalid;
@@ -268,6 +268,10 @@ pub struct CorpusSplit {
     pub shuffle: bool,
     /// The unit.
     pub by: SplitBy,
+    /// Split sizes in rows when the held-out splits came as files of
+    /// their own: the corpus then holds train, dev and test in that order,
+    /// and the fractions and shuffling do not apply.
+    pub given: Option<Splits>,
 }
 
 impl SplitParams {
@@ -282,6 +286,7 @@ impl SplitParams {
             test: self.fractions.test,
             shuffle: self.shuffle,
             by: self.split_by,
+            given: None,
         })
     }
 }
@@ -338,7 +343,17 @@ pub fn corpus_dataset(
         shuffle: split.shuffle,
         unit: SplitUnit::Sentence,
     };
-    let (order, splits) = assign_splits(n_words, Some(units), &spec, rng)?;
+    let (order, splits) = match split.given {
+        Some(given) if given.total() == n_words => ((0..n_words).collect(), given),
+        Some(given) => {
+            return Err(Error::Shape {
+                what: format!("dataset `{name}`: rows of the given splits"),
+                expected: n_words.to_string(),
+                found: given.total().to_string(),
+            });
+        }
+        None => assign_splits(n_words, Some(units), &spec, rng)?,
+    };
     let identity = order.iter().enumerate().all(|(i, &r)| i == r);
     let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
     let (words, names, acts) = if identity {
@@ -420,6 +435,7 @@ mod tests {
             test,
             shuffle: true,
             by,
+            given: None,
         };
         let neurons = NeuronIndex::layer_major(2, 1).unwrap();
         corpus_dataset(

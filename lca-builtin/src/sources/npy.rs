@@ -12,7 +12,7 @@ use lca_core::data::{
     SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
-use lca_core::params::Params as _;
+use lca_core::params::{Params as _, invalid};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use ndarray::{Array1, Array2};
 use ndarray_npy::{NpzReader, ReadNpyExt};
@@ -142,7 +142,8 @@ impl NpySource {
         let dev = split_files(&p, "dev", &p.dev_path, &p.dev_labels, &p.dev_words)?;
         let test = split_files(&p, "test", &p.test_path, &p.test_labels, &p.test_words)?;
         if (dev.is_some() || test.is_some()) && p.split != SplitFractions::default() {
-            return Err(invalid_split_param(
+            return Err(invalid(
+                NAME,
                 "dev",
                 format!("{} (test = {})", p.split.dev, p.split.test),
                 "no `dev` or `test` fraction when dev_path or test_path gives the held-out \
@@ -311,18 +312,20 @@ fn split_files(
             .into_iter()
             .find(|(_, v)| v.is_some())
         {
-            return Err(invalid_split_param(
+            return Err(invalid(
+                NAME,
                 &format!("{split}_{name}"),
-                "set".into(),
+                "set",
                 &format!("{split}_path as well: the {split} {name} belong to its activations"),
             ));
         }
         return Ok(None);
     };
     let Some(labels) = labels else {
-        return Err(invalid_split_param(
+        return Err(invalid(
+            NAME,
             &format!("{split}_labels"),
-            "missing".into(),
+            "missing",
             &format!("the labels of {} (one per row)", matrix.display()),
         ));
     };
@@ -338,22 +341,13 @@ fn split_files(
                 "the training words too, since a held-out split has words",
             )
         };
-        return Err(invalid_split_param(&name, "missing".into(), why));
+        return Err(invalid(NAME, &name, "missing", why));
     }
     Ok(Some(SplitFiles {
         matrix: matrix.clone(),
         labels: labels.clone(),
         words: words.clone(),
     }))
-}
-
-fn invalid_split_param(param: &str, value: String, expected: &str) -> Error {
-    Error::InvalidParam {
-        component: NAME.into(),
-        param: param.into(),
-        value,
-        expected: expected.into(),
-    }
 }
 
 impl ActivationSource for NpySource {
