@@ -8,6 +8,7 @@
 //! crate as a dev-dependency only.
 
 pub mod data;
+pub mod degenerate;
 pub mod fuzz;
 mod params;
 
