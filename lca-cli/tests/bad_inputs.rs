@@ -52,6 +52,11 @@ fn check_case(case: &Path) -> Option<String> {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join(&name);
     copy_dir(case, &dir);
+    let extra: Vec<&str> = expect
+        .get("args")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        .unwrap_or_default();
     let output = lca_command()
         .current_dir(&dir)
         .args(
@@ -59,6 +64,7 @@ fn check_case(case: &Path) -> Option<String> {
                 .iter()
                 .filter(|a| command == "run" || **a != "--quiet"),
         )
+        .args(&extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -140,4 +146,115 @@ fn windows_line_endings_are_accepted() {
     // No class name carries a stray carriage return.
     let classes = results["sources"]["acts"]["classes"].to_string();
     assert!(!classes.contains("\\r"), "{classes}");
+}
+
+/// Rows × 6 activations where neuron 0 follows the class, neuron 2 is dead
+/// (always 0) and the others are pseudo-random.
+fn acts_with_a_dead_neuron(labels: &[u32]) -> Vec<f32> {
+    let mut state = 7u64;
+    let mut values = Vec::new();
+    for &y in labels {
+        for neuron in 0..6 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            values.push(match neuron {
+                0 => y as f32 + noise * 0.1,
+                2 => 0.0,
+                _ => noise,
+            });
+        }
+    }
+    values
+}
+
+#[test]
+fn labels_without_blank_lines_are_one_sentence_and_dead_neurons_come_last() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let labels: Vec<u32> = (0..60).map(|r| r % 3).collect();
+    std::fs::write(
+        dir.join("acts.npy"),
+        common::npy(60, 6, &acts_with_a_dead_neuron(&labels)),
+    )
+    .unwrap();
+    let names = ["DT", "NN", "VB"];
+    let text: String = labels
+        .iter()
+        .map(|&y| format!("{}\n", names[y as usize]))
+        .collect();
+    std::fs::write(dir.join("labels.txt"), text).unwrap();
+    let words: String = (0..60).map(|r| format!("w{r}\n")).collect();
+    std::fs::write(dir.join("words.txt"), words).unwrap();
+    std::fs::write(
+        dir.join("recipe.toml"),
+        "[source.acts]\ntype = \"npy\"\npath = \"acts.npy\"\nlabels = \"labels.txt\"\nwords = \"words.txt\"\n\
+         [ranker.corr]\ntype = \"correlation\"\n[ranker.iou]\ntype = \"iou\"\n[ranker.ap]\ntype = \"iou_neurox\"\n",
+    )
+    .unwrap();
+    let output = common::succeed(lca_command().current_dir(dir).args([
+        "run",
+        "recipe.toml",
+        "--out",
+        "out",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no blank lines separate sentences"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 6 neurons are constant on the training split (neurons 2)"),
+        "{stderr}"
+    );
+    let (results, _) = common::read_results(&dir.join("out/results.json")).unwrap();
+    assert_eq!(results["sources"]["acts"]["constant_neurons"], 1);
+    for ranker in ["corr", "iou", "ap"] {
+        let order = results["rankings"][ranker]["ranking"]["order"]
+            .as_array()
+            .unwrap();
+        assert_eq!(order[0], 0, "{ranker}: the class neuron first");
+        assert_eq!(order[5], 2, "{ranker}: the dead neuron last");
+    }
+    let report = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    assert!(report.contains("5 of 6 neurons vary on the training split (1 constant, ranked last)"));
+}
+
+#[test]
+fn data_without_information_says_so_and_reports_no_agreement() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    // Every row the same: no neuron varies.
+    std::fs::write(dir.join("acts.npy"), common::npy(40, 4, &[0.5; 160])).unwrap();
+    let text: String = (0..40)
+        .map(|r| format!("{}\n", ["A", "B"][r % 2]))
+        .collect();
+    std::fs::write(dir.join("labels.txt"), text).unwrap();
+    std::fs::write(
+        dir.join("recipe.toml"),
+        "[source.acts]\ntype = \"npy\"\npath = \"acts.npy\"\nlabels = \"labels.txt\"\n\
+         [ranker.corr]\ntype = \"correlation\"\n[ranker.probeless]\ntype = \"probeless\"\n\
+         [evaluator.agreement]\ntype = \"ranking_overlap\"\nrankings = [\"corr\", \"probeless\"]\nk = [1, 2]\n",
+    )
+    .unwrap();
+    let output = common::succeed(lca_command().current_dir(dir).args([
+        "run",
+        "recipe.toml",
+        "--out",
+        "out",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("carry no information"), "{stderr}");
+    let (results, _) = common::read_results(&dir.join("out/results.json")).unwrap();
+    let agreement = &results["evaluations"]["agreement"]["evaluation"];
+    assert!(
+        agreement["metrics"].as_object().unwrap().is_empty(),
+        "no agreement on all-tied rankings: {agreement}"
+    );
+    let report = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    assert!(
+        report.contains("NOT: acts: 0 of 4 neurons vary"),
+        "{report}"
+    );
 }

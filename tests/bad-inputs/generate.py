@@ -83,7 +83,7 @@ def neurox_activations(sentences, width=3):
     return "\n".join(lines) + "\n"
 
 
-def case(name, files, expect, command="run"):
+def case(name, files, expect, command="run", args=()):
     d = HERE / name
     if d.exists():
         shutil.rmtree(d)
@@ -91,7 +91,10 @@ def case(name, files, expect, command="run"):
     for fname, content in files.items():
         data = content if isinstance(content, bytes) else content.encode()
         (d / fname).write_bytes(data)
-    lines = ['command = "%s"' % command, "contains = ["]
+    lines = ['command = "%s"' % command]
+    if args:
+        lines.append("args = [%s]" % ", ".join(json.dumps(a) for a in args))
+    lines.append("contains = [")
     lines += ["    %s," % json.dumps(e, ensure_ascii=False) for e in expect]
     lines.append("]")
     (d / "expect.toml").write_text("\n".join(lines) + "\n")
@@ -200,6 +203,60 @@ case("neurox-json-missing-sentence", {
     "sentences.txt": "\n".join(SENTENCES) + "\n",
     "labels.txt": "\n".join(TAGS) + "\n",
 }, ["activations.json", "2", "3", "sentence"])
+
+
+
+def raw_npy(header, body=b""):
+    """A .npy file with the header text as given (padded, version 1.0)."""
+    pad = 64 - (10 + len(header) + 1) % 64
+    header = header + " " * pad + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + body
+
+
+case("npy-sizes-disagree", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt", extra=""),
+    # The header claims 30 rows; the data holds 40.
+    "acts.npy": raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (30, 6), }",
+                        npy((40, 6), matrix(40, 6))[128:]),
+    "labels.txt": labels_file(),
+}, ["acts.npy", "30 × 6", "disagree", "dtype", "is fine"])
+case("npy-garbage-header", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt", extra=""),
+    "acts.npy": raw_npy("{'descr': '<f4', 'fortran_order': Fals, 'shape': ((40, 6), }"),
+    "labels.txt": labels_file(),
+}, ["acts.npy", "damaged header"])
+case("npy-header-past-end", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt", extra=""),
+    "acts.npy": b"\x93NUMPY\x01\x00" + struct.pack("<H", 60000) + b"{'descr': '<f4'",
+    "labels.txt": labels_file(),
+}, ["acts.npy", "header", "60000"])
+f64_values = matrix(40, 6)
+f64_values[5 * 6 + 1] = 1e300
+case("npy-f64-overflow", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt", extra=""),
+    "acts.npy": npy((40, 6), f64_values, dtype="<f8"),
+    "labels.txt": labels_file(),
+}, ["acts.npy", "1e300", "float32"])
+case("npy-zero-neurons", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt", extra=""),
+    "acts.npy": npy((40, 0), []),
+    "labels.txt": labels_file(),
+}, ["acts.npy", "no neurons"])
+case("npy-dev-file-wider", {
+    "recipe.toml": NPY_RECIPE.format(path="acts.npy", labels="labels.txt",
+                                     extra='dev_path = "dev.npy"\ndev_labels = "dev.txt"\n'),
+    "acts.npy": good_npy(),
+    "labels.txt": labels_file(),
+    "dev.npy": npy((8, 7), matrix(8, 7)),
+    "dev.txt": labels_file(LABELS[:8]),
+}, ["dev.npy", "7 neurons", "acts.npy", "6"])
+case("recipe-empty", {"recipe.toml": "# nothing yet\n"}, ["recipe.toml", "no component"])
+case("cli-timeout-negative", {
+    "recipe.toml": "[source.s]\ntype = \"synthetic\"\n\n[ranker.r]\ntype = \"correlation\"\n",
+}, ["--timeout", "-5", "above 0"], args=["--timeout", "-5"])
+case("cli-threads-too-many", {
+    "recipe.toml": "[source.s]\ntype = \"synthetic\"\n\n[ranker.r]\ntype = \"correlation\"\n",
+}, ["--threads", "1000000", "4096"], args=["--threads", "1000000"])
 
 # ---- data ------------------------------------------------------------------
 

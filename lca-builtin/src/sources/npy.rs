@@ -478,16 +478,35 @@ pub fn read_matrix_file(path: &Path, array: Option<&str>) -> Result<Array2<f32>>
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    match ext.as_str() {
-        "npy" => read_npy_f32(path),
-        "npz" => read_npz(path, array),
-        "safetensors" => read_safetensors(path, array),
-        _ => Err(Error::format(
+    let matrix = match ext.as_str() {
+        "npy" => read_npy_f32(path)?,
+        "npz" => read_npz(path, array)?,
+        "safetensors" => read_safetensors(path, array)?,
+        _ => {
+            return Err(Error::format(
+                path,
+                None,
+                "unknown activation file type; use a .npy, .npz or .safetensors file holding a tokens × neurons float matrix",
+            ));
+        }
+    };
+    let (rows, neurons) = matrix.dim();
+    if rows == 0 || neurons == 0 {
+        let missing = if neurons == 0 {
+            "no neurons"
+        } else {
+            "no rows"
+        };
+        return Err(Error::format(
             path,
             None,
-            "unknown activation file type; use a .npy, .npz or .safetensors file holding a tokens × neurons float matrix",
-        )),
+            format!(
+                "holds a {rows} × {neurons} matrix: {missing}, so there is nothing to analyse; \
+                 check the array's shape (tokens × neurons) where the activations were saved"
+            ),
+        ));
     }
+    Ok(matrix)
 }
 
 fn open(path: &Path) -> Result<File> {
