@@ -481,19 +481,12 @@ fn held_out_files(
     [activations, corpus, labels]: [&Option<PathBuf>; 3],
 ) -> Result<Option<HeldOutFiles>> {
     let Some(activations) = activations else {
-        if let Some((name, _)) = [("corpus", corpus), ("labels", labels)]
-            .into_iter()
-            .find(|(_, v)| v.is_some())
-        {
-            return Err(invalid(
-                component,
-                &format!("{split}_{name}"),
-                "set",
-                &format!(
-                    "{split}_activations as well: the {split} {name} belong to its activations"
-                ),
-            ));
-        }
+        crate::sources::held_out_companions_need_main(
+            component,
+            split,
+            "activations",
+            [("corpus", corpus), ("labels", labels)],
+        )?;
         return Ok(None);
     };
     let Some(corpus) = corpus else {

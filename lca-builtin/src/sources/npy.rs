@@ -308,17 +308,12 @@ fn split_files(
     words: &Option<PathBuf>,
 ) -> Result<Option<SplitFiles>> {
     let Some(matrix) = matrix else {
-        if let Some((name, _)) = [("labels", labels), ("words", words)]
-            .into_iter()
-            .find(|(_, v)| v.is_some())
-        {
-            return Err(invalid(
-                NAME,
-                &format!("{split}_{name}"),
-                "set",
-                &format!("{split}_path as well: the {split} {name} belong to its activations"),
-            ));
-        }
+        super::held_out_companions_need_main(
+            NAME,
+            split,
+            "path",
+            [("labels", labels), ("words", words)],
+        )?;
         return Ok(None);
     };
     let Some(labels) = labels else {
