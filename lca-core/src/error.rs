@@ -59,7 +59,7 @@ pub enum Error {
         "disk full: cannot {action} {}{}: there is no space left on the device that holds it; \
          free some space there or write to another folder",
         path.display(),
-        needed.map(|n| format!(" ({} needed)", crate::memory::human_bytes(n))).unwrap_or_default()
+        needed.map(|n| format!(" ({} needed)", crate::units::human_bytes(n))).unwrap_or_default()
     )]
     DiskFull {
         /// What was attempted (`write`, `create directory`).

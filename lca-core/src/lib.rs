@@ -48,6 +48,7 @@ pub mod recipe;
 pub mod registry;
 pub mod rng;
 pub mod run;
+pub mod units;
 
 pub use component::{
     ActivationSource, Component, EvalInput, Evaluator, NamedRanking, Probe, ProbeInput, RankInput,

@@ -4,6 +4,7 @@
 //! not an abort inside the allocator.
 
 use crate::error::{Error, Result};
+pub use crate::units::human_bytes;
 
 /// Memory the system can still give this process, in bytes, where the
 /// platform says (`MemAvailable` on Linux); `None` elsewhere.
@@ -12,22 +13,6 @@ pub fn available_bytes() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
-}
-
-/// `bytes` for people: "512 B", "3.2 GiB".
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// The size in bytes of `count` values of `each` bytes, or `None` when it
