@@ -169,36 +169,50 @@ fn acts_with_a_dead_neuron(labels: &[u32]) -> Vec<f32> {
     values
 }
 
+/// Writes `acts.npy` (rows × cols), `labels.txt` (one label per line, no
+/// blank lines), optional `words.txt` and a recipe whose npy source reads
+/// them followed by `components`, then runs it into `out/`, which must succeed.
+fn run_npy_recipe(
+    dir: &std::path::Path,
+    (rows, cols, values): (usize, usize, &[f32]),
+    labels: &[&str],
+    with_words: bool,
+    components: &str,
+) -> std::process::Output {
+    std::fs::write(dir.join("acts.npy"), common::npy(rows, cols, values)).unwrap();
+    let text: String = labels.iter().map(|label| format!("{label}\n")).collect();
+    std::fs::write(dir.join("labels.txt"), text).unwrap();
+    let mut source =
+        "[source.acts]\ntype = \"npy\"\npath = \"acts.npy\"\nlabels = \"labels.txt\"\n".to_string();
+    if with_words {
+        let words: String = (0..rows).map(|r| format!("w{r}\n")).collect();
+        std::fs::write(dir.join("words.txt"), words).unwrap();
+        source.push_str("words = \"words.txt\"\n");
+    }
+    std::fs::write(dir.join("recipe.toml"), source + components).unwrap();
+    common::succeed(
+        lca_command()
+            .current_dir(dir)
+            .args(["run", "recipe.toml", "--out", "out"]),
+    )
+}
+
 #[test]
 fn labels_without_blank_lines_are_one_sentence_and_dead_neurons_come_last() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let labels: Vec<u32> = (0..60).map(|r| r % 3).collect();
-    std::fs::write(
-        dir.join("acts.npy"),
-        common::npy(60, 6, &acts_with_a_dead_neuron(&labels)),
-    )
-    .unwrap();
-    let names = ["DT", "NN", "VB"];
-    let text: String = labels
+    let names: Vec<&str> = labels
         .iter()
-        .map(|&y| format!("{}\n", names[y as usize]))
+        .map(|&y| ["DT", "NN", "VB"][y as usize])
         .collect();
-    std::fs::write(dir.join("labels.txt"), text).unwrap();
-    let words: String = (0..60).map(|r| format!("w{r}\n")).collect();
-    std::fs::write(dir.join("words.txt"), words).unwrap();
-    std::fs::write(
-        dir.join("recipe.toml"),
-        "[source.acts]\ntype = \"npy\"\npath = \"acts.npy\"\nlabels = \"labels.txt\"\nwords = \"words.txt\"\n\
-         [ranker.corr]\ntype = \"correlation\"\n[ranker.iou]\ntype = \"iou\"\n[ranker.ap]\ntype = \"iou_neurox\"\n",
-    )
-    .unwrap();
-    let output = common::succeed(lca_command().current_dir(dir).args([
-        "run",
-        "recipe.toml",
-        "--out",
-        "out",
-    ]));
+    let output = run_npy_recipe(
+        dir,
+        (60, 6, &acts_with_a_dead_neuron(&labels)),
+        &names,
+        true,
+        "[ranker.corr]\ntype = \"correlation\"\n[ranker.iou]\ntype = \"iou\"\n[ranker.ap]\ntype = \"iou_neurox\"\n",
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("no blank lines separate sentences"),
@@ -226,24 +240,15 @@ fn data_without_information_says_so_and_reports_no_agreement() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     // Every row the same: no neuron varies.
-    std::fs::write(dir.join("acts.npy"), common::npy(40, 4, &[0.5; 160])).unwrap();
-    let text: String = (0..40)
-        .map(|r| format!("{}\n", ["A", "B"][r % 2]))
-        .collect();
-    std::fs::write(dir.join("labels.txt"), text).unwrap();
-    std::fs::write(
-        dir.join("recipe.toml"),
-        "[source.acts]\ntype = \"npy\"\npath = \"acts.npy\"\nlabels = \"labels.txt\"\n\
-         [ranker.corr]\ntype = \"correlation\"\n[ranker.probeless]\ntype = \"probeless\"\n\
+    let labels: Vec<&str> = (0..40).map(|r| ["A", "B"][r % 2]).collect();
+    let output = run_npy_recipe(
+        dir,
+        (40, 4, &[0.5; 160]),
+        &labels,
+        false,
+        "[ranker.corr]\ntype = \"correlation\"\n[ranker.probeless]\ntype = \"probeless\"\n\
          [evaluator.agreement]\ntype = \"ranking_overlap\"\nrankings = [\"corr\", \"probeless\"]\nk = [1, 2]\n",
-    )
-    .unwrap();
-    let output = common::succeed(lca_command().current_dir(dir).args([
-        "run",
-        "recipe.toml",
-        "--out",
-        "out",
-    ]));
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("carry no information"), "{stderr}");
     let (results, _) = common::read_results(&dir.join("out/results.json")).unwrap();

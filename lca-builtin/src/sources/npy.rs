@@ -106,6 +106,8 @@ struct Part {
     matrix: Array2<f32>,
     labels: LabelFile,
     words: Option<Vec<String>>,
+    /// Rows dropped for holding NaN or infinity (`non_finite = "skip"`).
+    skipped: usize,
 }
 
 pub(crate) fn descriptor() -> Descriptor {
@@ -159,12 +161,7 @@ impl NpySource {
 
     /// Reads one set of files: the matrix, its labels and words, checked
     /// against each other, with non-finite rows handled as configured.
-    fn read_part(
-        &self,
-        cx: &RunContext,
-        files: &SplitFiles,
-        details: &mut std::collections::BTreeMap<String, String>,
-    ) -> Result<Part> {
+    fn read_part(&self, cx: &RunContext, files: &SplitFiles) -> Result<Part> {
         let p = &self.params;
         let mut matrix = read_matrix_file(&files.matrix, p.array.as_deref())?;
         if p.non_finite == NonFinite::Reject {
@@ -188,6 +185,7 @@ impl NpySource {
             Some(path) => Some(read_words_file(path, &labels, &files.labels)?),
             None => None,
         };
+        let mut skipped_rows = 0;
         if p.non_finite == NonFinite::Skip {
             let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
             if let Some(&first) = skipped.first() {
@@ -203,31 +201,20 @@ impl NpySource {
                     files.matrix.display(),
                     skipped.len()
                 ));
-                *details
-                    .entry("rows skipped (NaN or infinity)".to_string())
-                    .or_default() = (details
-                    .get("rows skipped (NaN or infinity)")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .unwrap_or(0)
-                    + skipped.len())
-                .to_string();
+                skipped_rows = skipped.len();
             }
         }
         Ok(Part {
             matrix,
             labels,
             words,
+            skipped: skipped_rows,
         })
     }
 
     /// The training files followed by the held-out ones, as one part whose
     /// rows are in split order, and the split sizes.
-    fn read_given_splits(
-        &self,
-        cx: &RunContext,
-        mut train: Part,
-        details: &mut std::collections::BTreeMap<String, String>,
-    ) -> Result<(Part, Splits)> {
+    fn read_given_splits(&self, cx: &RunContext, mut train: Part) -> Result<(Part, Splits)> {
         let mut sizes = [train.matrix.nrows(), 0, 0];
         // Each file is at least one sentence: a file without blank lines
         // is one, and sentences never run across files.
@@ -239,7 +226,7 @@ impl NpySource {
         ensure_starts(&mut train);
         for (slot, files) in self.held_out.iter().enumerate() {
             let Some(files) = files else { continue };
-            let mut part = self.read_part(cx, files, details)?;
+            let mut part = self.read_part(cx, files)?;
             if part.matrix.ncols() != train.matrix.ncols() {
                 return Err(Error::format(
                     &files.matrix,
@@ -266,6 +253,7 @@ impl NpySource {
             }
             ensure_starts(&mut part);
             let offset = train.matrix.nrows();
+            train.skipped += part.skipped;
             sizes[slot + 1] = part.matrix.nrows();
             train.matrix =
                 ndarray::concatenate(ndarray::Axis(0), &[train.matrix.view(), part.matrix.view()])
@@ -354,9 +342,9 @@ impl ActivationSource for NpySource {
             labels: p.labels.clone(),
             words: p.words.clone(),
         };
-        let train = self.read_part(cx, &train_files, &mut details)?;
+        let train = self.read_part(cx, &train_files)?;
         let (part, given) = if self.held_out.iter().any(Option::is_some) {
-            let (part, splits) = self.read_given_splits(cx, train, &mut details)?;
+            let (part, splits) = self.read_given_splits(cx, train)?;
             (part, Some(splits))
         } else {
             (train, None)
@@ -365,7 +353,14 @@ impl ActivationSource for NpySource {
             matrix,
             labels,
             words,
+            skipped,
         } = part;
+        if skipped > 0 {
+            details.insert(
+                "rows skipped (NaN or infinity)".to_string(),
+                skipped.to_string(),
+            );
+        }
         let rows = matrix.nrows();
         let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
             Error::format(
