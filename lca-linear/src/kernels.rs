@@ -53,6 +53,98 @@ pub fn accumulate_gradient(
     gradient_impl(p, x, d, c, grad);
 }
 
+/// The sparse products of the working-set solver over one tile of rows.
+/// The tile is column-major: `columns[i·tile + r]` is row `r` of the `i`-th
+/// working-set neuron, whose (class, weight) pairs are
+/// `starts[i]..starts[i + 1]` of `classes` and `weights`. Logits and
+/// residuals are column-major by class with the same `tile` stride, and
+/// only the first `rows` rows of the tile are read.
+pub struct SparseTile<'a> {
+    /// Working-set columns of the tile.
+    pub columns: &'a [f32],
+    /// Row stride of every column.
+    pub tile: usize,
+    /// Rows in use.
+    pub rows: usize,
+    /// Pair ranges per neuron (one more entry than neurons).
+    pub starts: &'a [usize],
+    /// Class of every pair.
+    pub classes: &'a [usize],
+}
+
+/// `logits[k·tile + r] += Σ_pairs weight · column[r]` for the pairs of
+/// class `k` (the logits of the tile's rows from sparse weights).
+pub fn sparse_logits(tile: &SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { avx2::sparse_logits(tile, weights, logits) };
+        }
+    }
+    sparse_logits_impl(tile, weights, logits);
+}
+
+/// `grad[p] += Σ_r column[r] · residuals[class(p)·tile + r]` for every pair
+/// `p` (the gradient of the working-set weights over the tile's rows).
+pub fn sparse_gradient(tile: &SparseTile<'_>, residuals: &[f32], grad: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { avx2::sparse_gradient(tile, residuals, grad) };
+        }
+    }
+    sparse_gradient_impl(tile, residuals, grad);
+}
+
+#[inline(always)]
+fn sparse_logits_impl(tile: &SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
+    let rows = tile.rows;
+    for i in 0..tile.starts.len() - 1 {
+        let column = &tile.columns[i * tile.tile..i * tile.tile + rows];
+        for p in tile.starts[i]..tile.starts[i + 1] {
+            let weight = weights[p];
+            if weight == 0.0 {
+                continue;
+            }
+            let k = tile.classes[p];
+            let out = &mut logits[k * tile.tile..k * tile.tile + rows];
+            for (o, &v) in out.iter_mut().zip(column) {
+                *o = fma(weight, v, *o);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sparse_gradient_impl(tile: &SparseTile<'_>, residuals: &[f32], grad: &mut [f64]) {
+    let rows = tile.rows;
+    let full = rows / LANES * LANES;
+    for i in 0..tile.starts.len() - 1 {
+        let column = &tile.columns[i * tile.tile..i * tile.tile + rows];
+        for p in tile.starts[i]..tile.starts[i + 1] {
+            let k = tile.classes[p];
+            let residual = &residuals[k * tile.tile..k * tile.tile + rows];
+            let mut acc = [0.0f32; LANES];
+            let mut r = 0;
+            while r < full {
+                for l in 0..LANES {
+                    acc[l] = fma(column[r + l], residual[r + l], acc[l]);
+                }
+                r += LANES;
+            }
+            let mut sum = hsum(&acc);
+            for rr in full..rows {
+                sum = fma(column[rr], residual[rr], sum);
+            }
+            grad[p] += f64::from(sum);
+        }
+    }
+}
+
 /// Splits `c` classes into groups of at most six, as evenly as possible (six
 /// accumulators per row fit the sixteen vector registers).
 fn class_groups(c: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -76,6 +168,21 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{LANES, class_groups, hsum};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn sparse_logits(tile: &super::SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
+        // The portable loop, compiled here with FMA and 256-bit vectors.
+        super::sparse_logits_impl(tile, weights, logits);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn sparse_gradient(
+        tile: &super::SparseTile<'_>,
+        residuals: &[f32],
+        grad: &mut [f64],
+    ) {
+        super::sparse_gradient_impl(tile, residuals, grad);
+    }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
@@ -440,6 +547,70 @@ mod tests {
             accumulate_gradient(&p, &x, d, c, &mut g_fast, &[]);
             gradient_impl(&p, &x, d, c, &mut g_portable);
             assert_eq!(g_fast, g_portable, "gradient {rows}×{d}×{c}");
+        }
+    }
+
+    #[test]
+    fn sparse_tile_kernels_match_naive_sums_and_the_portable_path() {
+        // Three neurons with 2, 0 and 3 pairs over 4 classes; tiles of 13
+        // rows (a tail after the 8 lanes) in a stride of 16.
+        let starts = [0, 2, 2, 5];
+        let classes = [0, 3, 1, 2, 3];
+        let (tile, rows) = (16, 13);
+        let columns = data(3 * tile, 7);
+        let weights = [0.5f32, -1.25, 0.0, 2.0, 0.75];
+        let residuals = data(4 * tile, 8);
+        let sparse = SparseTile {
+            columns: &columns,
+            tile,
+            rows,
+            starts: &starts,
+            classes: &classes,
+        };
+        let mut fast = vec![0.25f32; 4 * tile];
+        let mut portable = fast.clone();
+        sparse_logits(&sparse, &weights, &mut fast);
+        sparse_logits_impl(&sparse, &weights, &mut portable);
+        assert_eq!(fast, portable);
+        let neuron_of = [0, 0, 2, 2, 2];
+        for k in 0..4 {
+            for r in 0..tile {
+                let want = 0.25
+                    + if r < rows {
+                        (0..5)
+                            .filter(|&p| classes[p] == k)
+                            .map(|p| {
+                                f64::from(weights[p]) * f64::from(columns[neuron_of[p] * tile + r])
+                            })
+                            .sum::<f64>()
+                    } else {
+                        0.0
+                    };
+                let got = f64::from(fast[k * tile + r]);
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "logit [{k},{r}]: {got} vs {want}"
+                );
+            }
+        }
+        let mut grad_fast = vec![1.0f64; 5];
+        let mut grad_portable = grad_fast.clone();
+        sparse_gradient(&sparse, &residuals, &mut grad_fast);
+        sparse_gradient_impl(&sparse, &residuals, &mut grad_portable);
+        assert_eq!(grad_fast, grad_portable);
+        for p in 0..5 {
+            let want = 1.0
+                + (0..rows)
+                    .map(|r| {
+                        f64::from(columns[neuron_of[p] * tile + r])
+                            * f64::from(residuals[classes[p] * tile + r])
+                    })
+                    .sum::<f64>();
+            assert!(
+                (grad_fast[p] - want).abs() < 1e-5,
+                "pair {p}: {} vs {want}",
+                grad_fast[p]
+            );
         }
     }
 

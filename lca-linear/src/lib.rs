@@ -34,6 +34,9 @@
 
 #[doc(hidden)]
 pub mod kernels;
+mod working_set;
+
+pub use working_set::WorkingSetSettings;
 
 use std::collections::BTreeMap;
 
@@ -142,6 +145,9 @@ pub enum Solver {
     NeuroxAdam(AdamSettings),
     /// Accelerated proximal gradient to a tolerance.
     Fista(FistaSettings),
+    /// Accelerated proximal gradient on a working set of weights, checked
+    /// against the optimality conditions of all of them.
+    WorkingSet(WorkingSetSettings),
 }
 
 /// Where the weights start.
@@ -597,6 +603,17 @@ pub fn fit(
                 cx,
             )?
         }
+        Solver::WorkingSet(settings) => cx.install(|| {
+            working_set::solve(
+                x,
+                y,
+                scaling.as_ref(),
+                &options.penalty,
+                settings,
+                (w0, b0),
+                cx,
+            )
+        })?,
         Solver::Fista(settings) => cx.install(|| {
             fista(
                 x,
@@ -974,13 +991,22 @@ fn to_solver_space(
 /// (Frobenius) group shrinkage or (squared) scaling. For the Frobenius form
 /// the composition is exact (sparse-group-lasso prox with one group).
 fn prox(v: &mut Array2<f64>, t: f64, penalty: &Penalty) {
+    prox_slice(
+        v.as_slice_mut().expect("weights are contiguous"),
+        t,
+        penalty,
+    );
+}
+
+/// [`prox`] on the weights as one slice (zeros left out do not change it).
+fn prox_slice(v: &mut [f64], t: f64, penalty: &Penalty) {
     if penalty.l1 > 0.0 {
         let thr = t * penalty.l1;
-        v.mapv_inplace(|x| {
-            if x > thr {
-                x - thr
-            } else if x < -thr {
-                x + thr
+        v.iter_mut().for_each(|x| {
+            *x = if *x > thr {
+                *x - thr
+            } else if *x < -thr {
+                *x + thr
             } else {
                 0.0
             }
@@ -995,11 +1021,11 @@ fn prox(v: &mut Array2<f64>, t: f64, penalty: &Penalty) {
                 } else {
                     0.0
                 };
-                v.mapv_inplace(|x| x * factor);
+                v.iter_mut().for_each(|x| *x *= factor);
             }
             L2Form::Squared => {
                 let factor = 1.0 / (1.0 + 2.0 * t * penalty.l2);
-                v.mapv_inplace(|x| x * factor);
+                v.iter_mut().for_each(|x| *x *= factor);
             }
         }
     }

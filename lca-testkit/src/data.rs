@@ -48,3 +48,52 @@ pub fn planted_columns(
         .expect("valid parameters");
     d.truth().expect("planted").informative.clone()
 }
+
+/// Data shaped like real probing tasks rather than an easy planted matrix:
+/// many classes with Zipf-like frequencies (a few frequent, many rare),
+/// neurons correlated through shared latent factors, and classes that
+/// share informative neurons, so the optimum is sparse but not trivially
+/// separable. Every class occurs at least once.
+pub fn realistic_xy(
+    tokens: usize,
+    neurons: usize,
+    classes: usize,
+    seed: u64,
+) -> (Array2<f32>, Vec<u32>) {
+    let mut rng = lca_core::rng::Rng::new(seed);
+    const FACTORS: usize = 6;
+    let loadings: Vec<f64> = (0..neurons * FACTORS).map(|_| 0.6 * rng.normal()).collect();
+    // Class k is drawn with weight 1/(k+1): the last classes are rare.
+    let weights: Vec<f64> = (0..classes).map(|k| 1.0 / (k as f64 + 1.0)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut labels: Vec<u32> = (0..tokens)
+        .map(|_| {
+            let mut u = rng.uniform() * total;
+            let mut k = 0;
+            while k + 1 < classes && u >= weights[k] {
+                u -= weights[k];
+                k += 1;
+            }
+            k as u32
+        })
+        .collect();
+    for (k, label) in labels.iter_mut().take(classes).enumerate() {
+        *label = k as u32;
+    }
+    let mut x = Array2::<f32>::zeros((tokens, neurons));
+    for (i, &label) in labels.iter().enumerate() {
+        let factors: Vec<f64> = (0..FACTORS).map(|_| rng.normal()).collect();
+        for j in 0..neurons {
+            let shared: f64 = (0..FACTORS)
+                .map(|f| loadings[j * FACTORS + f] * factors[f])
+                .sum();
+            x[[i, j]] = (shared + rng.normal()) as f32;
+        }
+        // Each class moves two neurons, shared with other classes.
+        let k = label as usize;
+        for (j, shift) in [((3 * k) % neurons, 1.2), ((7 * k + 1) % neurons, -0.8)] {
+            x[[i, j]] += shift;
+        }
+    }
+    (x, labels)
+}

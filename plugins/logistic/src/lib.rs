@@ -20,7 +20,8 @@ use lca_core::params::{ParamDoc, Params as _, check_keys};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
 use lca_core::{Component, Dataset, Probe, Result, RunContext};
 use lca_linear::{
-    AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver, fit,
+    AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver,
+    WorkingSetSettings, fit,
 };
 
 /// Which penalties a preset exposes.
@@ -142,8 +143,11 @@ lca_core::param_enum! {
 lca_core::param_enum! {
     /// How the probe is trained.
     enum SolverKind {
-        /// Accelerated proximal gradient to a tolerance.
+        /// Accelerated proximal gradient on all weights to a tolerance.
         Fista = "fista",
+        /// Accelerated proximal gradient on a working set of weights,
+        /// checked against the optimality conditions of all of them.
+        WorkingSet = "working_set",
         /// NeuroX's mini-batch Adam.
         NeuroxCompatible = "neurox_compatible",
     }
@@ -159,14 +163,18 @@ lca_core::params! {
         l2: f64 = 1e-3 => range(0.0..),
         /// L2 term: ‖W‖_F as NeuroX, or the textbook ‖W‖_F²
         l2_form: L2Term = L2Term::Frobenius,
-        /// fista: converges to a tolerance, exact zeros; neurox_compatible:
-        /// NeuroX's mini-batch Adam
+        /// fista and working_set (faster on sparse probes): converge to a
+        /// tolerance, with exact zeros; neurox_compatible: NeuroX's
+        /// mini-batch Adam
         solver: SolverKind = SolverKind::Fista,
-        /// fista: stop when the objective improves by less than this
-        /// (relative) 3 times in a row
-        tol: f64 = 1e-3 => above(0.0),
-        /// fista: iteration limit
-        max_iter: usize = 500 => range(1..),
+        /// fista (default 1e-3): stop when the objective improves by less
+        /// than this (relative) 3 times in a row; working_set (default
+        /// 1e-3): when no weight violates the optimality conditions by more
+        /// than this times the largest gradient at the start
+        tol: Option<f64> = None => above(0.0),
+        /// fista (default 500) and working_set (default 2000, counting the
+        /// restricted iterations): iteration limit
+        max_iter: Option<usize> = None => range(1..),
         /// neurox_compatible: passes over the training data
         epochs: usize = 10 => range(1..),
         /// neurox_compatible: rows per Adam step
@@ -198,10 +206,20 @@ fn build_preset(preset: Preset, table: &lca_core::toml::Table) -> Result<Logisti
         L2Term::Squared => L2Form::Squared,
     };
     let solver = match raw.solver {
-        SolverKind::Fista => Solver::Fista(FistaSettings {
-            tol: raw.tol,
-            max_iter: raw.max_iter,
-        }),
+        SolverKind::WorkingSet => {
+            let defaults = WorkingSetSettings::default();
+            Solver::WorkingSet(WorkingSetSettings {
+                tol: raw.tol.unwrap_or(defaults.tol),
+                max_iter: raw.max_iter.unwrap_or(defaults.max_iter),
+            })
+        }
+        SolverKind::Fista => {
+            let defaults = FistaSettings::default();
+            Solver::Fista(FistaSettings {
+                tol: raw.tol.unwrap_or(defaults.tol),
+                max_iter: raw.max_iter.unwrap_or(defaults.max_iter),
+            })
+        }
         SolverKind::NeuroxCompatible => Solver::NeuroxAdam(AdamSettings {
             epochs: raw.epochs,
             batch_size: raw.batch_size,
@@ -210,10 +228,10 @@ fn build_preset(preset: Preset, table: &lca_core::toml::Table) -> Result<Logisti
         }),
     };
     // Adam starts where PyTorch would (a random uniform layer); the convex
-    // FISTA problem starts at zero.
+    // problem starts at zero.
     let init = match solver {
         Solver::NeuroxAdam(_) => Init::TorchLike,
-        Solver::Fista(_) => Init::Zeros,
+        Solver::Fista(_) | Solver::WorkingSet(_) => Init::Zeros,
     };
     Ok(LogisticProbe {
         preset_name: name,
