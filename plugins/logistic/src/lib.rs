@@ -472,7 +472,37 @@ mod tests {
         let err = build("elastic_net", "solver = \"sgd\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("\"fista\" or \"neurox_compatible\""), "{err}");
+        assert!(
+            err.contains("\"fista\", \"working_set\" or \"neurox_compatible\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_working_set_solver_is_chosen_by_name_and_keeps_exact_zeros() {
+        let data = planted(3000, 60, 4, 2, 5);
+        let probe = build("elastic_net", "l1 = 0.01\nsolver = \"working_set\"").unwrap();
+        let trained = probe.fit(&data, &RunContext::new(0, 1)).unwrap();
+        let details = trained.details();
+        assert_eq!(details["report"]["solver"], "working_set", "{details}");
+        assert_eq!(details["report"]["converged"], true, "{details}");
+        assert_eq!(details["solver"]["tol"], 1e-3, "{details}");
+        assert_eq!(details["solver"]["max_iter"], 2000, "{details}");
+        let weights = trained.weights().unwrap();
+        let zeros = weights.iter().filter(|&&w| w == 0.0).count();
+        assert!(
+            zeros > weights.len() / 2,
+            "{zeros} of {} zero",
+            weights.len()
+        );
+        let test = data.split(Split::Test);
+        let predicted = trained.predict(test.acts.view()).unwrap();
+        let correct = predicted
+            .iter()
+            .zip(test.labels)
+            .filter(|(p, y)| p == y)
+            .count();
+        assert!(correct as f64 > 0.8 * test.labels.len() as f64);
     }
 
     #[test]
