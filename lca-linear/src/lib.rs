@@ -78,12 +78,18 @@ impl Penalty {
 
     /// The penalty's value at `w`.
     pub fn value(&self, w: &Array2<f64>) -> f64 {
+        self.value_of(w.iter())
+    }
+
+    /// The penalty's value at the weights `values` yields (weights left
+    /// out are zero and add nothing).
+    fn value_of<'a>(&self, values: impl Iterator<Item = &'a f64> + Clone) -> f64 {
         let mut total = 0.0;
         if self.l1 > 0.0 {
-            total += self.l1 * w.iter().map(|v| v.abs()).sum::<f64>();
+            total += self.l1 * values.clone().map(|v| v.abs()).sum::<f64>();
         }
         if self.l2 > 0.0 {
-            let sq: f64 = w.iter().map(|v| v * v).sum();
+            let sq: f64 = values.map(|v| v * v).sum();
             total += self.l2
                 * match self.l2_form {
                     L2Form::Frobenius => sq.sqrt(),

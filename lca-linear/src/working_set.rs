@@ -433,7 +433,7 @@ fn solve_restricted(
             .max(1.0);
     let safe_step = 1.0 / curvature;
     let mut t = step.max(safe_step);
-    let penalty_value = |v: &[f64]| penalty_of(v, penalty);
+    let penalty_value = |v: &[f64]| penalty.value_of(v.iter());
     // The extrapolated point starts at the current one; its loss and
     // gradient come from a pass with β = 0.
     let first = restricted_pass(x, y, scaling, set, &values, &b, &z, 0.0);
@@ -604,23 +604,6 @@ fn column_moments(x: ArrayView2<'_, f32>) -> (Array1<f64>, Array1<f64>) {
     }
     let rows = n.max(1) as f64;
     (means / rows, squares / rows)
-}
-
-/// The penalty of a weight vector (zeros elsewhere do not change it).
-fn penalty_of(values: &[f64], penalty: &Penalty) -> f64 {
-    let mut total = 0.0;
-    if penalty.l1 > 0.0 {
-        total += penalty.l1 * values.iter().map(|v| v.abs()).sum::<f64>();
-    }
-    if penalty.l2 > 0.0 {
-        let sq: f64 = values.iter().map(|v| v * v).sum();
-        total += penalty.l2
-            * match penalty.l2_form {
-                L2Form::Frobenius => sq.sqrt(),
-                L2Form::Squared => sq,
-            };
-    }
-    total
 }
 
 /// The working-set solver (see the module documentation).
