@@ -53,95 +53,154 @@ pub fn accumulate_gradient(
     gradient_impl(p, x, d, c, grad);
 }
 
-/// The sparse products of the working-set solver over one tile of rows.
-/// The tile is column-major: `columns[i·tile + r]` is row `r` of the `i`-th
-/// working-set neuron, whose (class, weight) pairs are
-/// `starts[i]..starts[i + 1]` of `classes` and `weights`. Logits and
-/// residuals are column-major by class with the same `tile` stride, and
-/// only the first `rows` rows of the tile are read.
-pub struct SparseTile<'a> {
-    /// Working-set columns of the tile.
-    pub columns: &'a [f32],
-    /// Row stride of every column.
-    pub tile: usize,
-    /// Rows in use.
-    pub rows: usize,
-    /// Pair ranges per neuron (one more entry than neurons).
-    pub starts: &'a [usize],
-    /// Class of every pair.
-    pub classes: &'a [usize],
-}
-
-/// `logits[k·tile + r] += Σ_pairs weight · column[r]` for the pairs of
-/// class `k` (the logits of the tile's rows from sparse weights).
-pub fn sparse_logits(tile: &SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// The column products of the working-set solver's coordinate descent, on
+/// contiguous columns of equal length.
+macro_rules! dispatch {
+    ($name:ident, $($arg:expr),*) => {{
+        #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx2::sparse_logits(tile, weights, logits) };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features the function is compiled for.
+                return unsafe { avx2::$name($($arg),*) };
+            }
         }
-    }
-    sparse_logits_impl(tile, weights, logits);
+        column::$name($($arg),*)
+    }};
 }
 
-/// `grad[p] += Σ_r column[r] · residuals[class(p)·tile + r]` for every pair
-/// `p` (the gradient of the working-set weights over the tile's rows).
-pub fn sparse_gradient(tile: &SparseTile<'_>, residuals: &[f32], grad: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// `Σ_r a[r] · b[r]`, in 8 fixed lanes.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dispatch!(dot, a, b)
+}
+
+/// `Σ_r a[r] · w[r] · b[r]`, in 8 fixed lanes.
+pub fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
+    dispatch!(weighted_dot, a, w, b)
+}
+
+/// `y[r] += alpha · x[r]`.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    dispatch!(axpy, alpha, x, y);
+}
+
+/// In-place softmax of one row of logits; returns log Σ exp. The same
+/// values as with the C library's `exp` to within a few units in the last
+/// place, but the exponentials are plain arithmetic, so they run in vector
+/// registers.
+pub fn softmax(row: &mut [f64]) -> f64 {
+    dispatch!(softmax, row)
+}
+
+mod column {
+    //! Portable column kernels; the AVX2 build compiles the same loops.
+    use super::{LANES, fma, hsum};
+
+    #[inline(always)]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f32; LANES];
+        let mut chunks_a = a.chunks_exact(LANES);
+        let mut chunks_b = b.chunks_exact(LANES);
+        for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
+            for l in 0..LANES {
+                acc[l] = fma(ca[l], cb[l], acc[l]);
+            }
+        }
+        let mut sum = hsum(&acc);
+        for (&x, &y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+            sum = fma(x, y, sum);
+        }
+        sum
+    }
+
+    #[inline(always)]
+    pub(super) fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(w.len()).min(b.len());
+        let (a, w, b) = (&a[..n], &w[..n], &b[..n]);
+        let mut acc = [0.0f32; LANES];
+        let mut chunks_a = a.chunks_exact(LANES);
+        let mut chunks_w = w.chunks_exact(LANES);
+        let mut chunks_b = b.chunks_exact(LANES);
+        for ((ca, cw), cb) in (&mut chunks_a).zip(&mut chunks_w).zip(&mut chunks_b) {
+            let (ca, cw, cb): (&[f32; LANES], &[f32; LANES], &[f32; LANES]) = (
+                ca.try_into().expect("a full lane group"),
+                cw.try_into().expect("a full lane group"),
+                cb.try_into().expect("a full lane group"),
+            );
+            for l in 0..LANES {
+                acc[l] = fma(ca[l] * cw[l], cb[l], acc[l]);
+            }
+        }
+        let mut sum = hsum(&acc);
+        for ((&x, &v), &y) in chunks_a
+            .remainder()
+            .iter()
+            .zip(chunks_w.remainder())
+            .zip(chunks_b.remainder())
         {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx2::sparse_gradient(tile, residuals, grad) };
+            sum = fma(x * v, y, sum);
+        }
+        sum
+    }
+
+    #[inline(always)]
+    pub(super) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = fma(alpha, v, *o);
         }
     }
-    sparse_gradient_impl(tile, residuals, grad);
-}
 
-#[inline(always)]
-fn sparse_logits_impl(tile: &SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
-    let rows = tile.rows;
-    for i in 0..tile.starts.len() - 1 {
-        let column = &tile.columns[i * tile.tile..i * tile.tile + rows];
-        for p in tile.starts[i]..tile.starts[i + 1] {
-            let weight = weights[p];
-            if weight == 0.0 {
-                continue;
-            }
-            let k = tile.classes[p];
-            let out = &mut logits[k * tile.tile..k * tile.tile + rows];
-            for (o, &v) in out.iter_mut().zip(column) {
-                *o = fma(weight, v, *o);
-            }
-        }
+    #[inline(always)]
+    pub(super) fn softmax(row: &mut [f64]) -> f64 {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        row.iter_mut().for_each(|v| *v = exp_nonpositive(*v - max));
+        let sum: f64 = row.iter().sum();
+        row.iter_mut().for_each(|v| *v /= sum);
+        max + sum.ln()
     }
-}
 
-#[inline(always)]
-fn sparse_gradient_impl(tile: &SparseTile<'_>, residuals: &[f32], grad: &mut [f64]) {
-    let rows = tile.rows;
-    let full = rows / LANES * LANES;
-    for i in 0..tile.starts.len() - 1 {
-        let column = &tile.columns[i * tile.tile..i * tile.tile + rows];
-        for p in tile.starts[i]..tile.starts[i + 1] {
-            let k = tile.classes[p];
-            let residual = &residuals[k * tile.tile..k * tile.tile + rows];
-            let mut acc = [0.0f32; LANES];
-            let mut r = 0;
-            while r < full {
-                for l in 0..LANES {
-                    acc[l] = fma(column[r + l], residual[r + l], acc[l]);
-                }
-                r += LANES;
-            }
-            let mut sum = hsum(&acc);
-            for rr in full..rows {
-                sum = fma(column[rr], residual[rr], sum);
-            }
-            grad[p] += f64::from(sum);
+    /// `e^x` for `x ≤ 0`, within about 2 units in the last place: `x` is
+    /// split as `k ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r` comes from its
+    /// Taylor series to degree 13 (the remainder is below 1e-17), and `2^k`
+    /// is built in the exponent bits.
+    /// Below −708 (where `e^x` leaves the normal range) it returns `e^−708`,
+    /// which no sum of probabilities can tell from zero.
+    #[inline(always)]
+    pub(super) fn exp_nonpositive(x: f64) -> f64 {
+        const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        // Adding 1.5·2^52 rounds to an integer, kept in the low mantissa bits.
+        const SHIFTER: f64 = 6_755_399_441_055_744.0;
+        let x = if x < -708.0 { -708.0 } else { x };
+        let shifted = x.mul_add(std::f64::consts::LOG2_E, SHIFTER);
+        let k = shifted - SHIFTER;
+        let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, x));
+        // 1/13!, …, 1/2!, 1, 1 (Horner from the highest degree).
+        const COEFFICIENTS: [f64; 13] = [
+            1.0 / 6_227_020_800.0,
+            1.0 / 479_001_600.0,
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+        ];
+        let mut p = COEFFICIENTS[0];
+        for &coefficient in &COEFFICIENTS[1..] {
+            p = p.mul_add(r, coefficient);
         }
+        p = p.mul_add(r, 1.0);
+        let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
+        p * scale
     }
 }
 
@@ -169,19 +228,84 @@ mod avx2 {
 
     use super::{LANES, class_groups, hsum};
 
+    // The column kernels in intrinsics: lane l of the accumulator holds the
+    // elements r ≡ l (mod 8), exactly as the portable loops do.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn sparse_logits(tile: &super::SparseTile<'_>, weights: &[f32], logits: &mut [f32]) {
-        // The portable loop, compiled here with FMA and 256-bit vectors.
-        super::sparse_logits_impl(tile, weights, logits);
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let full = n / LANES * LANES;
+        let mut acc = _mm256_setzero_ps();
+        let mut r = 0;
+        while r < full {
+            // SAFETY: r + 8 ≤ full ≤ the length of both slices.
+            unsafe {
+                let x = _mm256_loadu_ps(a.as_ptr().add(r));
+                let y = _mm256_loadu_ps(b.as_ptr().add(r));
+                acc = _mm256_fmadd_ps(x, y, acc);
+            }
+            r += LANES;
+        }
+        let mut sum = lanes_sum(acc);
+        for i in full..n {
+            sum = a[i].mul_add(b[i], sum);
+        }
+        sum
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn sparse_gradient(
-        tile: &super::SparseTile<'_>,
-        residuals: &[f32],
-        grad: &mut [f64],
-    ) {
-        super::sparse_gradient_impl(tile, residuals, grad);
+    pub(super) fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(w.len()).min(b.len());
+        let full = n / LANES * LANES;
+        let mut acc = _mm256_setzero_ps();
+        let mut r = 0;
+        while r < full {
+            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
+            unsafe {
+                let x = _mm256_loadu_ps(a.as_ptr().add(r));
+                let v = _mm256_loadu_ps(w.as_ptr().add(r));
+                let y = _mm256_loadu_ps(b.as_ptr().add(r));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(x, v), y, acc);
+            }
+            r += LANES;
+        }
+        let mut sum = lanes_sum(acc);
+        for i in full..n {
+            sum = (a[i] * w[i]).mul_add(b[i], sum);
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let full = n / LANES * LANES;
+        let scale = _mm256_set1_ps(alpha);
+        let mut r = 0;
+        while r < full {
+            // SAFETY: r + 8 ≤ full ≤ the length of both slices.
+            unsafe {
+                let v = _mm256_loadu_ps(x.as_ptr().add(r));
+                let o = _mm256_loadu_ps(y.as_ptr().add(r));
+                _mm256_storeu_ps(y.as_mut_ptr().add(r), _mm256_fmadd_ps(scale, v, o));
+            }
+            r += LANES;
+        }
+        for i in full..n {
+            y[i] = alpha.mul_add(x[i], y[i]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax(row: &mut [f64]) -> f64 {
+        super::column::softmax(row)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn lanes_sum(acc: __m256) -> f32 {
+        let mut lanes = [0.0f32; LANES];
+        // SAFETY: `lanes` holds exactly 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        hsum(&lanes)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -551,66 +675,71 @@ mod tests {
     }
 
     #[test]
-    fn sparse_tile_kernels_match_naive_sums_and_the_portable_path() {
-        // Three neurons with 2, 0 and 3 pairs over 4 classes; tiles of 13
-        // rows (a tail after the 8 lanes) in a stride of 16.
-        let starts = [0, 2, 2, 5];
-        let classes = [0, 3, 1, 2, 3];
-        let (tile, rows) = (16, 13);
-        let columns = data(3 * tile, 7);
-        let weights = [0.5f32, -1.25, 0.0, 2.0, 0.75];
-        let residuals = data(4 * tile, 8);
-        let sparse = SparseTile {
-            columns: &columns,
-            tile,
-            rows,
-            starts: &starts,
-            classes: &classes,
-        };
-        let mut fast = vec![0.25f32; 4 * tile];
-        let mut portable = fast.clone();
-        sparse_logits(&sparse, &weights, &mut fast);
-        sparse_logits_impl(&sparse, &weights, &mut portable);
-        assert_eq!(fast, portable);
-        let neuron_of = [0, 0, 2, 2, 2];
-        for k in 0..4 {
-            for r in 0..tile {
-                let want = 0.25
-                    + if r < rows {
-                        (0..5)
-                            .filter(|&p| classes[p] == k)
-                            .map(|p| {
-                                f64::from(weights[p]) * f64::from(columns[neuron_of[p] * tile + r])
-                            })
-                            .sum::<f64>()
-                    } else {
-                        0.0
-                    };
-                let got = f64::from(fast[k * tile + r]);
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "logit [{k},{r}]: {got} vs {want}"
-                );
+    fn the_vector_exponential_matches_the_c_library() {
+        let mut worst = 0.0f64;
+        let mut x = 0.0f64;
+        while x > -750.0 {
+            let (fast, libm) = (column::exp_nonpositive(x), x.exp());
+            if x >= -708.0 {
+                worst = worst.max(((fast - libm) / libm).abs());
+            } else {
+                assert!(fast < 1e-300, "e^{x} = {fast}");
             }
+            x -= 0.013_7;
         }
-        let mut grad_fast = vec![1.0f64; 5];
-        let mut grad_portable = grad_fast.clone();
-        sparse_gradient(&sparse, &residuals, &mut grad_fast);
-        sparse_gradient_impl(&sparse, &residuals, &mut grad_portable);
-        assert_eq!(grad_fast, grad_portable);
-        for p in 0..5 {
-            let want = 1.0
-                + (0..rows)
-                    .map(|r| {
-                        f64::from(columns[neuron_of[p] * tile + r])
-                            * f64::from(residuals[classes[p] * tile + r])
-                    })
-                    .sum::<f64>();
+        assert!(worst < 1e-15, "largest relative error {worst}");
+        assert_eq!(column::exp_nonpositive(0.0), 1.0);
+        let logits = [3.0, -1.5, 0.25, 40.0, -800.0, 2.0, 2.0, 0.0, 1e-3];
+        let (mut fast, mut portable) = (logits.to_vec(), logits.to_vec());
+        let (lse_fast, lse_portable) = (softmax(&mut fast), column::softmax(&mut portable));
+        assert_eq!(fast, portable);
+        assert_eq!(lse_fast, lse_portable);
+        let max = 40.0f64;
+        let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
+        assert!((lse_fast - (max + sum.ln())).abs() < 1e-13);
+        for (p, v) in fast.iter().zip(logits) {
+            let want = (v - max).exp() / sum;
             assert!(
-                (grad_fast[p] - want).abs() < 1e-5,
-                "pair {p}: {} vs {want}",
-                grad_fast[p]
+                (p - want).abs() <= 1e-15 * want.max(1e-300) + 1e-300,
+                "{p} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn column_kernels_match_naive_sums_and_the_portable_path() {
+        // Lengths around the 8 lanes, with and without a tail.
+        for n in [0, 1, 7, 8, 13, 64, 1001] {
+            let a = data(n, 7);
+            let w: Vec<f32> = data(n, 8).iter().map(|v| v.abs()).collect();
+            let b = data(n, 9);
+            let naive_dot: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            let naive_weighted: f64 = (0..n)
+                .map(|r| f64::from(a[r]) * f64::from(w[r]) * f64::from(b[r]))
+                .sum();
+            assert_eq!(dot(&a, &b), column::dot(&a, &b), "dot, n = {n}");
+            assert!(
+                (f64::from(dot(&a, &b)) - naive_dot).abs() < 1e-4,
+                "dot, n = {n}"
+            );
+            assert_eq!(weighted_dot(&a, &w, &b), column::weighted_dot(&a, &w, &b));
+            assert!(
+                (f64::from(weighted_dot(&a, &w, &b)) - naive_weighted).abs() < 1e-4,
+                "weighted dot, n = {n}"
+            );
+            let mut fast = b.clone();
+            let mut portable = b.clone();
+            axpy(-0.75, &a, &mut fast);
+            column::axpy(-0.75, &a, &mut portable);
+            assert_eq!(fast, portable);
+            for r in 0..n {
+                let want = f64::from(b[r]) - 0.75 * f64::from(a[r]);
+                assert!((f64::from(fast[r]) - want).abs() < 1e-5, "axpy [{r}]");
+            }
         }
     }
 

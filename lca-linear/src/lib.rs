@@ -9,7 +9,7 @@
 //!   R(W) = ‖W‖_F²         (L2Form::Squared, the textbook elastic net)
 //! ```
 //!
-//! The bias is not penalised. Two solvers:
+//! The bias is not penalised. Three solvers:
 //!
 //! - [`Solver::NeuroxAdam`]: what NeuroX does. Mini-batch Adam on the
 //!   per-batch loss (mean CE over the batch plus the full penalty), batches of
@@ -26,6 +26,9 @@
 //!   combined from stored logits and each iteration reads the activation
 //!   matrix once. Rows are processed in fixed chunks whose partial sums are
 //!   added in a fixed order, so the result does not depend on the thread count.
+//! - [`Solver::WorkingSet`]: proximal Newton with coordinate descent on the
+//!   weights that can be nonzero at the optimum, checked against the
+//!   optimality conditions of all weights (see the `working_set` module).
 //!
 //! Optional standardisation divides each neuron by its training standard
 //! deviation after centring; it is applied on the fly (never materialised),
@@ -151,8 +154,8 @@ pub enum Solver {
     NeuroxAdam(AdamSettings),
     /// Accelerated proximal gradient to a tolerance.
     Fista(FistaSettings),
-    /// Accelerated proximal gradient on a working set of weights, checked
-    /// against the optimality conditions of all of them.
+    /// Proximal Newton on a working set of weights, checked against the
+    /// optimality conditions of all of them.
     WorkingSet(WorkingSetSettings),
 }
 

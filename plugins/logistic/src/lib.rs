@@ -163,7 +163,8 @@ lca_core::params! {
         l2: f64 = 1e-3 => range(0.0..),
         /// L2 term: ‖W‖_F as NeuroX, or the textbook ‖W‖_F²
         l2_form: L2Term = L2Term::Frobenius,
-        /// fista and working_set (faster on sparse probes): converge to a
+        /// fista and working_set (proximal Newton on the likely nonzero
+        /// weights; several times faster on sparse probes): converge to a
         /// tolerance, with exact zeros; neurox_compatible: NeuroX's
         /// mini-batch Adam
         solver: SolverKind = SolverKind::Fista,
@@ -172,8 +173,8 @@ lca_core::params! {
         /// 1e-3): when no weight violates the optimality conditions by more
         /// than this times the largest gradient at the start
         tol: Option<f64> = None => above(0.0),
-        /// fista (default 500) and working_set (default 2000, counting the
-        /// restricted iterations): iteration limit
+        /// fista (default 500) and working_set (default 2000, counting
+        /// Newton steps): iteration limit
         max_iter: Option<usize> = None => range(1..),
         /// neurox_compatible: passes over the training data
         epochs: usize = 10 => range(1..),
