@@ -232,28 +232,17 @@ mod avx2 {
     // elements r ≡ l (mod 8), exactly as the portable loops do.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let full = n / LANES * LANES;
-        let mut acc = _mm256_setzero_ps();
-        let mut r = 0;
-        while r < full {
-            // SAFETY: r + 8 ≤ full ≤ the length of both slices.
-            unsafe {
-                let x = _mm256_loadu_ps(a.as_ptr().add(r));
-                let y = _mm256_loadu_ps(b.as_ptr().add(r));
-                acc = _mm256_fmadd_ps(x, y, acc);
-            }
-            r += LANES;
-        }
-        let mut sum = lanes_sum(acc);
-        for i in full..n {
-            sum = a[i].mul_add(b[i], sum);
-        }
-        sum
+        sum_of_products::<false>(a, a, b)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
+        sum_of_products::<true>(a, w, b)
+    }
+
+    /// `Σ a·b`, or `Σ (a·w)·b` when `WEIGHTED` (then `w` is read).
+    #[target_feature(enable = "avx2,fma")]
+    fn sum_of_products<const WEIGHTED: bool>(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(w.len()).min(b.len());
         let full = n / LANES * LANES;
         let mut acc = _mm256_setzero_ps();
@@ -261,16 +250,19 @@ mod avx2 {
         while r < full {
             // SAFETY: r + 8 ≤ full ≤ the length of every slice.
             unsafe {
-                let x = _mm256_loadu_ps(a.as_ptr().add(r));
-                let v = _mm256_loadu_ps(w.as_ptr().add(r));
+                let mut x = _mm256_loadu_ps(a.as_ptr().add(r));
+                if WEIGHTED {
+                    x = _mm256_mul_ps(x, _mm256_loadu_ps(w.as_ptr().add(r)));
+                }
                 let y = _mm256_loadu_ps(b.as_ptr().add(r));
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(x, v), y, acc);
+                acc = _mm256_fmadd_ps(x, y, acc);
             }
             r += LANES;
         }
         let mut sum = lanes_sum(acc);
         for i in full..n {
-            sum = (a[i] * w[i]).mul_add(b[i], sum);
+            let x = if WEIGHTED { a[i] * w[i] } else { a[i] };
+            sum = x.mul_add(b[i], sum);
         }
         sum
     }
