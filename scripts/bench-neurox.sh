@@ -49,7 +49,7 @@ echo "==> NeuroX (1 thread)"
 tolerances=${TOLERANCES:-0.01 0.001 0.0001}
 for tol in $tolerances; do
     echo "==> lca (1 thread, tol $tol)"
-    sed -e "s|@ACTS@|$data.acts.npy|; s|@LABELS@|$data.labels.txt|; s|@TOL@|$tol|" bench/neurox-protocol.toml > "$out/lca-recipe-$tol.toml"
+    sed -e "s|@ACTS@|$data.acts.npy|; s|@LABELS@|$data.labels.txt|; s|@TOL@|$tol|; s|@SOLVER@|fista|; s|@LAMBDA@|0.001|" bench/neurox-protocol.toml > "$out/lca-recipe-$tol.toml"
     /usr/bin/time -v -o "$out/lca-$tol.time" target/release/lca run "$out/lca-recipe-$tol.toml" --threads 1 --out "$out/lca-$tol" --quiet > "$out/lca-$tol.log"
 done
 
