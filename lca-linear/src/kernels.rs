@@ -85,6 +85,16 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     dispatch!(axpy, alpha, x, y);
 }
 
+/// `Σ_r a[r] · w[r] · (b[r] − c[r])`, in 8 fixed lanes.
+pub fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    dispatch!(weighted_dot_difference, a, w, b, c)
+}
+
+/// `y[r] += alpha · w[r] · x[r]`.
+pub fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
+    dispatch!(weighted_axpy, alpha, w, x, y);
+}
+
 /// In-place softmax of one row of logits; returns log Σ exp. The same
 /// values as with the C library's `exp` to within a few units in the last
 /// place, but the exponentials are plain arithmetic, so they run in vector
@@ -150,6 +160,31 @@ mod column {
     pub(super) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = fma(alpha, v, *o);
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
+        let n = a.len().min(w.len()).min(b.len()).min(c.len());
+        let mut acc = [0.0f32; LANES];
+        let full = n / LANES * LANES;
+        for start in (0..full).step_by(LANES) {
+            for l in 0..LANES {
+                let r = start + l;
+                acc[l] = fma(a[r] * w[r], b[r] - c[r], acc[l]);
+            }
+        }
+        let mut sum = hsum(&acc);
+        for r in full..n {
+            sum = fma(a[r] * w[r], b[r] - c[r], sum);
+        }
+        sum
+    }
+
+    #[inline(always)]
+    pub(super) fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
+        for ((o, &v), &weight) in y.iter_mut().zip(x).zip(w) {
+            *o = fma(alpha, weight * v, *o);
         }
     }
 
@@ -290,6 +325,57 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax(row: &mut [f64]) -> f64 {
         super::column::softmax(row)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
+        let n = a.len().min(w.len()).min(b.len()).min(c.len());
+        let full = n / LANES * LANES;
+        let mut acc = _mm256_setzero_ps();
+        let mut r = 0;
+        while r < full {
+            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
+            unsafe {
+                let x = _mm256_mul_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(r)),
+                    _mm256_loadu_ps(w.as_ptr().add(r)),
+                );
+                let d = _mm256_sub_ps(
+                    _mm256_loadu_ps(b.as_ptr().add(r)),
+                    _mm256_loadu_ps(c.as_ptr().add(r)),
+                );
+                acc = _mm256_fmadd_ps(x, d, acc);
+            }
+            r += LANES;
+        }
+        let mut sum = lanes_sum(acc);
+        for i in full..n {
+            sum = (a[i] * w[i]).mul_add(b[i] - c[i], sum);
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
+        let n = w.len().min(x.len()).min(y.len());
+        let full = n / LANES * LANES;
+        let scale = _mm256_set1_ps(alpha);
+        let mut r = 0;
+        while r < full {
+            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
+            unsafe {
+                let v = _mm256_mul_ps(
+                    _mm256_loadu_ps(w.as_ptr().add(r)),
+                    _mm256_loadu_ps(x.as_ptr().add(r)),
+                );
+                let o = _mm256_loadu_ps(y.as_ptr().add(r));
+                _mm256_storeu_ps(y.as_mut_ptr().add(r), _mm256_fmadd_ps(scale, v, o));
+            }
+            r += LANES;
+        }
+        for i in full..n {
+            y[i] = alpha.mul_add(w[i] * x[i], y[i]);
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -723,6 +809,25 @@ mod tests {
                 (f64::from(weighted_dot(&a, &w, &b)) - naive_weighted).abs() < 1e-4,
                 "weighted dot, n = {n}"
             );
+            let c = data(n, 10);
+            let naive_difference: f64 = (0..n)
+                .map(|r| f64::from(a[r]) * f64::from(w[r]) * (f64::from(b[r]) - f64::from(c[r])))
+                .sum();
+            let difference = weighted_dot_difference(&a, &w, &b, &c);
+            assert_eq!(difference, column::weighted_dot_difference(&a, &w, &b, &c));
+            assert!((f64::from(difference) - naive_difference).abs() < 1e-4);
+            let mut fast = c.clone();
+            let mut portable = c.clone();
+            weighted_axpy(0.5, &w, &a, &mut fast);
+            column::weighted_axpy(0.5, &w, &a, &mut portable);
+            assert_eq!(fast, portable);
+            for r in 0..n {
+                let want = f64::from(c[r]) + 0.5 * f64::from(w[r]) * f64::from(a[r]);
+                assert!(
+                    (f64::from(fast[r]) - want).abs() < 1e-5,
+                    "weighted axpy [{r}]"
+                );
+            }
             let mut fast = b.clone();
             let mut portable = b.clone();
             axpy(-0.75, &a, &mut fast);
