@@ -63,6 +63,9 @@ impl lca_core::component::TrainedProbe for TrainedCentroids {
     fn weights(&self) -> Option<ndarray::ArrayView2<'_, f32>> {
         Some(self.weights.view())
     }
+    fn bias(&self) -> Option<ndarray::ArrayView1<'_, f32>> {
+        Some(self.bias.view())
+    }
 }
 
 /// A centroid probe's specification and its fit on `data`, as evaluators

@@ -293,7 +293,7 @@ fn libraries_that_are_not_compatible_plugins_are_refused_with_one_paragraph() {
     let cases = [
         (
             "lca_fixture_old_abi",
-            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.6.0",
+            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.7.0",
         ),
         (
             "lca_fixture_other_layout",

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::context::RunContext;
 use crate::data::{ClassVocab, Dataset, Evaluation, NeuronRanking};
@@ -33,6 +33,30 @@ pub trait Probe: Send + Sync + fmt::Debug {
     /// # Errors
     /// Degenerate data (fewer than two classes, no rows).
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>>;
+
+    /// Trains as [`Probe::fit`] does, starting the solver from `start`
+    /// instead of its usual initial point. Evaluators use it to warm-start a
+    /// retrain from a probe they already have: the previous size of a subset
+    /// search, the previous penalty of a regularisation path, the full probe
+    /// restricted to an ablation's neurons.
+    ///
+    /// For a convex probe the start changes the answer only within the
+    /// solver's tolerance. Probes for which a start means nothing, or that
+    /// must reproduce a fixed initialisation, ignore it: the default calls
+    /// [`Probe::fit`].
+    ///
+    /// # Errors
+    /// As [`Probe::fit`]; also when `start` does not match the data's classes
+    /// and neurons.
+    fn fit_from(
+        &self,
+        data: &Dataset<'_>,
+        start: &WarmStart,
+        cx: &RunContext,
+    ) -> Result<Box<dyn TrainedProbe>> {
+        let _ = start;
+        self.fit(data, cx)
+    }
 
     /// The same probe with some parameters changed (for example `l1` and `l2`
     /// in a regularisation search). `changes` uses the recipe's keys; the new
@@ -108,6 +132,40 @@ pub trait TrainedProbe: Send + Sync + fmt::Debug {
     /// cannot be stored.
     fn state(&self) -> Option<Vec<u8>> {
         None
+    }
+}
+
+/// A starting point for [`Probe::fit_from`]: weights (classes × the data's
+/// neurons) and a bias per class, in the form [`TrainedProbe::weights`] and
+/// [`TrainedProbe::bias`] give them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarmStart {
+    /// Weights, classes × neurons.
+    pub weights: Array2<f32>,
+    /// Bias per class.
+    pub bias: Array1<f32>,
+}
+
+impl WarmStart {
+    /// The start a linear probe gives for a subset of its neurons:
+    /// `columns[j]` is the probe's neuron that becomes neuron `j`, or `None`
+    /// for a neuron the probe did not see, which starts at zero. `None` when
+    /// the probe is not linear.
+    pub fn from_probe(probe: &dyn TrainedProbe, columns: &[Option<usize>]) -> Option<Self> {
+        let (weights, bias) = (probe.weights()?, probe.bias()?);
+        if columns.iter().flatten().any(|&c| c >= weights.ncols()) {
+            return None;
+        }
+        let mut start = Array2::zeros((weights.nrows(), columns.len()));
+        for (j, column) in columns.iter().enumerate() {
+            if let Some(c) = column {
+                start.column_mut(j).assign(&weights.column(*c));
+            }
+        }
+        Some(WarmStart {
+            weights: start,
+            bias: bias.to_owned(),
+        })
     }
 }
 
@@ -276,6 +334,44 @@ impl Component {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Linear(Array2<f32>, Array1<f32>, ClassVocab);
+
+    impl TrainedProbe for Linear {
+        fn classes(&self) -> &ClassVocab {
+            &self.2
+        }
+        fn n_features(&self) -> usize {
+            self.0.ncols()
+        }
+        fn predict_proba(&self, _x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+            unreachable!("not used")
+        }
+        fn weights(&self) -> Option<ArrayView2<'_, f32>> {
+            Some(self.0.view())
+        }
+        fn bias(&self) -> Option<ArrayView1<'_, f32>> {
+            Some(self.1.view())
+        }
+    }
+
+    #[test]
+    fn a_warm_start_takes_the_shared_neurons_and_zeros_the_new_ones() {
+        let classes = ClassVocab::in_order(vec!["a".into(), "b".into()]).unwrap();
+        let probe = Linear(
+            ndarray::array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+            ndarray::array![0.5, -0.5],
+            classes,
+        );
+        let start = WarmStart::from_probe(&probe, &[Some(2), None, Some(0)]).unwrap();
+        assert_eq!(
+            start.weights,
+            ndarray::array![[3.0, 0.0, 1.0], [6.0, 0.0, 4.0]]
+        );
+        assert_eq!(start.bias, ndarray::array![0.5, -0.5]);
+        assert!(WarmStart::from_probe(&probe, &[Some(3)]).is_none());
+    }
 
     #[test]
     fn argmax_takes_the_first_maximum() {

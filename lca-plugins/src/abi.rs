@@ -22,7 +22,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.6.0";
+pub const ABI_VERSION: &str = "0.7.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -217,8 +217,16 @@ pub trait FfiProbe: Send + Sync {
     /// The same probe with some parameters changed (TOML text).
     fn reconfigure(&self, changes_toml: RStr<'_>) -> RResult<FfiProbeBox, FfiError>;
     /// A trained probe rebuilt from the bytes its `state` gave.
-    #[sabi(last_prefix_field)]
     fn restore(&self, state: RSlice<'_, u8>) -> RResult<FfiTrainedProbeBox, FfiError>;
+    /// Trains from a starting point: weights (classes × neurons) and bias.
+    #[sabi(last_prefix_field)]
+    fn fit_from(
+        &self,
+        data: FfiDataset<'_>,
+        weights: FfiMatrix<'_>,
+        bias: RSlice<'_, f32>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiTrainedProbeBox, FfiError>;
 }
 
 /// A trained probe.

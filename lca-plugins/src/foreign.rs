@@ -10,7 +10,7 @@ use lca_core::data::ClassVocab;
 use lca_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use lca_core::{
     ActivationSource, Dataset, EvalInput, Evaluation, Evaluator, NeuronRanking, Probe, RankInput,
-    Ranker, Result, RunContext, TrainedProbe,
+    Ranker, Result, RunContext, TrainedProbe, WarmStart,
 };
 use lca_core::{Error, registry::ComponentKind};
 use serde::Deserialize;
@@ -159,6 +159,28 @@ impl Probe for ForeignProbe {
     fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
         let parts = DatasetParts::new(data);
         self.trained(self.inner.fit(parts.ffi(), context_to_ffi(cx)))
+    }
+
+    fn fit_from(
+        &self,
+        data: &Dataset<'_>,
+        start: &WarmStart,
+        cx: &RunContext,
+    ) -> Result<Box<dyn TrainedProbe>> {
+        let parts = DatasetParts::new(data);
+        let (weights, rows, cols) = matrix_to_ffi(start.weights.view());
+        let weights = FfiMatrix {
+            data: weights.as_ref().into(),
+            rows: rows as u64,
+            cols: cols as u64,
+        };
+        let bias = start.bias.to_vec();
+        self.trained(self.inner.fit_from(
+            parts.ffi(),
+            weights,
+            bias.as_slice().into(),
+            context_to_ffi(cx),
+        ))
     }
 
     fn reconfigure(&self, changes: &lca_core::toml::Table) -> Result<std::sync::Arc<dyn Probe>> {

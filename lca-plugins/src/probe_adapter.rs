@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
-use lca_core::{Probe, SharedProbe};
+use lca_core::ndarray::Array1;
+use lca_core::{Probe, SharedProbe, WarmStart};
 use serde_json::json;
 
 use crate::abi::{
@@ -32,6 +33,25 @@ impl FfiProbe for ProbeAdapter {
             let cx = context_from_ffi(cx);
             let data = dataset_from_ffi(data)?;
             let trained = cx.install(|| self.0.fit(&data, &cx))?;
+            Ok(trained_probe_to_ffi(Arc::from(trained)))
+        })
+    }
+
+    fn fit_from(
+        &self,
+        data: FfiDataset<'_>,
+        weights: FfiMatrix<'_>,
+        bias: RSlice<'_, f32>,
+        cx: FfiContext<'_>,
+    ) -> RResult<FfiTrainedProbeBox, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let data = dataset_from_ffi(data)?;
+            let start = WarmStart {
+                weights: matrix_from_ffi(weights)?.to_owned(),
+                bias: Array1::from(bias.as_slice().to_vec()),
+            };
+            let trained = cx.install(|| self.0.fit_from(&data, &start, &cx))?;
             Ok(trained_probe_to_ffi(Arc::from(trained)))
         })
     }

@@ -8,7 +8,7 @@ use lca_core::data::{Cell, ClassVocab, Table};
 use lca_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use lca_core::{
     ActivationSource, Dataset, Error, EvalInput, Evaluation, Evaluator, NeuronRanking, Probe,
-    RankInput, Ranker, Result, RunContext, SharedProbe, TrainedProbe,
+    RankInput, Ranker, Result, RunContext, SharedProbe, TrainedProbe, WarmStart,
 };
 use lca_testkit::{RankerTraits, check_ranker, planted};
 
@@ -68,6 +68,20 @@ impl Probe for CentroidProbe {
             classes: data.classes().clone(),
             means,
             bias: Array1::zeros(data.n_classes()),
+        }))
+    }
+
+    /// Takes the start as its centroids: what crossed the boundary shows.
+    fn fit_from(
+        &self,
+        data: &Dataset<'_>,
+        start: &WarmStart,
+        _cx: &RunContext,
+    ) -> Result<Box<dyn TrainedProbe>> {
+        Ok(Box::new(Centroids {
+            classes: data.classes().clone(),
+            means: start.weights.clone(),
+            bias: start.bias.clone(),
         }))
     }
 
@@ -259,6 +273,21 @@ fn probe_and_evaluator_round_trip() {
     let e = evaluator.evaluate(&input, &cx).unwrap();
     assert!(e.metrics["accuracy.centroid"] > 0.5, "{e:?}");
     assert_eq!(e.tables[0].rows[0][2], Cell::Int(7));
+}
+
+#[test]
+fn a_warm_start_crosses_the_boundary_intact() {
+    let data = planted(60, 5, 3, 1, 2);
+    let start = WarmStart {
+        weights: Array2::from_shape_fn((3, 5), |(k, j)| (k * 10 + j) as f32 - 7.5),
+        bias: Array1::from(vec![0.25, -1.0, 3.5]),
+    };
+    let foreign = ForeignProbe::new(probe_to_ffi(Arc::new(CentroidProbe)), who());
+    let trained = foreign
+        .fit_from(&data, &start, &RunContext::new(0, 1))
+        .unwrap();
+    assert_eq!(trained.weights().unwrap(), start.weights.view());
+    assert_eq!(trained.bias().unwrap(), start.bias.view());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use ndarray::Axis;
 
-use lca_core::component::{Probe, TrainedProbe};
+use lca_core::component::{Probe, TrainedProbe, WarmStart};
 use lca_core::context::RunContext;
 use lca_core::data::{Dataset, Split, SplitData};
 use lca_core::error::{Error, Result};
@@ -72,36 +72,80 @@ pub(crate) fn probe_accuracy(
     Ok(accuracy(&predicted, part.labels))
 }
 
-/// Trains a fresh probe on the given neurons only and scores it on `split`.
+/// A trained probe to start a retrain from, and the data's neurons it was
+/// trained on (`None`: all of them, in order).
+#[derive(Clone, Copy)]
+pub(crate) struct StartFrom<'p> {
+    pub(crate) probe: &'p dyn TrainedProbe,
+    pub(crate) columns: Option<&'p [usize]>,
+}
+
+impl<'p> StartFrom<'p> {
+    /// A probe trained on all the data's neurons.
+    pub(crate) fn all(probe: &'p dyn TrainedProbe) -> Self {
+        StartFrom {
+            probe,
+            columns: None,
+        }
+    }
+
+    /// The warm start for a probe on `columns`: this probe's weights for the
+    /// neurons both share, zero for the others. `None` for a probe without
+    /// weights.
+    fn warm_start(&self, columns: &[usize], n_neurons: usize) -> Option<WarmStart> {
+        let mut position = vec![None; n_neurons];
+        match self.columns {
+            None => position
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, p)| *p = Some(j)),
+            Some(seen) => {
+                for (i, &c) in seen.iter().enumerate() {
+                    *position.get_mut(c)? = Some(i);
+                }
+            }
+        }
+        let mapping: Vec<Option<usize>> = columns
+            .iter()
+            .map(|&c| position.get(c).copied().flatten())
+            .collect();
+        WarmStart::from_probe(self.probe, &mapping)
+    }
+}
+
+/// Trains a probe on the given neurons only: from `start` when given (see
+/// [`Probe::fit_from`]; for a convex probe this changes the result only
+/// within the solver's tolerance, and saves most of the work), else from the
+/// probe's own initial point. Returns the subset's data with the probe.
+pub(crate) fn retrain(
+    spec: &dyn Probe,
+    data: &Dataset<'_>,
+    columns: &[usize],
+    start: Option<StartFrom<'_>>,
+    cx: &RunContext,
+) -> Result<(Dataset<'static>, Box<dyn TrainedProbe>)> {
+    cx.check_cancelled()?;
+    let subset = data.select_neurons(columns)?;
+    let warm = start.and_then(|s| s.warm_start(columns, data.n_neurons()));
+    let probe = match warm {
+        Some(warm) => spec.fit_from(&subset, &warm, cx)?,
+        None => spec.fit(&subset, cx)?,
+    };
+    Ok((subset, probe))
+}
+
+/// Trains a probe on the given neurons only (see [`retrain`]) and scores it
+/// on `split`.
 pub(crate) fn retrain_accuracy(
     spec: &dyn Probe,
     data: &Dataset<'_>,
     columns: &[usize],
     split: Split,
+    start: Option<StartFrom<'_>>,
     cx: &RunContext,
 ) -> Result<f64> {
-    cx.check_cancelled()?;
-    let subset = data.select_neurons(columns)?;
-    let probe = spec.fit(&subset, cx)?;
+    let (subset, probe) = retrain(spec, data, columns, start, cx)?;
     probe_accuracy(probe.as_ref(), &subset, split)
-}
-
-/// Trains a fresh probe on the given neurons only and scores it on each of
-/// `splits` (one fit, several scores).
-pub(crate) fn retrain_accuracies(
-    spec: &dyn Probe,
-    data: &Dataset<'_>,
-    columns: &[usize],
-    splits: &[Split],
-    cx: &RunContext,
-) -> Result<Vec<f64>> {
-    cx.check_cancelled()?;
-    let subset = data.select_neurons(columns)?;
-    let probe = spec.fit(&subset, cx)?;
-    splits
-        .iter()
-        .map(|&split| probe_accuracy(probe.as_ref(), &subset, split))
-        .collect()
 }
 
 /// Accuracy of a trained probe when every neuron except `keep` is set to zero.
@@ -188,7 +232,16 @@ impl KeepMode {
     ) -> Result<f64> {
         match self {
             KeepMode::ZeroOut => zeroed_accuracy(probe.trained.as_ref(), data, columns, split),
-            KeepMode::Retrain => retrain_accuracy(probe.spec.as_ref(), data, columns, split, cx),
+            // The probe on all neurons, restricted to the kept ones, is the
+            // natural start for a retrain on them.
+            KeepMode::Retrain => retrain_accuracy(
+                probe.spec.as_ref(),
+                data,
+                columns,
+                split,
+                Some(StartFrom::all(probe.trained.as_ref())),
+                cx,
+            ),
         }
     }
 }

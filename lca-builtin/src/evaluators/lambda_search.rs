@@ -5,7 +5,7 @@ use super::common::{
     zeroed_accuracy,
 };
 use crate::select::ClassMasses;
-use lca_core::component::{Component, EvalInput, Evaluator};
+use lca_core::component::{Component, EvalInput, Evaluator, TrainedProbe, WarmStart};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::{Error, Result};
@@ -59,7 +59,8 @@ pub(super) fn descriptor() -> Descriptor {
 /// The ablation-driven λ search of the LCA papers.
 ///
 /// ```text
-/// for each (λ1, λ2): train the probe; rank neurons by LCA (stride 100);
+/// for each (λ1, λ2), strongest first: train the probe (from the previous
+///   pair's probe); rank neurons by LCA (stride 100);
 ///   A_t, A_r, A_b = accuracy keeping only the top / random / bottom N% (zero-out)
 ///   score = α (A_t − A_r) + β (A_r − A_b)
 /// choose the highest score among pairs whose full accuracy is within
@@ -89,8 +90,8 @@ impl Evaluator for LambdaSearch {
         let k = count_for_percent(self.p.percent, n);
         let mut e = Evaluation::default();
         for probe in &input.probes {
-            let mut rows = Vec::new();
             let mut baseline = None;
+            let all_neurons: Vec<Option<usize>> = (0..n).map(Some).collect();
             let mut pairs: Vec<(f64, f64)> = self
                 .p
                 .l1
@@ -100,7 +101,18 @@ impl Evaluator for LambdaSearch {
             if !pairs.contains(&(0.0, 0.0)) {
                 pairs.insert(0, (0.0, 0.0));
             }
-            for (l1, l2) in pairs {
+            // Fitted from the strongest penalty down, each pair starting
+            // from the previous one's probe (a regularisation path: the
+            // sparse solutions come first and grow). Reported in grid order.
+            let mut fit_order: Vec<usize> = (0..pairs.len()).collect();
+            fit_order.sort_by(|&a, &b| {
+                let (pa, pb) = (pairs[a], pairs[b]);
+                pb.0.total_cmp(&pa.0).then(pb.1.total_cmp(&pa.1))
+            });
+            let mut fitted: Vec<Option<Row>> = (0..pairs.len()).map(|_| None).collect();
+            let mut previous: Option<Box<dyn TrainedProbe>> = None;
+            for index in fit_order {
+                let (l1, l2) = pairs[index];
                 let mut changes = toml::Table::new();
                 changes.insert("l1".into(), l1.into());
                 changes.insert("l2".into(), l2.into());
@@ -111,7 +123,13 @@ impl Evaluator for LambdaSearch {
                     ))
                 })?;
                 cx.check_cancelled()?;
-                let trained = spec.fit(data, cx)?;
+                let trained = match previous
+                    .as_ref()
+                    .and_then(|p| WarmStart::from_probe(p.as_ref(), &all_neurons))
+                {
+                    Some(start) => spec.fit_from(data, &start, cx)?,
+                    None => spec.fit(data, cx)?,
+                };
                 let accuracy = probe_accuracy(trained.as_ref(), data, self.split)?;
                 let weights = trained.weights().ok_or_else(|| {
                     Error::input(format!(
@@ -139,7 +157,7 @@ impl Evaluator for LambdaSearch {
                 if l1 == 0.0 && l2 == 0.0 {
                     baseline = Some(accuracy);
                 }
-                rows.push(Row {
+                fitted[index] = Some(Row {
                     l1,
                     l2,
                     accuracy,
@@ -148,7 +166,9 @@ impl Evaluator for LambdaSearch {
                     bottom: bottom_acc,
                     score,
                 });
+                previous = Some(trained);
             }
+            let rows: Vec<Row> = fitted.into_iter().flatten().collect();
             let baseline = baseline.expect("(0, 0) is always tried");
             let eligible = |r: &Row| (baseline - r.accuracy) * 100.0 <= self.p.max_accuracy_drop;
             let best = rows

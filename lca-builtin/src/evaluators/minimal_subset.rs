@@ -1,7 +1,7 @@
 //! `minimal_subset`: the fewest top-ranked neurons that recover the probe.
 
-use super::common::{majority_accuracy, probe_accuracy, require_split, retrain_accuracies, top};
-use lca_core::component::{Component, EvalInput, Evaluator};
+use super::common::{StartFrom, majority_accuracy, probe_accuracy, require_split, retrain, top};
+use lca_core::component::{Component, EvalInput, Evaluator, TrainedProbe};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Split, Table};
 use lca_core::error::Result;
@@ -66,7 +66,8 @@ pub(super) fn descriptor() -> Descriptor {
 /// ```text
 /// oracle = accuracy of the probe on all neurons (select_on split)
 /// for q in the grid: n = ⌊q·D/100⌋ (sizes already tried are skipped)
-///     retrain a fresh probe on the top n neurons
+///     retrain a probe on the top n neurons (starting from the previous
+///     size's probe, with the new neurons at zero)
 ///     stop at the first n with accuracy > oracle · (1 − δ/100)
 /// report n and the accuracy of that probe on the report_on split
 /// ```
@@ -130,6 +131,9 @@ impl Evaluator for MinimalSubset {
             for ranking in &input.rankings {
                 let mut tried = Vec::new();
                 let mut found = None;
+                // Each size starts from the previous size's probe: the top
+                // sets are nested, so only the new neurons start at zero.
+                let mut previous: Option<(Vec<usize>, Box<dyn TrainedProbe>)> = None;
                 for &q in &self.grid {
                     let k = ((q / 100.0 * n as f64).floor() as usize).min(n);
                     if k == 0 || tried.contains(&k) {
@@ -137,16 +141,17 @@ impl Evaluator for MinimalSubset {
                     }
                     tried.push(k);
                     let columns = top(ranking.ranking.order(), k);
+                    let start = previous.as_ref().map(|(seen, trained)| StartFrom {
+                        probe: trained.as_ref(),
+                        columns: Some(seen),
+                    });
+                    let (subset, trained) =
+                        retrain(probe.spec.as_ref(), data, &columns, start, cx)?;
                     // One fit scores both splits: the selection split decides,
                     // the report split is what the table reports.
-                    let scores = retrain_accuracies(
-                        probe.spec.as_ref(),
-                        data,
-                        &columns,
-                        &[self.select_on, self.report_on],
-                        cx,
-                    )?;
-                    let (acc, reported) = (scores[0], scores[1]);
+                    let acc = probe_accuracy(trained.as_ref(), &subset, self.select_on)?;
+                    let reported = probe_accuracy(trained.as_ref(), &subset, self.report_on)?;
+                    previous = Some((columns, trained));
                     let meets = acc > target;
                     search.push(vec![
                         Cell::from(ranking.id),
@@ -209,6 +214,99 @@ impl Evaluator for MinimalSubset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::centroid_probe::CentroidProbe;
+    use crate::{SyntheticParams, generate};
+    use lca_core::component::{NamedRanking, Probe, ProbeInput, WarmStart};
+    use lca_core::data::{Dataset, NeuronRanking};
+    use ndarray::{Array2, s};
+    use std::sync::{Arc, Mutex};
+
+    /// Centroids that record each start they are given and each result.
+    #[derive(Debug, Default)]
+    struct Recording {
+        fits: Mutex<Vec<(Option<WarmStart>, Array2<f32>)>>,
+    }
+
+    impl Recording {
+        fn record(
+            &self,
+            data: &Dataset<'_>,
+            start: Option<&WarmStart>,
+            cx: &RunContext,
+        ) -> Result<Box<dyn TrainedProbe>> {
+            let trained = CentroidProbe.fit(data, cx)?;
+            let weights = trained.weights().expect("linear").to_owned();
+            self.fits.lock().unwrap().push((start.cloned(), weights));
+            Ok(trained)
+        }
+    }
+
+    impl Probe for Recording {
+        fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
+            self.record(data, None, cx)
+        }
+        fn fit_from(
+            &self,
+            data: &Dataset<'_>,
+            start: &WarmStart,
+            cx: &RunContext,
+        ) -> Result<Box<dyn TrainedProbe>> {
+            self.record(data, Some(start), cx)
+        }
+    }
+
+    #[test]
+    fn each_size_starts_from_the_previous_sizes_probe() {
+        let data = generate(
+            &SyntheticParams {
+                tokens: 600,
+                neurons: 40,
+                classes: 3,
+                per_class: 2,
+                ..Default::default()
+            },
+            2,
+            "t",
+        )
+        .unwrap();
+        // Uninformative neurons first, so that no small set reaches the
+        // oracle and the search walks the whole grid.
+        let informative = data.truth().unwrap().informative.clone();
+        let mut order: Vec<u32> = (0..40u32).filter(|j| !informative.contains(j)).collect();
+        order.extend(&informative);
+        let ranking = NeuronRanking::from_order(order).unwrap();
+        let recording = Arc::new(Recording::default());
+        let trained = Arc::from(CentroidProbe.fit(&data, &RunContext::new(0, 1)).unwrap());
+        let input = EvalInput::new(&data)
+            .with_rankings(vec![NamedRanking {
+                id: "r",
+                ranking: &ranking,
+            }])
+            .with_probes(vec![ProbeInput {
+                id: "p".into(),
+                spec: recording.clone(),
+                trained,
+            }]);
+        let search = MinimalSubset {
+            delta: 0.0,
+            grid: vec![5.0, 10.0, 25.0, 50.0],
+            select_on: Split::Test,
+            report_on: Split::Test,
+        };
+        search.evaluate(&input, &RunContext::new(0, 1)).unwrap();
+        let fits = recording.fits.lock().unwrap();
+        let sizes: Vec<usize> = fits.iter().map(|(_, w)| w.ncols()).collect();
+        assert!(sizes.len() >= 2, "sizes tried: {sizes:?}");
+        assert!(fits[0].0.is_none(), "the first size starts cold");
+        for pair in fits.windows(2) {
+            let (previous, (start, weights)) = (&pair[0].1, &pair[1]);
+            let start = start.as_ref().expect("later sizes start warm");
+            let k = previous.ncols();
+            assert_eq!(start.weights.ncols(), weights.ncols());
+            assert_eq!(start.weights.slice(s![.., ..k]), previous.view());
+            assert!(start.weights.slice(s![.., k..]).iter().all(|&v| v == 0.0));
+        }
+    }
 
     #[test]
     fn the_authors_grid_has_112_sizes() {

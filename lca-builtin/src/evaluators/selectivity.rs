@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::common::{
-    MeasuredOn, count_for_percent, probe_accuracy, require_split, retrain_accuracy, top,
+    MeasuredOn, StartFrom, count_for_percent, probe_accuracy, require_split, retrain_accuracy, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
@@ -189,9 +189,23 @@ impl Evaluator for Selectivity {
                 .insert(format!("selectivity.{}.all", probe.id), task - control_acc);
             for ranking in &input.rankings {
                 let columns = top(ranking.ranking.order(), k);
-                let task = retrain_accuracy(probe.spec.as_ref(), data, &columns, self.split, cx)?;
-                let control_acc =
-                    retrain_accuracy(probe.spec.as_ref(), &control, &columns, self.split, cx)?;
+                // Each retrain starts from its task's probe on all neurons.
+                let task = retrain_accuracy(
+                    probe.spec.as_ref(),
+                    data,
+                    &columns,
+                    self.split,
+                    Some(StartFrom::all(probe.trained.as_ref())),
+                    cx,
+                )?;
+                let control_acc = retrain_accuracy(
+                    probe.spec.as_ref(),
+                    &control,
+                    &columns,
+                    self.split,
+                    Some(StartFrom::all(control_probe.as_ref())),
+                    cx,
+                )?;
                 table.push(vec![
                     Cell::from(probe.id.as_str()),
                     Cell::from(format!("top {}% of `{}`", self.percent, ranking.id)),

@@ -18,7 +18,7 @@ use lca_core::data::{ClassVocab, Split};
 use lca_core::ndarray::{Array2, ArrayView1, ArrayView2};
 use lca_core::params::{ParamDoc, Params as _, check_keys};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs};
-use lca_core::{Component, Dataset, Probe, Result, RunContext};
+use lca_core::{Component, Dataset, Probe, Result, RunContext, WarmStart};
 use lca_linear::{
     AdamSettings, FistaSettings, FitOptions, Init, L2Form, LogisticModel, Penalty, Solver,
     WorkingSetSettings, fit,
@@ -246,14 +246,19 @@ fn build_preset(preset: Preset, table: &lca_core::toml::Table) -> Result<Logisti
     })
 }
 
-impl Probe for LogisticProbe {
-    fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
+impl LogisticProbe {
+    fn train(
+        &self,
+        data: &Dataset<'_>,
+        options: &FitOptions,
+        cx: &RunContext,
+    ) -> Result<Box<dyn TrainedProbe>> {
         let train = data.split(Split::Train);
         let model = fit(
             train.acts.view(),
             train.labels,
             data.n_classes(),
-            &self.options,
+            options,
             cx,
         )?;
         let details = serde_json::json!({
@@ -268,6 +273,30 @@ impl Probe for LogisticProbe {
             model,
             details,
         }))
+    }
+}
+
+impl Probe for LogisticProbe {
+    fn fit(&self, data: &Dataset<'_>, cx: &RunContext) -> Result<Box<dyn TrainedProbe>> {
+        self.train(data, &self.options, cx)
+    }
+
+    /// The convex solvers start from `start`; the NeuroX-compatible Adam
+    /// ignores it, since it must start where PyTorch would.
+    fn fit_from(
+        &self,
+        data: &Dataset<'_>,
+        start: &WarmStart,
+        cx: &RunContext,
+    ) -> Result<Box<dyn TrainedProbe>> {
+        if matches!(self.options.solver, Solver::NeuroxAdam(_)) {
+            return self.fit(data, cx);
+        }
+        let options = FitOptions {
+            init: Init::Given(start.weights.mapv(f64::from), start.bias.mapv(f64::from)),
+            ..self.options.clone()
+        };
+        self.train(data, &options, cx)
     }
 
     fn restore(&self, state: &[u8]) -> Result<Box<dyn TrainedProbe>> {
