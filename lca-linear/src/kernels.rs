@@ -14,6 +14,13 @@
 // Indexed loops over the fixed lanes and class groups read as the maths does.
 #![allow(clippy::needless_range_loop)]
 
+mod columns;
+
+pub use columns::{
+    axpy, dot, step_then_weighted_dot_difference, weighted_axpy, weighted_dot,
+    weighted_dot_difference,
+};
+
 const LANES: usize = 8;
 
 /// `out[r·c + k] = Σ_j x[r·d + j] · w[k·d + j]` for every row `r` of `x`.
@@ -53,8 +60,7 @@ pub fn accumulate_gradient(
     gradient_impl(p, x, d, c, grad);
 }
 
-/// The column products of the working-set solver's coordinate descent, on
-/// contiguous columns of equal length.
+/// Runs the AVX2/FMA build of a kernel where the CPU has it.
 macro_rules! dispatch {
     ($name:ident, $($arg:expr),*) => {{
         #[cfg(target_arch = "x86_64")]
@@ -70,31 +76,6 @@ macro_rules! dispatch {
     }};
 }
 
-/// `Σ_r a[r] · b[r]`, in 8 fixed lanes.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    dispatch!(dot, a, b)
-}
-
-/// `Σ_r a[r] · w[r] · b[r]`, in 8 fixed lanes.
-pub fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
-    dispatch!(weighted_dot, a, w, b)
-}
-
-/// `y[r] += alpha · x[r]`.
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    dispatch!(axpy, alpha, x, y);
-}
-
-/// `Σ_r a[r] · w[r] · (b[r] − c[r])`, in 8 fixed lanes.
-pub fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
-    dispatch!(weighted_dot_difference, a, w, b, c)
-}
-
-/// `y[r] += alpha · w[r] · x[r]`.
-pub fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
-    dispatch!(weighted_axpy, alpha, w, x, y);
-}
-
 /// In-place softmax of one row of logits; returns log Σ exp. The same
 /// values as with the C library's `exp` to within a few units in the last
 /// place, but the exponentials are plain arithmetic, so they run in vector
@@ -104,89 +85,7 @@ pub fn softmax(row: &mut [f64]) -> f64 {
 }
 
 mod column {
-    //! Portable column kernels; the AVX2 build compiles the same loops.
-    use super::{LANES, fma, hsum};
-
-    #[inline(always)]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (a, b) = (&a[..n], &b[..n]);
-        let mut acc = [0.0f32; LANES];
-        let mut chunks_a = a.chunks_exact(LANES);
-        let mut chunks_b = b.chunks_exact(LANES);
-        for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
-            for l in 0..LANES {
-                acc[l] = fma(ca[l], cb[l], acc[l]);
-            }
-        }
-        let mut sum = hsum(&acc);
-        for (&x, &y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
-            sum = fma(x, y, sum);
-        }
-        sum
-    }
-
-    #[inline(always)]
-    pub(super) fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(w.len()).min(b.len());
-        let (a, w, b) = (&a[..n], &w[..n], &b[..n]);
-        let mut acc = [0.0f32; LANES];
-        let mut chunks_a = a.chunks_exact(LANES);
-        let mut chunks_w = w.chunks_exact(LANES);
-        let mut chunks_b = b.chunks_exact(LANES);
-        for ((ca, cw), cb) in (&mut chunks_a).zip(&mut chunks_w).zip(&mut chunks_b) {
-            let (ca, cw, cb): (&[f32; LANES], &[f32; LANES], &[f32; LANES]) = (
-                ca.try_into().expect("a full lane group"),
-                cw.try_into().expect("a full lane group"),
-                cb.try_into().expect("a full lane group"),
-            );
-            for l in 0..LANES {
-                acc[l] = fma(ca[l] * cw[l], cb[l], acc[l]);
-            }
-        }
-        let mut sum = hsum(&acc);
-        for ((&x, &v), &y) in chunks_a
-            .remainder()
-            .iter()
-            .zip(chunks_w.remainder())
-            .zip(chunks_b.remainder())
-        {
-            sum = fma(x * v, y, sum);
-        }
-        sum
-    }
-
-    #[inline(always)]
-    pub(super) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = fma(alpha, v, *o);
-        }
-    }
-
-    #[inline(always)]
-    pub(super) fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
-        let n = a.len().min(w.len()).min(b.len()).min(c.len());
-        let mut acc = [0.0f32; LANES];
-        let full = n / LANES * LANES;
-        for start in (0..full).step_by(LANES) {
-            for l in 0..LANES {
-                let r = start + l;
-                acc[l] = fma(a[r] * w[r], b[r] - c[r], acc[l]);
-            }
-        }
-        let mut sum = hsum(&acc);
-        for r in full..n {
-            sum = fma(a[r] * w[r], b[r] - c[r], sum);
-        }
-        sum
-    }
-
-    #[inline(always)]
-    pub(super) fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
-        for ((o, &v), &weight) in y.iter_mut().zip(x).zip(w) {
-            *o = fma(alpha, weight * v, *o);
-        }
-    }
+    //! The portable softmax; the AVX2 build compiles the same loops.
 
     #[inline(always)]
     pub(super) fn softmax(row: &mut [f64]) -> f64 {
@@ -263,127 +162,9 @@ mod avx2 {
 
     use super::{LANES, class_groups, hsum};
 
-    // The column kernels in intrinsics: lane l of the accumulator holds the
-    // elements r ≡ l (mod 8), exactly as the portable loops do.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        sum_of_products::<false>(a, a, b)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn weighted_dot(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
-        sum_of_products::<true>(a, w, b)
-    }
-
-    /// `Σ a·b`, or `Σ (a·w)·b` when `WEIGHTED` (then `w` is read).
-    #[target_feature(enable = "avx2,fma")]
-    fn sum_of_products<const WEIGHTED: bool>(a: &[f32], w: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(w.len()).min(b.len());
-        let full = n / LANES * LANES;
-        let mut acc = _mm256_setzero_ps();
-        let mut r = 0;
-        while r < full {
-            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
-            unsafe {
-                let mut x = _mm256_loadu_ps(a.as_ptr().add(r));
-                if WEIGHTED {
-                    x = _mm256_mul_ps(x, _mm256_loadu_ps(w.as_ptr().add(r)));
-                }
-                let y = _mm256_loadu_ps(b.as_ptr().add(r));
-                acc = _mm256_fmadd_ps(x, y, acc);
-            }
-            r += LANES;
-        }
-        let mut sum = lanes_sum(acc);
-        for i in full..n {
-            let x = if WEIGHTED { a[i] * w[i] } else { a[i] };
-            sum = x.mul_add(b[i], sum);
-        }
-        sum
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        let n = x.len().min(y.len());
-        let full = n / LANES * LANES;
-        let scale = _mm256_set1_ps(alpha);
-        let mut r = 0;
-        while r < full {
-            // SAFETY: r + 8 ≤ full ≤ the length of both slices.
-            unsafe {
-                let v = _mm256_loadu_ps(x.as_ptr().add(r));
-                let o = _mm256_loadu_ps(y.as_ptr().add(r));
-                _mm256_storeu_ps(y.as_mut_ptr().add(r), _mm256_fmadd_ps(scale, v, o));
-            }
-            r += LANES;
-        }
-        for i in full..n {
-            y[i] = alpha.mul_add(x[i], y[i]);
-        }
-    }
-
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn softmax(row: &mut [f64]) -> f64 {
         super::column::softmax(row)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn weighted_dot_difference(a: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> f32 {
-        let n = a.len().min(w.len()).min(b.len()).min(c.len());
-        let full = n / LANES * LANES;
-        let mut acc = _mm256_setzero_ps();
-        let mut r = 0;
-        while r < full {
-            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
-            unsafe {
-                let x = _mm256_mul_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(r)),
-                    _mm256_loadu_ps(w.as_ptr().add(r)),
-                );
-                let d = _mm256_sub_ps(
-                    _mm256_loadu_ps(b.as_ptr().add(r)),
-                    _mm256_loadu_ps(c.as_ptr().add(r)),
-                );
-                acc = _mm256_fmadd_ps(x, d, acc);
-            }
-            r += LANES;
-        }
-        let mut sum = lanes_sum(acc);
-        for i in full..n {
-            sum = (a[i] * w[i]).mul_add(b[i] - c[i], sum);
-        }
-        sum
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn weighted_axpy(alpha: f32, w: &[f32], x: &[f32], y: &mut [f32]) {
-        let n = w.len().min(x.len()).min(y.len());
-        let full = n / LANES * LANES;
-        let scale = _mm256_set1_ps(alpha);
-        let mut r = 0;
-        while r < full {
-            // SAFETY: r + 8 ≤ full ≤ the length of every slice.
-            unsafe {
-                let v = _mm256_mul_ps(
-                    _mm256_loadu_ps(w.as_ptr().add(r)),
-                    _mm256_loadu_ps(x.as_ptr().add(r)),
-                );
-                let o = _mm256_loadu_ps(y.as_ptr().add(r));
-                _mm256_storeu_ps(y.as_mut_ptr().add(r), _mm256_fmadd_ps(scale, v, o));
-            }
-            r += LANES;
-        }
-        for i in full..n {
-            y[i] = alpha.mul_add(w[i] * x[i], y[i]);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn lanes_sum(acc: __m256) -> f32 {
-        let mut lanes = [0.0f32; LANES];
-        // SAFETY: `lanes` holds exactly 8 f32.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        hsum(&lanes)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -781,62 +562,6 @@ mod tests {
                 (p - want).abs() <= 1e-15 * want.max(1e-300) + 1e-300,
                 "{p} vs {want}"
             );
-        }
-    }
-
-    #[test]
-    fn column_kernels_match_naive_sums_and_the_portable_path() {
-        // Lengths around the 8 lanes, with and without a tail.
-        for n in [0, 1, 7, 8, 13, 64, 1001] {
-            let a = data(n, 7);
-            let w: Vec<f32> = data(n, 8).iter().map(|v| v.abs()).collect();
-            let b = data(n, 9);
-            let naive_dot: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                .sum();
-            let naive_weighted: f64 = (0..n)
-                .map(|r| f64::from(a[r]) * f64::from(w[r]) * f64::from(b[r]))
-                .sum();
-            assert_eq!(dot(&a, &b), column::dot(&a, &b), "dot, n = {n}");
-            assert!(
-                (f64::from(dot(&a, &b)) - naive_dot).abs() < 1e-4,
-                "dot, n = {n}"
-            );
-            assert_eq!(weighted_dot(&a, &w, &b), column::weighted_dot(&a, &w, &b));
-            assert!(
-                (f64::from(weighted_dot(&a, &w, &b)) - naive_weighted).abs() < 1e-4,
-                "weighted dot, n = {n}"
-            );
-            let c = data(n, 10);
-            let naive_difference: f64 = (0..n)
-                .map(|r| f64::from(a[r]) * f64::from(w[r]) * (f64::from(b[r]) - f64::from(c[r])))
-                .sum();
-            let difference = weighted_dot_difference(&a, &w, &b, &c);
-            assert_eq!(difference, column::weighted_dot_difference(&a, &w, &b, &c));
-            assert!((f64::from(difference) - naive_difference).abs() < 1e-4);
-            let mut fast = c.clone();
-            let mut portable = c.clone();
-            weighted_axpy(0.5, &w, &a, &mut fast);
-            column::weighted_axpy(0.5, &w, &a, &mut portable);
-            assert_eq!(fast, portable);
-            for r in 0..n {
-                let want = f64::from(c[r]) + 0.5 * f64::from(w[r]) * f64::from(a[r]);
-                assert!(
-                    (f64::from(fast[r]) - want).abs() < 1e-5,
-                    "weighted axpy [{r}]"
-                );
-            }
-            let mut fast = b.clone();
-            let mut portable = b.clone();
-            axpy(-0.75, &a, &mut fast);
-            column::axpy(-0.75, &a, &mut portable);
-            assert_eq!(fast, portable);
-            for r in 0..n {
-                let want = f64::from(b[r]) - 0.75 * f64::from(a[r]);
-                assert!((f64::from(fast[r]) - want).abs() < 1e-5, "axpy [{r}]");
-            }
         }
     }
 

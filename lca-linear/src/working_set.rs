@@ -39,6 +39,10 @@ use serde::{Deserialize, Serialize};
 use lca_core::context::RunContext;
 use lca_core::error::{Error, Result};
 
+mod newton;
+
+use newton::{NewtonModel, newton_direction};
+
 use crate::{
     CHUNK_ROWS, FitReport, L2Form, Penalty, Scaling, check_finite, effective, kernels,
     logits_block, prox_slice, to_solver_space,
@@ -565,139 +569,10 @@ fn logit_change(columns: &Columns, set: &WorkingSet, delta: &[f64], delta_b: &[f
     u
 }
 
-/// Coordinate-descent sweeps per Newton direction at most (classes that
-/// have settled are skipped, so most sweeps are short).
-const MAX_SWEEPS: usize = 100;
 /// Halvings of the step before a direction is given up.
 const MAX_HALVINGS: usize = 30;
 /// Sufficient decrease, as a fraction of the model's (Armijo).
 const ARMIJO: f64 = 1e-4;
-
-/// What a Newton direction is computed from: the data term's gradient at
-/// every pair and bias, and the class-major probabilities and curvatures
-/// `p (1 − p)` at the current point.
-struct NewtonModel<'a> {
-    grad: &'a [f64],
-    grad_b: &'a [f64],
-    probability: &'a [f32],
-    curvature: &'a [f32],
-}
-
-/// A Newton direction: coordinate descent, class after class, on the
-/// quadratic model of the loss with the exact softmax Hessian
-/// (`Σ_r x_r x_rᵀ ⊗ (diag(p_r) − p_r p_rᵀ) / n`), plus the L1 term and a
-/// ridge of weight `ridge`. The classes are coupled through one vector per
-/// row, `s_r = Σ_k p_rk u_rk` (with `u` the change of the logits), so a
-/// coordinate costs a few passes over its column whatever the number of
-/// classes. Returns the new values of the pairs and the bias changes.
-fn newton_direction(
-    columns: &Columns,
-    by_class: &[Vec<(usize, usize)>],
-    values: &[f64],
-    model: &NewtonModel<'_>,
-    (l1, ridge): (f64, f64),
-    tolerance: f64,
-) -> (Vec<f64>, Vec<f64>) {
-    let n = columns.rows;
-    let c = by_class.len();
-    let nf = n.max(1) as f64;
-    // Each pair's own curvature (the Hessian's diagonal), per class in
-    // parallel: the only part that reads every column with no coupling.
-    let diagonal: Vec<Vec<f64>> = by_class
-        .par_iter()
-        .enumerate()
-        .map(|(k, pairs)| {
-            let h = &model.curvature[k * n..(k + 1) * n];
-            pairs
-                .iter()
-                .map(|&(i, _)| {
-                    let column = columns.column(i);
-                    f64::from(kernels::weighted_dot(column, h, column)) / nf
-                })
-                .collect()
-        })
-        .collect();
-    let diagonal_b: Vec<f64> = (0..c)
-        .map(|k| {
-            model.curvature[k * n..(k + 1) * n]
-                .iter()
-                .map(|&h| f64::from(h))
-                .sum::<f64>()
-                / nf
-        })
-        .collect();
-    let ones = vec![1.0f32; n];
-    let mut new = values.to_vec();
-    let mut delta_b = vec![0.0f64; c];
-    let mut u = vec![0.0f32; n * c];
-    let mut s = vec![0.0f32; n];
-    // Classes whose last sweep moved nothing beyond the tolerance rest until
-    // every class rests; then one sweep over all of them checks that the
-    // coupling has not moved them again.
-    let mut active = vec![true; c];
-    let mut held_at_zero = vec![false; new.len()];
-    let mut checking = false;
-    for _ in 0..MAX_SWEEPS {
-        for (k, pairs) in by_class.iter().enumerate() {
-            if !active[k] && !checking {
-                continue;
-            }
-            let p_k = &model.probability[k * n..(k + 1) * n];
-            let u_k = &mut u[k * n..(k + 1) * n];
-            let mut largest = 0.0f64;
-            for (&(i, p), &a) in pairs.iter().zip(&diagonal[k]) {
-                let denominator = a + ridge;
-                if denominator <= f64::MIN_POSITIVE || (held_at_zero[p] && !checking) {
-                    continue;
-                }
-                let column = columns.column(i);
-                let v = new[p];
-                // The model's gradient: the data term's plus the Hessian
-                // times the change so far, (p_k u_k − p_k s) per row.
-                let g = model.grad[p]
-                    + f64::from(kernels::weighted_dot_difference(column, p_k, u_k, &s)) / nf;
-                let moved = soft_threshold(a * v - g, l1) / denominator;
-                // A weight the L1 term holds at zero is left out of the
-                // sweeps until the next checking sweep (liblinear's
-                // shrinking): most pairs of a working set end at zero.
-                held_at_zero[p] = v == 0.0 && moved == 0.0;
-                let step = moved - v;
-                if step != 0.0 {
-                    kernels::axpy(step as f32, column, u_k);
-                    kernels::weighted_axpy(step as f32, p_k, column, &mut s);
-                    new[p] = moved;
-                    largest = largest.max(a * step.abs());
-                }
-            }
-            if diagonal_b[k] > f64::MIN_POSITIVE {
-                let g = model.grad_b[k]
-                    + f64::from(kernels::weighted_dot_difference(&ones, p_k, u_k, &s)) / nf;
-                let step = -g / diagonal_b[k];
-                delta_b[k] += step;
-                u_k.iter_mut().for_each(|v| *v += step as f32);
-                kernels::weighted_axpy(step as f32, p_k, &ones, &mut s);
-                largest = largest.max(diagonal_b[k] * step.abs());
-            }
-            active[k] = largest > tolerance;
-        }
-        let resting = active.iter().all(|&a| !a);
-        if resting && checking {
-            break;
-        }
-        checking = resting;
-    }
-    (new, delta_b)
-}
-
-fn soft_threshold(v: f64, threshold: f64) -> f64 {
-    if v > threshold {
-        v - threshold
-    } else if v < -threshold {
-        v + threshold
-    } else {
-        0.0
-    }
-}
 
 /// Where the outer loop stands, reported by the inner solver.
 struct InnerResult {
@@ -1187,7 +1062,8 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        let (x, y) = realistic_xy(5000, 50, 12, 5);
+        // Enough rows for the Newton direction to share them among threads.
+        let (x, y) = realistic_xy(20_000, 30, 8, 5);
         let fits: Vec<_> = [1, 2, 3]
             .into_iter()
             .map(|threads| {

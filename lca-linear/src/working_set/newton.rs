@@ -1,0 +1,400 @@
+//! The Newton direction of the working-set solver: coordinate descent on
+//! the quadratic model of the loss, with the rows shared out among threads.
+//!
+//! Coordinate descent is sequential in its coordinates: each step needs the
+//! products left by the one before. What can be shared is the rows. Every
+//! thread owns a fixed range of row blocks and keeps the logit changes of
+//! its rows; a step's column product is summed per block, the block sums
+//! are published, and after one barrier every thread adds all of them in
+//! block order. So every thread takes the same decisions, and the result is
+//! the same whatever the number of threads (the blocks, not the threads,
+//! decide how the sums are split).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use super::Columns;
+use crate::kernels;
+
+/// Coordinate-descent sweeps per Newton direction at most (classes that
+/// have settled are skipped, so most sweeps are short).
+const MAX_SWEEPS: usize = 100;
+
+/// Rows per block of a column product. Small enough that two threads get
+/// nearly equal shares of a few tens of thousands of rows, large enough
+/// that a block's sum costs far more than its bookkeeping; a multiple of
+/// the kernels' 32 lanes.
+const BLOCK_ROWS: usize = 2048;
+
+/// Fewest blocks per thread worth a thread of its own: below that, the
+/// barrier after every coordinate costs more than the rows save.
+const MIN_BLOCKS_PER_THREAD: usize = 4;
+
+/// What a Newton direction is computed from: the data term's gradient at
+/// every pair and bias, and the class-major probabilities and curvatures
+/// `p (1 − p)` at the current point.
+pub(super) struct NewtonModel<'a> {
+    pub grad: &'a [f64],
+    pub grad_b: &'a [f64],
+    pub probability: &'a [f32],
+    pub curvature: &'a [f32],
+}
+
+/// A Newton direction: coordinate descent, class after class, on the
+/// quadratic model of the loss with the exact softmax Hessian
+/// (`Σ_r x_r x_rᵀ ⊗ (diag(p_r) − p_r p_rᵀ) / n`), plus the L1 term and a
+/// ridge of weight `ridge`. The classes are coupled through one vector per
+/// row, `s_r = Σ_k p_rk u_rk` (with `u` the change of the logits), so a
+/// coordinate costs a few passes over its column whatever the number of
+/// classes. Returns the new values of the pairs and the bias changes.
+pub(super) fn newton_direction(
+    columns: &Columns,
+    by_class: &[Vec<(usize, usize)>],
+    values: &[f64],
+    model: &NewtonModel<'_>,
+    (l1, ridge): (f64, f64),
+    tolerance: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = columns.rows;
+    let c = by_class.len();
+    let nf = n.max(1) as f64;
+    // Each pair's own curvature (the Hessian's diagonal), per class in
+    // parallel: the only part that reads every column with no coupling.
+    let diagonal: Vec<Vec<f64>> = by_class
+        .par_iter()
+        .enumerate()
+        .map(|(k, pairs)| {
+            let h = &model.curvature[k * n..(k + 1) * n];
+            pairs
+                .iter()
+                .map(|&(i, _)| {
+                    let column = columns.column(i);
+                    block_sum(n, |rows| {
+                        kernels::weighted_dot(
+                            &column[rows.clone()],
+                            &h[rows.clone()],
+                            &column[rows],
+                        )
+                    }) / nf
+                })
+                .collect()
+        })
+        .collect();
+    let diagonal_b: Vec<f64> = (0..c)
+        .map(|k| {
+            model.curvature[k * n..(k + 1) * n]
+                .iter()
+                .map(|&h| f64::from(h))
+                .sum::<f64>()
+                / nf
+        })
+        .collect();
+    let blocks = n.div_ceil(BLOCK_ROWS);
+    let workers = rayon::current_num_threads()
+        .min(blocks / MIN_BLOCKS_PER_THREAD)
+        .max(1);
+    let descent = Descent {
+        columns,
+        by_class,
+        values,
+        model,
+        l1,
+        ridge,
+        tolerance,
+        diagonal: &diagonal,
+        diagonal_b: &diagonal_b,
+        sums: [(); 2].map(|()| (0..blocks).map(|_| AtomicU64::new(0)).collect()),
+        barrier: SpinBarrier::new(workers),
+    };
+    // Contiguous, nearly equal shares of the blocks.
+    let share = |w: usize| w * blocks / workers..(w + 1) * blocks / workers;
+    if workers == 1 {
+        return descent.run(share(0));
+    }
+    std::thread::scope(|scope| {
+        let descent = &descent;
+        let helpers: Vec<_> = (1..workers)
+            .map(|w| scope.spawn(move || descent.run(share(w))))
+            .collect();
+        let result = descent.run(share(0));
+        for helper in helpers {
+            if let Err(panic) = helper.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        result
+    })
+}
+
+/// `Σ` over the row blocks of `n` rows of `f(block rows)`, in block order:
+/// the same split of the sums as the threads of [`newton_direction`] use.
+fn block_sum(n: usize, f: impl Fn(Range<usize>) -> f32) -> f64 {
+    (0..n)
+        .step_by(BLOCK_ROWS)
+        .map(|start| f64::from(f(start..(start + BLOCK_ROWS).min(n))))
+        .sum()
+}
+
+fn soft_threshold(v: f64, threshold: f64) -> f64 {
+    if v > threshold {
+        v - threshold
+    } else if v < -threshold {
+        v + threshold
+    } else {
+        0.0
+    }
+}
+
+/// The problem every thread of one direction works on, and what they share.
+struct Descent<'a> {
+    columns: &'a Columns,
+    by_class: &'a [Vec<(usize, usize)>],
+    values: &'a [f64],
+    model: &'a NewtonModel<'a>,
+    l1: f64,
+    ridge: f64,
+    tolerance: f64,
+    diagonal: &'a [Vec<f64>],
+    diagonal_b: &'a [f64],
+    /// Per block, the bits of its latest product sum (f64). Two sets, used
+    /// in turn: a thread may write the next step's sums while another still
+    /// reads this step's.
+    sums: [Vec<AtomicU64>; 2],
+    barrier: SpinBarrier,
+}
+
+/// One thread's rows: the pending step and the vectors it updates.
+struct Rows<'a> {
+    /// The owned blocks.
+    blocks: Range<usize>,
+    /// Their rows.
+    range: Range<usize>,
+    /// The last accepted step, applied in the pass that reads the next
+    /// product (one pass over the shared vectors instead of three).
+    pending: Option<(&'a [f32], f32)>,
+    /// Which set of `Descent::sums` the next product uses.
+    turn: usize,
+}
+
+impl Descent<'_> {
+    /// Runs the sweeps on the rows of `blocks`; every thread returns the
+    /// same pairs and bias changes.
+    fn run(&self, blocks: Range<usize>) -> (Vec<f64>, Vec<f64>) {
+        let _guard = BreakOnPanic(&self.barrier);
+        let n = self.columns.rows;
+        let c = self.by_class.len();
+        let range = (blocks.start * BLOCK_ROWS).min(n)..(blocks.end * BLOCK_ROWS).min(n);
+        let rows = range.len();
+        let ones = vec![1.0f32; rows];
+        let mut new = self.values.to_vec();
+        let mut delta_b = vec![0.0f64; c];
+        let mut u = vec![0.0f32; rows * c];
+        let mut s = vec![0.0f32; rows];
+        let mut mine = Rows {
+            blocks,
+            range: range.clone(),
+            pending: None,
+            turn: 0,
+        };
+        // Classes whose last sweep moved nothing beyond the tolerance rest
+        // until every class rests; then one sweep over all of them checks
+        // that the coupling has not moved them again.
+        let mut active = vec![true; c];
+        let mut held_at_zero = vec![false; new.len()];
+        let mut checking = false;
+        for _ in 0..MAX_SWEEPS {
+            for (k, pairs) in self.by_class.iter().enumerate() {
+                if !active[k] && !checking {
+                    continue;
+                }
+                let p_k = &self.model.probability[k * n + range.start..k * n + range.end];
+                let u_k = &mut u[k * rows..(k + 1) * rows];
+                let mut largest = 0.0f64;
+                for (&(i, p), &a) in pairs.iter().zip(&self.diagonal[k]) {
+                    let denominator = a + self.ridge;
+                    if denominator <= f64::MIN_POSITIVE || (held_at_zero[p] && !checking) {
+                        continue;
+                    }
+                    let column = &self.columns.column(i)[range.clone()];
+                    let v = new[p];
+                    // The model's gradient: the data term's plus the
+                    // Hessian times the change so far, (p_k u_k − p_k s)
+                    // per row.
+                    let g = self.model.grad[p] + self.product(&mut mine, column, p_k, u_k, &mut s);
+                    let moved = soft_threshold(a * v - g, self.l1) / denominator;
+                    // A weight the L1 term holds at zero is left out of the
+                    // sweeps until the next checking sweep (liblinear's
+                    // shrinking): most pairs of a working set end at zero.
+                    held_at_zero[p] = v == 0.0 && moved == 0.0;
+                    let step = moved - v;
+                    if step != 0.0 {
+                        mine.pending = Some((column, step as f32));
+                        new[p] = moved;
+                        largest = largest.max(a * step.abs());
+                    }
+                }
+                let bias_product = (self.diagonal_b[k] > f64::MIN_POSITIVE)
+                    .then(|| self.product(&mut mine, &ones, p_k, u_k, &mut s));
+                if let Some((previous, step)) = mine.pending.take() {
+                    kernels::axpy(step, previous, u_k);
+                    kernels::weighted_axpy(step, p_k, previous, &mut s);
+                }
+                if let Some(product) = bias_product {
+                    let g = self.model.grad_b[k] + product;
+                    let step = -g / self.diagonal_b[k];
+                    delta_b[k] += step;
+                    u_k.iter_mut().for_each(|v| *v += step as f32);
+                    kernels::weighted_axpy(step as f32, p_k, &ones, &mut s);
+                    largest = largest.max(self.diagonal_b[k] * step.abs());
+                }
+                active[k] = largest > self.tolerance;
+            }
+            let resting = active.iter().all(|&a| !a);
+            if resting && checking {
+                break;
+            }
+            checking = resting;
+        }
+        (new, delta_b)
+    }
+
+    /// `Σ_r column_r · p_kr · (u_kr − s_r) / n` over all rows (after the
+    /// pending step): this thread's blocks are summed here, the others'
+    /// come from their threads.
+    fn product<'c>(
+        &self,
+        mine: &mut Rows<'c>,
+        column: &'c [f32],
+        p_k: &[f32],
+        u_k: &mut [f32],
+        s: &mut [f32],
+    ) -> f64 {
+        let sums = &self.sums[mine.turn];
+        mine.turn ^= 1;
+        let pending = mine.pending.take();
+        for block in mine.blocks.clone() {
+            let start = block * BLOCK_ROWS - mine.range.start;
+            let rows = start..(start + BLOCK_ROWS).min(mine.range.len());
+            let (u_b, s_b) = (&mut u_k[rows.clone()], &mut s[rows.clone()]);
+            let (column_b, p_b) = (&column[rows.clone()], &p_k[rows.clone()]);
+            let sum = match pending {
+                Some((previous, step)) => kernels::step_then_weighted_dot_difference(
+                    step,
+                    &previous[rows],
+                    column_b,
+                    p_b,
+                    u_b,
+                    s_b,
+                ),
+                None => kernels::weighted_dot_difference(column_b, p_b, u_b, s_b),
+            };
+            sums[block].store(f64::from(sum).to_bits(), Ordering::Relaxed);
+        }
+        self.barrier.wait();
+        let total: f64 = sums
+            .iter()
+            .map(|bits| f64::from_bits(bits.load(Ordering::Relaxed)))
+            .sum();
+        total / self.columns.rows.max(1) as f64
+    }
+}
+
+/// A barrier for threads that meet after every coordinate, tens of
+/// microseconds apart: waiting spins (a sleep and wake-up would cost as much
+/// as the work), and yields the core after a while in case the machine has
+/// more threads than cores.
+struct SpinBarrier {
+    parties: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    /// Set when a thread unwinds, so the others stop waiting for it.
+    broken: AtomicBool,
+}
+
+impl SpinBarrier {
+    fn new(parties: usize) -> SpinBarrier {
+        SpinBarrier {
+            parties,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// Returns when all parties have called `wait` as often as this thread.
+    /// Writes before the call are visible to every party after it.
+    fn wait(&self) {
+        if self.parties == 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.broken.load(Ordering::Relaxed),
+                "another coordinate-descent thread failed"
+            );
+            if spins < 1 << 14 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Breaks the barrier if its thread unwinds, so no other thread waits for
+/// it forever.
+struct BreakOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_barrier_orders_every_write_before_every_read_after_it() {
+        const STEPS: usize = 2000;
+        let barrier = SpinBarrier::new(3);
+        let slots: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
+        std::thread::scope(|scope| {
+            for t in 0..3 {
+                let (barrier, slots) = (&barrier, &slots);
+                scope.spawn(move || {
+                    for step in 1..=STEPS as u64 {
+                        slots[t].store(step, Ordering::Relaxed);
+                        barrier.wait();
+                        for slot in slots {
+                            // Nobody may write step + 1 before all have read.
+                            assert_eq!(slot.load(Ordering::Relaxed), step);
+                        }
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn block_sums_cover_every_row_once() {
+        for n in [0, 1, BLOCK_ROWS - 1, BLOCK_ROWS, 3 * BLOCK_ROWS + 5] {
+            let counted = block_sum(n, |rows| rows.len() as f32);
+            assert_eq!(counted, n as f64);
+        }
+    }
+}
