@@ -576,7 +576,8 @@ mod tests {
         let lse_reference = column::softmax(&mut reference);
         #[cfg(target_arch = "x86_64")]
         {
-            let mut builds: Vec<(&str, fn(&mut [f64]) -> f64)> = Vec::new();
+            type Build = fn(&mut [f64]) -> f64;
+            let mut builds: Vec<(&str, Build)> = Vec::new();
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
