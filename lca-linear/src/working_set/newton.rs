@@ -19,8 +19,13 @@ use super::Columns;
 use crate::kernels;
 
 /// Coordinate-descent sweeps per Newton direction at most (classes that
-/// have settled are skipped, so most sweeps are short).
-const MAX_SWEEPS: usize = 100;
+/// have settled are skipped, so most sweeps are short). A direction still
+/// moving after that many is used as it is: the line search keeps every
+/// step a descent step, and on strongly correlated neurons the late sweeps
+/// refine the direction far less than the next Newton step does. On the
+/// real POS benchmark, 30 instead of 100 saves a quarter of the probe's
+/// time; at λ = 1e-5 no direction reaches the cap.
+const MAX_SWEEPS: usize = 30;
 
 /// Rows per block of a column product. Small enough that two threads get
 /// nearly equal shares of a few tens of thousands of rows, large enough
@@ -204,7 +209,10 @@ impl Descent<'_> {
         let mut active = vec![true; c];
         let mut held_at_zero = vec![false; new.len()];
         let mut checking = false;
+        let mut products = 0usize;
+        let mut sweeps = 0usize;
         for _ in 0..MAX_SWEEPS {
+            sweeps += 1;
             for (k, pairs) in self.by_class.iter().enumerate() {
                 if !active[k] && !checking {
                     continue;
@@ -222,6 +230,7 @@ impl Descent<'_> {
                     // The model's gradient: the data term's plus the
                     // Hessian times the change so far, (p_k u_k − p_k s)
                     // per row.
+                    products += 1;
                     let g = self.model.grad[p] + self.product(&mut mine, column, p_k, u_k, &mut s);
                     let moved = soft_threshold(a * v - g, self.l1) / denominator;
                     // A weight the L1 term holds at zero is left out of the
@@ -256,6 +265,12 @@ impl Descent<'_> {
                 break;
             }
             checking = resting;
+        }
+        if std::env::var_os("LCA_TRACE_SOLVER").is_some() && mine.blocks.start == 0 {
+            eprintln!(
+                "  Newton direction: {sweeps} sweeps, {products} coordinate products over {} pairs",
+                new.len()
+            );
         }
         (new, delta_b)
     }
