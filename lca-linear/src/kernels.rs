@@ -23,15 +23,39 @@ pub use columns::{
 
 const LANES: usize = 8;
 
-/// `out[r·c + k] = Σ_j x[r·d + j] · w[k·d + j]` for every row `r` of `x`.
-pub fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
+/// The instruction sets the kernels have builds for.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Isa {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+/// The widest build this CPU can run (the standard library caches the
+/// detection, so this is a few loads).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx2::logits(x, d, w, c, out) };
+            return if std::arch::is_x86_feature_detected!("avx512f") {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            };
         }
+    }
+    Isa::Portable
+}
+
+/// `out[r·c + k] = Σ_j x[r·d + j] · w[k·d + j]` for every row `r` of `x`.
+pub fn logits(x: &[f32], d: usize, w: &[f32], c: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() >= Isa::Avx2 {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { avx2::logits(x, d, w, c, out) };
     }
     logits_impl(x, d, w, c, out);
 }
@@ -49,31 +73,12 @@ pub fn accumulate_gradient(
     upcoming: &[f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { avx2::gradient(p, x, d, c, grad, upcoming) };
-        }
+    if isa() >= Isa::Avx2 {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { avx2::gradient(p, x, d, c, grad, upcoming) };
     }
     let _ = upcoming;
     gradient_impl(p, x, d, c, grad);
-}
-
-/// Runs the AVX2/FMA build of a kernel where the CPU has it.
-macro_rules! dispatch {
-    ($name:ident, $($arg:expr),*) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { avx2::$name($($arg),*) };
-            }
-        }
-        column::$name($($arg),*)
-    }};
 }
 
 /// In-place softmax of one row of logits; returns log Σ exp. The same
@@ -82,17 +87,15 @@ macro_rules! dispatch {
 /// registers (eight at a time with AVX-512). Every build does the same
 /// operations on each element, so all give the same bits.
 pub fn softmax(row: &mut [f64]) -> f64 {
+    // SAFETY (both calls): the CPU supports the features the function is
+    // compiled for.
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { softmax_avx512(row) };
-        }
+    match isa() {
+        Isa::Avx512 => return unsafe { softmax_avx512(row) },
+        Isa::Avx2 => return unsafe { avx2::softmax(row) },
+        Isa::Portable => {}
     }
-    dispatch!(softmax, row)
+    column::softmax(row)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -578,13 +581,11 @@ mod tests {
         {
             type Build = fn(&mut [f64]) -> f64;
             let mut builds: Vec<(&str, Build)> = Vec::new();
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if isa() >= Isa::Avx2 {
                 // SAFETY: only called when the CPU has AVX2 and FMA.
                 builds.push(("avx2", |row| unsafe { avx2::softmax(row) }));
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if isa() == Isa::Avx512 {
                 // SAFETY: only called when the CPU has AVX-512F.
                 builds.push(("avx512", |row| unsafe { softmax_avx512(row) }));
             }

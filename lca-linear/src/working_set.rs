@@ -677,6 +677,7 @@ fn solve_restricted(
             &model,
             (penalty.l1, ridge),
             tolerance,
+            trace,
         );
         let model_decrease = |moved: &[f64], delta_b: &[f64]| {
             moved

@@ -21,24 +21,16 @@ use super::{LANES, fma, hsum};
 /// Lanes of every column sum.
 const COLUMN_LANES: usize = 32;
 
-/// Chooses the widest instruction set the CPU has, at run time.
+/// Runs the widest build the CPU has ([`super::isa`]).
 macro_rules! dispatch {
     ($name:ident, $($arg:expr),*) => {{
+        // SAFETY (both calls): the CPU supports the features the function
+        // is compiled for.
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { avx512::$name($($arg),*) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { avx2::$name($($arg),*) };
-            }
+        match super::isa() {
+            super::Isa::Avx512 => return unsafe { avx512::$name($($arg),*) },
+            super::Isa::Avx2 => return unsafe { avx2::$name($($arg),*) },
+            super::Isa::Portable => {}
         }
         portable::$name($($arg),*)
     }};
@@ -433,12 +425,10 @@ mod tests {
         let mut all: Vec<(&'static str, Sums)> = vec![("portable", sums::<0>)];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if super::super::isa() >= super::super::Isa::Avx2 {
                 all.push(("avx2", sums::<1>));
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if super::super::isa() == super::super::Isa::Avx512 {
                 all.push(("avx512", sums::<2>));
             }
         }

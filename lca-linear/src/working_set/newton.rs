@@ -53,7 +53,8 @@ pub(super) struct NewtonModel<'a> {
 /// ridge of weight `ridge`. The classes are coupled through one vector per
 /// row, `s_r = Σ_k p_rk u_rk` (with `u` the change of the logits), so a
 /// coordinate costs a few passes over its column whatever the number of
-/// classes. Returns the new values of the pairs and the bias changes.
+/// classes. Returns the new values of the pairs and the bias changes;
+/// `trace` prints the sweeps and products it took.
 pub(super) fn newton_direction(
     columns: &Columns,
     by_class: &[Vec<(usize, usize)>],
@@ -61,6 +62,7 @@ pub(super) fn newton_direction(
     model: &NewtonModel<'_>,
     (l1, ridge): (f64, f64),
     tolerance: f64,
+    trace: bool,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = columns.rows;
     let c = by_class.len();
@@ -108,6 +110,7 @@ pub(super) fn newton_direction(
         l1,
         ridge,
         tolerance,
+        trace,
         diagonal: &diagonal,
         diagonal_b: &diagonal_b,
         sums: [(); 2].map(|()| (0..blocks).map(|_| AtomicU64::new(0)).collect()),
@@ -161,6 +164,7 @@ struct Descent<'a> {
     l1: f64,
     ridge: f64,
     tolerance: f64,
+    trace: bool,
     diagonal: &'a [Vec<f64>],
     diagonal_b: &'a [f64],
     /// Per block, the bits of its latest product sum (f64). Two sets, used
@@ -266,7 +270,7 @@ impl Descent<'_> {
             }
             checking = resting;
         }
-        if std::env::var_os("LCA_TRACE_SOLVER").is_some() && mine.blocks.start == 0 {
+        if self.trace && mine.blocks.start == 0 {
             eprintln!(
                 "  Newton direction: {sweeps} sweeps, {products} coordinate products over {} pairs",
                 new.len()
