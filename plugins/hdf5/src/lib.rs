@@ -123,11 +123,20 @@ pub fn read_isolated_with(
     isolated::read(path, limit, reader)
 }
 
+/// Held while this process is inside the HDF5 library, and while [`read`]
+/// forks: a child forked while another thread holds the library's global
+/// lock would wait for that lock forever (only the forking thread exists in
+/// the child), and its read would end at the time limit as a false error.
+static IN_LIBRARY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`read`] in this process, with no protection from the HDF5 library.
 ///
 /// # Errors
 /// As [`read`].
 pub fn read_in_process(path: &Path) -> Result<NeuroxActivations> {
+    let _in_library = IN_LIBRARY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bad = |message: String| Error::format(path, None, message);
     let h5 = |what: &str, e: hdf5::Error| bad(format!("{what}: {e}"));
     if !path.is_file() {
@@ -268,9 +277,17 @@ mod isolated {
             return reader(path);
         }
         let [from_child, to_parent] = fds;
-        // SAFETY: the child only reads the file, writes the pipe and leaves
-        // with `_exit`, running no destructors or exit handlers.
-        let pid = unsafe { libc::fork() };
+        // Never while another thread is inside the HDF5 library (see
+        // `IN_LIBRARY`); parent and child each release their copy of the
+        // lock when the block ends.
+        let pid = {
+            let _no_reader = super::IN_LIBRARY
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // SAFETY: the child only reads the file, writes the pipe and
+            // leaves with `_exit`, running no destructors or exit handlers.
+            unsafe { libc::fork() }
+        };
         if pid < 0 {
             // SAFETY: both descriptors were opened above and are ours.
             unsafe {
