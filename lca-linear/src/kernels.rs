@@ -23,19 +23,22 @@ pub use columns::{
 
 const LANES: usize = 8;
 
-/// The instruction sets the kernels have builds for.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// The instruction sets the kernels have builds for. Crates with kernels of
+/// their own dispatch on the same detection, so one process never mixes
+/// builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Isa {
+pub enum Isa {
+    /// Plain Rust, any CPU.
     Portable,
+    /// x86-64 with AVX2 and FMA.
     Avx2,
+    /// x86-64 with AVX-512F (and AVX2 and FMA).
     Avx512,
 }
 
 /// The widest build this CPU can run (the standard library caches the
 /// detection, so this is a few loads).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn isa() -> Isa {
+pub fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -104,6 +107,8 @@ fn softmax_avx512(row: &mut [f64]) -> f64 {
     column::softmax(row)
 }
 
+pub use column::exp_nonpositive;
+
 mod column {
     //! The portable softmax; the AVX2 build compiles the same loops.
 
@@ -123,7 +128,7 @@ mod column {
     /// Below −708 (where `e^x` leaves the normal range) it returns `e^−708`,
     /// which no sum of probabilities can tell from zero.
     #[inline(always)]
-    pub(super) fn exp_nonpositive(x: f64) -> f64 {
+    pub fn exp_nonpositive(x: f64) -> f64 {
         const LN2_HI: f64 = 6.931_471_803_691_238e-1;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
         // Adding 1.5·2^52 rounds to an integer, kept in the low mantissa bits.

@@ -25,7 +25,8 @@
 //! neuron, its residual given the selected neurons and its conditional
 //! variance; adding a neuron is a rank-one update of both (one step of a
 //! Cholesky factorisation), so scoring a candidate costs O(M·C) and a step
-//! O(M·C·D), whatever |S| is. The residuals take C·M·D·4 bytes: `max_rows`
+//! O(M·C·D), whatever |S| is; that loop runs in vector registers, with the
+//! residuals laid out for it (module `score`). The residuals take C·M·D·4 bytes: `max_rows`
 //! bounds M with a seeded sample of training rows (the covariances always
 //! use every training row).
 //!
@@ -44,6 +45,12 @@ const NAME: &str = "gaussian";
 
 /// MI differences below this (bits) are ties.
 const TIE_BITS: f64 = 1e-9;
+
+/// Candidates scored together over each block of rows (a unit of parallel
+/// work, too).
+const CANDIDATE_GROUP: usize = 16;
+
+mod score;
 
 lca_core::params! {
     /// Parameters of `gaussian`.
@@ -135,24 +142,91 @@ struct ClassModel {
     /// Conditional variances given the selected neurons.
     cond_var: Vec<f64>,
     floor: f64,
-    /// Residuals given the selected neurons, neuron-major: `[j·M + i]`.
-    residual: Vec<f32>,
     /// Scaled conditional covariance columns of the neurons selected so
     /// far (the Cholesky factor's columns), neuron-indexed.
     factor: Vec<Vec<f64>>,
 }
 
 impl ClassModel {
-    /// Column `k` of Σ_c, from every training row of the class.
+    /// The class's mean, variances and prior from its training rows; the
+    /// conditional variances still need [`ClassModel::apply_floor`].
+    fn fit(x: ArrayView2<'_, f32>, rows: Vec<usize>) -> ClassModel {
+        let (n, d) = x.dim();
+        let nc = rows.len() as f64;
+        let mut mean = vec![0.0f64; d];
+        for &r in &rows {
+            for (s, &v) in mean.iter_mut().zip(x.row(r)) {
+                *s += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|s| *s /= nc);
+        let mut var = vec![0.0f64; d];
+        for &r in &rows {
+            for ((s, &v), mu) in var.iter_mut().zip(x.row(r)).zip(&mean) {
+                *s += (f64::from(v) - mu).powi(2);
+            }
+        }
+        // Scatter diagonal (n_c − 1)·var plus the prior's var.
+        let scatter_diag = var.clone();
+        let unbiased = if rows.len() > 1 { nc - 1.0 } else { 1.0 };
+        var.iter_mut().for_each(|s| *s /= unbiased);
+        let denominator = nc + 2.0 * d as f64 + 4.0;
+        let diag: Vec<f64> = scatter_diag
+            .iter()
+            .zip(&var)
+            .map(|(s, v)| (s + v) / denominator)
+            .collect();
+        ClassModel {
+            rows,
+            mean,
+            var,
+            denominator,
+            log_prior: (nc / n as f64).ln(),
+            cond_var: diag,
+            floor: 0.0,
+            factor: Vec::new(),
+        }
+    }
+
+    /// The scatter Σ_t (x_tj − μ_j)² of each neuron over the class's rows.
+    fn scatter(&self) -> impl Iterator<Item = f64> + '_ {
+        let unbiased = if self.rows.len() > 1 {
+            self.rows.len() as f64 - 1.0
+        } else {
+            1.0
+        };
+        self.var.iter().map(move |v| v * unbiased)
+    }
+
+    /// Floors the variances at a small fraction of their mean, and at least
+    /// at `pooled_floor`, so that a class without spread of its own (one
+    /// row, identical rows) keeps finite densities.
+    fn apply_floor(&mut self, pooled_floor: f64) {
+        let d = self.cond_var.len().max(1) as f64;
+        self.floor = (1e-10 * self.cond_var.iter().sum::<f64>() / d).max(pooled_floor);
+        let floor = self.floor;
+        self.cond_var.iter_mut().for_each(|v| *v = v.max(floor));
+    }
+
+    /// Column `k` of Σ_c, from every training row of the class:
+    /// Σ_t x_t (x_tk − μ_k), less μ Σ_t (x_tk − μ_k), which is the centred
+    /// scatter (one centred factor keeps it stable) in a loop that runs in
+    /// vector registers.
     fn covariance_column(&self, x: ArrayView2<'_, f32>, k: usize) -> Vec<f64> {
         let d = x.ncols();
         let mut col = vec![0.0f64; d];
+        let mut dk_sum = 0.0f64;
         for &r in &self.rows {
             let row = x.row(r);
+            let row = row.as_slice().expect("activation rows are contiguous");
             let dk = f64::from(row[k]) - self.mean[k];
-            for (j, (c, &v)) in col.iter_mut().zip(row.iter()).enumerate() {
-                *c += (f64::from(v) - self.mean[j]) * dk;
+            dk_sum += dk;
+            for (c, &v) in col.iter_mut().zip(row) {
+                *c += f64::from(v) * dk;
             }
+        }
+        for (c, mu) in col.iter_mut().zip(&self.mean) {
+            *c -= mu * dk_sum;
         }
         col[k] += self.var[k];
         for c in &mut col {
@@ -160,6 +234,53 @@ impl ClassModel {
         }
         col
     }
+
+    /// Column `k` of the class's covariance conditional on the neurons
+    /// selected so far (one step of a Cholesky factorisation).
+    fn conditional_covariance_column(&self, x: ArrayView2<'_, f32>, k: usize) -> Vec<f64> {
+        let mut column = self.covariance_column(x, k);
+        for f in &self.factor {
+            let fk = f[k];
+            for (c, &fj) in column.iter_mut().zip(f) {
+                *c -= fj * fk;
+            }
+        }
+        column
+    }
+}
+
+/// 1e-10 × the mean variance over all neurons (1e-10 when there is none),
+/// from the classes' means and scatters: the total scatter is the sum of
+/// the within-class scatters and n_c (μ_c − μ)².
+fn pooled_variance_floor(classes: &[ClassModel], n: usize, d: usize) -> f64 {
+    let n = n.max(1) as f64;
+    let mut mean = vec![0.0f64; d];
+    for class in classes {
+        let nc = class.rows.len() as f64;
+        for (s, mu) in mean.iter_mut().zip(&class.mean) {
+            *s += nc * mu;
+        }
+    }
+    mean.iter_mut().for_each(|s| *s /= n);
+    let mut scatter = vec![0.0f64; d];
+    for class in classes {
+        let nc = class.rows.len() as f64;
+        for (((s, within), mu_c), mu) in scatter
+            .iter_mut()
+            .zip(class.scatter())
+            .zip(&class.mean)
+            .zip(&mean)
+        {
+            *s += within + nc * (mu_c - mu).powi(2);
+        }
+    }
+    let mean_var = scatter.iter().sum::<f64>() / n / d.max(1) as f64;
+    1e-10
+        * if mean_var.is_finite() && mean_var > 0.0 {
+            mean_var
+        } else {
+            1.0
+        }
 }
 
 fn log_normal(r: f64, var: f64) -> f64 {
@@ -192,84 +313,34 @@ pub fn greedy_selection_until(
     diagonal: bool,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Option<Selection> {
+    // Rows as contiguous slices (a copy only for an unusual layout).
+    let x = x.as_standard_layout();
+    let x = x.view();
     let (n, d) = x.dim();
     let m = scored.len();
     let counts = lca_core::data::count_classes(y, n_classes);
     // A neuron constant on the training rows adds nothing to any class's
     // density, so it is never chosen; it keeps a candidate score of NaN.
     let constant = lca_core::data::constant_columns(x);
+    let mut classes: Vec<ClassModel> = (0..n_classes)
+        .filter(|&c| counts[c] > 0)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|c| {
+            let rows: Vec<usize> = (0..n).filter(|&r| y[r] as usize == c).collect();
+            ClassModel::fit(x, rows)
+        })
+        .collect();
     // Floor for conditional variances, when a class has no spread of its own
     // (one row, identical rows): a small fraction of the pooled variance, so
     // that densities stay finite.
-    let pooled_floor = {
-        let mean_var = x
-            .columns()
-            .into_iter()
-            .map(|col| {
-                let mu = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n.max(1) as f64;
-                col.iter()
-                    .map(|&v| (f64::from(v) - mu).powi(2))
-                    .sum::<f64>()
-                    / n.max(1) as f64
-            })
-            .sum::<f64>()
-            / d.max(1) as f64;
-        1e-10
-            * if mean_var.is_finite() && mean_var > 0.0 {
-                mean_var
-            } else {
-                1.0
-            }
-    };
-    let mut classes: Vec<ClassModel> = (0..n_classes)
-        .filter(|&c| counts[c] > 0)
-        .map(|c| {
-            let rows: Vec<usize> = (0..n).filter(|&r| y[r] as usize == c).collect();
-            let nc = rows.len() as f64;
-            let mut mean = vec![0.0f64; d];
-            for &r in &rows {
-                for (s, &v) in mean.iter_mut().zip(x.row(r)) {
-                    *s += f64::from(v);
-                }
-            }
-            mean.iter_mut().for_each(|s| *s /= nc);
-            let mut var = vec![0.0f64; d];
-            for &r in &rows {
-                for ((s, &v), mu) in var.iter_mut().zip(x.row(r)).zip(&mean) {
-                    *s += (f64::from(v) - mu).powi(2);
-                }
-            }
-            // Scatter diagonal (n_c − 1)·var plus the prior's var.
-            let scatter_diag = var.clone();
-            let unbiased = if rows.len() > 1 { nc - 1.0 } else { 1.0 };
-            var.iter_mut().for_each(|s| *s /= unbiased);
-            let denominator = nc + 2.0 * d as f64 + 4.0;
-            let diag: Vec<f64> = scatter_diag
-                .iter()
-                .zip(&var)
-                .map(|(s, v)| (s + v) / denominator)
-                .collect();
-            let floor = (1e-10 * diag.iter().sum::<f64>() / d as f64).max(pooled_floor);
-            let cond_var = diag.iter().map(|&v| v.max(floor)).collect();
-            let mut residual = vec![0.0f32; d * m];
-            for (i, &r) in scored.iter().enumerate() {
-                for (j, &v) in x.row(r).iter().enumerate() {
-                    residual[j * m + i] = (f64::from(v) - mean[j]) as f32;
-                }
-            }
-            ClassModel {
-                rows,
-                mean,
-                var,
-                denominator,
-                log_prior: (nc / n as f64).ln(),
-                cond_var,
-                floor,
-                residual,
-                factor: Vec::new(),
-            }
-        })
-        .collect();
+    let pooled_floor = pooled_variance_floor(&classes, n, d);
+    classes
+        .iter_mut()
+        .for_each(|class| class.apply_floor(pooled_floor));
+    let k_classes = classes.len();
+    let means: Vec<&[f64]> = classes.iter().map(|c| c.mean.as_slice()).collect();
+    let mut residuals = score::Residuals::new(x, scored, &means);
     let class_of: Vec<usize> = {
         let mut index = vec![usize::MAX; n_classes];
         let mut next = 0;
@@ -285,11 +356,11 @@ pub fn greedy_selection_until(
         .iter()
         .map(|c| -c.log_prior * c.log_prior.exp())
         .sum();
-    // log π_c + log N(x_S; …) per scored row and class.
-    let mut base: Vec<f64> = (0..m)
-        .flat_map(|_| classes.iter().map(|c| c.log_prior))
+    // log π_c + log N(x_S; …) per class and scored row, class-major.
+    let mut base: Vec<f64> = classes
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.log_prior, m))
         .collect();
-    let k_classes = classes.len();
     let mut selected: Vec<u32> = Vec::new();
     let mut is_selected = vec![false; d];
     let mut mi_bits = Vec::new();
@@ -298,48 +369,44 @@ pub fn greedy_selection_until(
         if stop() {
             return None;
         }
-        let scores: Vec<f64> = (0..d)
-            .into_par_iter()
-            .map(|j| {
-                if is_selected[j] || constant[j] {
-                    return f64::NAN;
-                }
-                // log N(r; 0, v) = −½ log(2πv) − r² / (2v), with the
-                // per-candidate constants taken out of the row loop.
-                let log_norm: Vec<f64> = classes
+        let open: Vec<usize> = (0..d)
+            .filter(|&j| !is_selected[j] && !constant[j])
+            .collect();
+        let step = score::Step {
+            base: &base,
+            class_of: &class_of,
+            rows: m,
+            classes: k_classes,
+        };
+        // Groups of candidates share each block of rows while it is in cache.
+        let log_likelihoods: Vec<f64> = open
+            .par_chunks(CANDIDATE_GROUP)
+            .flat_map_iter(|group| {
+                let group: Vec<score::Candidate<'_>> = group
                     .iter()
-                    .map(|c| -0.5 * (2.0 * std::f64::consts::PI * c.cond_var[j]).ln())
+                    .map(|&j| score::Candidate {
+                        residuals: residuals.neuron(j),
+                        log_norm: classes
+                            .iter()
+                            .map(|c| -0.5 * (2.0 * std::f64::consts::PI * c.cond_var[j]).ln())
+                            .collect(),
+                        half_precision: classes.iter().map(|c| 0.5 / c.cond_var[j]).collect(),
+                    })
                     .collect();
-                let half_precision: Vec<f64> =
-                    classes.iter().map(|c| 0.5 / c.cond_var[j]).collect();
-                let residuals: Vec<&[f32]> = classes
-                    .iter()
-                    .map(|c| &c.residual[j * m..(j + 1) * m])
-                    .collect();
-                let mut total = 0.0;
-                let mut a = vec![0.0f64; k_classes];
-                for i in 0..m {
-                    let row_base = &base[i * k_classes..(i + 1) * k_classes];
-                    let mut max = f64::NEG_INFINITY;
-                    for k in 0..k_classes {
-                        let r = f64::from(residuals[k][i]);
-                        let v = row_base[k] + log_norm[k] - r * r * half_precision[k];
-                        a[k] = v;
-                        max = max.max(v);
-                    }
-                    let sum: f64 = a.iter().map(|v| (v - max).exp()).sum();
-                    total += a[class_of[i]] - max - sum.ln();
-                }
-                let bits = (entropy + total / m as f64) / std::f64::consts::LN_2;
-                // Densities that underflow on extreme data leave a candidate
-                // unusable, not the search.
-                if bits.is_nan() {
-                    f64::NEG_INFINITY
-                } else {
-                    bits
-                }
+                score::log_likelihoods(&step, &group)
             })
             .collect();
+        let mut scores = vec![f64::NAN; d];
+        for (&j, total) in open.iter().zip(log_likelihoods) {
+            let bits = (entropy + total / m as f64) / std::f64::consts::LN_2;
+            // Densities that underflow on extreme data leave a candidate
+            // unusable, not the search.
+            scores[j] = if bits.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                bits
+            };
+        }
         let best_value = scores
             .iter()
             .filter(|v| !v.is_nan())
@@ -355,34 +422,30 @@ pub fn greedy_selection_until(
         mi_bits.push(scores[best]);
         candidates.push(scores);
         // The chosen neuron joins every class's density.
-        for (k, class) in classes.iter().enumerate() {
-            for i in 0..m {
-                let r = f64::from(class.residual[best * m + i]);
-                base[i * k_classes + k] += log_normal(r, class.cond_var[best]);
-            }
+        for (k, (class, base)) in classes
+            .iter()
+            .zip(base.chunks_exact_mut(m.max(1)))
+            .enumerate()
+        {
+            let var = class.cond_var[best];
+            residuals.for_each_row(best, k, |i, r| {
+                base[i] += log_normal(f64::from(r), var);
+            });
         }
         if diagonal || selected.len() == d {
             continue;
         }
         // Rank-one update of residuals and conditional variances.
-        classes.par_iter_mut().for_each(|class| {
-            let mut column = class.covariance_column(x, best);
-            for f in &class.factor {
-                let fk = f[best];
-                for (c, &fj) in column.iter_mut().zip(f) {
-                    *c -= fj * fk;
-                }
-            }
-            let pivot = class.cond_var[best];
-            let chosen: Vec<f32> = class.residual[best * m..(best + 1) * m].to_vec();
+        let columns: Vec<Vec<f64>> = classes
+            .par_iter()
+            .map(|class| class.conditional_covariance_column(x, best))
+            .collect();
+        let pivots: Vec<f64> = classes.iter().map(|c| c.cond_var[best]).collect();
+        residuals.subtract_multiples(best, &is_selected, |k, j| {
+            (columns[k][j] / pivots[k]) as f32
+        });
+        for ((class, column), pivot) in classes.iter_mut().zip(columns).zip(pivots) {
             for j in (0..d).filter(|&j| !is_selected[j]) {
-                let coefficient = column[j] / pivot;
-                if coefficient != 0.0 {
-                    let coefficient = coefficient as f32;
-                    for (r, &rk) in class.residual[j * m..(j + 1) * m].iter_mut().zip(&chosen) {
-                        *r -= coefficient * rk;
-                    }
-                }
                 class.cond_var[j] =
                     (class.cond_var[j] - column[j] * column[j] / pivot).max(class.floor);
             }
@@ -390,7 +453,7 @@ pub fn greedy_selection_until(
             class
                 .factor
                 .push(column.iter().map(|c| c / scale).collect());
-        });
+        }
     }
     Some(Selection {
         selected,
