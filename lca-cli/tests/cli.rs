@@ -438,8 +438,12 @@ fn the_lca_recipe_runs_every_evaluator_from_the_cli() {
             .as_f64()
             .unwrap_or_else(|| panic!("{evaluator}: {name}"))
     };
-    // The LCA ordering puts the planted neurons first; random does not.
-    assert_eq!(metric("recovery", "precision_at_24.lca"), 1.0);
+    // The LCA ordering puts the planted neurons first; random does not. The
+    // 24 are 12 informative neurons and a noisy copy of each: at the optimum
+    // of this elastic net (reached by the working set, and by FISTA at
+    // tol = 1e-7) one copy has too little weight of its own to make the top
+    // 24, which only an under-converged solve hides.
+    assert!(metric("recovery", "precision_at_24.lca") >= 23.0 / 24.0);
     assert!(metric("recovery", "precision_at_24.rand") < 0.3);
     // Top neurons beat random ones, which beat the bottom ones.
     for mode in ["zero_out", "retrain"] {

@@ -15,6 +15,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod columns;
+pub mod gaussian;
 
 pub use columns::{
     axpy, dot, step_then_weighted_dot_difference, weighted_axpy, weighted_dot,

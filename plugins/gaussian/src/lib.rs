@@ -26,7 +26,7 @@
 //! variance; adding a neuron is a rank-one update of both (one step of a
 //! Cholesky factorisation), so scoring a candidate costs O(M·C) and a step
 //! O(M·C·D), whatever |S| is; that loop runs in vector registers, with the
-//! residuals laid out for it (module `score`). The residuals take C·M·D·4 bytes: `max_rows`
+//! residuals laid out for it (`lca_linear::kernels::gaussian`). The residuals take C·M·D·4 bytes: `max_rows`
 //! bounds M with a seeded sample of training rows (the covariances always
 //! use every training row).
 //!
@@ -40,6 +40,7 @@ use lca_core::ndarray::ArrayView2;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json};
+use lca_linear::kernels::gaussian;
 use rayon::prelude::*;
 const NAME: &str = "gaussian";
 
@@ -50,7 +51,7 @@ const TIE_BITS: f64 = 1e-9;
 /// work, too).
 const CANDIDATE_GROUP: usize = 16;
 
-mod score;
+mod residuals;
 
 lca_core::params! {
     /// Parameters of `gaussian`.
@@ -340,7 +341,7 @@ pub fn greedy_selection_until(
         .for_each(|class| class.apply_floor(pooled_floor));
     let k_classes = classes.len();
     let means: Vec<&[f64]> = classes.iter().map(|c| c.mean.as_slice()).collect();
-    let mut residuals = score::Residuals::new(x, scored, &means);
+    let mut residuals = residuals::Residuals::new(x, scored, &means);
     let class_of: Vec<usize> = {
         let mut index = vec![usize::MAX; n_classes];
         let mut next = 0;
@@ -372,7 +373,7 @@ pub fn greedy_selection_until(
         let open: Vec<usize> = (0..d)
             .filter(|&j| !is_selected[j] && !constant[j])
             .collect();
-        let step = score::Step {
+        let step = gaussian::Step {
             base: &base,
             class_of: &class_of,
             rows: m,
@@ -382,9 +383,9 @@ pub fn greedy_selection_until(
         let log_likelihoods: Vec<f64> = open
             .par_chunks(CANDIDATE_GROUP)
             .flat_map_iter(|group| {
-                let group: Vec<score::Candidate<'_>> = group
+                let group: Vec<gaussian::Candidate<'_>> = group
                     .iter()
-                    .map(|&j| score::Candidate {
+                    .map(|&j| gaussian::Candidate {
                         residuals: residuals.neuron(j),
                         log_norm: classes
                             .iter()
@@ -393,7 +394,7 @@ pub fn greedy_selection_until(
                         half_precision: classes.iter().map(|c| 0.5 / c.cond_var[j]).collect(),
                     })
                     .collect();
-                score::log_likelihoods(&step, &group)
+                gaussian::log_likelihoods(&step, &group)
             })
             .collect();
         let mut scores = vec![f64::NAN; d];

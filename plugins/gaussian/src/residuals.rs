@@ -1,0 +1,175 @@
+//! Every neuron's residuals given the selected neurons, in the layout the
+//! scoring kernel (`lca_linear::kernels::gaussian`) reads.
+
+use lca_core::ndarray::ArrayView2;
+use lca_linear::kernels::gaussian::ROW_BLOCK as BLOCK;
+use rayon::prelude::*;
+
+/// Neurons whose residuals are initialised together: one cache line of a
+/// row of activations.
+const NEURON_TILE: usize = 16;
+
+/// The blocks of rows, as (first row, length); all but the last are full.
+fn blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..rows)
+        .step_by(BLOCK)
+        .map(move |start| (start, BLOCK.min(rows - start)))
+}
+
+/// Every neuron's residuals on the scored rows, per class, given the
+/// selected neurons: x − μ_c minus its projection on the selected neurons
+/// under the class's covariance.
+///
+/// Laid out neuron-major, then by block of rows, then class, then row
+/// (`[j][block][k][i]`): one candidate's block is one contiguous run, so a
+/// group of candidates streams from memory in a few sequential runs (a
+/// class-major layout made every block a scattered 256-byte read, which the
+/// prefetcher could not follow).
+pub(crate) struct Residuals {
+    data: Vec<f32>,
+    rows: usize,
+    classes: usize,
+}
+
+impl Residuals {
+    /// x − μ_c for every neuron, class and scored row.
+    pub(crate) fn new(x: ArrayView2<'_, f32>, scored: &[usize], means: &[&[f64]]) -> Residuals {
+        let (d, classes, rows) = (x.ncols(), means.len(), scored.len());
+        let per_neuron = rows * classes;
+        let mut data = vec![0.0f32; d * per_neuron];
+        if per_neuron > 0 {
+            data.par_chunks_mut(per_neuron * NEURON_TILE)
+                .enumerate()
+                .for_each(|(tile, chunk)| {
+                    let first = tile * NEURON_TILE;
+                    let mut column = [0.0f64; BLOCK];
+                    for (start, len) in blocks(rows) {
+                        for (t, neuron) in chunk.chunks_exact_mut(per_neuron).enumerate() {
+                            let j = first + t;
+                            // The tile's neurons share the cache lines of
+                            // these rows, so the strided reads load each once.
+                            for (v, &r) in column.iter_mut().zip(&scored[start..start + len]) {
+                                *v = f64::from(x[[r, j]]);
+                            }
+                            let run = &mut neuron[start * classes..(start + len) * classes];
+                            for (out, mean) in run.chunks_exact_mut(len).zip(means) {
+                                let mu = mean[j];
+                                for (o, &v) in out.iter_mut().zip(&column[..len]) {
+                                    *o = (v - mu) as f32;
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+        Residuals {
+            data,
+            rows,
+            classes,
+        }
+    }
+
+    /// Neuron `j`'s residuals, in the layout the scoring reads.
+    pub(crate) fn neuron(&self, j: usize) -> &[f32] {
+        let per_neuron = self.rows * self.classes;
+        &self.data[j * per_neuron..(j + 1) * per_neuron]
+    }
+
+    /// Calls `f(row, residual)` for neuron `j` and class `k`, rows in order.
+    pub(crate) fn for_each_row(&self, j: usize, k: usize, mut f: impl FnMut(usize, f32)) {
+        let neuron = self.neuron(j);
+        for (start, len) in blocks(self.rows) {
+            let run = &neuron[start * self.classes + k * len..][..len];
+            for (i, &r) in run.iter().enumerate() {
+                f(start + i, r);
+            }
+        }
+    }
+
+    /// For every neuron `j` not in `skip`, and every class `k`: residual_j
+    /// −= coefficient(k, j) · residual_chosen.
+    pub(crate) fn subtract_multiples(
+        &mut self,
+        chosen: usize,
+        skip: &[bool],
+        coefficient: impl Fn(usize, usize) -> f32 + Sync,
+    ) {
+        let (rows, classes) = (self.rows, self.classes);
+        let per_neuron = rows * classes;
+        if per_neuron == 0 {
+            return;
+        }
+        let chosen = self.neuron(chosen).to_vec();
+        self.data
+            .par_chunks_exact_mut(per_neuron)
+            .enumerate()
+            .filter(|(j, _)| !skip[*j])
+            .for_each(|(j, neuron)| {
+                let coefficients: Vec<f32> = (0..classes).map(|k| coefficient(k, j)).collect();
+                for (start, len) in blocks(rows) {
+                    for (k, &c) in coefficients.iter().enumerate() {
+                        if c == 0.0 {
+                            continue;
+                        }
+                        let at = start * classes + k * len;
+                        for (r, &rk) in neuron[at..at + len].iter_mut().zip(&chosen[at..at + len]) {
+                            *r -= c * rk;
+                        }
+                    }
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lca_core::ndarray::Array2;
+
+    #[test]
+    fn residuals_read_back_per_class_in_row_order_and_update_by_multiples() {
+        // 150 rows (two full blocks and a short one), 3 classes, 20 neurons
+        // (a full tile and a short one).
+        let (rows, neurons) = (150, 20);
+        let x = Array2::from_shape_fn((rows, neurons), |(r, j)| ((r * 31 + j * 7) % 17) as f32);
+        let means: Vec<Vec<f64>> = (0..3)
+            .map(|k| (0..neurons).map(|j| (k * j) as f64 * 0.5).collect())
+            .collect();
+        let mean_refs: Vec<&[f64]> = means.iter().map(Vec::as_slice).collect();
+        let scored: Vec<usize> = (0..rows).rev().collect();
+        let mut residuals = Residuals::new(x.view(), &scored, &mean_refs);
+        let read = |residuals: &Residuals, j: usize, k: usize| {
+            let mut seen = Vec::new();
+            residuals.for_each_row(j, k, |i, r| seen.push((i, r)));
+            seen
+        };
+        for (j, k) in [(0, 0), (3, 2), (19, 1)] {
+            let seen = read(&residuals, j, k);
+            assert_eq!(seen.len(), rows);
+            for (n, (i, r)) in seen.into_iter().enumerate() {
+                assert_eq!(i, n);
+                assert_eq!(r, (f64::from(x[[scored[i], j]]) - means[k][j]) as f32);
+            }
+        }
+        let before: Vec<Vec<(usize, f32)>> = (0..3).map(|k| read(&residuals, 5, k)).collect();
+        let chosen: Vec<Vec<(usize, f32)>> = (0..3).map(|k| read(&residuals, 2, k)).collect();
+        let mut skip = vec![false; neurons];
+        skip[2] = true;
+        skip[7] = true;
+        residuals.subtract_multiples(2, &skip, |k, j| (k + 1) as f32 * 0.25 + j as f32);
+        for k in 0..3 {
+            let c = (k + 1) as f32 * 0.25 + 5.0;
+            for ((_, after), ((_, was), (_, r2))) in read(&residuals, 5, k)
+                .into_iter()
+                .zip(before[k].iter().zip(&chosen[k]))
+            {
+                assert_eq!(after, was - c * r2);
+            }
+        }
+        // Skipped neurons keep their residuals.
+        assert_eq!(
+            read(&residuals, 7, 1)[10].1,
+            (f64::from(x[[scored[10], 7]]) - means[1][7]) as f32
+        );
+    }
+}
