@@ -22,7 +22,14 @@ use super::exp_nonpositive;
 /// Rows per block: a block's log densities (classes × 64 × 8 bytes) stay in
 /// the first- or second-level cache.
 pub const ROW_BLOCK: usize = 64;
-const BLOCK: usize = ROW_BLOCK;
+
+/// The blocks of `rows` rows, as (first row, length); all but the last hold
+/// [`ROW_BLOCK`] rows.
+pub fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..rows)
+        .step_by(ROW_BLOCK)
+        .map(move |start| (start, ROW_BLOCK.min(rows - start)))
+}
 
 /// Rows whose softmax normalisers are multiplied before one logarithm. Every
 /// normaliser lies in [1, classes], so a product of 8 cannot overflow for
@@ -34,10 +41,8 @@ pub struct Step<'a> {
     /// log π_c + log N(x_S; …) of each class and scored row, class-major:
     /// `base[k·rows + i]`.
     pub base: &'a [f64],
-    /// The class index of each scored row.
+    /// The class index of each scored row (one entry per row).
     pub class_of: &'a [usize],
-    /// Scored rows.
-    pub rows: usize,
     /// Classes present.
     pub classes: usize,
 }
@@ -86,13 +91,12 @@ fn log_likelihoods_avx2(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Vec<f6
 
 #[inline(always)]
 fn log_likelihoods_portable(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Vec<f64> {
-    let (m, classes) = (step.rows, step.classes);
-    let mut log_density = vec![0.0f64; classes * BLOCK];
-    let mut max = [0.0f64; BLOCK];
-    let mut normaliser = [0.0f64; BLOCK];
+    let (m, classes) = (step.class_of.len(), step.classes);
+    let mut log_density = vec![0.0f64; classes * ROW_BLOCK];
+    let mut max = [0.0f64; ROW_BLOCK];
+    let mut normaliser = [0.0f64; ROW_BLOCK];
     let mut totals = vec![0.0f64; candidates.len()];
-    for start in (0..m).step_by(BLOCK) {
-        let len = BLOCK.min(m - start);
+    for (start, len) in row_blocks(m) {
         let max = &mut max[..len];
         let normaliser = &mut normaliser[..len];
         for (candidate, total) in candidates.iter().zip(&mut totals) {
@@ -100,7 +104,7 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Ve
             for k in 0..classes {
                 let base = &step.base[k * m + start..k * m + start + len];
                 let residual = &candidate.residuals[start * classes + k * len..][..len];
-                let out = &mut log_density[k * BLOCK..k * BLOCK + len];
+                let out = &mut log_density[k * ROW_BLOCK..k * ROW_BLOCK + len];
                 let (log_norm, half_precision) =
                     (candidate.log_norm[k], candidate.half_precision[k]);
                 for (((o, &b), &r), row_max) in
@@ -114,7 +118,7 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Ve
             }
             normaliser.fill(0.0);
             for k in 0..classes {
-                let values = &log_density[k * BLOCK..k * BLOCK + len];
+                let values = &log_density[k * ROW_BLOCK..k * ROW_BLOCK + len];
                 for ((s, &v), &row_max) in normaliser.iter_mut().zip(values).zip(max.iter()) {
                     *s += exp_nonpositive(v - row_max);
                 }
@@ -123,7 +127,7 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Ve
                 let last = (first + PRODUCT_ROWS).min(len);
                 let mut product = 1.0f64;
                 for i in first..last {
-                    let own = log_density[step.class_of[start + i] * BLOCK + i];
+                    let own = log_density[step.class_of[start + i] * ROW_BLOCK + i];
                     *total += own - max[i];
                     product *= normaliser[i];
                 }
@@ -172,8 +176,7 @@ mod tests {
             .iter()
             .map(|by_class| {
                 let mut out = vec![0.0f32; rows * classes];
-                for start in (0..rows).step_by(ROW_BLOCK) {
-                    let len = ROW_BLOCK.min(rows - start);
+                for (start, len) in row_blocks(rows) {
                     for (k, values) in by_class.iter().enumerate() {
                         out[start * classes + k * len..][..len]
                             .copy_from_slice(&values[start..start + len]);
@@ -188,7 +191,6 @@ mod tests {
         let step = Step {
             base: &base,
             class_of: &class_of,
-            rows,
             classes,
         };
         let candidates: Vec<Candidate<'_>> = (0..neurons)

@@ -376,7 +376,6 @@ pub fn greedy_selection_until(
         let step = gaussian::Step {
             base: &base,
             class_of: &class_of,
-            rows: m,
             classes: k_classes,
         };
         // Groups of candidates share each block of rows while it is in cache.

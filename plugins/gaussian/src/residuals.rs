@@ -2,19 +2,12 @@
 //! scoring kernel (`lca_linear::kernels::gaussian`) reads.
 
 use lca_core::ndarray::ArrayView2;
-use lca_linear::kernels::gaussian::ROW_BLOCK as BLOCK;
+use lca_linear::kernels::gaussian::{ROW_BLOCK, row_blocks};
 use rayon::prelude::*;
 
 /// Neurons whose residuals are initialised together: one cache line of a
 /// row of activations.
 const NEURON_TILE: usize = 16;
-
-/// The blocks of rows, as (first row, length); all but the last are full.
-fn blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..rows)
-        .step_by(BLOCK)
-        .map(move |start| (start, BLOCK.min(rows - start)))
-}
 
 /// Every neuron's residuals on the scored rows, per class, given the
 /// selected neurons: x − μ_c minus its projection on the selected neurons
@@ -42,8 +35,8 @@ impl Residuals {
                 .enumerate()
                 .for_each(|(tile, chunk)| {
                     let first = tile * NEURON_TILE;
-                    let mut column = [0.0f64; BLOCK];
-                    for (start, len) in blocks(rows) {
+                    let mut column = [0.0f64; ROW_BLOCK];
+                    for (start, len) in row_blocks(rows) {
                         for (t, neuron) in chunk.chunks_exact_mut(per_neuron).enumerate() {
                             let j = first + t;
                             // The tile's neurons share the cache lines of
@@ -78,7 +71,7 @@ impl Residuals {
     /// Calls `f(row, residual)` for neuron `j` and class `k`, rows in order.
     pub(crate) fn for_each_row(&self, j: usize, k: usize, mut f: impl FnMut(usize, f32)) {
         let neuron = self.neuron(j);
-        for (start, len) in blocks(self.rows) {
+        for (start, len) in row_blocks(self.rows) {
             let run = &neuron[start * self.classes + k * len..][..len];
             for (i, &r) in run.iter().enumerate() {
                 f(start + i, r);
@@ -106,7 +99,7 @@ impl Residuals {
             .filter(|(j, _)| !skip[*j])
             .for_each(|(j, neuron)| {
                 let coefficients: Vec<f32> = (0..classes).map(|k| coefficient(k, j)).collect();
-                for (start, len) in blocks(rows) {
+                for (start, len) in row_blocks(rows) {
                     for (k, &c) in coefficients.iter().enumerate() {
                         if c == 0.0 {
                             continue;
