@@ -80,20 +80,28 @@ def main():
         order.sort(key=lambda i: -len(tokenizer(sentences[i], is_split_into_words=True)["input_ids"]))
 
     start = time.perf_counter()
-    with torch.no_grad():
+    with getattr(torch, "inference_mode", torch.no_grad)():
         for b in range(0, len(order), args.batch_size):
             batch = order[b:b + args.batch_size]
             enc = tokenizer([sentences[i] for i in batch], is_split_into_words=True, padding=True,
                             truncation=True, max_length=512, return_tensors="pt")
             states = model(**enc, output_hidden_states=True).hidden_states
-            stacked = torch.stack(states, dim=1).numpy()  # [batch, layers, tokens, hidden]
+            # The last piece of each word: a position whose word id differs
+            # from the next position's. Gathered with index arrays, one copy
+            # per hidden state, so the loop costs numpy calls per batch, not
+            # Python statements per word.
+            width = enc["input_ids"].shape[1]
+            batch_rows, positions, rows = [], [], []
             for k, i in enumerate(batch):
-                last = {}
-                for pos, w in enumerate(enc.word_ids(k)):
-                    if w is not None:
-                        last[w] = pos
-                for w, pos in last.items():
-                    out[offsets[i] + w] = stacked[k, :, pos, :].reshape(-1)
+                ids = np.array([-1 if w is None else w for w in enc.word_ids(k)] + [-1])
+                last = np.flatnonzero((ids[:-1] >= 0) & (ids[:-1] != ids[1:]))
+                batch_rows.append(np.full(len(last), k))
+                positions.append(last)
+                rows.append(offsets[i] + ids[last])
+            flat = torch.from_numpy(np.concatenate(batch_rows) * width + np.concatenate(positions))
+            rows = np.concatenate(rows)
+            for layer, state in enumerate(states):
+                out[rows, layer * hidden:(layer + 1) * hidden] = state.reshape(-1, hidden)[flat].numpy()
     seconds = time.perf_counter() - start
     words = int(offsets[-1])
     if args.out:

@@ -15,6 +15,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod columns;
+pub mod elementwise;
 pub mod gaussian;
 
 pub use columns::{

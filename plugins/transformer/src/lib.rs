@@ -18,6 +18,7 @@ pub mod cache;
 pub mod extract;
 pub mod hub;
 pub mod model;
+mod ops;
 #[doc(hidden)]
 pub mod tiny;
 pub mod words;

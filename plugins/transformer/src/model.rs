@@ -5,11 +5,14 @@
 //! written here from the architecture (Devlin et al. 2019; Liu et al. 2019),
 //! reading Hugging Face checkpoint names.
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+use lca_linear::kernels::elementwise::Gelu;
 use serde::Deserialize;
 
 use lca_core::{Error, Result};
+
+use crate::ops::{AddBias, AddBiasGelu, AddBiasResidual, MaskedSoftmax};
 
 /// The parts of a Hugging Face `config.json` the encoder needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -158,24 +161,75 @@ impl Activation {
         })
     }
 
-    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x ← act(x + bias)`, in place on the product `x`.
+    fn apply_with_bias(&self, x: &Tensor, bias: &[f32]) -> candle_core::Result<Tensor> {
         match self {
-            Activation::GeluErf => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
-            Activation::Relu => x.relu(),
-            Activation::Silu => x.silu(),
+            Activation::GeluErf => x.inplace_op1(&AddBiasGelu(bias, Gelu::Erf))?,
+            Activation::GeluTanh => x.inplace_op1(&AddBiasGelu(bias, Gelu::Tanh))?,
+            Activation::Relu => {
+                x.inplace_op1(&AddBias(bias))?;
+                return x.relu();
+            }
+            Activation::Silu => {
+                x.inplace_op1(&AddBias(bias))?;
+                return x.silu();
+            }
         }
+        Ok(x.clone())
+    }
+}
+
+/// A dense layer `y = x Wᵀ + b`: the weight stays a candle tensor for the
+/// product, the bias is plain values for the fused step after it.
+struct Dense {
+    weight: Tensor,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    fn load(inputs: usize, outputs: usize, vb: VarBuilder<'_>) -> candle_core::Result<Self> {
+        Ok(Dense {
+            weight: vb.get((outputs, inputs), "weight")?,
+            bias: vb.get(outputs, "bias")?.to_vec1()?,
+        })
+    }
+
+    /// Stacks the outputs of several layers with the same input into one.
+    fn stack(parts: &[Dense]) -> candle_core::Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|d| &d.weight).collect();
+        Ok(Dense {
+            weight: Tensor::cat(&weights, 0)?,
+            bias: parts.iter().flat_map(|d| d.bias.iter().copied()).collect(),
+        })
+    }
+
+    /// `x Wᵀ` for rows `x` (`[rows, inputs]`), bias not yet added.
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight.t()?)
+    }
+
+    /// `x Wᵀ + b`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.product(x)?;
+        y.inplace_op1(&AddBias(&self.bias))?;
+        Ok(y)
+    }
+
+    /// `x Wᵀ + b + residual`.
+    fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.product(x)?;
+        y.inplace_op2(residual, &AddBiasResidual(&self.bias))?;
+        Ok(y)
     }
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
+    /// Queries, keys and values as one product (`3·hidden` outputs).
+    query_key_value: Dense,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
 }
 
@@ -220,12 +274,15 @@ const DISTILBERT_NAMES: LayerNames = LayerNames {
 pub struct Encoder {
     config: Config,
     activation: Activation,
-    word: Embedding,
-    position: Embedding,
-    token_type: Option<Embedding>,
+    /// Embedding tables, row-major (`vocabulary × hidden`, …): gathered
+    /// and summed in plain code, one pass per batch.
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Row 0 of the token-type table (every token has type 0); DistilBERT
+    /// has none.
+    token_type: Option<Vec<f32>>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
-    device: Device,
 }
 
 fn layer_norm(size: usize, eps: f64, vb: VarBuilder<'_>) -> candle_core::Result<LayerNorm> {
@@ -254,19 +311,18 @@ impl Encoder {
         let load = || -> candle_core::Result<Encoder> {
             let h = config.hidden_size;
             let e = vb.pp("embeddings");
-            let word = candle_nn::embedding(config.vocab_size, h, e.pp("word_embeddings"))?;
-            let position = candle_nn::embedding(
-                config.max_position_embeddings,
-                h,
-                e.pp("position_embeddings"),
-            )?;
+            let table = |rows: usize, name: &str| -> candle_core::Result<Vec<f32>> {
+                e.get((rows, h), &format!("{name}.weight"))?
+                    .flatten_all()?
+                    .to_vec1()
+            };
+            let word = table(config.vocab_size, "word_embeddings")?;
+            let position = table(config.max_position_embeddings, "position_embeddings")?;
             // DistilBERT has no token types.
             let token_type = if e.contains_tensor("token_type_embeddings.weight") {
-                Some(candle_nn::embedding(
-                    config.type_vocab_size,
-                    h,
-                    e.pp("token_type_embeddings"),
-                )?)
+                let mut types = table(config.type_vocab_size, "token_type_embeddings")?;
+                types.truncate(h);
+                Some(types)
             } else {
                 None
             };
@@ -279,12 +335,14 @@ impl Encoder {
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
             for i in 0..config.num_hidden_layers {
                 let l = vb.pp(format!("{}.{i}", names.layers));
-                let linear = |i, o, name| candle_nn::linear(i, o, l.pp(name));
+                let linear = |i, o, name| Dense::load(i, o, l.pp(name));
                 let norm = |name| layer_norm(h, config.layer_norm_eps, l.pp(name));
                 layers.push(Layer {
-                    query: linear(h, h, names.query)?,
-                    key: linear(h, h, names.key)?,
-                    value: linear(h, h, names.value)?,
+                    query_key_value: Dense::stack(&[
+                        linear(h, h, names.query)?,
+                        linear(h, h, names.key)?,
+                        linear(h, h, names.value)?,
+                    ])?,
                     attention_out: linear(h, h, names.attention_out)?,
                     attention_norm: norm(names.attention_norm)?,
                     intermediate: linear(h, config.intermediate_size, names.intermediate)?,
@@ -299,7 +357,6 @@ impl Encoder {
                 token_type,
                 embedding_norm,
                 layers,
-                device: vb.device().clone(),
                 config: config.clone(),
             })
         };
@@ -327,73 +384,107 @@ impl Encoder {
 
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         let (batch, tokens) = ids.dims2()?;
-        let positions = if self.config.is_roberta() {
-            // As RoBERTa counts them: tokens other than padding number up
-            // from pad + 1; padding keeps the pad index.
-            let pad = self.config.pad_token_id;
-            let mut positions = Vec::with_capacity(batch * tokens);
-            for row in ids.to_vec2::<u32>()? {
-                let mut next = pad;
-                for id in row {
-                    if id == pad {
-                        positions.push(pad);
-                    } else {
-                        next += 1;
-                        positions.push(next);
-                    }
-                }
-            }
-            Tensor::from_vec(positions, (batch, tokens), &self.device)?
-        } else {
-            Tensor::arange(0u32, tokens as u32, &self.device)?
-                .unsqueeze(0)?
-                .broadcast_as((batch, tokens))?
-                .contiguous()?
-        };
-        // Summed in Hugging Face's order: words, token types, positions.
-        let mut embedded = self.word.forward(ids)?;
-        if let Some(token_type) = &self.token_type {
-            let types = Tensor::zeros((batch, tokens), DType::U32, &self.device)?;
-            embedded = embedded.add(&token_type.forward(&types)?)?;
-        }
-        let embedded = embedded.add(&self.position.forward(&positions)?)?;
+        let ids = ids.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        let mask = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let h = self.config.hidden_size;
+        let rows = batch * tokens;
+        let embedded = Tensor::from_vec(
+            self.embed(&ids, batch, tokens)?,
+            (rows, h),
+            &candle_core::Device::Cpu,
+        )?;
         let mut hidden = self.embedding_norm.forward(&embedded)?;
         // Additive mask: 0 where attention is allowed, the most negative
         // float where it is not (what Hugging Face adds).
-        let blocked = (1.0 - mask.to_dtype(DType::F32)?)?;
-        let additive = (blocked * f64::from(f32::MIN))?.reshape((batch, 1, 1, tokens))?;
+        let additive: Vec<f32> = mask.iter().map(|&m| (1.0 - m) * f32::MIN).collect();
         let heads = self.config.num_attention_heads;
-        let head_dim = self.config.hidden_size / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
+        let head_dim = h / heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let as_state = |t: &Tensor| t.reshape((batch, tokens, h));
         let mut states = Vec::with_capacity(self.layers.len() + 1);
-        states.push(hidden.clone());
+        states.push(as_state(&hidden)?);
         for layer in &self.layers {
-            let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((batch, tokens, heads, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = split(layer.query.forward(&hidden)?)?;
-            let k = split(layer.key.forward(&hidden)?)?;
-            let v = split(layer.value.forward(&hidden)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((
-                batch,
-                tokens,
-                heads * head_dim,
-            ))?;
+            // [rows, 3·hidden] → [3, batch, heads, tokens, head_dim] in one copy.
+            let qkv = layer
+                .query_key_value
+                .forward(&hidden)?
+                .reshape((batch, tokens, 3, heads, head_dim))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let probs = q.matmul(&k.t()?)?;
+            probs.inplace_op1(&MaskedSoftmax {
+                additive: &additive,
+                scale,
+            })?;
+            let context = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((rows, h))?;
             let attended = layer
                 .attention_norm
-                .forward(&layer.attention_out.forward(&context)?.add(&hidden)?)?;
-            let inner = self
-                .activation
-                .apply(&layer.intermediate.forward(&attended)?)?;
+                .forward(&layer.attention_out.forward_plus(&context, &hidden)?)?;
+            let inner = self.activation.apply_with_bias(
+                &layer.intermediate.product(&attended)?,
+                &layer.intermediate.bias,
+            )?;
             hidden = layer
                 .output_norm
-                .forward(&layer.output.forward(&inner)?.add(&attended)?)?;
-            states.push(hidden.clone());
+                .forward(&layer.output.forward_plus(&inner, &attended)?)?;
+            states.push(as_state(&hidden)?);
         }
         Ok(states)
+    }
+
+    /// Word + token-type + position embeddings of every token, summed in
+    /// Hugging Face's order, `rows × hidden`.
+    fn embed(&self, ids: &[u32], batch: usize, tokens: usize) -> candle_core::Result<Vec<f32>> {
+        let h = self.config.hidden_size;
+        let pad = self.config.pad_token_id;
+        let mut out = vec![0.0f32; batch * tokens * h];
+        for (b, (sequence, rows)) in ids
+            .chunks_exact(tokens.max(1))
+            .zip(out.chunks_exact_mut((tokens * h).max(1)))
+            .enumerate()
+        {
+            // RoBERTa counts positions of real tokens up from pad + 1;
+            // padding keeps the pad index. BERT counts from 0.
+            let mut next = pad as usize;
+            for (t, (&id, row)) in sequence.iter().zip(rows.chunks_exact_mut(h)).enumerate() {
+                let position = if !self.config.is_roberta() {
+                    t
+                } else if id == pad {
+                    pad as usize
+                } else {
+                    next += 1;
+                    next
+                };
+                let word = self
+                    .word
+                    .get(id as usize * h..(id as usize + 1) * h)
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "token id {id} (sequence {b}, position {t}) is outside the vocabulary of {}",
+                            self.config.vocab_size
+                        ))
+                    })?;
+                let positional = self
+                    .position
+                    .get(position * h..(position + 1) * h)
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "position {position} is beyond the model's {} positions",
+                            self.config.max_position_embeddings
+                        ))
+                    })?;
+                row.copy_from_slice(word);
+                if let Some(types) = &self.token_type {
+                    row.iter_mut().zip(types).for_each(|(v, t)| *v += t);
+                }
+                row.iter_mut().zip(positional).for_each(|(v, p)| *v += p);
+            }
+        }
+        Ok(out)
     }
 }

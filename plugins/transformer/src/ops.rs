@@ -1,0 +1,166 @@
+//! The encoder's element-wise steps as in-place operations on candle
+//! tensors, each fused with the additions around it.
+//!
+//! candle runs a bias add, a residual add, a GELU and a scaled, masked
+//! softmax as separate passes that each allocate a new tensor, and splits
+//! large element-wise passes over a thread pool of its own that ignores the
+//! run's thread count. Here the output of a matrix product is finished in
+//! place, in one pass, on the run's rayon pool (the caller installs it),
+//! with the vectorised kernels of `lca_linear`.
+
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout};
+use lca_linear::kernels::elementwise::{Gelu, bias_gelu, masked_softmax};
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task: enough work to amortise the task, few
+/// enough that two threads share a batch evenly.
+const ROWS_PER_TASK: usize = 16;
+
+/// The contiguous `f32` values of a tensor, or an error naming the step.
+fn values_mut<'s>(
+    storage: &'s mut CpuStorage,
+    layout: &Layout,
+    step: &str,
+) -> candle_core::Result<&'s mut [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(values), Some((start, end))) => Ok(&mut values[start..end]),
+        _ => candle_core::bail!("{step}: expected a contiguous f32 tensor"),
+    }
+}
+
+fn values<'s>(
+    storage: &'s CpuStorage,
+    layout: &Layout,
+    step: &str,
+) -> candle_core::Result<&'s [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(values), Some((start, end))) => Ok(&values[start..end]),
+        _ => candle_core::bail!("{step}: expected a contiguous f32 tensor"),
+    }
+}
+
+/// The row width must divide the tensor; a mismatch is a bug in the
+/// caller's shapes, reported rather than read out of bounds.
+fn check_rows(len: usize, width: usize, step: &str) -> candle_core::Result<()> {
+    if width == 0 || !len.is_multiple_of(width) {
+        candle_core::bail!("{step}: {len} values do not form rows of {width}");
+    }
+    Ok(())
+}
+
+/// `x ← x + bias` on every row.
+pub(crate) struct AddBias<'a>(pub &'a [f32]);
+
+impl InplaceOp1 for AddBias<'_> {
+    fn name(&self) -> &'static str {
+        "add-bias"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let x = values_mut(storage, layout, self.name())?;
+        let width = self.0.len();
+        check_rows(x.len(), width, self.name())?;
+        x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_exact_mut(width) {
+                row.iter_mut().zip(self.0).for_each(|(v, b)| *v += b);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `x ← gelu(x + bias)` on every row.
+pub(crate) struct AddBiasGelu<'a>(pub &'a [f32], pub Gelu);
+
+impl InplaceOp1 for AddBiasGelu<'_> {
+    fn name(&self) -> &'static str {
+        "add-bias-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let x = values_mut(storage, layout, self.name())?;
+        let width = self.0.len();
+        check_rows(x.len(), width, self.name())?;
+        x.par_chunks_mut(width * ROWS_PER_TASK)
+            .for_each(|rows| bias_gelu(rows, self.0, self.1));
+        Ok(())
+    }
+}
+
+/// `x ← x + bias + residual` on every row, with `residual` the second
+/// tensor (of `x`'s shape).
+pub(crate) struct AddBiasResidual<'a>(pub &'a [f32]);
+
+impl InplaceOp2 for AddBiasResidual<'_> {
+    fn name(&self) -> &'static str {
+        "add-bias-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut CpuStorage,
+        layout: &Layout,
+        residual: &CpuStorage,
+        residual_layout: &Layout,
+    ) -> candle_core::Result<()> {
+        let x = values_mut(storage, layout, self.name())?;
+        let residual = values(residual, residual_layout, self.name())?;
+        let width = self.0.len();
+        check_rows(x.len(), width, self.name())?;
+        if residual.len() != x.len() {
+            candle_core::bail!("{}: the residual has another shape", self.name());
+        }
+        let chunk = width * ROWS_PER_TASK;
+        x.par_chunks_mut(chunk)
+            .zip(residual.par_chunks(chunk))
+            .for_each(|(rows, residual_rows)| {
+                for (row, residual_row) in rows
+                    .chunks_exact_mut(width)
+                    .zip(residual_rows.chunks_exact(width))
+                {
+                    for ((v, b), r) in row.iter_mut().zip(self.0).zip(residual_row) {
+                        *v = *v + b + r;
+                    }
+                }
+            });
+        Ok(())
+    }
+}
+
+/// Attention probabilities from raw scores `[batch, heads, queries, keys]`,
+/// in place: `softmax(scores·scale + additive)` over the keys, where
+/// `additive` (`batch × keys`) is 0 for real tokens and a large negative
+/// number for padding.
+pub(crate) struct MaskedSoftmax<'a> {
+    /// Per sequence and key position.
+    pub(crate) additive: &'a [f32],
+    /// 1/√(head width).
+    pub(crate) scale: f32,
+}
+
+impl InplaceOp1 for MaskedSoftmax<'_> {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let dims = layout.dims();
+        let &[batch, heads, queries, keys] = dims else {
+            candle_core::bail!("{}: expected 4 dimensions, got {dims:?}", self.name());
+        };
+        if self.additive.len() != batch * keys {
+            candle_core::bail!("{}: the mask does not match the scores", self.name());
+        }
+        let scores = values_mut(storage, layout, self.name())?;
+        // One task per sequence and head: its rows share one mask.
+        scores
+            .par_chunks_mut(queries * keys)
+            .enumerate()
+            .for_each(|(i, rows)| {
+                let sequence = i / heads;
+                let additive = &self.additive[sequence * keys..(sequence + 1) * keys];
+                masked_softmax(rows, additive, self.scale);
+            });
+        Ok(())
+    }
+}
