@@ -110,17 +110,23 @@ pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
     meta_dataset(acts, d.labels.to_vec(), d.meta.as_str())
 }
 
-/// An owned dataset for returning from a source.
-pub(crate) fn dataset_to_owned_ffi(dataset: &Dataset<'_>) -> FfiOwnedDataset {
-    let parts = DatasetParts::new(dataset);
+/// An owned dataset for returning from a source. The activations move
+/// across when the source's dataset owns them alone (the usual case), so a
+/// source's matrix is never held twice.
+pub(crate) fn dataset_to_owned_ffi(dataset: Dataset<'_>) -> FfiOwnedDataset {
+    let (rows, cols) = (dataset.n_rows(), dataset.n_neurons());
+    let (labels, meta) = {
+        let parts = DatasetParts::new(&dataset);
+        (RVec::from(parts.labels.to_vec()), RString::from(parts.meta))
+    };
     FfiOwnedDataset {
         acts: FfiOwnedMatrix {
-            data: RVec::from(parts.data.into_owned()),
-            rows: parts.rows as u64,
-            cols: parts.cols as u64,
+            data: RVec::from(dataset.into_acts().into_row_major()),
+            rows: rows as u64,
+            cols: cols as u64,
         },
-        labels: RVec::from(parts.labels.to_vec()),
-        meta: RString::from(parts.meta),
+        labels,
+        meta,
     }
 }
 
@@ -401,8 +407,14 @@ mod tests {
             back.acts().as_slice().unwrap().as_ptr(),
             d.acts().as_slice().unwrap().as_ptr()
         );
-        let owned = dataset_from_owned_ffi(dataset_to_owned_ffi(&d)).unwrap();
+        let owned = dataset_from_owned_ffi(dataset_to_owned_ffi(d.clone())).unwrap();
         assert_eq!(owned.acts().view(), d.acts().view());
+        assert_eq!(owned.labels(), d.labels());
+        // A source's own dataset moves across: the same memory, no copy.
+        let alone = planted(50, 8, 2, 1, 4);
+        let at = alone.acts().as_slice().unwrap().as_ptr();
+        let moved = dataset_from_owned_ffi(dataset_to_owned_ffi(alone)).unwrap();
+        assert_eq!(moved.acts().as_slice().unwrap().as_ptr(), at);
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl FfiSource for SourceAdapter {
         guard(|| {
             let cx = context_from_ffi(cx);
             let dataset = cx.install(|| self.0.load(&cx))?;
-            Ok(dataset_to_owned_ffi(&dataset))
+            Ok(dataset_to_owned_ffi(dataset))
         })
     }
 }

@@ -439,6 +439,11 @@ impl<'a> Dataset<'a> {
         &self.acts
     }
 
+    /// The activations, giving up the rest of the dataset.
+    pub fn into_acts(self) -> ActivationMatrix<'a> {
+        self.acts
+    }
+
     /// Layer and unit of every column.
     pub fn neurons(&self) -> &NeuronIndex {
         &self.neurons

@@ -131,6 +131,22 @@ impl<'a> ActivationMatrix<'a> {
         }
     }
 
+    /// The data as one row-major vector: moved out when this matrix is its
+    /// only owner (what a source hands over), copied otherwise.
+    pub fn into_row_major(self) -> Vec<f32> {
+        match self.store {
+            Store::Shared(array) => match Arc::try_unwrap(array) {
+                Ok(array) if array.is_standard_layout() => match array.into_raw_vec_and_offset() {
+                    (data, Some(0) | None) => data,
+                    (data, Some(offset)) => data[offset..].to_vec(),
+                },
+                Ok(array) => array.iter().copied().collect(),
+                Err(shared) => shared.iter().copied().collect(),
+            },
+            Store::Borrowed { data, .. } => data.to_vec(),
+        }
+    }
+
     /// The data as one row-major slice, converting if the backing does not
     /// hold it that way.
     pub fn to_contiguous(&self) -> Cow<'_, [f32]> {
@@ -232,6 +248,25 @@ mod tests {
         assert_eq!(borrowed.view(), owned.view());
         assert_eq!(borrowed.as_slice().unwrap(), &data[..]);
         assert_eq!(borrowed.clone().into_owned().view(), owned.view());
+    }
+
+    #[test]
+    fn into_row_major_moves_a_sole_owner_and_copies_otherwise() {
+        let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let alone = ActivationMatrix::from_row_major(4, 3, data.clone()).unwrap();
+        let at = alone.as_slice().unwrap().as_ptr();
+        let moved = alone.into_row_major();
+        assert_eq!((moved.as_ptr(), &moved), (at, &data));
+        let shared = ActivationMatrix::from_row_major(4, 3, data.clone()).unwrap();
+        let other = shared.clone();
+        let copied = shared.into_row_major();
+        assert_ne!(copied.as_ptr(), other.as_slice().unwrap().as_ptr());
+        assert_eq!(copied, data);
+        let borrowed = ActivationMatrix::from_slice(4, 3, &data).unwrap();
+        assert_eq!(borrowed.into_row_major(), data);
+        let transposed =
+            ActivationMatrix::from_array(array![[1.0f32, 2.0], [3.0, 4.0]].reversed_axes());
+        assert_eq!(transposed.into_row_major(), vec![1.0, 3.0, 2.0, 4.0]);
     }
 
     #[test]
