@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use lca_core::data::{
     ActivationMatrix, ClassRanking, ClassVocab, GroundTruth, Labels, NeuronIndex, Splits, Tokens,
+    ValueBuffer,
 };
 use lca_core::ndarray::{Array2, ArrayView2};
 use std::sync::Arc;
@@ -130,14 +131,26 @@ pub(crate) fn dataset_to_owned_ffi(dataset: Dataset<'_>) -> FfiOwnedDataset {
     }
 }
 
-/// An owned dataset from a source's boundary form.
+/// An owned dataset from a source's boundary form. The activations stay in
+/// the buffer the plugin allocated: turning it into a `Vec` would copy it,
+/// because abi_stable cannot tell that both sides share one allocator.
 pub(crate) fn dataset_from_owned_ffi(d: FfiOwnedDataset) -> Result<Dataset<'static>> {
-    let acts = ActivationMatrix::from_row_major(
+    let acts = ActivationMatrix::from_buffer(
         d.acts.rows as usize,
         d.acts.cols as usize,
-        d.acts.data.into_vec(),
+        Arc::new(ForeignValues(d.acts.data)),
     )?;
     meta_dataset(acts, d.labels.into_vec(), d.meta.as_str())
+}
+
+/// Values allocated by a plugin. abi_stable never unloads a library, so the
+/// buffer's deallocator stays valid for as long as the host keeps it.
+struct ForeignValues(RVec<f32>);
+
+impl ValueBuffer for ForeignValues {
+    fn values(&self) -> &[f32] {
+        self.0.as_slice()
+    }
 }
 
 pub(crate) fn matrix_to_ffi(x: ArrayView2<'_, f32>) -> (Cow<'_, [f32]>, usize, usize) {

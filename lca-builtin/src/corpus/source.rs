@@ -359,7 +359,7 @@ pub fn corpus_dataset(
     let (words, names, acts) = if identity {
         (words, names, acts)
     } else {
-        (reorder(&words), reorder(&names), acts.select_rows(&order))
+        (reorder(&words), reorder(&names), acts.permute_rows(&order))
     };
     let starts = reorder_sentence_starts(&sentence_starts, n_words, &order);
     let vocab = ClassVocab::from_names(names.iter().cloned());

@@ -433,7 +433,7 @@ impl ActivationSource for NpySource {
         let acts = if identity {
             ActivationMatrix::from_array(matrix)
         } else {
-            ActivationMatrix::from_array(matrix).select_rows(&order)
+            ActivationMatrix::from_array(matrix).permute_rows(&order)
         };
         let vocab = match &labels.numeric_order {
             Some(names) => ClassVocab::in_order(names.clone())?,

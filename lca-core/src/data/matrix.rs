@@ -23,10 +23,30 @@ pub struct ActivationMatrix<'a> {
     store: Store<'a>,
 }
 
+/// Row-major values whose memory belongs to someone else: a buffer that a
+/// plugin allocated and handed over, which the host keeps instead of
+/// copying it into an allocation of its own.
+pub trait ValueBuffer: Send + Sync + 'static {
+    /// The values, row-major.
+    fn values(&self) -> &[f32];
+}
+
+impl std::fmt::Debug for dyn ValueBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ValueBuffer({} values)", self.values().len())
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Store<'a> {
     /// Owned, shared between the datasets derived from it.
     Shared(Arc<Array2<f32>>),
+    /// Owned by a buffer from elsewhere, shared like `Shared`.
+    External {
+        buffer: Arc<dyn ValueBuffer>,
+        rows: usize,
+        cols: usize,
+    },
     /// Borrowed, row-major contiguous. Held as a slice (not an `ArrayView2`)
     /// so that the matrix stays covariant in `'a`.
     Borrowed {
@@ -59,18 +79,101 @@ impl ActivationMatrix<'static> {
         })?;
         Ok(Self::from_array(array))
     }
+
+    /// Keeps row-major values held by `buffer`, without copying them.
+    ///
+    /// # Errors
+    /// When the buffer does not hold `rows × cols` values.
+    pub fn from_buffer(rows: usize, cols: usize, buffer: Arc<dyn ValueBuffer>) -> Result<Self> {
+        check_len(rows, cols, buffer.values().len())?;
+        Ok(ActivationMatrix {
+            store: Store::External { buffer, rows, cols },
+        })
+    }
+
+    /// The same matrix with its rows in the given order (row `i` of the
+    /// result is row `order[i]` here). A matrix that owns its rows alone is
+    /// permuted in place, one row of extra memory; otherwise the rows are
+    /// copied into a new matrix.
+    ///
+    /// # Panics
+    /// If `order` is not a permutation of the rows.
+    pub fn permute_rows(self, order: &[usize]) -> Self {
+        let rows = self.n_rows();
+        let mut seen = vec![false; rows];
+        assert!(
+            order.len() == rows
+                && order
+                    .iter()
+                    .all(|&r| r < rows && !std::mem::replace(&mut seen[r], true)),
+            "a row order must be a permutation of the {rows} rows"
+        );
+        match self.store {
+            Store::Shared(mut array) => {
+                match Arc::get_mut(&mut array).and_then(|a| a.as_slice_mut()) {
+                    Some(values) => {
+                        permute_rows_in_place(values, array_cols(rows, values.len()), order);
+                        ActivationMatrix {
+                            store: Store::Shared(array),
+                        }
+                    }
+                    None => ActivationMatrix {
+                        store: Store::Shared(array),
+                    }
+                    .select_rows(order),
+                }
+            }
+            store => ActivationMatrix { store }.select_rows(order),
+        }
+    }
+}
+
+fn array_cols(rows: usize, len: usize) -> usize {
+    if rows == 0 { 0 } else { len / rows }
+}
+
+/// Row `i` becomes old row `order[i]`, following each cycle of the
+/// permutation with one saved row.
+fn permute_rows_in_place(values: &mut [f32], cols: usize, order: &[usize]) {
+    if cols == 0 {
+        return;
+    }
+    let mut placed = vec![false; order.len()];
+    let mut saved = vec![0.0f32; cols];
+    for start in 0..order.len() {
+        if placed[start] || order[start] == start {
+            continue;
+        }
+        saved.copy_from_slice(&values[start * cols..(start + 1) * cols]);
+        let mut at = start;
+        loop {
+            placed[at] = true;
+            let from = order[at];
+            if from == start {
+                values[at * cols..(at + 1) * cols].copy_from_slice(&saved);
+                break;
+            }
+            values.copy_within(from * cols..(from + 1) * cols, at * cols);
+            at = from;
+        }
+    }
+}
+
+fn check_len(rows: usize, cols: usize, found: usize) -> Result<()> {
+    if rows.checked_mul(cols) != Some(found) {
+        return Err(Error::Shape {
+            what: "activation matrix data".into(),
+            expected: format!("{rows} × {cols} = {} values", rows.saturating_mul(cols)),
+            found: format!("{found} values"),
+        });
+    }
+    Ok(())
 }
 
 impl<'a> ActivationMatrix<'a> {
     /// Borrows row-major contiguous data without copying.
     pub fn from_slice(rows: usize, cols: usize, data: &'a [f32]) -> Result<Self> {
-        if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(Error::Shape {
-                what: "activation matrix data".into(),
-                expected: format!("{rows} × {cols} = {} values", rows.saturating_mul(cols)),
-                found: format!("{} values", data.len()),
-            });
-        }
+        check_len(rows, cols, data.len())?;
         Ok(ActivationMatrix {
             store: Store::Borrowed { data, rows, cols },
         })
@@ -91,6 +194,10 @@ impl<'a> ActivationMatrix<'a> {
             Store::Shared(a) => a.view(),
             Store::Borrowed { data, rows, cols } => {
                 ArrayView2::from_shape((*rows, *cols), data).expect("shape checked on construction")
+            }
+            Store::External { buffer, rows, cols } => {
+                ArrayView2::from_shape((*rows, *cols), buffer.values())
+                    .expect("shape checked on construction")
             }
         }
     }
@@ -128,6 +235,7 @@ impl<'a> ActivationMatrix<'a> {
         match &self.store {
             Store::Shared(a) => a.as_slice(),
             Store::Borrowed { data, .. } => Some(data),
+            Store::External { buffer, .. } => Some(buffer.values()),
         }
     }
 
@@ -144,6 +252,7 @@ impl<'a> ActivationMatrix<'a> {
                 Err(shared) => shared.iter().copied().collect(),
             },
             Store::Borrowed { data, .. } => data.to_vec(),
+            Store::External { buffer, .. } => buffer.values().to_vec(),
         }
     }
 
@@ -185,6 +294,9 @@ impl<'a> ActivationMatrix<'a> {
         match self.store {
             Store::Shared(a) => ActivationMatrix {
                 store: Store::Shared(a),
+            },
+            Store::External { buffer, rows, cols } => ActivationMatrix {
+                store: Store::External { buffer, rows, cols },
             },
             Store::Borrowed { .. } => ActivationMatrix::from_array(self.raw_view().to_owned()),
         }
@@ -267,6 +379,79 @@ mod tests {
         let transposed =
             ActivationMatrix::from_array(array![[1.0f32, 2.0], [3.0, 4.0]].reversed_axes());
         assert_eq!(transposed.into_row_major(), vec![1.0, 3.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn rows_are_permuted_in_place_when_owned_alone_and_copied_when_shared() {
+        let (rows, cols) = (9, 4);
+        let values: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+        // Cycles of lengths 1, 2 and 6.
+        let order = [0, 2, 1, 4, 5, 6, 7, 8, 3];
+        let expected = ActivationMatrix::from_row_major(rows, cols, values.clone())
+            .unwrap()
+            .select_rows(&order);
+        let alone = ActivationMatrix::from_row_major(rows, cols, values.clone()).unwrap();
+        let at = alone.as_slice().unwrap().as_ptr();
+        let permuted = alone.permute_rows(&order);
+        assert_eq!(permuted.as_slice().unwrap().as_ptr(), at);
+        assert_eq!(permuted.view(), expected.view());
+        let shared = ActivationMatrix::from_row_major(rows, cols, values).unwrap();
+        let keep = shared.clone();
+        let copied = shared.permute_rows(&order);
+        assert_eq!(copied.view(), expected.view());
+        assert_eq!(
+            keep.view()[[1, 0]],
+            4.0,
+            "the other holder still sees the old order"
+        );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn permuting_in_place_equals_selecting(
+            order in (0usize..60).prop_flat_map(|n| proptest::sample::subsequence((0..n).collect::<Vec<_>>(), n).prop_shuffle()),
+            cols in 0usize..5,
+        ) {
+            let rows = order.len();
+            let values: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let expected = ActivationMatrix::from_row_major(rows, cols, values.clone()).unwrap().select_rows(&order);
+            let permuted = ActivationMatrix::from_row_major(rows, cols, values).unwrap().permute_rows(&order);
+            prop_assert_eq!(permuted.view(), expected.view());
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "permutation")]
+    fn a_row_order_with_a_repeat_is_refused() {
+        let m = ActivationMatrix::from_row_major(3, 1, vec![1.0, 2.0, 3.0]).unwrap();
+        let _ = m.permute_rows(&[0, 0, 1]);
+    }
+
+    #[derive(Debug)]
+    struct Buffer(Vec<f32>);
+
+    impl ValueBuffer for Buffer {
+        fn values(&self) -> &[f32] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_foreign_buffer_is_kept_without_a_copy() {
+        let buffer = Arc::new(Buffer(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+        let at = buffer.0.as_ptr();
+        let m = ActivationMatrix::from_buffer(2, 3, buffer).unwrap();
+        assert_eq!(m.as_slice().unwrap().as_ptr(), at);
+        assert_eq!(m.view(), array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+        assert_eq!(m.clone().into_owned().as_slice().unwrap().as_ptr(), at);
+        assert_eq!(
+            m.clone().permute_rows(&[1, 0]).view(),
+            array![[4.0f32, 5.0, 6.0], [1.0, 2.0, 3.0]]
+        );
+        assert_eq!(m.into_row_major(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert!(ActivationMatrix::from_buffer(4, 3, Arc::new(Buffer(vec![0.0; 6]))).is_err());
     }
 
     #[test]

@@ -14,6 +14,6 @@ pub use dataset::{
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};
-pub use matrix::{ActivationMatrix, constant_columns};
+pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns};
 pub use neurons::{NeuronId, NeuronIndex};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};
