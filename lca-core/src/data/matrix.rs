@@ -99,7 +99,7 @@ impl ActivationMatrix<'static> {
     /// # Panics
     /// If `order` is not a permutation of the rows.
     pub fn permute_rows(self, order: &[usize]) -> Self {
-        let rows = self.n_rows();
+        let (rows, cols) = (self.n_rows(), self.n_cols());
         let mut seen = vec![false; rows];
         assert!(
             order.len() == rows
@@ -112,7 +112,7 @@ impl ActivationMatrix<'static> {
             Store::Shared(mut array) => {
                 match Arc::get_mut(&mut array).and_then(|a| a.as_slice_mut()) {
                     Some(values) => {
-                        permute_rows_in_place(values, array_cols(rows, values.len()), order);
+                        permute_rows_in_place(values, cols, order);
                         ActivationMatrix {
                             store: Store::Shared(array),
                         }
@@ -126,10 +126,6 @@ impl ActivationMatrix<'static> {
             store => ActivationMatrix { store }.select_rows(order),
         }
     }
-}
-
-fn array_cols(rows: usize, len: usize) -> usize {
-    if rows == 0 { 0 } else { len / rows }
 }
 
 /// Row `i` becomes old row `order[i]`, following each cycle of the
