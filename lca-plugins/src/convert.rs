@@ -33,6 +33,20 @@ struct DatasetMeta {
     details: BTreeMap<String, String>,
 }
 
+/// Everything of a dataset but its activations and label ids, as JSON.
+fn meta_json(dataset: &Dataset<'_>) -> String {
+    let meta = DatasetMeta {
+        name: dataset.name().to_string(),
+        classes: dataset.classes().clone(),
+        neurons: dataset.neurons().clone(),
+        tokens: dataset.tokens().cloned(),
+        splits: dataset.splits(),
+        truth: dataset.truth().cloned(),
+        details: dataset.details().clone(),
+    };
+    serde_json::to_string(&meta).expect("dataset metadata serialises")
+}
+
 /// A dataset prepared for crossing: the contiguous data and the JSON meta it
 /// borrows from. Keep it alive while the [`FfiDataset`] is in use.
 pub(crate) struct DatasetParts<'d> {
@@ -45,21 +59,12 @@ pub(crate) struct DatasetParts<'d> {
 
 impl<'d> DatasetParts<'d> {
     pub(crate) fn new(dataset: &'d Dataset<'_>) -> Self {
-        let meta = DatasetMeta {
-            name: dataset.name().to_string(),
-            classes: dataset.classes().clone(),
-            neurons: dataset.neurons().clone(),
-            tokens: dataset.tokens().cloned(),
-            splits: dataset.splits(),
-            truth: dataset.truth().cloned(),
-            details: dataset.details().clone(),
-        };
         DatasetParts {
             data: dataset.acts().to_contiguous(),
             labels: dataset.labels().ids(),
             rows: dataset.n_rows(),
             cols: dataset.n_neurons(),
-            meta: serde_json::to_string(&meta).expect("dataset metadata serialises"),
+            meta: meta_json(dataset),
         }
     }
 
@@ -116,10 +121,8 @@ pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
 /// source's matrix is never held twice.
 pub(crate) fn dataset_to_owned_ffi(dataset: Dataset<'_>) -> FfiOwnedDataset {
     let (rows, cols) = (dataset.n_rows(), dataset.n_neurons());
-    let (labels, meta) = {
-        let parts = DatasetParts::new(&dataset);
-        (RVec::from(parts.labels.to_vec()), RString::from(parts.meta))
-    };
+    let labels = RVec::from(dataset.labels().ids().to_vec());
+    let meta = RString::from(meta_json(&dataset));
     FfiOwnedDataset {
         acts: FfiOwnedMatrix {
             data: RVec::from(dataset.into_acts().into_row_major()),

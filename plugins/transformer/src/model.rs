@@ -442,6 +442,7 @@ impl Encoder {
     fn embed(&self, ids: &[u32], batch: usize, tokens: usize) -> candle_core::Result<Vec<f32>> {
         let h = self.config.hidden_size;
         let pad = self.config.pad_token_id;
+        let roberta = self.config.is_roberta();
         let mut out = vec![0.0f32; batch * tokens * h];
         for (b, (sequence, rows)) in ids
             .chunks_exact(tokens.max(1))
@@ -452,7 +453,7 @@ impl Encoder {
             // padding keeps the pad index. BERT counts from 0.
             let mut next = pad as usize;
             for (t, (&id, row)) in sequence.iter().zip(rows.chunks_exact_mut(h)).enumerate() {
-                let position = if !self.config.is_roberta() {
+                let position = if !roberta {
                     t
                 } else if id == pad {
                     pad as usize

@@ -48,6 +48,21 @@ fn check_rows(len: usize, width: usize, step: &str) -> candle_core::Result<()> {
     Ok(())
 }
 
+/// Applies `f` to the rows (of `width` values) of a contiguous `f32`
+/// tensor, [`ROWS_PER_TASK`] rows per rayon task.
+fn for_row_chunks(
+    storage: &mut CpuStorage,
+    layout: &Layout,
+    step: &str,
+    width: usize,
+    f: impl Fn(&mut [f32]) + Sync + Send,
+) -> candle_core::Result<()> {
+    let x = values_mut(storage, layout, step)?;
+    check_rows(x.len(), width, step)?;
+    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(f);
+    Ok(())
+}
+
 /// `x ← x + bias` on every row.
 pub(crate) struct AddBias<'a>(pub &'a [f32]);
 
@@ -57,15 +72,11 @@ impl InplaceOp1 for AddBias<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let x = values_mut(storage, layout, self.name())?;
-        let width = self.0.len();
-        check_rows(x.len(), width, self.name())?;
-        x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|rows| {
-            for row in rows.chunks_exact_mut(width) {
+        for_row_chunks(storage, layout, self.name(), self.0.len(), |rows| {
+            for row in rows.chunks_exact_mut(self.0.len()) {
                 row.iter_mut().zip(self.0).for_each(|(v, b)| *v += b);
             }
-        });
-        Ok(())
+        })
     }
 }
 
@@ -78,12 +89,9 @@ impl InplaceOp1 for AddBiasGelu<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let x = values_mut(storage, layout, self.name())?;
-        let width = self.0.len();
-        check_rows(x.len(), width, self.name())?;
-        x.par_chunks_mut(width * ROWS_PER_TASK)
-            .for_each(|rows| bias_gelu(rows, self.0, self.1));
-        Ok(())
+        for_row_chunks(storage, layout, self.name(), self.0.len(), |rows| {
+            bias_gelu(rows, self.0, self.1);
+        })
     }
 }
 
