@@ -14,6 +14,7 @@
 // Indexed loops over the fixed lanes and class groups read as the maths does.
 #![allow(clippy::needless_range_loop)]
 
+pub mod bf16;
 mod columns;
 pub mod elementwise;
 pub mod gaussian;

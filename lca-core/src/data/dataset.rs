@@ -607,8 +607,12 @@ impl<'a> Dataset<'a> {
         hash.update((self.n_neurons() as u64).to_le_bytes());
         let mut bytes = Vec::new();
         for (_, block) in self.acts.blocks(0..self.n_rows(), 1024) {
-            bytes.clear();
-            bytes.extend(block.iter().flat_map(|v| v.to_bits().to_le_bytes()));
+            // Fixed-size copies compile to vector moves; a flat_map over
+            // each value's bytes cost more than the hash itself.
+            bytes.resize(block.len() * 4, 0);
+            for (out, v) in bytes.chunks_exact_mut(4).zip(block.iter()) {
+                out.copy_from_slice(&v.to_le_bytes());
+            }
             hash.update(&bytes);
         }
         bytes.clear();

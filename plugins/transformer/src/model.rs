@@ -5,8 +5,9 @@
 //! written here from the architecture (Devlin et al. 2019; Liu et al. 2019),
 //! reading Hugging Face checkpoint names.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
+use lca_linear::kernels::bf16::{self, PackedWeights};
 use lca_linear::kernels::elementwise::Gelu;
 use serde::Deserialize;
 
@@ -179,33 +180,103 @@ impl Activation {
     }
 }
 
-/// A dense layer `y = x Wᵀ + b`: the weight stays a candle tensor for the
-/// product, the bias is plain values for the fused step after it.
+lca_core::param_enum! {
+    /// Precision of the encoder's dense-layer products.
+    pub enum Compute {
+        /// 32-bit floats throughout (within 1e-4 of the reference
+        /// implementation).
+        F32 = "f32",
+        /// Inputs and weights of the dense layers rounded to bfloat16,
+        /// products summed in `f32`, with the AVX512-BF16 instructions;
+        /// `f32` on CPUs without them.
+        Bf16 = "bf16",
+    }
+}
+
+impl Compute {
+    /// What this CPU will run: `bf16` only where it has the instructions.
+    pub fn effective(self) -> Compute {
+        match self {
+            Compute::Bf16 if bf16::supported() => Compute::Bf16,
+            _ => Compute::F32,
+        }
+    }
+}
+
+/// The weight of a dense layer in the form its product needs.
+enum Weight {
+    /// A candle tensor, `outputs × inputs`.
+    F32(Tensor),
+    /// Rounded to bfloat16 and packed for `lca_linear`'s product.
+    Bf16(PackedWeights),
+}
+
+/// A dense layer `y = x Wᵀ + b`; the bias is plain values for the fused
+/// step after the product.
 struct Dense {
-    weight: Tensor,
+    weight: Weight,
     bias: Vec<f32>,
 }
 
 impl Dense {
     fn load(inputs: usize, outputs: usize, vb: VarBuilder<'_>) -> candle_core::Result<Self> {
         Ok(Dense {
-            weight: vb.get((outputs, inputs), "weight")?,
+            weight: Weight::F32(vb.get((outputs, inputs), "weight")?),
             bias: vb.get(outputs, "bias")?.to_vec1()?,
         })
     }
 
-    /// Stacks the outputs of several layers with the same input into one.
+    /// Stacks the outputs of several `f32` layers with the same input into
+    /// one.
     fn stack(parts: &[Dense]) -> candle_core::Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|d| &d.weight).collect();
+        let weights = parts
+            .iter()
+            .map(|d| match &d.weight {
+                Weight::F32(w) => Ok(w),
+                Weight::Bf16(_) => candle_core::bail!("stacking is done before packing"),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Dense {
-            weight: Tensor::cat(&weights, 0)?,
+            weight: Weight::F32(Tensor::cat(&weights, 0)?),
             bias: parts.iter().flat_map(|d| d.bias.iter().copied()).collect(),
         })
     }
 
+    /// Rounds the weight to bfloat16 and packs it for the bf16 product.
+    fn pack_bf16(&mut self) -> candle_core::Result<()> {
+        if let Weight::F32(w) = &self.weight {
+            let (outputs, inputs) = w.dims2()?;
+            let values = w.flatten_all()?.to_vec1::<f32>()?;
+            self.weight = Weight::Bf16(PackedWeights::pack(&values, outputs, inputs));
+        }
+        Ok(())
+    }
+
     /// `x Wᵀ` for rows `x` (`[rows, inputs]`), bias not yet added.
     fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight.t()?)
+        match &self.weight {
+            Weight::F32(w) => x.matmul(&w.t()?),
+            Weight::Bf16(packed) => {
+                let (rows, _) = x.dims2()?;
+                let mut out = vec![0.0f32; rows * packed.outputs()];
+                {
+                    let (storage, layout) = x.storage_and_layout();
+                    let values = match (&*storage, layout.contiguous_offsets()) {
+                        (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
+                        _ => candle_core::bail!("bf16 product: expected a contiguous f32 input"),
+                    };
+                    if values.len() != rows * packed.inputs() {
+                        candle_core::bail!(
+                            "bf16 product: {} values are not {rows} rows of {}",
+                            values.len(),
+                            packed.inputs()
+                        );
+                    }
+                    bf16::product(values, packed, &mut out);
+                }
+                Tensor::from_vec(out, (rows, packed.outputs()), x.device())
+            }
+        }
     }
 
     /// `x Wᵀ + b`.
@@ -299,9 +370,12 @@ impl Encoder {
     /// Loads the weights. `vb` points at the checkpoint root; a `bert.` or
     /// `roberta.` prefix is detected.
     ///
+    /// `compute` is the precision of the dense layers' products; pass
+    /// [`Compute::effective`] of what the user asked for.
+    ///
     /// # Errors
     /// Missing or misshapen tensors, named.
-    pub fn load(vb: VarBuilder<'_>, config: Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder<'_>, config: Config, compute: Compute) -> Result<Self> {
         config.check()?;
         let vb = ["bert", "roberta", "distilbert", "model"]
             .iter()
@@ -364,6 +438,18 @@ impl Encoder {
             Error::input(format!("the checkpoint does not fit its config.json: {e}"))
         })?;
         encoder.activation = Activation::parse(&encoder.config.hidden_act)?;
+        if compute == Compute::Bf16 {
+            for layer in &mut encoder.layers {
+                for dense in [
+                    &mut layer.query_key_value,
+                    &mut layer.attention_out,
+                    &mut layer.intermediate,
+                    &mut layer.output,
+                ] {
+                    dense.pack_bf16().lca()?;
+                }
+            }
+        }
         Ok(encoder)
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{Device, Tensor};
 use lca_core::data::Split;
 use lca_core::{Component, Dataset, Progress, RunContext};
+use lca_plugin_transformer::model::Compute;
 use lca_plugin_transformer::tiny::{self, Family};
 use lca_plugin_transformer::{descriptor, hub, load_model};
 
@@ -99,7 +100,7 @@ fn one_row_per_corpus_word_with_every_layer() {
 /// The word vector of `word` computed by hand: the sentence through the
 /// encoder alone, then the pieces picked out by position.
 fn by_hand(f: &Fixture, sentence: &[&str], word: usize, how: &str) -> Vec<f32> {
-    let model = load_model(&hub::from_dir(&f.path("model")).unwrap()).unwrap();
+    let model = load_model(&hub::from_dir(&f.path("model")).unwrap(), Compute::F32).unwrap();
     let words: Vec<String> = sentence.iter().map(|w| w.to_string()).collect();
     let encoding = model.tokenizer.encode(words.as_slice(), true).unwrap();
     let ids = encoding.get_ids().to_vec();
@@ -323,6 +324,39 @@ fn f16_storage_rounds_the_same_on_a_fresh_and_a_cached_run() {
     let exact = f.load("cache = false").unwrap();
     let diff = max_diff(&fresh.acts().to_contiguous(), &exact.acts().to_contiguous());
     assert!(diff > 0.0 && diff < 1e-2, "f16 rounding differs by {diff}");
+}
+
+/// `compute = "bf16"` changes the activations a little, says what ran,
+/// and is cached apart from f32. On a CPU without AVX512-BF16 it runs in
+/// f32, warns, and shares f32's entry: that is checked instead.
+#[test]
+fn bf16_compute_is_close_to_f32_and_cached_apart() {
+    let f = Fixture::new(Family::Bert);
+    let (exact, _) = f.load_reused("");
+    let recorder = Arc::new(Recorder::default());
+    let cx = RunContext::new(3, 2).with_progress(recorder.clone());
+    let bf16 = f.load_with("compute = \"bf16\"", &cx).unwrap();
+    let ran = bf16.details()["compute"].clone();
+    let warnings = recorder.warnings.lock().unwrap().clone();
+    let entries = std::fs::read_dir(f.path("cache")).unwrap().count();
+    let diff = max_diff(&bf16.acts().to_contiguous(), &exact.acts().to_contiguous());
+    if Compute::Bf16.effective() == Compute::Bf16 {
+        assert_eq!(ran, "bf16");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(entries, 2, "bf16 has a cache entry of its own");
+        assert!(diff > 0.0 && diff < 0.15, "bf16 differs from f32 by {diff}");
+        let (again, reused) = f.load_reused("compute = \"bf16\"");
+        assert!(reused);
+        assert_eq!(again.acts().to_contiguous(), bf16.acts().to_contiguous());
+    } else {
+        assert_eq!(ran, "f32");
+        assert!(
+            warnings.iter().any(|w| w.contains("AVX512-BF16")),
+            "{warnings:?}"
+        );
+        assert_eq!(entries, 1, "the f32 fallback reuses the f32 entry");
+        assert_eq!(diff, 0.0);
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lca_plugin_transformer::cache::{self, Precision, Stored};
+use lca_plugin_transformer::model::Compute;
 use lca_plugin_transformer::{hub, load_model};
 use lca_testkit::fuzz::fuzz;
 
@@ -55,7 +56,10 @@ fn fuzz_model_file(file: &str) {
                 std::fs::copy(entry.path(), folder.join(entry.file_name())).unwrap();
             }
             let files = hub::from_dir(&folder).unwrap();
-            assert!(load_model(&files).is_ok(), "{family} loads before mutation");
+            assert!(
+                load_model(&files, Compute::F32).is_ok(),
+                "{family} loads before mutation"
+            );
             folder
         })
         .collect();
@@ -72,7 +76,7 @@ fn fuzz_model_file(file: &str) {
         next.set(next.get() + 1);
         std::fs::copy(mutated, folder.join(file)).unwrap();
         if let Ok(files) = hub::from_dir(folder) {
-            let _ = load_model(&files);
+            let _ = load_model(&files, Compute::F32);
         }
     });
 }
@@ -108,7 +112,7 @@ fn a_tokenizer_with_a_decoder_without_value_is_an_error() {
         dir.path().join("tokenizer.json"),
     )
     .unwrap();
-    let err = load_model(&hub::from_dir(dir.path()).unwrap())
+    let err = load_model(&hub::from_dir(dir.path()).unwrap(), Compute::F32)
         .err()
         .expect("a damaged tokenizer is an error")
         .to_string();
