@@ -39,6 +39,21 @@ pub enum Isa {
     Avx512,
 }
 
+/// A vector of `len` zeros written by the rayon pool's threads, `chunk`
+/// values per task. The allocator zeroes a recycled block on the calling
+/// thread; for the outputs of an encoder's steps, with two threads, that
+/// serial pass was a tenth of the run.
+pub fn zeroed_in_parallel(len: usize, chunk: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .for_each(|part| part.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the first `len` values were all written just above.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// The widest build this CPU can run (the standard library caches the
 /// detection, so this is a few loads).
 pub fn isa() -> Isa {

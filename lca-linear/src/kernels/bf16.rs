@@ -174,6 +174,19 @@ pub fn product(x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
         });
 }
 
+/// [`product`] into a new vector (zeroed on the pool's threads, see
+/// [`super::zeroed_in_parallel`]).
+pub fn product_to_vec(x: &[f32], weights: &PackedWeights) -> Vec<f32> {
+    let inputs = weights.inputs;
+    assert!(inputs > 0 && x.len().is_multiple_of(inputs), "input shape");
+    let mut out = super::zeroed_in_parallel(
+        x.len() / inputs * weights.outputs,
+        TASK_ROWS * weights.outputs,
+    );
+    product(x, weights, &mut out);
+    out
+}
+
 /// Rows of `x` as bfloat16 pairs, `pairs` words per row.
 #[inline(always)]
 fn pack_rows(x: &[f32], inputs: usize) -> Vec<u32> {
@@ -396,6 +409,7 @@ mod tests {
             let (sums, magnitudes) = reference(&x, &w, inputs);
             let mut fast = vec![f32::NAN; rows * outputs];
             product(&x, &packed, &mut fast);
+            assert_eq!(product_to_vec(&x, &packed), fast);
             let pairs = inputs.div_ceil(2);
             let mut portable = vec![f32::NAN; rows * outputs];
             portable_task(&pack_rows(&x, inputs), &packed, &mut portable);

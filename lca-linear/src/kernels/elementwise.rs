@@ -1,6 +1,8 @@
 //! Element-wise functions of a transformer layer, fused with the additions
 //! around them: `gelu(x + bias)` after the first MLP product, and a masked,
-//! scaled softmax over attention scores.
+//! scaled softmax over attention scores, inside a whole self-attention of
+//! one sequence (its products are too small for a general matrix product
+//! to pay off).
 //!
 //! The C library computes `erf` and `exp` one value at a time, with
 //! branches, and in an encoder forward pass those calls cost more than the
@@ -141,6 +143,181 @@ pub fn masked_softmax(scores: &mut [f32], additive: &[f32], scale: f32) {
     dispatch!(masked_softmax_portable(scores, additive, scale));
 }
 
+/// Multi-head self-attention of one sequence: `softmax(q kᵀ·scale +
+/// additive) v` for every head. `qkv` holds the sequence's `tokens` rows of
+/// queries, keys and values side by side (`3·width` each, every part
+/// head-major: head `h` is `h·width/heads …`); `additive` has one value per
+/// key position (0, or a large negative number for padding); the heads'
+/// outputs go side by side into `context` (`tokens × width`). `scratch` is
+/// reused between calls.
+///
+/// Every product is a fused multiply-add in a fixed order, so all builds
+/// give the same bits.
+pub fn attention(
+    qkv: &[f32],
+    additive: &[f32],
+    heads: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    context: &mut [f32],
+) {
+    dispatch!(attention_portable(
+        qkv, additive, heads, scale, scratch, context
+    ));
+}
+
+/// Vector lanes the attention loops are written in (one AVX-512 register,
+/// two AVX2 ones).
+const WIDE: usize = 16;
+
+#[inline(always)]
+fn attention_portable(
+    qkv: &[f32],
+    additive: &[f32],
+    heads: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    context: &mut [f32],
+) {
+    let tokens = additive.len();
+    if tokens == 0 || heads == 0 {
+        return;
+    }
+    let width = context.len() / tokens;
+    let part = width / heads;
+    // Keys transposed (`part × stride`, zero past the last token), so the
+    // scores of a few queries against 16 keys build up in registers.
+    let stride = tokens.next_multiple_of(WIDE);
+    scratch.resize(part * stride + tokens * stride, 0.0);
+    let (keys, scores) = scratch.split_at_mut(part * stride);
+    let sequence = Sequence { qkv, width };
+    for head in 0..heads {
+        let (q_at, k_at, v_at) = (head * part, width + head * part, 2 * width + head * part);
+        for (d, keys) in keys.chunks_exact_mut(stride).enumerate() {
+            for (t, key) in keys[..tokens].iter_mut().enumerate() {
+                *key = sequence.row(t)[k_at + d];
+            }
+            keys[tokens..].fill(0.0);
+        }
+        let mut first = 0;
+        while first < tokens {
+            let count = (tokens - first).min(4);
+            let block = ScoreBlock {
+                first,
+                q_at,
+                part,
+                stride,
+            };
+            match count {
+                4 => block.compute::<4>(&sequence, keys, scores),
+                3 => block.compute::<3>(&sequence, keys, scores),
+                2 => block.compute::<2>(&sequence, keys, scores),
+                _ => block.compute::<1>(&sequence, keys, scores),
+            }
+            first += count;
+        }
+        for row in scores.chunks_exact_mut(stride) {
+            masked_softmax_portable(&mut row[..tokens], additive, scale);
+        }
+        for (probabilities, out) in scores
+            .chunks_exact(stride)
+            .zip(context.chunks_exact_mut(width))
+        {
+            let probabilities = &probabilities[..tokens];
+            let out = &mut out[q_at..q_at + part];
+            let mut d = 0;
+            while d < part {
+                let left = part - d;
+                d += match left / WIDE {
+                    0 => {
+                        for (j, &p) in probabilities.iter().enumerate() {
+                            let values = &sequence.row(j)[v_at + d..v_at + part];
+                            for (o, &v) in out[d..].iter_mut().zip(values) {
+                                *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
+                            }
+                        }
+                        left
+                    }
+                    1 => weighted_values::<1>(&sequence, probabilities, v_at + d, &mut out[d..]),
+                    2 | 3 => {
+                        weighted_values::<2>(&sequence, probabilities, v_at + d, &mut out[d..])
+                    }
+                    _ => weighted_values::<4>(&sequence, probabilities, v_at + d, &mut out[d..]),
+                };
+            }
+        }
+    }
+}
+
+/// One sequence's query-key-value rows.
+struct Sequence<'a> {
+    qkv: &'a [f32],
+    width: usize,
+}
+
+impl Sequence<'_> {
+    #[inline(always)]
+    fn row(&self, t: usize) -> &[f32] {
+        &self.qkv[t * 3 * self.width..(t + 1) * 3 * self.width]
+    }
+}
+
+/// Scores of the queries `first …` against every (padded) key of a head.
+struct ScoreBlock {
+    first: usize,
+    q_at: usize,
+    part: usize,
+    stride: usize,
+}
+
+impl ScoreBlock {
+    /// `R` queries at once: `R` independent sums per 16 keys.
+    #[inline(always)]
+    fn compute<const R: usize>(&self, sequence: &Sequence<'_>, keys: &[f32], scores: &mut [f32]) {
+        let queries: [&[f32]; R] = std::array::from_fn(|r| {
+            &sequence.row(self.first + r)[self.q_at..self.q_at + self.part]
+        });
+        for start in (0..self.stride).step_by(WIDE) {
+            let mut sums = [[0.0f32; WIDE]; R];
+            for d in 0..self.part {
+                let keys = &keys[d * self.stride + start..][..WIDE];
+                for (sums, query) in sums.iter_mut().zip(&queries) {
+                    let q = query[d];
+                    for (s, &k) in sums.iter_mut().zip(keys) {
+                        *s = q.mul_add(k, *s);
+                    }
+                }
+            }
+            for (r, sums) in sums.iter().enumerate() {
+                scores[(self.first + r) * self.stride + start..][..WIDE].copy_from_slice(sums);
+            }
+        }
+    }
+}
+
+/// `out[..C·16] = Σ_j p_j · v_j[at..at + C·16]`; returns `C·16`.
+#[inline(always)]
+fn weighted_values<const C: usize>(
+    sequence: &Sequence<'_>,
+    probabilities: &[f32],
+    at: usize,
+    out: &mut [f32],
+) -> usize {
+    let mut sums = [[0.0f32; WIDE]; C];
+    for (j, &p) in probabilities.iter().enumerate() {
+        let values = &sequence.row(j)[at..at + C * WIDE];
+        for (sums, values) in sums.iter_mut().zip(values.chunks_exact(WIDE)) {
+            for (s, &v) in sums.iter_mut().zip(values) {
+                *s = p.mul_add(v, *s);
+            }
+        }
+    }
+    for (out, sums) in out.chunks_exact_mut(WIDE).zip(&sums) {
+        out.copy_from_slice(sums);
+    }
+    C * WIDE
+}
+
 #[inline(always)]
 fn bias_gelu_portable(values: &mut [f32], bias: &[f32], how: Gelu) {
     for row in values.chunks_exact_mut(bias.len().max(1)) {
@@ -153,18 +330,45 @@ fn bias_gelu_portable(values: &mut [f32], bias: &[f32], how: Gelu) {
 #[inline(always)]
 fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
     for row in scores.chunks_exact_mut(additive.len().max(1)) {
-        let mut max = f32::MIN;
-        for (s, a) in row.iter_mut().zip(additive) {
-            *s = s.mul_add(scale, *a);
-            max = max.max(*s);
-        }
-        let mut sum = 0.0f32;
-        for s in row.iter_mut() {
+        // The maximum and the sum run in 16 fixed lanes (a position's lane
+        // is its index mod 16), then the lanes are combined in order: the
+        // loops vectorise, and every build adds in the same order.
+        let mut maxima = [f32::MIN; WIDE];
+        for_lanes(row, additive, |lane, s, a| {
+            *s = s.mul_add(scale, a);
+            maxima[lane] = maxima[lane].max(*s);
+        });
+        let max = maxima.iter().fold(f32::MIN, |m, &v| m.max(v));
+        let mut sums = [0.0f32; WIDE];
+        for_lanes(row, additive, |lane, s, _| {
             *s = exp_nonpositive(*s - max);
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
+            sums[lane] += *s;
+        });
+        let inv = 1.0 / sums.iter().sum::<f32>();
         row.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+/// `f(lane, value, additive)` over a row, 16 positions at a time, so the
+/// compiler sees whole vectors; the tail gets the lanes it has.
+#[inline(always)]
+fn for_lanes(row: &mut [f32], additive: &[f32], mut f: impl FnMut(usize, &mut f32, f32)) {
+    let mut rows = row.chunks_exact_mut(WIDE);
+    let mut adds = additive.chunks_exact(WIDE);
+    for (values, adds) in rows.by_ref().zip(adds.by_ref()) {
+        let values: &mut [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
+        let adds: &[f32; WIDE] = adds.try_into().unwrap_or_else(|_| unreachable!());
+        for lane in 0..WIDE {
+            f(lane, &mut values[lane], adds[lane]);
+        }
+    }
+    for (lane, (value, &add)) in rows
+        .into_remainder()
+        .iter_mut()
+        .zip(adds.remainder())
+        .enumerate()
+    {
+        f(lane, value, add);
     }
 }
 
@@ -293,5 +497,89 @@ mod tests {
         masked_softmax(&mut dispatched, &bias, 0.125);
         masked_softmax_portable(&mut portable, &bias, 0.125);
         assert_eq!(dispatched, portable);
+        let (tokens, heads, width) = (9, 3, 3 * 21);
+        let qkv: Vec<f32> = grid()[..tokens * 3 * width]
+            .iter()
+            .map(|x| x.sin())
+            .collect();
+        let additive = [0.0; 9];
+        let (mut dispatched, mut portable) = (vec![0.0; tokens * width], vec![0.0; tokens * width]);
+        attention(
+            &qkv,
+            &additive,
+            heads,
+            0.3,
+            &mut Vec::new(),
+            &mut dispatched,
+        );
+        attention_portable(&qkv, &additive, heads, 0.3, &mut Vec::new(), &mut portable);
+        assert_eq!(dispatched, portable);
+    }
+
+    /// Attention by the textbook formula in f64.
+    fn attention_reference(qkv: &[f32], additive: &[f32], heads: usize, scale: f64) -> Vec<f64> {
+        let tokens = additive.len();
+        let width = qkv.len() / tokens / 3;
+        let part = width / heads;
+        let at = |t: usize, i: usize| f64::from(qkv[t * 3 * width + i]);
+        let mut out = vec![0.0; tokens * width];
+        for h in 0..heads {
+            for i in 0..tokens {
+                let scores: Vec<f64> = (0..tokens)
+                    .map(|j| {
+                        let dot: f64 = (0..part)
+                            .map(|d| at(i, h * part + d) * at(j, width + h * part + d))
+                            .sum();
+                        dot * scale + f64::from(additive[j])
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for d in 0..part {
+                    out[i * width + h * part + d] = (0..tokens)
+                        .map(|j| weights[j] / total * at(j, 2 * width + h * part + d))
+                        .sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_the_formula_and_ignores_padding() {
+        // Head widths of one, two, three and four vector widths and odd
+        // remainders; token counts around the 16-key blocks and the
+        // 4-query blocks.
+        for &(tokens, heads, part) in
+            &[(11, 4, 4), (17, 2, 32), (6, 2, 48), (33, 1, 64), (5, 3, 21)]
+        {
+            let width = heads * part;
+            let qkv: Vec<f32> = (0..tokens * 3 * width)
+                .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 3.0)
+                .collect();
+            // The last two positions are padding.
+            let real = tokens - 2;
+            let additive: Vec<f32> = (0..tokens)
+                .map(|t| if t < real { 0.0 } else { f32::MIN })
+                .collect();
+            let mut context = vec![f32::NAN; tokens * width];
+            let mut scratch = Vec::new();
+            attention(&qkv, &additive, heads, 0.25, &mut scratch, &mut context);
+            let expected = attention_reference(&qkv, &additive, heads, 0.25);
+            for (k, (&got, &want)) in context.iter().zip(&expected).enumerate() {
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-5,
+                    "{tokens}×{heads}×{part}, value {k}: {got} vs {want}"
+                );
+            }
+            // Changing a padded key's values changes nothing a real query
+            // sees.
+            let mut moved = qkv.clone();
+            moved[real * 3 * width + width..(real + 1) * 3 * width].fill(7.0);
+            let mut again = vec![0.0; tokens * width];
+            attention(&moved, &additive, heads, 0.25, &mut scratch, &mut again);
+            assert_eq!(context[..real * width], again[..real * width]);
+        }
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use lca_core::{Error, Result};
 
-use crate::ops::{AddBias, AddBiasGelu, AddBiasResidual, MaskedSoftmax};
+use crate::ops::{AddBias, AddBiasGelu, AddBiasResidual, attention};
 
 /// The parts of a Hugging Face `config.json` the encoder needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -258,8 +258,7 @@ impl Dense {
             Weight::F32(w) => x.matmul(&w.t()?),
             Weight::Bf16(packed) => {
                 let (rows, _) = x.dims2()?;
-                let mut out = vec![0.0f32; rows * packed.outputs()];
-                {
+                let out = {
                     let (storage, layout) = x.storage_and_layout();
                     let values = match (&*storage, layout.contiguous_offsets()) {
                         (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
@@ -272,8 +271,8 @@ impl Dense {
                             packed.inputs()
                         );
                     }
-                    bf16::product(values, packed, &mut out);
-                }
+                    bf16::product_to_vec(values, packed)
+                };
                 Tensor::from_vec(out, (rows, packed.outputs()), x.device())
             }
         }
@@ -490,24 +489,8 @@ impl Encoder {
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         states.push(as_state(&hidden)?);
         for layer in &self.layers {
-            // [rows, 3·hidden] → [3, batch, heads, tokens, head_dim] in one copy.
-            let qkv = layer
-                .query_key_value
-                .forward(&hidden)?
-                .reshape((batch, tokens, 3, heads, head_dim))?
-                .permute((2, 0, 3, 1, 4))?
-                .contiguous()?;
-            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-            let probs = q.matmul(&k.t()?)?;
-            probs.inplace_op1(&MaskedSoftmax {
-                additive: &additive,
-                scale,
-            })?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((rows, h))?;
+            let qkv = layer.query_key_value.forward(&hidden)?;
+            let context = attention(&qkv, batch, heads, &additive, scale)?;
             let attended = layer
                 .attention_norm
                 .forward(&layer.attention_out.forward_plus(&context, &hidden)?)?;

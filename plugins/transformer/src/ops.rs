@@ -1,15 +1,18 @@
 //! The encoder's element-wise steps as in-place operations on candle
-//! tensors, each fused with the additions around it.
+//! tensors, each fused with the additions around it, and its self-attention.
 //!
 //! candle runs a bias add, a residual add, a GELU and a scaled, masked
 //! softmax as separate passes that each allocate a new tensor, and splits
 //! large element-wise passes over a thread pool of its own that ignores the
 //! run's thread count. Here the output of a matrix product is finished in
 //! place, in one pass, on the run's rayon pool (the caller installs it),
-//! with the vectorised kernels of `lca_linear`.
+//! with the vectorised kernels of `lca_linear`. Attention is one task per
+//! sequence straight from the query-key-value product: candle's version
+//! copied the heads apart and back together on one thread and ran its small
+//! batched products there too.
 
-use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout};
-use lca_linear::kernels::elementwise::{Gelu, bias_gelu, masked_softmax};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
+use lca_linear::kernels::elementwise::{self, Gelu, bias_gelu};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task: enough work to amortise the task, few
@@ -135,40 +138,39 @@ impl InplaceOp2 for AddBiasResidual<'_> {
     }
 }
 
-/// Attention probabilities from raw scores `[batch, heads, queries, keys]`,
-/// in place: `softmax(scores·scale + additive)` over the keys, where
-/// `additive` (`batch × keys`) is 0 for real tokens and a large negative
-/// number for padding.
-pub(crate) struct MaskedSoftmax<'a> {
-    /// Per sequence and key position.
-    pub(crate) additive: &'a [f32],
-    /// 1/√(head width).
-    pub(crate) scale: f32,
-}
-
-impl InplaceOp1 for MaskedSoftmax<'_> {
-    fn name(&self) -> &'static str {
-        "masked-softmax"
+/// Multi-head self-attention of a padded batch: `qkv` is `[batch·tokens,
+/// 3·width]` (queries, keys and values side by side), `additive` one mask
+/// value per sequence and position. Returns the heads' outputs side by side,
+/// `[batch·tokens, width]`. One rayon task per sequence.
+pub(crate) fn attention(
+    qkv: &Tensor,
+    batch: usize,
+    heads: usize,
+    additive: &[f32],
+    scale: f32,
+) -> candle_core::Result<Tensor> {
+    let (rows, three_width) = qkv.dims2()?;
+    let width = three_width / 3;
+    if batch == 0 || rows % batch != 0 || additive.len() != rows || width * 3 != three_width {
+        candle_core::bail!("attention: {rows} rows of {three_width} do not fit {batch} sequences");
     }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let dims = layout.dims();
-        let &[batch, heads, queries, keys] = dims else {
-            candle_core::bail!("{}: expected 4 dimensions, got {dims:?}", self.name());
+    let tokens = rows / batch;
+    let mut context = lca_linear::kernels::zeroed_in_parallel(rows * width, tokens * width);
+    {
+        let (storage, layout) = qkv.storage_and_layout();
+        let values = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
+            _ => candle_core::bail!("attention: expected a contiguous f32 tensor"),
         };
-        if self.additive.len() != batch * keys {
-            candle_core::bail!("{}: the mask does not match the scores", self.name());
+        if tokens > 0 {
+            context
+                .par_chunks_mut(tokens * width)
+                .zip(values.par_chunks(tokens * three_width))
+                .zip(additive.par_chunks(tokens))
+                .for_each_init(Vec::new, |scratch, ((context, qkv), additive)| {
+                    elementwise::attention(qkv, additive, heads, scale, scratch, context);
+                });
         }
-        let scores = values_mut(storage, layout, self.name())?;
-        // One task per sequence and head: its rows share one mask.
-        scores
-            .par_chunks_mut(queries * keys)
-            .enumerate()
-            .for_each(|(i, rows)| {
-                let sequence = i / heads;
-                let additive = &self.additive[sequence * keys..(sequence + 1) * keys];
-                masked_softmax(rows, additive, self.scale);
-            });
-        Ok(())
     }
+    Tensor::from_vec(context, (rows, width), qkv.device())
 }
