@@ -23,6 +23,20 @@ pub(crate) fn params(
     }
 }
 
+/// Deterministic values in [−2, 2) from `seed` (xorshift), for kernel
+/// tests that need varied inputs but no distribution.
+pub fn noise(len: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+        })
+        .collect()
+}
+
 /// Activations and labels of a planted dataset.
 pub fn planted_xy(
     tokens: usize,

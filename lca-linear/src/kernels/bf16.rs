@@ -339,17 +339,11 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    /// Pseudo-random values with a spread of magnitudes, from a fixed seed.
+    /// Varied values in [−2, 2) from a fixed seed.
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
-                (unit - 0.5) * 4.0
-            })
+        lca_testkit::data::noise(n, seed)
+            .into_iter()
+            .map(|v| v as f32)
             .collect()
     }
 

@@ -141,19 +141,7 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &[Candidate<'_>]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic values in [−2, 2).
-    fn noise(len: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
-            })
-            .collect()
-    }
+    use lca_testkit::data::noise;
 
     #[test]
     fn blocked_scores_match_the_formula_and_every_build_gives_the_same_bits() {
