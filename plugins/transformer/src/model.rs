@@ -5,7 +5,7 @@
 //! written here from the architecture (Devlin et al. 2019; Liu et al. 2019),
 //! reading Hugging Face checkpoint names.
 
-use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use lca_linear::kernels::bf16::{self, PackedWeights};
 use lca_linear::kernels::elementwise::Gelu;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use lca_core::{Error, Result};
 
-use crate::ops::{AddBias, AddBiasGelu, AddBiasResidual, attention};
+use crate::ops::{AddBias, AddBiasGelu, AddBiasResidual, attention, with_values};
 
 /// The parts of a Hugging Face `config.json` the encoder needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -258,12 +258,7 @@ impl Dense {
             Weight::F32(w) => x.matmul(&w.t()?),
             Weight::Bf16(packed) => {
                 let (rows, _) = x.dims2()?;
-                let out = {
-                    let (storage, layout) = x.storage_and_layout();
-                    let values = match (&*storage, layout.contiguous_offsets()) {
-                        (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
-                        _ => candle_core::bail!("bf16 product: expected a contiguous f32 input"),
-                    };
+                let out = with_values(x, "bf16 product", |values| {
                     if values.len() != rows * packed.inputs() {
                         candle_core::bail!(
                             "bf16 product: {} values are not {rows} rows of {}",
@@ -271,8 +266,8 @@ impl Dense {
                             packed.inputs()
                         );
                     }
-                    bf16::product_to_vec(values, packed)
-                };
+                    Ok(bf16::product_to_vec(values, packed))
+                })?;
                 Tensor::from_vec(out, (rows, packed.outputs()), x.device())
             }
         }

@@ -42,6 +42,20 @@ fn values<'s>(
     }
 }
 
+/// Lends the contiguous `f32` values of a tensor to `f`, or errs naming
+/// the step.
+pub(crate) fn with_values<R>(
+    tensor: &Tensor,
+    step: &str,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = tensor.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(values(cpu, layout, step)?),
+        _ => candle_core::bail!("{step}: expected a contiguous f32 tensor"),
+    }
+}
+
 /// The row width must divide the tensor; a mismatch is a bug in the
 /// caller's shapes, reported rather than read out of bounds.
 fn check_rows(len: usize, width: usize, step: &str) -> candle_core::Result<()> {
@@ -156,12 +170,7 @@ pub(crate) fn attention(
     }
     let tokens = rows / batch;
     let mut context = lca_linear::kernels::zeroed_in_parallel(rows * width, tokens * width);
-    {
-        let (storage, layout) = qkv.storage_and_layout();
-        let values = match (&*storage, layout.contiguous_offsets()) {
-            (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
-            _ => candle_core::bail!("attention: expected a contiguous f32 tensor"),
-        };
+    with_values(qkv, "attention", |values| {
         if tokens > 0 {
             context
                 .par_chunks_mut(tokens * width)
@@ -171,6 +180,7 @@ pub(crate) fn attention(
                     elementwise::attention(qkv, additive, heads, scale, scratch, context);
                 });
         }
-    }
+        Ok(())
+    })?;
     Tensor::from_vec(context, (rows, width), qkv.device())
 }
