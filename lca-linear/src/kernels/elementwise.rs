@@ -143,26 +143,98 @@ pub fn masked_softmax(scores: &mut [f32], additive: &[f32], scale: f32) {
     dispatch!(masked_softmax_portable(scores, additive, scale));
 }
 
+/// How the query, key and value heads of one attention are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heads {
+    /// Query heads.
+    pub query: usize,
+    /// Key and value heads: as many as `query`, or fewer, each shared by
+    /// `query / key_value` consecutive query heads (grouped-query
+    /// attention).
+    pub key_value: usize,
+    /// Values per head.
+    pub width: usize,
+}
+
+impl Heads {
+    /// Equal numbers of query and key/value heads.
+    pub fn multi(heads: usize, width: usize) -> Self {
+        Heads {
+            query: heads,
+            key_value: heads,
+            width,
+        }
+    }
+
+    /// Values in one token's row of queries, keys and values.
+    pub fn row(&self) -> usize {
+        (self.query + 2 * self.key_value) * self.width
+    }
+
+    /// Values in one token's row of output.
+    pub fn output(&self) -> usize {
+        self.query * self.width
+    }
+
+    /// True when the layout is usable: at least one head of each kind, and
+    /// query heads in whole groups.
+    pub fn is_valid(&self) -> bool {
+        self.query > 0
+            && self.key_value > 0
+            && self.width > 0
+            && self.query.is_multiple_of(self.key_value)
+    }
+}
+
+/// Which keys a query sees, besides the padding mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every key (encoders).
+    All,
+    /// Its own position and earlier ones (decoders); with a window, only the
+    /// last `window` of them, itself included (sliding-window attention).
+    Causal {
+        /// Keys visible to each query, or `None` for all earlier ones.
+        window: Option<usize>,
+    },
+}
+
+impl Visibility {
+    /// The keys query `t` sees, of `tokens`.
+    #[inline(always)]
+    fn keys(self, t: usize, tokens: usize) -> std::ops::Range<usize> {
+        match self {
+            Visibility::All => 0..tokens,
+            Visibility::Causal { window } => {
+                let end = t + 1;
+                window.map_or(0, |w| end.saturating_sub(w.max(1)))..end
+            }
+        }
+    }
+}
+
 /// Multi-head self-attention of one sequence: `softmax(q kᵀ·scale +
-/// additive) v` for every head. `qkv` holds the sequence's `tokens` rows of
-/// queries, keys and values side by side (`3·width` each, every part
-/// head-major: head `h` is `h·width/heads …`); `additive` has one value per
-/// key position (0, or a large negative number for padding); the heads'
-/// outputs go side by side into `context` (`tokens × width`). `scratch` is
-/// reused between calls.
+/// additive) v` for every query head, over the keys `visible` lets it see.
+/// `qkv` holds the sequence's `tokens` rows of queries, keys and values side
+/// by side (`heads.row()` values each: all query heads, then all key heads,
+/// then all value heads, each head `heads.width` wide); `additive` has one
+/// value per key position (0, or a large negative number for padding); the
+/// query heads' outputs go side by side into `context` (`tokens ×
+/// heads.output()`). `scratch` is reused between calls.
 ///
 /// Every product is a fused multiply-add in a fixed order, so all builds
 /// give the same bits.
 pub fn attention(
     qkv: &[f32],
     additive: &[f32],
-    heads: usize,
+    heads: Heads,
+    visible: Visibility,
     scale: f32,
     scratch: &mut Vec<f32>,
     context: &mut [f32],
 ) {
     dispatch!(attention_portable(
-        qkv, additive, heads, scale, scratch, context
+        qkv, additive, heads, visible, scale, scratch, context
     ));
 }
 
@@ -174,76 +246,89 @@ const WIDE: usize = 16;
 fn attention_portable(
     qkv: &[f32],
     additive: &[f32],
-    heads: usize,
+    heads: Heads,
+    visible: Visibility,
     scale: f32,
     scratch: &mut Vec<f32>,
     context: &mut [f32],
 ) {
     let tokens = additive.len();
-    if tokens == 0 || heads == 0 {
+    if tokens == 0 || !heads.is_valid() {
         return;
     }
-    let width = context.len() / tokens;
-    let part = width / heads;
+    let part = heads.width;
+    let width = heads.output();
+    let group = heads.query / heads.key_value;
     // Keys transposed (`part × stride`, zero past the last token), so the
-    // scores of a few queries against 16 keys build up in registers.
+    // scores of a few queries against 16 keys build up in registers; one
+    // transposition serves every query head of a group.
     let stride = tokens.next_multiple_of(WIDE);
     scratch.resize(part * stride + tokens * stride, 0.0);
     let (keys, scores) = scratch.split_at_mut(part * stride);
-    let sequence = Sequence { qkv, width };
-    for head in 0..heads {
-        let (q_at, k_at, v_at) = (head * part, width + head * part, 2 * width + head * part);
+    let sequence = Sequence {
+        qkv,
+        row: heads.row(),
+    };
+    for kv in 0..heads.key_value {
+        let k_at = width + kv * part;
+        let v_at = width + heads.key_value * part + kv * part;
         for (d, keys) in keys.chunks_exact_mut(stride).enumerate() {
             for (t, key) in keys[..tokens].iter_mut().enumerate() {
                 *key = sequence.row(t)[k_at + d];
             }
             keys[tokens..].fill(0.0);
         }
-        let mut first = 0;
-        while first < tokens {
-            let count = (tokens - first).min(4);
-            let block = ScoreBlock {
-                first,
-                q_at,
-                part,
-                stride,
-            };
-            match count {
-                4 => block.compute::<4>(&sequence, keys, scores),
-                3 => block.compute::<3>(&sequence, keys, scores),
-                2 => block.compute::<2>(&sequence, keys, scores),
-                _ => block.compute::<1>(&sequence, keys, scores),
-            }
-            first += count;
-        }
-        for row in scores.chunks_exact_mut(stride) {
-            masked_softmax_portable(&mut row[..tokens], additive, scale);
-        }
-        for (probabilities, out) in scores
-            .chunks_exact(stride)
-            .zip(context.chunks_exact_mut(width))
-        {
-            let probabilities = &probabilities[..tokens];
-            let out = &mut out[q_at..q_at + part];
-            let mut d = 0;
-            while d < part {
-                let left = part - d;
-                d += match left / WIDE {
-                    0 => {
-                        for (j, &p) in probabilities.iter().enumerate() {
-                            let values = &sequence.row(j)[v_at + d..v_at + part];
-                            for (o, &v) in out[d..].iter_mut().zip(values) {
-                                *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
-                            }
-                        }
-                        left
-                    }
-                    1 => weighted_values::<1>(&sequence, probabilities, v_at + d, &mut out[d..]),
-                    2 | 3 => {
-                        weighted_values::<2>(&sequence, probabilities, v_at + d, &mut out[d..])
-                    }
-                    _ => weighted_values::<4>(&sequence, probabilities, v_at + d, &mut out[d..]),
+        for head in kv * group..(kv + 1) * group {
+            let q_at = head * part;
+            let mut first = 0;
+            while first < tokens {
+                let count = (tokens - first).min(4);
+                let block = ScoreBlock {
+                    first,
+                    q_at,
+                    part,
+                    stride,
                 };
+                match count {
+                    4 => block.compute::<4>(&sequence, keys, scores),
+                    3 => block.compute::<3>(&sequence, keys, scores),
+                    2 => block.compute::<2>(&sequence, keys, scores),
+                    _ => block.compute::<1>(&sequence, keys, scores),
+                }
+                first += count;
+            }
+            for (t, (row, out)) in scores
+                .chunks_exact_mut(stride)
+                .zip(context.chunks_exact_mut(width))
+                .enumerate()
+            {
+                let seen = visible.keys(t, tokens);
+                let probabilities = &mut row[seen.clone()];
+                masked_softmax_portable(probabilities, &additive[seen.clone()], scale);
+                let out = &mut out[q_at..q_at + part];
+                let mut d = 0;
+                while d < part {
+                    let left = part - d;
+                    let values = Values {
+                        sequence: &sequence,
+                        first: seen.start,
+                        at: v_at + d,
+                    };
+                    d += match left / WIDE {
+                        0 => {
+                            for (j, &p) in probabilities.iter().enumerate() {
+                                let values = &sequence.row(seen.start + j)[v_at + d..v_at + part];
+                                for (o, &v) in out[d..].iter_mut().zip(values) {
+                                    *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
+                                }
+                            }
+                            left
+                        }
+                        1 => values.weighted::<1>(probabilities, &mut out[d..]),
+                        2 | 3 => values.weighted::<2>(probabilities, &mut out[d..]),
+                        _ => values.weighted::<4>(probabilities, &mut out[d..]),
+                    };
+                }
             }
         }
     }
@@ -252,13 +337,14 @@ fn attention_portable(
 /// One sequence's query-key-value rows.
 struct Sequence<'a> {
     qkv: &'a [f32],
-    width: usize,
+    /// Values per token.
+    row: usize,
 }
 
 impl Sequence<'_> {
     #[inline(always)]
     fn row(&self, t: usize) -> &[f32] {
-        &self.qkv[t * 3 * self.width..(t + 1) * 3 * self.width]
+        &self.qkv[t * self.row..(t + 1) * self.row]
     }
 }
 
@@ -295,27 +381,32 @@ impl ScoreBlock {
     }
 }
 
-/// `out[..C·16] = Σ_j p_j · v_j[at..at + C·16]`; returns `C·16`.
-#[inline(always)]
-fn weighted_values<const C: usize>(
-    sequence: &Sequence<'_>,
-    probabilities: &[f32],
+/// The values of the keys `first …` of a sequence, from column `at` on.
+struct Values<'a> {
+    sequence: &'a Sequence<'a>,
+    first: usize,
     at: usize,
-    out: &mut [f32],
-) -> usize {
-    let mut sums = [[0.0f32; WIDE]; C];
-    for (j, &p) in probabilities.iter().enumerate() {
-        let values = &sequence.row(j)[at..at + C * WIDE];
-        for (sums, values) in sums.iter_mut().zip(values.chunks_exact(WIDE)) {
-            for (s, &v) in sums.iter_mut().zip(values) {
-                *s = p.mul_add(v, *s);
+}
+
+impl Values<'_> {
+    /// `out[..C·16] = Σ_j p_j · v_(first + j)[at..at + C·16]`; returns
+    /// `C·16`.
+    #[inline(always)]
+    fn weighted<const C: usize>(&self, probabilities: &[f32], out: &mut [f32]) -> usize {
+        let mut sums = [[0.0f32; WIDE]; C];
+        for (j, &p) in probabilities.iter().enumerate() {
+            let values = &self.sequence.row(self.first + j)[self.at..self.at + C * WIDE];
+            for (sums, values) in sums.iter_mut().zip(values.chunks_exact(WIDE)) {
+                for (s, &v) in sums.iter_mut().zip(values) {
+                    *s = p.mul_add(v, *s);
+                }
             }
         }
+        for (out, sums) in out.chunks_exact_mut(WIDE).zip(&sums) {
+            out.copy_from_slice(sums);
+        }
+        C * WIDE
     }
-    for (out, sums) in out.chunks_exact_mut(WIDE).zip(&sums) {
-        out.copy_from_slice(sums);
-    }
-    C * WIDE
 }
 
 #[inline(always)]
@@ -497,48 +588,85 @@ mod tests {
         masked_softmax(&mut dispatched, &bias, 0.125);
         masked_softmax_portable(&mut portable, &bias, 0.125);
         assert_eq!(dispatched, portable);
-        let (tokens, heads, width) = (9, 3, 3 * 21);
-        let qkv: Vec<f32> = grid()[..tokens * 3 * width]
+        let (tokens, heads) = (
+            9,
+            Heads {
+                query: 6,
+                key_value: 3,
+                width: 21,
+            },
+        );
+        let qkv: Vec<f32> = grid()[..tokens * heads.row()]
             .iter()
             .map(|x| x.sin())
             .collect();
         let additive = [0.0; 9];
-        let (mut dispatched, mut portable) = (vec![0.0; tokens * width], vec![0.0; tokens * width]);
-        attention(
-            &qkv,
-            &additive,
-            heads,
-            0.3,
-            &mut Vec::new(),
-            &mut dispatched,
-        );
-        attention_portable(&qkv, &additive, heads, 0.3, &mut Vec::new(), &mut portable);
-        assert_eq!(dispatched, portable);
+        for visible in [Visibility::All, Visibility::Causal { window: Some(4) }] {
+            let size = tokens * heads.output();
+            let (mut dispatched, mut portable) = (vec![0.0; size], vec![0.0; size]);
+            attention(
+                &qkv,
+                &additive,
+                heads,
+                visible,
+                0.3,
+                &mut Vec::new(),
+                &mut dispatched,
+            );
+            attention_portable(
+                &qkv,
+                &additive,
+                heads,
+                visible,
+                0.3,
+                &mut Vec::new(),
+                &mut portable,
+            );
+            assert_eq!(dispatched, portable);
+        }
     }
 
-    /// Attention by the textbook formula in f64.
-    fn attention_reference(qkv: &[f32], additive: &[f32], heads: usize, scale: f64) -> Vec<f64> {
+    /// Attention by the textbook formula in f64: every query against every
+    /// key, with hidden keys left out of the softmax.
+    fn attention_reference(
+        qkv: &[f32],
+        additive: &[f32],
+        heads: Heads,
+        visible: Visibility,
+        scale: f64,
+    ) -> Vec<f64> {
         let tokens = additive.len();
-        let width = qkv.len() / tokens / 3;
-        let part = width / heads;
-        let at = |t: usize, i: usize| f64::from(qkv[t * 3 * width + i]);
+        let (row, part, width) = (heads.row(), heads.width, heads.output());
+        let group = heads.query / heads.key_value;
+        let at = |t: usize, i: usize| f64::from(qkv[t * row + i]);
+        let sees = |i: usize, j: usize| match visible {
+            Visibility::All => true,
+            Visibility::Causal { window } => j <= i && window.is_none_or(|w| i - j < w),
+        };
         let mut out = vec![0.0; tokens * width];
-        for h in 0..heads {
+        for h in 0..heads.query {
+            let k_at = width + (h / group) * part;
+            let v_at = width + heads.key_value * part + (h / group) * part;
             for i in 0..tokens {
-                let scores: Vec<f64> = (0..tokens)
+                let scores: Vec<Option<f64>> = (0..tokens)
                     .map(|j| {
-                        let dot: f64 = (0..part)
-                            .map(|d| at(i, h * part + d) * at(j, width + h * part + d))
-                            .sum();
-                        dot * scale + f64::from(additive[j])
+                        sees(i, j).then(|| {
+                            let dot: f64 = (0..part)
+                                .map(|d| at(i, h * part + d) * at(j, k_at + d))
+                                .sum();
+                            dot * scale + f64::from(additive[j])
+                        })
                     })
                     .collect();
-                let max = scores.iter().copied().fold(f64::MIN, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let max = scores.iter().flatten().copied().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores
+                    .iter()
+                    .map(|s| s.map_or(0.0, |s| (s - max).exp()))
+                    .collect();
                 let total: f64 = weights.iter().sum();
                 for d in 0..part {
                     out[i * width + h * part + d] = (0..tokens)
-                        .map(|j| weights[j] / total * at(j, 2 * width + h * part + d))
+                        .map(|j| weights[j] / total * at(j, v_at + d))
                         .sum();
                 }
             }
@@ -550,12 +678,30 @@ mod tests {
     fn attention_matches_the_formula_and_ignores_padding() {
         // Head widths of one, two, three and four vector widths and odd
         // remainders; token counts around the 16-key blocks and the
-        // 4-query blocks.
-        for &(tokens, heads, part) in
-            &[(11, 4, 4), (17, 2, 32), (6, 2, 48), (33, 1, 64), (5, 3, 21)]
-        {
-            let width = heads * part;
-            let qkv: Vec<f32> = (0..tokens * 3 * width)
+        // 4-query blocks; shared key/value heads; every visibility.
+        let layouts = [
+            (11, 4, 4, 4),
+            (17, 2, 2, 32),
+            (6, 2, 1, 48),
+            (33, 1, 1, 64),
+            (5, 3, 3, 21),
+            (19, 6, 2, 16),
+            (21, 8, 1, 20),
+        ];
+        let visibilities = [
+            Visibility::All,
+            Visibility::Causal { window: None },
+            Visibility::Causal { window: Some(3) },
+            Visibility::Causal { window: Some(1) },
+        ];
+        for &(tokens, query, key_value, width) in &layouts {
+            let heads = Heads {
+                query,
+                key_value,
+                width,
+            };
+            let row = heads.row();
+            let qkv: Vec<f32> = (0..tokens * row)
                 .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 3.0)
                 .collect();
             // The last two positions are padding.
@@ -563,23 +709,87 @@ mod tests {
             let additive: Vec<f32> = (0..tokens)
                 .map(|t| if t < real { 0.0 } else { f32::MIN })
                 .collect();
-            let mut context = vec![f32::NAN; tokens * width];
-            let mut scratch = Vec::new();
-            attention(&qkv, &additive, heads, 0.25, &mut scratch, &mut context);
-            let expected = attention_reference(&qkv, &additive, heads, 0.25);
-            for (k, (&got, &want)) in context.iter().zip(&expected).enumerate() {
-                assert!(
-                    (f64::from(got) - want).abs() < 1e-5,
-                    "{tokens}×{heads}×{part}, value {k}: {got} vs {want}"
+            for visible in visibilities {
+                let mut context = vec![f32::NAN; tokens * heads.output()];
+                let mut scratch = Vec::new();
+                attention(
+                    &qkv,
+                    &additive,
+                    heads,
+                    visible,
+                    0.25,
+                    &mut scratch,
+                    &mut context,
+                );
+                let expected = attention_reference(&qkv, &additive, heads, visible, 0.25);
+                // Padded queries are never read; with a window they may see
+                // padding only.
+                for (k, (&got, &want)) in context
+                    .iter()
+                    .zip(&expected)
+                    .enumerate()
+                    .take(real * heads.output())
+                {
+                    assert!(
+                        (f64::from(got) - want).abs() < 1e-5,
+                        "{tokens}×{heads:?} {visible:?}, value {k}: {got} vs {want}"
+                    );
+                }
+                // Changing a padded key's values changes nothing a real
+                // query sees.
+                let mut moved = qkv.clone();
+                moved[real * row + heads.output()..(real + 1) * row].fill(7.0);
+                let mut again = vec![0.0; tokens * heads.output()];
+                attention(
+                    &moved,
+                    &additive,
+                    heads,
+                    visible,
+                    0.25,
+                    &mut scratch,
+                    &mut again,
+                );
+                assert_eq!(
+                    context[..real * heads.output()],
+                    again[..real * heads.output()]
                 );
             }
-            // Changing a padded key's values changes nothing a real query
-            // sees.
-            let mut moved = qkv.clone();
-            moved[real * 3 * width + width..(real + 1) * 3 * width].fill(7.0);
-            let mut again = vec![0.0; tokens * width];
-            attention(&moved, &additive, heads, 0.25, &mut scratch, &mut again);
-            assert_eq!(context[..real * width], again[..real * width]);
         }
+    }
+
+    #[test]
+    fn a_causal_query_ignores_later_keys() {
+        let heads = Heads::multi(2, 16);
+        let tokens = 7;
+        let qkv: Vec<f32> = (0..tokens * heads.row())
+            .map(|i| ((i * 13 % 29) as f32 / 29.0 - 0.5) * 2.0)
+            .collect();
+        let additive = vec![0.0; tokens];
+        let causal = Visibility::Causal { window: None };
+        let mut context = vec![0.0; tokens * heads.output()];
+        attention(
+            &qkv,
+            &additive,
+            heads,
+            causal,
+            0.5,
+            &mut Vec::new(),
+            &mut context,
+        );
+        // The first three tokens alone give the same first three outputs.
+        let mut prefix = vec![0.0; 3 * heads.output()];
+        attention(
+            &qkv[..3 * heads.row()],
+            &additive[..3],
+            heads,
+            causal,
+            0.5,
+            &mut Vec::new(),
+            &mut prefix,
+        );
+        assert_eq!(context[..3 * heads.output()], prefix[..]);
+        // The first query sees itself only: its output is its own value.
+        let value = &qkv[heads.output() * 2..heads.output() * 2 + heads.output()];
+        assert_eq!(context[..heads.output()], value[..]);
     }
 }

@@ -8,7 +8,7 @@
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 use lca_linear::kernels::bf16::{self, PackedWeights};
-use lca_linear::kernels::elementwise::Gelu;
+use lca_linear::kernels::elementwise::{Gelu, Heads, Visibility};
 use serde::Deserialize;
 
 use lca_core::{Error, Result};
@@ -485,7 +485,14 @@ impl Encoder {
         states.push(as_state(&hidden)?);
         for layer in &self.layers {
             let qkv = layer.query_key_value.forward(&hidden)?;
-            let context = attention(&qkv, batch, heads, &additive, scale)?;
+            let context = attention(
+                &qkv,
+                batch,
+                Heads::multi(heads, head_dim),
+                Visibility::All,
+                &additive,
+                scale,
+            )?;
             let attended = layer
                 .attention_norm
                 .forward(&layer.attention_out.forward_plus(&context, &hidden)?)?;

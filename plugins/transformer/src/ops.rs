@@ -12,7 +12,7 @@
 //! batched products there too.
 
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor};
-use lca_linear::kernels::elementwise::{self, Gelu, bias_gelu};
+use lca_linear::kernels::elementwise::{self, Gelu, Heads, Visibility, bias_gelu};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task: enough work to amortise the task, few
@@ -153,31 +153,35 @@ impl InplaceOp2 for AddBiasResidual<'_> {
 }
 
 /// Multi-head self-attention of a padded batch: `qkv` is `[batch·tokens,
-/// 3·width]` (queries, keys and values side by side), `additive` one mask
-/// value per sequence and position. Returns the heads' outputs side by side,
-/// `[batch·tokens, width]`. One rayon task per sequence.
+/// heads.row()]` (query, key and value heads side by side), `additive` one
+/// mask value per sequence and position. Returns the query heads' outputs
+/// side by side, `[batch·tokens, heads.output()]`. One rayon task per
+/// sequence.
 pub(crate) fn attention(
     qkv: &Tensor,
     batch: usize,
-    heads: usize,
+    heads: Heads,
+    visible: Visibility,
     additive: &[f32],
     scale: f32,
 ) -> candle_core::Result<Tensor> {
-    let (rows, three_width) = qkv.dims2()?;
-    let width = three_width / 3;
-    if batch == 0 || rows % batch != 0 || additive.len() != rows || width * 3 != three_width {
-        candle_core::bail!("attention: {rows} rows of {three_width} do not fit {batch} sequences");
+    let (rows, row) = qkv.dims2()?;
+    if batch == 0 || rows % batch != 0 || additive.len() != rows || row != heads.row() {
+        candle_core::bail!(
+            "attention: {rows} rows of {row} do not fit {batch} sequences of {heads:?}"
+        );
     }
     let tokens = rows / batch;
+    let width = heads.output();
     let mut context = lca_linear::kernels::zeroed_in_parallel(rows * width, tokens * width);
     with_values(qkv, "attention", |values| {
         if tokens > 0 {
             context
                 .par_chunks_mut(tokens * width)
-                .zip(values.par_chunks(tokens * three_width))
+                .zip(values.par_chunks(tokens * row))
                 .zip(additive.par_chunks(tokens))
                 .for_each_init(Vec::new, |scratch, ((context, qkv), additive)| {
-                    elementwise::attention(qkv, additive, heads, scale, scratch, context);
+                    elementwise::attention(qkv, additive, heads, visible, scale, scratch, context);
                 });
         }
         Ok(())
