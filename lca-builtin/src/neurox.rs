@@ -58,7 +58,7 @@ impl NeuroxActivations {
             self.layers
                 .iter()
                 .flat_map(|&layer| {
-                    (0..self.hidden as u32).map(move |unit| NeuronId { layer, unit })
+                    (0..self.hidden as u32).map(move |unit| NeuronId::new(layer, unit))
                 })
                 .collect(),
         )

@@ -774,7 +774,7 @@ fn class_top_section(out: &mut String, r: &Results) {
                     Cell::from(
                         ids.iter()
                             .take(10)
-                            .map(|n| format!("L{}:{}", n.layer, n.unit))
+                            .map(ToString::to_string)
                             .collect::<Vec<_>>()
                             .join(", "),
                     ),

@@ -172,7 +172,7 @@ pub(crate) fn markdown(r: &Results) -> String {
                     let mut row = vec![
                         n.rank.to_string(),
                         n.neuron.to_string(),
-                        n.id.layer.to_string(),
+                        n.id.group().to_string().trim_start_matches('L').to_string(),
                         n.id.unit.to_string(),
                         n.score.map(number).unwrap_or_else(|| "–".into()),
                     ];
@@ -187,7 +187,7 @@ pub(crate) fn markdown(r: &Results) -> String {
                 }),
             );
             if !ranking.class_top.is_empty() {
-                let _ = writeln!(out, "Top 5 neurons per class (layer:unit):\n");
+                let _ = writeln!(out, "Top 5 neurons per class (layer[.site]:unit):\n");
                 table(
                     &mut out,
                     &["class", "neurons"],
@@ -196,7 +196,7 @@ pub(crate) fn markdown(r: &Results) -> String {
                             class.clone(),
                             ids.iter()
                                 .take(5)
-                                .map(|id| format!("{}:{}", id.layer, id.unit))
+                                .map(|id| id.to_string().trim_start_matches('L').to_string())
                                 .collect::<Vec<_>>()
                                 .join(", "),
                         ]

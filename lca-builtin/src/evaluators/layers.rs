@@ -4,7 +4,9 @@ use super::common::count_for_percent;
 use crate::select::ClassMasses;
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
-use lca_core::data::{BarSeries, Cell, Evaluation, Figure, NeuronIndex, Plot, Table};
+use lca_core::data::{
+    BarSeries, Cell, Evaluation, Figure, LayerSite, NeuronIndex, Plot, Site, Table,
+};
 use lca_core::error::{Error, Result};
 use lca_core::params::{Params as _, ensure};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
@@ -70,29 +72,31 @@ pub struct LayerDistribution {
     selection: Selection,
 }
 
+/// Neurons per layer, or per layer and site where the data has sites
+/// (`L3`, `L3.mlp`, …).
 struct Counts {
-    layers: Vec<u32>,
+    groups: Vec<LayerSite>,
     totals: Vec<usize>,
 }
 
 impl Counts {
     fn new(index: &NeuronIndex) -> Self {
-        let layers = index.layers();
-        let totals = layers
+        let groups = index.groups();
+        let totals = groups
             .iter()
-            .map(|l| index.ids().iter().filter(|id| id.layer == *l).count())
+            .map(|g| index.ids().iter().filter(|id| id.group() == *g).count())
             .collect();
-        Counts { layers, totals }
+        Counts { groups, totals }
     }
 
     fn count(&self, index: &NeuronIndex, neurons: &[usize]) -> Vec<usize> {
-        let mut counts = vec![0; self.layers.len()];
+        let mut counts = vec![0; self.groups.len()];
         for &j in neurons {
-            let layer = index.id(j).layer;
+            let group = index.id(j).group();
             let slot = self
-                .layers
+                .groups
                 .iter()
-                .position(|l| *l == layer)
+                .position(|g| *g == group)
                 .expect("layer of a known neuron");
             counts[slot] += 1;
         }
@@ -106,8 +110,8 @@ impl Counts {
         }
         counts
             .iter()
-            .zip(&self.layers)
-            .map(|(c, l)| *c as f64 * f64::from(*l))
+            .zip(&self.groups)
+            .map(|(c, g)| *c as f64 * f64::from(g.layer))
             .sum::<f64>()
             / total as f64
     }
@@ -133,26 +137,40 @@ impl LayerDistribution {
     ) -> BarSeries {
         let layer_counts = counts.count(data_index, overall);
         let total: usize = layer_counts.iter().sum();
+        let sites = data_index.has_sites();
+        let mut columns = vec!["layer"];
+        if sites {
+            columns.push("site");
+        }
+        columns.extend([
+            "neurons in layer",
+            "selected",
+            "% of selected",
+            "% of layer",
+        ]);
         let mut table = Table::new(
             format!("Layers of `{label}` ({}, {total} neurons)", self.describe()),
-            &[
-                "layer",
-                "neurons in layer",
-                "selected",
-                "% of selected",
-                "% of layer",
-            ],
+            &columns,
         );
-        for (i, layer) in counts.layers.iter().enumerate() {
-            table.push(vec![
-                i64::from(*layer).into(),
+        for (i, group) in counts.groups.iter().enumerate() {
+            let mut row = vec![i64::from(group.layer).into()];
+            if sites {
+                row.push(group.site.as_str().into());
+            }
+            row.extend([
                 counts.totals[i].into(),
                 layer_counts[i].into(),
                 (100.0 * layer_counts[i] as f64 / total.max(1) as f64).into(),
                 (100.0 * layer_counts[i] as f64 / counts.totals[i].max(1) as f64).into(),
             ]);
+            table.push(row);
+            // Residual-stream keys stay as they were before sites existed.
+            let place = match group.site {
+                Site::Residual => "layer",
+                site => site.as_str(),
+            };
             e.metrics.insert(
-                format!("share.{label}.layer{layer}"),
+                format!("share.{label}.{place}{}", group.layer),
                 layer_counts[i] as f64 / total.max(1) as f64,
             );
         }
@@ -163,7 +181,7 @@ impl LayerDistribution {
         e.tables.push(table);
         if !per_class.is_empty() {
             let mut columns: Vec<String> = vec!["class".into(), "selected".into()];
-            columns.extend(counts.layers.iter().map(|l| format!("L{l}")));
+            columns.extend(counts.groups.iter().map(ToString::to_string));
             columns.push("mean layer".into());
             let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
             let mut table = Table::new(format!("Layers of `{label}` per class"), &column_refs);
@@ -276,13 +294,20 @@ impl Evaluator for LayerDistribution {
             section: "layers".into(),
             plot: Plot::Bars {
                 y_label: "% of selected neurons".into(),
-                categories: counts.layers.iter().map(|l| format!("layer {l}")).collect(),
+                categories: counts
+                    .groups
+                    .iter()
+                    .map(|g| match g.site {
+                        Site::Residual => format!("layer {}", g.layer),
+                        _ => g.to_string(),
+                    })
+                    .collect(),
                 series: bars,
             },
         });
         e.notes.push(format!(
             "Layer 0 is the first layer of the source's layout; {} layers, {} neurons in all.",
-            counts.layers.len(),
+            counts.groups.len(),
             n
         ));
         Ok(e)

@@ -82,12 +82,8 @@ enum NeuronRef {
 
 fn parse_neuron(text: &str) -> Option<NeuronRef> {
     let text = text.trim();
-    if let Some(rest) = text.strip_prefix('L').or_else(|| text.strip_prefix('l')) {
-        let (layer, unit) = rest.split_once(':')?;
-        return Some(NeuronRef::Id(NeuronId {
-            layer: layer.trim().parse().ok()?,
-            unit: unit.trim().parse().ok()?,
-        }));
+    if text.starts_with(['L', 'l']) {
+        return NeuronId::parse(text).map(NeuronRef::Id);
     }
     text.parse().ok().map(NeuronRef::Column)
 }
@@ -337,13 +333,14 @@ mod tests {
     fn neurons_are_named_by_layer_and_unit_or_column() {
         assert_eq!(
             parse_neuron("L3:127"),
-            Some(NeuronRef::Id(NeuronId {
-                layer: 3,
-                unit: 127
-            }))
+            Some(NeuronRef::Id(NeuronId::new(3, 127)))
         );
         assert_eq!(parse_neuron("42"), Some(NeuronRef::Column(42)));
         assert_eq!(parse_neuron("L3"), None);
+        assert_eq!(
+            parse_neuron("L3.mlp:9"),
+            Some(NeuronRef::Id(NeuronId::at(lca_core::data::Site::Mlp, 3, 9)))
+        );
         assert_eq!(parse_neuron("x"), None);
     }
 

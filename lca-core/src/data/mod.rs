@@ -15,5 +15,5 @@ pub use dataset::{
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};
 pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns};
-pub use neurons::{NeuronId, NeuronIndex};
+pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};

@@ -135,6 +135,108 @@ pub fn bias_gelu(values: &mut [f32], bias: &[f32], how: Gelu) {
     dispatch!(bias_gelu_portable(values, bias, how));
 }
 
+/// The nonlinearity of a gated MLP: `act(gate) · up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// SiLU, `x·σ(x)` (SwiGLU: Llama, Mistral, Qwen).
+    Silu,
+    /// GELU (GeGLU: Gemma uses the `tanh` form).
+    Gelu(Gelu),
+}
+
+/// `x·σ(x)` without overflow: `e^−|x|` is the only exponential.
+#[inline(always)]
+fn silu(x: f32) -> f32 {
+    let e = exp_nonpositive(-x.abs());
+    let inv = 1.0 / (1.0 + e);
+    if x >= 0.0 { x * inv } else { x * e * inv }
+}
+
+/// `out[i] = act(gate[i]) · up[i]` for every row: `gate_up` holds rows of
+/// `2·inner` values, the gate's `inner` first, then the up projection's;
+/// `out` rows of `inner`.
+pub fn gated(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
+    dispatch!(gated_portable(gate_up, inner, how, out));
+}
+
+#[inline(always)]
+fn gated_portable(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
+    if inner == 0 {
+        return;
+    }
+    for (pair, out) in gate_up
+        .chunks_exact(2 * inner)
+        .zip(out.chunks_exact_mut(inner))
+    {
+        let (gate, up) = pair.split_at(inner);
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = match how {
+                Gate::Silu => silu(g),
+                Gate::Gelu(kind) => gelu(g, kind),
+            } * u;
+        }
+    }
+}
+
+/// Root-mean-square normalisation of every row of `x` (rows of
+/// `weight.len()` values) into `out`: `x / √(mean(x²) + eps) · (offset +
+/// weight)`. `offset` is 0 for Llama-style norms and 1 for Gemma's, which
+/// store the weight less one. The mean of squares is summed in 16 fixed
+/// lanes, so every build gives the same bits.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]) {
+    dispatch!(rms_norm_portable(x, weight, eps, offset, out));
+}
+
+/// [`rms_norm`] in place.
+pub fn rms_norm_in_place(values: &mut [f32], weight: &[f32], eps: f32, offset: f32) {
+    dispatch!(rms_norm_in_place_portable(values, weight, eps, offset));
+}
+
+/// `1 / √(mean(row²) + eps)`, the squares summed in 16 fixed lanes.
+#[inline(always)]
+fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+    let mut sums = [0.0f32; WIDE];
+    let mut blocks = row.chunks_exact(WIDE);
+    for block in blocks.by_ref() {
+        for (s, &v) in sums.iter_mut().zip(block) {
+            *s = v.mul_add(v, *s);
+        }
+    }
+    for (s, &v) in sums.iter_mut().zip(blocks.remainder()) {
+        *s = v.mul_add(v, *s);
+    }
+    let mean = sums.iter().sum::<f32>() / row.len() as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+#[inline(always)]
+fn rms_norm_portable(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]) {
+    let width = weight.len();
+    if width == 0 {
+        return;
+    }
+    for (row, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let inv = inverse_rms(row, eps);
+        for ((o, &v), &w) in out.iter_mut().zip(row).zip(weight) {
+            *o = (v * inv) * (offset + w);
+        }
+    }
+}
+
+#[inline(always)]
+fn rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offset: f32) {
+    let width = weight.len();
+    if width == 0 {
+        return;
+    }
+    for row in values.chunks_exact_mut(width) {
+        let inv = inverse_rms(row, eps);
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = (*v * inv) * (offset + w);
+        }
+    }
+}
+
 /// Softmax of every row of `scores` (rows of `additive.len()` values) after
 /// `s ← s·scale + additive[j]`: the attention probabilities of one sequence,
 /// whose padding positions carry a large negative `additive`. Each row is
@@ -624,6 +726,52 @@ mod tests {
             );
             assert_eq!(dispatched, portable);
         }
+    }
+
+    #[test]
+    fn gated_units_and_rms_norm_match_f64() {
+        let (rows, inner) = (3, 37);
+        let gate_up: Vec<f32> = (0..rows * 2 * inner)
+            .map(|i| ((i * 53 % 97) as f32 / 97.0 - 0.5) * 16.0)
+            .collect();
+        let mut out = vec![0.0; rows * inner];
+        gated(&gate_up, inner, Gate::Silu, &mut out);
+        for r in 0..rows {
+            for i in 0..inner {
+                let g = f64::from(gate_up[r * 2 * inner + i]);
+                let u = f64::from(gate_up[r * 2 * inner + inner + i]);
+                let want = g / (1.0 + (-g).exp()) * u;
+                let got = f64::from(out[r * inner + i]);
+                assert!(
+                    (got - want).abs() < 1e-6 * want.abs().max(1.0),
+                    "{got} {want}"
+                );
+            }
+        }
+        let weight: Vec<f32> = (0..inner).map(|i| 0.5 + i as f32 / 40.0).collect();
+        let x = &gate_up[..rows * inner];
+        let mut normed = vec![0.0; rows * inner];
+        rms_norm(x, &weight, 1e-5, 0.0, &mut normed);
+        let mut gemma = vec![0.0; rows * inner];
+        rms_norm(x, &weight, 1e-5, 1.0, &mut gemma);
+        for (r, row) in x.chunks_exact(inner).enumerate() {
+            let mean: f64 = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / inner as f64;
+            let inv = 1.0 / (mean + 1e-5).sqrt();
+            for i in 0..inner {
+                let base = f64::from(row[i]) * inv;
+                let got = f64::from(normed[r * inner + i]);
+                let want = base * f64::from(weight[i]);
+                assert!((got - want).abs() < 1e-6, "{got} {want}");
+                let want = base * (1.0 + f64::from(weight[i]));
+                assert!((f64::from(gemma[r * inner + i]) - want).abs() < 1e-6);
+            }
+        }
+        let mut in_place = x.to_vec();
+        rms_norm_in_place(&mut in_place, &weight, 1e-5, 0.0);
+        assert_eq!(in_place, normed);
+        let mut zero = vec![f32::NAN; inner];
+        rms_norm(&vec![0.0; inner], &weight, 1e-6, 0.0, &mut zero);
+        assert!(zero.iter().all(|&v| v == 0.0));
     }
 
     /// Attention by the textbook formula in f64: every query against every

@@ -2,10 +2,10 @@
 
 use std::ops::Range;
 
-use candle_core::{Device, Tensor};
-use lca_core::{Error, Result, RunContext};
+use lca_core::data::Site;
+use lca_core::{Result, RunContext};
 
-use crate::model::{CandleResult, Encoder};
+use crate::model::{self, Architecture, Batch, CandleResult};
 use crate::words::Window;
 
 lca_core::param_enum! {
@@ -23,32 +23,46 @@ lca_core::param_enum! {
 /// What to extract and how.
 #[derive(Clone, Debug)]
 pub struct Plan<'a> {
-    /// Hidden states to keep, by index (0 = embeddings), in output order.
-    pub layers: &'a [usize],
+    /// Layer sites to keep, in output order (residual layer 0 = embeddings).
+    pub wanted: &'a [(Site, usize)],
     /// Word vectors from pieces.
     pub aggregation: Aggregation,
     /// Windows per forward pass.
     pub batch_size: usize,
 }
 
-/// Runs every window through the encoder and writes one row per word into
-/// `out` (`rows × layers·hidden`, row-major). `first_row[i]` is the row of
-/// the first word of window `i`. Windows are batched by length to keep
-/// padding small. Returns the number of words with no pieces (zero rows).
+/// Runs every window through the model and writes one row per word into
+/// `out` (`rows × Σ site widths`, row-major, the wanted layer sites side by
+/// side). `first_row[i]` is the row of the first word of window `i`.
+/// Windows are batched by length to keep padding small. Returns the number
+/// of words with no pieces (zero rows).
 ///
 /// # Errors
 /// When the model fails, for example on ids outside its vocabulary.
 pub fn run(
-    encoder: &Encoder,
+    model: &dyn Architecture,
     windows: &[Window],
     first_row: &[usize],
     plan: &Plan<'_>,
     out: &mut [f32],
     cx: &RunContext,
 ) -> Result<usize> {
-    let hidden = encoder.config().hidden_size;
-    let cols = plan.layers.len() * hidden;
-    let pad = encoder.config().pad_token_id;
+    let shape = model.shape();
+    let widths: Vec<usize> = plan
+        .wanted
+        .iter()
+        .map(|&(site, _)| shape.width(site))
+        .collect();
+    let offsets: Vec<usize> = widths
+        .iter()
+        .scan(0, |at, w| {
+            let start = *at;
+            *at += w;
+            Some(start)
+        })
+        .collect();
+    let cols: usize = widths.iter().sum();
+    let pad = shape.pad_token_id;
     // Longest first: the first batch shows the worst memory use at once.
     let mut order: Vec<usize> = (0..windows.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(windows[i].ids.len()), i));
@@ -65,24 +79,19 @@ pub fn run(
             continue;
         }
         let mut ids = vec![pad; batch.len() * width];
-        let mut mask = vec![0u32; batch.len() * width];
+        let lengths: Vec<usize> = batch.iter().map(|&i| windows[i].ids.len()).collect();
         for (b, &i) in batch.iter().enumerate() {
             let w = &windows[i];
             ids[b * width..b * width + w.ids.len()].copy_from_slice(&w.ids);
-            mask[b * width..b * width + w.ids.len()].fill(1);
         }
-        let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (batch.len(), width), &device).lca()?;
-        let mask = Tensor::from_vec(mask, (batch.len(), width), &device).lca()?;
-        let states = cx.install(|| encoder.hidden_states(&ids, &mask))?;
-        let mut selected = Vec::with_capacity(plan.layers.len());
-        for &layer in plan.layers {
-            let state = states.get(layer).ok_or_else(|| {
-                Error::input(format!(
-                    "layer {layer} does not exist; the model has {} hidden states",
-                    states.len()
-                ))
-            })?;
+        let input = Batch {
+            ids: &ids,
+            lengths: &lengths,
+            tokens: width,
+        };
+        let states = cx.install(|| model::activations(model, &input, plan.wanted))?;
+        let mut selected = Vec::with_capacity(states.len());
+        for state in &states {
             selected.push(state.flatten_all().lca()?.to_vec1::<f32>().lca()?);
         }
         let mut words_done = 0;
@@ -96,14 +105,14 @@ pub fn run(
                     empty_words += 1;
                     continue;
                 }
-                for (l, state) in selected.iter().enumerate() {
-                    let at =
-                        |p: usize| &state[(b * width + p) * hidden..(b * width + p + 1) * hidden];
+                for ((state, &units), &at) in selected.iter().zip(&widths).zip(&offsets) {
+                    let at_piece =
+                        |p: usize| &state[(b * width + p) * units..(b * width + p + 1) * units];
                     aggregate(
                         plan.aggregation,
                         span.clone(),
-                        at,
-                        &mut target[l * hidden..(l + 1) * hidden],
+                        at_piece,
+                        &mut target[at..at + units],
                     );
                 }
             }

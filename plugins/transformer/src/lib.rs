@@ -1,14 +1,15 @@
 //! The `transformer` activation source: per-word activations of every layer
-//! of a Hugging Face transformer encoder, for the words of an annotated
-//! corpus.
+//! of a Hugging Face transformer, encoder (BERT family) or decoder (GPT-2,
+//! Llama family), for the words of an annotated corpus.
 //!
 //! ```text
-//! words ──tokenizer──▶ pieces ──encoder──▶ hidden states h₀ (embeddings), h₁ … h_L
-//! word vector = first | last | mean of its pieces' states, for each chosen layer
-//! row = [h_l1 | h_l2 | …]   (neuron = position of the layer in `layers` × hidden + unit)
+//! words ──tokenizer──▶ pieces ──model──▶ residual h₀ (embeddings) … h_L, mlp 1 … L, attention 1 … L
+//! word vector = first | last | mean of its pieces' activations, for each chosen layer site
+//! row = [site₁ l₁ | site₁ l₂ | … | site₂ l₁ | …]   (neuron = layer, site, unit)
 //! ```
 //!
-//! Words are the corpus's own tokens, handed to the tokenizer pre-split.
+//! Words are the corpus's own tokens, handed to an encoder's tokenizer
+//! pre-split, and to a decoder's as text (see [`words`]).
 //! Sentences longer than the model's window are cut into windows of whole
 //! words (or truncated, if asked), with a count in the report. Extractions
 //! are cached on disk under a key made of the model's files, the words and
@@ -26,12 +27,11 @@ pub mod words;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use lca_builtin::corpus::{
     Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset,
 };
-use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex};
+use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex, Site};
+use lca_core::params::rule::{Rule, distinct};
 use lca_core::params::{Params as _, invalid};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{ActivationSource, Component, Dataset, Error, Result, RunContext};
@@ -40,8 +40,8 @@ use tokenizers::Tokenizer;
 use crate::cache::{KeyBuilder, Miss, Precision, Stored};
 use crate::extract::Aggregation;
 use crate::hub::ModelFiles;
-use crate::model::{Compute, Config, Encoder};
-use crate::words::{LongSentences, Specials};
+use crate::model::{Architecture, Compute, Shape};
+use crate::words::{Joining, LongSentences, Specials};
 
 const NAME: &str = "transformer";
 
@@ -58,14 +58,25 @@ lca_core::params! {
         model_id: Option<String> = None => Rule::note("`org/name`"),
         /// revision of `model_id`
         revision: String = "main".into() => Rule::note("a branch or commit"),
-        /// hidden states to keep, in this order; 0 is the embedding output
-        #[shown = "all"]
-        layers: Option<Vec<usize>> = None => Rule::new(
-            "0 (embeddings) … number of layers, not empty, no repeats",
-            |l: &Option<Vec<usize>>| {
-                l.as_ref().is_none_or(|l| !l.is_empty() && distinct().passes(l))
-            },
+        /// where in each layer to read neurons: `residual` (the hidden
+        /// state a layer hands on), `mlp` (the MLP's intermediate units
+        /// after the nonlinearity) or `attention` (the attention output
+        /// before the residual add); columns follow this order
+        site: Vec<SiteName> = vec![SiteName::Residual] => Rule::new(
+            "not empty, no repeats",
+            |s: &Vec<SiteName>| !s.is_empty() && distinct().passes(s),
         ),
+        /// residual states to keep, in this order; 0 is the embedding output
+        #[shown = "all"]
+        layers: Option<Vec<usize>> = None => layer_list("0 (embeddings) … number of layers"),
+        /// blocks whose MLP units to keep (site `mlp`), in this order,
+        /// numbered from 1 (block l writes residual state l)
+        #[shown = "all"]
+        mlp_layers: Option<Vec<usize>> = None => layer_list("1 … number of layers"),
+        /// blocks whose attention output to keep (site `attention`), numbered
+        /// from 1
+        #[shown = "all"]
+        attention_layers: Option<Vec<usize>> = None => layer_list("1 … number of layers"),
         /// how a word's pieces become one vector
         aggregation: Aggregation = Aggregation::Last,
         /// run the model with its special tokens ([CLS] … [SEP]) around each
@@ -76,7 +87,7 @@ lca_core::params! {
         long_sentences: LongSentences = LongSentences::Split,
         /// longest input in pieces, special tokens included (at most the
         /// model's window; 3 leaves room for special tokens and a word)
-        #[shown = "the model's window"]
+        #[shown = "the model's window, at most 512"]
         max_tokens: Option<usize> = None => range(3..),
         /// sentences (windows) per forward pass
         batch_size: usize = 32 => range(1..),
@@ -100,16 +111,59 @@ lca_core::params! {
     }
 }
 
+lca_core::param_enum! {
+    /// A site of a layer, as recipes name it.
+    pub enum SiteName {
+        /// The residual stream.
+        Residual = "residual",
+        /// The MLP's intermediate units.
+        Mlp = "mlp",
+        /// The attention output.
+        Attention = "attention",
+    }
+}
+
+impl SiteName {
+    fn site(self) -> Site {
+        match self {
+            SiteName::Residual => Site::Residual,
+            SiteName::Mlp => Site::Mlp,
+            SiteName::Attention => Site::Attention,
+        }
+    }
+}
+
+/// A list of layers: not empty, no repeats (the model checks the range).
+fn layer_list(range: &'static str) -> Rule<Option<Vec<usize>>> {
+    let description = match range {
+        "0 (embeddings) … number of layers" => {
+            "0 (embeddings) … number of layers, not empty, no repeats"
+        }
+        _ => "1 … number of layers, not empty, no repeats",
+    };
+    Rule::new(description, |l: &Option<Vec<usize>>| {
+        l.as_ref()
+            .is_none_or(|l| !l.is_empty() && distinct().passes(l))
+    })
+}
+
+/// Inputs are cut to at most this many pieces unless `max_tokens` asks for
+/// more: decoders' windows run to 100k tokens and attention grows with the
+/// square of the length.
+const DEFAULT_WINDOW: usize = 512;
+
 /// The component descriptor.
 pub fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
             kind: ComponentKind::Source,
             name: NAME.into(),
-            summary: "Per-word activations of every layer of a BERT-family transformer on an annotated corpus".into(),
+            summary: "Per-word activations of every layer of a transformer (BERT-family encoders; GPT-2, Llama, Mistral, Qwen decoders) at the residual, MLP or attention site, on an annotated corpus".into(),
             params: TransformerParams::docs(),
             example: "[source.minilm]\ntype = \"transformer\"\nmodel = \"../../.cache/models/all-MiniLM-L6-v2\"\n\
-                      corpus = \"../../.cache/data/brown\"\nformat = \"brown\"\ntask = \"universal_pos\"\nsentences = 2000\n"
+                      corpus = \"../../.cache/data/brown\"\nformat = \"brown\"\ntask = \"universal_pos\"\nsentences = 2000\n\
+                      # a decoder's MLP neurons and residual stream:\n\
+                      # model = \"models/SmolLM2-135M\"\n# site = [\"mlp\", \"residual\"]\n# mlp_layers = [10, 20, 30]\n"
                 .into(),
             inputs: Inputs::default(),
         },
@@ -129,7 +183,10 @@ enum ModelSource {
 #[derive(Clone, Debug)]
 pub struct TransformerSource {
     model: ModelSource,
+    sites: Vec<Site>,
     layers: Option<Vec<usize>>,
+    mlp_layers: Option<Vec<usize>>,
+    attention_layers: Option<Vec<usize>>,
     aggregation: Aggregation,
     special_tokens: bool,
     long_sentences: LongSentences,
@@ -169,7 +226,10 @@ impl TransformerSource {
         };
         Ok(TransformerSource {
             model,
+            sites: p.site.into_iter().map(SiteName::site).collect(),
             layers: p.layers,
+            mlp_layers: p.mlp_layers,
+            attention_layers: p.attention_layers,
             aggregation: p.aggregation,
             special_tokens: p.special_tokens,
             long_sentences: p.long_sentences,
@@ -196,8 +256,8 @@ impl TransformerSource {
 
 /// A loaded model with its tokenizer.
 pub struct LoadedModel {
-    /// The encoder.
-    pub encoder: Encoder,
+    /// The model.
+    pub model: Box<dyn Architecture>,
     /// The tokenizer, without padding or truncation.
     pub tokenizer: Tokenizer,
     /// Where it came from.
@@ -210,36 +270,7 @@ pub struct LoadedModel {
 /// # Errors
 /// Unreadable or inconsistent files, named.
 pub fn load_model(files: &ModelFiles, compute: Compute) -> Result<LoadedModel> {
-    let config_text =
-        std::fs::read_to_string(&files.config).map_err(|e| Error::io("read", &files.config, e))?;
-    let config: Config = serde_json::from_str(&config_text).map_err(|e| {
-        Error::format(
-            &files.config,
-            Some(e.line()),
-            format!("is not a model configuration: {e}"),
-        )
-    })?;
-    let device = Device::Cpu;
-    let is_safetensors = files
-        .weights
-        .extension()
-        .is_some_and(|e| e == "safetensors");
-    let vb = if is_safetensors {
-        let bytes =
-            std::fs::read(&files.weights).map_err(|e| Error::io("read", &files.weights, e))?;
-        VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
-    } else {
-        VarBuilder::from_pth(&files.weights, DType::F32, &device)
-    }
-    .map_err(|e| {
-        Error::format(
-            &files.weights,
-            None,
-            format!("cannot be read as model weights: {e}"),
-        )
-    })?;
-    let encoder = Encoder::load(vb, config, compute)
-        .map_err(|e| Error::format(&files.weights, None, e.to_string()))?;
+    let model = model::load(files, compute)?;
     let mut tokenizer = read_tokenizer(&files.tokenizer)?;
     tokenizer.with_padding(None);
     tokenizer.with_truncation(None).map_err(|e| {
@@ -250,7 +281,7 @@ pub fn load_model(files: &ModelFiles, compute: Compute) -> Result<LoadedModel> {
         )
     })?;
     Ok(LoadedModel {
-        encoder,
+        model,
         tokenizer,
         files: files.clone(),
     })
@@ -300,8 +331,8 @@ pub struct Extracted {
 /// Settings of one extraction.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Hidden states to keep, in order (0 = embeddings).
-    pub layers: Vec<usize>,
+    /// Layer sites to keep, in column order (residual 0 = embeddings).
+    pub wanted: Vec<(Site, usize)>,
     /// Pieces → word.
     pub aggregation: Aggregation,
     /// Wrap each input in the model's special tokens.
@@ -324,6 +355,11 @@ pub fn extract(
     settings: &Settings,
     cx: &RunContext,
 ) -> Result<Extracted> {
+    let joining = if model.model.shape().causal {
+        Joining::Text
+    } else {
+        Joining::PreSplit
+    };
     let specials = if settings.special_tokens {
         Some(Specials::of(&model.tokenizer)?)
     } else {
@@ -336,7 +372,7 @@ pub fn extract(
         (0, 0, 0, 0);
     let mut row = 0;
     for (i, sentence) in corpus.sentences.iter().enumerate() {
-        let pieces = words::pieces(&model.tokenizer, &sentence.words).map_err(|e| {
+        let pieces = words::pieces(&model.tokenizer, &sentence.words, joining).map_err(|e| {
             Error::format(
                 std::path::Path::new(&sentence.file),
                 Some(sentence.line),
@@ -365,25 +401,32 @@ pub fn extract(
         row += w.kept;
         kept.push(w.kept as u32);
     }
-    let hidden = model.encoder.config().hidden_size;
-    let cols = settings.layers.len() * hidden;
+    let shape = model.model.shape();
+    let cols: usize = settings.wanted.iter().map(|&(s, _)| shape.width(s)).sum();
     lca_core::memory::ensure_fits(
         &format!("the {row} × {cols} activation matrix"),
         (row as u64)
             .checked_mul(cols as u64)
             .and_then(|c| lca_core::memory::bytes_of(c, 4)),
-        "extract fewer `layers`, or fewer `sentences` of the corpus",
+        "extract fewer layers or sites, or fewer `sentences` of the corpus",
     )?;
     let mut values = vec![0f32; row * cols];
     if let Some(p) = cx.progress() {
         p.start("extracting activations", row as u64, "words");
     }
     let plan = extract::Plan {
-        layers: &settings.layers,
+        wanted: &settings.wanted,
         aggregation: settings.aggregation,
         batch_size: settings.batch_size,
     };
-    let result = extract::run(&model.encoder, &windows, &first_row, &plan, &mut values, cx);
+    let result = extract::run(
+        model.model.as_ref(),
+        &windows,
+        &first_row,
+        &plan,
+        &mut values,
+        cx,
+    );
     if let Some(p) = cx.progress() {
         p.finish();
     }
@@ -415,27 +458,53 @@ fn keep_words(corpus: &Corpus, kept: &[u32]) -> Corpus {
 }
 
 impl TransformerSource {
-    fn settings(&self, config: &Config) -> Result<Settings> {
-        let states = config.num_hidden_layers + 1;
-        let layers = match &self.layers {
-            Some(list) => {
-                if let Some(&bad) = list.iter().find(|&&l| l >= states) {
-                    return Err(invalid(
-                        NAME,
-                        "layers",
-                        bad,
-                        &format!(
-                            "0 … {} (this model has {} layers after the embeddings)",
-                            states - 1,
-                            states - 1
-                        ),
-                    ));
+    fn settings(&self, shape: &Shape) -> Result<Settings> {
+        let mut wanted = Vec::new();
+        for &site in &self.sites {
+            let (name, asked) = match site {
+                Site::Residual => ("layers", &self.layers),
+                Site::Mlp => ("mlp_layers", &self.mlp_layers),
+                Site::Attention => ("attention_layers", &self.attention_layers),
+            };
+            let range = shape.layers_of(site);
+            let list = match asked {
+                Some(list) => {
+                    if let Some(&bad) = list.iter().find(|l| !range.contains(l)) {
+                        return Err(invalid(
+                            NAME,
+                            name,
+                            bad,
+                            &format!(
+                                "{} … {} (this model has {} layers; the {site} site has \
+                                 layers {} … {})",
+                                range.start(),
+                                range.end(),
+                                shape.layers,
+                                range.start(),
+                                range.end()
+                            ),
+                        ));
+                    }
+                    list.clone()
                 }
-                list.clone()
+                None => range.collect(),
+            };
+            wanted.extend(list.into_iter().map(|l| (site, l)));
+        }
+        for (name, asked, site) in [
+            ("mlp_layers", &self.mlp_layers, Site::Mlp),
+            ("attention_layers", &self.attention_layers, Site::Attention),
+        ] {
+            if asked.is_some() && !self.sites.contains(&site) {
+                return Err(invalid(
+                    NAME,
+                    name,
+                    "set",
+                    &format!("only with `site` including \"{site}\""),
+                ));
             }
-            None => (0..states).collect(),
-        };
-        let window = config.max_tokens();
+        }
+        let window = shape.max_tokens;
         let max_tokens = match self.max_tokens {
             Some(m) if m > window => {
                 return Err(invalid(
@@ -446,10 +515,10 @@ impl TransformerSource {
                 ));
             }
             Some(m) => m,
-            None => window,
+            None => window.min(DEFAULT_WINDOW),
         };
         Ok(Settings {
-            layers,
+            wanted,
             aggregation: self.aggregation,
             special_tokens: self.special_tokens,
             long_sentences: self.long_sentences,
@@ -482,7 +551,18 @@ impl TransformerSource {
             words.push(0x1e);
         }
         key.part("words", &words);
-        key.part("layers", format!("{:?}", settings.layers).as_bytes());
+        // Residual-only keys are as they were before sites existed.
+        if settings.wanted.iter().all(|(site, _)| site.is_residual()) {
+            let layers: Vec<usize> = settings.wanted.iter().map(|&(_, l)| l).collect();
+            key.part("layers", format!("{layers:?}").as_bytes());
+        } else {
+            let wanted: Vec<String> = settings
+                .wanted
+                .iter()
+                .map(|(site, l)| format!("{site}{l}"))
+                .collect();
+            key.part("sites", wanted.join(",").as_bytes());
+        }
         key.part("aggregation", settings.aggregation.as_str().as_bytes());
         key.part("special_tokens", &[u8::from(settings.special_tokens)]);
         key.part(
@@ -504,17 +584,8 @@ impl ActivationSource for TransformerSource {
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
         let corpus = self.corpus.read(cx)?;
         let files = self.files()?;
-        let config_text = std::fs::read_to_string(&files.config)
-            .map_err(|e| Error::io("read", &files.config, e))?;
-        let config: Config = serde_json::from_str(&config_text).map_err(|e| {
-            Error::format(
-                &files.config,
-                Some(e.line()),
-                format!("is not a model configuration: {e}"),
-            )
-        })?;
-        config.check()?;
-        let settings = self.settings(&config)?;
+        let shape = model::shape_of(&files)?;
+        let settings = self.settings(&shape)?;
         let compute = self.compute.effective();
         if compute != self.compute {
             cx.warn(&format!(
@@ -584,7 +655,7 @@ impl ActivationSource for TransformerSource {
                         .map(|(k, v)| (format!("{NOTE}{k}"), v.clone()))
                         .collect();
                     meta.insert("model".into(), files.dir.display().to_string());
-                    meta.insert("layers".into(), format!("{:?}", settings.layers));
+                    meta.insert("layers".into(), layer_sites(&settings.wanted));
                     meta.insert("aggregation".into(), settings.aggregation.as_str().into());
                     match cache::write(path, key, &extracted.stored, self.precision, &meta) {
                         Ok(()) => cx.info(&format!("cached the activations in {}", path.display())),
@@ -596,37 +667,19 @@ impl ActivationSource for TransformerSource {
             }
         };
         let kept_corpus = keep_words(&corpus, &stored.kept);
-        let hidden = config.hidden_size;
         let neurons = NeuronIndex::from_ids(
             settings
-                .layers
+                .wanted
                 .iter()
-                .flat_map(|&l| {
-                    (0..hidden).map(move |u| NeuronId {
-                        layer: l as u32,
-                        unit: u as u32,
-                    })
+                .flat_map(|&(site, l)| {
+                    (0..shape.width(site)).map(move |u| NeuronId::at(site, l as u32, u as u32))
                 })
                 .collect(),
         );
         let acts = ActivationMatrix::from_row_major(stored.rows, stored.cols, stored.values)?;
         details.insert("model".into(), model_name(&self.model, &files));
-        details.insert(
-            "model type".into(),
-            if config.model_type.is_empty() {
-                "bert".into()
-            } else {
-                config.model_type.clone()
-            },
-        );
-        details.insert(
-            "layers".into(),
-            format!(
-                "{} of {} hidden states (0 = embeddings), {hidden} units each",
-                settings.layers.len(),
-                config.num_hidden_layers + 1
-            ),
-        );
+        details.insert("model type".into(), shape.model_type.clone());
+        details.insert("layers".into(), describe_layers(&shape, &settings.wanted));
         details.insert("aggregation".into(), settings.aggregation.as_str().into());
         details.insert(
             "window".into(),
@@ -654,6 +707,42 @@ impl ActivationSource for TransformerSource {
         dataset.check_finite()?;
         Ok(dataset)
     }
+}
+
+/// `residual 0, 1, 2; mlp 3` for the cache's metadata.
+fn layer_sites(wanted: &[(Site, usize)]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for site in Site::ALL {
+        let layers: Vec<String> = wanted
+            .iter()
+            .filter(|(s, _)| *s == site)
+            .map(|(_, l)| l.to_string())
+            .collect();
+        if !layers.is_empty() {
+            parts.push(format!("{site} {}", layers.join(", ")));
+        }
+    }
+    parts.join("; ")
+}
+
+/// What the report says about the extracted layers.
+fn describe_layers(shape: &Shape, wanted: &[(Site, usize)]) -> String {
+    let mut parts = Vec::new();
+    for site in Site::ALL {
+        let count = wanted.iter().filter(|(s, _)| *s == site).count();
+        if count == 0 {
+            continue;
+        }
+        let of = match site {
+            Site::Residual => format!(
+                "{count} of {} hidden states (0 = embeddings)",
+                shape.layers + 1
+            ),
+            _ => format!("{site}: {count} of {} blocks", shape.layers),
+        };
+        parts.push(format!("{of}, {} units each", shape.width(site)));
+    }
+    parts.join("; ")
 }
 
 fn model_name(source: &ModelSource, files: &ModelFiles) -> String {

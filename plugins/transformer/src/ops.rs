@@ -80,6 +80,59 @@ fn for_row_chunks(
     Ok(())
 }
 
+/// A new `[rows, out_width]` tensor from the rows of `x` (`[rows,
+/// in_width]`): `f(input rows, output rows)` on [`ROWS_PER_TASK`] rows at a
+/// time, on the run's rayon pool.
+pub(crate) fn map_rows(
+    x: &Tensor,
+    in_width: usize,
+    out_width: usize,
+    step: &str,
+    f: impl Fn(&[f32], &mut [f32]) + Sync + Send,
+) -> candle_core::Result<Tensor> {
+    let out = with_values(x, step, |values| {
+        check_rows(values.len(), in_width, step)?;
+        let rows = values.len() / in_width;
+        let mut out =
+            lca_linear::kernels::zeroed_in_parallel(rows * out_width, out_width * ROWS_PER_TASK);
+        if out_width > 0 {
+            out.par_chunks_mut(out_width * ROWS_PER_TASK)
+                .zip(values.par_chunks(in_width * ROWS_PER_TASK))
+                .for_each(|(out, rows)| f(rows, out));
+        }
+        Ok(out)
+    })?;
+    let rows = out.len().checked_div(out_width).unwrap_or(0);
+    Tensor::from_vec(out, (rows, out_width), x.device())
+}
+
+/// `f(row index, row)` on every row of a tensor (rows of `width`), in
+/// place.
+pub(crate) struct RowsInPlace<'a, F: Fn(usize, &mut [f32]) + Sync + Send> {
+    pub(crate) width: usize,
+    pub(crate) step: &'static str,
+    pub(crate) f: &'a F,
+}
+
+impl<F: Fn(usize, &mut [f32]) + Sync + Send> InplaceOp1 for RowsInPlace<'_, F> {
+    fn name(&self) -> &'static str {
+        self.step
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let x = values_mut(storage, layout, self.step)?;
+        check_rows(x.len(), self.width, self.step)?;
+        x.par_chunks_mut(self.width * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                for (r, row) in rows.chunks_exact_mut(self.width).enumerate() {
+                    (self.f)(chunk * ROWS_PER_TASK + r, row);
+                }
+            });
+        Ok(())
+    }
+}
+
 /// `x ← x + bias` on every row.
 pub(crate) struct AddBias<'a>(pub &'a [f32]);
 

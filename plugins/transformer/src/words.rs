@@ -1,9 +1,15 @@
 //! From corpus words to model inputs: word pieces, the span of each word,
 //! and windows that fit the model.
 //!
-//! Words are the corpus's tokens. They reach the tokenizer already split
-//! (pre-tokenized input), so a word is never re-split on whitespace and
-//! every piece knows which word it came from.
+//! Words are the corpus's tokens. For encoders they reach the tokenizer
+//! already split (pre-tokenized input), so a word is never re-split on
+//! whitespace and every piece knows which word it came from.
+//!
+//! Decoder tokenizers (byte-level BPE, SentencePiece) keep the space before
+//! a word inside its first piece (`Ġcat`, `▁cat`), and were trained on
+//! running text. For them the words are joined with single spaces, the text
+//! is tokenized as a whole, and each piece goes to the word its character
+//! offsets overlap; a piece of spaces alone belongs to the word after it.
 
 use std::ops::Range;
 
@@ -54,18 +60,51 @@ pub struct Pieces {
     pub spans: Vec<Range<usize>>,
 }
 
+/// How a sentence's words reach the tokenizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Joining {
+    /// As separate words (encoders).
+    PreSplit,
+    /// As one text, words joined by single spaces (decoders).
+    Text,
+}
+
 /// Tokenizes one sentence given as words.
 ///
 /// # Errors
 /// When the tokenizer fails, or gives a word pieces that are not contiguous.
-pub fn pieces(tokenizer: &Tokenizer, words: &[String]) -> Result<Pieces> {
-    let encoding = tokenizer
-        .encode(words, false)
-        .map_err(|e| Error::input(format!("the tokenizer failed: {e}")))?;
+pub fn pieces(tokenizer: &Tokenizer, words: &[String], joining: Joining) -> Result<Pieces> {
+    let failed = |e| Error::input(format!("the tokenizer failed: {e}"));
+    let (ids, word_of) = match joining {
+        Joining::PreSplit => {
+            let encoding = tokenizer.encode(words, false).map_err(failed)?;
+            let word_of = encoding
+                .get_word_ids()
+                .iter()
+                .map(|w| w.map(|w| w as usize))
+                .collect();
+            (encoding.get_ids().to_vec(), word_of)
+        }
+        Joining::Text => {
+            let mut text = String::new();
+            let mut ranges = Vec::with_capacity(words.len());
+            for (i, word) in words.iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                let start = text.len();
+                text.push_str(word);
+                ranges.push(start..text.len());
+            }
+            let encoding = tokenizer.encode(text.as_str(), false).map_err(failed)?;
+            let word_of = words_of_pieces(encoding.get_offsets(), &ranges);
+            (encoding.get_ids().to_vec(), word_of)
+        }
+    };
     let mut spans = vec![0..0; words.len()];
     let mut seen = vec![false; words.len()];
-    for (position, word) in encoding.get_word_ids().iter().enumerate() {
-        let Some(word) = word.map(|w| w as usize) else {
+    for (position, word) in word_of.iter().enumerate() {
+        let Some(word) = *word else {
             continue;
         };
         let span = spans.get_mut(word).ok_or_else(|| {
@@ -86,10 +125,24 @@ pub fn pieces(tokenizer: &Tokenizer, words: &[String]) -> Result<Pieces> {
             )));
         }
     }
-    Ok(Pieces {
-        ids: encoding.get_ids().to_vec(),
-        spans,
-    })
+    Ok(Pieces { ids, spans })
+}
+
+/// The word of each piece, from the pieces' byte offsets in the text and
+/// the words' byte ranges: the first word a piece overlaps, or, for a piece
+/// of spaces alone, the next word.
+fn words_of_pieces(offsets: &[(usize, usize)], words: &[Range<usize>]) -> Vec<Option<usize>> {
+    let mut word = 0;
+    offsets
+        .iter()
+        .map(|&(start, end)| {
+            // Pieces come in text order, so the search only moves on.
+            while word < words.len() && words[word].end <= start && words[word].end < end {
+                word += 1;
+            }
+            (word < words.len()).then_some(word)
+        })
+        .collect()
 }
 
 lca_core::param_enum! {
@@ -185,6 +238,30 @@ pub fn windows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_go_to_the_word_they_overlap_and_spaces_to_the_next() {
+        // "The cat's hat": words at 0..3, 4..9, 10..13.
+        let words = [0..3, 4..9, 10..13];
+        // "The", "Ġcat", "'s", "Ġ", "hat"
+        let offsets = [(0, 3), (3, 7), (7, 9), (9, 10), (10, 13)];
+        assert_eq!(
+            words_of_pieces(&offsets, &words),
+            [Some(0), Some(1), Some(1), Some(2), Some(2)]
+        );
+        // A tokenizer that trims the space from offsets: "cat" at 4..7.
+        let trimmed = [(0, 3), (4, 7), (7, 9), (10, 13)];
+        assert_eq!(
+            words_of_pieces(&trimmed, &words),
+            [Some(0), Some(1), Some(1), Some(2)]
+        );
+        // Two byte pieces of one character share its offsets.
+        let bytes = [(0, 3), (4, 6), (4, 6), (6, 9), (10, 13)];
+        assert_eq!(
+            words_of_pieces(&bytes, &words),
+            [Some(0), Some(1), Some(1), Some(1), Some(2)]
+        );
+    }
 
     fn p(lengths: &[usize]) -> Pieces {
         let mut ids = Vec::new();

@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{Device, Tensor};
-use lca_core::data::Split;
+use lca_core::data::{Site, Split};
 use lca_core::{Component, Dataset, Progress, RunContext};
-use lca_plugin_transformer::model::Compute;
+use lca_plugin_transformer::model::{self, Batch, Compute};
 use lca_plugin_transformer::tiny::{self, Family};
 use lca_plugin_transformer::{descriptor, hub, load_model};
 
@@ -113,12 +112,18 @@ fn by_hand(f: &Fixture, sentence: &[&str], word: usize, how: &str) -> Vec<f32> {
         .collect();
     assert!(!positions.is_empty());
     let n = ids.len();
-    let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
-    let mask = Tensor::ones((1, n), candle_core::DType::U32, &Device::Cpu).unwrap();
-    let states = model.encoder.hidden_states(&ids, &mask).unwrap();
+    let wanted: Vec<(Site, usize)> = (0..=model.model.shape().layers)
+        .map(|l| (Site::Residual, l))
+        .collect();
+    let batch = Batch {
+        ids: &ids,
+        lengths: &[n],
+        tokens: n,
+    };
+    let states = model::activations(model.model.as_ref(), &batch, &wanted).unwrap();
     let mut out = Vec::new();
     for state in states {
-        let rows: Vec<Vec<f32>> = state.squeeze(0).unwrap().to_vec2().unwrap();
+        let rows: Vec<Vec<f32>> = state.to_vec2().unwrap();
         let pick: Vec<f32> = match how {
             "first" => rows[positions[0]].clone(),
             "last" => rows[*positions.last().unwrap()].clone(),

@@ -5,9 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
+
+use candle_core::DType;
 use lca_core::RunContext;
-use lca_plugin_transformer::model::Compute;
+use lca_core::data::Site;
+use lca_plugin_transformer::model::{self, Batch, Compute};
+use lca_plugin_transformer::words::{self, Joining, Specials};
 use lca_plugin_transformer::{LoadedModel, hub, load_model};
 use serde::Deserialize;
 
@@ -56,18 +60,10 @@ fn compare(model: &LoadedModel, golden: &Golden) -> f64 {
             s.words
         );
     }
-    let width = golden.sentences.iter().map(|s| s.ids.len()).max().unwrap();
-    let n = golden.sentences.len();
-    let pad = model.encoder.config().pad_token_id;
-    let mut ids = vec![pad; n * width];
-    let mut mask = vec![0u32; n * width];
-    for (b, s) in golden.sentences.iter().enumerate() {
-        ids[b * width..b * width + s.ids.len()].copy_from_slice(&s.ids);
-        mask[b * width..b * width + s.ids.len()].fill(1);
-    }
-    let ids = Tensor::from_vec(ids, (n, width), &Device::Cpu).unwrap();
-    let mask = Tensor::from_vec(mask, (n, width), &Device::Cpu).unwrap();
-    let states = model.encoder.hidden_states(&ids, &mask).unwrap();
+    let shape = model.model.shape();
+    let wanted: Vec<(Site, usize)> = (0..=shape.layers).map(|l| (Site::Residual, l)).collect();
+    let ids: Vec<&[u32]> = golden.sentences.iter().map(|s| s.ids.as_slice()).collect();
+    let states = run_batch(model, &ids, &wanted);
     assert_eq!(
         states.len(),
         golden.sentences[0].states.len(),
@@ -75,7 +71,6 @@ fn compare(model: &LoadedModel, golden: &Golden) -> f64 {
     );
     let mut worst: f64 = 0.0;
     for (l, state) in states.iter().enumerate() {
-        let state: Vec<Vec<Vec<f32>>> = state.to_dtype(DType::F32).unwrap().to_vec3().unwrap();
         for (b, s) in golden.sentences.iter().enumerate() {
             for (t, expected) in s.states[l].iter().enumerate() {
                 let row = &state[b][t];
@@ -96,6 +91,41 @@ fn compare(model: &LoadedModel, golden: &Golden) -> f64 {
         }
     }
     worst
+}
+
+/// Runs the sentences' ids as one right-padded batch and returns each
+/// wanted layer site as `[sentence][token][unit]`.
+fn run_batch(
+    model: &LoadedModel,
+    sentences: &[&[u32]],
+    wanted: &[(Site, usize)],
+) -> Vec<Vec<Vec<Vec<f32>>>> {
+    let shape = model.model.shape();
+    let width = sentences.iter().map(|s| s.len()).max().unwrap();
+    let mut ids = vec![shape.pad_token_id; sentences.len() * width];
+    for (b, s) in sentences.iter().enumerate() {
+        ids[b * width..b * width + s.len()].copy_from_slice(s);
+    }
+    let lengths: Vec<usize> = sentences.iter().map(|s| s.len()).collect();
+    let batch = Batch {
+        ids: &ids,
+        lengths: &lengths,
+        tokens: width,
+    };
+    let states = model::activations(model.model.as_ref(), &batch, wanted).unwrap();
+    states
+        .into_iter()
+        .map(|state| {
+            let units = state.dims2().unwrap().1;
+            state
+                .to_dtype(DType::F32)
+                .unwrap()
+                .reshape((sentences.len(), width, units))
+                .unwrap()
+                .to_vec3()
+                .unwrap()
+        })
+        .collect()
 }
 
 fn check(model_dir: &Path, golden: &str) {
@@ -174,6 +204,138 @@ fn the_fixtures_are_what_the_generator_writes() {
                 "{name}/{file}"
             );
         }
+    }
+}
+
+/// Activations of every site, as `scripts/golden/decoder_fixtures.py` writes
+/// them.
+#[derive(Deserialize)]
+struct SiteGolden {
+    model_type: String,
+    sentences: Vec<SiteSentence>,
+}
+
+#[derive(Deserialize)]
+struct SiteSentence {
+    words: Vec<String>,
+    ids: Vec<u32>,
+    /// site → [layer][token][unit]; residual layer 0 is the embeddings,
+    /// the other sites start at block 1.
+    sites: BTreeMap<String, Vec<Vec<Vec<f64>>>>,
+}
+
+/// Compares every site of every layer with the golden values and returns
+/// the largest difference relative to `1 + |value|`.
+fn compare_sites(model: &LoadedModel, golden: &SiteGolden) -> f64 {
+    let shape = model.model.shape();
+    assert_eq!(shape.model_type, golden.model_type);
+    // Tokenization: the same ids, special tokens included.
+    let joining = if shape.causal {
+        Joining::Text
+    } else {
+        Joining::PreSplit
+    };
+    let specials = Specials::of(&model.tokenizer).unwrap();
+    for s in &golden.sentences {
+        let pieces = words::pieces(&model.tokenizer, &s.words, joining).unwrap();
+        let mut ids = specials.prefix.clone();
+        ids.extend(&pieces.ids);
+        ids.extend(&specials.suffix);
+        assert_eq!(ids, s.ids, "ids of {:?}", s.words);
+        assert!(
+            pieces.spans.iter().all(|span| !span.is_empty()),
+            "every word of {:?} has pieces: {:?}",
+            s.words,
+            pieces.spans
+        );
+    }
+    let mut wanted = Vec::new();
+    for site in Site::ALL {
+        wanted.extend(shape.layers_of(site).map(|l| (site, l)));
+    }
+    let ids: Vec<&[u32]> = golden.sentences.iter().map(|s| s.ids.as_slice()).collect();
+    let states = run_batch(model, &ids, &wanted);
+    let mut worst: f64 = 0.0;
+    for (&(site, layer), state) in wanted.iter().zip(&states) {
+        let first = *shape.layers_of(site).start();
+        for (b, s) in golden.sentences.iter().enumerate() {
+            let expected = &s.sites[site.as_str()][layer - first];
+            assert_eq!(expected[0].len(), shape.width(site), "{site} width");
+            for (t, want) in expected.iter().enumerate() {
+                for (&got, &want) in state[b][t].iter().zip(want) {
+                    worst = worst.max((f64::from(got) - want).abs() / (1.0 + want.abs()));
+                }
+            }
+        }
+    }
+    worst
+}
+
+fn check_sites(name: &str, compute: Compute, tolerance: f64) {
+    let dir = crate_dir().join("tests/fixtures").join(name);
+    let model = load_model(&hub::from_dir(&dir).unwrap(), compute).unwrap();
+    let path = crate_dir()
+        .join("tests/golden")
+        .join(if model.model.shape().causal {
+            format!("{name}.json")
+        } else {
+            format!("{name}-sites.json")
+        });
+    let golden: SiteGolden =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for threads in [1, 2] {
+        let worst = RunContext::new(threads, 2).install(|| compare_sites(&model, &golden));
+        eprintln!(
+            "{name} ({compute:?}, {threads} threads): largest relative difference {worst:.2e}"
+        );
+        assert!(
+            worst < tolerance,
+            "{name} ({compute:?}) differs from transformers by {worst:e} (relative)"
+        );
+    }
+}
+
+#[test]
+fn tiny_gpt2_matches_transformers_at_every_site() {
+    check_sites("tiny-gpt2", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_llama3_matches_transformers_at_every_site() {
+    check_sites("tiny-llama", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_llama2_with_a_sentencepiece_tokenizer_matches_transformers_at_every_site() {
+    check_sites("tiny-llama2", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_mistral_with_a_sliding_window_matches_transformers_at_every_site() {
+    check_sites("tiny-mistral", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers_at_every_site() {
+    check_sites("tiny-qwen2", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_qwen3_matches_transformers_at_every_site() {
+    check_sites("tiny-qwen3", Compute::F32, TOLERANCE);
+}
+
+#[test]
+fn tiny_encoders_match_transformers_at_every_site() {
+    for name in ["tiny-bert", "tiny-roberta", "tiny-distilbert"] {
+        check_sites(name, Compute::F32, TOLERANCE);
+    }
+}
+
+#[test]
+fn tiny_decoders_in_bf16_stay_close_to_transformers() {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen3"] {
+        check_sites(name, Compute::Bf16, BF16_TOLERANCE);
     }
 }
 
