@@ -79,8 +79,9 @@ lca_core::params! {
         attention_layers: Option<Vec<usize>> = None => layer_list("1 … number of layers"),
         /// how a word's pieces become one vector
         aggregation: Aggregation = Aggregation::Last,
-        /// run the model with its special tokens ([CLS] … [SEP]) around each
-        /// sentence, as it was trained; they get no rows of their own
+        /// run the model with its special tokens ([CLS] … [SEP], or a
+        /// decoder's BOS) around each sentence, as it was trained; they get
+        /// no rows of their own
         special_tokens: bool = true,
         /// sentences longer than the window: cut into windows of whole
         /// words, or drop the words that do not fit
@@ -158,7 +159,10 @@ pub fn descriptor() -> Descriptor {
         info: ComponentInfo {
             kind: ComponentKind::Source,
             name: NAME.into(),
-            summary: "Per-word activations of every layer of a transformer (BERT-family encoders; GPT-2, Llama, Mistral, Qwen decoders) at the residual, MLP or attention site, on an annotated corpus".into(),
+            summary: format!(
+                "Per-word activations of a transformer's layers at the residual, mlp or attention site, on an annotated corpus. Families: {}",
+                model::supported_types()
+            ),
             params: TransformerParams::docs(),
             example: "[source.minilm]\ntype = \"transformer\"\nmodel = \"../../.cache/models/all-MiniLM-L6-v2\"\n\
                       corpus = \"../../.cache/data/brown\"\nformat = \"brown\"\ntask = \"universal_pos\"\nsentences = 2000\n\

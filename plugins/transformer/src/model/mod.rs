@@ -54,7 +54,15 @@ pub const FAMILIES: [Family; 3] = [bert::FAMILY, gpt2::FAMILY, llama::FAMILY];
 pub fn supported_types() -> String {
     FAMILIES
         .iter()
-        .map(|f| format!("{} ({})", f.name, f.model_types.join(", ")))
+        .map(|f| {
+            let types: Vec<&str> = f
+                .model_types
+                .iter()
+                .copied()
+                .filter(|t| !t.is_empty())
+                .collect();
+            format!("{} ({})", f.name, types.join(", "))
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

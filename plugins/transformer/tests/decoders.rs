@@ -1,0 +1,239 @@
+//! The transformer source on the committed tiny decoders: sites, layer
+//! selection per site, neuron names, causal words, and what goes wrong.
+
+use std::path::{Path, PathBuf};
+
+use lca_core::data::{NeuronId, Site};
+use lca_core::{Component, Dataset, RunContext};
+use lca_plugin_transformer::model::{self, Batch, Compute};
+use lca_plugin_transformer::words::{self, Joining, Specials};
+use lca_plugin_transformer::{descriptor, hub, load_model};
+
+const CORPUS: &str = "\
+The/at quick/jj brown/jj fox/nn jumps/vbz over/in the/at lazy/jj dog/nn ./.
+She/pps was/bedz unbelievable/jj !/.
+They/ppss read/vbd books/nns and/cc walked/vbd ,/, and/cc talked/vbd quickly/rb ./.
+The/at dog/nn 's/nn$ naïve/jj owner/nn paid/vbd $/nn 12.50/cd ./.
+It/pps ran/vbd ./.
+";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Corpus {
+    dir: tempfile::TempDir,
+}
+
+impl Corpus {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("brown")).unwrap();
+        std::fs::write(dir.path().join("brown").join("ca01"), CORPUS).unwrap();
+        Corpus { dir }
+    }
+
+    fn load(&self, model: &Path, extra: &str) -> lca_core::Result<Dataset<'static>> {
+        let text = format!(
+            "model = {:?}\ncorpus = {:?}\ntask = \"universal_pos\"\ncache_dir = {:?}\ndev = 0.2\ntest = 0.2\n{extra}",
+            model.display().to_string(),
+            self.dir.path().join("brown").display().to_string(),
+            self.dir.path().join("cache").display().to_string(),
+        );
+        let table: lca_core::toml::Table = text.parse().unwrap();
+        let Component::Source(source) = (descriptor().build)(&table)? else {
+            panic!("not a source")
+        };
+        source.load(&RunContext::new(2, 2).for_step("source.tiny"))
+    }
+}
+
+#[test]
+fn mlp_and_residual_neurons_come_in_site_order_with_their_names() {
+    let corpus = Corpus::new();
+    let d = corpus
+        .load(
+            &fixture("tiny-llama"),
+            "site = [\"mlp\", \"residual\"]\nmlp_layers = [2]\nlayers = [0, 2]",
+        )
+        .unwrap();
+    // 48 MLP units of block 2, then 32 residual units of layers 0 and 2.
+    assert_eq!(d.n_neurons(), 48 + 2 * 32);
+    assert_eq!(d.n_rows(), 36);
+    assert_eq!(d.neurons().id(0), NeuronId::at(Site::Mlp, 2, 0));
+    assert_eq!(d.neurons().id(47).to_string(), "L2.mlp:47");
+    assert_eq!(d.neurons().id(48), NeuronId::new(0, 0));
+    assert_eq!(d.neurons().id(48 + 32 + 5).to_string(), "L2:5");
+    let layers = d.details().get("layers").unwrap();
+    assert!(
+        layers.contains("mlp: 1 of 2 blocks") && layers.contains("2 of 3 hidden states"),
+        "{layers}"
+    );
+
+    // The row of `fox` is its last piece's activations from one forward
+    // pass of the sentence as text, BOS first.
+    let model = load_model(
+        &hub::from_dir(&fixture("tiny-llama")).unwrap(),
+        Compute::F32,
+    )
+    .unwrap();
+    let sentence: Vec<String> = ["The", "quick", "brown", "fox", "jumps", "over"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let pieces = words::pieces(&model.tokenizer, &sentence, Joining::Text).unwrap();
+    let specials = Specials::of(&model.tokenizer).unwrap();
+    assert_eq!(specials.prefix.len(), 1, "Llama 3 starts with BOS");
+    let mut ids = specials.prefix.clone();
+    ids.extend(&pieces.ids);
+    let fox = specials.prefix.len() + pieces.spans[3].end - 1;
+    let wanted = [(Site::Mlp, 2), (Site::Residual, 0), (Site::Residual, 2)];
+    let batch = Batch {
+        ids: &ids,
+        lengths: &[ids.len()],
+        tokens: ids.len(),
+    };
+    let states = model::activations(model.model.as_ref(), &batch, &wanted).unwrap();
+    let by_hand: Vec<f32> = states
+        .iter()
+        .flat_map(|s| s.to_vec2::<f32>().unwrap()[fox].clone())
+        .collect();
+    let row = d
+        .tokens()
+        .unwrap()
+        .words()
+        .iter()
+        .position(|w| w == "fox")
+        .unwrap();
+    let extracted = d.acts().view().row(row).to_vec();
+    // The corpus sentence goes on after `over`; a causal model does not
+    // look ahead, so `fox` is the same up to rounding in the products.
+    let diff = extracted
+        .iter()
+        .zip(&by_hand)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "fox differs by {diff}");
+}
+
+#[test]
+fn every_family_extracts_every_site_by_default() {
+    let corpus = Corpus::new();
+    for (name, hidden, mlp, layers) in [
+        ("tiny-gpt2", 32, 128, 2),
+        ("tiny-llama2", 32, 40, 2),
+        ("tiny-mistral", 32, 48, 2),
+        ("tiny-qwen2", 32, 48, 3),
+        ("tiny-qwen3", 32, 48, 2),
+    ] {
+        let d = corpus
+            .load(
+                &fixture(name),
+                "site = [\"residual\", \"mlp\", \"attention\"]",
+            )
+            .unwrap();
+        assert_eq!(
+            d.n_neurons(),
+            (layers + 1) * hidden + layers * mlp + layers * hidden,
+            "{name}"
+        );
+        let groups: Vec<String> = d
+            .neurons()
+            .groups()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(groups.len(), 3 * layers + 1, "{name}: {groups:?}");
+        assert!(d.acts().view().iter().all(|v| v.is_finite()), "{name}");
+        assert!(
+            d.acts().view().iter().any(|&v| v != 0.0),
+            "{name}: activations are not all zero"
+        );
+    }
+}
+
+#[test]
+fn sites_are_cached_apart_and_reused() {
+    let corpus = Corpus::new();
+    let model = fixture("tiny-gpt2");
+    let residual = corpus.load(&model, "").unwrap();
+    let mlp = corpus.load(&model, "site = [\"mlp\"]").unwrap();
+    assert_ne!(
+        residual.details().get("cache key"),
+        mlp.details().get("cache key")
+    );
+    assert_eq!(mlp.n_neurons(), 2 * 128);
+    let again = corpus.load(&model, "site = [\"mlp\"]").unwrap();
+    assert_eq!(again.acts().to_contiguous(), mlp.acts().to_contiguous());
+    assert_eq!(again.neurons(), mlp.neurons());
+}
+
+#[test]
+fn bad_sites_layers_and_architectures_are_explained() {
+    let corpus = Corpus::new();
+    let model = fixture("tiny-llama");
+    let err = corpus
+        .load(&model, "site = [\"mlp\"]\nmlp_layers = [0, 1]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mlp_layers") && err.contains("1 … 2"), "{err}");
+    let err = corpus.load(&model, "layers = [3]").unwrap_err().to_string();
+    assert!(err.contains("layers") && err.contains("0 … 2"), "{err}");
+    let err = corpus
+        .load(&model, "attention_layers = [1]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attention_layers") && err.contains("site"),
+        "{err}"
+    );
+    let err = corpus
+        .load(&model, "site = [\"ffn\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("residual") && err.contains("mlp"), "{err}");
+    let err = corpus
+        .load(&model, "site = [\"mlp\", \"mlp\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no repeats"), "{err}");
+
+    // A model family this source does not read.
+    let other = tempfile::tempdir().unwrap();
+    for file in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(model.join(file), other.path().join(file)).unwrap();
+    }
+    std::fs::write(
+        other.path().join("config.json"),
+        r#"{"model_type": "mamba", "vocab_size": 320}"#,
+    )
+    .unwrap();
+    let err = corpus.load(other.path(), "").unwrap_err().to_string();
+    assert!(
+        err.contains("`mamba`")
+            && err.contains("config.json")
+            && err.contains("gpt2")
+            && err.contains("qwen3")
+            && err.contains("bert"),
+        "{err}"
+    );
+    // A configuration whose heads do not fit.
+    let config = std::fs::read_to_string(model.join("config.json"))
+        .unwrap()
+        .replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
+    std::fs::write(other.path().join("config.json"), config).unwrap();
+    let err = corpus.load(other.path(), "").unwrap_err().to_string();
+    assert!(err.contains("key/value heads"), "{err}");
+    // Weights that do not fit the configuration.
+    let config = std::fs::read_to_string(model.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 48", "\"intermediate_size\": 50");
+    std::fs::write(other.path().join("config.json"), config).unwrap();
+    let err = corpus.load(other.path(), "").unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("does not fit"),
+        "{err}"
+    );
+}
