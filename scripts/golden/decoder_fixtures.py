@@ -195,8 +195,9 @@ def site_modules(model):
     return [(l.mlp.down_proj, l.self_attn.o_proj) for l in model.layers]
 
 
-def record(model, batch, lengths):
-    """Every site of every real token of a right-padded batch."""
+def record(model, batch, lengths, rounding=True):
+    """Every site of every real token of a right-padded batch (rounded for
+    storage, or as plain lists)."""
     captured = {"mlp": [], "attention": []}
     hooks = []
     for mlp, attention in site_modules(model):
@@ -208,7 +209,10 @@ def record(model, batch, lengths):
         h.remove()
     sites = {"residual": list(output.hidden_states), **captured}
     return [
-        {site: [rounded(layer[b, :n]) for layer in layers] for site, layers in sites.items()}
+        {
+            site: [rounded(layer[b, :n]) if rounding else layer[b, :n].tolist() for layer in layers]
+            for site, layers in sites.items()
+        }
         for b, n in enumerate(lengths)
     ]
 

@@ -10,25 +10,65 @@ use lca_core::{Error, Result};
 pub struct ModelFiles {
     /// The folder they are in.
     pub dir: PathBuf,
-    /// `config.json`.
+    /// `config.json` (the GGUF file for GGUF models).
     pub config: PathBuf,
-    /// `model.safetensors` or `pytorch_model.bin`.
+    /// `model.safetensors` or `pytorch_model.bin` (or the GGUF file).
     pub weights: PathBuf,
-    /// `tokenizer.json`.
+    /// `tokenizer.json` (or the GGUF file).
     pub tokenizer: PathBuf,
+}
+
+impl ModelFiles {
+    /// True for one GGUF file holding configuration, tokenizer and weights.
+    pub fn is_gguf(&self) -> bool {
+        self.weights.extension().is_some_and(|e| e == "gguf")
+    }
+
+    /// A GGUF file's model.
+    fn gguf(path: &Path) -> Self {
+        ModelFiles {
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            config: path.to_path_buf(),
+            weights: path.to_path_buf(),
+            tokenizer: path.to_path_buf(),
+        }
+    }
 }
 
 const HOW_TO_GET: &str = "Download it with `huggingface-cli download <id>` on a machine with network \
      access (and copy ~/.cache/huggingface), point `model` at a folder holding config.json, \
-     model.safetensors (or pytorch_model.bin) and tokenizer.json, or, for all-MiniLM-L6-v2, run \
-     scripts/fetch-assets.sh";
+     model.safetensors (or pytorch_model.bin) and tokenizer.json, or at a .gguf file, or, for \
+     all-MiniLM-L6-v2 and SmolLM2-135M, run scripts/fetch-assets.sh";
 
-/// The files in `dir`.
+/// The files of the model at `dir`: a Hugging Face folder, a `.gguf` file,
+/// or a folder holding one `.gguf` file and no `config.json`.
 ///
 /// # Errors
 /// When the folder or one of the files is missing, saying which and how to
 /// get them.
 pub fn from_dir(dir: &Path) -> Result<ModelFiles> {
+    if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
+        return Ok(ModelFiles::gguf(dir));
+    }
+    if dir.is_dir() && !dir.join("config.json").exists() {
+        let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("list", dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        ggufs.sort();
+        match ggufs.as_slice() {
+            [one] => return Ok(ModelFiles::gguf(one)),
+            [] => {}
+            many => {
+                return Err(Error::input(format!(
+                    "model folder {} holds {} GGUF files; point `model` at one of them",
+                    dir.display(),
+                    many.len()
+                )));
+            }
+        }
+    }
     if !dir.is_dir() {
         return Err(Error::input(format!(
             "model folder {} does not exist. {HOW_TO_GET}.",
@@ -159,6 +199,22 @@ mod tests {
         assert!(err.contains("models--org--absent/snapshots/main"), "{err}");
         assert!(err.contains("huggingface-cli download org/absent"), "{err}");
         assert!(from_cache("../etc", "main", &[root.path().into()]).is_err());
+    }
+
+    #[test]
+    fn a_gguf_file_or_a_folder_of_one_is_a_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.Q4_0.gguf");
+        std::fs::write(&file, b"GGUF").unwrap();
+        for path in [file.as_path(), dir.path()] {
+            let files = from_dir(path).unwrap();
+            assert!(files.is_gguf());
+            assert_eq!(files.weights, file);
+            assert_eq!(files.tokenizer, file);
+        }
+        std::fs::write(dir.path().join("other.gguf"), b"GGUF").unwrap();
+        let err = from_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("2 GGUF files"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod extract;
+pub mod gguf;
 pub mod hub;
 pub mod model;
 mod ops;
@@ -275,7 +276,25 @@ pub struct LoadedModel {
 /// Unreadable or inconsistent files, named.
 pub fn load_model(files: &ModelFiles, compute: Compute) -> Result<LoadedModel> {
     let model = model::load(files, compute)?;
-    let mut tokenizer = read_tokenizer(&files.tokenizer)?;
+    let mut tokenizer = if files.is_gguf() {
+        gguf::Gguf::open(&files.tokenizer)?.tokenizer()?
+    } else {
+        read_tokenizer(&files.tokenizer)?
+    };
+    let vocab = model.shape().vocab;
+    if let Some(largest) = tokenizer.get_vocab(true).values().max()
+        && *largest as usize >= vocab
+    {
+        return Err(Error::format(
+            &files.tokenizer,
+            None,
+            format!(
+                "has token ids up to {largest}, but the model's embedding has {vocab} rows: the \
+                 tokenizer belongs to another model. Use the tokenizer.json that came with the \
+                 weights"
+            ),
+        ));
+    }
     tokenizer.with_padding(None);
     tokenizer.with_truncation(None).map_err(|e| {
         Error::format(
@@ -539,12 +558,16 @@ impl TransformerSource {
     ) -> Result<String> {
         let mut key = KeyBuilder::default();
         key.part("format", cache::CACHE_FORMAT.as_bytes());
-        for (name, path) in [
-            ("config", &files.config),
-            ("weights", &files.weights),
-            ("tokenizer", &files.tokenizer),
-        ] {
-            key.part(name, cache::sha256_file(path)?.as_bytes());
+        if files.is_gguf() {
+            key.part("gguf", cache::sha256_file(&files.weights)?.as_bytes());
+        } else {
+            for (name, path) in [
+                ("config", &files.config),
+                ("weights", &files.weights),
+                ("tokenizer", &files.tokenizer),
+            ] {
+                key.part(name, cache::sha256_file(path)?.as_bytes());
+            }
         }
         let mut words = Vec::new();
         for s in &corpus.sentences {

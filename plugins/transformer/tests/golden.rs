@@ -212,6 +212,9 @@ fn the_fixtures_are_what_the_generator_writes() {
 #[derive(Deserialize)]
 struct SiteGolden {
     model_type: String,
+    /// For large models, the units stored per site (all when absent).
+    #[serde(default)]
+    dims: BTreeMap<String, Vec<usize>>,
     sentences: Vec<SiteSentence>,
 }
 
@@ -220,8 +223,12 @@ struct SiteSentence {
     words: Vec<String>,
     ids: Vec<u32>,
     /// site → [layer][token][unit]; residual layer 0 is the embeddings,
-    /// the other sites start at block 1.
+    /// the other sites start at block 1. Only the sites listed are checked.
     sites: BTreeMap<String, Vec<Vec<Vec<f64>>>>,
+    /// site → [layer][token]: the L2 norm over every unit, where `dims`
+    /// keeps only some.
+    #[serde(default)]
+    norms: BTreeMap<String, Vec<Vec<f64>>>,
 }
 
 /// Compares every site of every layer with the golden values and returns
@@ -251,7 +258,9 @@ fn compare_sites(model: &LoadedModel, golden: &SiteGolden) -> f64 {
     }
     let mut wanted = Vec::new();
     for site in Site::ALL {
-        wanted.extend(shape.layers_of(site).map(|l| (site, l)));
+        if golden.sentences[0].sites.contains_key(site.as_str()) {
+            wanted.extend(shape.layers_of(site).map(|l| (site, l)));
+        }
     }
     let ids: Vec<&[u32]> = golden.sentences.iter().map(|s| s.ids.as_slice()).collect();
     let states = run_batch(model, &ids, &wanted);
@@ -260,10 +269,23 @@ fn compare_sites(model: &LoadedModel, golden: &SiteGolden) -> f64 {
         let first = *shape.layers_of(site).start();
         for (b, s) in golden.sentences.iter().enumerate() {
             let expected = &s.sites[site.as_str()][layer - first];
-            assert_eq!(expected[0].len(), shape.width(site), "{site} width");
+            let units: Vec<usize> = match golden.dims.get(site.as_str()) {
+                Some(dims) => dims.clone(),
+                None => (0..shape.width(site)).collect(),
+            };
+            assert_eq!(expected[0].len(), units.len(), "{site} width");
+            let close = |got: f64, want: f64| (got - want).abs() / (1.0 + want.abs());
             for (t, want) in expected.iter().enumerate() {
-                for (&got, &want) in state[b][t].iter().zip(want) {
-                    worst = worst.max((f64::from(got) - want).abs() / (1.0 + want.abs()));
+                for (&u, &want) in units.iter().zip(want) {
+                    worst = worst.max(close(f64::from(state[b][t][u]), want));
+                }
+                if let Some(norms) = s.norms.get(site.as_str()) {
+                    let norm = state[b][t]
+                        .iter()
+                        .map(|&v| f64::from(v).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    worst = worst.max(close(norm, norms[layer - first][t]));
                 }
             }
         }
@@ -274,17 +296,26 @@ fn compare_sites(model: &LoadedModel, golden: &SiteGolden) -> f64 {
 fn check_sites(name: &str, compute: Compute, tolerance: f64) {
     let dir = crate_dir().join("tests/fixtures").join(name);
     let model = load_model(&hub::from_dir(&dir).unwrap(), compute).unwrap();
-    let path = crate_dir()
-        .join("tests/golden")
-        .join(if model.model.shape().causal {
-            format!("{name}.json")
-        } else {
-            format!("{name}-sites.json")
-        });
+    let golden = if model.model.shape().causal {
+        format!("{name}.json")
+    } else {
+        format!("{name}-sites.json")
+    };
+    check_model_sites(name, &model, &golden, compute, tolerance);
+}
+
+fn check_model_sites(
+    name: &str,
+    model: &LoadedModel,
+    golden: &str,
+    compute: Compute,
+    tolerance: f64,
+) {
+    let path = crate_dir().join("tests/golden").join(golden);
     let golden: SiteGolden =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for threads in [1, 2] {
-        let worst = RunContext::new(threads, 2).install(|| compare_sites(&model, &golden));
+        let worst = RunContext::new(threads, 2).install(|| compare_sites(model, &golden));
         eprintln!(
             "{name} ({compute:?}, {threads} threads): largest relative difference {worst:.2e}"
         );
@@ -325,6 +356,15 @@ fn tiny_qwen3_matches_transformers_at_every_site() {
     check_sites("tiny-qwen3", Compute::F32, TOLERANCE);
 }
 
+/// GGUF files with weights in every quantization type, against
+/// transformers loading the same files (`gguf_file=`).
+#[test]
+fn tiny_gguf_models_match_transformers_at_every_site() {
+    for name in ["tiny-llama-gguf", "tiny-llama2-gguf", "tiny-qwen2-gguf"] {
+        check_sites(name, Compute::F32, TOLERANCE);
+    }
+}
+
 #[test]
 fn tiny_encoders_match_transformers_at_every_site() {
     for name in ["tiny-bert", "tiny-roberta", "tiny-distilbert"] {
@@ -353,4 +393,33 @@ fn minilm_matches_transformers() {
     );
     check(&dir, "minilm.json");
     check_in(&dir, "minilm.json", Compute::Bf16, BF16_TOLERANCE);
+}
+
+/// SmolLM2-135M-Instruct in GGUF Q4_1 from `scripts/fetch-assets.sh` (or
+/// `LCA_SMOLLM2`): its dequantized forward pass against transformers on
+/// the same file, residual stream and MLP units of every layer.
+#[test]
+#[ignore = "needs the model from scripts/fetch-assets.sh; run by .ci/run"]
+fn smollm2_from_gguf_matches_transformers() {
+    let path = std::env::var_os("LCA_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate_dir()
+                .join("../../.cache/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.is_file(),
+        "SmolLM2 is not at {}; run scripts/fetch-assets.sh or set LCA_SMOLLM2",
+        path.display()
+    );
+    let model = load_model(&hub::from_dir(&path).unwrap(), Compute::F32).unwrap();
+    let shape = model.model.shape();
+    assert_eq!((shape.layers, shape.hidden, shape.mlp), (30, 576, 1536));
+    check_model_sites(
+        "SmolLM2-135M",
+        &model,
+        "smollm2.json",
+        Compute::F32,
+        TOLERANCE,
+    );
 }

@@ -117,6 +117,7 @@ impl Config {
             } else {
                 self.model_type.clone()
             },
+            vocab: self.vocab_size,
             layers: self.num_hidden_layers,
             hidden: self.hidden_size,
             mlp: self.intermediate_size,

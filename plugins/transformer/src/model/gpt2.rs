@@ -65,6 +65,7 @@ impl Config {
     fn shape(&self) -> Shape {
         Shape {
             model_type: "gpt2".into(),
+            vocab: self.vocab_size,
             layers: self.n_layer,
             hidden: self.n_embd,
             mlp: self.n_inner.unwrap_or(4 * self.n_embd),

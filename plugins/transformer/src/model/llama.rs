@@ -78,6 +78,11 @@ struct Config {
     use_sliding_window: bool,
     #[serde(default)]
     pad_token_id: Option<u32>,
+    /// Divisors of the rotary frequencies, one per pair: what a GGUF file's
+    /// `rope_freqs` tensor holds for Llama 3.1 and later (not a Hugging
+    /// Face key; the GGUF reader sets it).
+    #[serde(default)]
+    rope_frequency_factors: Option<Vec<f32>>,
 }
 
 fn eps() -> f64 {
@@ -185,6 +190,21 @@ impl Rope {
                 )));
             }
         };
+        let inverse_frequencies = match &config.rope_frequency_factors {
+            None => inverse_frequencies,
+            Some(factors) if factors.len() == inverse_frequencies.len() => inverse_frequencies
+                .iter()
+                .zip(factors)
+                .map(|(f, d)| f / d)
+                .collect(),
+            Some(factors) => {
+                return Err(Error::input(format!(
+                    "{} rotary frequency factors for {} rotated pairs",
+                    factors.len(),
+                    inverse_frequencies.len()
+                )));
+            }
+        };
         Ok(Rope {
             inverse_frequencies,
         })
@@ -287,6 +307,7 @@ impl Config {
     fn shape(&self) -> Shape {
         Shape {
             model_type: self.model_type.clone(),
+            vocab: self.vocab_size,
             layers: self.num_hidden_layers,
             hidden: self.hidden_size,
             mlp: self.intermediate_size,

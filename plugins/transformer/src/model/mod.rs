@@ -32,6 +32,7 @@ use serde::Deserialize;
 pub(crate) use dense::CandleResult;
 pub use dense::Compute;
 
+use crate::gguf::Gguf;
 use crate::hub::ModelFiles;
 
 /// A model family: the `model_type`s it reads and how to load them.
@@ -72,6 +73,8 @@ pub fn supported_types() -> String {
 pub struct Shape {
     /// `model_type` of its configuration.
     pub model_type: String,
+    /// Rows of the token embedding: ids must stay below.
+    pub vocab: usize,
     /// Blocks (residual states are one more).
     pub layers: usize,
     /// Width of the residual stream and of the attention output.
@@ -234,6 +237,16 @@ pub fn activations(
     recorder.finish()
 }
 
+/// The configuration as `config.json` text: the file itself, or what a GGUF
+/// file's metadata says.
+fn config_text(files: &ModelFiles) -> Result<String> {
+    if files.is_gguf() {
+        Gguf::open(&files.config)?.config()
+    } else {
+        std::fs::read_to_string(&files.config).map_err(|e| Error::io("read", &files.config, e))
+    }
+}
+
 /// The fields of `config.json` that pick the family.
 #[derive(Deserialize)]
 struct Kind {
@@ -246,8 +259,7 @@ struct Kind {
 /// # Errors
 /// When the file cannot be read or describes no supported model.
 pub fn shape_of(files: &ModelFiles) -> Result<Shape> {
-    let text =
-        std::fs::read_to_string(&files.config).map_err(|e| Error::io("read", &files.config, e))?;
+    let text = config_text(files)?;
     let family = family_of(files, &text)?;
     (family.shape)(&text).map_err(|e| Error::format(&files.config, None, e.to_string()))
 }
@@ -298,8 +310,21 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(text: &str) -> Result
 /// # Errors
 /// Unreadable or inconsistent files, named.
 pub fn load(files: &ModelFiles, compute: Compute) -> Result<Box<dyn Architecture>> {
-    let text =
-        std::fs::read_to_string(&files.config).map_err(|e| Error::io("read", &files.config, e))?;
+    if files.is_gguf() {
+        let file = Gguf::open(&files.weights)?;
+        let mut config: serde_json::Value = serde_json::from_str(&file.config()?)
+            .map_err(|e| Error::input(format!("GGUF configuration: {e}")))?;
+        let family = family_of(files, &config.to_string())?;
+        let count = |key: &str| config[key].as_u64().unwrap_or(0) as usize;
+        let heads = count("num_attention_heads");
+        let (vb, factors) = file.weights(heads, count("num_key_value_heads"))?;
+        if let Some(factors) = factors {
+            config["rope_frequency_factors"] = serde_json::json!(factors);
+        }
+        return (family.load)(&config.to_string(), vb, compute)
+            .map_err(|e| Error::format(&files.weights, None, e.to_string()));
+    }
+    let text = config_text(files)?;
     let family = family_of(files, &text)?;
     let device = Device::Cpu;
     let is_safetensors = files
