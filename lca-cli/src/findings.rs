@@ -13,6 +13,11 @@
 //!   method applied to both a lexical task (suffix, word shape,
 //!   capitalisation) and a part-of-speech task, the mean layer of its
 //!   `layer_distribution` selection is lower for the lexical task.
+//! - **MLP units are over-represented among the top neurons** (data with
+//!   sites, such as a decoder's MLP units beside its residual stream): in
+//!   each `layer_distribution` selection, the MLP's share of the selected
+//!   neurons is at least its share of all neurons. Where the claim fails,
+//!   the residual stream carries the property more densely.
 
 use std::collections::BTreeMap;
 
@@ -259,6 +264,65 @@ fn layers(r: &Results) -> Option<Finding> {
     )
 }
 
+/// Where the selected neurons sit when the data has several sites: the
+/// MLP's share of each selection against its share of all neurons, with the
+/// mean layer in each site.
+fn sites(r: &Results) -> Option<Finding> {
+    let mut cases = Vec::new();
+    for e in r.evaluations.values() {
+        if e.type_name != "layer_distribution" {
+            continue;
+        }
+        let metrics = &e.evaluation.metrics;
+        let Some(&mlp_of_all) = metrics.get("site_of_all.mlp") else {
+            continue;
+        };
+        let task = task_of(r, &e.source);
+        for (key, &share) in metrics {
+            let Some(label) = key
+                .strip_prefix("site_share.")
+                .and_then(|k| k.strip_suffix(".mlp"))
+            else {
+                continue;
+            };
+            // A baseline, not a method: its sites are chance.
+            if r.rankings
+                .get(label)
+                .is_some_and(|k| k.type_name == "random")
+            {
+                continue;
+            }
+            let mean = |site: &str| {
+                metrics
+                    .get(&format!("mean_layer.{label}.{site}"))
+                    .map_or("–".to_string(), |m| number((m * 100.0).round() / 100.0))
+            };
+            let percent = |v: f64| number((v * 1000.0).round() / 10.0);
+            let case = if task.is_empty() {
+                label.to_string()
+            } else {
+                format!("{label} on {task}")
+            };
+            cases.push((
+                share >= mlp_of_all,
+                format!(
+                    "{case}: {}% of the selected neurons are MLP units, which are {}% of all \
+                     neurons; mean layer {} in the MLP, {} in the residual stream",
+                    percent(share),
+                    percent(mlp_of_all),
+                    mean("mlp"),
+                    mean("residual"),
+                ),
+            ));
+        }
+    }
+    Finding::new(
+        "MLP units are at least as likely as residual-stream units to be among the top neurons"
+            .into(),
+        cases,
+    )
+}
+
 /// Whether each source's activations vary at all: constant neurons carry
 /// no information, and a source with nothing else cannot answer any claim.
 /// Tested only where a source has constant neurons, so that runs on sound
@@ -290,7 +354,7 @@ fn informative(r: &Results) -> Option<Finding> {
 
 /// Every finding this run can test.
 pub(crate) fn findings(r: &Results) -> Vec<Finding> {
-    [informative(r), layers(r), ablation(r), minimal(r)]
+    [informative(r), layers(r), sites(r), ablation(r), minimal(r)]
         .into_iter()
         .flatten()
         .collect()

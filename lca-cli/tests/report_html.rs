@@ -164,6 +164,20 @@ fn findings_say_plainly_when_a_claim_did_not_hold() {
     let summary = &mut results["evaluations"]["minimal"]["evaluation"]["tables"][0];
     summary["rows"][0][4] = serde_json::json!("not reached");
     summary["rows"][0][5] = serde_json::Value::Null;
+    // As if the data had MLP units beside a residual stream: the MLP holds
+    // 60% of the neurons, 70% of `lca`'s selection and 40% of `lasso`'s;
+    // the random baseline is no case.
+    let metrics = &mut results["evaluations"]["layers"]["evaluation"]["metrics"];
+    for (key, value) in [
+        ("site_of_all.mlp", 0.6),
+        ("site_share.lca.mlp", 0.7),
+        ("mean_layer.lca.mlp", 2.5),
+        ("mean_layer.lca.residual", 1.0),
+        ("site_share.lasso.mlp", 0.4),
+        ("site_share.random.mlp", 0.6),
+    ] {
+        metrics[key] = serde_json::json!(value);
+    }
     std::fs::write(&path, serde_json::to_string(&results).unwrap()).unwrap();
     let output = Command::new(lca_exe())
         .arg("report")
@@ -186,6 +200,15 @@ fn findings_say_plainly_when_a_claim_did_not_hold() {
         md.contains("NOT: minimal: `lca` (probe `lca`) reached the target at no size of the grid"),
         "{md}"
     );
+    assert!(
+        md.contains("MLP units are at least as likely as residual-stream units to be among the top neurons: held in 1 of 2 cases."),
+        "{md}"
+    );
+    assert!(
+        md.contains("lca: 70% of the selected neurons are MLP units, which are 60% of all neurons; mean layer 2.5 in the MLP, 1 in the residual stream"),
+        "{md}"
+    );
+    assert!(md.contains("NOT: lasso: 40%"), "{md}");
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(section(&html, "findings").contains("held in 3 of 4 cases"));
 }

@@ -178,6 +178,43 @@ impl LayerDistribution {
             format!("mean_layer.{label}"),
             counts.mean_layer(&layer_counts),
         );
+        if sites {
+            // Per site: its share of the selection, of all neurons, and the
+            // mean layer of its selected neurons.
+            let all: usize = counts.totals.iter().sum();
+            for site in Site::ALL {
+                let in_site = |g: &LayerSite| g.site == site;
+                let of: Vec<usize> = counts
+                    .groups
+                    .iter()
+                    .zip(&layer_counts)
+                    .map(|(g, &c)| if in_site(g) { c } else { 0 })
+                    .collect();
+                let neurons: usize = counts
+                    .groups
+                    .iter()
+                    .zip(&counts.totals)
+                    .filter(|(g, _)| in_site(g))
+                    .map(|(_, &t)| t)
+                    .sum();
+                if neurons == 0 {
+                    continue;
+                }
+                let selected: usize = of.iter().sum();
+                e.metrics.insert(
+                    format!("site_share.{label}.{site}"),
+                    selected as f64 / total.max(1) as f64,
+                );
+                e.metrics.insert(
+                    format!("site_of_all.{site}"),
+                    neurons as f64 / all.max(1) as f64,
+                );
+                if selected > 0 {
+                    e.metrics
+                        .insert(format!("mean_layer.{label}.{site}"), counts.mean_layer(&of));
+                }
+            }
+        }
         e.tables.push(table);
         if !per_class.is_empty() {
             let mut columns: Vec<String> = vec!["class".into(), "selected".into()];
@@ -318,7 +355,59 @@ impl Evaluator for LayerDistribution {
 mod tests {
     use super::*;
     use lca_core::component::NamedRanking;
-    use lca_core::data::NeuronRanking;
+    use lca_core::data::{Dataset, NeuronId, NeuronRanking};
+
+    #[test]
+    fn sites_are_counted_apart_with_their_shares() {
+        let p = crate::SyntheticParams {
+            tokens: 20,
+            neurons: 12,
+            layers: 3,
+            classes: 2,
+            per_class: 1,
+            ..Default::default()
+        };
+        let plain = crate::generate(&p, 1, "t").unwrap();
+        // Columns 0..4 residual L1, 4..12 MLP of blocks 1 and 2.
+        let ids = (0..12)
+            .map(|c| match c {
+                0..4 => NeuronId::new(1, c),
+                4..8 => NeuronId::at(Site::Mlp, 1, c - 4),
+                _ => NeuronId::at(Site::Mlp, 2, c - 8),
+            })
+            .collect();
+        let data = Dataset::new(
+            "t",
+            plain.acts().clone(),
+            NeuronIndex::from_ids(ids),
+            plain.labels().clone(),
+            None,
+            plain.splits(),
+        )
+        .unwrap();
+        let ranking =
+            NeuronRanking::from_order(vec![8, 0, 4, 9, 1, 2, 3, 5, 6, 7, 10, 11]).unwrap();
+        let input = EvalInput::new(&data).with_rankings(vec![NamedRanking {
+            id: "r",
+            ranking: &ranking,
+        }]);
+        let e = LayerDistribution {
+            selection: Selection::Top(4),
+        }
+        .evaluate(&input, &RunContext::new(0, 1))
+        .unwrap();
+        let rows = &e.tables[0].rows;
+        assert_eq!(e.tables[0].columns[1], "site");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0][1], Cell::from("residual"));
+        assert_eq!(rows[2][..2], [Cell::Int(2), Cell::from("mlp")]);
+        assert_eq!(e.metrics["share.r.layer1"], 0.25);
+        assert_eq!(e.metrics["share.r.mlp2"], 0.5);
+        assert_eq!(e.metrics["site_share.r.mlp"], 0.75);
+        assert!((e.metrics["site_of_all.mlp"] - 8.0 / 12.0).abs() < 1e-12);
+        assert!((e.metrics["mean_layer.r.mlp"] - 5.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.metrics["mean_layer.r.residual"], 1.0);
+    }
 
     #[test]
     fn counts_by_layer_and_mean_layer() {
