@@ -237,3 +237,82 @@ fn bad_sites_layers_and_architectures_are_explained() {
         "{err}"
     );
 }
+
+#[test]
+fn broken_gguf_files_and_foreign_tokenizers_are_explained() {
+    let corpus = Corpus::new();
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(fixture("tiny-llama2-gguf").join("model.gguf")).unwrap();
+
+    // Cut short: the header promises tensors the file does not hold.
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &original[..original.len() / 2]).unwrap();
+    let err = corpus.load(&truncated, "").unwrap_err().to_string();
+    assert!(
+        err.contains("truncated.gguf") && err.contains("cannot be read"),
+        "{err}"
+    );
+    // Cut inside the header.
+    let stub = dir.path().join("stub.gguf");
+    std::fs::write(&stub, &original[..40]).unwrap();
+    let err = corpus.load(&stub, "").unwrap_err().to_string();
+    assert!(
+        err.contains("stub.gguf") && err.contains("not a readable GGUF"),
+        "{err}"
+    );
+
+    // A block type ggml does not have: the type field after the tensor's
+    // name, its dimension count and its dimensions.
+    let name = b"blk.0.attn_q.weight";
+    let at = original
+        .windows(name.len())
+        .position(|w| w == name)
+        .unwrap()
+        + name.len();
+    let dims = u32::from_le_bytes(original[at..at + 4].try_into().unwrap()) as usize;
+    let kind = at + 4 + 8 * dims;
+    let mut unknown = original.clone();
+    unknown[kind..kind + 4].copy_from_slice(&99u32.to_le_bytes());
+    let path = dir.path().join("unknown.gguf");
+    std::fs::write(&path, unknown).unwrap();
+    let err = corpus.load(&path, "").unwrap_err().to_string();
+    assert!(err.contains("unknown.gguf") && err.contains("99"), "{err}");
+
+    // A Hugging Face folder with another model's tokenizer, whose ids run
+    // past the embedding (360 tokens against 320 rows).
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-llama").join(file), mixed.join(file)).unwrap();
+    }
+    std::fs::copy(
+        fixture("tiny-llama2").join("tokenizer.json"),
+        mixed.join("tokenizer.json"),
+    )
+    .unwrap();
+    let err = corpus.load(&mixed, "").unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("another model") && err.contains("320"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_gguf_model_and_its_folder_give_the_same_activations() {
+    let corpus = Corpus::new();
+    let folder = corpus
+        .load(&fixture("tiny-qwen2-gguf"), "site = [\"mlp\"]")
+        .unwrap();
+    let file = corpus
+        .load(
+            &fixture("tiny-qwen2-gguf").join("model.gguf"),
+            "site = [\"mlp\"]",
+        )
+        .unwrap();
+    assert_eq!(folder.acts().to_contiguous(), file.acts().to_contiguous());
+    assert_eq!(folder.n_neurons(), 2 * 96);
+    assert_eq!(
+        folder.details().get("model type").map(String::as_str),
+        Some("qwen2")
+    );
+}

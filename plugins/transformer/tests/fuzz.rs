@@ -1,5 +1,6 @@
 //! Mutation fuzzing of the transformer plugin's file readers: the activation
-//! cache, and a model folder's configuration, weights and tokenizer. Each
+//! cache, a model folder's configuration, weights and tokenizer, and GGUF
+//! files. Each
 //! must turn any damaged file into an error (the cache into a miss that is
 //! rebuilt), never a panic. The harness is `lca_testkit::fuzz`; each
 //! target runs for `LCA_FUZZ_SECONDS` seconds.
@@ -44,7 +45,14 @@ fn fixture(name: &str) -> PathBuf {
 /// Mutates one file of the tiny model folders, keeping the others whole,
 /// and loads the model.
 fn fuzz_model_file(file: &str) {
-    let families = ["tiny-bert", "tiny-roberta", "tiny-distilbert"];
+    let families = [
+        "tiny-bert",
+        "tiny-roberta",
+        "tiny-distilbert",
+        "tiny-gpt2",
+        "tiny-llama",
+        "tiny-qwen3",
+    ];
     let dir = tempfile::tempdir().unwrap();
     let folders: Vec<PathBuf> = families
         .iter()
@@ -94,6 +102,22 @@ fn model_weights_reader_never_panics() {
 #[test]
 fn tokenizer_reader_never_panics() {
     fuzz_model_file("tokenizer.json");
+}
+
+/// A GGUF file holds configuration, tokenizer and weights at once; the
+/// seeds cover both tokenizer kinds, quantized blocks of every type and
+/// both query/key layouts.
+#[test]
+fn gguf_reader_never_panics() {
+    let seeds: Vec<Vec<u8>> = ["tiny-llama2-gguf", "tiny-qwen2-gguf", "tiny-llama-gguf"]
+        .iter()
+        .map(|name| std::fs::read(fixture(name).join("model.gguf")).unwrap())
+        .collect();
+    fuzz("transformer-gguf", &seeds, "model.gguf", |mutated| {
+        if let Ok(files) = hub::from_dir(mutated) {
+            let _ = load_model(&files, Compute::F32);
+        }
+    });
 }
 
 // Regressions: inputs the fuzzer found, named after what they found.
