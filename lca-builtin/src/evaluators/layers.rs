@@ -334,9 +334,12 @@ impl Evaluator for LayerDistribution {
                 categories: counts
                     .groups
                     .iter()
-                    .map(|g| match g.site {
-                        Site::Residual => format!("layer {}", g.layer),
-                        _ => g.to_string(),
+                    .map(|g| {
+                        if data.neurons().has_sites() {
+                            g.to_string()
+                        } else {
+                            format!("layer {}", g.layer)
+                        }
                     })
                     .collect(),
                 series: bars,
