@@ -97,24 +97,14 @@ impl Gguf {
             .ok_or_else(|| self.fail(format!("has no metadata `{key}` (a whole number)")))
     }
 
-    fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
-        let Some(value) = self.value(key) else {
-            return Ok(None);
-        };
-        let Value::Array(items) = value else {
-            return Err(self.fail(format!("metadata `{key}` is not a list")));
-        };
-        items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(self.fail(format!("metadata `{key}` holds something other than text"))),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
-    }
-
-    fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>> {
+    /// Each element of the list `key` through `read`, which names what it
+    /// expects when an element is something else.
+    fn list<T>(
+        &self,
+        key: &str,
+        read: impl Fn(&Value) -> Option<T>,
+        expected: &str,
+    ) -> Result<Option<Vec<T>>> {
         let Some(value) = self.value(key) else {
             return Ok(None);
         };
@@ -124,10 +114,29 @@ impl Gguf {
         items
             .iter()
             .map(|v| {
-                number(v).ok_or_else(|| self.fail(format!("metadata `{key}` holds a non-number")))
+                read(v).ok_or_else(|| {
+                    self.fail(format!(
+                        "metadata `{key}` holds something other than {expected}"
+                    ))
+                })
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        self.list(
+            key,
+            |v| match v {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            },
+            "text",
+        )
+    }
+
+    fn numbers(&self, key: &str) -> Result<Option<Vec<f64>>> {
+        self.list(key, number, "numbers")
     }
 
     /// `general.architecture`, checked.

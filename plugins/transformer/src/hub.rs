@@ -24,6 +24,65 @@ impl ModelFiles {
         self.weights.extension().is_some_and(|e| e == "gguf")
     }
 
+    /// Every file holding weights: the one weights file, or each shard an
+    /// index (`model.safetensors.index.json`) names, in name order.
+    ///
+    /// # Errors
+    /// When the index cannot be read, or names a shard that is missing.
+    pub fn weight_files(&self) -> Result<Vec<PathBuf>> {
+        if !self
+            .weights
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".index.json"))
+        {
+            return Ok(vec![self.weights.clone()]);
+        }
+        let text = std::fs::read_to_string(&self.weights)
+            .map_err(|e| Error::io("read", &self.weights, e))?;
+        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(&self.weights, Some(e.line()), format!("is not JSON: {e}"))
+        })?;
+        let map = index
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::format(&self.weights, None, "has no `weight_map` object"))?;
+        let mut shards: Vec<String> = Vec::new();
+        for file in map.values() {
+            let name = file
+                .as_str()
+                .filter(|n| !n.contains('/') && !n.contains('\\') && *n != "..")
+                .ok_or_else(|| {
+                    Error::format(
+                        &self.weights,
+                        None,
+                        format!("names a shard {file} that is not a file name"),
+                    )
+                })?;
+            if !shards.iter().any(|s| s == name) {
+                shards.push(name.to_string());
+            }
+        }
+        shards.sort();
+        shards
+            .into_iter()
+            .map(|name| {
+                let path = self.dir.join(&name);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(Error::format(
+                        &self.weights,
+                        None,
+                        format!(
+                            "names the shard {name}, which is not in {}",
+                            self.dir.display()
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    }
+
     /// A GGUF file's model.
     fn gguf(path: &Path) -> Self {
         ModelFiles {
@@ -86,16 +145,21 @@ pub fn from_dir(dir: &Path) -> Result<ModelFiles> {
             )))
         }
     };
-    let weights = ["model.safetensors", "pytorch_model.bin"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::input(format!(
-                "model folder {} has neither model.safetensors nor pytorch_model.bin. {HOW_TO_GET}.",
-                dir.display()
-            ))
-        })?;
+    let weights = [
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+    ]
+    .iter()
+    .map(|n| dir.join(n))
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        Error::input(format!(
+            "model folder {} has neither model.safetensors (or sharded safetensors with \
+             model.safetensors.index.json) nor pytorch_model.bin. {HOW_TO_GET}.",
+            dir.display()
+        ))
+    })?;
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         config: need("config.json")?,
@@ -223,7 +287,7 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
         let err = from_dir(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("neither model.safetensors nor pytorch_model.bin"),
+            err.contains("neither model.safetensors") && err.contains("nor pytorch_model.bin"),
             "{err}"
         );
         let err = from_dir(&dir.path().join("nope")).unwrap_err().to_string();

@@ -568,6 +568,14 @@ impl TransformerSource {
             ] {
                 key.part(name, cache::sha256_file(path)?.as_bytes());
             }
+            // The shards an index names (one weights file adds nothing, so
+            // keys of single-file models stay as they were).
+            let shards = files.weight_files()?;
+            if shards.len() > 1 || shards[0] != files.weights {
+                for shard in &shards {
+                    key.part("shard", cache::sha256_file(shard)?.as_bytes());
+                }
+            }
         }
         let mut words = Vec::new();
         for s in &corpus.sentences {

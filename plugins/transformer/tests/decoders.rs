@@ -316,3 +316,80 @@ fn a_gguf_model_and_its_folder_give_the_same_activations() {
         Some("qwen2")
     );
 }
+
+/// Sharded safetensors (`model.safetensors.index.json`), with one shard
+/// stored in bf16 and one in f16: the same model as the single f32 file, up
+/// to the rounding of the stored weights.
+#[test]
+fn sharded_and_half_precision_weights_load() {
+    use candle_core::{DType, Device};
+    let corpus = Corpus::new();
+    let original = fixture("tiny-qwen2");
+    let tensors =
+        candle_core::safetensors::load(original.join("model.safetensors"), &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(original.join(file), dir.path().join(file)).unwrap();
+    }
+    let save = |exact: bool| {
+        let mut shards = [
+            std::collections::HashMap::new(),
+            std::collections::HashMap::new(),
+        ];
+        let mut map = serde_json::Map::new();
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        for (i, name) in names.into_iter().enumerate() {
+            let (shard, dtype) = if i % 2 == 0 {
+                (0, DType::BF16)
+            } else {
+                (1, DType::F16)
+            };
+            let tensor = if exact {
+                tensors[name].clone()
+            } else {
+                tensors[name].to_dtype(dtype).unwrap()
+            };
+            shards[shard].insert(name.clone(), tensor);
+            let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+            map.insert(name.clone(), serde_json::json!(file));
+        }
+        for (i, shard) in shards.iter().enumerate() {
+            let path = dir
+                .path()
+                .join(format!("model-0000{}-of-00002.safetensors", i + 1));
+            candle_core::safetensors::save(shard, path).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("model.safetensors.index.json"),
+            serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+        )
+        .unwrap();
+    };
+    let whole = corpus.load(&original, "cache = false").unwrap();
+    save(true);
+    let sharded = corpus.load(dir.path(), "cache = false").unwrap();
+    assert_eq!(whole.acts().to_contiguous(), sharded.acts().to_contiguous());
+    save(false);
+    let half = corpus.load(dir.path(), "cache = false").unwrap();
+    let (a, b) = (whole.acts().to_contiguous(), half.acts().to_contiguous());
+    let worst = a
+        .iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst > 0.0 && worst < 0.1,
+        "half-precision weights differ by {worst}"
+    );
+    // A shard the index names but the folder lacks.
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let err = corpus
+        .load(dir.path(), "cache = false")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model-00002-of-00002.safetensors") && err.contains("index.json"),
+        "{err}"
+    );
+}

@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::dense::{self, Activation, Dense, layer_norm};
 use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
-use crate::ops::attention;
 
 /// The family.
 pub(super) const FAMILY: Family = Family {
@@ -347,22 +346,18 @@ impl Architecture for Encoder {
         for (l, layer) in self.layers.iter().enumerate() {
             let number = l + 1;
             let qkv = layer.query_key_value.forward(&hidden)?;
-            let context = attention(
+            let summed = super::attend(
                 &qkv,
-                batch.sequences(),
+                batch,
                 Heads::multi(heads, head_dim),
                 Visibility::All,
                 &additive,
                 scale,
-            )?;
-            let (summed, branch) = layer.attention_out.forward_plus_branch(
-                &context,
+                &layer.attention_out,
                 &hidden,
-                recorder.wants(Site::Attention, number),
+                recorder,
+                number,
             )?;
-            if let Some(branch) = branch {
-                recorder.record(Site::Attention, number, || Ok(branch))?;
-            }
             let attended = layer.attention_norm.forward(&summed)?;
             let inner = self.activation.apply_with_bias(
                 &layer.intermediate.product(&attended)?,

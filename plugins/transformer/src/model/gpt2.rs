@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::dense::{self, Activation, Dense, layer_norm};
 use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
-use crate::ops::attention;
 
 /// The family.
 pub(super) const FAMILY: Family = Family {
@@ -196,22 +195,18 @@ impl Architecture for Gpt2 {
             let qkv = block
                 .query_key_value
                 .forward(&block.norm_1.forward(&hidden)?)?;
-            let context = attention(
+            let attended = super::attend(
                 &qkv,
-                batch.sequences(),
+                batch,
                 heads,
                 Visibility::Causal { window: None },
                 &additive,
                 self.scale,
-            )?;
-            let (attended, branch) = block.attention_out.forward_plus_branch(
-                &context,
+                &block.attention_out,
                 &hidden,
-                recorder.wants(Site::Attention, number),
+                recorder,
+                number,
             )?;
-            if let Some(branch) = branch {
-                recorder.record(Site::Attention, number, || Ok(branch))?;
-            }
             let inner = self.activation.apply_with_bias(
                 &block.fc.product(&block.norm_2.forward(&attended)?)?,
                 &block.fc.bias,

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::dense::{self, Activation, Dense, RmsNorm};
 use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
-use crate::ops::{RowsInPlace, attention, map_rows};
+use crate::ops::{RowsInPlace, map_rows};
 
 /// The family.
 pub(super) const FAMILY: Family = Family {
@@ -479,22 +479,18 @@ impl Architecture for Llama {
                 .query_key_value
                 .forward(&block.input_norm.forward(&hidden)?)?;
             self.position_heads(block, &qkv, batch.tokens)?;
-            let context = attention(
+            let attended = super::attend(
                 &qkv,
-                batch.sequences(),
+                batch,
                 self.heads,
                 self.visible,
                 &additive,
                 scale,
-            )?;
-            let (attended, branch) = block.attention_out.forward_plus_branch(
-                &context,
+                &block.attention_out,
                 &hidden,
-                recorder.wants(Site::Attention, number),
+                recorder,
+                number,
             )?;
-            if let Some(branch) = branch {
-                recorder.record(Site::Attention, number, || Ok(branch))?;
-            }
             let gate_up = block
                 .gate_up
                 .forward(&block.post_attention_norm.forward(&attended)?)?;

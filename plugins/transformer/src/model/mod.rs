@@ -32,8 +32,12 @@ use serde::Deserialize;
 pub(crate) use dense::CandleResult;
 pub use dense::Compute;
 
+use lca_linear::kernels::elementwise::{Heads, Visibility};
+
+use self::dense::Dense;
 use crate::gguf::Gguf;
 use crate::hub::ModelFiles;
+use crate::ops::attention;
 
 /// A model family: the `model_type`s it reads and how to load them.
 pub struct Family {
@@ -222,6 +226,32 @@ pub trait Architecture: Send + Sync {
     fn forward(&self, batch: &Batch<'_>, recorder: &mut Recorder) -> candle_core::Result<()>;
 }
 
+/// A block's attention: `softmax(q kᵀ·scale) v` over the keys `visible`
+/// lets each query see, through the output projection `output`, plus the
+/// `residual`. The projection's output before the residual add is recorded
+/// as block `layer`'s attention site when it is wanted.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    qkv: &Tensor,
+    batch: &Batch<'_>,
+    heads: Heads,
+    visible: Visibility,
+    additive: &[f32],
+    scale: f32,
+    output: &Dense,
+    residual: &Tensor,
+    recorder: &mut Recorder,
+    layer: usize,
+) -> candle_core::Result<Tensor> {
+    let context = attention(qkv, batch.sequences(), heads, visible, additive, scale)?;
+    let (summed, branch) =
+        output.forward_plus_branch(&context, residual, recorder.wants(Site::Attention, layer))?;
+    if let Some(branch) = branch {
+        recorder.record(Site::Attention, layer, || Ok(branch))?;
+    }
+    Ok(summed)
+}
+
 /// Runs `batch` and returns the activations of `wanted`, in order.
 ///
 /// # Errors
@@ -327,24 +357,31 @@ pub fn load(files: &ModelFiles, compute: Compute) -> Result<Box<dyn Architecture
     let text = config_text(files)?;
     let family = family_of(files, &text)?;
     let device = Device::Cpu;
-    let is_safetensors = files
-        .weights
-        .extension()
-        .is_some_and(|e| e == "safetensors");
-    let vb = if is_safetensors {
-        let bytes =
-            std::fs::read(&files.weights).map_err(|e| Error::io("read", &files.weights, e))?;
+    let shards = files.weight_files()?;
+    let is_safetensors = shards[0].extension().is_some_and(|e| e == "safetensors");
+    let unreadable = |path: &std::path::Path, e: candle_core::Error| {
+        Error::format(path, None, format!("cannot be read as model weights: {e}"))
+    };
+    let vb = if shards.len() > 1 {
+        // Shards are read one by one into one map; values keep their
+        // stored type until a layer asks for them in f32.
+        let mut tensors = std::collections::HashMap::new();
+        for shard in &shards {
+            let bytes = std::fs::read(shard).map_err(|e| Error::io("read", shard, e))?;
+            tensors.extend(
+                candle_core::safetensors::load_buffer(&bytes, &device)
+                    .map_err(|e| unreadable(shard, e))?,
+            );
+        }
+        VarBuilder::from_tensors(tensors, DType::F32, &device)
+    } else if is_safetensors {
+        let bytes = std::fs::read(&shards[0]).map_err(|e| Error::io("read", &shards[0], e))?;
         VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+            .map_err(|e| unreadable(&shards[0], e))?
     } else {
-        VarBuilder::from_pth(&files.weights, DType::F32, &device)
-    }
-    .map_err(|e| {
-        Error::format(
-            &files.weights,
-            None,
-            format!("cannot be read as model weights: {e}"),
-        )
-    })?;
+        VarBuilder::from_pth(&shards[0], DType::F32, &device)
+            .map_err(|e| unreadable(&shards[0], e))?
+    };
     (family.load)(&text, vb, compute)
         .map_err(|e| Error::format(&files.weights, None, e.to_string()))
 }
