@@ -51,15 +51,16 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Runs a 60 s step of `mode` with a 2 s time limit and the given grace
+/// Runs a 60 s step of `mode` with a 10 s time limit and the given grace
 /// period; asserts that the run ended within `bound` with status 2, and
-/// returns its standard error. The limit leaves loading the plugin and the
+/// returns its standard error. The limit leaves loading the plugins and the
 /// source step ample time even on a loaded machine, so the limit always
-/// falls inside the 60 s step: with 0.2 s, a busy CI machine sometimes
-/// spent the limit before the step began, and the stuck step never ran.
+/// falls inside the 60 s step: with 0.2 s, and later 2 s, a busy CI machine
+/// (every test binary running at once on two cores) sometimes spent the
+/// limit before the step began, and the stuck step never ran.
 fn stopped_in_time(dir: &Path, mode: &str, grace: &str, bound: Duration) -> String {
     let started = Instant::now();
-    let output = command_in_mode(dir, mode, 60.0, &["--timeout", "2"])
+    let output = command_in_mode(dir, mode, 60.0, &["--timeout", "10"])
         .env("LCA_STOP_GRACE_SECONDS", grace)
         .output()
         .unwrap();
@@ -111,7 +112,7 @@ fn a_time_limit_stops_before_the_next_step_and_keeps_what_finished() {
 fn a_step_stuck_past_the_grace_period_ends_the_run_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     // The stuck step ignores the request; the grace period ends the run.
-    let err = stopped_in_time(dir.path(), "stuck", "0.5", Duration::from_secs(30));
+    let err = stopped_in_time(dir.path(), "stuck", "0.5", Duration::from_secs(40));
     assert!(
         err.contains("step `ranker.slow` did not return within"),
         "{err}"
@@ -189,7 +190,7 @@ fn a_stopped_run_resumes_without_redoing_what_finished() {
 fn a_long_step_is_interrupted_from_inside_and_cut() {
     let dir = tempfile::tempdir().unwrap();
     // The step notices within its next check, long before the grace period.
-    let err = stopped_in_time(dir.path(), "slow", "30", Duration::from_secs(15));
+    let err = stopped_in_time(dir.path(), "slow", "30", Duration::from_secs(30));
     assert!(
         err.contains(
             "ran out before step `ranker.slow`; finished: source.s; cut: ranker.slow, ranker.after"
