@@ -164,17 +164,13 @@ fn a_stopped_run_resumes_without_redoing_what_finished() {
     assert!(err.contains("rerun with --resume"), "{err}");
 
     // The slow ranking finished before the limit: a resumed run reuses it
-    // instead of sleeping again, and completes the cut step.
-    let started = Instant::now();
+    // instead of running it again (the provenance says which steps it
+    // reused), and completes the cut step. A wall-clock bound on the rerun
+    // used to stand in for this and failed on a loaded CI machine.
     let output = command_in_mode(dir.path(), "stuck", 3.0, &["--resume"])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    // The provenance below says so too; the time is the user's view of it.
-    assert!(
-        started.elapsed() < Duration::from_millis(2900),
-        "the slow step ran again"
-    );
     let out = dir.path().join("out");
     assert!(!out.join("results.partial.json").exists());
     let results: serde_json::Value =
