@@ -423,13 +423,15 @@ impl Llama {
 
     /// Normalises (Qwen3) and rotates the query and key heads of every row
     /// of `qkv`, in place; row `r` is position `r mod tokens`.
+    /// `table` is the rotary table of the batch's positions (computed once
+    /// per forward pass, shared by every block).
     fn position_heads(
         &self,
         block: &Block,
         qkv: &Tensor,
         tokens: usize,
+        (cos, sin): &(Vec<f32>, Vec<f32>),
     ) -> candle_core::Result<()> {
-        let (cos, sin) = self.rope.table(tokens);
         let pairs = self.rope.inverse_frequencies.len();
         let width = self.heads.width;
         let q_width = self.heads.output();
@@ -472,13 +474,14 @@ impl Architecture for Llama {
         let additive = batch.additive_mask();
         let scale = 1.0 / (self.heads.width as f32).sqrt();
         let last = self.blocks.len();
+        let rotary = self.rope.table(batch.tokens);
         recorder.record(Site::Residual, 0, || Ok(hidden.clone()))?;
         for (l, block) in self.blocks.iter().enumerate() {
             let number = l + 1;
             let qkv = block
                 .query_key_value
                 .forward(&block.input_norm.forward(&hidden)?)?;
-            self.position_heads(block, &qkv, batch.tokens)?;
+            self.position_heads(block, &qkv, batch.tokens, &rotary)?;
             let attended = super::attend(
                 &qkv,
                 batch,
