@@ -236,7 +236,9 @@ pub fn write(dir: &Path, family: Family, seed: u64) -> Result<()> {
         .build()
         .map_err(|e| Error::input(format!("building the tiny tokenizer: {e}")))?;
     let mut tokenizer = Tokenizer::new(wordpiece);
-    tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+        .map_err(|e| Error::input(format!("building the tiny tokenizer: {e}")))?;
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     match family {
         Family::Bert | Family::DistilBert => {
