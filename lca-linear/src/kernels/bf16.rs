@@ -145,6 +145,31 @@ impl PackedWeights {
     pub fn bytes(&self) -> usize {
         self.words.len() * 4
     }
+
+    /// `W` as row-major `f32` (`outputs × inputs`), each value the
+    /// bfloat16 it was rounded to: for `f32` products on CPUs without
+    /// AVX512-BF16, where the weights are kept in bfloat16 to save memory.
+    /// Rows are unpacked in parallel on the caller's rayon pool.
+    pub fn unpack(&self) -> Vec<f32> {
+        let (inputs, pairs) = (self.inputs, self.pairs());
+        let mut weight = vec![0.0f32; self.outputs * inputs];
+        if inputs == 0 {
+            return weight;
+        }
+        weight
+            .par_chunks_mut(PANEL * inputs)
+            .zip(self.words.par_chunks(pairs * PANEL))
+            .for_each(|(rows, panel)| {
+                for (lane, row) in rows.chunks_exact_mut(inputs).enumerate() {
+                    for (i, value) in row.iter_mut().enumerate() {
+                        let word = panel[(i / 2) * PANEL + lane];
+                        let half = if i % 2 == 0 { word } else { word >> 16 };
+                        *value = from_bf16(half as u16);
+                    }
+                }
+            });
+        weight
+    }
 }
 
 /// `out = x Wᵀ` for row-major `x` (`rows × inputs`) into row-major `out`
@@ -361,6 +386,16 @@ mod tests {
             }
         }
         (sums, magnitudes)
+    }
+
+    #[test]
+    fn unpacking_gives_back_the_rounded_weights() {
+        for (outputs, inputs) in [(1, 1), (3, 5), (PANEL + 7, 9), (2 * PANEL, 16)] {
+            let w = values(outputs * inputs, 7);
+            let unpacked = PackedWeights::pack(&w, outputs, inputs).unpack();
+            let rounded: Vec<f32> = w.iter().map(|&v| from_bf16(to_bf16(v))).collect();
+            assert_eq!(unpacked, rounded, "{outputs} × {inputs}");
+        }
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use lca_core::{Error, Result};
 use serde_json::{Value as Json, json};
@@ -27,6 +28,16 @@ use tokenizers::Tokenizer;
 
 /// Architectures read from GGUF, as `general.architecture` names them.
 pub const ARCHITECTURES: [&str; 4] = ["llama", "mistral", "qwen2", "qwen3"];
+
+/// What a GGUF file's tensors give a model.
+pub struct GgufWeights {
+    /// Embeddings, norms and biases, in `f32`.
+    pub tensors: VarBuilder<'static>,
+    /// The dense layers' weights, as stored.
+    pub dense: HashMap<String, QTensor>,
+    /// llama.cpp's rotary frequency factors (Llama 3), if the file has them.
+    pub rope_frequency_factors: Option<Vec<f32>>,
+}
 
 /// An open GGUF file: its metadata and tensor directory.
 pub struct Gguf {
@@ -213,23 +224,22 @@ impl Gguf {
         Ok(config.to_string())
     }
 
-    /// Every tensor the model uses, dequantized to `f32`, under Hugging
-    /// Face names, and llama.cpp's rotary frequency factors if the file has
-    /// them.
+    /// Every tensor the model uses, under Hugging Face names: the dense
+    /// layers' weights as the file's blocks (each layer expands or keeps
+    /// them as its [`Weights`](crate::model::Weights) asks when it loads),
+    /// the rest dequantized to `f32`; and llama.cpp's rotary frequency
+    /// factors if the file has them.
     ///
     /// # Errors
     /// When a tensor cannot be read, or its type is unknown.
-    pub fn weights(
-        &self,
-        heads: usize,
-        key_value_heads: usize,
-    ) -> Result<(VarBuilder<'static>, Option<Vec<f32>>)> {
+    pub fn weights(&self, heads: usize, key_value_heads: usize) -> Result<GgufWeights> {
         let arch = self.architecture()?;
         let permuted = arch == "llama" || arch == "mistral";
         let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
         let mut reader = BufReader::new(file);
         let device = Device::Cpu;
         let mut tensors = HashMap::new();
+        let mut dense = HashMap::new();
         let mut factors = None;
         let mut names: Vec<&String> = self.content.tensor_infos.keys().collect();
         names.sort();
@@ -251,13 +261,27 @@ impl Gguf {
                     info.shape
                 )));
             }
-            let tensor = guarded(&self.path, || {
-                self.content
-                    .tensor(&mut reader, name, &device)?
-                    .dequantize(&device)?
-                    .to_dtype(DType::F32)
+            let unreadable = |why| self.fail(format!("tensor `{name}` cannot be read: {why}"));
+            let blocks = guarded(&self.path, || {
+                self.content.tensor(&mut reader, name, &device)
             })
-            .map_err(|why| self.fail(format!("tensor `{name}` cannot be read: {why}")))?;
+            .map_err(unreadable)?;
+            if target.ends_with("_proj.weight") {
+                let blocks = if permuted && name.contains(".attn_q.") {
+                    guarded(&self.path, || unpermute(&blocks, heads))
+                } else if permuted && name.contains(".attn_k.") {
+                    guarded(&self.path, || unpermute(&blocks, key_value_heads))
+                } else {
+                    Ok(blocks)
+                }
+                .map_err(|why| self.fail(why))?;
+                dense.insert(target, blocks);
+                continue;
+            }
+            let tensor = guarded(&self.path, || {
+                blocks.dequantize(&device)?.to_dtype(DType::F32)
+            })
+            .map_err(unreadable)?;
             if target == "rope_freqs" {
                 factors = Some(
                     tensor
@@ -267,19 +291,13 @@ impl Gguf {
                 );
                 continue;
             }
-            let tensor = if permuted && name.contains(".attn_q.") {
-                unpermute(&tensor, heads).map_err(|e| self.fail(e))?
-            } else if permuted && name.contains(".attn_k.") {
-                unpermute(&tensor, key_value_heads).map_err(|e| self.fail(e))?
-            } else {
-                tensor
-            };
             tensors.insert(target, tensor);
         }
-        Ok((
-            VarBuilder::from_tensors(tensors, DType::F32, &device),
-            factors,
-        ))
+        Ok(GgufWeights {
+            tensors: VarBuilder::from_tensors(tensors, DType::F32, &device),
+            dense,
+            rope_frequency_factors: factors,
+        })
     }
 
     /// The tokenizer the metadata describes, as transformers builds it.
@@ -490,20 +508,29 @@ fn hf_name(name: &str) -> Option<String> {
 
 /// Undoes llama.cpp's interleaving of the rows of each head: its row
 /// `2i + j` of a head (`j` ∈ {0, 1}) is Hugging Face's row `j·width/2 + i`.
-fn unpermute(weight: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-    let dims = weight.dims().to_vec();
-    let rows = dims[0];
+/// Rows are moved as they are stored (whole blocks), whatever their type.
+fn unpermute(weight: &QTensor, heads: usize) -> candle_core::Result<QTensor> {
+    let (rows, inputs) = weight.shape().dims2()?;
     if heads == 0 || !rows.is_multiple_of(2 * heads) {
         candle_core::bail!("{rows} rows do not split into {heads} heads of pairs");
     }
+    let data = weight.data()?;
+    if !data.len().is_multiple_of(rows) {
+        candle_core::bail!("{} bytes do not form {rows} rows", data.len());
+    }
+    let row_bytes = data.len() / rows;
     let half = rows / heads / 2;
-    let mut shape = vec![heads, half, 2];
-    shape.extend_from_slice(&dims[1..]);
-    weight
-        .reshape(shape)?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)
+    let mut moved = Vec::with_capacity(data.len());
+    for head in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let from = (head * 2 * half + 2 * i + j) * row_bytes;
+                moved.extend_from_slice(&data[from..from + row_bytes]);
+            }
+        }
+    }
+    let storage = QStorage::from_data(std::borrow::Cow::Owned(moved), &Device::Cpu, weight.dtype())?;
+    QTensor::new(storage, (rows, inputs))
 }
 
 /// GPT-2's printable spelling of each byte, indexed by byte.
@@ -544,26 +571,50 @@ fn split_pattern(pre: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Tensor;
+    use candle_core::quantized::GgmlDType;
+
+    /// `values` as stored rows of `inputs` values in `dtype`.
+    fn stored(values: Vec<f32>, inputs: usize, dtype: GgmlDType) -> QTensor {
+        let rows = values.len() / inputs;
+        let tensor = Tensor::from_vec(values, (rows, inputs), &Device::Cpu).unwrap();
+        QTensor::quantize(&tensor, dtype).unwrap()
+    }
+
+    fn rows_of(weight: &QTensor) -> Vec<Vec<f32>> {
+        weight
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    }
 
     #[test]
     fn unpermuting_puts_interleaved_pairs_back_in_halves() {
         // One head of 4 rows: llama.cpp's order is (0, 2, 1, 3) of ours.
-        let stored = Tensor::from_vec(vec![0f32, 2.0, 1.0, 3.0], (4, 1), &Device::Cpu).unwrap();
-        let ours = unpermute(&stored, 1).unwrap().flatten_all().unwrap();
-        assert_eq!(ours.to_vec1::<f32>().unwrap(), [0.0, 1.0, 2.0, 3.0]);
+        let ours = unpermute(&stored(vec![0., 2., 1., 3.], 1, GgmlDType::F32), 1).unwrap();
+        assert_eq!(rows_of(&ours), [[0.], [1.], [2.], [3.]]);
         // Two heads apart.
-        let stored = Tensor::from_vec(
-            vec![0f32, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0],
-            (8, 1),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let ours = unpermute(&stored, 2).unwrap().flatten_all().unwrap();
-        assert_eq!(
-            ours.to_vec1::<f32>().unwrap(),
-            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
-        );
-        assert!(unpermute(&stored, 3).is_err());
+        let two = stored(vec![0., 2., 1., 3., 4., 6., 5., 7.], 1, GgmlDType::F32);
+        let ours = unpermute(&two, 2).unwrap();
+        let expected: Vec<Vec<f32>> = (0..8).map(|r| vec![r as f32]).collect();
+        assert_eq!(rows_of(&ours), expected);
+        assert!(unpermute(&two, 3).is_err());
+    }
+
+    #[test]
+    fn unpermuting_moves_quantized_rows_whole() {
+        // Rows of 32 values, one Q8_0 block each, row r filled with r.
+        let rows: Vec<f32> = [0., 2., 1., 3.]
+            .iter()
+            .flat_map(|&r| std::iter::repeat_n(r, 32))
+            .collect();
+        let ours = unpermute(&stored(rows, 32, GgmlDType::Q8_0), 1).unwrap();
+        assert_eq!(ours.dtype(), GgmlDType::Q8_0);
+        for (r, row) in rows_of(&ours).iter().enumerate() {
+            // Q8_0 keeps each block's scale in f16: within 0.1%.
+            assert!(row.iter().all(|&v| (v - r as f32).abs() < 1e-2), "row {r}: {row:?}");
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ use tokenizers::Tokenizer;
 use crate::cache::{KeyBuilder, Miss, Precision, Stored};
 use crate::extract::Aggregation;
 use crate::hub::ModelFiles;
-use crate::model::{Architecture, Compute, Shape};
+use crate::model::{Architecture, Compute, Shape, Weights};
 use crate::words::{Joining, LongSentences, Specials};
 
 const NAME: &str = "transformer";
@@ -101,6 +101,11 @@ lca_core::params! {
         /// 1% of each neuron's spread; see docs/sources.md) and falls back to
         /// f32 where it has not
         compute: Compute = Compute::F32,
+        /// how the dense-layer weights are held: f32; bf16 (half the
+        /// memory, products in bf16); quantized (a GGUF file's blocks,
+        /// each layer expanded for its product: activations as in f32 at
+        /// the file's size). See docs/sources.md for an 8B model
+        weights: Weights = Weights::F32,
         /// reuse and store extractions on disk
         cache: bool = true,
         /// where cached extractions live
@@ -199,6 +204,7 @@ pub struct TransformerSource {
     batch_size: usize,
     precision: Precision,
     compute: Compute,
+    weights: Weights,
     cache_dir: Option<PathBuf>,
     corpus: CorpusSpec,
     split: CorpusSplit,
@@ -242,6 +248,7 @@ impl TransformerSource {
             batch_size: p.batch_size,
             precision: p.dtype,
             compute: p.compute,
+            weights: p.weights,
             cache_dir: p.cache.then(|| {
                 p.cache_dir
                     .unwrap_or_else(|| PathBuf::from(".cache/activations"))
@@ -249,6 +256,15 @@ impl TransformerSource {
             corpus: p.corpus.validate(NAME)?,
             split: p.split.validate(NAME)?,
         })
+    }
+
+    /// The products this CPU runs: bfloat16 weights are multiplied in
+    /// bfloat16 wherever the CPU can.
+    fn effective_compute(&self) -> Compute {
+        match self.weights {
+            Weights::Bf16 => Compute::Bf16.effective(),
+            Weights::F32 | Weights::Quantized => self.compute.effective(),
+        }
     }
 
     fn files(&self) -> Result<ModelFiles> {
@@ -270,12 +286,13 @@ pub struct LoadedModel {
 }
 
 /// Loads the model and tokenizer in `files`, for products in `compute`
-/// (pass [`Compute::effective`] of what the user asked for).
+/// (pass [`Compute::effective`] of what the user asked for) with weights
+/// held as `weights` asks.
 ///
 /// # Errors
 /// Unreadable or inconsistent files, named.
-pub fn load_model(files: &ModelFiles, compute: Compute) -> Result<LoadedModel> {
-    let model = model::load(files, compute)?;
+pub fn load_model(files: &ModelFiles, compute: Compute, weights: Weights) -> Result<LoadedModel> {
+    let model = model::load(files, compute, weights)?;
     let mut tokenizer = if files.is_gguf() {
         gguf::Gguf::open(&files.tokenizer)?.tokenizer()?
     } else {
@@ -606,10 +623,13 @@ impl TransformerSource {
         );
         key.part("max_tokens", &(settings.max_tokens as u64).to_le_bytes());
         key.part("dtype", self.precision.as_str().as_bytes());
-        // f32 keys predate the option and stay as they were.
-        let compute = self.compute.effective();
+        // f32 keys predate these options and stay as they were.
+        let compute = self.effective_compute();
         if compute != Compute::F32 {
             key.part("compute", compute.as_str().as_bytes());
+        }
+        if self.weights != Weights::F32 {
+            key.part("weights", self.weights.as_str().as_bytes());
         }
         Ok(key.finish())
     }
@@ -621,8 +641,8 @@ impl ActivationSource for TransformerSource {
         let files = self.files()?;
         let shape = model::shape_of(&files)?;
         let settings = self.settings(&shape)?;
-        let compute = self.compute.effective();
-        if compute != self.compute {
+        let compute = self.effective_compute();
+        if self.compute.effective() != self.compute {
             cx.warn(&format!(
                 "this CPU has no AVX512-BF16 instructions, so `compute = \"{}\"` runs as `f32`",
                 self.compute.as_str()
@@ -680,7 +700,7 @@ impl ActivationSource for TransformerSource {
                 stored
             }
             None => {
-                let model = load_model(&files, compute)?;
+                let model = load_model(&files, compute, self.weights)?;
                 let mut extracted = extract(&model, &corpus, &settings, cx)?;
                 self.precision.round(&mut extracted.stored.values);
                 let notes = events(&extracted, &settings, cx);
@@ -726,6 +746,7 @@ impl ActivationSource for TransformerSource {
         );
         details.insert("precision".into(), self.precision.as_str().into());
         details.insert("compute".into(), compute.as_str().into());
+        details.insert("weights".into(), self.weights.as_str().into());
         if let Some(key) = &key {
             details.insert("cache key".into(), key[..16].to_string());
         }

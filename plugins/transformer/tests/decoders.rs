@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lca_core::data::{NeuronId, Site};
 use lca_core::{Component, Dataset, RunContext};
-use lca_plugin_transformer::model::{self, Batch, Compute};
+use lca_plugin_transformer::model::{self, Batch, Compute, Weights};
 use lca_plugin_transformer::words::{self, Joining, Specials};
 use lca_plugin_transformer::{descriptor, hub, load_model};
 
@@ -77,6 +77,7 @@ fn mlp_and_residual_neurons_come_in_site_order_with_their_names() {
     let model = load_model(
         &hub::from_dir(&fixture("tiny-llama")).unwrap(),
         Compute::F32,
+        Weights::F32,
     )
     .unwrap();
     let sentence: Vec<String> = ["The", "quick", "brown", "fox", "jumps", "over"]

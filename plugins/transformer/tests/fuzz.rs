@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lca_plugin_transformer::cache::{self, Precision, Stored};
-use lca_plugin_transformer::model::Compute;
+use lca_plugin_transformer::model::{Compute, Weights};
 use lca_plugin_transformer::{hub, load_model};
 use lca_testkit::fuzz::fuzz;
 
@@ -65,7 +65,7 @@ fn fuzz_model_file(file: &str) {
             }
             let files = hub::from_dir(&folder).unwrap();
             assert!(
-                load_model(&files, Compute::F32).is_ok(),
+                load_model(&files, Compute::F32, Weights::F32).is_ok(),
                 "{family} loads before mutation"
             );
             folder
@@ -84,7 +84,7 @@ fn fuzz_model_file(file: &str) {
         next.set(next.get() + 1);
         std::fs::copy(mutated, folder.join(file)).unwrap();
         if let Ok(files) = hub::from_dir(folder) {
-            let _ = load_model(&files, Compute::F32);
+            let _ = load_model(&files, Compute::F32, Weights::F32);
         }
     });
 }
@@ -115,7 +115,7 @@ fn gguf_reader_never_panics() {
         .collect();
     fuzz("transformer-gguf", &seeds, "model.gguf", |mutated| {
         if let Ok(files) = hub::from_dir(mutated) {
-            let _ = load_model(&files, Compute::F32);
+            let _ = load_model(&files, Compute::F32, Weights::F32);
         }
     });
 }
@@ -136,7 +136,7 @@ fn a_tokenizer_with_a_decoder_without_value_is_an_error() {
         dir.path().join("tokenizer.json"),
     )
     .unwrap();
-    let err = load_model(&hub::from_dir(dir.path()).unwrap(), Compute::F32)
+    let err = load_model(&hub::from_dir(dir.path()).unwrap(), Compute::F32, Weights::F32)
         .err()
         .expect("a damaged tokenizer is an error")
         .to_string();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use candle_core::DType;
 use lca_core::RunContext;
 use lca_core::data::Site;
-use lca_plugin_transformer::model::{self, Batch, Compute};
+use lca_plugin_transformer::model::{self, Batch, Compute, Weights};
 use lca_plugin_transformer::words::{self, Joining, Specials};
 use lca_plugin_transformer::{LoadedModel, hub, load_model};
 use serde::Deserialize;
@@ -136,7 +136,7 @@ fn check(model_dir: &Path, golden: &str) {
 /// `Compute::Bf16` is passed as is (not [`Compute::effective`]), so on a
 /// CPU without AVX512-BF16 the portable bf16 products run.
 fn check_in(model_dir: &Path, golden: &str, compute: Compute, tolerance: f64) {
-    let model = load_model(&hub::from_dir(model_dir).unwrap(), compute).unwrap();
+    let model = load_model(&hub::from_dir(model_dir).unwrap(), compute, Weights::F32).unwrap();
     let golden = read_golden(golden);
     let worst = RunContext::new(1, 2).install(|| compare(&model, &golden));
     eprintln!("largest difference from transformers ({compute:?}): {worst:.2e}");
@@ -294,8 +294,12 @@ fn compare_sites(model: &LoadedModel, golden: &SiteGolden) -> f64 {
 }
 
 fn check_sites(name: &str, compute: Compute, tolerance: f64) {
+    check_sites_holding(name, compute, Weights::F32, tolerance);
+}
+
+fn check_sites_holding(name: &str, compute: Compute, weights: Weights, tolerance: f64) {
     let dir = crate_dir().join("tests/fixtures").join(name);
-    let model = load_model(&hub::from_dir(&dir).unwrap(), compute).unwrap();
+    let model = load_model(&hub::from_dir(&dir).unwrap(), compute, weights).unwrap();
     let golden = if model.model.shape().causal {
         format!("{name}.json")
     } else {
@@ -365,6 +369,44 @@ fn tiny_gguf_models_match_transformers_at_every_site() {
     }
 }
 
+/// Quantized weights are kept as the file's blocks and expanded for each
+/// product: the activations are those of the dequantized model, exactly.
+/// Held in bfloat16, they stay within the bf16 products' tolerance.
+#[test]
+fn tiny_gguf_models_hold_their_weights_quantized_or_in_bf16() {
+    for name in ["tiny-llama-gguf", "tiny-llama2-gguf", "tiny-qwen2-gguf"] {
+        let files = hub::from_dir(&crate_dir().join("tests/fixtures").join(name)).unwrap();
+        for compute in [Compute::F32, Compute::Bf16] {
+            let quantized = load_model(&files, compute, Weights::Quantized).unwrap();
+            let reference = load_model(&files, compute, Weights::F32).unwrap();
+            assert_same_activations(name, &reference, &quantized);
+        }
+        check_sites_holding(name, Compute::F32, Weights::Quantized, TOLERANCE);
+        check_sites_holding(name, Compute::F32, Weights::Bf16, BF16_TOLERANCE);
+    }
+}
+
+/// Safetensors weights held in bfloat16 (packed as each block loads).
+#[test]
+fn tiny_models_with_bf16_weights_stay_close_to_transformers() {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-bert"] {
+        check_sites_holding(name, Compute::F32, Weights::Bf16, BF16_TOLERANCE);
+    }
+}
+
+#[test]
+fn quantized_weights_need_a_gguf_file() {
+    let files = hub::from_dir(&crate_dir().join("tests/fixtures/tiny-llama")).unwrap();
+    let err = load_model(&files, Compute::F32, Weights::Quantized)
+        .err()
+        .expect("safetensors cannot be held quantized")
+        .to_string();
+    assert!(
+        err.contains("GGUF") && err.contains("bf16") && err.contains("tiny-llama"),
+        "{err}"
+    );
+}
+
 #[test]
 fn tiny_encoders_match_transformers_at_every_site() {
     for name in ["tiny-bert", "tiny-roberta", "tiny-distilbert"] {
@@ -412,7 +454,8 @@ fn smollm2_from_gguf_matches_transformers() {
         "SmolLM2 is not at {}; run scripts/fetch-assets.sh or set LCA_SMOLLM2",
         path.display()
     );
-    let model = load_model(&hub::from_dir(&path).unwrap(), Compute::F32).unwrap();
+    let files = hub::from_dir(&path).unwrap();
+    let model = load_model(&files, Compute::F32, Weights::F32).unwrap();
     let shape = model.model.shape();
     assert_eq!((shape.layers, shape.hidden, shape.mlp), (30, 576, 1536));
     check_model_sites(
@@ -422,4 +465,41 @@ fn smollm2_from_gguf_matches_transformers() {
         Compute::F32,
         TOLERANCE,
     );
+    // Kept in Q4_1 blocks, the same model gives the same activations.
+    let quantized = load_model(&files, Compute::F32, Weights::Quantized).unwrap();
+    assert_same_activations("SmolLM2-135M", &model, &quantized);
+    let bf16 = load_model(&files, Compute::F32, Weights::Bf16).unwrap();
+    check_model_sites(
+        "SmolLM2-135M",
+        &bf16,
+        "smollm2.json",
+        Compute::Bf16,
+        BF16_TOLERANCE,
+    );
+}
+
+/// Every site of every layer of `a` and `b` on a batch of two sentences
+/// (one padded), compared value for value.
+fn assert_same_activations(name: &str, a: &LoadedModel, b: &LoadedModel) {
+    let shape = a.model.shape().clone();
+    assert_eq!(&shape, b.model.shape(), "{name}");
+    let ids: Vec<u32> = (0..14).map(|i| (i * 7 + 3) % shape.vocab as u32).collect();
+    let batch = Batch {
+        ids: &ids,
+        lengths: &[7, 5],
+        tokens: 7,
+    };
+    let wanted: Vec<(Site, usize)> = [Site::Residual, Site::Mlp, Site::Attention]
+        .into_iter()
+        .flat_map(|site| shape.layers_of(site).map(move |l| (site, l)))
+        .collect();
+    let run = |m: &LoadedModel| {
+        RunContext::new(1, 2).install(|| model::activations(m.model.as_ref(), &batch, &wanted))
+    };
+    let (x, y) = (run(a).unwrap(), run(b).unwrap());
+    for ((site, layer), (x, y)) in wanted.iter().zip(x.iter().zip(&y)) {
+        let x = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(x == y, "{name}: {site} {layer} differs between the two");
+    }
 }

@@ -9,8 +9,8 @@ use lca_core::{Error, Result};
 use lca_linear::kernels::elementwise::{Heads, Visibility};
 use serde::Deserialize;
 
-use super::dense::{self, Activation, Dense, layer_norm};
-use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
+use super::dense::{self, Activation, Dense, Form, layer_norm};
+use super::{Architecture, Batch, Family, Recorder, Shape, row_of, table};
 
 /// The family.
 pub(super) const FAMILY: Family = Family {
@@ -30,9 +30,9 @@ pub(super) const FAMILY: Family = Family {
         config.check()?;
         Ok(config.shape())
     },
-    load: |text, vb, compute| {
+    load: |text, vb, form| {
         let config: Config = super::parse_config(text)?;
-        Ok(Box::new(Encoder::load(vb, config, compute)?))
+        Ok(Box::new(Encoder::load(vb, config, form)?))
     },
 };
 
@@ -208,7 +208,7 @@ pub(super) struct Encoder {
 impl Encoder {
     /// Loads the weights. `vb` points at the checkpoint root; a `bert.`,
     /// `roberta.` or `distilbert.` prefix is detected.
-    fn load(vb: VarBuilder<'_>, config: Config, compute: Compute) -> Result<Self> {
+    fn load(vb: VarBuilder<'_>, config: Config, form: &Form) -> Result<Self> {
         config.check()?;
         let vb = super::root(
             vb,
@@ -249,8 +249,8 @@ impl Encoder {
                 let l = vb.pp(format!("{}.{i}", names.layers));
                 let linear = |i, o, name| Dense::load(i, o, l.pp(name));
                 let norm = |name| layer_norm(h, config.layer_norm_eps, l.pp(name));
-                layers.push(Layer {
-                    query_key_value: Dense::stack(&[
+                let mut layer = Layer {
+                    query_key_value: Dense::stack([
                         linear(h, h, names.query)?,
                         linear(h, h, names.key)?,
                         linear(h, h, names.value)?,
@@ -260,7 +260,17 @@ impl Encoder {
                     intermediate: linear(h, config.intermediate_size, names.intermediate)?,
                     output: linear(config.intermediate_size, h, names.output)?,
                     output_norm: norm(names.output_norm)?,
-                });
+                };
+                dense::pack(
+                    [
+                        &mut layer.query_key_value,
+                        &mut layer.attention_out,
+                        &mut layer.intermediate,
+                        &mut layer.output,
+                    ],
+                    form,
+                )?;
+                layers.push(layer);
             }
             Ok(Encoder {
                 activation: Activation::Relu,
@@ -277,17 +287,6 @@ impl Encoder {
             Error::input(format!("the checkpoint does not fit its config.json: {e}"))
         })?;
         encoder.activation = Activation::parse(&encoder.config.hidden_act)?;
-        dense::pack(
-            encoder.layers.iter_mut().flat_map(|l| {
-                [
-                    &mut l.query_key_value,
-                    &mut l.attention_out,
-                    &mut l.intermediate,
-                    &mut l.output,
-                ]
-            }),
-            compute,
-        )?;
         Ok(encoder)
     }
 

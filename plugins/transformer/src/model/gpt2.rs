@@ -9,8 +9,8 @@ use lca_core::{Error, Result};
 use lca_linear::kernels::elementwise::{Heads, Visibility};
 use serde::Deserialize;
 
-use super::dense::{self, Activation, Dense, layer_norm};
-use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
+use super::dense::{self, Activation, Dense, Form, layer_norm};
+use super::{Architecture, Batch, Family, Recorder, Shape, row_of, table};
 
 /// The family.
 pub(super) const FAMILY: Family = Family {
@@ -23,9 +23,9 @@ pub(super) const FAMILY: Family = Family {
         config.check()?;
         Ok(config.shape())
     },
-    load: |text, vb, compute| {
+    load: |text, vb, form| {
         let config: Config = super::parse_config(text)?;
-        Ok(Box::new(Gpt2::load(vb, &config, compute)?))
+        Ok(Box::new(Gpt2::load(vb, &config, form)?))
     },
 };
 
@@ -108,7 +108,7 @@ pub(super) struct Gpt2 {
 }
 
 impl Gpt2 {
-    fn load(vb: VarBuilder<'_>, config: &Config, compute: Compute) -> Result<Self> {
+    fn load(vb: VarBuilder<'_>, config: &Config, form: &Form) -> Result<Self> {
         config.check()?;
         let activation = Activation::parse(&config.activation_function)?;
         let h = config.n_embd;
@@ -119,14 +119,24 @@ impl Gpt2 {
             let mut blocks = Vec::with_capacity(config.n_layer);
             for i in 0..config.n_layer {
                 let b = vb.pp(format!("h.{i}"));
-                blocks.push(Block {
+                let mut block = Block {
                     norm_1: layer_norm(h, eps, b.pp("ln_1"))?,
                     query_key_value: Dense::load_transposed(h, 3 * h, b.pp("attn.c_attn"))?,
                     attention_out: Dense::load_transposed(h, h, b.pp("attn.c_proj"))?,
                     norm_2: layer_norm(h, eps, b.pp("ln_2"))?,
                     fc: Dense::load_transposed(h, inner, b.pp("mlp.c_fc"))?,
                     projection: Dense::load_transposed(inner, h, b.pp("mlp.c_proj"))?,
-                });
+                };
+                dense::pack(
+                    [
+                        &mut block.query_key_value,
+                        &mut block.attention_out,
+                        &mut block.fc,
+                        &mut block.projection,
+                    ],
+                    form,
+                )?;
+                blocks.push(block);
             }
             let head_dim = h / config.n_head;
             Ok(Gpt2 {
@@ -144,21 +154,9 @@ impl Gpt2 {
                 final_norm: layer_norm(h, eps, vb.pp("ln_f"))?,
             })
         };
-        let mut model = load().map_err(|e| {
+        load().map_err(|e| {
             Error::input(format!("the checkpoint does not fit its config.json: {e}"))
-        })?;
-        dense::pack(
-            model.blocks.iter_mut().flat_map(|b| {
-                [
-                    &mut b.query_key_value,
-                    &mut b.attention_out,
-                    &mut b.fc,
-                    &mut b.projection,
-                ]
-            }),
-            compute,
-        )?;
-        Ok(model)
+        })
     }
 
     /// Token plus position embedding of every position, `rows × hidden`.

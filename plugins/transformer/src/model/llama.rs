@@ -18,8 +18,8 @@ use lca_core::{Error, Result};
 use lca_linear::kernels::elementwise::{self, Gate, Heads, Visibility};
 use serde::Deserialize;
 
-use super::dense::{self, Activation, Dense, RmsNorm};
-use super::{Architecture, Batch, Compute, Family, Recorder, Shape, row_of, table};
+use super::dense::{self, Activation, Dense, Form, RmsNorm};
+use super::{Architecture, Batch, Family, Recorder, Shape, row_of, table};
 use crate::ops::{RowsInPlace, map_rows};
 
 /// The family.
@@ -34,9 +34,9 @@ pub(super) const FAMILY: Family = Family {
         Settings::of(&config)?;
         Ok(config.shape())
     },
-    load: |text, vb, compute| {
+    load: |text, vb, form| {
         let config: Config = super::parse_config(text)?;
-        Ok(Box::new(Llama::load(vb, &config, compute)?))
+        Ok(Box::new(Llama::load(vb, &config, form)?))
     },
 };
 
@@ -344,7 +344,7 @@ pub(super) struct Llama {
 }
 
 impl Llama {
-    fn load(vb: VarBuilder<'_>, config: &Config, compute: Compute) -> Result<Self> {
+    fn load(vb: VarBuilder<'_>, config: &Config, form: &Form) -> Result<Self> {
         let Settings {
             heads,
             window,
@@ -364,7 +364,7 @@ impl Llama {
                 let b = vb.pp(format!("layers.{i}"));
                 let attn = b.pp("self_attn");
                 let linear = |inputs, outputs, at: &VarBuilder<'_>, name: &str| {
-                    Dense::load_maybe_biased(inputs, outputs, at.pp(name))
+                    Dense::load_maybe_biased(inputs, outputs, at.pp(name), form)
                 };
                 let head_norm = |name: &str| {
                     let at = attn.pp(name);
@@ -375,9 +375,9 @@ impl Llama {
                     }
                 };
                 let mlp = b.pp("mlp");
-                blocks.push(Block {
+                let mut block = Block {
                     input_norm: RmsNorm::load(h, eps, b.pp("input_layernorm"))?,
-                    query_key_value: Dense::stack(&[
+                    query_key_value: Dense::stack([
                         linear(h, q_width, &attn, "q_proj")?,
                         linear(h, kv_width, &attn, "k_proj")?,
                         linear(h, kv_width, &attn, "v_proj")?,
@@ -386,12 +386,22 @@ impl Llama {
                     key_norm: head_norm("k_norm")?,
                     attention_out: linear(q_width, h, &attn, "o_proj")?,
                     post_attention_norm: RmsNorm::load(h, eps, b.pp("post_attention_layernorm"))?,
-                    gate_up: Dense::stack(&[
+                    gate_up: Dense::stack([
                         linear(h, inner, &mlp, "gate_proj")?,
                         linear(h, inner, &mlp, "up_proj")?,
                     ])?,
                     down: linear(inner, h, &mlp, "down_proj")?,
-                });
+                };
+                dense::pack(
+                    [
+                        &mut block.query_key_value,
+                        &mut block.attention_out,
+                        &mut block.gate_up,
+                        &mut block.down,
+                    ],
+                    form,
+                )?;
+                blocks.push(block);
             }
             Ok(Llama {
                 shape: config.shape(),
@@ -404,21 +414,9 @@ impl Llama {
                 final_norm: RmsNorm::load(h, eps, vb.pp("norm"))?,
             })
         };
-        let mut model = load().map_err(|e| {
+        load().map_err(|e| {
             Error::input(format!("the checkpoint does not fit its config.json: {e}"))
-        })?;
-        dense::pack(
-            model.blocks.iter_mut().flat_map(|b| {
-                [
-                    &mut b.query_key_value,
-                    &mut b.attention_out,
-                    &mut b.gate_up,
-                    &mut b.down,
-                ]
-            }),
-            compute,
-        )?;
-        Ok(model)
+        })
     }
 
     /// Normalises (Qwen3) and rotates the query and key heads of every row

@@ -30,11 +30,11 @@ use lca_core::{Error, Result};
 use serde::Deserialize;
 
 pub(crate) use dense::CandleResult;
-pub use dense::Compute;
+pub use dense::{Compute, Weights};
 
 use lca_linear::kernels::elementwise::{Heads, Visibility};
 
-use self::dense::Dense;
+use self::dense::{Dense, Form};
 use crate::gguf::Gguf;
 use crate::hub::ModelFiles;
 use crate::ops::attention;
@@ -49,7 +49,7 @@ pub struct Family {
     pub about: &'static str,
     /// The sizes its `config.json` describes, without the weights.
     shape: fn(&str) -> Result<Shape>,
-    load: fn(&str, VarBuilder<'_>, Compute) -> Result<Box<dyn Architecture>>,
+    load: fn(&str, VarBuilder<'_>, &Form) -> Result<Box<dyn Architecture>>,
 }
 
 /// Every family the `transformer` source reads.
@@ -335,11 +335,13 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(text: &str) -> Result
 }
 
 /// Loads the model in `files`, with dense products in `compute` (pass
-/// [`Compute::effective`] of what the user asked for).
+/// [`Compute::effective`] of what the user asked for) and weights held as
+/// `weights` asks.
 ///
 /// # Errors
-/// Unreadable or inconsistent files, named.
-pub fn load(files: &ModelFiles, compute: Compute) -> Result<Box<dyn Architecture>> {
+/// Unreadable or inconsistent files, named; `quantized` weights of a
+/// checkpoint that is not GGUF.
+pub fn load(files: &ModelFiles, compute: Compute, weights: Weights) -> Result<Box<dyn Architecture>> {
     if files.is_gguf() {
         let file = Gguf::open(&files.weights)?;
         let mut config: serde_json::Value = serde_json::from_str(&file.config()?)
@@ -347,42 +349,44 @@ pub fn load(files: &ModelFiles, compute: Compute) -> Result<Box<dyn Architecture
         let family = family_of(files, &config.to_string())?;
         let count = |key: &str| config[key].as_u64().unwrap_or(0) as usize;
         let heads = count("num_attention_heads");
-        let (vb, factors) = file.weights(heads, count("num_key_value_heads"))?;
-        if let Some(factors) = factors {
+        let read = file.weights(heads, count("num_key_value_heads"))?;
+        if let Some(factors) = read.rope_frequency_factors {
             config["rope_frequency_factors"] = serde_json::json!(factors);
         }
-        return (family.load)(&config.to_string(), vb, compute)
+        let form = Form::new(compute, weights, read.dense);
+        return (family.load)(&config.to_string(), read.tensors, &form)
             .map_err(|e| Error::format(&files.weights, None, e.to_string()));
     }
     let text = config_text(files)?;
     let family = family_of(files, &text)?;
+    if weights == Weights::Quantized {
+        return Err(Error::input(format!(
+            "`weights = \"quantized\"` keeps the blocks of a GGUF file, and the model in {} \
+             is not one. Use `weights = \"bf16\"` to halve its memory, or point `model` at a \
+             GGUF file",
+            files.dir.display()
+        )));
+    }
     let device = Device::Cpu;
     let shards = files.weight_files()?;
     let is_safetensors = shards[0].extension().is_some_and(|e| e == "safetensors");
     let unreadable = |path: &std::path::Path, e: candle_core::Error| {
         Error::format(path, None, format!("cannot be read as model weights: {e}"))
     };
-    let vb = if shards.len() > 1 {
-        // Shards are read one by one into one map; values keep their
-        // stored type until a layer asks for them in f32.
-        let mut tensors = std::collections::HashMap::new();
-        for shard in &shards {
-            let bytes = std::fs::read(shard).map_err(|e| Error::io("read", shard, e))?;
-            tensors.extend(
-                candle_core::safetensors::load_buffer(&bytes, &device)
-                    .map_err(|e| unreadable(shard, e))?,
-            );
-        }
-        VarBuilder::from_tensors(tensors, DType::F32, &device)
-    } else if is_safetensors {
-        let bytes = std::fs::read(&shards[0]).map_err(|e| Error::io("read", &shards[0], e))?;
-        VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+    let vb = if is_safetensors {
+        // Mapped rather than read, so that a model held in bfloat16 never
+        // has its whole file in memory beside the packed weights; values
+        // keep their stored type until a layer asks for them in f32.
+        // SAFETY: the files are not written while the model loads (a file
+        // changed under the mapping would be read inconsistently).
+        unsafe { VarBuilder::from_mmaped_safetensors(&shards, DType::F32, &device) }
             .map_err(|e| unreadable(&shards[0], e))?
     } else {
         VarBuilder::from_pth(&shards[0], DType::F32, &device)
             .map_err(|e| unreadable(&shards[0], e))?
     };
-    (family.load)(&text, vb, compute)
+    let form = Form::new(compute, weights, std::collections::HashMap::new());
+    (family.load)(&text, vb, &form)
         .map_err(|e| Error::format(&files.weights, None, e.to_string()))
 }
 
