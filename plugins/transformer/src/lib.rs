@@ -383,6 +383,9 @@ pub struct Settings {
     pub max_tokens: usize,
     /// Windows per pass.
     pub batch_size: usize,
+    /// Windows after the first start with the words before them (causal
+    /// models).
+    pub left_context: bool,
 }
 
 /// Extracts activations for every word of `corpus`.
@@ -425,6 +428,7 @@ pub fn extract(
             specials.as_ref(),
             settings.max_tokens,
             settings.long_sentences,
+            settings.left_context,
         );
         if w.windows.len() > 1 {
             split_sentences += 1;
@@ -564,6 +568,7 @@ impl TransformerSource {
             long_sentences: self.long_sentences,
             max_tokens,
             batch_size: self.batch_size,
+            left_context: shape.causal,
         })
     }
 
@@ -622,6 +627,9 @@ impl TransformerSource {
             format!("{:?}", settings.long_sentences).as_bytes(),
         );
         key.part("max_tokens", &(settings.max_tokens as u64).to_le_bytes());
+        if settings.left_context {
+            key.part("left_context", b"half window");
+        }
         key.part("dtype", self.precision.as_str().as_bytes());
         // f32 keys predate these options and stay as they were.
         let compute = self.effective_compute();

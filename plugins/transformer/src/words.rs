@@ -183,12 +183,19 @@ pub struct Windowed {
 /// Cuts a sentence into model inputs of at most `max_tokens` ids each,
 /// specials included. A single word longer than the window keeps only the
 /// pieces that fit.
+///
+/// With `left_context` (causal models), every window after the first
+/// starts with as many whole words before its own as fit in half the
+/// window: they give its words the left context they would have had in one
+/// long input, and get no rows of their own (they are the previous
+/// window's). Windows then advance by at least half a window.
 pub fn windows(
     sentence: usize,
     pieces: &Pieces,
     specials: Option<&Specials>,
     max_tokens: usize,
     policy: LongSentences,
+    left_context: bool,
 ) -> Windowed {
     let empty = Specials::default();
     let specials = specials.unwrap_or(&empty);
@@ -200,11 +207,28 @@ pub fn windows(
     };
     let mut start = 0;
     while start < pieces.spans.len() {
-        let mut end = start;
+        // Whole words before `start`, as many as fit in half the budget.
+        let mut context = start;
         let mut used = 0;
-        while end < pieces.spans.len() && used + pieces.spans[end].len() <= budget {
-            used += pieces.spans[end].len();
-            end += 1;
+        if left_context {
+            while context > 0 && used + pieces.spans[context - 1].len() <= budget / 2 {
+                context -= 1;
+                used += pieces.spans[context].len();
+            }
+        }
+        let fill = |mut used: usize| {
+            let mut end = start;
+            while end < pieces.spans.len() && used + pieces.spans[end].len() <= budget {
+                used += pieces.spans[end].len();
+                end += 1;
+            }
+            end
+        };
+        let mut end = fill(used);
+        if end == start && context < start {
+            // A long word fits without the context, not after it.
+            context = start;
+            end = fill(0);
         }
         let oversized = end == start;
         if oversized {
@@ -212,6 +236,9 @@ pub fn windows(
             out.cut_words += 1;
         }
         let mut ids = specials.prefix.clone();
+        for span in &pieces.spans[context..start] {
+            ids.extend_from_slice(&pieces.ids[span.clone()]);
+        }
         let mut spans = Vec::with_capacity(end - start);
         for span in &pieces.spans[start..end] {
             let take = span.len().min(budget);
@@ -289,6 +316,7 @@ mod tests {
             Some(&specials()),
             16,
             LongSentences::Split,
+            false,
         );
         assert_eq!(w.kept, 4);
         assert_eq!(w.windows.len(), 1);
@@ -307,6 +335,7 @@ mod tests {
             Some(&specials()),
             6,
             LongSentences::Split,
+            false,
         );
         assert_eq!(w.kept, 5);
         let ranges: Vec<_> = w.windows.iter().map(|w| w.words.clone()).collect();
@@ -327,6 +356,7 @@ mod tests {
             Some(&specials()),
             6,
             LongSentences::Truncate,
+            false,
         );
         assert_eq!(w.kept, 2);
         assert_eq!(w.windows.len(), 1);
@@ -334,10 +364,34 @@ mod tests {
 
     #[test]
     fn a_word_longer_than_the_window_keeps_the_pieces_that_fit() {
-        let w = windows(0, &p(&[1, 9, 1]), None, 4, LongSentences::Split);
+        let w = windows(0, &p(&[1, 9, 1]), None, 4, LongSentences::Split, false);
         assert_eq!(w.cut_words, 1);
         assert_eq!(w.kept, 3);
         let lens: Vec<_> = w.windows.iter().map(|w| w.ids.len()).collect();
         assert_eq!(lens, [1, 4, 1]);
+    }
+
+    #[test]
+    fn causal_windows_start_with_the_words_before_them() {
+        // Budget 8 - 2 specials = 6 pieces; context at most 3 pieces.
+        let pieces = p(&[2, 1, 2, 1, 2, 1, 3, 1]);
+        let w = windows(0, &pieces, Some(&specials()), 8, LongSentences::Split, true);
+        let rows: Vec<_> = w.windows.iter().map(|w| w.words.clone()).collect();
+        // Every word has exactly one row, in order.
+        assert_eq!(rows.first().unwrap().start, 0);
+        assert!(rows.windows(2).all(|r| r[0].end == r[1].start));
+        assert_eq!(rows.last().unwrap().end, 8);
+        assert_eq!(rows[0], 0..4);
+        // The second window starts with words 2 and 3 (3 pieces) as context,
+        // then its own words 4 and 5.
+        let second = &w.windows[1];
+        assert_eq!(second.words, 4..6);
+        assert_eq!(second.ids, [1, 102, 102, 103, 104, 104, 105, 2]);
+        assert_eq!(second.spans, [4..6, 6..7]);
+        assert!(w.windows.iter().all(|w| w.ids.len() <= 8));
+        // A word that fits only without context gets the window to itself.
+        let long = windows(0, &p(&[2, 5]), None, 6, LongSentences::Split, true);
+        assert_eq!(long.cut_words, 0);
+        assert_eq!(long.windows[1].ids, [101; 5]);
     }
 }
