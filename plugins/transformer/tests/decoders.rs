@@ -318,6 +318,41 @@ fn a_gguf_model_and_its_folder_give_the_same_activations() {
     );
 }
 
+/// `weights` through the source: GGUF blocks kept give the f32 matrix
+/// exactly (in a cache entry of their own, named in the details), bf16
+/// weights a close one, and a safetensors model cannot be kept quantized.
+#[test]
+fn weights_are_held_as_the_source_asks() {
+    let corpus = Corpus::new();
+    let model = fixture("tiny-llama-gguf");
+    let f32 = corpus.load(&model, "site = [\"mlp\", \"attention\"]").unwrap();
+    let quantized = corpus
+        .load(&model, "site = [\"mlp\", \"attention\"]\nweights = \"quantized\"")
+        .unwrap();
+    assert_eq!(f32.acts().to_contiguous(), quantized.acts().to_contiguous());
+    assert_eq!(
+        quantized.details().get("weights").map(String::as_str),
+        Some("quantized")
+    );
+    assert_ne!(
+        f32.details().get("cache key"),
+        quantized.details().get("cache key")
+    );
+    let bf16 = corpus
+        .load(&model, "site = [\"mlp\", \"attention\"]\nweights = \"bf16\"")
+        .unwrap();
+    let (a, b) = (f32.acts().to_contiguous(), bf16.acts().to_contiguous());
+    let largest = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(b.iter()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(worst > 0.0 && worst < 0.05 * largest, "{worst} of {largest}");
+    let err = corpus
+        .load(&fixture("tiny-qwen3"), "weights = \"quantized\"")
+        .err()
+        .expect("safetensors are not blocks")
+        .to_string();
+    assert!(err.contains("GGUF") && err.contains("bf16"), "{err}");
+}
+
 /// Sharded safetensors (`model.safetensors.index.json`), with one shard
 /// stored in bf16 and one in f16: the same model as the single f32 file, up
 /// to the rounding of the stored weights.
