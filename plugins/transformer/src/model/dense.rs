@@ -365,11 +365,6 @@ impl Dense {
         Ok(Dense { weight, bias })
     }
 
-    /// Outputs of the layer.
-    pub(crate) fn outputs(&self) -> usize {
-        self.bias.len()
-    }
-
     /// Rounds an `f32` weight to bfloat16 and packs it for the bf16
     /// product.
     fn pack_bf16(&mut self) -> candle_core::Result<()> {
@@ -431,10 +426,11 @@ impl Dense {
         if !keep_branch {
             return Ok((self.forward_plus(x, residual)?, None));
         }
-        let y = self.forward(x)?;
-        let branch = y.copy()?;
-        y.inplace_op2(residual, &AddBiasResidual(&vec![0.0; self.outputs()]))?;
-        Ok((y, Some(branch)))
+        // The branch is recorded, so the sum goes to a new tensor rather
+        // than into it.
+        let branch = self.forward(x)?;
+        let summed = (&branch + residual)?;
+        Ok((summed, Some(branch)))
     }
 }
 
