@@ -529,7 +529,8 @@ fn unpermute(weight: &QTensor, heads: usize) -> candle_core::Result<QTensor> {
             }
         }
     }
-    let storage = QStorage::from_data(std::borrow::Cow::Owned(moved), &Device::Cpu, weight.dtype())?;
+    let storage =
+        QStorage::from_data(std::borrow::Cow::Owned(moved), &Device::Cpu, weight.dtype())?;
     QTensor::new(storage, (rows, inputs))
 }
 
@@ -613,7 +614,10 @@ mod tests {
         assert_eq!(ours.dtype(), GgmlDType::Q8_0);
         for (r, row) in rows_of(&ours).iter().enumerate() {
             // Q8_0 keeps each block's scale in f16: within 0.1%.
-            assert!(row.iter().all(|&v| (v - r as f32).abs() < 1e-2), "row {r}: {row:?}");
+            assert!(
+                row.iter().all(|&v| (v - r as f32).abs() < 1e-2),
+                "row {r}: {row:?}"
+            );
         }
     }
 

@@ -325,9 +325,14 @@ fn a_gguf_model_and_its_folder_give_the_same_activations() {
 fn weights_are_held_as_the_source_asks() {
     let corpus = Corpus::new();
     let model = fixture("tiny-llama-gguf");
-    let f32 = corpus.load(&model, "site = [\"mlp\", \"attention\"]").unwrap();
+    let f32 = corpus
+        .load(&model, "site = [\"mlp\", \"attention\"]")
+        .unwrap();
     let quantized = corpus
-        .load(&model, "site = [\"mlp\", \"attention\"]\nweights = \"quantized\"")
+        .load(
+            &model,
+            "site = [\"mlp\", \"attention\"]\nweights = \"quantized\"",
+        )
         .unwrap();
     assert_eq!(f32.acts().to_contiguous(), quantized.acts().to_contiguous());
     assert_eq!(
@@ -339,16 +344,25 @@ fn weights_are_held_as_the_source_asks() {
         quantized.details().get("cache key")
     );
     let bf16 = corpus
-        .load(&model, "site = [\"mlp\", \"attention\"]\nweights = \"bf16\"")
+        .load(
+            &model,
+            "site = [\"mlp\", \"attention\"]\nweights = \"bf16\"",
+        )
         .unwrap();
     let (a, b) = (f32.acts().to_contiguous(), bf16.acts().to_contiguous());
     let largest = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = a.iter().zip(b.iter()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(worst > 0.0 && worst < 0.05 * largest, "{worst} of {largest}");
+    let worst = a
+        .iter()
+        .zip(b.iter())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst > 0.0 && worst < 0.05 * largest,
+        "{worst} of {largest}"
+    );
     let err = corpus
         .load(&fixture("tiny-qwen3"), "weights = \"quantized\"")
-        .err()
-        .expect("safetensors are not blocks")
+        .map(drop)
+        .expect_err("safetensors are not blocks")
         .to_string();
     assert!(err.contains("GGUF") && err.contains("bf16"), "{err}");
 }

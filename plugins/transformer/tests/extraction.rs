@@ -99,7 +99,12 @@ fn one_row_per_corpus_word_with_every_layer() {
 /// The word vector of `word` computed by hand: the sentence through the
 /// encoder alone, then the pieces picked out by position.
 fn by_hand(f: &Fixture, sentence: &[&str], word: usize, how: &str) -> Vec<f32> {
-    let model = load_model(&hub::from_dir(&f.path("model")).unwrap(), Compute::F32, Weights::F32).unwrap();
+    let model = load_model(
+        &hub::from_dir(&f.path("model")).unwrap(),
+        Compute::F32,
+        Weights::F32,
+    )
+    .unwrap();
     let words: Vec<String> = sentence.iter().map(|w| w.to_string()).collect();
     let encoding = model.tokenizer.encode(words.as_slice(), true).unwrap();
     let ids = encoding.get_ids().to_vec();

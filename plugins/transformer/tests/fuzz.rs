@@ -136,10 +136,14 @@ fn a_tokenizer_with_a_decoder_without_value_is_an_error() {
         dir.path().join("tokenizer.json"),
     )
     .unwrap();
-    let err = load_model(&hub::from_dir(dir.path()).unwrap(), Compute::F32, Weights::F32)
-        .err()
-        .expect("a damaged tokenizer is an error")
-        .to_string();
+    let err = load_model(
+        &hub::from_dir(dir.path()).unwrap(),
+        Compute::F32,
+        Weights::F32,
+    )
+    .err()
+    .expect("a damaged tokenizer is an error")
+    .to_string();
     assert!(
         err.contains("tokenizer.json:26: is not valid JSON (column 13)"),
         "{err}"

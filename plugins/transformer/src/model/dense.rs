@@ -173,10 +173,9 @@ impl Form {
             );
         }
         Ok(match self.weights {
-            Weights::Quantized => Weight::Quantized(Quantized::split(
-                &blocks,
-                self.compute == Compute::Bf16,
-            )?),
+            Weights::Quantized => {
+                Weight::Quantized(Quantized::split(&blocks, self.compute == Compute::Bf16)?)
+            }
             Weights::F32 | Weights::Bf16 => Weight::F32(blocks.dequantize(&Device::Cpu)?),
         })
     }
@@ -210,10 +209,7 @@ impl Quantized {
         let row_bytes = inputs / dtype.block_size() * dtype.type_size();
         let data = blocks.data()?;
         if data.len() != outputs * row_bytes {
-            candle_core::bail!(
-                "{} bytes are not {outputs} rows of {row_bytes}",
-                data.len()
-            );
+            candle_core::bail!("{} bytes are not {outputs} rows of {row_bytes}", data.len());
         }
         let parts = data
             .chunks(QUANTIZED_ROWS * row_bytes)

@@ -154,9 +154,8 @@ impl Gpt2 {
                 final_norm: layer_norm(h, eps, vb.pp("ln_f"))?,
             })
         };
-        load().map_err(|e| {
-            Error::input(format!("the checkpoint does not fit its config.json: {e}"))
-        })
+        load()
+            .map_err(|e| Error::input(format!("the checkpoint does not fit its config.json: {e}")))
     }
 
     /// Token plus position embedding of every position, `rows × hidden`.

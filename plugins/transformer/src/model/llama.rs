@@ -414,9 +414,8 @@ impl Llama {
                 final_norm: RmsNorm::load(h, eps, vb.pp("norm"))?,
             })
         };
-        load().map_err(|e| {
-            Error::input(format!("the checkpoint does not fit its config.json: {e}"))
-        })
+        load()
+            .map_err(|e| Error::input(format!("the checkpoint does not fit its config.json: {e}")))
     }
 
     /// Normalises (Qwen3) and rotates the query and key heads of every row

@@ -341,7 +341,11 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(text: &str) -> Result
 /// # Errors
 /// Unreadable or inconsistent files, named; `quantized` weights of a
 /// checkpoint that is not GGUF.
-pub fn load(files: &ModelFiles, compute: Compute, weights: Weights) -> Result<Box<dyn Architecture>> {
+pub fn load(
+    files: &ModelFiles,
+    compute: Compute,
+    weights: Weights,
+) -> Result<Box<dyn Architecture>> {
     if files.is_gguf() {
         let file = Gguf::open(&files.weights)?;
         let mut config: serde_json::Value = serde_json::from_str(&file.config()?)
@@ -386,8 +390,7 @@ pub fn load(files: &ModelFiles, compute: Compute, weights: Weights) -> Result<Bo
             .map_err(|e| unreadable(&shards[0], e))?
     };
     let form = Form::new(compute, weights, std::collections::HashMap::new());
-    (family.load)(&text, vb, &form)
-        .map_err(|e| Error::format(&files.weights, None, e.to_string()))
+    (family.load)(&text, vb, &form).map_err(|e| Error::format(&files.weights, None, e.to_string()))
 }
 
 /// The checkpoint's root: where `marker` is found, under one of
