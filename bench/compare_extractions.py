@@ -10,11 +10,12 @@ OUT/cache-NAME/, and optionally OUT/NAME.time (GNU time -v output)."""
 import glob
 import json
 import os
-import re
 import struct
 import sys
 
 import numpy as np
+
+from compare import time_file
 
 
 def matrix(out, name):
@@ -29,17 +30,6 @@ def matrix(out, name):
             dtype = {"F32": "<f4", "F16": "<f2"}[t["dtype"]]
             return np.frombuffer(data[start:end], dtype=dtype).reshape(t["shape"])
     raise SystemExit(f"no matrix in {path}")
-
-
-def time_file(path):
-    """Wall seconds and peak resident megabytes, if the run was timed."""
-    if not os.path.exists(path):
-        return None, None
-    text = open(path).read()
-    kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
-    h, mi, s = m.groups()
-    return (int(h) if h else 0) * 3600 + int(mi) * 60 + float(s), kb / 1024.0
 
 
 def main():
@@ -69,7 +59,8 @@ def main():
     for n in runs:
         r = results[n]
         m = r["evaluations"]["accuracy"]["evaluation"]["metrics"]
-        wall, peak = time_file(f"{out}/{n}.time")
+        timed = f"{out}/{n}.time"
+        wall, peak = time_file(timed) if os.path.exists(timed) else (None, None)
         wall = f"{wall:.1f}" if wall is not None else "–"
         peak = f"{peak:,.0f}" if peak is not None else "–"
         print(f"| {n} | {r['provenance']['timings'][f'source.{source}']:.1f} | {wall} | {peak} "
