@@ -19,6 +19,7 @@ pub mod cache;
 pub mod extract;
 pub mod gguf;
 pub mod hub;
+mod mapped;
 pub mod model;
 mod ops;
 #[doc(hidden)]

@@ -378,12 +378,7 @@ pub fn load(
         Error::format(path, None, format!("cannot be read as model weights: {e}"))
     };
     let vb = if is_safetensors {
-        // Mapped rather than read, so that a model held in bfloat16 never
-        // has its whole file in memory beside the packed weights; values
-        // keep their stored type until a layer asks for them in f32.
-        // SAFETY: the files are not written while the model loads (a file
-        // changed under the mapping would be read inconsistently).
-        unsafe { VarBuilder::from_mmaped_safetensors(&shards, DType::F32, &device) }
+        crate::mapped::safetensors(&shards, DType::F32, &device)
             .map_err(|e| unreadable(&shards[0], e))?
     } else {
         VarBuilder::from_pth(&shards[0], DType::F32, &device)
