@@ -1,0 +1,31 @@
+//! The activation store: activation sets on disk, larger than memory if
+//! need be.
+//!
+//! A store is a folder:
+//!
+//! ```text
+//! manifest.json            format, value type, neurons, splits, tasks,
+//!                          details, and each shard's rows, size and SHA-256
+//! rows.json                words, sentence starts, labels per task
+//! shard-000000.safetensors rows 0..n as one tensor `activations`
+//! shard-000001.safetensors …
+//! ```
+//!
+//! Shards are plain safetensors files (f32, f16 or bf16), readable by any
+//! safetensors library. [`StoreWriter`] writes rows as they arrive, one
+//! shard in memory at a time, every file atomically and the manifest last.
+//! [`Store`] opens a store, checks it, and reads rows or whole datasets;
+//! shards are memory-mapped, so reading never needs the whole store in
+//! memory. docs/store.md describes the format and the commands around it.
+
+mod manifest;
+mod mapped;
+mod read;
+mod write;
+
+pub use manifest::{
+    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, ROWS_FILE, RowsMeta, ShardEntry, TENSOR,
+    TaskEntry,
+};
+pub use read::Store;
+pub use write::{DEFAULT_SHARD_BYTES, StoreMeta, StoreWriter, rows_per_shard, write_dataset};

@@ -1,0 +1,306 @@
+//! Writing a store shard by shard.
+//!
+//! Rows arrive in blocks of any size and are encoded as they come, so the
+//! writer holds at most one shard. Every file is written to a temporary name
+//! and renamed, and the manifest is written last: a folder without
+//! `manifest.json` is an unfinished store, which readers refuse.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16, slice::HalfFloatSliceExt as _};
+use lca_core::data::{Dataset, NeuronIndex, Splits};
+use lca_core::error::{Error, Result};
+use lca_core::io;
+use ndarray::ArrayView2;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{
+    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, ROWS_FILE, RowsMeta, ShardEntry, TENSOR,
+    TaskEntry, metadata_problem,
+};
+
+/// Shards hold about this many bytes unless told otherwise: large enough
+/// that reads are sequential, small enough that one fits in memory easily.
+pub const DEFAULT_SHARD_BYTES: usize = 256 << 20;
+
+/// The largest magnitude an f16 holds.
+const F16_MAX: f32 = 65_504.0;
+
+/// Rows per shard for `neurons` columns of `dtype` in about `shard_bytes`.
+pub fn rows_per_shard(neurons: usize, dtype: Dtype, shard_bytes: usize) -> usize {
+    (shard_bytes / (neurons.max(1) * dtype.bytes())).max(1)
+}
+
+/// Writes a store: blocks of rows in, shards out.
+#[derive(Debug)]
+pub struct StoreWriter {
+    dir: PathBuf,
+    dtype: Dtype,
+    neurons: Vec<String>,
+    shard_rows: usize,
+    /// Encoded values of the shard being filled.
+    pending: Vec<u8>,
+    pending_rows: usize,
+    shards: Vec<ShardEntry>,
+    rows: usize,
+}
+
+/// What the manifest records besides the shards.
+#[derive(Clone, Debug, Default)]
+pub struct StoreMeta {
+    /// The split of the rows, if there is one.
+    pub splits: Option<Splits>,
+    /// The task a reader takes when it names none.
+    pub default_task: String,
+    /// Each task's class names.
+    pub tasks: BTreeMap<String, TaskEntry>,
+    /// Where the data came from.
+    pub details: BTreeMap<String, String>,
+    /// Words, sentence boundaries and labels per row.
+    pub rows: RowsMeta,
+}
+
+impl StoreWriter {
+    /// Starts a store in `dir`, which must not hold one already.
+    ///
+    /// # Errors
+    /// When `dir` holds a store or cannot be created, or `shard_rows` is 0.
+    pub fn create(
+        dir: &Path,
+        dtype: Dtype,
+        neurons: &NeuronIndex,
+        shard_rows: usize,
+    ) -> Result<Self> {
+        if dir.join(MANIFEST_FILE).exists() {
+            return Err(Error::input(format!(
+                "{} already holds a store (it has a {MANIFEST_FILE}); nothing was written. \
+                 Remove that folder or choose another one",
+                dir.display()
+            )));
+        }
+        if shard_rows == 0 {
+            return Err(Error::input(
+                "a store's shards need at least one row each; give a positive shard size",
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
+        io::ensure_writable_dir(dir)?;
+        Ok(StoreWriter {
+            dir: dir.to_path_buf(),
+            dtype,
+            neurons: neurons.ids().iter().map(ToString::to_string).collect(),
+            shard_rows,
+            pending: Vec::new(),
+            pending_rows: 0,
+            shards: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Rows written so far, including those not yet in a finished shard.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends rows; writes a shard each time one fills.
+    ///
+    /// # Errors
+    /// When the block's width is not the store's, a value does not fit the
+    /// store's type, or a shard cannot be written.
+    pub fn push(&mut self, block: ArrayView2<'_, f32>) -> Result<()> {
+        let cols = self.neurons.len();
+        if block.ncols() != cols {
+            return Err(Error::Shape {
+                what: format!("rows written to the store in {}", self.dir.display()),
+                expected: format!("{cols} columns"),
+                found: format!("{} columns", block.ncols()),
+            });
+        }
+        let mut row = 0;
+        while row < block.nrows() {
+            let take = (self.shard_rows - self.pending_rows).min(block.nrows() - row);
+            for (i, values) in block.rows().into_iter().skip(row).take(take).enumerate() {
+                let copied;
+                let values = match values.as_slice() {
+                    Some(values) => values,
+                    None => {
+                        copied = values.to_vec();
+                        &copied
+                    }
+                };
+                self.encode(values, self.rows + i)?;
+            }
+            self.pending_rows += take;
+            self.rows += take;
+            row += take;
+            if self.pending_rows == self.shard_rows {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, values: &[f32], row: usize) -> Result<()> {
+        match self.dtype {
+            Dtype::F32 => {
+                self.pending
+                    .extend_from_slice(bytemuck::cast_slice::<f32, u8>(values));
+            }
+            Dtype::F16 => {
+                if let Some(col) = values.iter().position(|v| v.abs() > F16_MAX) {
+                    return Err(Error::input(format!(
+                        "row {row}, neuron {} holds {}, beyond what f16 holds (±65,504); \
+                         nothing past the last full shard was kept. Write the store as bf16 \
+                         or f32 instead",
+                        self.neurons[col], values[col]
+                    )));
+                }
+                let mut half = vec![f16::ZERO; values.len()];
+                half.convert_from_f32_slice(values);
+                self.pending.extend_from_slice(bytemuck::cast_slice(&half));
+            }
+            Dtype::Bf16 => {
+                let mut half = vec![bf16::ZERO; values.len()];
+                half.convert_from_f32_slice(values);
+                self.pending.extend_from_slice(bytemuck::cast_slice(&half));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending rows as a shard.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        let file = format!("shard-{:06}.safetensors", self.shards.len());
+        let bytes = shard_bytes(
+            self.dtype,
+            self.pending_rows,
+            self.neurons.len(),
+            &self.pending,
+        );
+        io::write_atomic(&self.dir.join(&file), &bytes)?;
+        self.shards.push(ShardEntry {
+            file,
+            rows: self.pending_rows,
+            bytes: bytes.len() as u64,
+            sha256: io::hex(&Sha256::digest(&bytes)),
+        });
+        self.pending.clear();
+        self.pending_rows = 0;
+        Ok(())
+    }
+
+    /// Writes the last shard, `rows.json` and the manifest.
+    ///
+    /// # Errors
+    /// When the metadata disagrees with the rows written, or a file cannot
+    /// be written.
+    pub fn finish(mut self, meta: StoreMeta) -> Result<Manifest> {
+        self.flush()?;
+        check_meta(&meta, self.rows)?;
+        let rows_json = serde_json::to_vec(&meta.rows)
+            .map_err(|e| Error::input(format!("the store's row metadata: {e}")))?;
+        io::write_atomic(&self.dir.join(ROWS_FILE), &rows_json)?;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            dtype: self.dtype,
+            rows: self.rows,
+            neurons: self.neurons,
+            splits: meta.splits,
+            default_task: meta.default_task,
+            tasks: meta.tasks,
+            details: meta.details,
+            rows_file: FileEntry {
+                file: ROWS_FILE.into(),
+                sha256: io::hex(&Sha256::digest(&rows_json)),
+            },
+            shards: self.shards,
+        };
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::input(format!("the store's manifest: {e}")))?;
+        io::write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        Ok(manifest)
+    }
+}
+
+/// A safetensors file with one tensor, [`TENSOR`], of `rows × cols`.
+fn shard_bytes(dtype: Dtype, rows: usize, cols: usize, values: &[u8]) -> Vec<u8> {
+    let header = serde_json::json!({
+        "__metadata__": { "format": FORMAT },
+        TENSOR: {
+            "dtype": dtype.safetensors(),
+            "shape": [rows, cols],
+            "data_offsets": [0, values.len()],
+        }
+    });
+    let mut header = serde_json::to_vec(&header).expect("a JSON value serialises");
+    // Spaces pad the header so that the values start 8-byte aligned, which
+    // lets an f32 shard be used in place once mapped.
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + values.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(values);
+    out
+}
+
+/// The row metadata must describe exactly the rows written.
+fn check_meta(meta: &StoreMeta, rows: usize) -> Result<()> {
+    match metadata_problem(
+        rows,
+        meta.splits,
+        &meta.default_task,
+        &meta.tasks,
+        &meta.rows,
+    ) {
+        None => Ok(()),
+        Some(problem) => Err(Error::input(format!(
+            "the store's metadata has {problem}; no manifest was written"
+        ))),
+    }
+}
+
+/// Writes a dataset as a store: its activations, neurons, words, splits and
+/// labels (as task `task`), and its details.
+///
+/// # Errors
+/// When `dir` holds a store already, or a file cannot be written.
+pub fn write_dataset(
+    data: &Dataset<'_>,
+    dir: &Path,
+    dtype: Dtype,
+    shard_rows: usize,
+    task: &str,
+    mut on_rows: impl FnMut(usize),
+) -> Result<Manifest> {
+    let mut writer = StoreWriter::create(dir, dtype, data.neurons(), shard_rows)?;
+    let mut start = 0;
+    while start < data.n_rows() {
+        let end = (start + shard_rows).min(data.n_rows());
+        writer.push(data.acts().block(start..end).view())?;
+        on_rows(end);
+        start = end;
+    }
+    let rows = RowsMeta {
+        words: data.tokens().map(|t| t.words().to_vec()),
+        sentence_starts: data.tokens().map(|t| t.sentence_starts().to_vec()),
+        labels: BTreeMap::from([(task.to_string(), data.labels().ids().to_vec())]),
+    };
+    writer.finish(StoreMeta {
+        splits: Some(data.splits()),
+        default_task: task.into(),
+        tasks: BTreeMap::from([(
+            task.to_string(),
+            TaskEntry {
+                classes: data.classes().names().to_vec(),
+            },
+        )]),
+        details: data.details().clone(),
+        rows,
+    })
+}

@@ -1,0 +1,217 @@
+//! Stores written and read back: values, metadata, damage and refusals.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lca_core::data::{
+    ActivationMatrix, Dataset, Labels, NeuronId, NeuronIndex, Site, Splits, Tokens,
+};
+use lca_store::{Dtype, MANIFEST_FILE, Store, StoreWriter, write_dataset};
+use ndarray::Array2;
+use proptest::prelude::*;
+
+/// `rows` rows of 6 neurons (two layers of the MLP site), values spread
+/// over several magnitudes so that f16 and bf16 round differently.
+fn dataset(rows: usize) -> Dataset<'static> {
+    let values = Array2::from_shape_fn((rows, 6), |(r, c)| {
+        ((r * 7 + c * 13) % 23) as f32 * 0.37 - 4.0 + (c as f32) * 1e-3
+    });
+    let ids = (0..6)
+        .map(|c| NeuronId::at(Site::Mlp, 1 + c / 3, c % 3))
+        .collect();
+    let classes = ["NN", "VB", "DT"];
+    let labels: Vec<&str> = (0..rows).map(|r| classes[r % 3]).collect();
+    let words = (0..rows).map(|r| format!("w{r}")).collect();
+    let starts = (0..rows).step_by(4).collect();
+    let train = rows * 6 / 10;
+    let dev = (rows - train) / 2;
+    Dataset::new(
+        "toy",
+        ActivationMatrix::from_array(values),
+        NeuronIndex::from_ids(ids),
+        Labels::from_names(&labels),
+        Some(Tokens::new(words, starts).unwrap()),
+        Splits {
+            train,
+            dev,
+            test: rows - train - dev,
+        },
+    )
+    .unwrap()
+    .with_details(BTreeMap::from([("model".into(), "toy-model".into())]))
+}
+
+fn rounded(values: &[f32], dtype: Dtype) -> Vec<f32> {
+    values
+        .iter()
+        .map(|&v| match dtype {
+            Dtype::F32 => v,
+            Dtype::F16 => half::f16::from_f32(v).to_f32(),
+            Dtype::Bf16 => half::bf16::from_f32(v).to_f32(),
+        })
+        .collect()
+}
+
+fn same_data(read: &Dataset<'_>, written: &Dataset<'_>, dtype: Dtype) {
+    assert_eq!(
+        read.acts().to_contiguous().to_vec(),
+        rounded(&written.acts().to_contiguous(), dtype)
+    );
+    assert_eq!(read.neurons(), written.neurons());
+    assert_eq!(read.labels().ids(), written.labels().ids());
+    assert_eq!(read.classes().names(), written.classes().names());
+    assert_eq!(read.splits(), written.splits());
+    let (r, w) = (read.tokens().unwrap(), written.tokens().unwrap());
+    assert_eq!(r.words(), w.words());
+    assert_eq!(r.sentence_starts(), w.sentence_starts());
+    assert_eq!(read.details()["model"], "toy-model");
+}
+
+fn write(data: &Dataset<'_>, dir: &Path, dtype: Dtype, shard_rows: usize) {
+    write_dataset(data, dir, dtype, shard_rows, "pos", |_| {}).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any shard size and value type gives back the dataset: f32 bit for
+    /// bit, f16 and bf16 as the values rounded to that type.
+    #[test]
+    fn a_store_reads_back_what_was_written(rows in 1usize..60, shard_rows in 1usize..70, dtype in 0usize..3) {
+        let dtype = Dtype::ALL[dtype];
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(rows);
+        write(&data, dir.path(), dtype, shard_rows);
+        let store = Store::open(dir.path()).unwrap();
+        prop_assert_eq!(store.manifest().shards.len(), rows.div_ceil(shard_rows));
+        store.verify(|_| {}).unwrap();
+        let read = store.dataset("again", None).unwrap();
+        same_data(&read, &data, dtype);
+        // Any row range crosses shard borders correctly.
+        let (a, b) = (rows / 3, rows - rows / 4);
+        let part = store.read_rows(a..b).unwrap();
+        prop_assert_eq!(part, read.acts().block(a..b).to_owned());
+    }
+}
+
+#[test]
+fn a_one_shard_f32_store_is_used_in_place_and_is_real_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(20);
+    write(&data, dir.path(), Dtype::F32, 100);
+    let store = Store::open(dir.path()).unwrap();
+    let matrix = store.matrix().unwrap();
+    let map_file = dir.path().join(&store.manifest().shards[0].file);
+    let bytes = std::fs::read(&map_file).unwrap();
+    // The matrix's values are the file's bytes, not a copy: its slice lies
+    // inside no allocation of ours, and equals the file's tail.
+    let values = matrix.as_slice().unwrap();
+    assert_eq!(
+        bytemuck::cast_slice::<f32, u8>(values),
+        &bytes[bytes.len() - 20 * 6 * 4..]
+    );
+    // Any safetensors reader sees one 20 × 6 f32 tensor.
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = tensors.tensor("activations").unwrap();
+    assert_eq!(view.shape(), [20, 6]);
+    assert_eq!(view.dtype(), safetensors::Dtype::F32);
+}
+
+#[test]
+fn verify_names_a_shard_with_a_changed_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dataset(30), dir.path(), Dtype::F16, 10);
+    let shard = dir.path().join("shard-000001.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(&shard, &bytes).unwrap();
+    let store = Store::open(dir.path()).expect("sizes still agree");
+    let err = store.verify(|_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("shard-000001.safetensors") && err.contains("SHA-256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn damaged_or_missing_files_are_named_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dataset(30), dir.path(), Dtype::F32, 10);
+
+    let shard = dir.path().join("shard-000002.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 4]).unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("shard-000002") && err.contains("cut short"),
+        "{err}"
+    );
+    std::fs::write(&shard, &bytes).unwrap();
+
+    let rows = dir.path().join("rows.json");
+    let text = std::fs::read_to_string(&rows).unwrap();
+    std::fs::write(&rows, text.replace("\"w3\"", "\"w4\"")).unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("rows.json") && err.contains("SHA-256"),
+        "{err}"
+    );
+    std::fs::write(&rows, &text).unwrap();
+    Store::open(dir.path()).unwrap();
+
+    std::fs::remove_file(dir.path().join(MANIFEST_FILE)).unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("no manifest.json") && err.contains("cut short"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_existing_store_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dataset(10), dir.path(), Dtype::F32, 4);
+    let before = std::fs::read(dir.path().join(MANIFEST_FILE)).unwrap();
+    let err = write_dataset(&dataset(12), dir.path(), Dtype::F16, 4, "pos", |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already holds a store"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join(MANIFEST_FILE)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn values_beyond_f16_are_refused_rather_than_made_infinite() {
+    let dir = tempfile::tempdir().unwrap();
+    let neurons = NeuronIndex::layer_major(2, 1).unwrap();
+    let mut writer = StoreWriter::create(dir.path(), Dtype::F16, &neurons, 8).unwrap();
+    writer
+        .push(Array2::from_elem((3, 2), 1.5f32).view())
+        .unwrap();
+    let mut big = Array2::from_elem((2, 2), 0.5f32);
+    big[[1, 1]] = 1e5;
+    let err = writer.push(big.view()).unwrap_err().to_string();
+    assert!(
+        err.contains("row 4") && err.contains("L0:1") && err.contains("bf16"),
+        "{err}"
+    );
+    // bf16 holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = StoreWriter::create(dir.path(), Dtype::Bf16, &neurons, 8).unwrap();
+    writer.push(big.view()).unwrap();
+}
+
+#[test]
+fn a_task_the_store_lacks_is_named_with_those_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dataset(10), dir.path(), Dtype::F32, 4);
+    let store = Store::open(dir.path()).unwrap();
+    let err = store.dataset("x", Some("ner")).unwrap_err().to_string();
+    assert!(
+        err.contains("no task `ner`") && err.contains("`pos`"),
+        "{err}"
+    );
+}
