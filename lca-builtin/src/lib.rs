@@ -1,7 +1,7 @@
 //! `lca-builtin`: the components compiled into `lca`, and the file formats
 //! and algorithms they share with plugins.
 //!
-//! - [`sources`]: `npy` and `synthetic`; [`neurox`]: NeuroX's JSON and text
+//! - [`sources`]: `npy`, `store` and `synthetic`; [`neurox`]: NeuroX's JSON and text
 //!   formats and the `neurox_json` source; [`corpus`]: Brown, CoNLL-U and
 //!   NeuroX corpus readers, tasks and splits;
 //! - [`evaluators`]: the evaluators of the LCA protocol and of the
@@ -43,6 +43,7 @@ use lca_core::registry::{Descriptor, Origin};
 pub fn descriptors() -> Vec<Descriptor> {
     let mut all = vec![
         sources::npy_descriptor(),
+        sources::store_descriptor(),
         neurox::json_descriptor(),
         sources::synthetic_descriptor(),
     ];

@@ -50,6 +50,11 @@ pub(crate) enum Command {
         /// Component name, such as `correlation`.
         name: String,
     },
+    /// Create, inspect, check, import and export activation stores (docs/store.md).
+    Store {
+        #[command(subcommand)]
+        command: crate::store::StoreCommand,
+    },
     /// Regenerate report.md and report.html from a results.json, without rerunning.
     Report {
         /// The results file.

@@ -19,6 +19,9 @@ use crate::{html, report};
 pub(crate) fn dispatch(args: Args) -> Result<()> {
     match args.command {
         Command::Report { results, out } => report_command(&results, out.as_deref()),
+        Command::Store { command } => {
+            crate::store::dispatch(command, || plugins::load(&args.plugins))
+        }
         command => {
             let components = plugins::load(&args.plugins)?;
             match command {
@@ -26,7 +29,7 @@ pub(crate) fn dispatch(args: Args) -> Result<()> {
                 Command::Validate { recipe } => validate_command(&components, &recipe),
                 Command::List { kind, json } => list_command(&components, kind.as_deref(), json),
                 Command::Example { name } => example_command(&components, &name),
-                Command::Report { .. } => unreachable!("handled above"),
+                Command::Report { .. } | Command::Store { .. } => unreachable!("handled above"),
             }
         }
     }

@@ -11,6 +11,7 @@ mod plugins;
 mod progress;
 mod report;
 mod stop;
+mod store;
 
 use std::process::ExitCode;
 

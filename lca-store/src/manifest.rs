@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use lca_core::data::Splits;
+use lca_core::data::{GroundTruth, Splits};
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout; readers refuse any other.
@@ -121,6 +121,9 @@ pub struct Manifest {
     pub tasks: BTreeMap<String, TaskEntry>,
     /// Where the data came from: model, layers, corpus, extraction settings.
     pub details: BTreeMap<String, String>,
+    /// The neurons known to carry the signal, for planted data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth: Option<GroundTruth>,
     /// The per-row metadata file.
     pub rows_file: FileEntry,
     /// The shards, in row order.

@@ -371,7 +371,7 @@ impl Store {
         let mut details = self.manifest.details.clone();
         details.insert("store".into(), self.dir.display().to_string());
         details.insert("store dtype".into(), self.manifest.dtype.as_str().into());
-        Ok(Dataset::new(
+        let data = Dataset::new(
             name,
             self.matrix()?,
             self.neurons.clone(),
@@ -379,7 +379,11 @@ impl Store {
             tokens,
             splits,
         )?
-        .with_details(details))
+        .with_details(details);
+        match &self.manifest.truth {
+            Some(truth) => data.with_truth(truth.clone()),
+            None => Ok(data),
+        }
     }
 }
 

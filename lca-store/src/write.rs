@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16, slice::HalfFloatSliceExt as _};
-use lca_core::data::{Dataset, NeuronIndex, Splits};
+use lca_core::data::{Dataset, GroundTruth, NeuronIndex, Splits};
 use lca_core::error::{Error, Result};
 use lca_core::io;
 use ndarray::ArrayView2;
@@ -57,6 +57,8 @@ pub struct StoreMeta {
     pub tasks: BTreeMap<String, TaskEntry>,
     /// Where the data came from.
     pub details: BTreeMap<String, String>,
+    /// The neurons known to carry the signal, for planted data.
+    pub truth: Option<GroundTruth>,
     /// Words, sentence boundaries and labels per row.
     pub rows: RowsMeta,
 }
@@ -213,6 +215,7 @@ impl StoreWriter {
             default_task: meta.default_task,
             tasks: meta.tasks,
             details: meta.details,
+            truth: meta.truth,
             rows_file: FileEntry {
                 file: ROWS_FILE.into(),
                 sha256: io::hex(&Sha256::digest(&rows_json)),
@@ -301,6 +304,7 @@ pub fn write_dataset(
             },
         )]),
         details: data.details().clone(),
+        truth: data.truth().cloned(),
         rows,
     })
 }

@@ -1,14 +1,16 @@
 //! The activation sources that need no plugin: matrices from `.npy`, `.npz`
-//! and `.safetensors` files, and the synthetic planted-neuron model. (The
+//! and `.safetensors` files, activation stores, and the synthetic planted-neuron model. (The
 //! NeuroX JSON source lives with its format in [`crate::neurox`].)
 
 mod npy;
+mod store;
 mod synthetic;
 
 pub use npy::{NpySource, read_label_file, read_matrix_file};
 pub use synthetic::{SyntheticParams, SyntheticSource, generate};
 
 pub(crate) use npy::descriptor as npy_descriptor;
+pub(crate) use store::descriptor as store_descriptor;
 pub(crate) use synthetic::descriptor as synthetic_descriptor;
 
 /// The files that come with a held-out split's main file (its labels, its

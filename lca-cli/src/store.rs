@@ -1,0 +1,433 @@
+//! `lca store`: create, inspect, check, import and export activation stores.
+//!
+//! Creating and importing are the same thing seen from two sides: a source
+//! component (a recipe's, or the one a file's extension names) is loaded
+//! and its dataset written shard by shard. Exporting reads a store back as
+//! a dataset and hands it to the NeuroX exporter.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use lca_core::RunContext;
+use lca_core::component::{Component, EvalInput};
+use lca_core::data::Dataset;
+use lca_core::registry::ComponentKind;
+use lca_core::units::human_bytes;
+use lca_store::{DEFAULT_SHARD_BYTES, Dtype, Store, rows_per_shard, write_dataset};
+
+use crate::plugins::Components;
+use crate::progress::Progress;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Extract or read a recipe's source and write it as a store.
+    Create(CreateArgs),
+    /// Write a store from activation files: .npy, .npz or .safetensors
+    /// (with --labels), NeuroX .json or .hdf5 (with --corpus and --labels).
+    Import(ImportArgs),
+    /// Print what a store holds.
+    Info {
+        /// The store's folder.
+        store: PathBuf,
+        /// Print the manifest as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every shard against the SHA-256 its manifest records.
+    Verify {
+        /// The store's folder.
+        store: PathBuf,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a store's activations, sentences and labels as NeuroX files.
+    Export {
+        /// The store's folder.
+        store: PathBuf,
+        /// The NeuroX activations file to write, ending in .json;
+        /// `<stem>.sentences.txt` and `<stem>.labels.txt` go beside it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The task whose labels to write (default: the store's default task).
+        #[arg(long)]
+        task: Option<String>,
+    },
+}
+
+/// How the store is written.
+#[derive(Debug, ClapArgs)]
+pub(crate) struct WriteArgs {
+    /// The folder to write the store into; it must not hold a store.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Value type on disk: f32 (exact), f16 or bf16 (half the size).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: Dtype,
+    /// Approximate size of each shard, in MiB (1 to 65,536).
+    #[arg(long, value_name = "MIB", default_value_t = (DEFAULT_SHARD_BYTES >> 20) as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    shard_mib: u32,
+    /// Name of the labelling in the store (default: the source's task, else `labels`).
+    #[arg(long)]
+    task: Option<String>,
+    /// Worker threads, 0 for one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct CreateArgs {
+    /// The recipe whose source to store.
+    recipe: PathBuf,
+    /// Which source of the recipe (needed when it has several).
+    #[arg(long, value_name = "ID")]
+    source: Option<String>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct ImportArgs {
+    /// The activation file.
+    file: PathBuf,
+    /// Labels: one per line (blank line between sentences) for .npy/.npz/
+    /// .safetensors; NeuroX's label file for .json/.hdf5.
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// Words, one per line aligned with the labels (.npy/.npz/.safetensors only).
+    #[arg(long, value_name = "FILE")]
+    words: Option<PathBuf>,
+    /// The sentences file NeuroX's activations were computed from (.json/.hdf5).
+    #[arg(long, value_name = "FILE")]
+    corpus: Option<PathBuf>,
+    /// More source parameters as KEY=VALUE in TOML (such as layers=7 or
+    /// shuffle=false); `lca example npy` lists them.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+fn parse_dtype(text: &str) -> Result<Dtype, String> {
+    Dtype::parse(text.trim())
+        .ok_or_else(|| format!("`{text}` is not a store type; give f32, f16 or bf16"))
+}
+
+pub(crate) fn dispatch(
+    command: StoreCommand,
+    components: impl FnOnce() -> Result<Components>,
+) -> Result<()> {
+    match command {
+        StoreCommand::Create(args) => create(&components()?, &args),
+        StoreCommand::Import(args) => import(&components()?, &args),
+        StoreCommand::Info { store, json } => info(&store, json),
+        StoreCommand::Verify { store, quiet } => verify(&store, quiet),
+        StoreCommand::Export { store, out, task } => export(&store, &out, task.as_deref()),
+    }
+}
+
+fn create(components: &Components, args: &CreateArgs) -> Result<()> {
+    components.print_warnings();
+    let plan = lca_core::recipe::compile_file(&args.recipe, &components.registry)?;
+    let sources: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.kind == ComponentKind::Source)
+        .collect();
+    let ids = || {
+        sources
+            .iter()
+            .map(|s| format!("`{}`", s.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let step = match &args.source {
+        Some(id) => sources.iter().find(|s| &s.id == id).with_context(|| {
+            format!(
+                "{} has no source `{id}`; its sources are {}. Name one of them with --source",
+                args.recipe.display(),
+                ids()
+            )
+        })?,
+        None if sources.len() == 1 => &sources[0],
+        None => bail!(
+            "{} has {} sources ({}); say which to store with --source ID",
+            args.recipe.display(),
+            sources.len(),
+            ids()
+        ),
+    };
+    let Component::Source(source) = &step.component else {
+        unreachable!("a source step holds a source")
+    };
+    // The context a run gives this step, so the store holds what `lca run`
+    // would load (seeded sources draw the same data).
+    let key = step.key();
+    load_and_write(&key, plan.run.seed, &args.write, |cx| source.load(cx))
+}
+
+fn import(components: &Components, args: &ImportArgs) -> Result<()> {
+    components.print_warnings();
+    let extension = args
+        .file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let path = |p: &Path| toml::Value::String(p.display().to_string());
+    let mut table = toml::Table::new();
+    let type_name = match extension.as_str() {
+        "npy" | "npz" | "safetensors" => {
+            table.insert("path".into(), path(&args.file));
+            if let Some(words) = &args.words {
+                table.insert("words".into(), path(words));
+            }
+            if args.corpus.is_some() {
+                bail!(
+                    "--corpus is for NeuroX files; {} is a matrix, whose words come with --words",
+                    args.file.display()
+                );
+            }
+            "npy"
+        }
+        "json" | "hdf5" | "h5" => {
+            table.insert("activations".into(), path(&args.file));
+            let corpus = args.corpus.as_deref().with_context(|| {
+                format!(
+                    "{} is a NeuroX file; give the sentences it was computed from with --corpus FILE",
+                    args.file.display()
+                )
+            })?;
+            table.insert("corpus".into(), path(corpus));
+            if args.words.is_some() {
+                bail!("--words is for matrix files; NeuroX files take their words from --corpus");
+            }
+            if extension == "json" {
+                "neurox_json"
+            } else {
+                "neurox_hdf5"
+            }
+        }
+        _ => bail!(
+            "{} is not a file `lca store import` reads: give a .npy, .npz or .safetensors \
+             matrix, or NeuroX .json or .hdf5 activations",
+            args.file.display()
+        ),
+    };
+    table.insert("labels".into(), path(&args.labels));
+    for param in &args.params {
+        let (key, value) = param
+            .split_once('=')
+            .with_context(|| format!("--param {param} is not KEY=VALUE, such as layers=7"))?;
+        let key = key.trim();
+        let value = match format!("v = {}", value.trim()).parse::<toml::Table>() {
+            Ok(mut parsed) => parsed.remove("v").expect("parsed key"),
+            Err(_) => toml::Value::String(value.trim().to_string()),
+        };
+        table.insert(key.to_string(), value);
+    }
+    let registered = components
+        .registry
+        .get(ComponentKind::Source, type_name)
+        .with_context(|| {
+            format!(
+                "reading {} needs the `{type_name}` source{}",
+                args.file.display(),
+                if type_name == "neurox_hdf5" {
+                    ", which the HDF5 plugin provides (build it with `cargo build -p \
+                     lca-plugin-hdf5` and put it beside lca or pass --plugin-dir)"
+                } else {
+                    ""
+                }
+            )
+        })?;
+    let Component::Source(source) = registered
+        .build(&table)
+        .with_context(|| format!("reading {} as `{type_name}`", args.file.display()))?
+    else {
+        unreachable!("a source descriptor builds a source")
+    };
+    load_and_write(&format!("source.{type_name}"), 0, &args.write, |cx| {
+        source.load(cx)
+    })
+}
+
+/// Loads a dataset with progress shown, then writes it as a store. `step`
+/// names the load for the seed and the messages.
+fn load_and_write(
+    step: &str,
+    seed: u64,
+    args: &WriteArgs,
+    load: impl FnOnce(&RunContext) -> lca_core::Result<Dataset<'static>> + Send,
+) -> Result<()> {
+    if args.out.join(lca_store::MANIFEST_FILE).exists() {
+        bail!(
+            "{} already holds a store; nothing was read or written. Remove it or choose another --out",
+            args.out.display()
+        );
+    }
+    let progress = Progress::new(1, args.quiet);
+    let sink = progress.task_sink();
+    let cx = RunContext::new(seed, args.threads)
+        .for_step(step)
+        .with_progress(sink.clone());
+    let data = cx
+        .install(|| load(&cx))
+        .with_context(|| format!("loading `{step}`"))?;
+    let task = args
+        .task
+        .clone()
+        .or_else(|| data.details().get("task").cloned())
+        .unwrap_or_else(|| "labels".into());
+    let shard_rows = rows_per_shard(
+        data.n_neurons(),
+        args.dtype,
+        (args.shard_mib as usize) << 20,
+    );
+    sink.start("writing the store", data.n_rows() as u64, "rows");
+    let mut written = 0;
+    let manifest = write_dataset(&data, &args.out, args.dtype, shard_rows, &task, |rows| {
+        sink.advance((rows - written) as u64);
+        written = rows;
+    });
+    sink.finish();
+    progress.finish();
+    let manifest = manifest?;
+    println!(
+        "wrote {}: {} rows × {} neurons in {} shard(s) of {} ({}), task `{task}` with {} classes",
+        args.out.display(),
+        manifest.rows,
+        manifest.neurons.len(),
+        manifest.shards.len(),
+        args.dtype.as_str(),
+        human_bytes(manifest.data_bytes()),
+        data.n_classes()
+    );
+    Ok(())
+}
+
+fn info(dir: &Path, json: bool) -> Result<()> {
+    let store = Store::open(dir)?;
+    let m = store.manifest();
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(());
+    }
+    println!("store      {}", dir.display());
+    println!("format     {} ({})", m.format, m.dtype.as_str());
+    println!(
+        "size       {} rows × {} neurons, {} in {} shard(s)",
+        m.rows,
+        m.neurons.len(),
+        human_bytes(m.data_bytes()),
+        m.shards.len()
+    );
+    let groups = store.neurons().groups();
+    let group_names: Vec<String> = groups.iter().map(ToString::to_string).collect();
+    println!("neurons    {}", summarize(&group_names));
+    if let Some(s) = m.splits {
+        println!(
+            "splits     train {}, dev {}, test {}",
+            s.train, s.dev, s.test
+        );
+    }
+    let rows = store.rows_meta();
+    match (&rows.words, &rows.sentence_starts) {
+        (Some(_), Some(starts)) => println!("words      yes, {} sentences", starts.len()),
+        (Some(_), None) => println!("words      yes"),
+        _ => println!("words      none"),
+    }
+    for (task, entry) in &m.tasks {
+        let default = if *task == m.default_task {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "task       {task}{default}: {} classes",
+            entry.classes.len()
+        );
+    }
+    for (key, value) in &m.details {
+        println!("detail     {key}: {value}");
+    }
+    Ok(())
+}
+
+/// `L0, L1, …, L6` for long lists: the first three, the count, the last.
+fn summarize(names: &[String]) -> String {
+    if names.len() <= 6 {
+        return names.join(", ");
+    }
+    format!(
+        "{}, … ({} groups) …, {}",
+        names[..3].join(", "),
+        names.len(),
+        names[names.len() - 1]
+    )
+}
+
+fn verify(dir: &Path, quiet: bool) -> Result<()> {
+    let store = Store::open(dir)?;
+    let progress = Progress::new(1, quiet);
+    let sink: Arc<dyn lca_core::Progress> = progress.task_sink();
+    let total = store.manifest().data_bytes();
+    sink.start("verifying", total, "bytes");
+    let mut shown = 0;
+    let checked = store.verify(|done| {
+        sink.advance(done - shown);
+        shown = done;
+    });
+    sink.finish();
+    progress.finish();
+    checked?;
+    println!(
+        "{}: all {} shard(s) match their SHA-256 ({})",
+        dir.display(),
+        store.manifest().shards.len(),
+        human_bytes(total)
+    );
+    Ok(())
+}
+
+fn export(dir: &Path, out: &Path, task: Option<&str>) -> Result<()> {
+    if out.extension().is_none_or(|e| e != "json") {
+        bail!(
+            "{} does not end in .json; lca writes NeuroX's JSON-lines activations (NeuroX \
+             picks the reader by extension)",
+            out.display()
+        );
+    }
+    let store = Store::open(dir)?;
+    let data = store.dataset("store", task)?;
+    let mut params = toml::Table::new();
+    params.insert(
+        "path".into(),
+        toml::Value::String(out.display().to_string()),
+    );
+    let registry = lca_builtin::registry();
+    let Component::Evaluator(exporter) = registry
+        .get(ComponentKind::Evaluator, "neurox_export")?
+        .build(&params)?
+    else {
+        unreachable!("neurox_export is an evaluator")
+    };
+    let cx = RunContext::new(0, 0);
+    let evaluation = exporter
+        .evaluate(&EvalInput::new(&data), &cx)
+        .with_context(|| format!("exporting {}", dir.display()))?;
+    let metric = |name: &str| evaluation.metrics.get(name).copied().unwrap_or(0.0);
+    println!(
+        "wrote {} with its .sentences.txt and .labels.txt: {} sentences, {} tokens",
+        out.display(),
+        metric("sentences"),
+        metric("tokens")
+    );
+    Ok(())
+}

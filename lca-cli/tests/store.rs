@@ -1,0 +1,251 @@
+//! `lca store` from the command line: a store-backed run gives the results
+//! of the in-memory one, imports and exports round-trip, and bad input is
+//! refused with one paragraph and nothing written.
+
+use std::path::Path;
+
+mod common;
+use common::{lca_command, npy, read_results, repo, succeed};
+
+fn fail(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{command:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+/// The parts of `results.json` that a source's backing must not change.
+fn findings(out: &Path) -> String {
+    let (results, _) = read_results(&out.join("results.json")).expect("results.json");
+    let keep = ["probes", "rankings", "evaluations"].map(|k| results[k].clone());
+    serde_json::to_string_pretty(&keep).unwrap()
+}
+
+/// The planted recipe with its source swapped for `source`.
+fn with_source(recipe: &str, source: &str) -> String {
+    let start = recipe.find("[source.planted]").expect("a planted source");
+    let end = start + recipe[start..].find("\n\n").expect("a blank line after it");
+    format!("{}{source}{}", &recipe[..start], &recipe[end..]).replace("out = ", "# out = ")
+}
+
+#[test]
+fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe_path = repo("examples/recipes/lca-synthetic.toml");
+    let recipe = std::fs::read_to_string(&recipe_path).unwrap();
+    let store = dir.path().join("planted-store");
+    // Small shards, so that the run reads across several.
+    succeed(
+        lca_command()
+            .args(["store", "create", "--quiet", "--shard-mib", "1", "--out"])
+            .arg(&store)
+            .arg(&recipe_path),
+    );
+    let info = succeed(lca_command().args(["store", "info"]).arg(&store));
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("6000 rows × 300 neurons") && info.contains("7 shard(s)"),
+        "{info}"
+    );
+    let stored = dir.path().join("stored.toml");
+    std::fs::write(
+        &stored,
+        with_source(
+            &recipe,
+            &format!(
+                "[source.planted]\ntype = \"store\"\npath = {:?}\nverify = true",
+                store.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let in_memory = dir.path().join("in-memory.toml");
+    std::fs::write(&in_memory, recipe.replace("out = ", "# out = ")).unwrap();
+    for threads in ["1", "2"] {
+        let run = |recipe: &Path, name: &str| {
+            let out = dir.path().join(format!("{name}-{threads}"));
+            succeed(
+                lca_command()
+                    .args(["run", "--quiet", "--threads", threads, "--out"])
+                    .arg(&out)
+                    .arg(recipe),
+            );
+            findings(&out)
+        };
+        let expected = run(&in_memory, "memory");
+        let found = run(&stored, "store");
+        assert!(expected.contains("\"accuracy\""), "the run has evaluations");
+        assert!(
+            expected == found,
+            "{threads} thread(s): the store-backed run differs"
+        );
+    }
+}
+
+#[test]
+fn npy_import_neurox_export_and_json_import_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, cols) = (40, 6);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 + 1e-4 * i as f32)
+        .collect();
+    std::fs::write(dir.path().join("acts.npy"), npy(rows, cols, &values)).unwrap();
+    let mut labels = String::new();
+    let mut words = String::new();
+    for r in 0..rows {
+        labels.push_str(["NN\n", "VB\n", "DT\n"][r % 3]);
+        words.push_str(&format!("w{r}\n"));
+        if r % 5 == 4 {
+            labels.push('\n');
+            words.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("labels.txt"), &labels).unwrap();
+    std::fs::write(dir.path().join("words.txt"), &words).unwrap();
+
+    // npy → f32 store: bit-identical values, in file order with shuffle off.
+    let f32_store = dir.path().join("f32");
+    succeed(
+        lca_command()
+            .current_dir(dir.path())
+            .args([
+                "store",
+                "import",
+                "acts.npy",
+                "--labels",
+                "labels.txt",
+                "--words",
+                "words.txt",
+            ])
+            .args([
+                "--param",
+                "layers=2",
+                "--param",
+                "shuffle=false",
+                "--task",
+                "pos",
+                "--out",
+            ])
+            .arg(&f32_store),
+    );
+    let read = lca_store::Store::open(&f32_store).unwrap();
+    assert_eq!(
+        read.read_rows(0..rows).unwrap().into_raw_vec_and_offset().0,
+        values
+    );
+    assert_eq!(read.manifest().neurons[3], "L1:0");
+    assert_eq!(read.manifest().default_task, "pos");
+
+    // f16 store → NeuroX JSON → f16 store: the same f16 values.
+    let f16_store = dir.path().join("f16");
+    succeed(
+        lca_command()
+            .current_dir(dir.path())
+            .args([
+                "store",
+                "import",
+                "acts.npy",
+                "--labels",
+                "labels.txt",
+                "--words",
+                "words.txt",
+            ])
+            .args(["--param", "layers=2", "--dtype", "f16", "--out"])
+            .arg(&f16_store),
+    );
+    let json = dir.path().join("export/acts.json");
+    succeed(
+        lca_command()
+            .args(["store", "export"])
+            .arg(&f16_store)
+            .arg("--out")
+            .arg(&json),
+    );
+    let back = dir.path().join("back");
+    succeed(
+        lca_command()
+            .args(["store", "import"])
+            .arg(&json)
+            .arg("--corpus")
+            .arg(dir.path().join("export/acts.sentences.txt"))
+            .arg("--labels")
+            .arg(dir.path().join("export/acts.labels.txt"))
+            .args(["--param", "shuffle=false", "--dtype", "f16", "--out"])
+            .arg(&back),
+    );
+    let (a, b) = (
+        lca_store::Store::open(&f16_store).unwrap(),
+        lca_store::Store::open(&back).unwrap(),
+    );
+    assert_eq!(a.read_rows(0..rows).unwrap(), b.read_rows(0..rows).unwrap());
+    assert_eq!(a.rows_meta().words, b.rows_meta().words);
+    assert_eq!(a.manifest().neurons, b.manifest().neurons);
+    succeed(
+        lca_command()
+            .args(["store", "verify", "--quiet"])
+            .arg(&back),
+    );
+}
+
+#[test]
+fn bad_store_commands_fail_with_one_paragraph_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = fail(lca_command().args(["store", "info"]).arg(&missing));
+    assert!(
+        err.contains("is not a store") && err.contains("lca store create"),
+        "{err}"
+    );
+
+    let err = fail(
+        lca_command()
+            .args(["store", "import", "acts.csv", "--labels", "l.txt", "--out"])
+            .arg(dir.path().join("s")),
+    );
+    assert!(err.contains(".npy, .npz or .safetensors"), "{err}");
+    let err = fail(
+        lca_command()
+            .args(["store", "import", "acts.json", "--labels", "l.txt", "--out"])
+            .arg(dir.path().join("s")),
+    );
+    assert!(err.contains("--corpus"), "{err}");
+    let err = fail(
+        lca_command()
+            .args(["store", "create", "--dtype", "f64", "--out"])
+            .arg(dir.path().join("s"))
+            .arg(repo("examples/recipes/lca-synthetic.toml")),
+    );
+    assert!(err.contains("f32, f16 or bf16"), "{err}");
+    let err = fail(
+        lca_command()
+            .args(["store", "create", "--source", "nope", "--out"])
+            .arg(dir.path().join("s"))
+            .arg(repo("examples/recipes/lca-synthetic.toml")),
+    );
+    assert!(
+        err.contains("no source `nope`") && err.contains("`planted`"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("s").exists(),
+        "nothing is written on refusal"
+    );
+
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("manifest.json"), "{\"format\": 3}").unwrap();
+    let err = fail(lca_command().args(["store", "verify"]).arg(&store));
+    assert!(
+        err.contains("manifest.json") && err.contains("recreate"),
+        "{err}"
+    );
+    let err = fail(
+        lca_command()
+            .args(["store", "export"])
+            .arg(&store)
+            .arg("--out")
+            .arg(dir.path().join("x.hdf5")),
+    );
+    assert!(err.contains(".json"), "{err}");
+}
