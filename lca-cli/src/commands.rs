@@ -19,9 +19,11 @@ use crate::{html, report};
 pub(crate) fn dispatch(args: Args) -> Result<()> {
     match args.command {
         Command::Report { results, out } => report_command(&results, out.as_deref()),
-        Command::Store { command } => {
-            crate::store::dispatch(command, || plugins::load(&args.plugins))
-        }
+        Command::Store { command } => crate::store::dispatch(command, || {
+            let components = plugins::load(&args.plugins)?;
+            components.print_warnings();
+            Ok(components.registry)
+        }),
         command => {
             let components = plugins::load(&args.plugins)?;
             match command {

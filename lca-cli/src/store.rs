@@ -5,19 +5,19 @@
 //! and its dataset written shard by shard. Exporting reads a store back as
 //! a dataset and hands it to the NeuroX exporter.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
-use lca_core::RunContext;
 use lca_core::component::{Component, EvalInput};
 use lca_core::data::Dataset;
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
-use lca_store::{DEFAULT_SHARD_BYTES, Dtype, Store, rows_per_shard, write_dataset};
+use lca_core::{Registry, RunContext};
+use lca_store::{DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, rows_per_shard, write_dataset};
 
-use crate::plugins::Components;
 use crate::progress::Progress;
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +42,48 @@ pub(crate) enum StoreCommand {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Class statistics of a range of shards, in a file that merges with
+    /// others: the scale-out path for the correlation and probeless rankings.
+    Stats {
+        /// The store's folder.
+        store: PathBuf,
+        /// The statistics file to write (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Shards START..END (numbered from 0, END excluded); default all.
+        #[arg(long, value_name = "START..END", value_parser = parse_range)]
+        shards: Option<Range<usize>>,
+        /// The task whose labels define the classes (default: the store's default task).
+        #[arg(long)]
+        task: Option<String>,
+        /// Count every row, not only the training split's.
+        #[arg(long)]
+        all_rows: bool,
+    },
+    /// Merge statistics files of disjoint shard ranges into one.
+    MergeStats {
+        /// The statistics files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The merged file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Rank neurons from a statistics file.
+    Rank {
+        /// The statistics file.
+        stats: PathBuf,
+        /// `correlation` (max over classes of |Pearson r|) or `probeless`
+        /// (summed differences of class means), as the rankers of those names.
+        #[arg(long, value_parser = ["correlation", "probeless"])]
+        method: String,
+        /// With `correlation`: rank by r, not |r|.
+        #[arg(long)]
+        signed: bool,
+        /// The ranking to write (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Write a store's activations, sentences and labels as NeuroX files.
     Export {
@@ -114,27 +156,55 @@ pub(crate) struct ImportArgs {
     write: WriteArgs,
 }
 
+/// `START..END`, END excluded.
+fn parse_range(text: &str) -> Result<Range<usize>, String> {
+    let parsed = text
+        .split_once("..")
+        .and_then(|(a, b)| Some(a.trim().parse::<usize>().ok()?..b.trim().parse::<usize>().ok()?));
+    match parsed {
+        Some(range) if range.start < range.end => Ok(range),
+        _ => Err(format!(
+            "`{text}` is not a shard range; give START..END with START < END, such as 0..4"
+        )),
+    }
+}
+
 fn parse_dtype(text: &str) -> Result<Dtype, String> {
     Dtype::parse(text.trim())
         .ok_or_else(|| format!("`{text}` is not a store type; give f32, f16 or bf16"))
 }
 
+/// Runs a store command; `registry` loads the components (plugins
+/// included, their warnings shown) for the commands that read sources.
 pub(crate) fn dispatch(
     command: StoreCommand,
-    components: impl FnOnce() -> Result<Components>,
+    registry: impl FnOnce() -> Result<Registry>,
 ) -> Result<()> {
     match command {
-        StoreCommand::Create(args) => create(&components()?, &args),
-        StoreCommand::Import(args) => import(&components()?, &args),
+        StoreCommand::Create(args) => create(&registry()?, &args),
+        StoreCommand::Import(args) => import(&registry()?, &args),
         StoreCommand::Info { store, json } => info(&store, json),
         StoreCommand::Verify { store, quiet } => verify(&store, quiet),
         StoreCommand::Export { store, out, task } => export(&store, &out, task.as_deref()),
+        StoreCommand::Stats {
+            store,
+            out,
+            shards,
+            task,
+            all_rows,
+        } => stats(&store, &out, shards, task.as_deref(), !all_rows),
+        StoreCommand::MergeStats { files, out } => merge_stats(&files, &out),
+        StoreCommand::Rank {
+            stats,
+            method,
+            signed,
+            out,
+        } => rank(&stats, &method, signed, &out),
     }
 }
 
-fn create(components: &Components, args: &CreateArgs) -> Result<()> {
-    components.print_warnings();
-    let plan = lca_core::recipe::compile_file(&args.recipe, &components.registry)?;
+fn create(registry: &Registry, args: &CreateArgs) -> Result<()> {
+    let plan = lca_core::recipe::compile_file(&args.recipe, registry)?;
     let sources: Vec<_> = plan
         .steps
         .iter()
@@ -172,8 +242,7 @@ fn create(components: &Components, args: &CreateArgs) -> Result<()> {
     load_and_write(&key, plan.run.seed, &args.write, |cx| source.load(cx))
 }
 
-fn import(components: &Components, args: &ImportArgs) -> Result<()> {
-    components.print_warnings();
+fn import(registry: &Registry, args: &ImportArgs) -> Result<()> {
     let extension = args
         .file
         .extension()
@@ -232,8 +301,7 @@ fn import(components: &Components, args: &ImportArgs) -> Result<()> {
         };
         table.insert(key.to_string(), value);
     }
-    let registered = components
-        .registry
+    let registered = registry
         .get(ComponentKind::Source, type_name)
         .with_context(|| {
             format!(
@@ -429,5 +497,89 @@ fn export(dir: &Path, out: &Path, task: Option<&str>) -> Result<()> {
         metric("sentences"),
         metric("tokens")
     );
+    Ok(())
+}
+
+fn stats(
+    dir: &Path,
+    out: &Path,
+    shards: Option<Range<usize>>,
+    task: Option<&str>,
+    train_only: bool,
+) -> Result<()> {
+    let store = Store::open(dir)?;
+    let shards = shards.unwrap_or(0..store.manifest().shards.len());
+    let file = store.class_stats(task, shards.clone(), train_only)?;
+    file.write(out)?;
+    println!(
+        "wrote {}: statistics of {} rows ({}) of shards {}..{} under task `{}`",
+        out.display(),
+        file.stats.rows,
+        if train_only {
+            "training split"
+        } else {
+            "all rows"
+        },
+        shards.start,
+        shards.end,
+        file.task
+    );
+    Ok(())
+}
+
+fn merge_stats(files: &[PathBuf], out: &Path) -> Result<()> {
+    let mut merged = StatsFile::read(&files[0])?;
+    for path in &files[1..] {
+        merged
+            .merge(&StatsFile::read(path)?)
+            .with_context(|| format!("merging {} into {}", path.display(), files[0].display()))?;
+    }
+    merged.write(out)?;
+    println!(
+        "wrote {}: {} rows from {} shard(s) in {} file(s)",
+        out.display(),
+        merged.stats.rows,
+        merged.shards.len(),
+        files.len()
+    );
+    Ok(())
+}
+
+/// A ranking from statistics, as written by `lca store rank`.
+#[derive(serde::Serialize)]
+struct RankingFile<'a> {
+    method: &'a str,
+    task: &'a str,
+    rows: u64,
+    /// Neuron names, best first.
+    top: Vec<&'a str>,
+    ranking: lca_core::NeuronRanking,
+}
+
+fn rank(path: &Path, method: &str, signed: bool, out: &Path) -> Result<()> {
+    let file = StatsFile::read(path)?;
+    let ranking = match method {
+        "correlation" => file.stats.correlation_ranking(signed),
+        _ => file.stats.probeless_ranking(),
+    }
+    .with_context(|| format!("ranking neurons from {}", path.display()))?;
+    let top: Vec<&str> = ranking
+        .order()
+        .iter()
+        .map(|&j| file.neurons[j as usize].as_str())
+        .collect();
+    println!(
+        "top neurons by {method}: {}",
+        top[..top.len().min(10)].join(", ")
+    );
+    let json = serde_json::to_vec_pretty(&RankingFile {
+        method,
+        task: &file.task,
+        rows: file.stats.rows,
+        top,
+        ranking,
+    })?;
+    lca_core::io::write_atomic(out, &json)?;
+    println!("wrote {}", out.display());
     Ok(())
 }

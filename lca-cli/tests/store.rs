@@ -83,6 +83,123 @@ fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
     }
 }
 
+/// The `order` of ranking `name` in a run's results.
+fn ranking_order(results: &serde_json::Value, name: &str) -> Vec<u64> {
+    results["rankings"][name]["ranking"]["order"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ranking {name} in {results}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    succeed(
+        lca_command()
+            .args(["store", "create", "--quiet", "--shard-mib", "1", "--out"])
+            .arg(&store)
+            .arg(repo("examples/recipes/lca-synthetic.toml")),
+    );
+    // The rankers, in memory on the store's data.
+    let recipe = dir.path().join("rank.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[source.s]\ntype = \"store\"\npath = {:?}\n\n[ranker.corr]\ntype = \"correlation\"\n\n\
+             [ranker.probeless]\ntype = \"probeless\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    succeed(
+        lca_command()
+            .args(["run", "--quiet", "--out"])
+            .arg(&out)
+            .arg(&recipe),
+    );
+    let (results, _) = read_results(&out.join("results.json")).unwrap();
+
+    // Statistics of three shard ranges, merged in two groupings.
+    let part = |range: &str| {
+        let file = dir.path().join(format!("stats-{range}.json"));
+        succeed(
+            lca_command()
+                .args(["store", "stats", "--shards", range, "--out"])
+                .arg(&file)
+                .arg(&store),
+        );
+        file
+    };
+    let (a, b, c) = (part("0..3"), part("3..5"), part("5..7"));
+    let ab = dir.path().join("ab.json");
+    succeed(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&a, &b])
+            .arg("--out")
+            .arg(&ab),
+    );
+    let left = dir.path().join("left.json");
+    succeed(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&ab, &c])
+            .arg("--out")
+            .arg(&left),
+    );
+    let bc = dir.path().join("bc.json");
+    succeed(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&b, &c])
+            .arg("--out")
+            .arg(&bc),
+    );
+    let right = dir.path().join("right.json");
+    succeed(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&a, &bc])
+            .arg("--out")
+            .arg(&right),
+    );
+
+    for merged in [&left, &right] {
+        for (method, ranker) in [("correlation", "corr"), ("probeless", "probeless")] {
+            let ranked = dir.path().join(format!("{method}.json"));
+            succeed(
+                lca_command()
+                    .args(["store", "rank", "--method", method, "--out"])
+                    .arg(&ranked)
+                    .arg(merged),
+            );
+            let file: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
+            assert_eq!(file["rows"], 4800, "the training rows only");
+            let order: Vec<u64> = file["ranking"]["order"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(order, ranking_order(&results, ranker), "{method}");
+        }
+    }
+    // A shard counted twice is refused.
+    let err = fail(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&ab, &b])
+            .arg("--out")
+            .arg(dir.path().join("x.json")),
+    );
+    assert!(err.contains("counted in both"), "{err}");
+}
+
 #[test]
 fn npy_import_neurox_export_and_json_import_round_trip() {
     let dir = tempfile::tempdir().unwrap();

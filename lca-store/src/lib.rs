@@ -16,11 +16,15 @@
 //! shard in memory at a time, every file atomically and the manifest last.
 //! [`Store`] opens a store, checks it, and reads rows or whole datasets;
 //! shards are memory-mapped, so reading never needs the whole store in
-//! memory. docs/store.md describes the format and the commands around it.
+//! memory. [`Store::class_stats`] computes class statistics of a range of
+//! shards into a [`StatsFile`]; such files merge into the statistics of all
+//! their shards, from which the correlation and probeless rankings follow.
+//! docs/store.md describes the format and the commands around it.
 
 mod manifest;
 mod mapped;
 mod read;
+mod stats;
 mod write;
 
 pub use manifest::{
@@ -28,4 +32,5 @@ pub use manifest::{
     TaskEntry,
 };
 pub use read::Store;
+pub use stats::{STATS_FORMAT, StatsFile};
 pub use write::{DEFAULT_SHARD_BYTES, StoreMeta, StoreWriter, rows_per_shard, write_dataset};

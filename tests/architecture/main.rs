@@ -349,9 +349,15 @@ fn crates_are_layered() {
         workspace_dependencies(&root.join("lca-linear")),
         BTreeSet::from(["lca-core".to_string()])
     );
+    // The store format sits on the core alone; the built-in `store` source
+    // reads it.
+    assert_eq!(
+        workspace_dependencies(&root.join("lca-store")),
+        BTreeSet::from(["lca-core".to_string()])
+    );
     assert_eq!(
         workspace_dependencies(&root.join("lca-builtin")),
-        BTreeSet::from(["lca-core".to_string()])
+        BTreeSet::from(["lca-core".to_string(), "lca-store".to_string()])
     );
     for (name, dir) in crates() {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).unwrap();

@@ -1,5 +1,5 @@
-//! The data model: activations, neurons, labels, words, splits, rankings and
-//! evaluation results.
+//! The data model: activations, neurons, labels, words, splits, rankings,
+//! mergeable class statistics and evaluation results.
 
 mod dataset;
 mod evaluation;
@@ -7,6 +7,7 @@ mod labels;
 mod matrix;
 mod neurons;
 mod ranking;
+mod stats;
 
 pub use dataset::{
     Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitFractions, SplitSpec, SplitUnit,
@@ -17,3 +18,4 @@ pub use labels::{ClassVocab, Labels, count_classes};
 pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns};
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};
+pub use stats::{ClassStats, class_correlation, probeless_scores};

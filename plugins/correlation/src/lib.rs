@@ -19,7 +19,7 @@
 //! accumulated in `f64`, one neuron column per task in a fixed row order, so
 //! the result does not depend on the thread count.
 
-use lca_core::data::{ClassRanking, Split};
+use lca_core::data::{ClassRanking, Split, class_correlation};
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -91,13 +91,12 @@ pub fn class_correlations(
             let sd = var.sqrt();
             (0..n_classes)
                 .map(|c| {
-                    let p = counts[c] as f64 / n as f64;
-                    if counts[c] == 0 || counts[c] == n || sd <= f64::EPSILON * mean.abs().max(1.0)
-                    {
-                        return 0.0;
-                    }
-                    let class_mean = class_sums[c] / counts[c] as f64;
-                    ((class_mean - mean) * (p / (1.0 - p)).sqrt() / sd).clamp(-1.0, 1.0)
+                    let class_mean = if counts[c] == 0 {
+                        0.0
+                    } else {
+                        class_sums[c] / counts[c] as f64
+                    };
+                    class_correlation(class_mean, mean, sd, counts[c], n)
                 })
                 .collect()
         })

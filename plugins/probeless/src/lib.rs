@@ -81,27 +81,10 @@ pub fn class_means(
         .collect()
 }
 
-/// The per-class scores `s_zj` and the overall pairwise score `s_j`.
-pub fn probeless_scores(means: &[Option<Vec<f64>>], n_neurons: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
-    let present: Vec<(usize, &Vec<f64>)> = means
-        .iter()
-        .enumerate()
-        .filter_map(|(c, m)| m.as_ref().map(|m| (c, m)))
-        .collect();
-    let mut per_class = vec![vec![0.0f64; n_neurons]; means.len()];
-    let mut overall = vec![0.0f64; n_neurons];
-    for (a, &(ca, ma)) in present.iter().enumerate() {
-        for &(cb, mb) in &present[a + 1..] {
-            for j in 0..n_neurons {
-                let gap = (ma[j] - mb[j]).abs();
-                per_class[ca][j] += gap;
-                per_class[cb][j] += gap;
-                overall[j] += gap;
-            }
-        }
-    }
-    (per_class, overall)
-}
+/// The per-class scores `s_zj` and the overall pairwise score `s_j`, shared
+/// with the mergeable statistics of `lca-core` so that a ranking from merged
+/// shards is computed by the same formula.
+pub use lca_core::data::probeless_scores;
 
 impl Ranker for ProbelessRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {

@@ -1,0 +1,379 @@
+//! Class statistics that can be computed in pieces and merged: the way
+//! rankings scale past one pass over one machine's memory.
+//!
+//! [`ClassStats`] holds, for every neuron, the row count, mean and sum of
+//! squared deviations (M2), and for every class its row count and the sum of
+//! each neuron over its rows. That is enough for the correlation ranker
+//! (Pearson r of each neuron with each class indicator) and the probeless
+//! ranker (differences of class means). Statistics of disjoint row sets
+//! merge with Chan, Golub and LeVeque's pairwise update, so shards processed
+//! separately (on other threads, processes or machines) combine into the
+//! statistics of all their rows, in any grouping.
+//!
+//! Sums are `f64`. Merging in a different grouping changes the last bits of
+//! the sums, not the ranking, unless two neurons' scores agree to about
+//! 1e-12 relative.
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ClassRanking, NeuronRanking};
+use crate::error::{Error, Result};
+
+/// Mergeable per-neuron and per-class sums of some rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Class names; labels index them.
+    pub classes: Vec<String>,
+    /// Neurons (columns).
+    pub neurons: usize,
+    /// Rows seen.
+    pub rows: u64,
+    /// Rows seen per class.
+    pub class_rows: Vec<u64>,
+    /// Mean of each neuron over the rows seen.
+    pub mean: Vec<f64>,
+    /// Sum of squared deviations from the mean, per neuron.
+    pub m2: Vec<f64>,
+    /// Sum of each neuron over each class's rows, class-major
+    /// (`classes × neurons`).
+    pub class_sums: Vec<f64>,
+}
+
+impl ClassStats {
+    /// Statistics of no rows.
+    pub fn new(classes: Vec<String>, neurons: usize) -> Self {
+        let k = classes.len();
+        ClassStats {
+            classes,
+            neurons,
+            rows: 0,
+            class_rows: vec![0; k],
+            mean: vec![0.0; neurons],
+            m2: vec![0.0; neurons],
+            class_sums: vec![0.0; k * neurons],
+        }
+    }
+
+    /// Statistics of `block`'s rows, labelled by `labels`.
+    ///
+    /// # Errors
+    /// When the sizes disagree or a label is not a class.
+    pub fn of_rows(
+        classes: Vec<String>,
+        block: ArrayView2<'_, f32>,
+        labels: &[u32],
+    ) -> Result<Self> {
+        let mut stats = ClassStats::new(classes, block.ncols());
+        if block.nrows() != labels.len() {
+            return Err(Error::Shape {
+                what: "labels of a block of rows".into(),
+                expected: block.nrows().to_string(),
+                found: labels.len().to_string(),
+            });
+        }
+        let k = stats.classes.len();
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= k) {
+            return Err(Error::input(format!(
+                "label {bad} is not one of the {k} classes"
+            )));
+        }
+        let n = block.nrows();
+        if n == 0 {
+            return Ok(stats);
+        }
+        stats.rows = n as u64;
+        for &l in labels {
+            stats.class_rows[l as usize] += 1;
+        }
+        for (j, column) in block.columns().into_iter().enumerate() {
+            let mut sum = 0.0f64;
+            for (&v, &l) in column.iter().zip(labels) {
+                sum += f64::from(v);
+                stats.class_sums[l as usize * stats.neurons + j] += f64::from(v);
+            }
+            let mean = sum / n as f64;
+            // Deviations from the block's own mean: no cancellation on
+            // activations with a large offset.
+            stats.m2[j] = column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+            stats.mean[j] = mean;
+        }
+        Ok(stats)
+    }
+
+    /// Adds the statistics of other rows (disjoint from these).
+    ///
+    /// # Errors
+    /// When the two describe different classes or neuron counts.
+    pub fn merge(&mut self, other: &ClassStats) -> Result<()> {
+        if other.classes != self.classes || other.neurons != self.neurons {
+            return Err(Error::input(format!(
+                "statistics of {} neurons and classes [{}] cannot be merged with statistics of \
+                 {} neurons and classes [{}]: they come from different data or tasks",
+                other.neurons,
+                other.classes.join(", "),
+                self.neurons,
+                self.classes.join(", ")
+            )));
+        }
+        if other.rows == 0 {
+            return Ok(());
+        }
+        if self.rows == 0 {
+            *self = other.clone();
+            return Ok(());
+        }
+        let (na, nb) = (self.rows as f64, other.rows as f64);
+        let n = na + nb;
+        for j in 0..self.neurons {
+            let delta = other.mean[j] - self.mean[j];
+            self.mean[j] += delta * nb / n;
+            self.m2[j] += other.m2[j] + delta * delta * na * nb / n;
+        }
+        self.rows += other.rows;
+        for (a, b) in self.class_rows.iter_mut().zip(&other.class_rows) {
+            *a += b;
+        }
+        for (a, b) in self.class_sums.iter_mut().zip(&other.class_sums) {
+            *a += b;
+        }
+        Ok(())
+    }
+
+    /// The mean of each neuron over each class's rows; `None` for a class
+    /// with no rows.
+    pub fn class_means(&self) -> Vec<Option<Vec<f64>>> {
+        (0..self.classes.len())
+            .map(|c| {
+                let count = self.class_rows[c];
+                (count > 0).then(|| {
+                    self.class_sums[c * self.neurons..(c + 1) * self.neurons]
+                        .iter()
+                        .map(|s| s / count as f64)
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    /// Pearson r of each neuron with each class indicator,
+    /// `classes × neurons`: see [`class_correlation`].
+    pub fn correlations(&self) -> Vec<Vec<f64>> {
+        let n = self.rows as usize;
+        let means = self.class_means();
+        (0..self.classes.len())
+            .map(|c| {
+                (0..self.neurons)
+                    .map(|j| {
+                        let sd = (self.m2[j] / n.max(1) as f64).sqrt();
+                        let class_mean = means[c].as_ref().map_or(0.0, |m| m[j]);
+                        class_correlation(
+                            class_mean,
+                            self.mean[j],
+                            sd,
+                            self.class_rows[c] as usize,
+                            n,
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The `correlation` ranker's ranking: by max over classes of |r| (of
+    /// r when `signed`), with one ranking per class.
+    ///
+    /// # Errors
+    /// When fewer than two classes have rows.
+    pub fn correlation_ranking(&self, signed: bool) -> Result<NeuronRanking> {
+        self.require_two_classes()?;
+        let mut per_class = self.correlations();
+        if !signed {
+            per_class.iter_mut().flatten().for_each(|r| *r = r.abs());
+        }
+        let overall = (0..self.neurons)
+            .map(|j| {
+                per_class
+                    .iter()
+                    .map(|row| row[j])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect();
+        self.ranking(overall, per_class)
+    }
+
+    /// The `probeless` ranker's ranking: see [`probeless_scores`].
+    ///
+    /// # Errors
+    /// When fewer than two classes have rows.
+    pub fn probeless_ranking(&self) -> Result<NeuronRanking> {
+        self.require_two_classes()?;
+        let (per_class, overall) = probeless_scores(&self.class_means(), self.neurons);
+        self.ranking(overall, per_class)
+    }
+
+    fn ranking(&self, overall: Vec<f64>, per_class: Vec<Vec<f64>>) -> Result<NeuronRanking> {
+        let per_class = per_class
+            .into_iter()
+            .zip(&self.classes)
+            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
+            .collect::<Result<Vec<_>>>()?;
+        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+    }
+
+    fn require_two_classes(&self) -> Result<()> {
+        let present = self.class_rows.iter().filter(|&&c| c > 0).count();
+        if present < 2 {
+            return Err(Error::input(format!(
+                "the statistics cover {} row(s) of {present} class(es); ranking neurons by \
+                 class needs rows of at least two classes",
+                self.rows
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Pearson r between a neuron and the indicator of a class:
+/// `(μ_c − μ) · sqrt(p / (1 − p)) / σ`, with `p = count / n`. 0 for a
+/// neuron that does not vary, and for a class with no rows or all of them.
+pub fn class_correlation(class_mean: f64, mean: f64, sd: f64, count: usize, n: usize) -> f64 {
+    if count == 0 || count == n || sd <= f64::EPSILON * mean.abs().max(1.0) {
+        return 0.0;
+    }
+    let p = count as f64 / n as f64;
+    ((class_mean - mean) * (p / (1.0 - p)).sqrt() / sd).clamp(-1.0, 1.0)
+}
+
+/// The probeless scores from class means (`None` for a class without rows,
+/// which takes part in no sum): per class `s_zj = Σ_{c ≠ z} |μ_zj − μ_cj|`,
+/// overall `s_j = Σ_{c < c'} |μ_cj − μ_c'j|`.
+pub fn probeless_scores(means: &[Option<Vec<f64>>], n_neurons: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let present: Vec<(usize, &Vec<f64>)> = means
+        .iter()
+        .enumerate()
+        .filter_map(|(c, m)| m.as_ref().map(|m| (c, m)))
+        .collect();
+    let mut per_class = vec![vec![0.0f64; n_neurons]; means.len()];
+    let mut overall = vec![0.0f64; n_neurons];
+    for (a, &(ca, ma)) in present.iter().enumerate() {
+        for &(cb, mb) in &present[a + 1..] {
+            for j in 0..n_neurons {
+                let gap = (ma[j] - mb[j]).abs();
+                per_class[ca][j] += gap;
+                per_class[cb][j] += gap;
+                overall[j] += gap;
+            }
+        }
+    }
+    (per_class, overall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, Axis, Slice};
+    use proptest::prelude::*;
+
+    fn classes(k: usize) -> Vec<String> {
+        (0..k).map(|c| format!("C{c}")).collect()
+    }
+
+    #[test]
+    fn hand_computed_example() {
+        // Neuron 0: 1, 3 on class 0 and 5, 7 on class 1; neuron 1 constant.
+        let x =
+            Array2::from_shape_vec((4, 2), vec![1.0, 2.0, 3.0, 2.0, 5.0, 2.0, 7.0, 2.0]).unwrap();
+        let stats = ClassStats::of_rows(classes(2), x.view(), &[0, 0, 1, 1]).unwrap();
+        assert_eq!(stats.mean, [4.0, 2.0]);
+        assert_eq!(stats.m2, [20.0, 0.0]);
+        assert_eq!(stats.class_means()[0], Some(vec![2.0, 2.0]));
+        // r = (2 − 4) · sqrt(0.5 / 0.5) / sqrt(5) for class 0.
+        let r = stats.correlations();
+        assert!((r[0][0] + 2.0 / 5f64.sqrt()).abs() < 1e-15);
+        assert!((r[1][0] - 2.0 / 5f64.sqrt()).abs() < 1e-15);
+        assert_eq!(r[0][1], 0.0, "a constant neuron scores 0");
+        let (per_class, overall) = probeless_scores(&stats.class_means(), 2);
+        assert_eq!(overall, [4.0, 0.0]);
+        assert_eq!(per_class[1], [4.0, 0.0]);
+        assert_eq!(stats.correlation_ranking(false).unwrap().order(), [0, 1]);
+    }
+
+    #[test]
+    fn one_class_is_an_error_and_different_tasks_do_not_merge() {
+        let x = Array2::<f32>::zeros((3, 2));
+        let stats = ClassStats::of_rows(classes(2), x.view(), &[1, 1, 1]).unwrap();
+        let err = stats.probeless_ranking().unwrap_err().to_string();
+        assert!(err.contains("at least two classes"), "{err}");
+        let mut other = ClassStats::new(classes(3), 2);
+        assert!(other.merge(&stats).is_err());
+        assert!(ClassStats::of_rows(classes(2), x.view(), &[0, 2, 1]).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Statistics of row blocks merged in any grouping (left to right,
+        /// or pairs first) give one pass's sums to rounding, and the same
+        /// rankings.
+        #[test]
+        fn merging_in_any_grouping_gives_the_one_pass_ranking(
+            seed in 0u64..10_000,
+            rows in 8usize..120,
+            cuts in proptest::collection::vec(1usize..119, 0..6),
+            offset in -100.0f32..100.0,
+        ) {
+            let mut rng = crate::rng::Rng::new(seed);
+            let neurons = 7;
+            let labels: Vec<u32> = (0..rows).map(|r| (r % 3) as u32).collect();
+            let x = Array2::from_shape_fn((rows, neurons), |(r, j)| {
+                offset + rng.normal() as f32 + if j == labels[r] as usize { 1.5 } else { 0.0 }
+            });
+            let one = ClassStats::of_rows(classes(3), x.view(), &labels).unwrap();
+            let mut bounds: Vec<usize> = cuts.into_iter().filter(|&c| c < rows).collect();
+            bounds.extend([0, rows]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            let parts: Vec<ClassStats> = bounds
+                .windows(2)
+                .map(|w| {
+                    ClassStats::of_rows(classes(3), x.slice_axis(Axis(0), Slice::from(w[0]..w[1])), &labels[w[0]..w[1]])
+                        .unwrap()
+                })
+                .collect();
+            let mut left = ClassStats::new(classes(3), neurons);
+            parts.iter().for_each(|p| left.merge(p).unwrap());
+            let mut pairs: Vec<ClassStats> = parts.clone();
+            while pairs.len() > 1 {
+                pairs = pairs
+                    .chunks(2)
+                    .map(|c| {
+                        let mut a = c[0].clone();
+                        if let Some(b) = c.get(1) {
+                            a.merge(b).unwrap();
+                        }
+                        a
+                    })
+                    .collect();
+            }
+            for merged in [&left, &pairs[0]] {
+                prop_assert_eq!(merged.rows, one.rows);
+                prop_assert_eq!(&merged.class_rows, &one.class_rows);
+                for j in 0..neurons {
+                    let scale = one.m2[j].abs().max(1.0);
+                    prop_assert!((merged.m2[j] - one.m2[j]).abs() <= 1e-9 * scale);
+                    prop_assert!((merged.mean[j] - one.mean[j]).abs() <= 1e-9 * one.mean[j].abs().max(1.0));
+                }
+                let order = |r: Result<NeuronRanking>| r.unwrap().order().to_vec();
+                prop_assert_eq!(
+                    order(merged.correlation_ranking(false)),
+                    order(one.correlation_ranking(false))
+                );
+                prop_assert_eq!(
+                    order(merged.probeless_ranking()),
+                    order(one.probeless_ranking())
+                );
+            }
+        }
+    }
+}
