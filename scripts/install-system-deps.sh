@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages that parts of lca and its tests need:
 #   - the HDF5 development library, for the NeuroX HDF5 reader (plugins/hdf5);
-#   - Chromium, which the report test uses to open report.html headless.
+#   - Chromium, which the report test uses to open report.html headless;
+#   - prlimit (util-linux), which the larger-than-memory store test runs
+#     lca under.
 # Idempotent; uses apt-get (Debian, Ubuntu).
 set -euo pipefail
 
 missing=()
 pkg-config --exists hdf5 2>/dev/null || missing+=(libhdf5-dev pkg-config)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v prlimit >/dev/null 2>&1 || missing+=(util-linux)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system: HDF5 $(pkg-config --modversion hdf5) and $(chromium --version 2>/dev/null | head -1) are installed"

@@ -200,6 +200,89 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
     assert!(err.contains("counted in both"), "{err}");
 }
 
+/// A store four times larger than the address space `lca` may use: its
+/// statistics, ranking and verification run under the limit, since shards
+/// are mapped one at a time and read a block of rows at a time.
+#[test]
+fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
+    const LIMIT: u64 = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("big.toml");
+    std::fs::write(
+        &recipe,
+        "[run]\nseed = 1\n\n[source.big]\ntype = \"synthetic\"\ntokens = 90000\n\
+         neurons = 800\nlayers = 4\nclasses = 40\nper_class = 2\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    succeed(
+        lca_command()
+            .args(["store", "create", "--quiet", "--shard-mib", "8", "--out"])
+            .arg(&store)
+            .arg(&recipe),
+    );
+    let size: u64 = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(size > 4 * LIMIT, "the store ({size} bytes) is 4× the limit");
+    // `prlimit --as` caps the whole address space (every mapping, heap and
+    // stack), a stricter bound than resident memory.
+    let limited = |args: &[&str]| {
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg(format!("--as={LIMIT}"))
+            .arg(common::lca_exe())
+            .args(args)
+            .env_remove("LCA_PLUGIN_PATH");
+        succeed(&mut command)
+    };
+    let stats = dir.path().join("stats.json");
+    let store_arg = store.to_str().unwrap();
+    limited(&[
+        "store",
+        "stats",
+        store_arg,
+        "--out",
+        stats.to_str().unwrap(),
+    ]);
+    limited(&["store", "verify", "--quiet", store_arg]);
+    let ranked = dir.path().join("ranked.json");
+    let output = limited(&[
+        "store",
+        "rank",
+        "--method",
+        "correlation",
+        stats.to_str().unwrap(),
+        "--out",
+        ranked.to_str().unwrap(),
+    ]);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
+    assert_eq!(file["rows"], 72000);
+    // The planted neurons lead the ranking.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("manifest.json")).unwrap())
+            .unwrap();
+    let planted: Vec<u64> = manifest["truth"]["informative"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let order = file["ranking"]["order"].as_array().unwrap();
+    let hits = order[..planted.len()]
+        .iter()
+        .filter(|j| planted.contains(&j.as_u64().unwrap()))
+        .count();
+    assert!(
+        hits * 10 >= planted.len() * 9,
+        "{hits} of {} planted neurons on top: {}",
+        planted.len(),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 #[test]
 fn npy_import_neurox_export_and_json_import_round_trip() {
     let dir = tempfile::tempdir().unwrap();
