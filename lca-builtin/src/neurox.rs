@@ -820,3 +820,39 @@ mod tests {
         assert_eq!(whole_layers(&idx.select(&[0, 2, 1, 3, 4, 5])), None);
     }
 }
+
+/// Writes NeuroX's text files beside the activations file `path`:
+/// `<stem>.sentences.txt` (one sentence per line, words joined by spaces)
+/// and `<stem>.labels.txt` (the labels of its words, likewise), for the
+/// sentences `sentences` of `data`. Returns both paths.
+///
+/// # Errors
+/// When a file cannot be written.
+pub fn write_sentences_and_labels(
+    data: &Dataset<'_>,
+    sentences: &[(std::ops::Range<usize>, &[String])],
+    path: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let classes = data.classes();
+    let ids = data.labels().ids();
+    let mut text_sentences = String::new();
+    let mut text_labels = String::new();
+    for (rows, words) in sentences {
+        text_sentences.push_str(&words.join(" "));
+        text_sentences.push('\n');
+        let labels: Vec<&str> = ids[rows.clone()].iter().map(|&c| classes.name(c)).collect();
+        text_labels.push_str(&labels.join(" "));
+        text_labels.push('\n');
+    }
+    let sibling = |suffix: &str| {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!("{stem}.{suffix}"))
+    };
+    let (sentences_path, labels_path) = (sibling("sentences.txt"), sibling("labels.txt"));
+    lca_core::io::write_atomic(&sentences_path, text_sentences.as_bytes())?;
+    lca_core::io::write_atomic(&labels_path, text_labels.as_bytes())?;
+    Ok((sentences_path, labels_path))
+}

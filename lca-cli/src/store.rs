@@ -89,8 +89,9 @@ pub(crate) enum StoreCommand {
     Export {
         /// The store's folder.
         store: PathBuf,
-        /// The NeuroX activations file to write, ending in .json;
-        /// `<stem>.sentences.txt` and `<stem>.labels.txt` go beside it.
+        /// The NeuroX activations file to write: .json (JSON lines) or .hdf5
+        /// (with the HDF5 plugin); `<stem>.sentences.txt` and
+        /// `<stem>.labels.txt` go beside it.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// The task whose labels to write (default: the store's default task).
@@ -185,7 +186,9 @@ pub(crate) fn dispatch(
         StoreCommand::Import(args) => import(&registry()?, &args),
         StoreCommand::Info { store, json } => info(&store, json),
         StoreCommand::Verify { store, quiet } => verify(&store, quiet),
-        StoreCommand::Export { store, out, task } => export(&store, &out, task.as_deref()),
+        StoreCommand::Export { store, out, task } => {
+            export(&registry()?, &store, &out, task.as_deref())
+        }
         StoreCommand::Stats {
             store,
             out,
@@ -464,14 +467,16 @@ fn verify(dir: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn export(dir: &Path, out: &Path, task: Option<&str>) -> Result<()> {
-    if out.extension().is_none_or(|e| e != "json") {
-        bail!(
-            "{} does not end in .json; lca writes NeuroX's JSON-lines activations (NeuroX \
-             picks the reader by extension)",
+fn export(registry: &Registry, dir: &Path, out: &Path, task: Option<&str>) -> Result<()> {
+    let exporter = match out.extension().and_then(|e| e.to_str()) {
+        Some("json") => "neurox_export",
+        Some("hdf5") => "neurox_hdf5_export",
+        _ => bail!(
+            "{} ends in neither .json nor .hdf5; lca writes NeuroX's JSON-lines or HDF5 \
+             activations, and NeuroX picks the reader by extension",
             out.display()
-        );
-    }
+        ),
+    };
     let store = Store::open(dir)?;
     let data = store.dataset("store", task)?;
     let mut params = toml::Table::new();
@@ -479,12 +484,17 @@ fn export(dir: &Path, out: &Path, task: Option<&str>) -> Result<()> {
         "path".into(),
         toml::Value::String(out.display().to_string()),
     );
-    let registry = lca_builtin::registry();
-    let Component::Evaluator(exporter) = registry
-        .get(ComponentKind::Evaluator, "neurox_export")?
-        .build(&params)?
-    else {
-        unreachable!("neurox_export is an evaluator")
+    let registered = registry
+        .get(ComponentKind::Evaluator, exporter)
+        .with_context(|| {
+            format!(
+                "writing {} needs `{exporter}`, which the HDF5 plugin provides (build it with \
+             `cargo build -p lca-plugin-hdf5` and put it beside lca or pass --plugin-dir)",
+                out.display()
+            )
+        })?;
+    let Component::Evaluator(exporter) = registered.build(&params)? else {
+        unreachable!("an evaluator descriptor builds an evaluator")
     };
     let cx = RunContext::new(0, 0);
     let evaluation = exporter

@@ -2,9 +2,9 @@
 //! NeuroX files, so NeuroX (or anything that reads its formats) can work on
 //! exactly the data `lca` analysed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::neurox::{dataset_sentences, whole_layers, write_json};
+use crate::neurox::{dataset_sentences, whole_layers, write_json, write_sentences_and_labels};
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
 use lca_core::data::{Cell, Evaluation, Table};
@@ -50,14 +50,6 @@ pub struct NeuroxExport {
     path: PathBuf,
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!("{stem}.{suffix}"))
-}
-
 impl Evaluator for NeuroxExport {
     fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
         let data = input.data;
@@ -77,21 +69,8 @@ impl Evaluator for NeuroxExport {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
         }
         write_json(&self.path, &layers, hidden, &blocks)?;
-        let classes = data.classes();
-        let ids = data.labels().ids();
-        let mut text_sentences = String::new();
-        let mut text_labels = String::new();
-        for (rows, words) in &sentences {
-            text_sentences.push_str(&words.join(" "));
-            text_sentences.push('\n');
-            let labels: Vec<&str> = ids[rows.clone()].iter().map(|&c| classes.name(c)).collect();
-            text_labels.push_str(&labels.join(" "));
-            text_labels.push('\n');
-        }
-        let sentences_path = sibling(&self.path, "sentences.txt");
-        let labels_path = sibling(&self.path, "labels.txt");
-        lca_core::io::write_atomic(&sentences_path, text_sentences.as_bytes())?;
-        lca_core::io::write_atomic(&labels_path, text_labels.as_bytes())?;
+        let (sentences_path, labels_path) =
+            write_sentences_and_labels(data, &sentences, &self.path)?;
 
         let mut evaluation = Evaluation::default();
         evaluation

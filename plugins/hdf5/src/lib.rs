@@ -9,6 +9,9 @@
 //! files written with NeuroX's `filter_layers` or `decompose_layers` name
 //! them with the `layers` parameter.
 //!
+//! The plugin also writes such files: the `neurox_hdf5_export` evaluator
+//! (see [`export`]).
+//!
 //! This plugin links the system HDF5 library (`scripts/install-system-deps.sh`
 //! installs it); everything else about NeuroX files is in `lca-core`.
 
@@ -23,6 +26,8 @@ use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Error, Result};
 use serde::de::{Deserializer, MapAccess, Visitor};
+
+mod export;
 
 const NAME: &str = "neurox_hdf5";
 
@@ -127,7 +132,7 @@ pub fn read_isolated_with(
 /// forks: a child forked while another thread holds the library's global
 /// lock would wait for that lock forever (only the forking thread exists in
 /// the child), and its read would end at the time limit as a false error.
-static IN_LIBRARY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static IN_LIBRARY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// [`read`] in this process, with no protection from the HDF5 library.
 ///
@@ -479,7 +484,7 @@ mod isolated {
 lca_plugins::export_plugin! {
     name: "lca-plugin-hdf5",
     version: env!("CARGO_PKG_VERSION"),
-    components: [descriptor()],
+    components: [descriptor(), export::descriptor()],
 }
 
 #[cfg(test)]
