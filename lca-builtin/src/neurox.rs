@@ -768,6 +768,109 @@ pub fn whole_layers(neurons: &NeuronIndex) -> Option<(Vec<u32>, usize)> {
     Some((layers, hidden))
 }
 
+/// Writes NeuroX's text files beside the activations file `path`:
+/// `<stem>.sentences.txt` (one sentence per line, words joined by spaces)
+/// and `<stem>.labels.txt` (the labels of its words, likewise), for the
+/// sentences `sentences` of `data`. Returns both paths.
+///
+/// # Errors
+/// When a file cannot be written.
+pub fn write_sentences_and_labels(
+    data: &Dataset<'_>,
+    sentences: &[(std::ops::Range<usize>, &[String])],
+    path: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let classes = data.classes();
+    let ids = data.labels().ids();
+    let mut text_sentences = String::new();
+    let mut text_labels = String::new();
+    for (rows, words) in sentences {
+        text_sentences.push_str(&words.join(" "));
+        text_sentences.push('\n');
+        let labels: Vec<&str> = ids[rows.clone()].iter().map(|&c| classes.name(c)).collect();
+        text_labels.push_str(&labels.join(" "));
+        text_labels.push('\n');
+    }
+    let sibling = |suffix: &str| {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!("{stem}.{suffix}"))
+    };
+    let (sentences_path, labels_path) = (sibling("sentences.txt"), sibling("labels.txt"));
+    lca_core::io::write_atomic(&sentences_path, text_sentences.as_bytes())?;
+    lca_core::io::write_atomic(&labels_path, text_labels.as_bytes())?;
+    Ok((sentences_path, labels_path))
+}
+
+/// Writes `data` as NeuroX files at `path`: its activations through
+/// `write_activations` (JSON lines, or HDF5 in its plugin), given the layer
+/// numbers, the width of a layer and each sentence's words and rows, then
+/// the sentence and label files beside it. Returns what was written, as an
+/// evaluation for reports.
+///
+/// # Errors
+/// When `data` lacks words or whole layers in layer-major order, or a file
+/// cannot be written.
+pub fn export_neurox(
+    data: &Dataset<'_>,
+    path: &Path,
+    write_activations: impl FnOnce(
+        &Path,
+        &[u32],
+        usize,
+        &[(&[String], ArrayView2<'_, f32>)],
+    ) -> Result<()>,
+) -> Result<lca_core::data::Evaluation> {
+    use lca_core::data::{Cell, Evaluation, Table};
+    let (layers, hidden) = whole_layers(data.neurons()).ok_or_else(|| {
+        Error::input(format!(
+            "source `{}` does not hold whole layers in layer-major order, which NeuroX files need",
+            data.name()
+        ))
+    })?;
+    let sentences = dataset_sentences(data)?;
+    let acts = data.acts().view();
+    let blocks: Vec<_> = sentences
+        .iter()
+        .map(|(rows, words)| (*words, acts.slice(ndarray::s![rows.clone(), ..])))
+        .collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
+    }
+    write_activations(path, &layers, hidden, &blocks)?;
+    let (sentences_path, labels_path) = write_sentences_and_labels(data, &sentences, path)?;
+
+    let mut evaluation = Evaluation::default();
+    evaluation
+        .metrics
+        .insert("sentences".into(), sentences.len() as f64);
+    evaluation
+        .metrics
+        .insert("tokens".into(), data.n_rows() as f64);
+    let mut table = Table::new("NeuroX files written", &["file", "holds"]);
+    let activations = format!("activations of {} layers × {hidden} units", layers.len());
+    for (file, holds) in [
+        (path, activations.as_str()),
+        (&sentences_path, "one sentence per line"),
+        (&labels_path, "one label per word, aligned"),
+    ] {
+        table.push(vec![
+            Cell::from(file.display().to_string()),
+            Cell::from(holds),
+        ]);
+    }
+    evaluation.tables.push(table);
+    evaluation.notes.push(format!(
+        "{} sentences in the source's row order (train, then dev, then test). NeuroX reads them with \
+         load_activations(\"{}\") and load_data(sentences, labels, activations, 512).",
+        sentences.len(),
+        path.display()
+    ));
+    Ok(evaluation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -819,40 +922,4 @@ mod tests {
         assert_eq!(whole_layers(&idx), Some((vec![3, 4], 3)));
         assert_eq!(whole_layers(&idx.select(&[0, 2, 1, 3, 4, 5])), None);
     }
-}
-
-/// Writes NeuroX's text files beside the activations file `path`:
-/// `<stem>.sentences.txt` (one sentence per line, words joined by spaces)
-/// and `<stem>.labels.txt` (the labels of its words, likewise), for the
-/// sentences `sentences` of `data`. Returns both paths.
-///
-/// # Errors
-/// When a file cannot be written.
-pub fn write_sentences_and_labels(
-    data: &Dataset<'_>,
-    sentences: &[(std::ops::Range<usize>, &[String])],
-    path: &Path,
-) -> Result<(PathBuf, PathBuf)> {
-    let classes = data.classes();
-    let ids = data.labels().ids();
-    let mut text_sentences = String::new();
-    let mut text_labels = String::new();
-    for (rows, words) in sentences {
-        text_sentences.push_str(&words.join(" "));
-        text_sentences.push('\n');
-        let labels: Vec<&str> = ids[rows.clone()].iter().map(|&c| classes.name(c)).collect();
-        text_labels.push_str(&labels.join(" "));
-        text_labels.push('\n');
-    }
-    let sibling = |suffix: &str| {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        path.with_file_name(format!("{stem}.{suffix}"))
-    };
-    let (sentences_path, labels_path) = (sibling("sentences.txt"), sibling("labels.txt"));
-    lca_core::io::write_atomic(&sentences_path, text_sentences.as_bytes())?;
-    lca_core::io::write_atomic(&labels_path, text_labels.as_bytes())?;
-    Ok((sentences_path, labels_path))
 }

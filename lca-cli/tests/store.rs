@@ -135,38 +135,21 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
         file
     };
     let (a, b, c) = (part("0..3"), part("3..5"), part("5..7"));
-    let ab = dir.path().join("ab.json");
-    succeed(
-        lca_command()
-            .args(["store", "merge-stats"])
-            .args([&a, &b])
-            .arg("--out")
-            .arg(&ab),
-    );
-    let left = dir.path().join("left.json");
-    succeed(
-        lca_command()
-            .args(["store", "merge-stats"])
-            .args([&ab, &c])
-            .arg("--out")
-            .arg(&left),
-    );
-    let bc = dir.path().join("bc.json");
-    succeed(
-        lca_command()
-            .args(["store", "merge-stats"])
-            .args([&b, &c])
-            .arg("--out")
-            .arg(&bc),
-    );
-    let right = dir.path().join("right.json");
-    succeed(
-        lca_command()
-            .args(["store", "merge-stats"])
-            .args([&a, &bc])
-            .arg("--out")
-            .arg(&right),
-    );
+    let merge = |parts: [&std::path::PathBuf; 2], name: &str| {
+        let out = dir.path().join(name);
+        succeed(
+            lca_command()
+                .args(["store", "merge-stats"])
+                .args(parts)
+                .arg("--out")
+                .arg(&out),
+        );
+        out
+    };
+    let ab = merge([&a, &b], "ab.json");
+    let left = merge([&ab, &c], "left.json");
+    let bc = merge([&b, &c], "bc.json");
+    let right = merge([&a, &bc], "right.json");
 
     for merged in [&left, &right] {
         for (method, ranker) in [("correlation", "corr"), ("probeless", "probeless")] {
@@ -283,6 +266,68 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
     );
 }
 
+/// Exports `store` as the NeuroX file `file` and imports that (rows in
+/// file order) as a store of `dtype` beside it; returns the new store.
+fn export_and_import(store: &Path, file: &Path, dtype: &str) -> std::path::PathBuf {
+    succeed(
+        lca_command()
+            .args(["store", "export"])
+            .arg(store)
+            .arg("--out")
+            .arg(file),
+    );
+    let back = file.with_extension("store");
+    let sibling = |suffix: &str| file.with_extension(suffix);
+    succeed(
+        lca_command()
+            .args(["store", "import"])
+            .arg(file)
+            .arg("--corpus")
+            .arg(sibling("sentences.txt"))
+            .arg("--labels")
+            .arg(sibling("labels.txt"))
+            .args([
+                "--param",
+                "shuffle=false",
+                "--quiet",
+                "--dtype",
+                dtype,
+                "--out",
+            ])
+            .arg(&back),
+    );
+    back
+}
+
+/// The two stores hold the same values, words, sentences, neurons and
+/// labels (by class name), and the second passes `verify`.
+fn assert_same_store(a: &Path, b: &Path) {
+    let (a, b) = (
+        lca_store::Store::open(a).unwrap(),
+        lca_store::Store::open(b).unwrap(),
+    );
+    let rows = a.manifest().rows;
+    assert_eq!(b.manifest().rows, rows);
+    assert_eq!(a.read_rows(0..rows).unwrap(), b.read_rows(0..rows).unwrap());
+    assert_eq!(a.rows_meta().words, b.rows_meta().words);
+    assert_eq!(a.rows_meta().sentence_starts, b.rows_meta().sentence_starts);
+    assert_eq!(a.manifest().neurons, b.manifest().neurons);
+    let names = |s: &lca_store::Store| {
+        let m = s.manifest();
+        let classes = &m.tasks[&m.default_task].classes;
+        s.rows_meta().labels[&m.default_task]
+            .iter()
+            .map(|&l| classes[l as usize].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    succeed(
+        lca_command()
+            .args(["store", "verify", "--quiet"])
+            .arg(b.dir()),
+    );
+}
+
 #[test]
 fn npy_import_neurox_export_and_json_import_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,31 +349,21 @@ fn npy_import_neurox_export_and_json_import_round_trip() {
     std::fs::write(dir.path().join("labels.txt"), &labels).unwrap();
     std::fs::write(dir.path().join("words.txt"), &words).unwrap();
 
+    let import = |name: &str, more: &[&str]| {
+        let out = dir.path().join(name);
+        succeed(
+            lca_command()
+                .current_dir(dir.path())
+                .args(["store", "import", "acts.npy", "--labels", "labels.txt"])
+                .args(["--words", "words.txt", "--param", "layers=2"])
+                .args(more)
+                .arg("--out")
+                .arg(&out),
+        );
+        out
+    };
     // npy → f32 store: bit-identical values, in file order with shuffle off.
-    let f32_store = dir.path().join("f32");
-    succeed(
-        lca_command()
-            .current_dir(dir.path())
-            .args([
-                "store",
-                "import",
-                "acts.npy",
-                "--labels",
-                "labels.txt",
-                "--words",
-                "words.txt",
-            ])
-            .args([
-                "--param",
-                "layers=2",
-                "--param",
-                "shuffle=false",
-                "--task",
-                "pos",
-                "--out",
-            ])
-            .arg(&f32_store),
-    );
+    let f32_store = import("f32", &["--param", "shuffle=false", "--task", "pos"]);
     let read = lca_store::Store::open(&f32_store).unwrap();
     assert_eq!(
         read.read_rows(0..rows).unwrap().into_raw_vec_and_offset().0,
@@ -338,49 +373,9 @@ fn npy_import_neurox_export_and_json_import_round_trip() {
     assert_eq!(read.manifest().default_task, "pos");
 
     // f16 store → NeuroX JSON → f16 store: the same f16 values.
-    let f16_store = dir.path().join("f16");
-    succeed(
-        lca_command()
-            .current_dir(dir.path())
-            .args([
-                "store",
-                "import",
-                "acts.npy",
-                "--labels",
-                "labels.txt",
-                "--words",
-                "words.txt",
-            ])
-            .args(["--param", "layers=2", "--dtype", "f16", "--out"])
-            .arg(&f16_store),
-    );
-    let json = dir.path().join("export/acts.json");
-    succeed(
-        lca_command()
-            .args(["store", "export"])
-            .arg(&f16_store)
-            .arg("--out")
-            .arg(&json),
-    );
-    let back = dir.path().join("back");
-    succeed(
-        lca_command()
-            .args(["store", "import"])
-            .arg(&json)
-            .arg("--corpus")
-            .arg(dir.path().join("export/acts.sentences.txt"))
-            .arg("--labels")
-            .arg(dir.path().join("export/acts.labels.txt"))
-            .args(["--param", "shuffle=false", "--dtype", "f16", "--out"])
-            .arg(&back),
-    );
-    let (a, b) = (
-        lca_store::Store::open(&f16_store).unwrap(),
-        lca_store::Store::open(&back).unwrap(),
-    );
-    assert_eq!(a.read_rows(0..rows).unwrap(), b.read_rows(0..rows).unwrap());
-    assert_eq!(a.rows_meta().words, b.rows_meta().words);
-    assert_eq!(a.manifest().neurons, b.manifest().neurons);
+    let f16_store = import("f16", &["--dtype", "f16"]);
+    let back = export_and_import(&f16_store, &dir.path().join("export/acts.json"), "f16");
+    assert_same_store(&f16_store, &back);
     succeed(
         lca_command()
             .args(["store", "verify", "--quiet"])
@@ -405,45 +400,8 @@ fn a_store_exported_as_neurox_hdf5_and_imported_again_is_bit_identical() {
             .arg(&store)
             .arg(&recipe),
     );
-    let hdf5 = dir.path().join("neurox/acts.hdf5");
-    succeed(
-        lca_command()
-            .args(["store", "export"])
-            .arg(&store)
-            .arg("--out")
-            .arg(&hdf5),
-    );
-    let back = dir.path().join("back");
-    succeed(
-        lca_command()
-            .args(["store", "import"])
-            .arg(&hdf5)
-            .arg("--corpus")
-            .arg(dir.path().join("neurox/acts.sentences.txt"))
-            .arg("--labels")
-            .arg(dir.path().join("neurox/acts.labels.txt"))
-            .args(["--param", "shuffle=false", "--quiet", "--out"])
-            .arg(&back),
-    );
-    let (a, b) = (
-        lca_store::Store::open(&store).unwrap(),
-        lca_store::Store::open(&back).unwrap(),
-    );
-    let rows = a.manifest().rows;
-    assert_eq!(b.manifest().rows, rows);
-    assert_eq!(a.read_rows(0..rows).unwrap(), b.read_rows(0..rows).unwrap());
-    assert_eq!(a.rows_meta().words, b.rows_meta().words);
-    assert_eq!(a.rows_meta().sentence_starts, b.rows_meta().sentence_starts);
-    assert_eq!(a.manifest().neurons, b.manifest().neurons);
-    let names = |s: &lca_store::Store| {
-        let m = s.manifest();
-        let classes = &m.tasks[&m.default_task].classes;
-        s.rows_meta().labels[&m.default_task]
-            .iter()
-            .map(|&l| classes[l as usize].clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(names(&a), names(&b));
+    let back = export_and_import(&store, &dir.path().join("neurox/acts.hdf5"), "f32");
+    assert_same_store(&store, &back);
 }
 
 #[test]

@@ -29,6 +29,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes `path` atomically through `write`, which creates the file at the
+/// temporary path it is given: for writers that open files themselves (a
+/// C library such as HDF5). The file is renamed over `path` when `write`
+/// succeeds, and removed otherwise.
+///
+/// # Errors
+/// What `write` returns, or an error naming `path` when the rename fails.
+pub fn write_atomic_at(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let temp = temporary_path(path);
+    let result = write(&temp)
+        .and_then(|()| fs::rename(&temp, path).map_err(|e| Error::io("write", path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A name beside `path`, hidden and unique to this process.
+fn temporary_path(path: &Path) -> std::path::PathBuf {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("output");
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
 /// Writes `path` atomically through `write`, which fills the temporary file
 /// it is given and hands it back: flushed to disk, then renamed over the
 /// target, or removed if anything failed. For writers that produce their
@@ -40,15 +70,7 @@ fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(fs::File) -> std::result::Result<fs::File, Box<dyn std::error::Error>>,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("output");
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let temp = temporary_path(path);
     let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
         let file = write(fs::File::create(&temp)?)?;
         file.sync_all()?;

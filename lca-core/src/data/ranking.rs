@@ -238,6 +238,42 @@ impl NeuronRanking {
         }
     }
 
+    /// A ranking by `overall` with one ranking per class from `per_class`
+    /// (one row of scores per class, in the order of `classes`).
+    ///
+    /// # Errors
+    /// Fails on non-finite scores or rows of the wrong length.
+    pub fn from_class_scores(
+        overall: Vec<f64>,
+        per_class: Vec<Vec<f64>>,
+        classes: &[String],
+    ) -> Result<Self> {
+        let per_class = per_class
+            .into_iter()
+            .zip(classes)
+            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
+            .collect::<Result<Vec<_>>>()?;
+        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+    }
+
+    /// A ranking by each neuron's best class score (the maximum over the
+    /// rows of `per_class`), with one ranking per class.
+    ///
+    /// # Errors
+    /// As [`Self::from_class_scores`].
+    pub fn by_best_class(per_class: Vec<Vec<f64>>, classes: &[String]) -> Result<Self> {
+        let n = per_class.first().map_or(0, Vec::len);
+        let overall = (0..n)
+            .map(|j| {
+                per_class
+                    .iter()
+                    .map(|row| row[j])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect();
+        NeuronRanking::from_class_scores(overall, per_class, classes)
+    }
+
     /// Adds per-class rankings.
     ///
     /// # Errors

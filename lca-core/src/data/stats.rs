@@ -17,7 +17,7 @@
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ClassRanking, NeuronRanking};
+use crate::data::NeuronRanking;
 use crate::error::{Error, Result};
 
 /// Mergeable per-neuron and per-class sums of some rows.
@@ -191,15 +191,7 @@ impl ClassStats {
         if !signed {
             per_class.iter_mut().flatten().for_each(|r| *r = r.abs());
         }
-        let overall = (0..self.neurons)
-            .map(|j| {
-                per_class
-                    .iter()
-                    .map(|row| row[j])
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect();
-        self.ranking(overall, per_class)
+        NeuronRanking::by_best_class(per_class, &self.classes)
     }
 
     /// The `probeless` ranker's ranking: see [`probeless_scores`].
@@ -209,16 +201,7 @@ impl ClassStats {
     pub fn probeless_ranking(&self) -> Result<NeuronRanking> {
         self.require_two_classes()?;
         let (per_class, overall) = probeless_scores(&self.class_means(), self.neurons);
-        self.ranking(overall, per_class)
-    }
-
-    fn ranking(&self, overall: Vec<f64>, per_class: Vec<Vec<f64>>) -> Result<NeuronRanking> {
-        let per_class = per_class
-            .into_iter()
-            .zip(&self.classes)
-            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
-            .collect::<Result<Vec<_>>>()?;
-        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+        NeuronRanking::from_class_scores(overall, per_class, &self.classes)
     }
 
     fn require_two_classes(&self) -> Result<()> {

@@ -19,7 +19,7 @@
 //! accumulated in `f64`, one neuron column per task in a fixed row order, so
 //! the result does not depend on the thread count.
 
-use lca_core::data::{ClassRanking, Split, class_correlation};
+use lca_core::data::{Split, class_correlation};
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -124,22 +124,7 @@ impl CorrelationRanker {
 impl Ranker for CorrelationRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
         let per_class = cx.install(|| self.scores(input.data))?;
-        let n = input.data.n_neurons();
-        let overall: Vec<f64> = (0..n)
-            .map(|j| {
-                per_class
-                    .iter()
-                    .map(|row| row[j])
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect();
-        let classes = input.data.classes().names();
-        let per_class = per_class
-            .into_iter()
-            .zip(classes)
-            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
-            .collect::<Result<Vec<_>>>()?;
-        NeuronRanking::from_scores(overall)?.with_per_class(per_class)
+        NeuronRanking::by_best_class(per_class, input.data.classes().names())
     }
 }
 

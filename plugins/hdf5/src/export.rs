@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
 use hdf5_metno as hdf5;
-use lca_builtin::neurox::{dataset_sentences, whole_layers, write_sentences_and_labels};
+use lca_builtin::neurox::export_neurox;
 use lca_core::component::{EvalInput, Evaluator};
-use lca_core::data::{Cell, Evaluation, Table};
+use lca_core::data::Evaluation;
 use lca_core::ndarray::{Array3, ArrayView2};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -76,20 +76,12 @@ fn sentence_keys<'a>(sentences: impl Iterator<Item = &'a [String]>) -> Vec<Strin
 /// Writes the HDF5 file under a temporary name and renames it.
 fn write_hdf5(
     path: &Path,
-    layers: usize,
+    layers: &[u32],
     hidden: usize,
-    blocks: &[(String, ArrayView2<'_, f32>)],
+    sentences: &[(&[String], ArrayView2<'_, f32>)],
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("activations");
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let layers = layers.len();
+    let keys = sentence_keys(sentences.iter().map(|(words, _)| *words));
     let h5 = |e: hdf5::Error| {
         Error::format(
             path,
@@ -97,15 +89,15 @@ fn write_hdf5(
             format!("the HDF5 library could not write it: {e}"),
         )
     };
-    let written = (|| -> Result<()> {
+    lca_core::io::write_atomic_at(path, |temp| {
         let _in_library = crate::IN_LIBRARY
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let file = hdf5::File::create(&temp).map_err(h5)?;
+        let file = hdf5::File::create(temp).map_err(h5)?;
         // Written by hand: NeuroX reads the object in its stored order, and
         // a JSON map would sort the keys.
         let mut json = String::from("{");
-        for (i, (key, rows)) in blocks.iter().enumerate() {
+        for (i, (key, (_, rows))) in keys.iter().zip(sentences).enumerate() {
             // [words, layers·hidden] → [layers, words, hidden].
             let words = rows.nrows();
             let block = Array3::from_shape_fn((layers, words, hidden), |(l, t, h)| {
@@ -132,66 +124,13 @@ fn write_hdf5(
             .with_data(&[text])
             .create("sentence_to_index")
             .map_err(h5)?;
-        file.close().map_err(h5)?;
-        Ok(())
-    })();
-    let renamed = written
-        .and_then(|()| std::fs::rename(&temp, path).map_err(|e| Error::io("write", path, e)));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    renamed
+        file.close().map_err(h5)
+    })
 }
 
 impl Evaluator for HdfExport {
     fn evaluate(&self, input: &EvalInput<'_>, _cx: &RunContext) -> Result<Evaluation> {
-        let data = input.data;
-        let (layers, hidden) = whole_layers(data.neurons()).ok_or_else(|| {
-            Error::input(format!(
-                "source `{}` does not hold whole layers in layer-major order, which NeuroX files need",
-                data.name()
-            ))
-        })?;
-        let sentences = dataset_sentences(data)?;
-        let acts = data.acts().view();
-        let keys = sentence_keys(sentences.iter().map(|(_, words)| *words));
-        let blocks: Vec<(String, ArrayView2<'_, f32>)> = sentences
-            .iter()
-            .zip(keys)
-            .map(|((rows, _), key)| (key, acts.slice(lca_core::ndarray::s![rows.clone(), ..])))
-            .collect();
-        write_hdf5(&self.path, layers.len(), hidden, &blocks)?;
-        let (sentences_path, labels_path) =
-            write_sentences_and_labels(data, &sentences, &self.path)?;
-        let mut evaluation = Evaluation::default();
-        evaluation
-            .metrics
-            .insert("sentences".into(), sentences.len() as f64);
-        evaluation
-            .metrics
-            .insert("tokens".into(), data.n_rows() as f64);
-        let mut table = Table::new("NeuroX files written", &["file", "holds"]);
-        for (file, holds) in [
-            (
-                &self.path,
-                format!("activations of {} layers × {hidden} units", layers.len()),
-            ),
-            (&sentences_path, "one sentence per line".into()),
-            (&labels_path, "one label per word, aligned".into()),
-        ] {
-            table.push(vec![
-                Cell::from(file.display().to_string()),
-                Cell::from(holds),
-            ]);
-        }
-        evaluation.tables.push(table);
-        evaluation.notes.push(format!(
-            "{} sentences in the source's row order. NeuroX reads them with \
-             load_activations(\"{}\") and load_data(sentences, labels, activations, 512).",
-            sentences.len(),
-            self.path.display()
-        ));
-        Ok(evaluation)
+        export_neurox(input.data, &self.path, write_hdf5)
     }
 }
 
@@ -201,8 +140,8 @@ mod tests {
 
     #[test]
     fn repeated_sentences_are_numbered_from_two() {
-        let a = vec!["a".to_string(), "b".to_string()];
-        let c = vec!["c".to_string()];
+        let a = ["a".to_string(), "b".to_string()];
+        let c = ["c".to_string()];
         let keys = sentence_keys([&a[..], &c[..], &a[..], &a[..]].into_iter());
         assert_eq!(
             keys,

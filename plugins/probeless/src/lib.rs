@@ -19,7 +19,7 @@
 //! the lower neuron index (NeuroX's `argsort(...)[::-1]` puts the higher
 //! index first).
 
-use lca_core::data::{ClassRanking, Split};
+use lca_core::data::Split;
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -100,18 +100,11 @@ impl Ranker for ProbelessRanker {
             .filter(|(m, _)| m.is_none())
             .map(|(_, name)| serde_json::Value::from(name.as_str()))
             .collect();
-        let per_class = per_class
-            .into_iter()
-            .zip(names)
-            .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
-            .collect::<Result<Vec<_>>>()?;
         let mut details = serde_json::Map::new();
         if !absent.is_empty() {
             details.insert("classes_without_training_rows".into(), absent.into());
         }
-        Ok(NeuronRanking::from_scores(overall)?
-            .with_per_class(per_class)?
-            .with_details(details))
+        Ok(NeuronRanking::from_class_scores(overall, per_class, names)?.with_details(details))
     }
 }
 
