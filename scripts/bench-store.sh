@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Reading an activation store against holding the matrix in memory:
+# builds a planted store (ROWS × 1,536 neurons, f32, 256 MiB shards), then
+# times, with peak RSS,
+#   1. `lca store stats` + `rank` with a cold page cache (when this user may
+#      drop it) and a warm one: one block of rows in memory at a time;
+#   2. a run of the `correlation` ranker on the `store` source, which loads
+#      the whole matrix into memory today.
+# Usage: scripts/bench-store.sh [ROWS] [THREADS]   (default 300000 rows, 2)
+# LCA=path/to/lca overrides the binary (default: target/release/lca, built
+# here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-300000}
+threads=${2:-2}
+lca=${LCA:-target/release/lca}
+[ -x "$lca" ] || cargo build --release --locked
+work=$(mktemp -d "${TMPDIR:-/tmp}/lca-bench-store.XXXX")
+trap 'rm -rf "$work"' EXIT
+
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
+     "vector: $(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+cat > "$work/planted.toml" <<TOML
+[run]
+seed = 5
+[source.planted]
+type = "synthetic"
+tokens = $rows
+neurons = 1536
+layers = 4
+classes = 40
+per_class = 2
+TOML
+measure() { # label, command...
+    local label=$1; shift
+    /usr/bin/time -f "$label: %e s, peak RSS %M KB" "$@" > /dev/null
+}
+measure "create" "$lca" store create --quiet --threads "$threads" --out "$work/store" "$work/planted.toml"
+bytes=$(du -sb "$work/store" | cut -f1)
+echo "store: $((bytes / 1048576)) MiB in $(ls "$work/store" | grep -c shard) shards"
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && echo "(page cache dropped)" || echo "(page cache kept: not allowed to drop it)"; }
+drop
+measure "stats, cold cache" "$lca" store stats "$work/store" --out "$work/stats.json"
+measure "stats, warm cache" "$lca" store stats "$work/store" --out "$work/stats.json"
+measure "rank from stats" "$lca" store rank "$work/stats.json" --method correlation --out "$work/ranked.json"
+cat > "$work/memory.toml" <<TOML
+[run]
+threads = $threads
+[source.s]
+type = "store"
+path = "$work/store"
+[ranker.corr]
+type = "correlation"
+TOML
+drop
+measure "in-memory correlation run, cold cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
+measure "in-memory correlation run, warm cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
+python3 - "$work/ranked.json" "$work/run/results.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))["ranking"]["order"]
+b = json.load(open(sys.argv[2]))["rankings"]["corr"]["ranking"]["order"]
+print("same ranking from statistics and from the in-memory ranker:", a == b)
+PY
