@@ -7,7 +7,6 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
@@ -447,22 +446,14 @@ fn summarize(names: &[String]) -> String {
 fn verify(dir: &Path, quiet: bool) -> Result<()> {
     let store = Store::open(dir)?;
     let progress = Progress::new(1, quiet);
-    let sink: Arc<dyn lca_core::Progress> = progress.task_sink();
-    let total = store.manifest().data_bytes();
-    sink.start("verifying", total, "bytes");
-    let mut shown = 0;
-    let checked = store.verify(|done| {
-        sink.advance(done - shown);
-        shown = done;
-    });
-    sink.finish();
+    let checked = store.verify(Some(progress.task_sink().as_ref()));
     progress.finish();
     checked?;
     println!(
         "{}: all {} shard(s) match their SHA-256 ({})",
         dir.display(),
         store.manifest().shards.len(),
-        human_bytes(total)
+        human_bytes(store.manifest().data_bytes())
     );
     Ok(())
 }

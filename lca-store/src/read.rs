@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use half::{bf16, f16, slice::HalfFloatSliceExt as _};
+use lca_core::Progress;
 use lca_core::data::{
     ActivationMatrix, ClassVocab, Dataset, Labels, NeuronId, NeuronIndex, Splits, Tokens,
     ValueBuffer,
@@ -12,7 +13,7 @@ use lca_core::data::{
 use lca_core::error::{Error, Result};
 use lca_core::io;
 use memmap2::Mmap;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{
@@ -209,21 +210,32 @@ impl Store {
         &self.neurons
     }
 
-    /// Checks every shard's SHA-256 against the manifest, calling `checked`
-    /// after each with the bytes read so far.
+    /// Checks every shard's SHA-256 against the manifest, with a progress
+    /// bar in bytes on `progress`.
     ///
     /// # Errors
     /// Names the first shard whose contents changed.
-    pub fn verify(&self, mut checked: impl FnMut(u64)) -> Result<()> {
-        let mut done = 0;
+    pub fn verify(&self, progress: Option<&dyn Progress>) -> Result<()> {
+        if let Some(bar) = progress {
+            bar.start("verifying the store", self.manifest.data_bytes(), "bytes");
+        }
+        let checked = self.hash_shards(progress);
+        if let Some(bar) = progress {
+            bar.finish();
+        }
+        checked
+    }
+
+    fn hash_shards(&self, progress: Option<&dyn Progress>) -> Result<()> {
         for shard in &self.manifest.shards {
             let path = self.dir.join(&shard.file);
             let map = mapped::map(&path)?;
             let mut hasher = Sha256::new();
             for chunk in map.chunks(16 << 20) {
                 hasher.update(chunk);
-                done += chunk.len() as u64;
-                checked(done);
+                if let Some(bar) = progress {
+                    bar.advance(chunk.len() as u64);
+                }
             }
             let found = io::hex(&hasher.finalize());
             if found != shard.sha256 {
@@ -288,6 +300,63 @@ impl Store {
     /// # Errors
     /// When the range is beyond the store or a shard cannot be read.
     pub fn read_rows(&self, rows: Range<usize>) -> Result<Array2<f32>> {
+        let cols = self.neurons.len();
+        let mut out = Vec::with_capacity(rows.len() * cols);
+        self.check_rows_in_store(&rows)?;
+        for (index, _, within) in self.shard_spans(rows.clone()) {
+            self.map_shard(index)?.append_rows(within, &mut out);
+        }
+        Ok(Array2::from_shape_vec((rows.len(), cols), out).expect("rows × neurons values"))
+    }
+
+    /// Calls `each` with consecutive blocks of at most `block_rows` rows
+    /// covering `rows`, as f32, and the store row each block starts at.
+    /// Each shard is mapped once and one block buffer is reused, so memory
+    /// stays at one block whatever the range.
+    ///
+    /// # Errors
+    /// When the range is beyond the store, a shard cannot be read, or
+    /// `each` fails.
+    pub fn for_each_block(
+        &self,
+        rows: Range<usize>,
+        block_rows: usize,
+        mut each: impl FnMut(usize, ArrayView2<'_, f32>) -> Result<()>,
+    ) -> Result<()> {
+        self.check_rows_in_store(&rows)?;
+        let (cols, step) = (self.neurons.len(), block_rows.max(1));
+        let mut buffer = Vec::with_capacity(step.min(rows.len()) * cols);
+        for (index, shard_start, within) in self.shard_spans(rows) {
+            let mapped = self.map_shard(index)?;
+            for start in within.clone().step_by(step) {
+                let end = (start + step).min(within.end);
+                buffer.clear();
+                mapped.append_rows(start..end, &mut buffer);
+                let block = ArrayView2::from_shape((end - start, cols), &buffer[..])
+                    .expect("rows × neurons values");
+                each(shard_start + start, block)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each shard that `rows` touches: its index, its first store row, and
+    /// the part of it (in rows of the shard) that `rows` covers.
+    fn shard_spans(&self, rows: Range<usize>) -> Vec<(usize, usize, Range<usize>)> {
+        let mut first = 0;
+        let mut spans = Vec::new();
+        for (index, shard) in self.manifest.shards.iter().enumerate() {
+            let span = first..first + shard.rows;
+            first = span.end;
+            let (from, to) = (rows.start.max(span.start), rows.end.min(span.end));
+            if from < to {
+                spans.push((index, span.start, from - span.start..to - span.start));
+            }
+        }
+        spans
+    }
+
+    fn check_rows_in_store(&self, rows: &Range<usize>) -> Result<()> {
         if rows.start > rows.end || rows.end > self.manifest.rows {
             return Err(Error::input(format!(
                 "rows {}..{} are not in the store {}, which has {} rows",
@@ -297,20 +366,7 @@ impl Store {
                 self.manifest.rows
             )));
         }
-        let cols = self.neurons.len();
-        let mut out = Vec::with_capacity(rows.len() * cols);
-        let mut first = 0;
-        for (index, shard) in self.manifest.shards.iter().enumerate() {
-            let span = first..first + shard.rows;
-            first = span.end;
-            let from = rows.start.max(span.start);
-            let to = rows.end.min(span.end);
-            if from < to {
-                self.map_shard(index)?
-                    .append_rows(from - span.start..to - span.start, &mut out);
-            }
-        }
-        Ok(Array2::from_shape_vec((rows.len(), cols), out).expect("rows × neurons values"))
+        Ok(())
     }
 
     /// The whole activation matrix. A store of one f32 shard is used in

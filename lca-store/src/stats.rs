@@ -74,22 +74,19 @@ impl Store {
             _ => 0..m.rows,
         };
         let mut stats = ClassStats::new(entry.classes.clone(), m.neurons.len());
-        let first_row: usize = m.shards[..shards.start].iter().map(|s| s.rows).sum();
-        let mut start = first_row;
-        for shard in &m.shards[shards.clone()] {
-            let span = start..start + shard.rows;
-            start = span.end;
-            let rows = span.start.max(counted.start)..span.end.min(counted.end);
-            let mut at = rows.start;
-            while at < rows.end {
-                let end = (at + BLOCK_ROWS).min(rows.end);
-                let block = self.read_rows(at..end)?;
-                let part =
-                    ClassStats::of_rows(entry.classes.clone(), block.view(), &labels[at..end])?;
-                stats.merge(&part)?;
-                at = end;
-            }
-        }
+        // The shards' rows that are counted (none when they lie past it).
+        let first: usize = m.shards[..shards.start].iter().map(|s| s.rows).sum();
+        let last = first
+            + m.shards[shards.clone()]
+                .iter()
+                .map(|s| s.rows)
+                .sum::<usize>();
+        let start = first.max(counted.start);
+        let rows = start..last.min(counted.end).max(start);
+        self.for_each_block(rows, BLOCK_ROWS, |start, block| {
+            let labels = &labels[start..start + block.nrows()];
+            stats.merge(&ClassStats::of_rows(entry.classes.clone(), block, labels)?)
+        })?;
         Ok(StatsFile {
             format: STATS_FORMAT.into(),
             task,

@@ -84,7 +84,7 @@ proptest! {
         write(&data, dir.path(), dtype, shard_rows);
         let store = Store::open(dir.path()).unwrap();
         prop_assert_eq!(store.manifest().shards.len(), rows.div_ceil(shard_rows));
-        store.verify(|_| {}).unwrap();
+        store.verify(None).unwrap();
         let read = store.dataset("again", None).unwrap();
         same_data(&read, &data, dtype);
         // Any row range crosses shard borders correctly.
@@ -127,7 +127,7 @@ fn verify_names_a_shard_with_a_changed_byte() {
     bytes[last] ^= 0x10;
     std::fs::write(&shard, &bytes).unwrap();
     let store = Store::open(dir.path()).expect("sizes still agree");
-    let err = store.verify(|_| {}).unwrap_err().to_string();
+    let err = store.verify(None).unwrap_err().to_string();
     assert!(
         err.contains("shard-000001.safetensors") && err.contains("SHA-256"),
         "{err}"

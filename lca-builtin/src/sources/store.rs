@@ -55,25 +55,7 @@ impl ActivationSource for StoreSource {
         let p = &self.0;
         let store = Store::open(&p.path)?;
         if p.verify {
-            let progress = cx.progress();
-            if let Some(bar) = progress {
-                bar.start(
-                    "verifying the store",
-                    store.manifest().data_bytes(),
-                    "bytes",
-                );
-            }
-            let mut shown = 0;
-            let verified = store.verify(|done| {
-                if let Some(bar) = progress {
-                    bar.advance(done - shown);
-                    shown = done;
-                }
-            });
-            if let Some(bar) = progress {
-                bar.finish();
-            }
-            verified?;
+            store.verify(cx.progress().map(AsRef::as_ref))?;
         }
         store.dataset(NAME, p.task.as_deref())
     }
