@@ -23,6 +23,11 @@ pub const ROWS_FILE: &str = "rows.json";
 /// The name of the one tensor in every shard.
 pub const TENSOR: &str = "activations";
 
+/// Where a shard's values start in its file, and what a full shard's values
+/// fill, in bytes: the page size of the common 64-bit platforms, so that a
+/// reader can map the shards of an f32 store side by side as one matrix.
+pub(crate) const PAGE: usize = 4096;
+
 /// How a store holds activation values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

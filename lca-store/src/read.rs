@@ -87,6 +87,16 @@ impl ValueBuffer for MappedValues {
     }
 }
 
+/// The shards of an f32 store mapped side by side and used in place.
+#[derive(Debug)]
+struct SideBySideValues(mapped::SideBySide);
+
+impl ValueBuffer for SideBySideValues {
+    fn values(&self) -> &[f32] {
+        bytemuck::cast_slice(self.0.bytes())
+    }
+}
+
 fn manifest_error(dir: &Path, message: impl Into<String>) -> Error {
     Error::format(
         dir.join(MANIFEST_FILE),
@@ -254,6 +264,27 @@ impl Store {
         Ok(())
     }
 
+    /// Every shard's values mapped one after another, or `None` when the
+    /// shards are not page-aligned (stores written by other tools, or shards
+    /// of a size chosen by hand).
+    fn map_side_by_side(&self) -> Result<Option<mapped::SideBySide>> {
+        let mut spans = Vec::with_capacity(self.manifest.shards.len());
+        for (index, shard) in self.manifest.shards.iter().enumerate() {
+            let mapped = self.map_shard(index)?;
+            spans.push((self.dir.join(&shard.file), mapped.start, mapped.bytes().len()));
+        }
+        let parts: Vec<mapped::Part<'_>> = spans
+            .iter()
+            .map(|(path, start, len)| mapped::Part {
+                path,
+                offset: *start as u64,
+                len: *len,
+            })
+            .collect();
+        let region = mapped::map_side_by_side(&parts)?;
+        Ok(region.filter(|r| bytemuck::try_cast_slice::<u8, f32>(r.bytes()).is_ok()))
+    }
+
     fn map_shard(&self, index: usize) -> Result<MappedShard> {
         let shard = &self.manifest.shards[index];
         let path = self.dir.join(&shard.file);
@@ -369,8 +400,12 @@ impl Store {
         Ok(())
     }
 
-    /// The whole activation matrix. A store of one f32 shard is used in
-    /// place (mapped, not read); others are read into memory as f32.
+    /// The whole activation matrix. An f32 store is used in place, mapped
+    /// rather than read: one shard as it is, several side by side when their
+    /// values are page-aligned, as `lca store` writes them. The page cache
+    /// then holds what is read, and the kernel drops it under memory
+    /// pressure, so the matrix may be larger than memory. Other stores (f16,
+    /// bf16, or unaligned shards) are read into memory as f32.
     ///
     /// # Errors
     /// When a shard cannot be read.
@@ -385,6 +420,13 @@ impl Store {
                 let rows = shard.rows;
                 return ActivationMatrix::from_buffer(rows, cols, Arc::new(MappedValues(shard)));
             }
+        }
+        let side_by_side = self.manifest.dtype == Dtype::F32
+            && self.manifest.shards.len() > 1
+            && cfg!(target_endian = "little");
+        if side_by_side && let Some(region) = self.map_side_by_side()? {
+            let rows = self.manifest.rows;
+            return ActivationMatrix::from_buffer(rows, cols, Arc::new(SideBySideValues(region)));
         }
         Ok(ActivationMatrix::from_array(
             self.read_rows(0..self.manifest.rows)?,

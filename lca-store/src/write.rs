@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{
     Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, ROWS_FILE, RowsMeta, ShardEntry, TENSOR,
-    TaskEntry, metadata_problem,
+    PAGE, TaskEntry, metadata_problem,
 };
 
 /// Shards hold about this many bytes unless told otherwise: large enough
@@ -28,8 +28,24 @@ pub const DEFAULT_SHARD_BYTES: usize = 256 << 20;
 const F16_MAX: f32 = 65_504.0;
 
 /// Rows per shard for `neurons` columns of `dtype` in about `shard_bytes`.
+///
+/// The count is rounded down to a multiple that makes a shard's values a
+/// whole number of pages whenever the shard holds that many rows, so that a
+/// reader can map the shards side by side as one matrix (see
+/// `Store::matrix`).
 pub fn rows_per_shard(neurons: usize, dtype: Dtype, shard_bytes: usize) -> usize {
-    (shard_bytes / (neurons.max(1) * dtype.bytes())).max(1)
+    let row_bytes = neurons.max(1) * dtype.bytes();
+    let rows = (shard_bytes / row_bytes).max(1);
+    let page_rows = PAGE / gcd(row_bytes, PAGE);
+    if rows >= page_rows {
+        rows / page_rows * page_rows
+    } else {
+        rows
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Writes a store: blocks of rows in, shards out.
@@ -240,9 +256,10 @@ fn shard_bytes(dtype: Dtype, rows: usize, cols: usize, values: &[u8]) -> Vec<u8>
         }
     });
     let mut header = serde_json::to_vec(&header).expect("a JSON value serialises");
-    // Spaces pad the header so that the values start 8-byte aligned, which
-    // lets an f32 shard be used in place once mapped.
-    while !header.len().is_multiple_of(8) {
+    // Spaces pad the header so that the values start on a page boundary of
+    // the file: an f32 shard can then be used in place once mapped, and
+    // several shards can be mapped side by side.
+    while !(8 + header.len()).is_multiple_of(PAGE) {
         header.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + header.len() + values.len());

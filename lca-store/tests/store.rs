@@ -94,6 +94,23 @@ proptest! {
     }
 }
 
+/// The file that the memory at `address` maps, from the kernel's list of
+/// this process's mappings.
+fn mapped_file(address: *const f32) -> Option<std::path::PathBuf> {
+    let address = address as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        let path = fields.nth(4)?;
+        (start <= address && address < end).then(|| path.into())
+    })
+}
+
 #[test]
 fn a_one_shard_f32_store_is_used_in_place_and_is_real_safetensors() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,9 +120,10 @@ fn a_one_shard_f32_store_is_used_in_place_and_is_real_safetensors() {
     let matrix = store.matrix().unwrap();
     let map_file = dir.path().join(&store.manifest().shards[0].file);
     let bytes = std::fs::read(&map_file).unwrap();
-    // The matrix's values are the file's bytes, not a copy: its slice lies
-    // inside no allocation of ours, and equals the file's tail.
+    // The matrix's values are the file's bytes, not a copy: the kernel says
+    // their memory maps the shard, and they equal the file's tail.
     let values = matrix.as_slice().unwrap();
+    assert_eq!(mapped_file(values.as_ptr()), Some(map_file.clone()));
     assert_eq!(
         bytemuck::cast_slice::<f32, u8>(values),
         &bytes[bytes.len() - 20 * 6 * 4..]
@@ -115,6 +133,44 @@ fn a_one_shard_f32_store_is_used_in_place_and_is_real_safetensors() {
     let view = tensors.tensor("activations").unwrap();
     assert_eq!(view.shape(), [20, 6]);
     assert_eq!(view.dtype(), safetensors::Dtype::F32);
+}
+
+#[test]
+fn the_shards_of_an_f32_store_are_mapped_side_by_side_as_one_matrix() {
+    // Six neurons of f32 are 24 bytes a row, so 512 rows fill whole pages:
+    // the shard size `lca store` picks for this width.
+    let shard_rows = lca_store::rows_per_shard(6, Dtype::F32, 600 * 24);
+    assert_eq!(shard_rows, 512);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(1300);
+    write(&data, dir.path(), Dtype::F32, shard_rows);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.manifest().shards.len(), 3);
+    let matrix = store.matrix().unwrap();
+    assert_eq!(matrix.view(), data.acts().view());
+    // Each shard's first row is that shard's file in memory, not a copy.
+    let values = matrix.as_slice().unwrap();
+    for (index, shard) in store.manifest().shards.iter().enumerate() {
+        let first = &values[index * shard_rows * 6];
+        assert_eq!(
+            mapped_file(first),
+            Some(dir.path().join(&shard.file)),
+            "shard {index}"
+        );
+    }
+
+    // Shards of a size chosen by hand, not whole pages, are read into
+    // memory instead, with the same values.
+    let by_hand = tempfile::tempdir().unwrap();
+    write(&data, by_hand.path(), Dtype::F32, 500);
+    let store = Store::open(by_hand.path()).unwrap();
+    let matrix = store.matrix().unwrap();
+    assert_eq!(matrix.view(), data.acts().view());
+    let file = mapped_file(matrix.as_slice().unwrap().as_ptr());
+    assert!(
+        !file.as_ref().is_some_and(|f| f.starts_with(by_hand.path())),
+        "{file:?}"
+    );
 }
 
 #[test]
