@@ -5,8 +5,9 @@
 //! against its outputs), except that NeuroX's deprecated loader filter, which
 //! assumed a different bidirectional layout, has no counterpart.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 
+use lca_core::data::gather_columns;
 use lca_core::error::{Error, Result};
 
 fn check(x: ArrayView2<'_, f32>, columns: &[usize]) -> Result<()> {
@@ -25,7 +26,7 @@ fn check(x: ArrayView2<'_, f32>, columns: &[usize]) -> Result<()> {
 /// When a column is out of range.
 pub fn keep_columns(x: ArrayView2<'_, f32>, columns: &[usize]) -> Result<Array2<f32>> {
     check(x, columns)?;
-    Ok(x.select(Axis(1), columns))
+    Ok(gather_columns(x, columns))
 }
 
 /// Every column except the given ones, in ascending order.
@@ -39,7 +40,7 @@ pub fn remove_columns(x: ArrayView2<'_, f32>, columns: &[usize]) -> Result<Array
         removed[c] = true;
     }
     let kept: Vec<usize> = (0..x.ncols()).filter(|&c| !removed[c]).collect();
-    Ok(x.select(Axis(1), &kept))
+    Ok(gather_columns(x, &kept))
 }
 
 /// Same shape, with every column except the given ones set to zero.

@@ -235,22 +235,45 @@ pub struct Scaling {
 }
 
 impl Scaling {
+    /// Two passes over fixed row chunks (the mean, then the squared
+    /// deviations from it), each summed in chunk order: the same at every
+    /// thread count, and a matrix mapped from disk is read sequentially
+    /// rather than one column at a time.
     fn fit(x: ArrayView2<'_, f32>) -> Self {
         let n = x.nrows().max(1) as f64;
-        let (mean, scale): (Vec<f64>, Vec<f64>) = x
-            .axis_iter(Axis(1))
-            .into_par_iter()
-            .map(|col| {
-                let mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-                let var = col
-                    .iter()
-                    .map(|&v| (f64::from(v) - mean).powi(2))
-                    .sum::<f64>()
-                    / n;
-                let sd = var.sqrt();
-                (mean, if sd > 0.0 { sd } else { 1.0 })
+        let d = x.ncols();
+        let column_sums = |term: &(dyn Fn(usize, f32) -> f64 + Sync)| -> Vec<f64> {
+            let chunks: Vec<usize> = (0..x.nrows()).step_by(CHUNK_ROWS).collect();
+            let partials: Vec<Vec<f64>> = chunks
+                .par_iter()
+                .map(|&start| {
+                    let mut sums = vec![0.0f64; d];
+                    let end = (start + CHUNK_ROWS).min(x.nrows());
+                    for row in x.slice(s![start..end, ..]).outer_iter() {
+                        for (j, (total, &v)) in sums.iter_mut().zip(row.iter()).enumerate() {
+                            *total += term(j, v);
+                        }
+                    }
+                    sums
+                })
+                .collect();
+            let mut totals = vec![0.0f64; d];
+            for part in partials {
+                totals.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+            }
+            totals
+        };
+        let mean: Vec<f64> = column_sums(&|_, v| f64::from(v))
+            .into_iter()
+            .map(|total| total / n)
+            .collect();
+        let scale: Vec<f64> = column_sums(&|j, v| (f64::from(v) - mean[j]).powi(2))
+            .into_iter()
+            .map(|total| {
+                let sd = (total / n).sqrt();
+                if sd > 0.0 { sd } else { 1.0 }
             })
-            .unzip();
+            .collect();
         Scaling {
             mean: Array1::from(mean),
             scale: Array1::from(scale),

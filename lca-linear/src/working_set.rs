@@ -341,28 +341,36 @@ struct Columns {
 }
 
 impl Columns {
-    /// Copies the working set's neurons out of the row-major activations.
-    /// Groups of neighbouring neurons are copied in parallel, each group
-    /// reading one narrow band of every row.
+    /// Copies the working set's neurons out of the row-major activations,
+    /// one block of rows at a time: groups of neighbouring neurons are
+    /// copied in parallel from the block while it is in cache, and a matrix
+    /// mapped from disk is read once, in order.
     fn gather(x: ArrayView2<'_, f32>, scaling: &Scaling, neurons: &[usize]) -> Columns {
         const GROUP: usize = 32;
+        const BLOCK_ROWS: usize = 1024;
         let rows = x.nrows();
         let mut data = vec![0.0f32; neurons.len() * rows];
+        let shift: Vec<f32> = neurons.iter().map(|&j| scaling.mean[j] as f32).collect();
+        let factor: Vec<f32> = neurons
+            .iter()
+            .map(|&j| (1.0 / scaling.scale[j]) as f32)
+            .collect();
         if rows > 0 {
-            data.par_chunks_mut(GROUP * rows)
-                .zip(neurons.par_chunks(GROUP))
-                .for_each(|(out, group)| {
-                    let shift: Vec<f32> = group.iter().map(|&j| scaling.mean[j] as f32).collect();
-                    let factor: Vec<f32> = group
-                        .iter()
-                        .map(|&j| (1.0 / scaling.scale[j]) as f32)
-                        .collect();
-                    for (r, row) in x.outer_iter().enumerate() {
-                        for (g, &j) in group.iter().enumerate() {
-                            out[g * rows + r] = (row[j] - shift[g]) * factor[g];
+            for start in (0..rows).step_by(BLOCK_ROWS) {
+                let block = x.slice(s![start..(start + BLOCK_ROWS).min(rows), ..]);
+                data.par_chunks_mut(GROUP * rows)
+                    .zip(neurons.par_chunks(GROUP))
+                    .enumerate()
+                    .for_each(|(index, (out, group))| {
+                        let first = index * GROUP;
+                        for (r, row) in block.outer_iter().enumerate() {
+                            for (g, &j) in group.iter().enumerate() {
+                                out[g * rows + start + r] =
+                                    (row[j] - shift[first + g]) * factor[first + g];
+                            }
                         }
-                    }
-                });
+                    });
+            }
         }
         Columns { rows, data }
     }

@@ -272,9 +272,10 @@ impl<'a> ActivationMatrix<'a> {
                 self.n_cols()
             )));
         }
-        Ok(ActivationMatrix::from_array(
-            self.raw_view().select(Axis(1), columns),
-        ))
+        Ok(ActivationMatrix::from_array(gather_columns(
+            self.raw_view(),
+            columns,
+        )))
     }
 
     /// A new matrix with the given rows, in the given order.
@@ -313,6 +314,20 @@ impl<'a> ActivationMatrix<'a> {
             .find(|(_, v)| !v.is_finite())
             .map(|((r, c), v)| (r, c, *v))
     }
+}
+
+/// The given columns of `x`, in the given order (repeats allowed), copied
+/// row by row: a matrix mapped from disk is then read once, in order, where
+/// copying column by column would read all of it once per column.
+///
+/// # Panics
+/// If a column is out of range.
+pub fn gather_columns(x: ArrayView2<'_, f32>, columns: &[usize]) -> Array2<f32> {
+    let mut out = Vec::with_capacity(x.nrows() * columns.len());
+    for row in x.rows() {
+        out.extend(columns.iter().map(|&c| row[c]));
+    }
+    Array2::from_shape_vec((x.nrows(), columns.len()), out).expect("rows × columns values")
 }
 
 /// For each column of `x`, whether all its values are equal (true for every

@@ -15,7 +15,7 @@ pub use dataset::{
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};
-pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns};
+pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns, gather_columns};
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};
 pub use stats::{ClassStats, class_correlation, probeless_scores};

@@ -14,11 +14,29 @@
 //! the sums, not the ranking, unless two neurons' scores agree to about
 //! 1e-12 relative.
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, Axis, Slice};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::NeuronRanking;
 use crate::error::{Error, Result};
+
+/// Columns one thread takes at a time in [`ClassStats::of_rows`].
+const COLUMN_GROUP: usize = 64;
+/// Bytes of `f32` rows read at a time by [`ClassStats::of_matrix`]: small
+/// enough to stay in cache while its columns are summed.
+const STATS_BLOCK_BYTES: usize = 4 << 20;
+/// Fewest rows per block, so that very wide matrices still merge few blocks.
+const MIN_BLOCK_ROWS: usize = 64;
+
+/// The sums of one group of columns of a block.
+struct ColumnGroup {
+    first: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    /// `classes × columns of the group`.
+    class_sums: Vec<f64>,
+}
 
 /// Mergeable per-neuron and per-class sums of some rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,17 +104,73 @@ impl ClassStats {
         for &l in labels {
             stats.class_rows[l as usize] += 1;
         }
-        for (j, column) in block.columns().into_iter().enumerate() {
-            let mut sum = 0.0f64;
-            for (&v, &l) in column.iter().zip(labels) {
-                sum += f64::from(v);
-                stats.class_sums[l as usize * stats.neurons + j] += f64::from(v);
+        // Columns are independent: groups of them go to the threads, and
+        // each column is summed in row order by one thread, so the result
+        // does not depend on the thread count.
+        let d = stats.neurons;
+        let groups: Vec<ColumnGroup> = (0..d)
+            .step_by(COLUMN_GROUP)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|first| {
+                let columns = first..(first + COLUMN_GROUP).min(d);
+                let mut group = ColumnGroup {
+                    first,
+                    mean: Vec::with_capacity(columns.len()),
+                    m2: Vec::with_capacity(columns.len()),
+                    class_sums: vec![0.0; k * columns.len()],
+                };
+                let width = columns.len();
+                for (i, j) in columns.enumerate() {
+                    let column = block.column(j);
+                    let mut sum = 0.0f64;
+                    for (&v, &l) in column.iter().zip(labels) {
+                        sum += f64::from(v);
+                        group.class_sums[l as usize * width + i] += f64::from(v);
+                    }
+                    let mean = sum / n as f64;
+                    // Deviations from the block's own mean: no cancellation
+                    // on activations with a large offset.
+                    group
+                        .m2
+                        .push(column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum());
+                    group.mean.push(mean);
+                }
+                group
+            })
+            .collect();
+        for group in groups {
+            let width = group.mean.len();
+            let at = group.first..group.first + width;
+            stats.mean[at.clone()].copy_from_slice(&group.mean);
+            stats.m2[at].copy_from_slice(&group.m2);
+            for c in 0..k {
+                let to = c * d + group.first;
+                stats.class_sums[to..to + width]
+                    .copy_from_slice(&group.class_sums[c * width..(c + 1) * width]);
             }
-            let mean = sum / n as f64;
-            // Deviations from the block's own mean: no cancellation on
-            // activations with a large offset.
-            stats.m2[j] = column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
-            stats.mean[j] = mean;
+        }
+        Ok(stats)
+    }
+
+    /// Statistics of all of `x`'s rows, read a block of rows at a time and
+    /// merged in row order: the same result at any thread count, and a
+    /// matrix mapped from disk is read sequentially, never column by column
+    /// across all of it, so it may be larger than memory.
+    ///
+    /// # Errors
+    /// As [`Self::of_rows`].
+    pub fn of_matrix(classes: Vec<String>, x: ArrayView2<'_, f32>, labels: &[u32]) -> Result<Self> {
+        let block_rows = (STATS_BLOCK_BYTES / (x.ncols().max(1) * 4)).max(MIN_BLOCK_ROWS);
+        let mut stats = ClassStats::new(classes.clone(), x.ncols());
+        if x.nrows() != labels.len() {
+            // The shape error names the whole matrix, not a block.
+            return ClassStats::of_rows(classes, x, labels);
+        }
+        for start in (0..x.nrows()).step_by(block_rows) {
+            let end = (start + block_rows).min(x.nrows());
+            let block = x.slice_axis(Axis(0), Slice::from(start..end));
+            stats.merge(&ClassStats::of_rows(classes.clone(), block, &labels[start..end])?)?;
         }
         Ok(stats)
     }
@@ -291,6 +365,38 @@ mod tests {
         let mut other = ClassStats::new(classes(3), 2);
         assert!(other.merge(&stats).is_err());
         assert!(ClassStats::of_rows(classes(2), x.view(), &[0, 2, 1]).is_err());
+    }
+
+    #[test]
+    fn a_matrix_read_in_blocks_matches_one_pass_at_any_thread_count() {
+        // 150 columns span three column groups; 30,000 rows of 150 columns
+        // span several row blocks. Values sit on a large offset, where a
+        // naive sum of squares would cancel.
+        let (rows, cols) = (30_000, 150);
+        let x = Array2::from_shape_fn((rows, cols), |(r, c)| {
+            1000.0 + ((r * 31 + c * 17) % 97) as f32 * 0.01 + (r % 5 == c % 5) as u8 as f32
+        });
+        let labels: Vec<u32> = (0..rows).map(|r| (r % 5) as u32).collect();
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| ClassStats::of_matrix(classes(5), x.view(), &labels).unwrap())
+        };
+        let blocked = in_pool(1);
+        assert_eq!(blocked, in_pool(3), "bit-identical at 1 and 3 threads");
+        assert_eq!(blocked.rows, rows as u64);
+        for j in 0..cols {
+            let column: Vec<f64> = x.column(j).iter().map(|&v| f64::from(v)).collect();
+            let mean = column.iter().sum::<f64>() / rows as f64;
+            let m2: f64 = column.iter().map(|v| (v - mean).powi(2)).sum();
+            assert!((blocked.mean[j] - mean).abs() < 1e-9 * mean, "mean of {j}");
+            assert!((blocked.m2[j] - m2).abs() < 1e-9 * m2, "M2 of {j}");
+        }
+        let r = blocked.correlations();
+        // Columns 0 and 5 carry class 0 (rows r % 5 == 0 get +1).
+        assert!(r[0][0] > 0.5 && r[0][5] > 0.5, "{} {}", r[0][0], r[0][5]);
     }
 
     proptest! {

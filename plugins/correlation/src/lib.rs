@@ -19,12 +19,11 @@
 //! accumulated in `f64`, one neuron column per task in a fixed row order, so
 //! the result does not depend on the thread count.
 
-use lca_core::data::{Split, class_correlation};
-use lca_core::ndarray::{ArrayView2, Axis};
+use lca_core::data::{ClassStats, Split};
+use lca_core::ndarray::ArrayView2;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Dataset, NeuronRanking, RankInput, Ranker, Result, RunContext};
-use rayon::prelude::*;
 const NAME: &str = "correlation";
 
 lca_core::params! {
@@ -63,54 +62,26 @@ pub struct CorrelationRanker {
 }
 
 /// Pearson correlation of every neuron (columns) with every class indicator:
-/// a `classes × neurons` table, row-major.
+/// a `classes × neurons` table, row-major. Computed from the mergeable class
+/// statistics of `lca-core`, read a block of rows at a time, so a matrix
+/// mapped from a store larger than memory is read sequentially.
+///
+/// # Errors
+/// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn class_correlations(
     x: ArrayView2<'_, f32>,
     labels: &[u32],
     n_classes: usize,
-) -> Vec<Vec<f64>> {
-    let n = labels.len();
-    let counts = lca_core::data::count_classes(labels, n_classes);
-    let columns: Vec<Vec<f64>> = x
-        .axis_iter(Axis(1))
-        .into_par_iter()
-        .map(|column| {
-            let mut class_sums = vec![0.0f64; n_classes];
-            let mut sum = 0.0f64;
-            for (&v, &y) in column.iter().zip(labels) {
-                sum += f64::from(v);
-                class_sums[y as usize] += f64::from(v);
-            }
-            let mean = sum / n as f64;
-            // Second pass for the variance: no cancellation on large offsets.
-            let var = column
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / n as f64;
-            let sd = var.sqrt();
-            (0..n_classes)
-                .map(|c| {
-                    let class_mean = if counts[c] == 0 {
-                        0.0
-                    } else {
-                        class_sums[c] / counts[c] as f64
-                    };
-                    class_correlation(class_mean, mean, sd, counts[c], n)
-                })
-                .collect()
-        })
-        .collect();
-    (0..n_classes)
-        .map(|c| columns.iter().map(|col| col[c]).collect())
-        .collect()
+) -> Result<Vec<Vec<f64>>> {
+    let classes = (0..n_classes).map(|c| c.to_string()).collect();
+    Ok(ClassStats::of_matrix(classes, x, labels)?.correlations())
 }
 
 impl CorrelationRanker {
     fn scores(&self, data: &Dataset<'_>) -> Result<Vec<Vec<f64>>> {
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let r = class_correlations(train.acts.view(), train.labels, data.n_classes());
+        let r = class_correlations(train.acts.view(), train.labels, data.n_classes())?;
         Ok(if self.signed {
             r
         } else {
@@ -156,7 +127,7 @@ mod tests {
         // Neuron 0 is exactly the indicator of class 1; neuron 1 is constant.
         let x =
             Array2::from_shape_vec((4, 2), vec![0.0, 5.0, 1.0, 5.0, 0.0, 5.0, 1.0, 5.0]).unwrap();
-        let r = class_correlations(x.view(), &[0, 1, 0, 1], 2);
+        let r = class_correlations(x.view(), &[0, 1, 0, 1], 2).unwrap();
         assert_eq!(r[1], vec![1.0, 0.0]);
         assert_eq!(r[0], vec![-1.0, 0.0]);
     }
@@ -165,7 +136,7 @@ mod tests {
     fn matches_the_textbook_formula() {
         let data = planted(300, 15, 4, 1, 9);
         let train = data.split(Split::Train);
-        let r = class_correlations(train.acts.view(), train.labels, 4);
+        let r = class_correlations(train.acts.view(), train.labels, 4).unwrap();
         for c in 0..4u32 {
             let indicator: Vec<f64> = train
                 .labels
@@ -247,8 +218,8 @@ mod tests {
             let x = Array2::from_shape_vec((20, 2), values).unwrap();
             let mut y = x.clone();
             y.column_mut(0).mapv_inplace(|v| v * scale + shift);
-            let a = class_correlations(x.view(), &labels, 3);
-            let b = class_correlations(y.view(), &labels, 3);
+            let a = class_correlations(x.view(), &labels, 3).unwrap();
+            let b = class_correlations(y.view(), &labels, 3).unwrap();
             for c in 0..3 {
                 prop_assert!(a[c][0].abs() <= 1.0 && a[c][1].abs() <= 1.0);
                 prop_assert!((a[c][0] - b[c][0]).abs() < 1e-4, "{} vs {}", a[c][0], b[c][0]);

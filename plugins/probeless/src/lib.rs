@@ -19,12 +19,11 @@
 //! the lower neuron index (NeuroX's `argsort(...)[::-1]` puts the higher
 //! index first).
 
-use lca_core::data::Split;
-use lca_core::ndarray::{ArrayView2, Axis};
+use lca_core::data::{ClassStats, Split};
+use lca_core::ndarray::ArrayView2;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json};
-use rayon::prelude::*;
 const NAME: &str = "probeless";
 
 /// The component descriptor.
@@ -51,34 +50,18 @@ pub fn descriptor() -> Descriptor {
 pub struct ProbelessRanker;
 
 /// Class means of every neuron: `means[c][j]`, `None` for a class without
-/// rows.
+/// rows. Read a block of rows at a time (see `ClassStats::of_matrix`), so a
+/// matrix mapped from a store larger than memory is read sequentially.
+///
+/// # Errors
+/// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn class_means(
     x: ArrayView2<'_, f32>,
     labels: &[u32],
     n_classes: usize,
-) -> Vec<Option<Vec<f64>>> {
-    let counts = lca_core::data::count_classes(labels, n_classes);
-    let columns: Vec<Vec<f64>> = x
-        .axis_iter(Axis(1))
-        .into_par_iter()
-        .map(|column| {
-            let mut sums = vec![0.0f64; n_classes];
-            for (&v, &y) in column.iter().zip(labels) {
-                sums[y as usize] += f64::from(v);
-            }
-            sums
-        })
-        .collect();
-    (0..n_classes)
-        .map(|c| {
-            (counts[c] > 0).then(|| {
-                columns
-                    .iter()
-                    .map(|sums| sums[c] / counts[c] as f64)
-                    .collect()
-            })
-        })
-        .collect()
+) -> Result<Vec<Option<Vec<f64>>>> {
+    let classes = (0..n_classes).map(|c| c.to_string()).collect();
+    Ok(ClassStats::of_matrix(classes, x, labels)?.class_means())
 }
 
 /// The per-class scores `s_zj` and the overall pairwise score `s_j`, shared
@@ -91,7 +74,7 @@ impl Ranker for ProbelessRanker {
         let data = input.data;
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let means = cx.install(|| class_means(train.acts.view(), train.labels, data.n_classes()));
+        let means = cx.install(|| class_means(train.acts.view(), train.labels, data.n_classes()))?;
         let (per_class, overall) = probeless_scores(&means, data.n_neurons());
         let names = data.classes().names();
         let absent: Vec<serde_json::Value> = means
