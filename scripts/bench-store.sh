@@ -4,8 +4,8 @@
 # times, with peak RSS,
 #   1. `lca store stats` + `rank` with a cold page cache (when this user may
 #      drop it) and a warm one: one block of rows in memory at a time;
-#   2. a run of the `correlation` ranker on the `store` source, which loads
-#      the whole matrix into memory today.
+#   2. a run of the `correlation` ranker on the `store` source, which maps
+#      the f32 store in place and reads it in blocks of rows.
 # Usage: scripts/bench-store.sh [ROWS] [THREADS]   (default 300000 rows, 2)
 # LCA=path/to/lca overrides the binary (default: target/release/lca, built
 # here if missing).
@@ -53,11 +53,11 @@ path = "$work/store"
 type = "correlation"
 TOML
 drop
-measure "in-memory correlation run, cold cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
-measure "in-memory correlation run, warm cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
+measure "correlation run on the store source, cold cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
+measure "correlation run on the store source, warm cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
 python3 - "$work/ranked.json" "$work/run/results.json" <<'PY'
 import json, sys
 a = json.load(open(sys.argv[1]))["ranking"]["order"]
 b = json.load(open(sys.argv[2]))["rankings"]["corr"]["ranking"]["order"]
-print("same ranking from statistics and from the in-memory ranker:", a == b)
+print("same ranking from statistics and from the ranker in a run:", a == b)
 PY

@@ -45,7 +45,7 @@ fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
     let info = succeed(lca_command().args(["store", "info"]).arg(&store));
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(
-        info.contains("6000 rows × 300 neurons") && info.contains("7 shard(s)"),
+        info.contains("6000 rows × 300 neurons") && info.contains("8 shard(s)"),
         "{info}"
     );
     let stored = dir.path().join("stored.toml");
@@ -190,24 +190,12 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
 fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
     const LIMIT: u64 = 64 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let recipe = dir.path().join("big.toml");
-    std::fs::write(
-        &recipe,
+    let (store, size) = common::create_store(
+        dir.path(),
         "[run]\nseed = 1\n\n[source.big]\ntype = \"synthetic\"\ntokens = 90000\n\
          neurons = 800\nlayers = 4\nclasses = 40\nper_class = 2\n",
-    )
-    .unwrap();
-    let store = dir.path().join("store");
-    succeed(
-        lca_command()
-            .args(["store", "create", "--quiet", "--shard-mib", "8", "--out"])
-            .arg(&store)
-            .arg(&recipe),
+        &["--shard-mib", "8"],
     );
-    let size: u64 = std::fs::read_dir(&store)
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
     assert!(size > 4 * LIMIT, "the store ({size} bytes) is 4× the limit");
     // `prlimit --as` caps the whole address space (every mapping, heap and
     // stack), a stricter bound than resident memory.
@@ -244,15 +232,7 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
         serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
     assert_eq!(file["rows"], 72000);
     // The planted neurons lead the ranking.
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(store.join("manifest.json")).unwrap())
-            .unwrap();
-    let planted: Vec<u64> = manifest["truth"]["informative"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let planted = common::planted_neurons(&store);
     let order = file["ranking"]["order"].as_array().unwrap();
     let hits = order[..planted.len()]
         .iter()

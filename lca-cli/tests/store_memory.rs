@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{lca_command, read_results, succeed};
+use common::{read_results, succeed};
 
 /// The memory `lca` may use.
 const LIMIT: u64 = 192 << 20;
@@ -34,13 +34,21 @@ impl MemoryCgroup {
         let v2 = Path::new("/sys/fs/cgroup");
         let (dir, limit_file, events) = if v1.join("memory.limit_in_bytes").exists() {
             let dir = v1.join(&name);
-            (dir.clone(), dir.join("memory.limit_in_bytes"), dir.join("memory.oom_control"))
+            (
+                dir.clone(),
+                dir.join("memory.limit_in_bytes"),
+                dir.join("memory.oom_control"),
+            )
         } else {
             let dir = v2.join(&name);
-            (dir.clone(), dir.join("memory.max"), dir.join("memory.events"))
+            (
+                dir.clone(),
+                dir.join("memory.max"),
+                dir.join("memory.events"),
+            )
         };
-        let setup = std::fs::create_dir(&dir)
-            .and_then(|()| std::fs::write(&limit_file, limit.to_string()));
+        let setup =
+            std::fs::create_dir(&dir).and_then(|()| std::fs::write(&limit_file, limit.to_string()));
         if let Err(e) = setup {
             panic!(
                 "this test sets a memory limit with a cgroup and could not create {} ({e}): \
@@ -108,24 +116,12 @@ fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
     let dir = tempfile::tempdir().unwrap();
     // 50,000 tokens × 4,096 neurons of f32: 781 MiB in four shards. Eight
     // classes with two planted neurons each.
-    let source = dir.path().join("source.toml");
-    std::fs::write(
-        &source,
+    let (store, size) = common::create_store(
+        dir.path(),
         "[run]\nseed = 1\n\n[source.big]\ntype = \"synthetic\"\ntokens = 50000\n\
          neurons = 4096\nlayers = 4\nclasses = 8\nper_class = 2\n",
-    )
-    .unwrap();
-    let store = dir.path().join("store");
-    succeed(
-        lca_command()
-            .args(["store", "create", "--quiet", "--out"])
-            .arg(&store)
-            .arg(&source),
+        &[],
     );
-    let size: u64 = std::fs::read_dir(&store)
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
     assert!(size > 4 * LIMIT, "the store ({size} bytes) is 4× the limit");
 
     let recipe = dir.path().join("lca.toml");
@@ -154,7 +150,13 @@ fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
     let group = MemoryCgroup::new(LIMIT);
     let out = dir.path().join("out");
     let output = group
-        .lca(&["run", "--quiet", "--out", out.to_str().unwrap(), recipe.to_str().unwrap()])
+        .lca(&[
+            "run",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            recipe.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(group.oom_kills(), 0, "the kernel killed lca for memory");
@@ -169,15 +171,7 @@ fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
     // The answers are right, not only finished: the planted neurons lead
     // both rankings, and the top 5% keeps the probe's accuracy while the
     // bottom 5% falls to about chance.
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(store.join("manifest.json")).unwrap())
-            .unwrap();
-    let planted: Vec<u64> = manifest["truth"]["informative"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let planted = common::planted_neurons(&store);
     let (results, _) = read_results(&out.join("results.json")).expect("results.json");
     for ranking in ["lca", "corr"] {
         let top = top_neurons(&results, ranking, planted.len());

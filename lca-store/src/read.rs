@@ -271,7 +271,11 @@ impl Store {
         let mut spans = Vec::with_capacity(self.manifest.shards.len());
         for (index, shard) in self.manifest.shards.iter().enumerate() {
             let mapped = self.map_shard(index)?;
-            spans.push((self.dir.join(&shard.file), mapped.start, mapped.bytes().len()));
+            spans.push((
+                self.dir.join(&shard.file),
+                mapped.start,
+                mapped.bytes().len(),
+            ));
         }
         let parts: Vec<mapped::Part<'_>> = spans
             .iter()

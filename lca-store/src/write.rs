@@ -16,8 +16,8 @@ use ndarray::ArrayView2;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{
-    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, ROWS_FILE, RowsMeta, ShardEntry, TENSOR,
-    PAGE, TaskEntry, metadata_problem,
+    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PAGE, ROWS_FILE, RowsMeta, ShardEntry,
+    TENSOR, TaskEntry, metadata_problem,
 };
 
 /// Shards hold about this many bytes unless told otherwise: large enough

@@ -81,3 +81,37 @@ pub(crate) fn read_results(path: &Path) -> Option<(serde_json::Value, serde_json
         .expect("a provenance section");
     Some((value, provenance))
 }
+
+/// Writes a store at `dir/store` from the recipe `recipe_toml` (one
+/// source), with `extra` flags, and returns its path and size in bytes.
+pub(crate) fn create_store(dir: &Path, recipe_toml: &str, extra: &[&str]) -> (PathBuf, u64) {
+    let recipe = dir.join("store-source.toml");
+    std::fs::write(&recipe, recipe_toml).unwrap();
+    let store = dir.join("store");
+    succeed(
+        lca_command()
+            .args(["store", "create", "--quiet"])
+            .args(extra)
+            .arg("--out")
+            .arg(&store)
+            .arg(&recipe),
+    );
+    let size = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    (store, size)
+}
+
+/// The informative neurons a planted store's manifest records.
+pub(crate) fn planted_neurons(store: &Path) -> Vec<u64> {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("manifest.json")).unwrap())
+            .unwrap();
+    manifest["truth"]["informative"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}

@@ -170,7 +170,11 @@ impl ClassStats {
         for start in (0..x.nrows()).step_by(block_rows) {
             let end = (start + block_rows).min(x.nrows());
             let block = x.slice_axis(Axis(0), Slice::from(start..end));
-            stats.merge(&ClassStats::of_rows(classes.clone(), block, &labels[start..end])?)?;
+            stats.merge(&ClassStats::of_rows(
+                classes.clone(),
+                block,
+                &labels[start..end],
+            )?)?;
         }
         Ok(stats)
     }

@@ -74,7 +74,8 @@ impl Ranker for ProbelessRanker {
         let data = input.data;
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let means = cx.install(|| class_means(train.acts.view(), train.labels, data.n_classes()))?;
+        let means =
+            cx.install(|| class_means(train.acts.view(), train.labels, data.n_classes()))?;
         let (per_class, overall) = probeless_scores(&means, data.n_neurons());
         let names = data.classes().names();
         let absent: Vec<serde_json::Value> = means
