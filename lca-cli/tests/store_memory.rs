@@ -77,8 +77,9 @@ impl MemoryCgroup {
             .map_or(0, |n| n.trim().parse().unwrap())
     }
 
-    /// `lca ARGS` started inside the group: the shell moves itself into it,
-    /// then becomes `lca`.
+    /// `lca ARGS` with this build's plugins (as `common::lca_command`),
+    /// started inside the group: the shell moves itself into it, then
+    /// becomes `lca`.
     fn lca(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new("sh");
         command
@@ -86,6 +87,8 @@ impl MemoryCgroup {
             .arg("echo $$ > \"$0\" && exec \"$@\"")
             .arg(self.dir.join("cgroup.procs"))
             .arg(common::lca_exe())
+            .arg("--plugin-dir")
+            .arg(common::deps_dir())
             .args(args)
             .env_remove("LCA_PLUGIN_PATH");
         command
