@@ -577,8 +577,8 @@ fn run_step<'p>(
                 let fingerprint = checkpoints.fingerprint(step, cx.seed(), &[], Some(&data))?;
                 work.fingerprints.insert(step.key(), fingerprint);
             }
-            let summary = dataset.summary();
             let constant = dataset.constant_train_neurons();
+            let summary = dataset.summary_with_constant(&constant);
             warn_constant_neurons(&step.id, &constant, &summary, cx);
             results.sources.insert(step.id.clone(), summary);
             work.constant.insert(step.id.as_str(), constant);

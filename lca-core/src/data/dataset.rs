@@ -632,6 +632,13 @@ impl<'a> Dataset<'a> {
 
     /// A summary for reports.
     pub fn summary(&self) -> DatasetSummary {
+        self.summary_with_constant(&self.constant_train_neurons())
+    }
+
+    /// As [`Self::summary`], given [`Self::constant_train_neurons`] computed
+    /// already: finding them reads every training row, which for a store
+    /// larger than memory is a pass over the disk.
+    pub fn summary_with_constant(&self, constant: &[u32]) -> DatasetSummary {
         let counts = self.labels.counts();
         DatasetSummary {
             name: self.name.clone(),
@@ -649,7 +656,7 @@ impl<'a> Dataset<'a> {
             splits: self.splits,
             truth: self.truth.clone(),
             details: self.details.clone(),
-            constant_neurons: self.constant_train_neurons().len(),
+            constant_neurons: constant.len(),
         }
     }
 }
