@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use lca_core::component::{Component, EvalInput};
-use lca_core::data::Dataset;
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
-use lca_core::{Registry, RunContext};
-use lca_store::{DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, rows_per_shard, write_dataset};
+use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
+use lca_store::{
+    DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, StoreMeta, StoreSink, rows_per_shard,
+};
 
 use crate::progress::Progress;
 
@@ -241,7 +242,21 @@ fn create(registry: &Registry, args: &CreateArgs) -> Result<()> {
     // The context a run gives this step, so the store holds what `lca run`
     // would load (seeded sources draw the same data).
     let key = step.key();
-    load_and_write(&key, plan.run.seed, &args.write, |cx| source.load(cx))
+    // What an interrupted attempt must have been writing for its shards to
+    // be kept: the same component with the same parameters and seed.
+    let fingerprint = format!(
+        "{key} {} seed {}\n{}",
+        step.type_name,
+        plan.run.seed,
+        toml::to_string(&step.params).unwrap_or_default()
+    );
+    write_source(
+        &key,
+        plan.run.seed,
+        &args.write,
+        source.as_ref(),
+        &fingerprint,
+    )
 }
 
 fn import(registry: &Registry, args: &ImportArgs) -> Result<()> {
@@ -323,18 +338,31 @@ fn import(registry: &Registry, args: &ImportArgs) -> Result<()> {
     else {
         unreachable!("a source descriptor builds a source")
     };
-    load_and_write(&format!("source.{type_name}"), 0, &args.write, |cx| {
-        source.load(cx)
-    })
+    let fingerprint = format!(
+        "import {type_name}\n{}",
+        toml::to_string(&table).unwrap_or_default()
+    );
+    write_source(
+        &format!("source.{type_name}"),
+        0,
+        &args.write,
+        source.as_ref(),
+        &fingerprint,
+    )
 }
 
-/// Loads a dataset with progress shown, then writes it as a store. `step`
-/// names the load for the seed and the messages.
-fn load_and_write(
+/// Writes a source's dataset as a store, with progress shown. A source that
+/// streams writes shard by shard as it computes; any other is loaded whole,
+/// then written. Either way the writer records each finished shard, so a
+/// store whose writing was interrupted (killed, cancelled, out of disk)
+/// goes on from its last full shard when the same command runs again.
+/// `step` names the load for the seed and the messages.
+fn write_source(
     step: &str,
     seed: u64,
     args: &WriteArgs,
-    load: impl FnOnce(&RunContext) -> lca_core::Result<Dataset<'static>> + Send,
+    source: &dyn ActivationSource,
+    fingerprint: &str,
 ) -> Result<()> {
     if args.out.join(lca_store::MANIFEST_FILE).exists() {
         bail!(
@@ -343,41 +371,64 @@ fn load_and_write(
         );
     }
     let progress = Progress::new(1, args.quiet);
-    let sink = progress.task_sink();
+    let sink_bar = progress.task_sink();
     let cx = RunContext::new(seed, args.threads)
         .for_step(step)
-        .with_progress(sink.clone());
-    let data = cx
-        .install(|| load(&cx))
-        .with_context(|| format!("loading `{step}`"))?;
-    let task = args
-        .task
-        .clone()
-        .or_else(|| data.details().get("task").cloned())
-        .unwrap_or_else(|| "labels".into());
-    let shard_rows = rows_per_shard(
-        data.n_neurons(),
-        args.dtype,
-        (args.shard_mib as usize) << 20,
-    );
-    sink.start("writing the store", data.n_rows() as u64, "rows");
-    let mut written = 0;
-    let manifest = write_dataset(&data, &args.out, args.dtype, shard_rows, &task, |rows| {
-        sink.advance((rows - written) as u64);
-        written = rows;
+        .with_progress(sink_bar.clone());
+    let shard_bytes = (args.shard_mib as usize) << 20;
+    let mut sink = StoreSink::new(&args.out, args.dtype, shard_bytes, fingerprint);
+    let written = cx.install(|| -> lca_core::Result<_> {
+        if let Some(outline) = source.stream(&cx, &mut sink)? {
+            return Ok(outline);
+        }
+        let data = source.load(&cx)?;
+        sink.begin(data.n_rows(), data.neurons())?;
+        let rows = rows_per_shard(data.n_neurons(), args.dtype, shard_bytes);
+        let mut start = sink.rows_held();
+        sink_bar.start("writing the store", data.n_rows() as u64, "rows");
+        sink_bar.advance(start as u64);
+        while start < data.n_rows() {
+            let end = (start + rows).min(data.n_rows());
+            sink.push(start, data.acts().block(start..end).view())?;
+            sink_bar.advance((end - start) as u64);
+            start = end;
+        }
+        sink_bar.finish();
+        Ok(data.outline())
     });
-    sink.finish();
+    let held = sink.rows_held();
+    let result = written.and_then(|outline| {
+        let task = args
+            .task
+            .clone()
+            .or_else(|| outline.details.get("task").cloned())
+            .unwrap_or_else(|| "labels".into());
+        let classes = outline.labels.vocab().len();
+        let manifest = sink.finish(StoreMeta::of(outline, &task))?;
+        Ok((manifest, task, classes))
+    });
     progress.finish();
-    let manifest = manifest?;
+    let (manifest, task, classes) = result.with_context(|| {
+        format!(
+            "writing `{step}` to the store in {}; its finished shards are kept, and running \
+             the same command again goes on from them",
+            args.out.display()
+        )
+    })?;
+    if held > 0 {
+        println!(
+            "kept the first {held} rows of an interrupted attempt ({} had them in full shards)",
+            args.out.display()
+        );
+    }
     println!(
-        "wrote {}: {} rows × {} neurons in {} shard(s) of {} ({}), task `{task}` with {} classes",
+        "wrote {}: {} rows × {} neurons in {} shard(s) of {} ({}), task `{task}` with {classes} classes",
         args.out.display(),
         manifest.rows,
         manifest.neurons.len(),
         manifest.shards.len(),
         args.dtype.as_str(),
         human_bytes(manifest.data_bytes()),
-        data.n_classes()
     );
     Ok(())
 }

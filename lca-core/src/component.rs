@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::context::RunContext;
-use crate::data::{ClassVocab, Dataset, Evaluation, NeuronRanking};
+use crate::data::{ClassVocab, Dataset, DatasetOutline, Evaluation, NeuronIndex, NeuronRanking};
 use crate::error::{Error, Result};
 
 /// Produces a dataset: activations with labels, neuron index and splits.
@@ -23,6 +23,52 @@ pub trait ActivationSource: Send + Sync + fmt::Debug {
     /// Missing or malformed files, and data that breaks the dataset
     /// invariants; the message names the file and line.
     fn load(&self, cx: &RunContext) -> Result<Dataset<'static>>;
+
+    /// Produces the dataset's activations a block of rows at a time into
+    /// `sink`, never holding them all, and returns the rest of the dataset.
+    /// `lca store create` uses it so that an extraction larger than memory
+    /// goes to disk as it is computed, and resumes after an interruption.
+    ///
+    /// The source calls [`RowSink::begin`] once, then pushes rows in the
+    /// dataset's order (the order [`ActivationSource::load`] would give),
+    /// from row [`RowSink::rows_held`] or earlier, without gaps, and
+    /// finally returns the outline of the same dataset `load` returns.
+    ///
+    /// The default streams nothing and returns `Ok(None)`: the caller then
+    /// calls `load`. Sources that read a file whole need nothing more.
+    ///
+    /// # Errors
+    /// As `load`, and whatever the sink returns, which the source passes on.
+    fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
+        let _ = (cx, sink);
+        Ok(None)
+    }
+}
+
+/// Where a streaming source puts its rows (see [`ActivationSource::stream`]).
+pub trait RowSink: Send {
+    /// Announces the matrix: `rows` rows of the `neurons` columns. Called
+    /// once, before any rows.
+    ///
+    /// # Errors
+    /// When the sink cannot take such a matrix.
+    fn begin(&mut self, rows: usize, neurons: &NeuronIndex) -> Result<()>;
+
+    /// Rows the sink already holds after [`RowSink::begin`], from an earlier
+    /// attempt that was interrupted: the source may skip computing them.
+    fn rows_held(&self) -> usize;
+
+    /// The rows the sink keeps at once (a store's shard), after
+    /// [`RowSink::begin`]: a source that computes in blocks of about this
+    /// many rows loses at most one block to an interruption.
+    fn block_rows(&self) -> usize;
+
+    /// Rows `first..first + block.nrows()`. Rows the sink already holds
+    /// are ignored, so a block may start before [`RowSink::rows_held`].
+    ///
+    /// # Errors
+    /// When a block leaves a gap, has the wrong width, or cannot be kept.
+    fn push(&mut self, first: usize, block: ArrayView2<'_, f32>) -> Result<()>;
 }
 
 /// A probe specification: how to train a classifier on activations.

@@ -52,7 +52,7 @@ pub mod units;
 
 pub use component::{
     ActivationSource, Component, EvalInput, Evaluator, NamedRanking, Probe, ProbeInput, RankInput,
-    Ranker, SharedProbe, TrainedProbe, WarmStart,
+    Ranker, RowSink, SharedProbe, TrainedProbe, WarmStart,
 };
 pub use context::{Progress, RunContext};
 pub use data::{Dataset, Evaluation, NeuronRanking};

@@ -16,13 +16,14 @@
 use std::fmt::Debug;
 
 use abi_stable::library::RootModule;
+use abi_stable::sabi_types::RMut;
 use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.7.0";
+pub const ABI_VERSION: &str = "0.8.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -201,8 +202,31 @@ pub struct FfiPluginInfo {
 #[sabi_trait]
 pub trait FfiSource: Send + Sync {
     /// Loads the dataset.
-    #[sabi(last_prefix_field)]
     fn load(&self, cx: FfiContext<'_>) -> RResult<FfiOwnedDataset, FfiError>;
+    /// Pushes the dataset's rows into `sink` and returns the rest of it as
+    /// the JSON of an `lca_core::data::DatasetOutline`, or nothing when the
+    /// source does not stream (see `lca_core::ActivationSource::stream`).
+    #[sabi(last_prefix_field)]
+    fn stream(
+        &self,
+        cx: FfiContext<'_>,
+        sink: FfiRowSinkMut<'_>,
+    ) -> RResult<ROption<RString>, FfiError>;
+}
+
+/// Where a streaming source puts its rows (`lca_core::RowSink`).
+#[sabi_trait]
+pub trait FfiRowSink: Send {
+    /// `rows` rows of the neurons given as the JSON of an
+    /// `lca_core::data::NeuronIndex` are coming.
+    fn begin(&mut self, rows: u64, neurons_json: RStr<'_>) -> RResult<(), FfiError>;
+    /// Rows already held from an interrupted attempt.
+    fn rows_held(&self) -> u64;
+    /// Rows the sink keeps at once.
+    fn block_rows(&self) -> u64;
+    /// Rows `first..first + block.rows`.
+    #[sabi(last_prefix_field)]
+    fn push(&mut self, first: u64, block: FfiMatrix<'_>) -> RResult<(), FfiError>;
 }
 
 /// A probe specification.
@@ -273,6 +297,8 @@ pub trait FfiEvaluator: Send + Sync {
     ) -> RResult<RString, FfiError>;
 }
 
+/// A borrowed row sink.
+pub type FfiRowSinkMut<'a> = FfiRowSink_TO<'a, RMut<'a, ()>>;
 /// A boxed source.
 pub type FfiSourceBox = FfiSource_TO<'static, RBox<()>>;
 /// A boxed probe specification.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use lca_core::data::{
-    ActivationMatrix, ClassRanking, ClassVocab, GroundTruth, Labels, NeuronIndex, Splits, Tokens,
-    ValueBuffer,
+    ActivationMatrix, ClassRanking, ClassVocab, DatasetOutline, GroundTruth, Labels, NeuronIndex,
+    Splits, Tokens, ValueBuffer,
 };
 use lca_core::ndarray::{Array2, ArrayView2};
 use std::sync::Arc;
@@ -114,6 +114,20 @@ pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
         d.acts.data.as_slice(),
     )?;
     meta_dataset(acts, d.labels.to_vec(), d.meta.as_str())
+}
+
+/// A dataset outline for returning from a streaming source.
+pub(crate) fn outline_to_ffi(outline: &DatasetOutline) -> RString {
+    RString::from(serde_json::to_string(outline).expect("a dataset outline serialises"))
+}
+
+/// A dataset outline a streaming source returned.
+pub(crate) fn outline_from_ffi(json: &str) -> Result<DatasetOutline> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::input(format!(
+            "malformed dataset outline across the plugin boundary: {e}"
+        ))
+    })
 }
 
 /// An owned dataset for returning from a source. The activations move

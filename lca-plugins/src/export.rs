@@ -8,21 +8,24 @@ use std::sync::{Arc, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use lca_core::component::{NamedRanking, ProbeInput};
+use lca_core::data::NeuronIndex;
+use lca_core::ndarray::ArrayView2;
 use lca_core::{
-    ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, RankInput, Ranker,
+    ActivationSource, Component, ComponentKind, Descriptor, EvalInput, Evaluator, RankInput,
+    Ranker, RowSink,
 };
 
 use crate::abi::{
-    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluator_TO, FfiEvaluatorBox,
+    FfiContext, FfiDataset, FfiError, FfiEvaluator, FfiEvaluator_TO, FfiEvaluatorBox, FfiMatrix,
     FfiNamedRanking, FfiOwnedDataset, FfiPluginInfo, FfiProbeBox, FfiProbeInput, FfiRanker,
-    FfiRanker_TO, FfiRankerBox, FfiRanking, FfiSource, FfiSource_TO, FfiSourceBox,
+    FfiRanker_TO, FfiRankerBox, FfiRanking, FfiRowSinkMut, FfiSource, FfiSource_TO, FfiSourceBox,
     FfiTrainedProbeBox, PluginMod, PluginModRef,
 };
 use crate::convert::{
-    context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, ranking_from_ffi, ranking_to_ffi,
-    table_from_ffi,
+    context_from_ffi, dataset_from_ffi, dataset_to_owned_ffi, error_from_ffi, matrix_to_ffi,
+    outline_to_ffi, ranking_from_ffi, ranking_to_ffi, table_from_ffi,
 };
 use crate::foreign::{ForeignProbe, ForeignTrainedProbe, Who};
 use crate::guard::{guard, install_quiet_panic_hook};
@@ -51,6 +54,56 @@ impl FfiSource for SourceAdapter {
             let dataset = cx.install(|| self.0.load(&cx))?;
             Ok(dataset_to_owned_ffi(dataset))
         })
+    }
+
+    fn stream(
+        &self,
+        cx: FfiContext<'_>,
+        sink: FfiRowSinkMut<'_>,
+    ) -> RResult<ROption<RString>, FfiError> {
+        guard(|| {
+            let cx = context_from_ffi(cx);
+            let mut sink = HostSink(sink);
+            let outline = cx.install(|| self.0.stream(&cx, &mut sink))?;
+            Ok(match outline {
+                Some(outline) => ROption::RSome(outline_to_ffi(&outline)),
+                None => ROption::RNone,
+            })
+        })
+    }
+}
+
+/// The host's row sink, as the plugin's source sees it.
+struct HostSink<'a>(FfiRowSinkMut<'a>);
+
+impl RowSink for HostSink<'_> {
+    fn begin(&mut self, rows: usize, neurons: &NeuronIndex) -> lca_core::Result<()> {
+        let json = serde_json::to_string(neurons).expect("a neuron index serialises");
+        self.0
+            .begin(rows as u64, RStr::from_str(&json))
+            .into_result()
+            .map_err(|e| error_from_ffi(e, "the host", "row sink"))
+    }
+
+    fn rows_held(&self) -> usize {
+        self.0.rows_held() as usize
+    }
+
+    fn block_rows(&self) -> usize {
+        self.0.block_rows() as usize
+    }
+
+    fn push(&mut self, first: usize, block: ArrayView2<'_, f32>) -> lca_core::Result<()> {
+        let (data, rows, cols) = matrix_to_ffi(block);
+        let matrix = FfiMatrix {
+            data: RSlice::from_slice(&data),
+            rows: rows as u64,
+            cols: cols as u64,
+        };
+        self.0
+            .push(first as u64, matrix)
+            .into_result()
+            .map_err(|e| error_from_ffi(e, "the host", "row sink"))
     }
 }
 

@@ -5,23 +5,25 @@
 
 use std::fmt;
 
-use abi_stable::std_types::{ROption, RResult, RString, RVec};
-use lca_core::data::ClassVocab;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use lca_core::data::{ClassVocab, DatasetOutline, NeuronIndex};
 use lca_core::ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use lca_core::{
     ActivationSource, Dataset, EvalInput, Evaluation, Evaluator, NeuronRanking, Probe, RankInput,
-    Ranker, Result, RunContext, TrainedProbe, WarmStart,
+    Ranker, Result, RowSink, RunContext, TrainedProbe, WarmStart,
 };
 use lca_core::{Error, registry::ComponentKind};
 use serde::Deserialize;
 
 use crate::abi::{
     FfiError, FfiEvaluatorBox, FfiMatrix, FfiNamedRanking, FfiProbeBox, FfiProbeInput,
-    FfiRankerBox, FfiSourceBox, FfiTrainedProbeBox,
+    FfiRankerBox, FfiRowSink, FfiRowSink_TO, FfiSourceBox, FfiTrainedProbeBox,
 };
 use crate::convert::{
-    DatasetParts, context_to_ffi, dataset_from_owned_ffi, error_from_ffi, matrix_to_ffi,
-    owned_matrix_from_ffi, ranking_from_ffi, ranking_to_ffi,
+    DatasetParts, context_to_ffi, dataset_from_owned_ffi, error_from_ffi, error_to_ffi,
+    matrix_from_ffi, matrix_to_ffi, outline_from_ffi, owned_matrix_from_ffi, ranking_from_ffi,
+    ranking_to_ffi,
 };
 use crate::probe_adapter::{probe_to_ffi, trained_probe_to_ffi};
 
@@ -134,6 +136,53 @@ impl ActivationSource for ForeignSource {
             .into_result()
             .map_err(|e| self.who.err(e))?;
         dataset_from_owned_ffi(owned).map_err(|e| self.who.invalid(e))
+    }
+
+    fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
+        let mut adapter = PluginSideSink(sink);
+        let outline = self
+            .inner
+            .stream(
+                context_to_ffi(cx),
+                FfiRowSink_TO::from_ptr(&mut adapter, TD_Opaque),
+            )
+            .into_result()
+            .map_err(|e| self.who.err(e))?;
+        match outline {
+            ROption::RSome(json) => outline_from_ffi(&json)
+                .map(Some)
+                .map_err(|e| self.who.invalid(e)),
+            ROption::RNone => Ok(None),
+        }
+    }
+}
+
+/// The host's sink handed to a plugin's streaming source.
+struct PluginSideSink<'a>(&'a mut dyn RowSink);
+
+impl FfiRowSink for PluginSideSink<'_> {
+    fn begin(&mut self, rows: u64, neurons_json: RStr<'_>) -> RResult<(), FfiError> {
+        let result = serde_json::from_str::<NeuronIndex>(neurons_json.as_str())
+            .map_err(|e| {
+                Error::input(format!(
+                    "malformed neuron index across the plugin boundary: {e}"
+                ))
+            })
+            .and_then(|neurons| self.0.begin(rows as usize, &neurons));
+        result.map_err(|e| error_to_ffi(&e)).into()
+    }
+
+    fn rows_held(&self) -> u64 {
+        self.0.rows_held() as u64
+    }
+
+    fn block_rows(&self) -> u64 {
+        self.0.block_rows() as u64
+    }
+
+    fn push(&mut self, first: u64, block: FfiMatrix<'_>) -> RResult<(), FfiError> {
+        let result = matrix_from_ffi(block).and_then(|view| self.0.push(first as usize, view));
+        result.map_err(|e| error_to_ffi(&e)).into()
     }
 }
 

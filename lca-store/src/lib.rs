@@ -28,9 +28,11 @@ mod stats;
 mod write;
 
 pub use manifest::{
-    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, ROWS_FILE, RowsMeta, ShardEntry, TENSOR,
-    TaskEntry,
+    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PROGRESS_FILE, ROWS_FILE, RowsMeta,
+    ShardEntry, TENSOR, TaskEntry,
 };
 pub use read::Store;
 pub use stats::{STATS_FORMAT, StatsFile};
-pub use write::{DEFAULT_SHARD_BYTES, StoreMeta, StoreWriter, rows_per_shard, write_dataset};
+pub use write::{
+    DEFAULT_SHARD_BYTES, StoreMeta, StoreSink, StoreWriter, rows_per_shard, write_dataset,
+};

@@ -20,6 +20,11 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The per-row metadata's file name inside a store.
 pub const ROWS_FILE: &str = "rows.json";
 
+/// The record of an unfinished store's shards, which lets an interrupted
+/// writer go on (see `StoreWriter::resume`); removed once the manifest is
+/// written.
+pub const PROGRESS_FILE: &str = "progress.json";
+
 /// The name of the one tensor in every shard.
 pub const TENSOR: &str = "activations";
 

@@ -239,15 +239,11 @@ impl Store {
     fn hash_shards(&self, progress: Option<&dyn Progress>) -> Result<()> {
         for shard in &self.manifest.shards {
             let path = self.dir.join(&shard.file);
-            let map = mapped::map(&path)?;
-            let mut hasher = Sha256::new();
-            for chunk in map.chunks(16 << 20) {
-                hasher.update(chunk);
+            let found = hash_file(&path, |bytes| {
                 if let Some(bar) = progress {
-                    bar.advance(chunk.len() as u64);
+                    bar.advance(bytes as u64);
                 }
-            }
-            let found = io::hex(&hasher.finalize());
+            })?;
             if found != shard.sha256 {
                 return Err(Error::format(
                     path,
@@ -539,4 +535,22 @@ fn check_rows(dir: &Path, manifest: &Manifest, rows: &RowsMeta) -> Result<()> {
             format!("it and {} describe {problem}", manifest.rows_file.file),
         )),
     }
+}
+
+/// The SHA-256 of a file, in hex.
+///
+/// # Errors
+/// When the file cannot be read.
+pub(crate) fn file_sha256(path: &Path) -> Result<String> {
+    hash_file(path, |_| {})
+}
+
+fn hash_file(path: &Path, mut advance: impl FnMut(usize)) -> Result<String> {
+    let map = mapped::map(path)?;
+    let mut hasher = Sha256::new();
+    for chunk in map.chunks(16 << 20) {
+        hasher.update(chunk);
+        advance(chunk.len());
+    }
+    Ok(io::hex(&hasher.finalize()))
 }

@@ -9,16 +9,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16, slice::HalfFloatSliceExt as _};
-use lca_core::data::{Dataset, GroundTruth, NeuronIndex, Splits};
+use lca_core::data::{Dataset, DatasetOutline, GroundTruth, NeuronIndex, Splits};
 use lca_core::error::{Error, Result};
-use lca_core::io;
-use ndarray::ArrayView2;
+use lca_core::{RowSink, io};
+use ndarray::{ArrayView2, s};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{
-    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PAGE, ROWS_FILE, RowsMeta, ShardEntry,
-    TENSOR, TaskEntry, metadata_problem,
+    Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PAGE, PROGRESS_FILE, ROWS_FILE, RowsMeta,
+    ShardEntry, TENSOR, TaskEntry, metadata_problem,
 };
+use crate::read::file_sha256;
 
 /// Shards hold about this many bytes unless told otherwise: large enough
 /// that reads are sequential, small enough that one fits in memory easily.
@@ -60,6 +62,29 @@ pub struct StoreWriter {
     pending_rows: usize,
     shards: Vec<ShardEntry>,
     rows: usize,
+    /// What identifies this store's content for a later resume, when the
+    /// writer keeps a progress record (see [`StoreWriter::resume`]).
+    resume_key: Option<ResumeKey>,
+}
+
+/// What a progress record must match for its shards to be reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ResumeKey {
+    /// The caller's description of the content (a recipe step and seed).
+    fingerprint: String,
+    dtype: Dtype,
+    neurons: Vec<String>,
+    /// Rows the finished store will hold.
+    rows: usize,
+    shard_rows: usize,
+}
+
+/// `progress.json`: the shards an unfinished store has so far.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProgressRecord {
+    format: String,
+    key: ResumeKey,
+    shards: Vec<ShardEntry>,
 }
 
 /// What the manifest records besides the shards.
@@ -113,7 +138,43 @@ impl StoreWriter {
             pending_rows: 0,
             shards: Vec::new(),
             rows: 0,
+            resume_key: None,
         })
+    }
+
+    /// Starts a store of `rows` rows in `dir`, or goes on with the one an
+    /// interrupted writer left there.
+    ///
+    /// The writer records its finished shards in `progress.json` after each
+    /// one. When `dir` holds such a record with the same `fingerprint`,
+    /// type, neurons, row count and shard size, the shards it lists whose
+    /// size and SHA-256 still match are kept and writing goes on after them
+    /// ([`StoreWriter::rows`] says where); anything else there is written
+    /// again. The fingerprint is the caller's promise that the content is
+    /// the same: a recipe's source step, its parameters and its seed.
+    ///
+    /// # Errors
+    /// As [`StoreWriter::create`].
+    pub fn resume(
+        dir: &Path,
+        dtype: Dtype,
+        neurons: &NeuronIndex,
+        shard_rows: usize,
+        fingerprint: &str,
+        rows: usize,
+    ) -> Result<Self> {
+        let mut writer = Self::create(dir, dtype, neurons, shard_rows)?;
+        let key = ResumeKey {
+            fingerprint: fingerprint.to_string(),
+            dtype,
+            neurons: writer.neurons.clone(),
+            rows,
+            shard_rows,
+        };
+        writer.shards = reusable_shards(dir, &key);
+        writer.rows = writer.shards.iter().map(|s| s.rows).sum();
+        writer.resume_key = Some(key);
+        Ok(writer)
     }
 
     /// Rows written so far, including those not yet in a finished shard.
@@ -192,7 +253,7 @@ impl StoreWriter {
         if self.pending_rows == 0 {
             return Ok(());
         }
-        let file = format!("shard-{:06}.safetensors", self.shards.len());
+        let file = shard_file(self.shards.len());
         let bytes = shard_bytes(
             self.dtype,
             self.pending_rows,
@@ -208,6 +269,15 @@ impl StoreWriter {
         });
         self.pending.clear();
         self.pending_rows = 0;
+        if let Some(key) = &self.resume_key {
+            let record = ProgressRecord {
+                format: FORMAT.into(),
+                key: key.clone(),
+                shards: self.shards.clone(),
+            };
+            let json = serde_json::to_vec(&record).expect("a progress record serialises");
+            io::write_atomic(&self.dir.join(PROGRESS_FILE), &json)?;
+        }
         Ok(())
     }
 
@@ -241,7 +311,143 @@ impl StoreWriter {
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::input(format!("the store's manifest: {e}")))?;
         io::write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        if self.resume_key.is_some() {
+            // The manifest is written: the record has nothing left to say.
+            let _ = std::fs::remove_file(self.dir.join(PROGRESS_FILE));
+        }
         Ok(manifest)
+    }
+}
+
+/// The leading shards of an interrupted store that can be kept: those its
+/// progress record lists, when the record's key is `key`, up to the first
+/// one missing or changed on disk.
+fn reusable_shards(dir: &Path, key: &ResumeKey) -> Vec<ShardEntry> {
+    let Ok(text) = std::fs::read(dir.join(PROGRESS_FILE)) else {
+        return Vec::new();
+    };
+    let Ok(record) = serde_json::from_slice::<ProgressRecord>(&text) else {
+        return Vec::new();
+    };
+    if record.format != FORMAT || &record.key != key {
+        return Vec::new();
+    }
+    let mut kept = Vec::new();
+    for (i, shard) in record.shards.into_iter().enumerate() {
+        // Shards are named by position; a record naming others is not ours.
+        if shard.file != shard_file(i) || shard.rows != key.shard_rows {
+            break;
+        }
+        let path = dir.join(&shard.file);
+        let intact = std::fs::metadata(&path).is_ok_and(|m| m.len() == shard.bytes)
+            && file_sha256(&path).is_ok_and(|hash| hash == shard.sha256);
+        if !intact {
+            break;
+        }
+        kept.push(shard);
+    }
+    kept
+}
+
+fn shard_file(index: usize) -> String {
+    format!("shard-{index:06}.safetensors")
+}
+
+/// A [`RowSink`] that writes a store: a streaming source's rows go to disk
+/// shard by shard, and an interrupted store goes on where it stopped.
+#[derive(Debug)]
+pub struct StoreSink {
+    dir: PathBuf,
+    dtype: Dtype,
+    shard_bytes: usize,
+    fingerprint: String,
+    writer: Option<StoreWriter>,
+    held: usize,
+}
+
+impl StoreSink {
+    /// A sink writing to `dir` in shards of about `shard_bytes`, resuming
+    /// an interrupted store with the same `fingerprint` (see
+    /// [`StoreWriter::resume`]).
+    pub fn new(dir: &Path, dtype: Dtype, shard_bytes: usize, fingerprint: &str) -> Self {
+        StoreSink {
+            dir: dir.to_path_buf(),
+            dtype,
+            shard_bytes,
+            fingerprint: fingerprint.to_string(),
+            writer: None,
+            held: 0,
+        }
+    }
+
+    /// Rows written so far, those of an earlier attempt included.
+    pub fn rows(&self) -> usize {
+        self.writer.as_ref().map_or(0, StoreWriter::rows)
+    }
+
+    /// Writes the last shard, `rows.json` and the manifest.
+    ///
+    /// # Errors
+    /// When no rows came, the metadata disagrees with them, or a file
+    /// cannot be written.
+    pub fn finish(self, meta: StoreMeta) -> Result<Manifest> {
+        match self.writer {
+            Some(writer) => writer.finish(meta),
+            None => Err(Error::input(format!(
+                "the source gave no activations for the store in {}; nothing was written",
+                self.dir.display()
+            ))),
+        }
+    }
+}
+
+impl RowSink for StoreSink {
+    fn begin(&mut self, rows: usize, neurons: &NeuronIndex) -> Result<()> {
+        if self.writer.is_some() {
+            return Err(Error::input(
+                "a source announced its rows twice to the store writer; this is a bug in the \
+                 source",
+            ));
+        }
+        let shard_rows = rows_per_shard(neurons.len(), self.dtype, self.shard_bytes);
+        let writer = StoreWriter::resume(
+            &self.dir,
+            self.dtype,
+            neurons,
+            shard_rows,
+            &self.fingerprint,
+            rows,
+        )?;
+        self.held = writer.rows();
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    fn rows_held(&self) -> usize {
+        self.held
+    }
+
+    fn block_rows(&self) -> usize {
+        self.writer.as_ref().map_or(1, |w| w.shard_rows)
+    }
+
+    fn push(&mut self, first: usize, block: ArrayView2<'_, f32>) -> Result<()> {
+        let writer = self.writer.as_mut().ok_or_else(|| {
+            Error::input("a source pushed rows before announcing them; this is a bug in the source")
+        })?;
+        let next = writer.rows();
+        if first > next {
+            return Err(Error::input(format!(
+                "a source pushed rows from {first} while the store in {} has {next}: rows \
+                 {next}..{first} are missing; this is a bug in the source",
+                self.dir.display()
+            )));
+        }
+        let skip = next - first;
+        if skip >= block.nrows() {
+            return Ok(());
+        }
+        writer.push(block.slice(s![skip.., ..]))
     }
 }
 
@@ -285,6 +491,33 @@ fn check_meta(meta: &StoreMeta, rows: usize) -> Result<()> {
     }
 }
 
+impl StoreMeta {
+    /// The manifest's part for a dataset whose labels are task `task`.
+    pub fn of(outline: DatasetOutline, task: &str) -> StoreMeta {
+        let rows = RowsMeta {
+            words: outline.tokens.as_ref().map(|t| t.words().to_vec()),
+            sentence_starts: outline
+                .tokens
+                .as_ref()
+                .map(|t| t.sentence_starts().to_vec()),
+            labels: BTreeMap::from([(task.to_string(), outline.labels.ids().to_vec())]),
+        };
+        StoreMeta {
+            splits: Some(outline.splits),
+            default_task: task.into(),
+            tasks: BTreeMap::from([(
+                task.to_string(),
+                TaskEntry {
+                    classes: outline.labels.vocab().names().to_vec(),
+                },
+            )]),
+            details: outline.details,
+            truth: outline.truth,
+            rows,
+        }
+    }
+}
+
 /// Writes a dataset as a store: its activations, neurons, words, splits and
 /// labels (as task `task`), and its details.
 ///
@@ -306,22 +539,5 @@ pub fn write_dataset(
         on_rows(end);
         start = end;
     }
-    let rows = RowsMeta {
-        words: data.tokens().map(|t| t.words().to_vec()),
-        sentence_starts: data.tokens().map(|t| t.sentence_starts().to_vec()),
-        labels: BTreeMap::from([(task.to_string(), data.labels().ids().to_vec())]),
-    };
-    writer.finish(StoreMeta {
-        splits: Some(data.splits()),
-        default_task: task.into(),
-        tasks: BTreeMap::from([(
-            task.to_string(),
-            TaskEntry {
-                classes: data.classes().names().to_vec(),
-            },
-        )]),
-        details: data.details().clone(),
-        truth: data.truth().cloned(),
-        rows,
-    })
+    writer.finish(StoreMeta::of(data.outline(), task))
 }

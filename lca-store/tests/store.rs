@@ -271,3 +271,84 @@ fn a_task_the_store_lacks_is_named_with_those_it_has() {
         "{err}"
     );
 }
+
+/// Writes the first `rows` rows of `data` through a resumable writer, then
+/// stops without finishing, as a killed writer would.
+fn write_interrupted(data: &Dataset<'_>, dir: &Path, fingerprint: &str, rows: usize) {
+    let mut writer = StoreWriter::resume(
+        dir,
+        Dtype::F32,
+        data.neurons(),
+        5,
+        fingerprint,
+        data.n_rows(),
+    )
+    .unwrap();
+    writer.push(data.acts().block(0..rows).view()).unwrap();
+}
+
+/// An interrupted writer's finished shards are kept when the same content
+/// is written again; changed shards, and those after them, are written
+/// again; a record of other content keeps nothing. The finished store is
+/// the one an uninterrupted writer makes.
+#[test]
+fn a_resumed_writer_keeps_the_intact_shards_of_the_same_content() {
+    let data = dataset(23);
+    let reference = tempfile::tempdir().unwrap();
+    write(&data, reference.path(), Dtype::F32, 5);
+    let finish = |writer: StoreWriter, dir: &Path| {
+        let mut writer = writer;
+        let from = writer.rows();
+        writer
+            .push(data.acts().block(from..data.n_rows()).view())
+            .unwrap();
+        writer
+            .finish(lca_store::StoreMeta::of(data.outline(), "pos"))
+            .unwrap();
+        assert!(!dir.join(lca_store::PROGRESS_FILE).exists());
+        let (a, b) = (
+            Store::open(dir).unwrap().manifest().clone(),
+            Store::open(reference.path()).unwrap().manifest().clone(),
+        );
+        assert_eq!(a, b, "the resumed store is the uninterrupted one");
+    };
+    let resume = |dir: &Path, fingerprint: &str| {
+        StoreWriter::resume(
+            dir,
+            Dtype::F32,
+            data.neurons(),
+            5,
+            fingerprint,
+            data.n_rows(),
+        )
+        .unwrap()
+    };
+
+    // 13 rows pushed: two full shards on record, three rows lost.
+    let dir = tempfile::tempdir().unwrap();
+    write_interrupted(&data, dir.path(), "recipe A", 13);
+    assert!(!dir.path().join(MANIFEST_FILE).exists());
+    let writer = resume(dir.path(), "recipe A");
+    assert_eq!(writer.rows(), 10);
+    finish(writer, dir.path());
+
+    // A changed byte in the second shard: only the first is kept.
+    let dir = tempfile::tempdir().unwrap();
+    write_interrupted(&data, dir.path(), "recipe A", 20);
+    let second = dir.path().join("shard-000001.safetensors");
+    let mut bytes = std::fs::read(&second).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&second, bytes).unwrap();
+    let writer = resume(dir.path(), "recipe A");
+    assert_eq!(writer.rows(), 5);
+    finish(writer, dir.path());
+
+    // Another fingerprint, or another row count: nothing is kept.
+    let dir = tempfile::tempdir().unwrap();
+    write_interrupted(&data, dir.path(), "recipe A", 20);
+    assert_eq!(resume(dir.path(), "recipe B").rows(), 0);
+    let other_rows =
+        StoreWriter::resume(dir.path(), Dtype::F32, data.neurons(), 5, "recipe A", 24).unwrap();
+    assert_eq!(other_rows.rows(), 0);
+    finish(resume(dir.path(), "recipe A"), dir.path());
+}

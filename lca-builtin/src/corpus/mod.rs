@@ -15,7 +15,7 @@ pub use brown::{BROWN_UNIVERSAL_SOURCE, brown_simplified, brown_universal};
 pub use readers::{read_brown, read_conllu, read_neurox_files};
 pub use source::{
     CorpusFormat, CorpusParams, CorpusSpec, CorpusSplit, SplitBy, SplitParams, corpus_dataset,
-    sentence_rows,
+    corpus_outline, sentence_rows,
 };
 pub use tasks::{SUFFIXES, Task, capitalization, suffix};
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use super::{Corpus, Task, read_brown, read_conllu, read_neurox_files};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
-    SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
+    ActivationMatrix, ClassVocab, Dataset, DatasetOutline, Labels, NeuronIndex, SplitFractions,
+    SplitSpec, SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
 use lca_core::params::invalid;
@@ -317,6 +317,32 @@ pub fn corpus_dataset(
             found: acts.n_rows().to_string(),
         });
     }
+    let (outline, order) = corpus_outline(name, corpus, task, neurons, split, rng)?;
+    let identity = order.iter().enumerate().all(|(i, &r)| i == r);
+    let acts = if identity {
+        acts
+    } else {
+        acts.permute_rows(&order)
+    };
+    outline.into_dataset(acts)
+}
+
+/// What [`corpus_dataset`] builds, without the activations, and the order
+/// of its rows: row `i` of the dataset is word `order[i]` of the corpus in
+/// reading order. Whole sentences stay together, so a streaming source can
+/// compute the activations of the corpus's sentences in this order.
+///
+/// # Errors
+/// When the split leaves no training data.
+pub fn corpus_outline(
+    name: &str,
+    corpus: &Corpus,
+    task: Task,
+    neurons: NeuronIndex,
+    split: &CorpusSplit,
+    rng: &mut Rng,
+) -> Result<(DatasetOutline, Vec<usize>)> {
+    let n_words = corpus.n_tokens();
     let mut sentence_starts = Vec::with_capacity(corpus.sentences.len());
     let mut file_starts = Vec::new();
     let mut words = Vec::with_capacity(n_words);
@@ -356,10 +382,10 @@ pub fn corpus_dataset(
     };
     let identity = order.iter().enumerate().all(|(i, &r)| i == r);
     let reorder = |v: &[String]| order.iter().map(|&r| v[r].clone()).collect::<Vec<_>>();
-    let (words, names, acts) = if identity {
-        (words, names, acts)
+    let (words, names) = if identity {
+        (words, names)
     } else {
-        (reorder(&words), reorder(&names), acts.permute_rows(&order))
+        (reorder(&words), reorder(&names))
     };
     let starts = reorder_sentence_starts(&sentence_starts, n_words, &order);
     let vocab = ClassVocab::from_names(names.iter().cloned());
@@ -367,14 +393,16 @@ pub fn corpus_dataset(
         .iter()
         .map(|n| vocab.id(n).expect("label in its vocabulary"))
         .collect();
-    Dataset::new(
-        name,
-        acts,
+    let outline = DatasetOutline {
+        name: name.to_string(),
         neurons,
-        Labels::new(ids, vocab)?,
-        Some(Tokens::new(words, starts)?),
+        labels: Labels::new(ids, vocab)?,
+        tokens: Some(Tokens::new(words, starts)?),
         splits,
-    )
+        truth: None,
+        details: BTreeMap::new(),
+    };
+    Ok((outline, order))
 }
 
 /// Row ranges of the sentences of a corpus, in reading order.

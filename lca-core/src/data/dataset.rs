@@ -308,6 +308,55 @@ pub struct Dataset<'a> {
     details: BTreeMap<String, String>,
 }
 
+/// A dataset without its activations: what a streaming source returns after
+/// it has pushed its rows to a sink (see `ActivationSource::stream`). The
+/// rows' order is the dataset's: train rows first, then dev, then test.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetOutline {
+    /// The source id.
+    pub name: String,
+    /// One entry per activation column.
+    pub neurons: NeuronIndex,
+    /// One class per row.
+    pub labels: Labels,
+    /// The words behind the rows, when known.
+    pub tokens: Option<Tokens>,
+    /// How the rows divide into train, dev and test.
+    pub splits: Splits,
+    /// The informative neurons of planted data.
+    pub truth: Option<GroundTruth>,
+    /// Where the data came from.
+    pub details: BTreeMap<String, String>,
+}
+
+impl DatasetOutline {
+    /// Rows the outline describes.
+    pub fn n_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The dataset these activations complete.
+    ///
+    /// # Errors
+    /// When `acts` does not have the outline's rows and neurons, or the
+    /// outline breaks a dataset invariant.
+    pub fn into_dataset<'a>(self, acts: ActivationMatrix<'a>) -> Result<Dataset<'a>> {
+        let dataset = Dataset::new(
+            self.name,
+            acts,
+            self.neurons,
+            self.labels,
+            self.tokens,
+            self.splits,
+        )?
+        .with_details(self.details);
+        match self.truth {
+            Some(truth) => dataset.with_truth(truth),
+            None => Ok(dataset),
+        }
+    }
+}
+
 /// A borrowed split of a dataset.
 #[derive(Debug)]
 pub struct SplitData<'d> {
@@ -421,6 +470,19 @@ impl<'a> Dataset<'a> {
         }
         self.labels = labels;
         Ok(self)
+    }
+
+    /// Everything but the activations.
+    pub fn outline(&self) -> DatasetOutline {
+        DatasetOutline {
+            name: self.name.clone(),
+            neurons: self.neurons.clone(),
+            labels: self.labels.clone(),
+            tokens: self.tokens.clone(),
+            splits: self.splits,
+            truth: self.truth.clone(),
+            details: self.details.clone(),
+        }
     }
 
     /// The dataset's name (the source id in a recipe).

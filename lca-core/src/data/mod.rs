@@ -10,8 +10,8 @@ mod ranking;
 mod stats;
 
 pub use dataset::{
-    Dataset, DatasetSummary, GroundTruth, Split, SplitData, SplitFractions, SplitSpec, SplitUnit,
-    Splits, Tokens, assign_splits, reorder_sentence_starts,
+    Dataset, DatasetOutline, DatasetSummary, GroundTruth, Split, SplitData, SplitFractions,
+    SplitSpec, SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};

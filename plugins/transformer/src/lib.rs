@@ -30,20 +30,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lca_builtin::corpus::{
-    Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset,
+    Corpus, CorpusParams, CorpusSpec, CorpusSplit, SplitParams, corpus_dataset, corpus_outline,
 };
-use lca_core::data::{ActivationMatrix, NeuronId, NeuronIndex, Site};
+use lca_core::data::{ActivationMatrix, DatasetOutline, NeuronId, NeuronIndex, Site};
+use lca_core::ndarray::ArrayView2;
 use lca_core::params::rule::{Rule, distinct};
 use lca_core::params::{Params as _, invalid};
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
-use lca_core::{ActivationSource, Component, Dataset, Error, Result, RunContext};
+use lca_core::{ActivationSource, Component, Dataset, Error, Result, RowSink, RunContext};
 use tokenizers::Tokenizer;
 
 use crate::cache::{KeyBuilder, Miss, Precision, Stored};
 use crate::extract::Aggregation;
 use crate::hub::ModelFiles;
 use crate::model::{Architecture, Compute, Shape, Weights};
-use crate::words::{Joining, LongSentences, Specials};
+use crate::words::{Joining, LongSentences, Specials, Window};
 
 const NAME: &str = "transformer";
 
@@ -357,6 +358,13 @@ fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
 pub struct Extracted {
     /// The activations and kept word counts.
     pub stored: Stored,
+    /// What the window policy did.
+    pub counts: WindowCounts,
+}
+
+/// What the window policy did to a corpus.
+#[derive(Clone, Debug, Default)]
+pub struct WindowCounts {
     /// Sentences cut into more than one window.
     pub split_sentences: usize,
     /// Sentences that lost words to truncation.
@@ -389,16 +397,27 @@ pub struct Settings {
     pub left_context: bool,
 }
 
-/// Extracts activations for every word of `corpus`.
-///
-/// # Errors
-/// Tokenizer or model failures.
-pub fn extract(
-    model: &LoadedModel,
-    corpus: &Corpus,
-    settings: &Settings,
-    cx: &RunContext,
-) -> Result<Extracted> {
+impl Settings {
+    /// Columns of the activation matrix.
+    fn columns(&self, shape: &Shape) -> usize {
+        self.wanted.iter().map(|&(s, _)| shape.width(s)).sum()
+    }
+}
+
+/// A corpus cut into the model's windows.
+struct Windowing {
+    windows: Vec<Window>,
+    /// The row of each window's first word: rows are the kept words of the
+    /// corpus in reading order.
+    first_row: Vec<usize>,
+    /// Words kept of each sentence.
+    kept: Vec<u32>,
+    rows: usize,
+    counts: WindowCounts,
+}
+
+/// Tokenizes every sentence and cuts it into windows.
+fn windowing(model: &LoadedModel, corpus: &Corpus, settings: &Settings) -> Result<Windowing> {
     let joining = if model.model.shape().causal {
         Joining::Text
     } else {
@@ -409,12 +428,14 @@ pub fn extract(
     } else {
         None
     };
-    let mut windows = Vec::new();
-    let mut first_row = Vec::new();
-    let mut kept = Vec::with_capacity(corpus.sentences.len());
-    let (mut split_sentences, mut truncated_sentences, mut dropped_words, mut cut_words) =
-        (0, 0, 0, 0);
-    let mut row = 0;
+    let mut out = Windowing {
+        windows: Vec::new(),
+        first_row: Vec::new(),
+        kept: Vec::with_capacity(corpus.sentences.len()),
+        rows: 0,
+        counts: WindowCounts::default(),
+    };
+    let counts = &mut out.counts;
     for (i, sentence) in corpus.sentences.iter().enumerate() {
         let pieces = words::pieces(&model.tokenizer, &sentence.words, joining).map_err(|e| {
             Error::format(
@@ -432,63 +453,191 @@ pub fn extract(
             settings.left_context,
         );
         if w.windows.len() > 1 {
-            split_sentences += 1;
+            counts.split_sentences += 1;
         }
         if w.kept < sentence.words.len() {
-            truncated_sentences += 1;
-            dropped_words += sentence.words.len() - w.kept;
+            counts.truncated_sentences += 1;
+            counts.dropped_words += sentence.words.len() - w.kept;
         }
-        cut_words += w.cut_words;
+        counts.cut_words += w.cut_words;
         for window in w.windows {
-            first_row.push(row + window.words.start);
-            windows.push(window);
+            counts.empty_words += window.spans.iter().filter(|s| s.is_empty()).count();
+            out.first_row.push(out.rows + window.words.start);
+            out.windows.push(window);
         }
-        row += w.kept;
-        kept.push(w.kept as u32);
+        out.rows += w.kept;
+        out.kept.push(w.kept as u32);
     }
-    let shape = model.model.shape();
-    let cols: usize = settings.wanted.iter().map(|&(s, _)| shape.width(s)).sum();
+    Ok(out)
+}
+
+/// Extracts activations for every word of `corpus`.
+///
+/// # Errors
+/// Tokenizer or model failures.
+pub fn extract(
+    model: &LoadedModel,
+    corpus: &Corpus,
+    settings: &Settings,
+    cx: &RunContext,
+) -> Result<Extracted> {
+    let cut = windowing(model, corpus, settings)?;
+    let row = cut.rows;
+    let cols = settings.columns(model.model.shape());
     lca_core::memory::ensure_fits(
         &format!("the {row} × {cols} activation matrix"),
         (row as u64)
             .checked_mul(cols as u64)
             .and_then(|c| lca_core::memory::bytes_of(c, 4)),
-        "extract fewer layers or sites, or fewer `sentences` of the corpus",
+        "extract fewer layers or sites, or fewer `sentences` of the corpus; or write the \
+         activations to a store with `lca store create`, which never holds them all",
     )?;
     let mut values = vec![0f32; row * cols];
     if let Some(p) = cx.progress() {
         p.start("extracting activations", row as u64, "words");
     }
-    let plan = extract::Plan {
-        wanted: &settings.wanted,
-        aggregation: settings.aggregation,
-        batch_size: settings.batch_size,
-    };
     let result = extract::run(
         model.model.as_ref(),
-        &windows,
-        &first_row,
-        &plan,
+        &cut.windows,
+        &cut.first_row,
+        &extract_plan(settings),
         &mut values,
         cx,
     );
     if let Some(p) = cx.progress() {
         p.finish();
     }
-    let empty_words = result?;
+    result?;
     Ok(Extracted {
         stored: Stored {
             values,
             rows: row,
             cols,
-            kept,
+            kept: cut.kept,
         },
-        split_sentences,
-        truncated_sentences,
-        dropped_words,
-        empty_words,
-        cut_words,
+        counts: cut.counts,
     })
+}
+
+fn extract_plan(settings: &Settings) -> extract::Plan<'_> {
+    extract::Plan {
+        wanted: &settings.wanted,
+        aggregation: settings.aggregation,
+        batch_size: settings.batch_size,
+    }
+}
+
+/// The most a streamed extraction computes at once, in bytes of values.
+const STREAM_BLOCK_BYTES: usize = 256 << 20;
+
+/// The batches of windows a streamed extraction computes at once, at least.
+const STREAM_BLOCK_BATCHES: usize = 32;
+
+/// Extracts the activations of `corpus` into `sink` a block of rows at a
+/// time, in the order of the dataset's rows, and returns that order's
+/// outline. Blocks the sink already holds are not computed again.
+fn extract_streaming(
+    model: &LoadedModel,
+    corpus: &Corpus,
+    settings: &Settings,
+    precision: Precision,
+    outline_of: impl FnOnce(&Corpus, &[u32]) -> Result<(DatasetOutline, Vec<usize>)>,
+    sink: &mut dyn RowSink,
+    cx: &RunContext,
+) -> Result<(DatasetOutline, WindowCounts)> {
+    let mut cut = windowing(model, corpus, settings)?;
+    let (outline, order) = outline_of(corpus, &cut.kept)?;
+    // Where each corpus row lands in the dataset. Splits move whole
+    // sentences, so a window's words stay consecutive rows.
+    let mut position = vec![0usize; order.len()];
+    for (at, &row) in order.iter().enumerate() {
+        position[row] = at;
+    }
+    let mut by_position: Vec<(usize, Window)> = cut
+        .first_row
+        .iter()
+        .map(|&row| position.get(row).copied().unwrap_or(usize::MAX))
+        .zip(std::mem::take(&mut cut.windows))
+        .collect();
+    by_position.sort_by_key(|(first, _)| *first);
+    let mut next = 0;
+    for (first, window) in &by_position {
+        if *first != next && !window.spans.is_empty() {
+            return Err(Error::input(format!(
+                "the windows of the corpus do not tile its rows in the dataset's order (a \
+                 window starts at row {first}, expected {next}); this is a bug in the \
+                 transformer source"
+            )));
+        }
+        next += window.spans.len();
+    }
+    let cols = settings.columns(model.model.shape());
+    let neurons = outline.neurons.clone();
+    sink.begin(cut.rows, &neurons)?;
+    let held = sink.rows_held();
+    // A block is a shard of the sink's, or more: an interruption loses at
+    // most the block being computed. It holds enough windows to batch them
+    // by length (small blocks halved the throughput of MiniLM, with much
+    // padding and part-filled batches), and never more than the cap.
+    let block_rows = sink.block_rows().max(1);
+    let block_windows = STREAM_BLOCK_BATCHES * settings.batch_size.max(1);
+    let row_cap = (STREAM_BLOCK_BYTES / (cols.max(1) * 4)).max(1);
+    if let Some(p) = cx.progress() {
+        p.start("extracting activations", cut.rows as u64, "words");
+    }
+    let result = (|| -> Result<()> {
+        let mut windows = by_position.into_iter().peekable();
+        while let Some((block_first, first_window)) = windows.next() {
+            let mut block = vec![first_window];
+            let mut firsts = vec![0];
+            let mut rows = block[0].spans.len();
+            while (rows < block_rows || block.len() < block_windows)
+                && rows < row_cap
+                && let Some((first, _)) = windows.peek()
+            {
+                firsts.push(first - block_first);
+                let (_, window) = windows.next().expect("peeked");
+                rows += window.spans.len();
+                block.push(window);
+            }
+            if block_first + rows <= held {
+                if let Some(p) = cx.progress() {
+                    p.advance(rows as u64);
+                }
+                continue;
+            }
+            cx.check_cancelled()?;
+            let mut values = vec![0f32; rows * cols];
+            extract::run(
+                model.model.as_ref(),
+                &block,
+                &firsts,
+                &extract_plan(settings),
+                &mut values,
+                cx,
+            )?;
+            precision.round(&mut values);
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::input(format!(
+                    "the model gave a non-finite activation ({}) at row {}, neuron {}; \
+                     nothing past the last full shard was kept. Try `compute = \"f32\"` and \
+                     `weights = \"f32\"`",
+                    values[at],
+                    block_first + at / cols,
+                    neurons.id(at % cols)
+                )));
+            }
+            let values = ArrayView2::from_shape((rows, cols), &values)
+                .expect("a block holds rows × columns values");
+            sink.push(block_first, values)?;
+        }
+        Ok(())
+    })();
+    if let Some(p) = cx.progress() {
+        p.finish();
+    }
+    result?;
+    Ok((outline, cut.counts))
 }
 
 /// The corpus without the words that truncation dropped.
@@ -644,21 +793,93 @@ impl TransformerSource {
     }
 }
 
-impl ActivationSource for TransformerSource {
-    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+/// What both ways of producing the dataset start from.
+struct Prepared {
+    corpus: Corpus,
+    files: ModelFiles,
+    shape: Shape,
+    settings: Settings,
+    compute: Compute,
+}
+
+impl TransformerSource {
+    fn prepare(&self, cx: &RunContext) -> Result<Prepared> {
         let corpus = self.corpus.read(cx)?;
         let files = self.files()?;
         let shape = model::shape_of(&files)?;
         let settings = self.settings(&shape)?;
-        let compute = self.effective_compute();
         if self.compute.effective() != self.compute {
             cx.warn(&format!(
                 "this CPU has no AVX512-BF16 instructions, so `compute = \"{}\"` runs as `f32`",
                 self.compute.as_str()
             ));
         }
+        Ok(Prepared {
+            corpus,
+            files,
+            shape,
+            settings,
+            compute: self.effective_compute(),
+        })
+    }
+
+    /// The dataset's details: the corpus's, the extraction notes, and the
+    /// model and settings.
+    fn details(
+        &self,
+        p: &Prepared,
+        notes: BTreeMap<String, String>,
+        key: Option<&str>,
+    ) -> BTreeMap<String, String> {
+        let (shape, settings) = (&p.shape, &p.settings);
+        let mut details = self.corpus.details(&p.corpus);
+        details.extend(notes);
+        details.insert("model".into(), model_name(&self.model, &p.files));
+        details.insert("model type".into(), shape.model_type.clone());
+        details.insert("layers".into(), describe_layers(shape, &settings.wanted));
+        details.insert("aggregation".into(), settings.aggregation.as_str().into());
+        details.insert(
+            "window".into(),
+            format!(
+                "{} pieces, long sentences: {:?}",
+                settings.max_tokens, settings.long_sentences
+            )
+            .to_lowercase(),
+        );
+        details.insert("precision".into(), self.precision.as_str().into());
+        details.insert("compute".into(), p.compute.as_str().into());
+        details.insert("weights".into(), self.weights.as_str().into());
+        if let Some(key) = key {
+            details.insert("cache key".into(), key[..16].to_string());
+        }
+        details
+    }
+}
+
+/// One column per unit of each wanted layer site.
+fn neuron_index(shape: &Shape, wanted: &[(Site, usize)]) -> NeuronIndex {
+    NeuronIndex::from_ids(
+        wanted
+            .iter()
+            .flat_map(|&(site, l)| {
+                (0..shape.width(site)).map(move |u| NeuronId::at(site, l as u32, u as u32))
+            })
+            .collect(),
+    )
+}
+
+impl ActivationSource for TransformerSource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let prepared = self.prepare(cx)?;
+        let Prepared {
+            corpus,
+            files,
+            shape,
+            settings,
+            compute,
+        } = &prepared;
         let key = match &self.cache_dir {
-            Some(_) => Some(self.cache_key(&files, &corpus, &settings)?),
+            Some(_) => Some(self.cache_key(files, corpus, settings)?),
             None => None,
         };
         let entry = self
@@ -696,23 +917,21 @@ impl ActivationSource for TransformerSource {
             },
             _ => None,
         };
-        let mut details = self.corpus.details(&corpus);
-        let stored = match cached {
+        let (stored, notes) = match cached {
             Some((stored, notes)) => {
-                details.extend(notes);
                 if let Some(path) = &entry {
                     cx.info(&format!(
                         "reused the activations cached in {}",
                         path.display()
                     ));
                 }
-                stored
+                (stored, notes)
             }
             None => {
-                let model = load_model(&files, compute, self.weights)?;
-                let mut extracted = extract(&model, &corpus, &settings, cx)?;
+                let model = load_model(files, *compute, self.weights)?;
+                let mut extracted = extract(&model, corpus, settings, cx)?;
                 self.precision.round(&mut extracted.stored.values);
-                let notes = events(&extracted, &settings, cx);
+                let notes = events(&extracted.counts, settings, cx);
                 if let (Some(path), Some(key)) = (&entry, &key) {
                     let mut meta: BTreeMap<String, String> = notes
                         .iter()
@@ -726,39 +945,13 @@ impl ActivationSource for TransformerSource {
                         Err(e) => cx.warn(&format!("could not cache the activations: {e}")),
                     }
                 }
-                details.extend(notes);
-                extracted.stored
+                (extracted.stored, notes)
             }
         };
-        let kept_corpus = keep_words(&corpus, &stored.kept);
-        let neurons = NeuronIndex::from_ids(
-            settings
-                .wanted
-                .iter()
-                .flat_map(|&(site, l)| {
-                    (0..shape.width(site)).map(move |u| NeuronId::at(site, l as u32, u as u32))
-                })
-                .collect(),
-        );
+        let kept_corpus = keep_words(corpus, &stored.kept);
+        let neurons = neuron_index(shape, &settings.wanted);
         let acts = ActivationMatrix::from_row_major(stored.rows, stored.cols, stored.values)?;
-        details.insert("model".into(), model_name(&self.model, &files));
-        details.insert("model type".into(), shape.model_type.clone());
-        details.insert("layers".into(), describe_layers(&shape, &settings.wanted));
-        details.insert("aggregation".into(), settings.aggregation.as_str().into());
-        details.insert(
-            "window".into(),
-            format!(
-                "{} pieces, long sentences: {:?}",
-                settings.max_tokens, settings.long_sentences
-            )
-            .to_lowercase(),
-        );
-        details.insert("precision".into(), self.precision.as_str().into());
-        details.insert("compute".into(), compute.as_str().into());
-        details.insert("weights".into(), self.weights.as_str().into());
-        if let Some(key) = &key {
-            details.insert("cache key".into(), key[..16].to_string());
-        }
+        let details = self.details(&prepared, notes, key.as_deref());
         let dataset = corpus_dataset(
             cx.step().trim_start_matches("source."),
             &kept_corpus,
@@ -771,6 +964,41 @@ impl ActivationSource for TransformerSource {
         .with_details(details);
         dataset.check_finite()?;
         Ok(dataset)
+    }
+
+    fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
+        let prepared = self.prepare(cx)?;
+        let Prepared {
+            corpus,
+            files,
+            shape,
+            settings,
+            compute,
+        } = &prepared;
+        let model = load_model(files, *compute, self.weights)?;
+        let neurons = neuron_index(shape, &settings.wanted);
+        let outline_of = |corpus: &Corpus, kept: &[u32]| {
+            corpus_outline(
+                cx.step().trim_start_matches("source."),
+                &keep_words(corpus, kept),
+                self.corpus.task,
+                neurons,
+                &self.split,
+                &mut self.corpus.rng(cx, "split"),
+            )
+        };
+        let (mut outline, counts) = extract_streaming(
+            &model,
+            corpus,
+            settings,
+            self.precision,
+            outline_of,
+            sink,
+            cx,
+        )?;
+        let notes = events(&counts, settings, cx);
+        outline.details = self.details(&prepared, notes, None);
+        Ok(Some(outline))
     }
 }
 
@@ -822,7 +1050,7 @@ const NOTE: &str = "note: ";
 
 /// Counts what the window policy did, warns about it, and returns notes
 /// for the report.
-fn events(e: &Extracted, settings: &Settings, cx: &RunContext) -> BTreeMap<String, String> {
+fn events(e: &WindowCounts, settings: &Settings, cx: &RunContext) -> BTreeMap<String, String> {
     let window = settings.max_tokens;
     // (count, report label, warning)
     let events = [

@@ -448,3 +448,141 @@ fn the_tiny_model_is_deterministic() {
         );
     }
 }
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Keeps what a streaming source pushes, in blocks of `block` rows, as a
+/// store's writer would after an interruption at row `held`.
+struct CollectingSink {
+    held: usize,
+    block: usize,
+    announced: Option<(usize, usize)>,
+    rows: Vec<Vec<f32>>,
+    pushes: usize,
+}
+
+impl lca_core::RowSink for CollectingSink {
+    fn begin(
+        &mut self,
+        rows: usize,
+        neurons: &lca_core::data::NeuronIndex,
+    ) -> lca_core::Result<()> {
+        assert!(self.announced.is_none(), "begin is called once");
+        self.announced = Some((rows, neurons.len()));
+        Ok(())
+    }
+
+    fn rows_held(&self) -> usize {
+        self.held
+    }
+
+    fn block_rows(&self) -> usize {
+        self.block
+    }
+
+    fn push(
+        &mut self,
+        first: usize,
+        block: lca_core::ndarray::ArrayView2<'_, f32>,
+    ) -> lca_core::Result<()> {
+        assert!(self.announced.is_some(), "rows come after begin");
+        let next = self.held + self.rows.len();
+        assert!(first <= next, "block at {first} leaves a gap after {next}");
+        for (i, row) in block.rows().into_iter().enumerate() {
+            if first + i >= next {
+                self.rows.push(row.to_vec());
+            }
+        }
+        self.pushes += 1;
+        Ok(())
+    }
+}
+
+/// The streamed extraction (what `lca store create` writes) is the loaded
+/// dataset, row for row, in the same order, with the same words, labels,
+/// splits and details; a sink that already holds rows is not sent them
+/// again, and blocks follow the sink's size.
+#[test]
+fn a_streamed_extraction_gives_the_loaded_dataset_in_blocks() {
+    let bert = Fixture::new(Family::Bert);
+    // Enough sentences for several blocks of 32 one-window batches.
+    let corpus = bert.path("long");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("ca01"), CORPUS.repeat(20)).unwrap();
+    let cases = [
+        (bert.path("model"), "max_tokens = 8\n"),
+        (fixture("tiny-llama"), "max_tokens = 6\n"),
+    ];
+    for (model, extra) in cases {
+        let table: lca_core::toml::Table = format!(
+            "model = {:?}\ncorpus = {:?}\ntask = \"universal_pos\"\ndev = 0.2\ntest = 0.2\n\
+             batch_size = 1\ncache = false\n{extra}",
+            model.display().to_string(),
+            corpus.display().to_string(),
+        )
+        .parse()
+        .unwrap();
+        let Component::Source(source) = (descriptor().build)(&table).unwrap() else {
+            panic!("not a source")
+        };
+        let cx = RunContext::new(3, 2).for_step("source.tiny");
+        let loaded = source.load(&cx).unwrap();
+        assert!(
+            loaded
+                .details()
+                .contains_key("sentences split into windows"),
+            "{model:?}: the window is short enough to split sentences"
+        );
+        for (held, block) in [(0, 1000), (0, 5), (13, 4), (loaded.n_rows(), 4)] {
+            let mut sink = CollectingSink {
+                held,
+                block,
+                announced: None,
+                rows: Vec::new(),
+                pushes: 0,
+            };
+            let outline = source
+                .stream(&cx, &mut sink)
+                .unwrap()
+                .expect("the transformer source streams");
+            let what = format!("{model:?}, {held} rows held, blocks of {block}");
+            assert_eq!(
+                sink.announced,
+                Some((loaded.n_rows(), loaded.n_neurons())),
+                "{what}"
+            );
+            assert_eq!(sink.rows.len(), loaded.n_rows() - held, "{what}");
+            let view = loaded.acts().view();
+            for (i, row) in sink.rows.iter().enumerate() {
+                assert_eq!(
+                    row.as_slice(),
+                    view.row(held + i).as_slice().unwrap(),
+                    "{what}: row {}",
+                    held + i
+                );
+            }
+            // Blocks hold 32 batches of windows at least, so the small
+            // sizes give several blocks and the large one a single block.
+            let expected = match (held, block) {
+                (h, _) if h == loaded.n_rows() => 0..=0,
+                (_, 1000) => 1..=1,
+                _ => 3..=usize::MAX,
+            };
+            assert!(
+                expected.contains(&sink.pushes),
+                "{what}: {} pushes",
+                sink.pushes
+            );
+            let dataset = outline.into_dataset(loaded.acts().clone()).unwrap();
+            assert_eq!(dataset.labels(), loaded.labels(), "{what}");
+            assert_eq!(dataset.tokens(), loaded.tokens(), "{what}");
+            assert_eq!(dataset.splits(), loaded.splits(), "{what}");
+            assert_eq!(dataset.neurons(), loaded.neurons(), "{what}");
+            assert_eq!(dataset.details(), loaded.details(), "{what}");
+        }
+    }
+}
