@@ -975,6 +975,13 @@ impl ActivationSource for TransformerSource {
             settings,
             compute,
         } = &prepared;
+        // An extraction in the cache fitted in memory when it was made, and
+        // reading it beats computing it again: `load` does that.
+        if let Some(dir) = &self.cache_dir
+            && cache::entry_path(dir, &self.cache_key(files, corpus, settings)?).exists()
+        {
+            return Ok(None);
+        }
         let model = load_model(files, *compute, self.weights)?;
         let neurons = neuron_index(shape, &settings.wanted);
         let outline_of = |corpus: &Corpus, kept: &[u32]| {

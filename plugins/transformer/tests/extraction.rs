@@ -455,6 +455,37 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// An extraction already in the cache is not streamed: the source declines
+/// and its caller loads the cached matrix instead of computing it again.
+#[test]
+fn a_cached_extraction_is_loaded_rather_than_streamed() {
+    let f = Fixture::new(Family::Bert);
+    let table: lca_core::toml::Table = f.recipe("").parse().unwrap();
+    let Component::Source(source) = (descriptor().build)(&table).unwrap() else {
+        panic!("not a source")
+    };
+    let cx = RunContext::new(3, 2).for_step("source.tiny");
+    let mut sink = CollectingSink {
+        held: 0,
+        block: 10,
+        announced: None,
+        rows: Vec::new(),
+        pushes: 0,
+    };
+    assert!(source.stream(&cx, &mut sink).unwrap().is_some());
+    assert!(!f.path("cache").exists(), "streaming writes no cache entry");
+    source.load(&cx).unwrap();
+    let mut sink = CollectingSink {
+        held: 0,
+        block: 10,
+        announced: None,
+        rows: Vec::new(),
+        pushes: 0,
+    };
+    assert!(source.stream(&cx, &mut sink).unwrap().is_none());
+    assert_eq!(sink.pushes, 0);
+}
+
 /// Keeps what a streaming source pushes, in blocks of `block` rows, as a
 /// store's writer would after an interruption at row `held`.
 struct CollectingSink {
