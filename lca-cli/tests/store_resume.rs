@@ -3,7 +3,7 @@
 //! record of them, never a manifest over missing rows; run again, it keeps
 //! those shards and writes the same store an uninterrupted run writes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -53,6 +53,25 @@ fn write_corpus(dir: &Path, sentences: usize) {
     std::fs::write(dir.join("ca01"), text).unwrap();
 }
 
+/// A recipe whose one source extracts the tiny BERT's activations of the
+/// corpus in `dir/brown`.
+fn write_recipe(dir: &Path, seed: u32) -> PathBuf {
+    let path = dir.join(format!("recipe-{seed}.toml"));
+    let text = format!(
+        "[run]\nseed = {seed}\n\
+         [source.words]\ntype = \"transformer\"\nmodel = {:?}\ncorpus = {:?}\n\
+         task = \"universal_pos\"\ndev = 0.1\ntest = 0.1\n\
+         [probe.p]\ntype = \"elastic_net\"\nsource = \"words\"\n\
+         [ranker.w]\ntype = \"probe_weights\"\nprobe = \"p\"\n",
+        repo("plugins/transformer/tests/fixtures/tiny-bert")
+            .display()
+            .to_string(),
+        dir.join("brown").display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn create(recipe: &Path, out: &Path) -> Command {
     let mut command = lca_command();
     command
@@ -81,22 +100,7 @@ fn manifest(store: &Path) -> serde_json::Value {
 fn a_store_creation_killed_at_any_moment_resumes_into_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
     write_corpus(&dir.path().join("brown"), 2_400);
-    let recipe = dir.path().join("recipe.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[run]\nseed = 5\n\
-             [source.words]\ntype = \"transformer\"\nmodel = {:?}\ncorpus = {:?}\n\
-             task = \"universal_pos\"\ndev = 0.1\ntest = 0.1\n\
-             [probe.p]\ntype = \"elastic_net\"\nsource = \"words\"\n\
-             [ranker.w]\ntype = \"probe_weights\"\nprobe = \"p\"\n",
-            repo("plugins/transformer/tests/fixtures/tiny-bert")
-                .display()
-                .to_string(),
-            dir.path().join("brown").display().to_string()
-        ),
-    )
-    .unwrap();
+    let recipe = write_recipe(dir.path(), 5);
 
     let reference = dir.path().join("reference");
     let started = Instant::now();
@@ -174,27 +178,8 @@ fn a_store_creation_killed_at_any_moment_resumes_into_the_same_store() {
 #[test]
 fn an_interrupted_store_of_other_settings_is_written_again() {
     let dir = tempfile::tempdir().unwrap();
-    write_corpus(&dir.path().join("brown"), 1_200);
-    let recipe = |seed: u32| {
-        let path = dir.path().join(format!("recipe-{seed}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[run]\nseed = {seed}\n\
-                 [source.words]\ntype = \"transformer\"\nmodel = {:?}\ncorpus = {:?}\n\
-                 task = \"universal_pos\"\n\
-                 [probe.p]\ntype = \"elastic_net\"\nsource = \"words\"\n\
-                 [ranker.w]\ntype = \"probe_weights\"\nprobe = \"p\"\n",
-                repo("plugins/transformer/tests/fixtures/tiny-bert")
-                    .display()
-                    .to_string(),
-                dir.path().join("brown").display().to_string()
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let (one, two) = (recipe(1), recipe(2));
+    write_corpus(&dir.path().join("brown"), 2_400);
+    let (one, two) = (write_recipe(dir.path(), 1), write_recipe(dir.path(), 2));
     let reference = dir.path().join("reference");
     let started = Instant::now();
     succeed(&mut create(&two, &reference));
@@ -202,10 +187,10 @@ fn an_interrupted_store_of_other_settings_is_written_again() {
     // Seed 1 killed once it has a shard or more on record.
     let store = dir.path().join("store");
     let mut recorded = false;
-    for k in 0..8u32 {
+    for k in 0..12u32 {
         let _ = std::fs::remove_dir_all(&store);
         let mut child = create(&one, &store).spawn().unwrap();
-        std::thread::sleep(duration.mul_f64(0.5 + f64::from(k) * 0.05));
+        std::thread::sleep(duration.mul_f64(0.35 + f64::from(k) * 0.05));
         let _ = child.kill();
         let done = child.wait().unwrap().success();
         recorded = !done

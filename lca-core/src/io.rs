@@ -14,8 +14,19 @@ use crate::error::{Error, Result};
 /// # Errors
 /// When the folder cannot be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// Writes the concatenation of `parts` to `path` atomically, as
+/// [`write_atomic`] does, without first joining them in memory.
+///
+/// # Errors
+/// When the folder cannot be written.
+pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     write_atomic_with(path, |mut file| {
-        file.write_all(bytes)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         Ok(file)
     })
     .map_err(|e| match e {
@@ -23,7 +34,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::DiskFull { action, path, .. } => Error::DiskFull {
             action,
             path,
-            needed: Some(bytes.len() as u64),
+            needed: Some(parts.iter().map(|p| p.len() as u64).sum()),
         },
         other => other,
     })

@@ -65,6 +65,17 @@ pub struct StoreWriter {
     /// What identifies this store's content for a later resume, when the
     /// writer keeps a progress record (see [`StoreWriter::resume`]).
     resume_key: Option<ResumeKey>,
+    /// The shard being written.
+    in_flight: Option<std::thread::JoinHandle<Result<ShardEntry>>>,
+}
+
+impl Drop for StoreWriter {
+    /// A writer dropped unfinished (an error upstream, a cancelled run)
+    /// still completes and records the shard it was writing, so that a
+    /// resume keeps it.
+    fn drop(&mut self) {
+        let _ = self.settle();
+    }
 }
 
 /// What a progress record must match for its shards to be reused.
@@ -139,6 +150,7 @@ impl StoreWriter {
             shards: Vec::new(),
             rows: 0,
             resume_key: None,
+            in_flight: None,
         })
     }
 
@@ -253,22 +265,51 @@ impl StoreWriter {
         if self.pending_rows == 0 {
             return Ok(());
         }
+        // One shard at a time goes to disk beside the caller: hashing and
+        // writing it overlap the next rows arriving (an extraction's next
+        // block), and the record lists it only once it is whole.
+        self.settle()?;
         let file = shard_file(self.shards.len());
-        let bytes = shard_bytes(
-            self.dtype,
-            self.pending_rows,
-            self.neurons.len(),
-            &self.pending,
-        );
-        io::write_atomic(&self.dir.join(&file), &bytes)?;
-        self.shards.push(ShardEntry {
-            file,
-            rows: self.pending_rows,
-            bytes: bytes.len() as u64,
-            sha256: io::hex(&Sha256::digest(&bytes)),
-        });
-        self.pending.clear();
+        let path = self.dir.join(&file);
+        let rows = self.pending_rows;
+        let header = shard_header(self.dtype, rows, self.neurons.len(), self.pending.len());
+        // The next shard's buffer is reserved at once (untouched pages cost
+        // nothing) so that filling it never copies it to grow.
+        let capacity = self.pending.capacity();
+        let values = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
         self.pending_rows = 0;
+        let thread = std::thread::Builder::new()
+            .name("lca-store-shard".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                hasher.update(&header);
+                hasher.update(&values);
+                io::write_atomic_parts(&path, &[&header, &values])?;
+                Ok(ShardEntry {
+                    file,
+                    rows,
+                    bytes: (header.len() + values.len()) as u64,
+                    sha256: io::hex(&hasher.finalize()),
+                })
+            })
+            .map_err(|e| Error::io("start writing a shard of", &self.dir, e))?;
+        self.in_flight = Some(thread);
+        Ok(())
+    }
+
+    /// Waits for the shard being written, and records it.
+    fn settle(&mut self) -> Result<()> {
+        let Some(thread) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let shard = thread.join().map_err(|panic| {
+            Error::input(format!(
+                "writing a shard of the store in {} failed: {}",
+                self.dir.display(),
+                lca_core::run::panic_message(panic.as_ref())
+            ))
+        })??;
+        self.shards.push(shard);
         if let Some(key) = &self.resume_key {
             let record = ProgressRecord {
                 format: FORMAT.into(),
@@ -288,6 +329,7 @@ impl StoreWriter {
     /// be written.
     pub fn finish(mut self, meta: StoreMeta) -> Result<Manifest> {
         self.flush()?;
+        self.settle()?;
         check_meta(&meta, self.rows)?;
         let rows_json = serde_json::to_vec(&meta.rows)
             .map_err(|e| Error::input(format!("the store's row metadata: {e}")))?;
@@ -296,7 +338,7 @@ impl StoreWriter {
             format: FORMAT.into(),
             dtype: self.dtype,
             rows: self.rows,
-            neurons: self.neurons,
+            neurons: std::mem::take(&mut self.neurons),
             splits: meta.splits,
             default_task: meta.default_task,
             tasks: meta.tasks,
@@ -306,7 +348,7 @@ impl StoreWriter {
                 file: ROWS_FILE.into(),
                 sha256: io::hex(&Sha256::digest(&rows_json)),
             },
-            shards: self.shards,
+            shards: std::mem::take(&mut self.shards),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::input(format!("the store's manifest: {e}")))?;
@@ -451,14 +493,16 @@ impl RowSink for StoreSink {
     }
 }
 
-/// A safetensors file with one tensor, [`TENSOR`], of `rows × cols`.
-fn shard_bytes(dtype: Dtype, rows: usize, cols: usize, values: &[u8]) -> Vec<u8> {
+/// The start of a safetensors file with one tensor, [`TENSOR`], of
+/// `rows × cols` in `value_bytes` bytes: the header's length and the header.
+/// The values follow it in the file.
+fn shard_header(dtype: Dtype, rows: usize, cols: usize, value_bytes: usize) -> Vec<u8> {
     let header = serde_json::json!({
         "__metadata__": { "format": FORMAT },
         TENSOR: {
             "dtype": dtype.safetensors(),
             "shape": [rows, cols],
-            "data_offsets": [0, values.len()],
+            "data_offsets": [0, value_bytes],
         }
     });
     let mut header = serde_json::to_vec(&header).expect("a JSON value serialises");
@@ -468,10 +512,9 @@ fn shard_bytes(dtype: Dtype, rows: usize, cols: usize, values: &[u8]) -> Vec<u8>
     while !(8 + header.len()).is_multiple_of(PAGE) {
         header.push(b' ');
     }
-    let mut out = Vec::with_capacity(8 + header.len() + values.len());
+    let mut out = Vec::with_capacity(8 + header.len());
     out.extend_from_slice(&(header.len() as u64).to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(values);
     out
 }
 

@@ -967,23 +967,16 @@ impl ActivationSource for TransformerSource {
     }
 
     fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
-        let prepared = self.prepare(cx)?;
-        let Prepared {
-            corpus,
-            files,
-            shape,
-            settings,
-            compute,
-        } = &prepared;
+        let p = self.prepare(cx)?;
         // An extraction in the cache fitted in memory when it was made, and
         // reading it beats computing it again: `load` does that.
         if let Some(dir) = &self.cache_dir
-            && cache::entry_path(dir, &self.cache_key(files, corpus, settings)?).exists()
+            && cache::entry_path(dir, &self.cache_key(&p.files, &p.corpus, &p.settings)?).exists()
         {
             return Ok(None);
         }
-        let model = load_model(files, *compute, self.weights)?;
-        let neurons = neuron_index(shape, &settings.wanted);
+        let model = load_model(&p.files, p.compute, self.weights)?;
+        let neurons = neuron_index(&p.shape, &p.settings.wanted);
         let outline_of = |corpus: &Corpus, kept: &[u32]| {
             corpus_outline(
                 cx.step().trim_start_matches("source."),
@@ -996,15 +989,15 @@ impl ActivationSource for TransformerSource {
         };
         let (mut outline, counts) = extract_streaming(
             &model,
-            corpus,
-            settings,
+            &p.corpus,
+            &p.settings,
             self.precision,
             outline_of,
             sink,
             cx,
         )?;
-        let notes = events(&counts, settings, cx);
-        outline.details = self.details(&prepared, notes, None);
+        let notes = events(&counts, &p.settings, cx);
+        outline.details = self.details(&p, notes, None);
         Ok(Some(outline))
     }
 }

@@ -465,23 +465,11 @@ fn a_cached_extraction_is_loaded_rather_than_streamed() {
         panic!("not a source")
     };
     let cx = RunContext::new(3, 2).for_step("source.tiny");
-    let mut sink = CollectingSink {
-        held: 0,
-        block: 10,
-        announced: None,
-        rows: Vec::new(),
-        pushes: 0,
-    };
+    let mut sink = CollectingSink::new(0, 10);
     assert!(source.stream(&cx, &mut sink).unwrap().is_some());
     assert!(!f.path("cache").exists(), "streaming writes no cache entry");
     source.load(&cx).unwrap();
-    let mut sink = CollectingSink {
-        held: 0,
-        block: 10,
-        announced: None,
-        rows: Vec::new(),
-        pushes: 0,
-    };
+    let mut sink = CollectingSink::new(0, 10);
     assert!(source.stream(&cx, &mut sink).unwrap().is_none());
     assert_eq!(sink.pushes, 0);
 }
@@ -494,6 +482,18 @@ struct CollectingSink {
     announced: Option<(usize, usize)>,
     rows: Vec<Vec<f32>>,
     pushes: usize,
+}
+
+impl CollectingSink {
+    fn new(held: usize, block: usize) -> Self {
+        CollectingSink {
+            held,
+            block,
+            announced: None,
+            rows: Vec::new(),
+            pushes: 0,
+        }
+    }
 }
 
 impl lca_core::RowSink for CollectingSink {
@@ -569,13 +569,7 @@ fn a_streamed_extraction_gives_the_loaded_dataset_in_blocks() {
             "{model:?}: the window is short enough to split sentences"
         );
         for (held, block) in [(0, 1000), (0, 5), (13, 4), (loaded.n_rows(), 4)] {
-            let mut sink = CollectingSink {
-                held,
-                block,
-                announced: None,
-                rows: Vec::new(),
-                pushes: 0,
-            };
+            let mut sink = CollectingSink::new(held, block);
             let outline = source
                 .stream(&cx, &mut sink)
                 .unwrap()
