@@ -293,21 +293,24 @@ fn libraries_that_are_not_compatible_plugins_are_refused_with_one_paragraph() {
     let cases = [
         (
             "lca_fixture_old_abi",
-            "was built against lca plugin ABI 0.0.9, but this lca uses ABI 0.7.0",
+            format!(
+                "was built against lca plugin ABI 0.0.9, but this lca uses ABI {}",
+                lca_plugins::abi::ABI_VERSION
+            ),
         ),
         (
             "lca_fixture_other_layout",
-            "was built against a different layout of the lca plugin interface",
+            "was built against a different layout of the lca plugin interface".into(),
         ),
         (
             "lca_fixture_not_a_plugin",
-            "is not an lca plugin: it does not export the lca plugin entry point",
+            "is not an lca plugin: it does not export the lca plugin entry point".into(),
         ),
     ];
     for (name, expected) in cases {
         let file = library(name);
         let err = assert_fails(&lca(&["--plugin", file.to_str().unwrap(), "list"]));
-        assert!(err.contains(expected), "{name}: {err}");
+        assert!(err.contains(&expected), "{name}: {err}");
         assert!(err.contains(name), "{name}: the file is named: {err}");
         assert_eq!(
             err.trim_end().lines().count(),
