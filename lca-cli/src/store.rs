@@ -14,9 +14,7 @@ use lca_core::component::{Component, EvalInput};
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
 use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
-use lca_store::{
-    DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, StoreMeta, StoreSink, rows_per_shard,
-};
+use lca_store::{DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, StoreMeta, StoreSink};
 
 use crate::progress::Progress;
 
@@ -383,7 +381,7 @@ fn write_source(
         }
         let data = source.load(&cx)?;
         sink.begin(data.n_rows(), data.neurons())?;
-        let rows = rows_per_shard(data.n_neurons(), args.dtype, shard_bytes);
+        let rows = sink.block_rows();
         let mut start = sink.rows_held();
         sink_bar.start("writing the store", data.n_rows() as u64, "rows");
         sink_bar.advance(start as u64);
