@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use lca_core::component::{Component, EvalInput};
+use lca_core::data::iou_ranking;
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
 use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
-use lca_store::{DEFAULT_SHARD_BYTES, Dtype, StatsFile, Store, StoreMeta, StoreSink};
+use lca_store::{DEFAULT_SHARD_BYTES, Dtype, IouPass, StatsFile, Store, StoreMeta, StoreSink};
 
 use crate::progress::Progress;
 
@@ -42,7 +43,8 @@ pub(crate) enum StoreCommand {
         quiet: bool,
     },
     /// Class statistics of a range of shards, in a file that merges with
-    /// others: the scale-out path for the correlation and probeless rankings.
+    /// others: the scale-out path for the correlation, probeless and (in two
+    /// passes) IoU rankings.
     Stats {
         /// The store's folder.
         store: PathBuf,
@@ -58,6 +60,15 @@ pub(crate) enum StoreCommand {
         /// Count every row, not only the training split's.
         #[arg(long)]
         all_rows: bool,
+        /// First IoU pass: also keep each neuron's top values, for masks of
+        /// this top fraction of the rows (Network Dissection's 0.005).
+        #[arg(long, value_name = "FRACTION", value_parser = parse_fraction,
+              conflicts_with = "iou_thresholds")]
+        iou_quantile: Option<f64>,
+        /// Second IoU pass: also count each neuron's mask, at the thresholds
+        /// of these first-pass statistics merged over every shard.
+        #[arg(long, value_name = "FILE")]
+        iou_thresholds: Option<PathBuf>,
     },
     /// Merge statistics files of disjoint shard ranges into one.
     MergeStats {
@@ -72,13 +83,19 @@ pub(crate) enum StoreCommand {
     Rank {
         /// The statistics file.
         stats: PathBuf,
-        /// `correlation` (max over classes of |Pearson r|) or `probeless`
-        /// (summed differences of class means), as the rankers of those names.
-        #[arg(long, value_parser = ["correlation", "probeless"])]
+        /// `correlation` (max over classes of |Pearson r|), `probeless`
+        /// (summed differences of class means) or `iou` (best IoU of a
+        /// neuron's top-quantile mask with a class, from second-pass
+        /// statistics), as the rankers of those names.
+        #[arg(long, value_parser = ["correlation", "probeless", "iou"])]
         method: String,
         /// With `correlation`: rank by r, not |r|.
         #[arg(long)]
         signed: bool,
+        /// With `iou`: the IoU above which a neuron counts as a detector of
+        /// its best class in the ranking's details.
+        #[arg(long, value_name = "IOU", default_value_t = 0.04, value_parser = parse_iou)]
+        detector_iou: f64,
         /// The ranking to write (JSON).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -168,6 +185,25 @@ fn parse_range(text: &str) -> Result<Range<usize>, String> {
     }
 }
 
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(q) if q > 0.0 && q <= 1.0 => Ok(q),
+        _ => Err(format!(
+            "`{text}` is not a fraction of the rows; give a number above 0 and at most 1, such \
+             as 0.005"
+        )),
+    }
+}
+
+fn parse_iou(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not an IoU; give a number from 0 to 1, such as 0.04"
+        )),
+    }
+}
+
 fn parse_dtype(text: &str) -> Result<Dtype, String> {
     Dtype::parse(text.trim())
         .ok_or_else(|| format!("`{text}` is not a store type; give f32, f16 or bf16"))
@@ -193,14 +229,27 @@ pub(crate) fn dispatch(
             shards,
             task,
             all_rows,
-        } => stats(&store, &out, shards, task.as_deref(), !all_rows),
+            iou_quantile,
+            iou_thresholds,
+        } => stats(
+            &store,
+            &out,
+            StatsOptions {
+                shards,
+                task: task.as_deref(),
+                train_only: !all_rows,
+                iou_quantile,
+                iou_thresholds: iou_thresholds.as_deref(),
+            },
+        ),
         StoreCommand::MergeStats { files, out } => merge_stats(&files, &out),
         StoreCommand::Rank {
             stats,
             method,
             signed,
+            detector_iou,
             out,
-        } => rank(&stats, &method, signed, &out),
+        } => rank(&stats, &method, signed, detector_iou, &out),
     }
 }
 
@@ -550,22 +599,44 @@ fn export(registry: &Registry, dir: &Path, out: &Path, task: Option<&str>) -> Re
     Ok(())
 }
 
-fn stats(
-    dir: &Path,
-    out: &Path,
+/// What `lca store stats` counts.
+struct StatsOptions<'a> {
     shards: Option<Range<usize>>,
-    task: Option<&str>,
+    task: Option<&'a str>,
     train_only: bool,
-) -> Result<()> {
+    iou_quantile: Option<f64>,
+    iou_thresholds: Option<&'a Path>,
+}
+
+fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
     let store = Store::open(dir)?;
-    let shards = shards.unwrap_or(0..store.manifest().shards.len());
-    let file = store.class_stats(task, shards.clone(), train_only)?;
+    let shards = options.shards.unwrap_or(0..store.manifest().shards.len());
+    let top_values = match options.iou_thresholds {
+        Some(path) => Some(StatsFile::read(path)?),
+        None => None,
+    };
+    let iou = match (options.iou_quantile, &top_values) {
+        (Some(quantile), _) => IouPass::TopValues { quantile },
+        (None, Some(file)) => IouPass::Masks(file),
+        (None, None) => IouPass::None,
+    };
+    let file = store
+        .class_stats(options.task, shards.clone(), options.train_only, iou)
+        .with_context(|| match options.iou_thresholds {
+            Some(path) => format!("counting IoU masks at the thresholds of {}", path.display()),
+            None => format!("computing statistics of {}", dir.display()),
+        })?;
     file.write(out)?;
+    let extra = match (&file.iou_top, &file.iou_masks) {
+        (Some(t), _) => format!(" and the top {} values of each neuron", t.top.k),
+        (_, Some(_)) => " and each neuron's IoU mask counts".into(),
+        _ => String::new(),
+    };
     println!(
-        "wrote {}: statistics of {} rows ({}) of shards {}..{} under task `{}`",
+        "wrote {}: statistics of {} rows ({}) of shards {}..{} under task `{}`{extra}",
         out.display(),
         file.stats.rows,
-        if train_only {
+        if options.train_only {
             "training split"
         } else {
             "all rows"
@@ -606,10 +677,26 @@ struct RankingFile<'a> {
     ranking: lca_core::NeuronRanking,
 }
 
-fn rank(path: &Path, method: &str, signed: bool, out: &Path) -> Result<()> {
+fn rank(path: &Path, method: &str, signed: bool, detector_iou: f64, out: &Path) -> Result<()> {
     let file = StatsFile::read(path)?;
     let ranking = match method {
         "correlation" => file.stats.correlation_ranking(signed),
+        "iou" => {
+            let Some(iou) = &file.iou_masks else {
+                bail!(
+                    "{} holds no IoU mask counts, which `--method iou` ranks by: compute \
+                     statistics with `--iou-quantile`, merge them over every shard, then compute \
+                     statistics again with `--iou-thresholds <merged file>` and merge those",
+                    path.display()
+                );
+            };
+            iou_ranking(
+                iou.counts.iou_scores(),
+                &iou.counts.classes,
+                iou.quantile,
+                detector_iou,
+            )
+        }
         _ => file.stats.probeless_ranking(),
     }
     .with_context(|| format!("ranking neurons from {}", path.display()))?;

@@ -109,7 +109,8 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
         &recipe,
         format!(
             "[source.s]\ntype = \"store\"\npath = {:?}\n\n[ranker.corr]\ntype = \"correlation\"\n\n\
-             [ranker.probeless]\ntype = \"probeless\"\n",
+             [ranker.probeless]\ntype = \"probeless\"\n\n\
+             [ranker.iou]\ntype = \"iou\"\nquantile = 0.02\ndetector_iou = 0.01\n",
             store.display()
         ),
     )
@@ -123,18 +124,26 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
     );
     let (results, _) = read_results(&out.join("results.json")).unwrap();
 
-    // Statistics of three shard ranges, merged in two groupings.
-    let part = |range: &str| {
-        let file = dir.path().join(format!("stats-{range}.json"));
+    // Statistics of three shard ranges, merged in two groupings; the first
+    // IoU pass (top values) rides along, and its merge gives the thresholds
+    // of the second (mask counts).
+    let part = |range: &str, iou: &[&std::ffi::OsStr]| {
+        let file = dir.path().join(format!("stats-{range}-{}.json", iou.len()));
         succeed(
             lca_command()
                 .args(["store", "stats", "--shards", range, "--out"])
                 .arg(&file)
+                .args(iou)
                 .arg(&store),
         );
         file
     };
-    let (a, b, c) = (part("0..3"), part("3..5"), part("5..7"));
+    let top_pass = ["--iou-quantile".as_ref(), "0.02".as_ref()];
+    let (a, b, c) = (
+        part("0..3", &top_pass),
+        part("3..5", &top_pass),
+        part("5..7", &top_pass),
+    );
     let merge = |parts: [&std::path::PathBuf; 2], name: &str| {
         let out = dir.path().join(name);
         succeed(
@@ -150,6 +159,62 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
     let left = merge([&ab, &c], "left.json");
     let bc = merge([&b, &c], "bc.json");
     let right = merge([&a, &bc], "right.json");
+    let json = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(
+        json(&left)["iou_top"],
+        json(&right)["iou_top"],
+        "top values merge exactly in any grouping"
+    );
+    // The second IoU pass, at the thresholds of all shards' top values.
+    let mask_pass = ["--iou-thresholds".as_ref(), right.as_os_str()];
+    let (a2, b2, c2) = (
+        part("0..3", &mask_pass),
+        part("3..5", &mask_pass),
+        part("5..7", &mask_pass),
+    );
+    let masks_left = merge([&merge([&a2, &b2], "ab2.json"), &c2], "left2.json");
+    let masks_right = merge([&a2, &merge([&b2, &c2], "bc2.json")], "right2.json");
+    for merged in [&masks_left, &masks_right] {
+        let ranked = dir.path().join("iou.json");
+        succeed(
+            lca_command()
+                .args(["store", "rank", "--method", "iou", "--detector-iou", "0.01"])
+                .arg("--out")
+                .arg(&ranked)
+                .arg(merged),
+        );
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
+        let in_memory = &results["rankings"]["iou"]["ranking"];
+        assert_eq!(file["ranking"]["order"], in_memory["order"]);
+        assert_eq!(file["ranking"]["scores"], in_memory["scores"]);
+        assert_eq!(file["ranking"]["per_class"], in_memory["per_class"]);
+        assert_eq!(
+            file["ranking"]["details"]["detectors_per_class"],
+            in_memory["details"]["detectors_per_class"]
+        );
+    }
+    // Thresholds from some shards only, and a ranking without mask counts,
+    // are refused with what to do.
+    let err = fail(
+        lca_command()
+            .args(["store", "stats", "--iou-thresholds"])
+            .arg(&ab)
+            .arg("--out")
+            .arg(dir.path().join("x.json"))
+            .arg(&store),
+    );
+    assert!(err.contains("cover 3840 of the 4800 rows"), "{err}");
+    let err = fail(
+        lca_command()
+            .args(["store", "rank", "--method", "iou", "--out"])
+            .arg(dir.path().join("x.json"))
+            .arg(&left),
+    );
+    assert!(err.contains("--iou-thresholds"), "{err}");
+    assert!(!dir.path().join("x.json").exists());
 
     for merged in [&left, &right] {
         for (method, ranker) in [("correlation", "corr"), ("probeless", "probeless")] {
@@ -218,32 +283,56 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
         stats.to_str().unwrap(),
     ]);
     limited(&["store", "verify", "--quiet", store_arg]);
-    let ranked = dir.path().join("ranked.json");
-    let output = limited(&[
+    // Both IoU passes, the second at the first's thresholds.
+    let top = dir.path().join("top.json");
+    let masks = dir.path().join("masks.json");
+    let (top_arg, masks_arg) = (top.to_str().unwrap(), masks.to_str().unwrap());
+    limited(&[
         "store",
-        "rank",
-        "--method",
-        "correlation",
-        stats.to_str().unwrap(),
+        "stats",
+        store_arg,
+        "--iou-quantile",
+        "0.01",
         "--out",
-        ranked.to_str().unwrap(),
+        top_arg,
     ]);
-    let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
-    assert_eq!(file["rows"], 72000);
-    // The planted neurons lead the ranking.
+    limited(&[
+        "store",
+        "stats",
+        store_arg,
+        "--iou-thresholds",
+        top_arg,
+        "--out",
+        masks_arg,
+    ]);
     let planted = common::planted_neurons(&store);
-    let order = file["ranking"]["order"].as_array().unwrap();
-    let hits = order[..planted.len()]
-        .iter()
-        .filter(|j| planted.contains(&j.as_u64().unwrap()))
-        .count();
-    assert!(
-        hits * 10 >= planted.len() * 9,
-        "{hits} of {} planted neurons on top: {}",
-        planted.len(),
-        String::from_utf8_lossy(&output.stdout)
-    );
+    for (method, stats) in [("correlation", &stats), ("iou", &masks)] {
+        let ranked = dir.path().join("ranked.json");
+        let output = limited(&[
+            "store",
+            "rank",
+            "--method",
+            method,
+            stats.to_str().unwrap(),
+            "--out",
+            ranked.to_str().unwrap(),
+        ]);
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
+        assert_eq!(file["rows"], 72000);
+        // The planted neurons lead the ranking.
+        let order = file["ranking"]["order"].as_array().unwrap();
+        let hits = order[..planted.len()]
+            .iter()
+            .filter(|j| planted.contains(&j.as_u64().unwrap()))
+            .count();
+        assert!(
+            hits * 10 >= planted.len() * 9,
+            "{method}: {hits} of {} planted neurons on top: {}",
+            planted.len(),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
 }
 
 /// Exports `store` as the NeuroX file `file` and imports that (rows in

@@ -1,12 +1,14 @@
 //! Class statistics of a store's shards, in files that merge: the scale-out
 //! path. Each worker computes the statistics of some shards; any grouping of
 //! merges gives the statistics of all of them, from which the correlation
-//! and probeless rankings follow.
+//! and probeless rankings follow, and with two passes the IoU ranking (the
+//! top values of each neuron first, then its mask counts under the merged
+//! thresholds).
 
 use std::ops::Range;
 use std::path::Path;
 
-use lca_core::data::ClassStats;
+use lca_core::data::{ClassStats, MaskCounts, TopValues, TopValuesBuilder, mask_size};
 use lca_core::error::{Error, Result};
 use lca_core::io;
 use serde::{Deserialize, Serialize};
@@ -35,21 +37,64 @@ pub struct StatsFile {
     pub shards: Vec<String>,
     /// The sums.
     pub stats: ClassStats,
+    /// The first IoU pass: each neuron's top values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iou_top: Option<IouTop>,
+    /// The second IoU pass: each neuron's mask counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iou_masks: Option<IouMasks>,
+}
+
+/// The top `⌈quantile · N⌉` values of each neuron, N the rows counted in
+/// the whole store (not only in the shards of this file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IouTop {
+    /// The fraction of each neuron's rows in its mask.
+    pub quantile: f64,
+    /// The values.
+    pub top: TopValues,
+}
+
+/// Each neuron's mask counts under the thresholds of merged [`IouTop`]s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IouMasks {
+    /// The fraction of each neuron's rows in its mask.
+    pub quantile: f64,
+    /// The counts.
+    pub counts: MaskCounts,
+}
+
+/// What a statistics pass computes besides the class sums.
+#[derive(Clone, Copy, Debug)]
+pub enum IouPass<'a> {
+    /// Nothing more.
+    None,
+    /// The top values of each neuron, for masks of this top fraction.
+    TopValues {
+        /// The top fraction (Network Dissection's 0.005).
+        quantile: f64,
+    },
+    /// The mask counts under the thresholds of these merged top values,
+    /// which must cover every shard of the store.
+    Masks(&'a StatsFile),
 }
 
 impl Store {
     /// The class statistics of shards `shards` under `task` (the default
     /// task when `None`), of their training rows only when `train_only`.
-    /// Reads a block of rows at a time.
+    /// Reads a block of rows at a time. `iou` adds one of the two IoU
+    /// passes.
     ///
     /// # Errors
-    /// When the task or a shard is not in the store, or a shard cannot be
-    /// read.
+    /// When the task or a shard is not in the store, a shard cannot be
+    /// read, or the top values of an IoU mask pass are not those of this
+    /// store's task and split, merged over all its shards.
     pub fn class_stats(
         &self,
         task: Option<&str>,
         shards: Range<usize>,
         train_only: bool,
+        iou: IouPass<'_>,
     ) -> Result<StatsFile> {
         let m = self.manifest();
         if shards.start > shards.end || shards.end > m.shards.len() {
@@ -74,6 +119,23 @@ impl Store {
             _ => 0..m.rows,
         };
         let mut stats = ClassStats::new(entry.classes.clone(), m.neurons.len());
+        let mut iou_top = match iou {
+            IouPass::TopValues { quantile } => Some((
+                quantile,
+                TopValuesBuilder::new(mask_size(quantile, counted.len()), m.neurons.len()),
+            )),
+            _ => None,
+        };
+        let mut iou_masks = match iou {
+            IouPass::Masks(file) => Some(IouMasks {
+                quantile: file.iou_top.as_ref().map_or(0.0, |t| t.quantile),
+                counts: MaskCounts::new(
+                    entry.classes.clone(),
+                    self.iou_thresholds(file, &task, train_only, counted.len())?,
+                ),
+            }),
+            _ => None,
+        };
         // The shards' rows that are counted (none when they lie past it).
         let first: usize = m.shards[..shards.start].iter().map(|s| s.rows).sum();
         let last = first
@@ -85,6 +147,12 @@ impl Store {
         let rows = start..last.min(counted.end).max(start);
         self.for_each_block(rows, BLOCK_ROWS, |start, block| {
             let labels = &labels[start..start + block.nrows()];
+            if let Some((_, top)) = &mut iou_top {
+                top.push_rows(block);
+            }
+            if let Some(iou) = &mut iou_masks {
+                iou.counts.push_rows(block, labels)?;
+            }
             stats.merge(&ClassStats::of_rows(entry.classes.clone(), block, labels)?)
         })?;
         Ok(StatsFile {
@@ -94,6 +162,63 @@ impl Store {
             neurons: m.neurons.clone(),
             shards: m.shards[shards].iter().map(|s| s.sha256.clone()).collect(),
             stats,
+            iou_top: iou_top.map(|(quantile, top)| IouTop {
+                quantile,
+                top: top.finish(),
+            }),
+            iou_masks,
+        })
+    }
+
+    /// The mask thresholds from `file`'s top values, checked to be this
+    /// store's, of `task` and the same split, over all `rows` counted rows.
+    fn iou_thresholds(
+        &self,
+        file: &StatsFile,
+        task: &str,
+        train_only: bool,
+        rows: usize,
+    ) -> Result<Vec<f32>> {
+        let m = self.manifest();
+        let fix = "merge the files of `lca store stats --iou-quantile` over all the store's \
+                   shards first, with the same task and split";
+        let Some(iou) = &file.iou_top else {
+            return Err(Error::input(format!(
+                "the statistics given for the IoU thresholds hold no top values; {fix}"
+            )));
+        };
+        let ours: Vec<&str> = m.shards.iter().map(|s| s.sha256.as_str()).collect();
+        if file.task != task || file.train_only != train_only || file.neurons != m.neurons {
+            return Err(Error::input(format!(
+                "the IoU top values are of task `{}` ({}), and this pass counts task `{task}` \
+                 ({}) of the store {}; {fix}",
+                file.task,
+                split_name(file.train_only),
+                split_name(train_only),
+                self.dir().display()
+            )));
+        }
+        // Merged files count no shard twice, so all rows counted means
+        // every shard that holds some of them.
+        let foreign = file.shards.iter().any(|s| !ours.contains(&s.as_str()));
+        if foreign || iou.top.rows != rows as u64 {
+            return Err(Error::input(format!(
+                "the IoU top values cover {} of the {rows} rows counted in the store {}{}; {fix}",
+                iou.top.rows,
+                self.dir().display(),
+                if foreign {
+                    ", and shards of another store"
+                } else {
+                    ""
+                }
+            )));
+        }
+        iou.top.thresholds().ok_or_else(|| {
+            Error::input(format!(
+                "the store {} has no rows to count under task `{task}` ({})",
+                self.dir().display(),
+                split_name(train_only)
+            ))
         })
     }
 }
@@ -125,6 +250,24 @@ impl StatsFile {
                 "the shard with SHA-256 {twice} is counted in both statistics; merge statistics \
                  of disjoint shard ranges only"
             )));
+        }
+        match (&mut self.iou_top, &other.iou_top) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.quantile == b.quantile => a.top.merge(&b.top)?,
+            _ => {
+                return Err(parts_differ(
+                    "top values (--iou-quantile) of the same quantile",
+                ));
+            }
+        }
+        match (&mut self.iou_masks, &other.iou_masks) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.quantile == b.quantile => a.counts.merge(&b.counts)?,
+            _ => {
+                return Err(parts_differ(
+                    "mask counts (--iou-thresholds) from the same top values",
+                ));
+            }
         }
         self.stats.merge(&other.stats)?;
         self.shards.extend(other.shards.iter().cloned());
@@ -161,7 +304,16 @@ impl StatsFile {
             && s.m2.len() == s.neurons
             && s.class_rows.len() == k
             && s.class_sums.len() == k * s.neurons
-            && s.class_rows.iter().sum::<u64>() == s.rows;
+            && s.class_rows.iter().sum::<u64>() == s.rows
+            && file.iou_top.as_ref().is_none_or(|t| {
+                t.top.check().is_ok() && t.top.neurons == s.neurons && t.top.rows == s.rows
+            })
+            && file.iou_masks.as_ref().is_none_or(|m| {
+                m.counts.check().is_ok()
+                    && m.counts.neurons() == s.neurons
+                    && m.counts.rows == s.rows
+                    && m.counts.classes == s.classes
+            });
         if !consistent {
             return Err(Error::format(
                 path,
@@ -181,6 +333,13 @@ impl StatsFile {
             serde_json::to_vec(self).map_err(|e| Error::input(format!("the statistics: {e}")))?;
         io::write_atomic(path, &json)
     }
+}
+
+fn parts_differ(what: &str) -> Error {
+    Error::input(format!(
+        "one statistics file holds IoU {what} and the other does not: compute every part with \
+         the same options"
+    ))
 }
 
 fn split_name(train_only: bool) -> &'static str {

@@ -4,6 +4,7 @@
 mod dataset;
 mod evaluation;
 mod labels;
+mod masks;
 mod matrix;
 mod neurons;
 mod ranking;
@@ -15,6 +16,7 @@ pub use dataset::{
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use labels::{ClassVocab, Labels, count_classes};
+pub use masks::{MaskCounts, TopValues, TopValuesBuilder, iou_ranking, mask_iou, mask_size};
 pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns, gather_columns};
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};

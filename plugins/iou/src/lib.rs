@@ -41,7 +41,7 @@
 //! token: such a neuron separates nothing. This differs from NeuroX, which
 //! gives a single-valued neuron the class's frequency as its AP.
 
-use lca_core::data::{ClassRanking, Split};
+use lca_core::data::{ClassRanking, MaskCounts, Split, TopValues, iou_ranking, mask_size};
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -158,54 +158,26 @@ impl Default for AveragePrecisionRanker {
 }
 
 /// IoU of every neuron's top-`quantile` mask with every class:
-/// `scores[c][j]`.
+/// `scores[c][j]`. Two passes over row blocks (the top values, then the
+/// mask counts), the same statistics `lca store stats` computes per shard,
+/// so a matrix mapped from a store larger than memory is read sequentially
+/// and merged shard statistics give these scores exactly.
+///
+/// # Errors
+/// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn iou_scores(
     x: ArrayView2<'_, f32>,
     labels: &[u32],
     n_classes: usize,
     quantile: f64,
-) -> Vec<Vec<f64>> {
-    let n = labels.len();
-    let counts = lca_core::data::count_classes(labels, n_classes);
-    let k = ((quantile * n as f64).ceil() as usize).clamp(1, n.max(1));
-    let columns: Vec<Vec<f64>> = x
-        .axis_iter(Axis(1))
-        .into_par_iter()
-        .map(|column| {
-            if n == 0 {
-                return vec![0.0; n_classes];
-            }
-            let mut values: Vec<f32> = column.to_vec();
-            // The k-th largest value is the mask's threshold.
-            let (_, kth, _) = values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-            let threshold = *kth;
-            let mut inside = vec![0usize; n_classes];
-            let mut mask = 0usize;
-            for (&v, &y) in column.iter().zip(labels) {
-                if v >= threshold {
-                    mask += 1;
-                    inside[y as usize] += 1;
-                }
-            }
-            // A mask holding every token (a constant neuron, or one tied at
-            // its minimum on more than the quantile) tells the classes
-            // nothing; its IoU with a frequent class would otherwise be high.
-            if mask == n {
-                return vec![0.0; n_classes];
-            }
-            (0..n_classes)
-                .map(|c| {
-                    let union = mask + counts[c] - inside[c];
-                    if union == 0 {
-                        0.0
-                    } else {
-                        inside[c] as f64 / union as f64
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    transpose(columns, n_classes)
+) -> Result<Vec<Vec<f64>>> {
+    let classes = (0..n_classes).map(|c| c.to_string()).collect();
+    if x.nrows() == 0 {
+        return Ok(vec![vec![0.0; x.ncols()]; n_classes]);
+    }
+    let top = TopValues::of_matrix(mask_size(quantile, x.nrows()), x);
+    let thresholds = top.thresholds().expect("the matrix has rows");
+    Ok(MaskCounts::of_matrix(classes, thresholds, x, labels)?.iou_scores())
 }
 
 /// Average precision of every neuron's activations (|x| < `threshold` read
@@ -311,32 +283,13 @@ impl Ranker for IouRanker {
                 data.n_classes(),
                 self.quantile,
             )
-        });
-        let n = data.n_neurons();
-        let overall = max_over_classes(&per_class, n);
-        let names = data.classes().names();
-        let mut detectors = vec![0usize; names.len()];
-        for j in 0..n {
-            if overall[j] > self.detector_iou {
-                let best = (0..names.len())
-                    .find(|&c| per_class[c][j] == overall[j])
-                    .expect("the maximum is one of the classes");
-                detectors[best] += 1;
-            }
-        }
-        let mut details = serde_json::Map::new();
-        details.insert("quantile".into(), self.quantile.into());
-        details.insert("detector_iou".into(), self.detector_iou.into());
-        details.insert(
-            "detectors_per_class".into(),
-            names
-                .iter()
-                .zip(&detectors)
-                .map(|(name, &count)| (name.clone(), serde_json::Value::from(count)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-        );
-        ranking(overall, per_class, names, details)
+        })?;
+        iou_ranking(
+            per_class,
+            data.classes().names(),
+            self.quantile,
+            self.detector_iou,
+        )
     }
 }
 
@@ -437,7 +390,7 @@ mod tests {
         )
         .unwrap();
         let y = [1, 1, 1, 0, 0, 0, 0, 0, 0, 1];
-        let s = iou_scores(x.view(), &y, 2, 0.3);
+        let s = iou_scores(x.view(), &y, 2, 0.3).unwrap();
         // Neuron 0: mask {0,1,2}; class 1 = {0,1,2,9}: 3 / 4. Class 0: 0 / 9.
         // Neuron 1: mask {7,8,9}; class 1: {9} → 1 / 6; class 0: {7,8} → 2 / 7.
         assert_eq!(s[1], vec![0.75, 1.0 / 6.0]);
@@ -448,7 +401,7 @@ mod tests {
     fn iou_and_average_precision_match_their_definitions() {
         let data = planted(300, 12, 3, 1, 4);
         let train = data.split(Split::Train);
-        let iou = iou_scores(train.acts.view(), train.labels, 3, 0.1);
+        let iou = iou_scores(train.acts.view(), train.labels, 3, 0.1).unwrap();
         let ap = average_precision_scores(train.acts.view(), train.labels, 3, 0.3);
         for c in 0..3u32 {
             let members: Vec<bool> = train.labels.iter().map(|&y| y == c).collect();
