@@ -335,6 +335,77 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
     }
 }
 
+/// An `.npy` file four times larger than the address space `lca` may use
+/// is imported: the `npy` source reads it a block of rows at a time into
+/// the store's writer, and the store holds the file's values bit for bit.
+#[test]
+fn an_npy_file_four_times_larger_than_the_memory_limit_is_imported() {
+    use std::io::Write as _;
+    const LIMIT: u64 = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, cols) = (72_000, 1_000);
+    let value = |r: usize, c: usize| ((r * 31 + c * 17) % 1_009) as f32 / 13.0 - 38.0;
+    let path = dir.path().join("acts.npy");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    file.write_all(&common::npy_header(rows, cols)).unwrap();
+    let mut labels = String::new();
+    for r in 0..rows {
+        let row: Vec<u8> = (0..cols).flat_map(|c| value(r, c).to_le_bytes()).collect();
+        file.write_all(&row).unwrap();
+        labels.push_str(["NN\n", "VB\n", "DT\n", "JJ\n"][r % 4]);
+        if r % 9 == 8 {
+            labels.push('\n');
+        }
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
+    std::fs::write(dir.path().join("labels.txt"), labels).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 4 * LIMIT, "the file ({size} bytes) is 4× the limit");
+
+    // A copy of `lca` with no plugins beside it: mapping the plugin
+    // libraries alone would take much of the limit, and `npy` is built in.
+    let alone = dir.path().join("bin");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(common::lca_exe(), alone.join("lca")).unwrap();
+    let store = dir.path().join("store");
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .arg(format!("--as={LIMIT}"))
+        .arg(alone.join("lca"))
+        // glibc reserves 64 MiB of address space per thread arena; with one
+        // arena the limit counts memory in use, not reservations.
+        .env("MALLOC_ARENA_MAX", "1")
+        .current_dir(dir.path())
+        .args([
+            "store",
+            "import",
+            "acts.npy",
+            "--labels",
+            "labels.txt",
+            "--quiet",
+        ])
+        .args(["--param", "shuffle=false", "--shard-mib", "4", "--out"])
+        .arg(&store)
+        .env_remove("LCA_PLUGIN_PATH");
+    succeed(&mut command);
+
+    // Without a shuffle the store's rows are the file's, in order.
+    let read = lca_store::Store::open(&store).unwrap();
+    assert_eq!(read.manifest().rows, rows);
+    assert!(read.manifest().shards.len() > 50);
+    for first in (0..rows).step_by(9_000) {
+        let block = read.read_rows(first..first + 9_000).unwrap();
+        for ((i, c), &v) in block.indexed_iter() {
+            assert_eq!(
+                v.to_bits(),
+                value(first + i, c).to_bits(),
+                "row {}, column {c}",
+                first + i
+            );
+        }
+    }
+}
+
 /// Exports `store` as the NeuroX file `file` and imports that (rows in
 /// file order) as a store of `dtype` beside it; returns the new store.
 fn export_and_import(store: &Path, file: &Path, dtype: &str) -> std::path::PathBuf {

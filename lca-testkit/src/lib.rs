@@ -1,6 +1,6 @@
 //! `lca-testkit`: the conformance suite every ranker must pass, probe state
-//! checks, planted data, golden-fixture readers and the file-reader fuzz
-//! harness.
+//! checks, planted data, golden-fixture readers, the file-reader fuzz
+//! harness and a row sink for streaming sources.
 //!
 //! Plugin crates run the suite in-process on their native ranker, and the
 //! workspace tests run it again through the loaded plugin library, so a
@@ -11,8 +11,10 @@ pub mod data;
 pub mod degenerate;
 pub mod fuzz;
 mod params;
+mod sink;
 
 pub use params::{check_documented_defaults, example_params, example_table, runnable_example};
+pub use sink::CollectingSink;
 
 use lca_builtin::generate;
 use lca_core::component::{RankInput, Ranker, SharedProbe};

@@ -5,11 +5,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use lca_core::component::{ActivationSource, Component};
+use lca_core::component::{ActivationSource, Component, RowSink};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronIndex, SplitFractions, SplitSpec,
-    SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
+    ActivationMatrix, ClassVocab, Dataset, DatasetOutline, Labels, NeuronIndex, SplitFractions,
+    SplitSpec, SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 use lca_core::error::{Error, Result};
 use lca_core::params::{Params as _, invalid};
@@ -93,6 +93,31 @@ lca_core::params! {
     }
 }
 
+/// The labels and words of `files`, checked against the matrix's `rows`.
+fn read_labels_and_words(
+    files: &SplitFiles,
+    rows: usize,
+) -> Result<(LabelFile, Option<Vec<String>>)> {
+    let labels = read_label_file(&files.labels)?;
+    if labels.names.len() != rows {
+        return Err(Error::format(
+            &files.labels,
+            None,
+            format!(
+                "the labels file has {} labels but {} has {rows} rows; each activation row needs exactly one label \
+                 (check for a missing or extra line, or a labels file for different activations)",
+                labels.names.len(),
+                files.matrix.display()
+            ),
+        ));
+    }
+    let words = match &files.words {
+        Some(path) => Some(read_words_file(path, &labels, &files.labels)?),
+        None => None,
+    };
+    Ok((labels, words))
+}
+
 /// The files of one split given explicitly.
 #[derive(Clone, Debug)]
 struct SplitFiles {
@@ -167,24 +192,8 @@ impl NpySource {
         if p.non_finite == NonFinite::Reject {
             check_finite_rows(&files.matrix, &matrix)?;
         }
-        let mut labels = read_label_file(&files.labels)?;
         let rows = matrix.nrows();
-        if labels.names.len() != rows {
-            return Err(Error::format(
-                &files.labels,
-                None,
-                format!(
-                    "the labels file has {} labels but {} has {rows} rows; each activation row needs exactly one label \
-                     (check for a missing or extra line, or a labels file for different activations)",
-                    labels.names.len(),
-                    files.matrix.display()
-                ),
-            ));
-        }
-        let mut words = match &files.words {
-            Some(path) => Some(read_words_file(path, &labels, &files.labels)?),
-            None => None,
-        };
+        let (mut labels, mut words) = read_labels_and_words(files, rows)?;
         let mut skipped_rows = 0;
         if p.non_finite == NonFinite::Skip {
             let skipped = skip_non_finite_rows(&mut matrix, &mut labels, words.as_mut());
@@ -333,43 +342,37 @@ fn split_files(
     }))
 }
 
-impl ActivationSource for NpySource {
-    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+impl NpySource {
+    /// The dataset the rows of a file set make, without their activations:
+    /// neurons, labels, words and splits (drawn as `load` draws them), and
+    /// the order of the file's rows in it.
+    #[allow(clippy::too_many_arguments)]
+    fn arrange(
+        &self,
+        cx: &RunContext,
+        rows: usize,
+        cols: usize,
+        labels: LabelFile,
+        words: Option<Vec<String>>,
+        skipped: usize,
+        given: Option<Splits>,
+    ) -> Result<(DatasetOutline, Vec<usize>)> {
         let p = &self.params;
         let mut details = std::collections::BTreeMap::new();
-        let train_files = SplitFiles {
-            matrix: p.path.clone(),
-            labels: p.labels.clone(),
-            words: p.words.clone(),
-        };
-        let train = self.read_part(cx, &train_files)?;
-        let (part, given) = if self.held_out.iter().any(Option::is_some) {
-            let (part, splits) = self.read_given_splits(cx, train)?;
-            (part, Some(splits))
-        } else {
-            (train, None)
-        };
-        let Part {
-            matrix,
-            labels,
-            words,
-            skipped,
-        } = part;
         if skipped > 0 {
             details.insert(
                 "rows skipped (NaN or infinity)".to_string(),
                 skipped.to_string(),
             );
         }
-        let rows = matrix.nrows();
-        let neurons = NeuronIndex::layer_major_from(matrix.ncols(), p.layers, p.first_layer).map_err(|_| {
+        let neurons = NeuronIndex::layer_major_from(cols, p.layers, p.first_layer).map_err(|_| {
             Error::format(
                 &p.path,
                 None,
                 format!(
                     "the matrix has {} neurons, which is not a whole number of neurons per layer for layers = {}; \
                      set `layers` to the number of layers the file holds",
-                    matrix.ncols(),
+                    cols,
                     p.layers
                 ),
             )
@@ -430,11 +433,6 @@ impl ActivationSource for NpySource {
             }
             None => None,
         };
-        let acts = if identity {
-            ActivationMatrix::from_array(matrix)
-        } else {
-            ActivationMatrix::from_array(matrix).permute_rows(&order)
-        };
         let vocab = match &labels.numeric_order {
             Some(names) => ClassVocab::in_order(names.clone())?,
             None => ClassVocab::from_names(label_names.iter().cloned()),
@@ -443,18 +441,164 @@ impl ActivationSource for NpySource {
             .iter()
             .map(|n| vocab.id(n).expect("label in its vocabulary"))
             .collect();
-        // Finiteness was checked (or non-finite rows dropped) on the file's
-        // rows, before any shuffling.
-        Ok(Dataset::new(
-            cx.step().trim_start_matches("source."),
-            acts,
+        let outline = DatasetOutline {
+            name: cx.step().trim_start_matches("source.").to_string(),
             neurons,
-            Labels::new(ids, vocab)?,
+            labels: Labels::new(ids, vocab)?,
             tokens,
             splits,
-        )?
-        .with_details(details))
+            truth: None,
+            details,
+        };
+        Ok((outline, order))
     }
+
+    /// Whether `stream` can read the file a block at a time: a plain
+    /// row-major `.npy` file, splits drawn from it, non-finite rows refused.
+    fn streamable(&self) -> bool {
+        let p = &self.params;
+        let npy = p
+            .path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+        npy && self.held_out.iter().all(Option::is_none) && p.non_finite == NonFinite::Reject
+    }
+}
+
+impl ActivationSource for NpySource {
+    fn load(&self, cx: &RunContext) -> Result<Dataset<'static>> {
+        let p = &self.params;
+        let train_files = SplitFiles {
+            matrix: p.path.clone(),
+            labels: p.labels.clone(),
+            words: p.words.clone(),
+        };
+        let train = self.read_part(cx, &train_files)?;
+        let (part, given) = if self.held_out.iter().any(Option::is_some) {
+            let (part, splits) = self.read_given_splits(cx, train)?;
+            (part, Some(splits))
+        } else {
+            (train, None)
+        };
+        let Part {
+            matrix,
+            labels,
+            words,
+            skipped,
+        } = part;
+        let (outline, order) = self.arrange(
+            cx,
+            matrix.nrows(),
+            matrix.ncols(),
+            labels,
+            words,
+            skipped,
+            given,
+        )?;
+        let identity = order.iter().enumerate().all(|(i, &r)| i == r);
+        let acts = if identity {
+            ActivationMatrix::from_array(matrix)
+        } else {
+            ActivationMatrix::from_array(matrix).permute_rows(&order)
+        };
+        // Finiteness was checked (or non-finite rows dropped) on the file's
+        // rows, before any shuffling.
+        outline.into_dataset(acts)
+    }
+
+    /// Reads a plain `.npy` file a block of rows at a time, in the dataset's
+    /// row order, so that `lca store import` writes a file larger than
+    /// memory; other files and options are loaded whole (`None`).
+    fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
+        if !self.streamable() {
+            return Ok(None);
+        }
+        let p = &self.params;
+        let header = npy_header(&p.path)?;
+        if header.fortran_order {
+            return Ok(None);
+        }
+        let files = SplitFiles {
+            matrix: p.path.clone(),
+            labels: p.labels.clone(),
+            words: p.words.clone(),
+        };
+        let (labels, words) = read_labels_and_words(&files, header.rows)?;
+        let (outline, order) =
+            self.arrange(cx, header.rows, header.cols, labels, words, 0, None)?;
+        sink.begin(header.rows, &outline.neurons)?;
+        let block_rows = sink.block_rows().max(1);
+        let held = sink.rows_held().min(header.rows);
+        let file = open(&p.path)?;
+        if let Some(progress) = cx.progress() {
+            progress.start("reading activations", header.rows as u64, "rows");
+            progress.advance((held - held % block_rows) as u64);
+        }
+        let result = (|| -> Result<()> {
+            for first in (held - held % block_rows..header.rows).step_by(block_rows) {
+                cx.check_cancelled()?;
+                let rows = &order[first..(first + block_rows).min(header.rows)];
+                let block = read_npy_rows(&p.path, &file, &header, rows)?;
+                sink.push(first, block.view())?;
+                if let Some(progress) = cx.progress() {
+                    progress.advance(rows.len() as u64);
+                }
+            }
+            Ok(())
+        })();
+        if let Some(progress) = cx.progress() {
+            progress.finish();
+        }
+        result?;
+        Ok(Some(outline))
+    }
+}
+
+/// The file rows `rows` of a row-major `.npy` file, as `f32`, read with
+/// one positioned read per run of consecutive rows (a sentence, after a
+/// shuffle). Values are checked as `load` checks them.
+fn read_npy_rows(
+    path: &Path,
+    file: &File,
+    header: &NpyHeader,
+    rows: &[usize],
+) -> Result<Array2<f32>> {
+    use std::os::unix::fs::FileExt as _;
+    let (cols, item) = (header.cols, header.item());
+    let row_bytes = cols * item;
+    let mut out = Array2::<f32>::zeros((rows.len(), cols));
+    let mut bytes = Vec::new();
+    let mut at = 0;
+    while at < rows.len() {
+        let mut run = 1;
+        while at + run < rows.len() && rows[at + run] == rows[at] + run {
+            run += 1;
+        }
+        bytes.resize(run * row_bytes, 0);
+        let offset = header.data_start + (rows[at] * row_bytes) as u64;
+        file.read_exact_at(&mut bytes, offset)
+            .map_err(|e| Error::io("read", path, e))?;
+        for (i, raw) in bytes.chunks_exact(row_bytes).enumerate() {
+            let file_row = rows[at] + i;
+            let mut row = out.row_mut(at + i);
+            for (col, (value, raw)) in row.iter_mut().zip(raw.chunks_exact(item)).enumerate() {
+                *value = if item == 4 {
+                    f32::from_le_bytes(raw.try_into().expect("4 bytes"))
+                } else {
+                    let wide = f64::from_le_bytes(raw.try_into().expect("8 bytes"));
+                    if wide.is_finite() && wide.abs() > f64::from(f32::MAX) {
+                        return Err(overflow_error(path, wide, file_row, col));
+                    }
+                    wide as f32
+                };
+                if !value.is_finite() {
+                    return Err(non_finite_error(path, *value, file_row, col, None));
+                }
+            }
+        }
+        at += run;
+    }
+    Ok(out)
 }
 
 /// Reads a 2-D float matrix from `.npy`, `.npz` or `.safetensors`.
@@ -510,6 +654,21 @@ fn open(path: &Path) -> Result<File> {
 /// fit in memory before it is allocated.
 fn read_npy_f32(path: &Path) -> Result<Array2<f32>> {
     let header = npy_header(path)?;
+    lca_core::memory::ensure_fits(
+        &format!(
+            "{}: the {} × {} matrix",
+            path.display(),
+            header.rows,
+            header.cols
+        ),
+        header
+            .rows
+            .checked_mul(header.cols)
+            .and_then(|c| lca_core::memory::bytes_of(c as u64, 4)),
+        "split the activations into smaller files or select fewer layers when saving them, or \
+         write them into a store with `lca store import`, which reads an .npy file a block of \
+         rows at a time",
+    )?;
     let read_error = |e: ndarray_npy::ReadNpyError| match e {
         ndarray_npy::ReadNpyError::Io(e) => Error::io("read", path, e),
         other => Error::format(
@@ -543,30 +702,66 @@ pub(crate) fn narrow_to_f32(path: &Path, matrix: &Array2<f64>) -> Result<Array2<
     let too_large = matrix
         .indexed_iter()
         .find(|(_, v)| v.is_finite() && v.abs() > f64::from(f32::MAX));
-    if let Some(((row, col), value)) = too_large {
-        return Err(Error::format(
-            path,
-            None,
-            format!(
-                "the float64 value {value:e} at row {row}, column {col} (counting from 0) overflows \
-                 when converted to float32, whose largest value is {:e}; activations are analysed \
-                 as float32, so rescale them or check how they were computed",
-                f32::MAX
-            ),
-        ));
+    if let Some(((row, col), &value)) = too_large {
+        return Err(overflow_error(path, value, row, col));
     }
     Ok(matrix.mapv(|v| v as f32))
+}
+
+fn overflow_error(path: &Path, value: f64, row: usize, col: usize) -> Error {
+    Error::format(
+        path,
+        None,
+        format!(
+            "the float64 value {value:e} at row {row}, column {col} (counting from 0) overflows \
+             when converted to float32, whose largest value is {:e}; activations are analysed \
+             as float32, so rescale them or check how they were computed",
+            f32::MAX
+        ),
+    )
+}
+
+fn non_finite_error(
+    path: &Path,
+    value: f32,
+    row: usize,
+    col: usize,
+    count: Option<usize>,
+) -> Error {
+    let count = count.map_or(String::new(), |n| {
+        format!("; {n} non-finite value(s) in all")
+    });
+    Error::format(
+        path,
+        None,
+        format!(
+            "holds {value} at row {row}, neuron {col} (counting from 0{count}); NaN and infinite \
+             activations cannot be analysed: repair or drop those rows, and their labels"
+        ),
+    )
 }
 
 /// What an `.npy` header declares.
 struct NpyHeader {
     kind: &'static str,
+    rows: usize,
+    cols: usize,
+    /// Where the values begin in the file.
+    data_start: u64,
+    /// Values stored column by column (numpy's `fortran_order`).
+    fortran_order: bool,
+}
+
+impl NpyHeader {
+    /// Bytes per value.
+    fn item(&self) -> usize {
+        if self.kind == "float32" { 4 } else { 8 }
+    }
 }
 
 /// Reads and checks an `.npy` file's header against the rest of the file:
 /// the signature, the header's length, its fields, the dtype (float32 or
-/// float64, little-endian), the rank, the data size the shape implies, and
-/// the memory the matrix needs.
+/// float64, little-endian), the rank and the data size the shape implies.
 fn npy_header(path: &Path) -> Result<NpyHeader> {
     use std::io::Read;
     let fail = |message: String| {
@@ -711,14 +906,20 @@ fn npy_header(path: &Path) -> Result<NpyHeader> {
         }
         Some(_) => {}
     }
-    lca_core::memory::ensure_fits(
-        &format!("{}: the {} × {} matrix", path.display(), shape[0], shape[1]),
-        shape[0]
-            .checked_mul(shape[1])
-            .and_then(|c| lca_core::memory::bytes_of(c, 4)),
-        "split the activations into smaller files or select fewer layers when saving them",
-    )?;
-    Ok(NpyHeader { kind })
+    let fortran_order = field("fortran_order").is_some_and(|v| v.starts_with("True"));
+    let (Ok(rows), Ok(cols)) = (usize::try_from(shape[0]), usize::try_from(shape[1])) else {
+        return fail(format!(
+            "declares a shape ({} × {}) too large for this machine",
+            shape[0], shape[1]
+        ));
+    };
+    Ok(NpyHeader {
+        kind,
+        rows,
+        cols,
+        data_start: start + len,
+        fortran_order,
+    })
 }
 
 /// Drops the rows holding NaN or infinity from the matrix, the labels (and
@@ -789,14 +990,7 @@ fn check_finite_rows(path: &Path, matrix: &Array2<f32>) -> Result<()> {
         None => Ok(()),
         Some((r, c)) => {
             let count = matrix.iter().filter(|v| !v.is_finite()).count();
-            Err(Error::format(
-                path,
-                None,
-                format!(
-                    "holds {} at row {r}, neuron {c} (counting from 0; {count} non-finite value(s) in all); NaN and infinite activations cannot be analysed: repair or drop those rows, and their labels",
-                    matrix[[r, c]]
-                ),
-            ))
+            Err(non_finite_error(path, matrix[[r, c]], r, c, Some(count)))
         }
     }
 }
@@ -1135,6 +1329,107 @@ mod tests {
                 .unwrap();
             assert_eq!(view[[row, 0]], (original * 4) as f32);
         }
+    }
+
+    fn built(table: &str) -> Box<dyn ActivationSource> {
+        let table: toml::Table = table.parse().unwrap();
+        let Ok(Component::Source(s)) = (descriptor().build)(&table) else {
+            unreachable!()
+        };
+        s
+    }
+
+    /// What `lca store import` writes from a plain `.npy` file, a block at a
+    /// time, is what `load` gives: the same rows in the same (shuffled)
+    /// order, words, labels and splits, whether the sink holds rows already
+    /// or not, from float32 and float64 files.
+    #[test]
+    fn a_streamed_npy_file_gives_the_loaded_dataset_in_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rows, cols) = (60, 6);
+        let values =
+            Array2::from_shape_fn((rows, cols), |(r, c)| (r * cols + c) as f64 * 0.37 - 9.0);
+        let f32_path = dir.path().join("acts32.npy");
+        values
+            .mapv(|v| v as f32)
+            .write_npy(File::create(&f32_path).unwrap())
+            .unwrap();
+        let f64_path = dir.path().join("acts64.npy");
+        values.write_npy(File::create(&f64_path).unwrap()).unwrap();
+        // Sentences of 1 to 5 words, labels from 4 classes.
+        let (mut labels, mut words) = (String::new(), String::new());
+        for r in 0..rows {
+            labels.push_str(&format!("C{}\n", (r * 7) % 4));
+            words.push_str(&format!("w{r}\n"));
+            if r % 5 == 3 || r % 7 == 0 {
+                labels.push('\n');
+                words.push('\n');
+            }
+        }
+        let labels = write(dir.path(), "l.txt", labels.as_bytes());
+        let words = write(dir.path(), "w.txt", words.as_bytes());
+        let cx = RunContext::new(3, 1).for_step("source.acts");
+        for path in [&f32_path, &f64_path] {
+            let source = built(&format!(
+                "path = {path:?}\nlabels = {labels:?}\nwords = {words:?}\nlayers = 2\ndev = 0.2\ntest = 0.2"
+            ));
+            let loaded = source.load(&cx).unwrap();
+            let view = loaded.acts().view();
+            for (held, block) in [(0, 7), (13, 5), (0, 1000), (rows, 4)] {
+                let mut sink = lca_testkit::CollectingSink::new(held, block);
+                let outline = source
+                    .stream(&cx, &mut sink)
+                    .unwrap()
+                    .expect("a plain .npy file streams");
+                assert_eq!(sink.announced, Some((rows, cols)));
+                assert_eq!(sink.rows.len(), rows - held);
+                for (i, row) in sink.rows.iter().enumerate() {
+                    assert_eq!(
+                        row.as_slice(),
+                        view.row(held + i).as_slice().unwrap(),
+                        "row {}",
+                        held + i
+                    );
+                }
+                assert_eq!(sink.pushes, (rows - held / block * block).div_ceil(block));
+                let ours = loaded.outline();
+                assert_eq!(outline.splits, ours.splits);
+                assert_eq!(outline.labels, ours.labels);
+                assert_eq!(outline.tokens, ours.tokens);
+                assert_eq!(outline.neurons, ours.neurons);
+                assert_eq!(outline.name, ours.name);
+            }
+        }
+        // Files and options it cannot read by rows are loaded instead.
+        let skip = built(&format!(
+            "path = {f32_path:?}\nlabels = {labels:?}\nnon_finite = \"skip\""
+        ));
+        assert!(
+            skip.stream(&cx, &mut lca_testkit::CollectingSink::new(0, 8))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// A NaN met while streaming names the file's row, not the shuffled one.
+    #[test]
+    fn a_streamed_npy_file_names_its_first_non_finite_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut values = Array2::from_shape_fn((20, 3), |(r, c)| (r + c) as f32);
+        values[[17, 2]] = f32::NAN;
+        let path = dir.path().join("acts.npy");
+        values.write_npy(File::create(&path).unwrap()).unwrap();
+        let labels = write(dir.path(), "l.txt", "a\nb\n".repeat(10).as_bytes());
+        let source = built(&format!(
+            "path = {path:?}\nlabels = {labels:?}\nshuffle = false"
+        ));
+        let cx = RunContext::new(1, 1).for_step("source.acts");
+        let err = source
+            .stream(&cx, &mut lca_testkit::CollectingSink::new(0, 4))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 17, neuron 2"), "{err}");
+        assert!(err.contains("acts.npy"), "{err}");
     }
 
     fn write_matrix_named(dir: &Path, name: &str, rows: usize, cols: usize, base: f32) -> PathBuf {

@@ -44,6 +44,13 @@ pub(crate) fn lca_command() -> Command {
 
 /// A `.npy` file (format 1.0) of little-endian f32 values, rows × cols.
 pub(crate) fn npy(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
+    let mut bytes = npy_header(rows, cols);
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    bytes
+}
+
+/// The header of a row-major float32 `.npy` file of `rows` × `cols`.
+pub(crate) fn npy_header(rows: usize, cols: usize) -> Vec<u8> {
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let pad = 64 - (10 + header.len() + 1) % 64;
@@ -52,7 +59,6 @@ pub(crate) fn npy(rows: usize, cols: usize, values: &[f32]) -> Vec<u8> {
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend((header.len() as u16).to_le_bytes());
     bytes.extend(header.as_bytes());
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     bytes
 }
 

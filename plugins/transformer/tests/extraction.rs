@@ -465,72 +465,13 @@ fn a_cached_extraction_is_loaded_rather_than_streamed() {
         panic!("not a source")
     };
     let cx = RunContext::new(3, 2).for_step("source.tiny");
-    let mut sink = CollectingSink::new(0, 10);
+    let mut sink = lca_testkit::CollectingSink::new(0, 10);
     assert!(source.stream(&cx, &mut sink).unwrap().is_some());
     assert!(!f.path("cache").exists(), "streaming writes no cache entry");
     source.load(&cx).unwrap();
-    let mut sink = CollectingSink::new(0, 10);
+    let mut sink = lca_testkit::CollectingSink::new(0, 10);
     assert!(source.stream(&cx, &mut sink).unwrap().is_none());
     assert_eq!(sink.pushes, 0);
-}
-
-/// Keeps what a streaming source pushes, in blocks of `block` rows, as a
-/// store's writer would after an interruption at row `held`.
-struct CollectingSink {
-    held: usize,
-    block: usize,
-    announced: Option<(usize, usize)>,
-    rows: Vec<Vec<f32>>,
-    pushes: usize,
-}
-
-impl CollectingSink {
-    fn new(held: usize, block: usize) -> Self {
-        CollectingSink {
-            held,
-            block,
-            announced: None,
-            rows: Vec::new(),
-            pushes: 0,
-        }
-    }
-}
-
-impl lca_core::RowSink for CollectingSink {
-    fn begin(
-        &mut self,
-        rows: usize,
-        neurons: &lca_core::data::NeuronIndex,
-    ) -> lca_core::Result<()> {
-        assert!(self.announced.is_none(), "begin is called once");
-        self.announced = Some((rows, neurons.len()));
-        Ok(())
-    }
-
-    fn rows_held(&self) -> usize {
-        self.held
-    }
-
-    fn block_rows(&self) -> usize {
-        self.block
-    }
-
-    fn push(
-        &mut self,
-        first: usize,
-        block: lca_core::ndarray::ArrayView2<'_, f32>,
-    ) -> lca_core::Result<()> {
-        assert!(self.announced.is_some(), "rows come after begin");
-        let next = self.held + self.rows.len();
-        assert!(first <= next, "block at {first} leaves a gap after {next}");
-        for (i, row) in block.rows().into_iter().enumerate() {
-            if first + i >= next {
-                self.rows.push(row.to_vec());
-            }
-        }
-        self.pushes += 1;
-        Ok(())
-    }
 }
 
 /// The streamed extraction (what `lca store create` writes) is the loaded
@@ -569,7 +510,7 @@ fn a_streamed_extraction_gives_the_loaded_dataset_in_blocks() {
             "{model:?}: the window is short enough to split sentences"
         );
         for (held, block) in [(0, 1000), (0, 5), (13, 4), (loaded.n_rows(), 4)] {
-            let mut sink = CollectingSink::new(held, block);
+            let mut sink = lca_testkit::CollectingSink::new(held, block);
             let outline = source
                 .stream(&cx, &mut sink)
                 .unwrap()
