@@ -24,12 +24,13 @@ use ndarray::{ArrayView2, Axis, Slice};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ClassRanking, NeuronRanking};
+use crate::data::NeuronRanking;
 use crate::error::{Error, Result};
 
-/// Bytes of `f32` rows read at a time by the `of_matrix` functions.
+/// Bytes of `f32` rows read at a time by the `of_matrix` functions here and
+/// in `stats`: small enough to stay in cache while its columns are summed.
 const BLOCK_BYTES: usize = 4 << 20;
-/// Fewest rows per block.
+/// Fewest rows per block, so that very wide matrices still merge few blocks.
 const MIN_BLOCK_ROWS: usize = 64;
 /// Rows one thread counts at a time in [`MaskCounts::push_rows`].
 const COUNT_CHUNK_ROWS: usize = 512;
@@ -517,19 +518,12 @@ pub fn iou_ranking(
             .collect::<serde_json::Map<_, _>>()
             .into(),
     );
-    let per_class = per_class
-        .into_iter()
-        .zip(classes)
-        .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(NeuronRanking::from_scores(overall)?
-        .with_per_class(per_class)?
-        .with_details(details))
+    Ok(NeuronRanking::from_class_scores(overall, per_class, classes)?.with_details(details))
 }
 
 /// Calls `f(first_row, block)` on blocks of about [`BLOCK_BYTES`] of `x`'s
 /// rows, in order.
-fn for_row_blocks(
+pub(crate) fn for_row_blocks(
     x: ArrayView2<'_, f32>,
     mut f: impl FnMut(usize, ArrayView2<'_, f32>) -> Result<()>,
 ) -> Result<()> {

@@ -14,20 +14,16 @@
 //! the sums, not the ranking, unless two neurons' scores agree to about
 //! 1e-12 relative.
 
-use ndarray::{ArrayView2, Axis, Slice};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::NeuronRanking;
+use crate::data::masks::for_row_blocks;
 use crate::error::{Error, Result};
 
 /// Columns one thread takes at a time in [`ClassStats::of_rows`].
 const COLUMN_GROUP: usize = 64;
-/// Bytes of `f32` rows read at a time by [`ClassStats::of_matrix`]: small
-/// enough to stay in cache while its columns are summed.
-const STATS_BLOCK_BYTES: usize = 4 << 20;
-/// Fewest rows per block, so that very wide matrices still merge few blocks.
-const MIN_BLOCK_ROWS: usize = 64;
 
 /// The sums of one group of columns of a block.
 struct ColumnGroup {
@@ -161,21 +157,18 @@ impl ClassStats {
     /// # Errors
     /// As [`Self::of_rows`].
     pub fn of_matrix(classes: Vec<String>, x: ArrayView2<'_, f32>, labels: &[u32]) -> Result<Self> {
-        let block_rows = (STATS_BLOCK_BYTES / (x.ncols().max(1) * 4)).max(MIN_BLOCK_ROWS);
         let mut stats = ClassStats::new(classes.clone(), x.ncols());
         if x.nrows() != labels.len() {
             // The shape error names the whole matrix, not a block.
             return ClassStats::of_rows(classes, x, labels);
         }
-        for start in (0..x.nrows()).step_by(block_rows) {
-            let end = (start + block_rows).min(x.nrows());
-            let block = x.slice_axis(Axis(0), Slice::from(start..end));
+        for_row_blocks(x, |start, block| {
             stats.merge(&ClassStats::of_rows(
                 classes.clone(),
                 block,
-                &labels[start..end],
-            )?)?;
-        }
+                &labels[start..start + block.nrows()],
+            )?)
+        })?;
         Ok(stats)
     }
 

@@ -41,7 +41,7 @@
 //! token: such a neuron separates nothing. This differs from NeuroX, which
 //! gives a single-valued neuron the class's frequency as its AP.
 
-use lca_core::data::{ClassRanking, MaskCounts, Split, TopValues, iou_ranking, mask_size};
+use lca_core::data::{MaskCounts, Split, TopValues, iou_ranking, mask_size};
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
@@ -261,14 +261,7 @@ fn ranking(
     names: &[String],
     details: serde_json::Map<String, serde_json::Value>,
 ) -> Result<NeuronRanking> {
-    let per_class = per_class
-        .into_iter()
-        .zip(names)
-        .map(|(scores, class)| ClassRanking::from_scores(class.clone(), scores))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(NeuronRanking::from_scores(overall)?
-        .with_per_class(per_class)?
-        .with_details(details))
+    Ok(NeuronRanking::from_class_scores(overall, per_class, names)?.with_details(details))
 }
 
 impl Ranker for IouRanker {
