@@ -5,7 +5,10 @@
 #   1. `lca store stats` + `rank` with a cold page cache (when this user may
 #      drop it) and a warm one: one block of rows in memory at a time;
 #   2. a run of the `correlation` ranker on the `store` source, which maps
-#      the f32 store in place and reads it in blocks of rows.
+#      the f32 store in place and reads it in blocks of rows;
+#   3. the IoU ranking (α = 0.005) both ways: two passes of `store stats`
+#      (top values, then mask counts at the merged thresholds) + `rank`,
+#      and the `iou` ranker in a run on the `store` source.
 # Usage: scripts/bench-store.sh [ROWS] [THREADS]   (default 300000 rows, 2)
 # LCA=path/to/lca overrides the binary (default: target/release/lca, built
 # here if missing).
@@ -55,9 +58,27 @@ TOML
 drop
 measure "correlation run on the store source, cold cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
 measure "correlation run on the store source, warm cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
-python3 - "$work/ranked.json" "$work/run/results.json" <<'PY'
+measure "IoU pass 1 (top values), warm cache" "$lca" store stats "$work/store" --iou-quantile 0.005 --out "$work/top.json"
+measure "IoU pass 2 (mask counts), warm cache" "$lca" store stats "$work/store" --iou-thresholds "$work/top.json" --out "$work/masks.json"
+measure "rank IoU from stats" "$lca" store rank "$work/masks.json" --method iou --out "$work/iou.json"
+cat > "$work/iou.toml" <<TOML
+[run]
+threads = $threads
+[source.s]
+type = "store"
+path = "$work/store"
+[ranker.iou]
+type = "iou"
+TOML
+measure "iou run on the store source, warm cache" "$lca" run --quiet --out "$work/iou-run" "$work/iou.toml"
+python3 - "$work" <<'PY'
 import json, sys
-a = json.load(open(sys.argv[1]))["ranking"]["order"]
-b = json.load(open(sys.argv[2]))["rankings"]["corr"]["ranking"]["order"]
-print("same ranking from statistics and from the ranker in a run:", a == b)
+work = sys.argv[1]
+def order(path, name=None):
+    d = json.load(open(f"{work}/{path}"))
+    return (d["rankings"][name] if name else d)["ranking"]["order"]
+print("same correlation ranking from statistics and from the ranker in a run:",
+      order("ranked.json") == order("run/results.json", "corr"))
+print("same IoU ranking from statistics and from the ranker in a run:",
+      order("iou.json") == order("iou-run/results.json", "iou"))
 PY
