@@ -46,30 +46,25 @@ drop
 measure "stats, cold cache" "$lca" store stats "$work/store" --out "$work/stats.json"
 measure "stats, warm cache" "$lca" store stats "$work/store" --out "$work/stats.json"
 measure "rank from stats" "$lca" store rank "$work/stats.json" --method correlation --out "$work/ranked.json"
-cat > "$work/memory.toml" <<TOML
+store_recipe() { # file, ranker id, ranker type: one ranker on the store source
+    cat > "$1" <<TOML
 [run]
 threads = $threads
 [source.s]
 type = "store"
 path = "$work/store"
-[ranker.corr]
-type = "correlation"
+[ranker.$2]
+type = "$3"
 TOML
+}
+store_recipe "$work/memory.toml" corr correlation
 drop
 measure "correlation run on the store source, cold cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
 measure "correlation run on the store source, warm cache" "$lca" run --quiet --out "$work/run" "$work/memory.toml"
 measure "IoU pass 1 (top values), warm cache" "$lca" store stats "$work/store" --iou-quantile 0.005 --out "$work/top.json"
 measure "IoU pass 2 (mask counts), warm cache" "$lca" store stats "$work/store" --iou-thresholds "$work/top.json" --out "$work/masks.json"
 measure "rank IoU from stats" "$lca" store rank "$work/masks.json" --method iou --out "$work/iou.json"
-cat > "$work/iou.toml" <<TOML
-[run]
-threads = $threads
-[source.s]
-type = "store"
-path = "$work/store"
-[ranker.iou]
-type = "iou"
-TOML
+store_recipe "$work/iou.toml" iou iou
 measure "iou run on the store source, warm cache" "$lca" run --quiet --out "$work/iou-run" "$work/iou.toml"
 python3 - "$work" <<'PY'
 import json, sys

@@ -186,21 +186,27 @@ fn parse_range(text: &str) -> Result<Range<usize>, String> {
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(q) if q > 0.0 && q <= 1.0 => Ok(q),
-        _ => Err(format!(
-            "`{text}` is not a fraction of the rows; give a number above 0 and at most 1, such \
-             as 0.005"
-        )),
-    }
+    parse_unit(
+        text,
+        false,
+        "a fraction of the rows; give a number above 0 and at most 1, such as 0.005",
+    )
 }
 
 fn parse_iou(text: &str) -> Result<f64, String> {
+    parse_unit(
+        text,
+        true,
+        "an IoU; give a number from 0 to 1, such as 0.04",
+    )
+}
+
+/// A number in (0, 1], or [0, 1] with `zero_allowed`; otherwise an error
+/// saying "`text` is not {what}".
+fn parse_unit(text: &str, zero_allowed: bool, what: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "`{text}` is not an IoU; give a number from 0 to 1, such as 0.04"
-        )),
+        Ok(v) if (v > 0.0 || (zero_allowed && v == 0.0)) && v <= 1.0 => Ok(v),
+        _ => Err(format!("`{text}` is not {what}")),
     }
 }
 

@@ -251,24 +251,20 @@ impl StatsFile {
                  of disjoint shard ranges only"
             )));
         }
-        match (&mut self.iou_top, &other.iou_top) {
-            (None, None) => {}
-            (Some(a), Some(b)) if a.quantile == b.quantile => a.top.merge(&b.top)?,
-            _ => {
-                return Err(parts_differ(
-                    "top values (--iou-quantile) of the same quantile",
-                ));
-            }
-        }
-        match (&mut self.iou_masks, &other.iou_masks) {
-            (None, None) => {}
-            (Some(a), Some(b)) if a.quantile == b.quantile => a.counts.merge(&b.counts)?,
-            _ => {
-                return Err(parts_differ(
-                    "mask counts (--iou-thresholds) from the same top values",
-                ));
-            }
-        }
+        merge_part(
+            &mut self.iou_top,
+            &other.iou_top,
+            |a, b| a.quantile == b.quantile,
+            |a, b| a.top.merge(&b.top),
+            "top values (--iou-quantile) of the same quantile",
+        )?;
+        merge_part(
+            &mut self.iou_masks,
+            &other.iou_masks,
+            |a, b| a.quantile == b.quantile,
+            |a, b| a.counts.merge(&b.counts),
+            "mask counts (--iou-thresholds) from the same top values",
+        )?;
         self.stats.merge(&other.stats)?;
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
@@ -335,11 +331,23 @@ impl StatsFile {
     }
 }
 
-fn parts_differ(what: &str) -> Error {
-    Error::input(format!(
-        "one statistics file holds IoU {what} and the other does not: compute every part with \
-         the same options"
-    ))
+/// Merges an optional part of two files: both absent, or both present and
+/// `compatible`; anything else is refused, naming what must match.
+fn merge_part<T>(
+    ours: &mut Option<T>,
+    theirs: &Option<T>,
+    compatible: impl Fn(&T, &T) -> bool,
+    merge: impl Fn(&mut T, &T) -> Result<()>,
+    what: &str,
+) -> Result<()> {
+    match (ours, theirs) {
+        (None, None) => Ok(()),
+        (Some(a), Some(b)) if compatible(a, b) => merge(a, b),
+        _ => Err(Error::input(format!(
+            "one statistics file holds IoU {what} and the other does not: compute every part \
+             with the same options"
+        ))),
+    }
 }
 
 fn split_name(train_only: bool) -> &'static str {

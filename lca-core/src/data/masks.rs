@@ -318,17 +318,20 @@ impl MaskCounts {
                 "label {bad} is not one of the {k} classes"
             )));
         }
-        // Counts add exactly, so chunks of rows go to the threads and their
-        // counts are summed: the same result at any thread count.
+        // Counts add exactly, so chunks of rows go to the threads, each
+        // thread's job counts its chunks into one tally, and the tallies are
+        // summed: the same result at any thread count.
         let part = block
             .axis_chunks_iter(Axis(0), COUNT_CHUNK_ROWS)
             .into_par_iter()
             .zip(labels.par_chunks(COUNT_CHUNK_ROWS))
-            .map(|(rows, labels)| {
-                let mut part = MaskCounts::new(self.classes.clone(), self.thresholds.clone());
-                part.count(rows, labels);
-                part
-            })
+            .fold(
+                || MaskCounts::new(self.classes.clone(), self.thresholds.clone()),
+                |mut part, (rows, labels)| {
+                    part.count(rows, labels);
+                    part
+                },
+            )
             .reduce_with(|mut a, b| {
                 a.add(&b);
                 a
