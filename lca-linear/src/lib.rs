@@ -36,6 +36,7 @@
 //! comparable across neurons.
 
 #[doc(hidden)]
+pub mod gaussian;
 pub mod kernels;
 mod working_set;
 

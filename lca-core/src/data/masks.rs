@@ -540,14 +540,14 @@ pub(crate) fn for_row_blocks(
 
 /// `f32` values written as `f64`: JSON numbers read back as `f64` then
 /// narrowed could round twice; an `f64` that holds an `f32` exactly cannot.
-mod f32_as_f64 {
+pub(crate) mod f32_as_f64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(values: &[f32], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(values: &[f32], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(values.iter().map(|&v| f64::from(v)))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
         let wide = Vec::<f64>::deserialize(d)?;
         wide.into_iter()
             .map(|v| {

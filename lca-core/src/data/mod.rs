@@ -3,6 +3,7 @@
 
 mod dataset;
 mod evaluation;
+mod gaussian;
 mod labels;
 mod masks;
 mod matrix;
@@ -15,6 +16,7 @@ pub use dataset::{
     SplitSpec, SplitUnit, Splits, Tokens, assign_splits, reorder_sentence_starts,
 };
 pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
+pub use gaussian::{GaussianMoments, RowSample};
 pub use labels::{ClassVocab, Labels, count_classes};
 pub use masks::{MaskCounts, TopValues, TopValuesBuilder, iou_ranking, mask_iou, mask_size};
 pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns, gather_columns};

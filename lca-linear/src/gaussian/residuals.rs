@@ -1,8 +1,8 @@
 //! Every neuron's residuals given the selected neurons, in the layout the
 //! scoring kernel (`lca_linear::kernels::gaussian`) reads.
 
-use lca_core::ndarray::ArrayView2;
-use lca_linear::kernels::gaussian::{ROW_BLOCK, row_blocks};
+use crate::kernels::gaussian::{ROW_BLOCK, row_blocks};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 /// Neurons whose residuals are initialised together: one cache line of a
@@ -117,7 +117,7 @@ impl Residuals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lca_core::ndarray::Array2;
+    use ndarray::Array2;
 
     #[test]
     fn residuals_read_back_per_class_in_row_order_and_update_by_multiples() {
