@@ -15,7 +15,9 @@ use lca_core::data::iou_ranking;
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
 use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
-use lca_store::{DEFAULT_SHARD_BYTES, Dtype, IouPass, StatsFile, Store, StoreMeta, StoreSink};
+use lca_store::{
+    DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, Store, StoreMeta, StoreSink,
+};
 
 use crate::progress::Progress;
 
@@ -69,6 +71,21 @@ pub(crate) enum StoreCommand {
         /// of these first-pass statistics merged over every shard.
         #[arg(long, value_name = "FILE")]
         iou_thresholds: Option<PathBuf>,
+        /// Also sum the class means and scatter matrices of these neurons
+        /// (the Gaussian ranking's candidates) and draw a row sample:
+        /// `all`, or column numbers and ranges such as `0..384` or
+        /// `3,7,100..120`. Memory is classes × k² × 4 bytes for k neurons.
+        #[arg(long, value_name = "NEURONS", value_parser = parse_neurons)]
+        gaussian_neurons: Option<NeuronChoice>,
+        /// With --gaussian-neurons: rows drawn (from all rows counted in the
+        /// store) to score the Gaussian ranking's candidates.
+        #[arg(long, value_name = "ROWS", default_value_t = 4000,
+              value_parser = clap::value_parser!(u64).range(10..))]
+        gaussian_rows: u64,
+        /// With --gaussian-neurons: the seed of the row sample; every part
+        /// that will be merged must use the same.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Merge statistics files of disjoint shard ranges into one.
     MergeStats {
@@ -84,11 +101,22 @@ pub(crate) enum StoreCommand {
         /// The statistics file.
         stats: PathBuf,
         /// `correlation` (max over classes of |Pearson r|), `probeless`
-        /// (summed differences of class means) or `iou` (best IoU of a
+        /// (summed differences of class means), `iou` (best IoU of a
         /// neuron's top-quantile mask with a class, from second-pass
+        /// statistics) or `gaussian` (greedy selection by a Gaussian
+        /// probe's mutual information, from `--gaussian-neurons`
         /// statistics), as the rankers of those names.
-        #[arg(long, value_parser = ["correlation", "probeless", "iou"])]
+        #[arg(long, value_parser = ["correlation", "probeless", "iou", "gaussian"])]
         method: String,
+        /// With `gaussian`: neurons to select greedily; the rest of the
+        /// candidates follow by their last score, then the neurons that
+        /// were not candidates, in index order.
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        neurons: u64,
+        /// With `gaussian`: ignore covariances between neurons (naive Bayes).
+        #[arg(long)]
+        diagonal: bool,
         /// With `correlation`: rank by r, not |r|.
         #[arg(long)]
         signed: bool,
@@ -210,6 +238,35 @@ fn parse_unit(text: &str, zero_allowed: bool, what: &str) -> Result<f64, String>
     }
 }
 
+/// The neurons `--gaussian-neurons` names.
+#[derive(Clone, Debug)]
+pub(crate) enum NeuronChoice {
+    All,
+    Columns(Vec<usize>),
+}
+
+fn parse_neurons(text: &str) -> Result<NeuronChoice, String> {
+    let fix = "give `all`, or column numbers and ranges START..END separated by commas, such \
+               as 0..384 or 3,7,100..120";
+    if text.trim() == "all" {
+        return Ok(NeuronChoice::All);
+    }
+    let mut columns = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        if part.contains("..") {
+            let range = parse_range(part).map_err(|_| format!("`{part}` is not a range; {fix}"))?;
+            columns.extend(range);
+        } else {
+            columns.push(
+                part.parse::<usize>()
+                    .map_err(|_| format!("`{part}` is not a column number; {fix}"))?,
+            );
+        }
+    }
+    Ok(NeuronChoice::Columns(columns))
+}
+
 fn parse_dtype(text: &str) -> Result<Dtype, String> {
     Dtype::parse(text.trim())
         .ok_or_else(|| format!("`{text}` is not a store type; give f32, f16 or bf16"))
@@ -237,6 +294,9 @@ pub(crate) fn dispatch(
             all_rows,
             iou_quantile,
             iou_thresholds,
+            gaussian_neurons,
+            gaussian_rows,
+            seed,
         } => stats(
             &store,
             &out,
@@ -246,6 +306,7 @@ pub(crate) fn dispatch(
                 train_only: !all_rows,
                 iou_quantile,
                 iou_thresholds: iou_thresholds.as_deref(),
+                gaussian: gaussian_neurons.map(|neurons| (neurons, gaussian_rows, seed)),
             },
         ),
         StoreCommand::MergeStats { files, out } => merge_stats(&files, &out),
@@ -254,8 +315,20 @@ pub(crate) fn dispatch(
             method,
             signed,
             detector_iou,
+            neurons,
+            diagonal,
             out,
-        } => rank(&stats, &method, signed, detector_iou, &out),
+        } => rank(
+            &stats,
+            &method,
+            RankOptions {
+                signed,
+                detector_iou,
+                steps: usize::try_from(neurons).unwrap_or(usize::MAX),
+                diagonal,
+            },
+            &out,
+        ),
     }
 }
 
@@ -612,6 +685,8 @@ struct StatsOptions<'a> {
     train_only: bool,
     iou_quantile: Option<f64>,
     iou_thresholds: Option<&'a Path>,
+    /// Neurons, sampled rows and seed of the Gaussian moments.
+    gaussian: Option<(NeuronChoice, u64, u64)>,
 }
 
 fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
@@ -626,18 +701,39 @@ fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
         (None, Some(file)) => IouPass::Masks(file),
         (None, None) => IouPass::None,
     };
+    let gaussian = options.gaussian.map(|(neurons, rows, seed)| GaussianPass {
+        neurons: match neurons {
+            NeuronChoice::All => (0..store.manifest().neurons.len()).collect(),
+            NeuronChoice::Columns(columns) => columns,
+        },
+        sample_rows: usize::try_from(rows).unwrap_or(usize::MAX),
+        seed,
+    });
     let file = store
-        .class_stats(options.task, shards.clone(), options.train_only, iou)
+        .class_stats(
+            options.task,
+            shards.clone(),
+            options.train_only,
+            iou,
+            gaussian.as_ref(),
+        )
         .with_context(|| match options.iou_thresholds {
             Some(path) => format!("counting IoU masks at the thresholds of {}", path.display()),
             None => format!("computing statistics of {}", dir.display()),
         })?;
     file.write(out)?;
-    let extra = match (&file.iou_top, &file.iou_masks) {
+    let mut extra = match (&file.iou_top, &file.iou_masks) {
         (Some(t), _) => format!(" and the top {} values of each neuron", t.top.k),
         (_, Some(_)) => " and each neuron's IoU mask counts".into(),
         _ => String::new(),
     };
+    if let Some(g) = &file.gaussian {
+        extra.push_str(&format!(
+            ", with the Gaussian moments of {} neurons and {} sampled rows",
+            g.k(),
+            g.sample.positions.len()
+        ));
+    }
     println!(
         "wrote {}: statistics of {} rows ({}) of shards {}..{} under task `{}`{extra}",
         out.display(),
@@ -672,6 +768,41 @@ fn merge_stats(files: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The Gaussian ranking of all `d` neurons from merged moments: the
+/// candidates in the order of the greedy selection, then the others in
+/// index order.
+fn gaussian_ranking(
+    moments: &lca_core::data::GaussianMoments,
+    d: usize,
+    steps: usize,
+    diagonal: bool,
+) -> lca_core::Result<lca_core::NeuronRanking> {
+    let classes = moments.class_rows.iter().filter(|&&n| n > 0).count();
+    lca_linear::gaussian::ensure_residuals_fit(classes, moments.sample.size, moments.k())?;
+    let steps = steps.min(moments.k());
+    let selection =
+        lca_linear::gaussian::greedy_selection_from_moments(moments, steps, diagonal, &|| false)?
+            .expect("never stopped");
+    let among = selection.ranking(moments.k(), diagonal)?;
+    let mut order: Vec<u32> = among
+        .order()
+        .iter()
+        .map(|&i| moments.neurons[i as usize] as u32)
+        .collect();
+    let mut candidate = vec![false; d];
+    for &j in &moments.neurons {
+        candidate[j] = true;
+    }
+    order.extend((0..d as u32).filter(|&j| !candidate[j as usize]));
+    let mut details = among.details().clone();
+    details.insert("candidates".into(), moments.k().into());
+    details.insert(
+        "selected_neurons".into(),
+        order[..selection.selected.len()].to_vec().into(),
+    );
+    Ok(lca_core::NeuronRanking::from_order(order)?.with_details(details))
+}
+
 /// A ranking from statistics, as written by `lca store rank`.
 #[derive(serde::Serialize)]
 struct RankingFile<'a> {
@@ -683,10 +814,35 @@ struct RankingFile<'a> {
     ranking: lca_core::NeuronRanking,
 }
 
-fn rank(path: &Path, method: &str, signed: bool, detector_iou: f64, out: &Path) -> Result<()> {
+/// The options of `lca store rank`.
+struct RankOptions {
+    signed: bool,
+    detector_iou: f64,
+    steps: usize,
+    diagonal: bool,
+}
+
+fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<()> {
     let file = StatsFile::read(path)?;
+    let RankOptions {
+        signed,
+        detector_iou,
+        steps,
+        diagonal,
+    } = options;
     let ranking = match method {
         "correlation" => file.stats.correlation_ranking(signed),
+        "gaussian" => {
+            let Some(moments) = &file.gaussian else {
+                bail!(
+                    "{} holds no Gaussian moments, which `--method gaussian` ranks by: compute \
+                     statistics with `--gaussian-neurons` (the same neurons, rows and seed for \
+                     every shard range) and merge them over every shard",
+                    path.display()
+                );
+            };
+            gaussian_ranking(moments, file.neurons.len(), steps, diagonal)
+        }
         "iou" => {
             let Some(iou) = &file.iou_masks else {
                 bail!(

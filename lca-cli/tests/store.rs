@@ -248,6 +248,168 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
     assert!(err.contains("counted in both"), "{err}");
 }
 
+/// The Gaussian ranking from per-shard moments, merged in either order,
+/// is the `gaussian` ranker's on the same store; candidates named by
+/// `--gaussian-neurons` come first; partial or mismatched statistics are
+/// refused with what to do.
+#[test]
+fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = common::create_store(
+        dir.path(),
+        "[run]\nseed = 3\n\n[source.small]\ntype = \"synthetic\"\ntokens = 6000\n\
+         neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n",
+        &["--shard-mib", "1"],
+    );
+    let recipe = dir.path().join("rank.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[source.s]\ntype = \"store\"\npath = {:?}\n\n\
+             [ranker.gaussian]\ntype = \"gaussian\"\nneurons = 8\nmax_rows = 5000\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    succeed(
+        lca_command()
+            .args(["run", "--quiet", "--out"])
+            .arg(&out)
+            .arg(&recipe),
+    );
+    let (results, _) = read_results(&out.join("results.json")).unwrap();
+    let in_memory = &results["rankings"]["gaussian"]["ranking"];
+
+    let stats = |shards: &str, extra: &[&str], name: &str| {
+        let file = dir.path().join(name);
+        succeed(
+            lca_command()
+                .args(["store", "stats", "--shards", shards, "--out"])
+                .arg(&file)
+                .args(extra)
+                .arg(&store),
+        );
+        file
+    };
+    let all = ["--gaussian-neurons", "all", "--gaussian-rows", "5000"];
+    let (a, b) = (stats("0..1", &all, "a.json"), stats("1..3", &all, "b.json"));
+    let rank = |file: &Path, extra: &[&str]| -> serde_json::Value {
+        let ranked = dir.path().join("gaussian.json");
+        succeed(
+            lca_command()
+                .args(["store", "rank", "--method", "gaussian", "--out"])
+                .arg(&ranked)
+                .args(extra)
+                .arg(file),
+        );
+        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap()
+    };
+    for (first, second, name) in [(&a, &b, "ab.json"), (&b, &a, "ba.json")] {
+        let merged = dir.path().join(name);
+        succeed(
+            lca_command()
+                .args(["store", "merge-stats"])
+                .args([first, second])
+                .arg("--out")
+                .arg(&merged),
+        );
+        let ranked = rank(&merged, &["--neurons", "8"]);
+        assert_eq!(ranked["ranking"]["order"], in_memory["order"], "{name}");
+        let bits = |v: &serde_json::Value| -> Vec<f64> {
+            v["details"]["mi_bits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_f64().unwrap())
+                .collect()
+        };
+        let (ours, theirs) = (bits(&ranked["ranking"]), bits(in_memory));
+        assert_eq!(ours.len(), 8);
+        for (x, y) in ours.iter().zip(&theirs) {
+            assert!((x - y).abs() < 1e-9, "{x} against {y}");
+        }
+    }
+
+    // Candidates first, in the greedy order, then the other neurons by index.
+    let some = stats("0..3", &["--gaussian-neurons", "20..50,7"], "some.json");
+    let ranked = rank(&some, &["--neurons", "3", "--diagonal"]);
+    let order: Vec<u64> = ranked["ranking"]["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mut head = order[..31].to_vec();
+    head.sort_unstable();
+    let mut candidates: Vec<u64> = (20..50).collect();
+    candidates.insert(0, 7);
+    assert_eq!(head, candidates);
+    let rest: Vec<u64> = (0..120).filter(|j| !candidates.contains(j)).collect();
+    assert_eq!(order[31..], rest[..]);
+    assert_eq!(ranked["ranking"]["details"]["candidates"], 31);
+    assert_eq!(ranked["ranking"]["details"]["diagonal"], true);
+
+    // Refusals, with nothing written.
+    let x = dir.path().join("x.json");
+    let refused = |command: &mut std::process::Command, expected: &str| {
+        let err = fail(command);
+        assert!(err.contains(expected), "{err}");
+        assert!(!x.exists());
+    };
+    let rank_cmd = |file: &Path| {
+        let mut command = lca_command();
+        command
+            .args(["store", "rank", "--method", "gaussian", "--out"])
+            .arg(&x)
+            .arg(file);
+        command
+    };
+    refused(&mut rank_cmd(&a), "merge the statistics of every shard");
+    let plain = stats("0..3", &[], "plain.json");
+    refused(&mut rank_cmd(&plain), "--gaussian-neurons");
+    let plain_b = stats("1..3", &[], "plain-b.json");
+    refused(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&a, &plain_b])
+            .arg("--out")
+            .arg(&x),
+        "holds Gaussian moments (--gaussian-neurons) and the other does not",
+    );
+    let other_seed = stats(
+        "1..3",
+        &[
+            "--gaussian-neurons",
+            "all",
+            "--gaussian-rows",
+            "5000",
+            "--seed",
+            "9",
+        ],
+        "seed9.json",
+    );
+    refused(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args([&a, &other_seed])
+            .arg("--out")
+            .arg(&x),
+        "same `--seed`",
+    );
+    let stats_cmd = |neurons: &str| {
+        let mut command = lca_command();
+        command
+            .args(["store", "stats", "--gaussian-neurons", neurons, "--out"])
+            .arg(&x)
+            .arg(&store);
+        command
+    };
+    refused(&mut stats_cmd("3,120"), "neuron 120 is not in the store");
+    refused(&mut stats_cmd("3,4,3"), "named twice");
+    refused(&mut stats_cmd("3..x"), "is not a range");
+}
+
 /// A store four times larger than the address space `lca` may use: its
 /// statistics, ranking and verification run under the limit, since shards
 /// are mapped one at a time and read a block of rows at a time.

@@ -3,12 +3,16 @@
 //! merges gives the statistics of all of them, from which the correlation
 //! and probeless rankings follow, and with two passes the IoU ranking (the
 //! top values of each neuron first, then its mask counts under the merged
-//! thresholds).
+//! thresholds). The Gaussian ranking follows from class means and scatter
+//! matrices of chosen neurons with a seeded row sample
+//! ([`GaussianMoments`]), in the same one pass.
 
 use std::ops::Range;
 use std::path::Path;
 
-use lca_core::data::{ClassStats, MaskCounts, TopValues, TopValuesBuilder, mask_size};
+use lca_core::data::{
+    ClassStats, GaussianMoments, MaskCounts, RowSample, TopValues, TopValuesBuilder, mask_size,
+};
 use lca_core::error::{Error, Result};
 use lca_core::io;
 use serde::{Deserialize, Serialize};
@@ -43,6 +47,22 @@ pub struct StatsFile {
     /// The second IoU pass: each neuron's mask counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iou_masks: Option<IouMasks>,
+    /// Class means and scatter matrices of some neurons, and a row sample:
+    /// what the Gaussian ranking reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gaussian: Option<GaussianMoments>,
+}
+
+/// What the Gaussian part of a statistics pass covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaussianPass {
+    /// The columns whose moments to sum (the ranking's candidates).
+    pub neurons: Vec<usize>,
+    /// Rows to draw for scoring candidates, over the whole store's rows
+    /// counted.
+    pub sample_rows: usize,
+    /// The seed of the draw.
+    pub seed: u64,
 }
 
 /// The top `⌈quantile · N⌉` values of each neuron, N the rows counted in
@@ -83,7 +103,7 @@ impl Store {
     /// The class statistics of shards `shards` under `task` (the default
     /// task when `None`), of their training rows only when `train_only`.
     /// Reads a block of rows at a time. `iou` adds one of the two IoU
-    /// passes.
+    /// passes; `gaussian` adds the Gaussian moments.
     ///
     /// # Errors
     /// When the task or a shard is not in the store, a shard cannot be
@@ -95,6 +115,7 @@ impl Store {
         shards: Range<usize>,
         train_only: bool,
         iou: IouPass<'_>,
+        gaussian: Option<&GaussianPass>,
     ) -> Result<StatsFile> {
         let m = self.manifest();
         if shards.start > shards.end || shards.end > m.shards.len() {
@@ -136,6 +157,13 @@ impl Store {
             }),
             _ => None,
         };
+        let mut moments = match gaussian {
+            Some(pass) => Some(self.gaussian_moments(pass, &entry.classes, counted.len())?),
+            None => None,
+        };
+        let drawn = moments.as_ref().map_or_else(Vec::new, |m| {
+            RowSample::draw(m.sample.seed, m.sample.population, m.sample.size)
+        });
         // The shards' rows that are counted (none when they lie past it).
         let first: usize = m.shards[..shards.start].iter().map(|s| s.rows).sum();
         let last = first
@@ -153,6 +181,9 @@ impl Store {
             if let Some(iou) = &mut iou_masks {
                 iou.counts.push_rows(block, labels)?;
             }
+            if let Some(m) = &mut moments {
+                m.push_rows(start as u64, block, labels, &drawn)?;
+            }
             stats.merge(&ClassStats::of_rows(entry.classes.clone(), block, labels)?)
         })?;
         Ok(StatsFile {
@@ -167,7 +198,57 @@ impl Store {
                 top: top.finish(),
             }),
             iou_masks,
+            gaussian: moments,
         })
+    }
+
+    /// Empty Gaussian moments of `pass`'s neurons, checked against this
+    /// store and the memory they take.
+    fn gaussian_moments(
+        &self,
+        pass: &GaussianPass,
+        classes: &[String],
+        population: usize,
+    ) -> Result<GaussianMoments> {
+        let d = self.manifest().neurons.len();
+        if let Some(&bad) = pass.neurons.iter().find(|&&j| j >= d) {
+            return Err(Error::input(format!(
+                "neuron {bad} is not in the store {}, which has {d} (numbered from 0); pick \
+                 Gaussian neurons below {d}",
+                self.dir().display()
+            )));
+        }
+        let mut seen = vec![false; d];
+        if let Some(&twice) = pass
+            .neurons
+            .iter()
+            .find(|&&j| std::mem::replace(&mut seen[j], true))
+        {
+            return Err(Error::input(format!(
+                "neuron {twice} is named twice among the Gaussian neurons; name each once"
+            )));
+        }
+        let k = pass.neurons.len() as u64;
+        let sample = pass.sample_rows.min(population) as u64;
+        lca_core::memory::ensure_fits(
+            &format!(
+                "the Gaussian moments ({} classes × {k} × {k} neurons, and {sample} sampled rows)",
+                classes.len()
+            ),
+            (classes.len() as u64)
+                .checked_mul(k * (k + 1) / 2)
+                .and_then(|v| v.checked_mul(8))
+                .and_then(|v| v.checked_add(sample.checked_mul(k)?.checked_mul(4)?)),
+            "name fewer Gaussian neurons (`--gaussian-neurons`), for example the top of a \
+             correlation ranking",
+        )?;
+        Ok(GaussianMoments::new(
+            classes.to_vec(),
+            pass.neurons.clone(),
+            pass.seed,
+            population as u64,
+            pass.sample_rows,
+        ))
     }
 
     /// The mask thresholds from `file`'s top values, checked to be this
@@ -256,14 +337,21 @@ impl StatsFile {
             &other.iou_top,
             |a, b| a.quantile == b.quantile,
             |a, b| a.top.merge(&b.top),
-            "top values (--iou-quantile) of the same quantile",
+            "IoU top values (--iou-quantile) of the same quantile",
         )?;
         merge_part(
             &mut self.iou_masks,
             &other.iou_masks,
             |a, b| a.quantile == b.quantile,
             |a, b| a.counts.merge(&b.counts),
-            "mask counts (--iou-thresholds) from the same top values",
+            "IoU mask counts (--iou-thresholds) from the same top values",
+        )?;
+        merge_part(
+            &mut self.gaussian,
+            &other.gaussian,
+            |_, _| true,
+            GaussianMoments::merge,
+            "Gaussian moments (--gaussian-neurons)",
         )?;
         self.stats.merge(&other.stats)?;
         self.shards.extend(other.shards.iter().cloned());
@@ -309,6 +397,12 @@ impl StatsFile {
                     && m.counts.neurons() == s.neurons
                     && m.counts.rows == s.rows
                     && m.counts.classes == s.classes
+            })
+            && file.gaussian.as_ref().is_none_or(|g| {
+                g.check().is_ok()
+                    && g.rows == s.rows
+                    && g.classes == s.classes
+                    && g.neurons.iter().all(|&j| j < s.neurons)
             });
         if !consistent {
             return Err(Error::format(
@@ -344,7 +438,7 @@ fn merge_part<T>(
         (None, None) => Ok(()),
         (Some(a), Some(b)) if compatible(a, b) => merge(a, b),
         _ => Err(Error::input(format!(
-            "one statistics file holds IoU {what} and the other does not: compute every part \
+            "one statistics file holds {what} and the other does not: compute every part \
              with the same options"
         ))),
     }

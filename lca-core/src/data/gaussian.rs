@@ -45,9 +45,9 @@ pub struct GaussianMoments {
     /// Per class, the upper triangle of its scatter matrix, row by row
     /// (`classes × k(k+1)/2`).
     pub scatter: Vec<f64>,
-    /// Smallest value of each neuron (`+∞` before any row).
+    /// Smallest value of each neuron (empty before any row).
     pub min: Vec<f32>,
-    /// Largest value of each neuron (`−∞` before any row).
+    /// Largest value of each neuron (empty before any row).
     pub max: Vec<f32>,
     /// The sampled rows seen so far.
     pub sample: RowSample,
@@ -120,8 +120,8 @@ impl GaussianMoments {
             class_rows: vec![0; c],
             means: vec![0.0; c * k],
             scatter: vec![0.0; c * k * (k + 1) / 2],
-            min: vec![f32::INFINITY; k],
-            max: vec![f32::NEG_INFINITY; k],
+            min: Vec::new(),
+            max: Vec::new(),
             neurons,
             sample: RowSample {
                 seed,
@@ -217,6 +217,10 @@ impl GaussianMoments {
             part.class_rows[class] = n as u64;
         }
         part.rows = labels.len() as u64;
+        if part.rows > 0 {
+            part.min = vec![f32::INFINITY; k];
+            part.max = vec![f32::NEG_INFINITY; k];
+        }
         for row in block.rows() {
             for ((lo, hi), &j) in part.min.iter_mut().zip(&mut part.max).zip(&self.neurons) {
                 *lo = lo.min(row[j]);
@@ -301,11 +305,16 @@ impl GaussianMoments {
             self.class_rows[class] = na + nb;
         }
         self.rows += other.rows;
-        for (lo, &o) in self.min.iter_mut().zip(&other.min) {
-            *lo = lo.min(o);
-        }
-        for (hi, &o) in self.max.iter_mut().zip(&other.max) {
-            *hi = hi.max(o);
+        if self.min.is_empty() {
+            self.min.clone_from(&other.min);
+            self.max.clone_from(&other.max);
+        } else if !other.min.is_empty() {
+            for (lo, &o) in self.min.iter_mut().zip(&other.min) {
+                *lo = lo.min(o);
+            }
+            for (hi, &o) in self.max.iter_mut().zip(&other.max) {
+                *hi = hi.max(o);
+            }
         }
         // Keep the sample in increasing positions whatever the merge order.
         let mut rows: Vec<(u64, u32, &[f32])> =
@@ -341,6 +350,9 @@ impl GaussianMoments {
     /// Whether each covered neuron is constant over the rows seen (none
     /// seen counts as constant).
     pub fn constant(&self) -> Vec<bool> {
+        if self.min.is_empty() {
+            return vec![true; self.k()];
+        }
         self.min
             .iter()
             .zip(&self.max)
@@ -359,8 +371,8 @@ impl GaussianMoments {
             && self.class_rows.iter().sum::<u64>() == self.rows
             && self.means.len() == c * k
             && self.scatter.len() == c * k * (k + 1) / 2
-            && self.min.len() == k
-            && self.max.len() == k
+            && self.min.len() == self.max.len()
+            && (self.min.len() == k || (self.rows == 0 && self.min.is_empty()))
             && s.labels.len() == s.positions.len()
             && s.values.len() == s.positions.len() * k
             && s.positions.len() <= s.size
@@ -475,6 +487,19 @@ mod tests {
         assert!(m.means[2..].iter().all(|&v| v == 0.0));
         assert!(m.sample.is_complete());
         assert_eq!(m.sample.size, 40);
+        // No rows: no extremes, every neuron constant, and a merge adopts
+        // the other part's.
+        let mut none = GaussianMoments::new(classes(), vec![0, 1], 0, 40, 100);
+        none.push_rows(40, x.slice_axis(Axis(0), Slice::from(0..0)), &[], &[])
+            .unwrap();
+        assert!(none.min.is_empty());
+        assert_eq!(none.constant(), vec![true, true]);
+        none.check().unwrap();
+        none.merge(&m).unwrap();
+        assert_eq!(
+            (none.min.clone(), none.max.clone()),
+            (m.min.clone(), m.max.clone())
+        );
     }
 
     #[test]
