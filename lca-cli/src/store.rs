@@ -45,8 +45,8 @@ pub(crate) enum StoreCommand {
         quiet: bool,
     },
     /// Class statistics of a range of shards, in a file that merges with
-    /// others: the scale-out path for the correlation, probeless and (in two
-    /// passes) IoU rankings.
+    /// others: the scale-out path for the correlation, probeless, Gaussian
+    /// and (in two passes) IoU rankings.
     Stats {
         /// The store's folder.
         store: PathBuf,

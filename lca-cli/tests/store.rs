@@ -468,13 +468,43 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
         masks_arg,
     ]);
     let planted = common::planted_neurons(&store);
-    for (method, stats) in [("correlation", &stats), ("iou", &masks)] {
+    // Gaussian moments of the planted neurons and as many others, the
+    // candidates a correlation ranking's top would give.
+    let candidates: Vec<String> = planted
+        .iter()
+        .copied()
+        .chain(
+            (0..800)
+                .filter(|j| !planted.contains(j))
+                .take(planted.len()),
+        )
+        .map(|j| j.to_string())
+        .collect();
+    let gaussian = dir.path().join("gaussian.json");
+    limited(&[
+        "store",
+        "stats",
+        store_arg,
+        "--gaussian-neurons",
+        &candidates.join(","),
+        "--gaussian-rows",
+        "1000",
+        "--out",
+        gaussian.to_str().unwrap(),
+    ]);
+    for (method, stats) in [
+        ("correlation", &stats),
+        ("iou", &masks),
+        ("gaussian", &gaussian),
+    ] {
         let ranked = dir.path().join("ranked.json");
         let output = limited(&[
             "store",
             "rank",
             "--method",
             method,
+            "--neurons",
+            "20",
             stats.to_str().unwrap(),
             "--out",
             ranked.to_str().unwrap(),
@@ -482,16 +512,21 @@ fn statistics_of_a_store_four_times_larger_than_the_memory_limit() {
         let file: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap();
         assert_eq!(file["rows"], 72000);
-        // The planted neurons lead the ranking.
+        // The planted neurons lead the ranking (the Gaussian's greedy
+        // selection, its first 20).
         let order = file["ranking"]["order"].as_array().unwrap();
-        let hits = order[..planted.len()]
+        let top = if method == "gaussian" {
+            20
+        } else {
+            planted.len()
+        };
+        let hits = order[..top]
             .iter()
             .filter(|j| planted.contains(&j.as_u64().unwrap()))
             .count();
         assert!(
-            hits * 10 >= planted.len() * 9,
-            "{method}: {hits} of {} planted neurons on top: {}",
-            planted.len(),
+            hits * 10 >= top * 9,
+            "{method}: {hits} of the top {top} are planted: {}",
             String::from_utf8_lossy(&output.stdout)
         );
     }
