@@ -356,7 +356,7 @@ impl GaussianMoments {
         self.min
             .iter()
             .zip(&self.max)
-            .map(|(lo, hi)| !(lo < hi))
+            .map(|(lo, hi)| lo >= hi)
             .collect()
     }
 
