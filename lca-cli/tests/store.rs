@@ -83,6 +83,25 @@ fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
     }
 }
 
+/// The results of `lca run` on a recipe of the `store` source at `store`
+/// and `rankers` (TOML tables), run in `dir`.
+fn run_rankers(dir: &Path, store: &Path, rankers: &str) -> serde_json::Value {
+    let recipe = dir.join("rank.toml");
+    let source = format!(
+        "[source.s]\ntype = \"store\"\npath = {:?}\n\n",
+        store.display()
+    );
+    std::fs::write(&recipe, source + rankers).unwrap();
+    let out = dir.join("run");
+    succeed(
+        lca_command()
+            .args(["run", "--quiet", "--out"])
+            .arg(&out)
+            .arg(&recipe),
+    );
+    read_results(&out.join("results.json")).unwrap().0
+}
+
 /// The `order` of ranking `name` in a run's results.
 fn ranking_order(results: &serde_json::Value, name: &str) -> Vec<u64> {
     results["rankings"][name]["ranking"]["order"]
@@ -104,25 +123,12 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
             .arg(repo("examples/recipes/lca-synthetic.toml")),
     );
     // The rankers, in memory on the store's data.
-    let recipe = dir.path().join("rank.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[source.s]\ntype = \"store\"\npath = {:?}\n\n[ranker.corr]\ntype = \"correlation\"\n\n\
-             [ranker.probeless]\ntype = \"probeless\"\n\n\
-             [ranker.iou]\ntype = \"iou\"\nquantile = 0.02\ndetector_iou = 0.01\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("run");
-    succeed(
-        lca_command()
-            .args(["run", "--quiet", "--out"])
-            .arg(&out)
-            .arg(&recipe),
+    let results = run_rankers(
+        dir.path(),
+        &store,
+        "[ranker.corr]\ntype = \"correlation\"\n\n[ranker.probeless]\ntype = \"probeless\"\n\n\
+         [ranker.iou]\ntype = \"iou\"\nquantile = 0.02\ndetector_iou = 0.01\n",
     );
-    let (results, _) = read_results(&out.join("results.json")).unwrap();
 
     // Statistics of three shard ranges, merged in two groupings; the first
     // IoU pass (top values) rides along, and its merge gives the thresholds
@@ -261,24 +267,11 @@ fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
          neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n",
         &["--shard-mib", "1"],
     );
-    let recipe = dir.path().join("rank.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[source.s]\ntype = \"store\"\npath = {:?}\n\n\
-             [ranker.gaussian]\ntype = \"gaussian\"\nneurons = 8\nmax_rows = 5000\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("run");
-    succeed(
-        lca_command()
-            .args(["run", "--quiet", "--out"])
-            .arg(&out)
-            .arg(&recipe),
+    let results = run_rankers(
+        dir.path(),
+        &store,
+        "[ranker.gaussian]\ntype = \"gaussian\"\nneurons = 8\nmax_rows = 5000\n",
     );
-    let (results, _) = read_results(&out.join("results.json")).unwrap();
     let in_memory = &results["rankings"]["gaussian"]["ranking"];
 
     let stats = |shards: &str, extra: &[&str], name: &str| {
