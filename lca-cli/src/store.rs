@@ -16,7 +16,8 @@ use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
 use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
 use lca_store::{
-    DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, Store, StoreMeta, StoreSink,
+    DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, StoreMeta,
+    StoreSink,
 };
 
 use crate::progress::Progress;
@@ -86,6 +87,16 @@ pub(crate) enum StoreCommand {
         /// that will be merged must use the same.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also count, per neuron, the tokens of each class per bin of its
+        /// values, for NeuroX's average precision: bins keep this many
+        /// mantissa bits (2^bits per octave; 23 is one bin per distinct
+        /// value, exact and as large as the column).
+        #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=23))]
+        ap_bits: Option<u8>,
+        /// With --ap-bits: activations with |x| below this count as 0 (the
+        /// `iou_neurox` ranker's `threshold`).
+        #[arg(long, value_name = "T", default_value_t = 0.05, value_parser = parse_threshold)]
+        ap_threshold: f64,
     },
     /// Merge statistics files of disjoint shard ranges into one.
     MergeStats {
@@ -103,11 +114,17 @@ pub(crate) enum StoreCommand {
         /// `correlation` (max over classes of |Pearson r|), `probeless`
         /// (summed differences of class means), `iou` (best IoU of a
         /// neuron's top-quantile mask with a class, from second-pass
-        /// statistics) or `gaussian` (greedy selection by a Gaussian
-        /// probe's mutual information, from `--gaussian-neurons`
-        /// statistics), as the rankers of those names.
-        #[arg(long, value_parser = ["correlation", "probeless", "iou", "gaussian"])]
+        /// statistics), `gaussian` (greedy selection by a Gaussian probe's
+        /// mutual information, from `--gaussian-neurons` statistics) or
+        /// `average_precision` (NeuroX's "IoU", from `--ap-bits`
+        /// statistics), as the rankers `correlation`, `probeless`, `iou`,
+        /// `gaussian` and `iou_neurox`.
+        #[arg(long, value_parser = ["correlation", "probeless", "iou", "gaussian", "average_precision"])]
         method: String,
+        /// With `average_precision`: score this class overall (NeuroX
+        /// scores class `1` of a binary task); by default the best class.
+        #[arg(long, value_name = "CLASS")]
+        positive: Option<String>,
         /// With `gaussian`: neurons to select greedily; the rest of the
         /// candidates follow by their last score, then the neurons that
         /// were not candidates, in index order.
@@ -221,6 +238,15 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
     )
 }
 
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a threshold; give a number of at least 0, such as 0.05"
+        )),
+    }
+}
+
 fn parse_iou(text: &str) -> Result<f64, String> {
     parse_unit(
         text,
@@ -297,6 +323,8 @@ pub(crate) fn dispatch(
             gaussian_neurons,
             gaussian_rows,
             seed,
+            ap_bits,
+            ap_threshold,
         } => stats(
             &store,
             &out,
@@ -307,6 +335,7 @@ pub(crate) fn dispatch(
                 iou_quantile,
                 iou_thresholds: iou_thresholds.as_deref(),
                 gaussian: gaussian_neurons.map(|neurons| (neurons, gaussian_rows, seed)),
+                average_precision: ap_bits.map(|bits| (bits, ap_threshold)),
             },
         ),
         StoreCommand::MergeStats { files, out } => merge_stats(&files, &out),
@@ -317,6 +346,7 @@ pub(crate) fn dispatch(
             detector_iou,
             neurons,
             diagonal,
+            positive,
             out,
         } => rank(
             &stats,
@@ -326,6 +356,7 @@ pub(crate) fn dispatch(
                 detector_iou,
                 steps: usize::try_from(neurons).unwrap_or(usize::MAX),
                 diagonal,
+                positive,
             },
             &out,
         ),
@@ -687,6 +718,8 @@ struct StatsOptions<'a> {
     iou_thresholds: Option<&'a Path>,
     /// Neurons, sampled rows and seed of the Gaussian moments.
     gaussian: Option<(NeuronChoice, u64, u64)>,
+    /// Mantissa bits and threshold of the average-precision histograms.
+    average_precision: Option<(u8, f64)>,
 }
 
 fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
@@ -714,8 +747,11 @@ fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
             options.task,
             shards.clone(),
             options.train_only,
-            iou,
-            gaussian.as_ref(),
+            StatsParts {
+                iou,
+                gaussian: gaussian.as_ref(),
+                average_precision: options.average_precision,
+            },
         )
         .with_context(|| match options.iou_thresholds {
             Some(path) => format!("counting IoU masks at the thresholds of {}", path.display()),
@@ -727,6 +763,12 @@ fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
         (_, Some(_)) => " and each neuron's IoU mask counts".into(),
         _ => String::new(),
     };
+    if let Some(h) = &file.average_precision {
+        extra.push_str(&format!(
+            ", with average-precision histograms of {} mantissa bits",
+            h.bits
+        ));
+    }
     if let Some(g) = &file.gaussian {
         extra.push_str(&format!(
             ", with the Gaussian moments of {} neurons and {} sampled rows",
@@ -803,6 +845,70 @@ fn gaussian_ranking(
     Ok(lca_core::NeuronRanking::from_order(order)?.with_details(details))
 }
 
+/// The `iou_neurox` ranker's ranking from merged histograms: the AP of the
+/// binned values per class, overall the `positive` class's or the best,
+/// with the bounds on the exact overall AP of each neuron in the details.
+fn average_precision_ranking(
+    histograms: &lca_core::data::ApHistograms,
+    positive: Option<&str>,
+) -> lca_core::Result<lca_core::NeuronRanking> {
+    let names = &histograms.classes;
+    let positive = match positive {
+        None => None,
+        Some(name) => Some(names.iter().position(|c| c == name).ok_or_else(|| {
+            lca_core::Error::input(format!(
+                "--positive names class `{name}`, which these statistics do not have; their \
+                 classes are {}",
+                names.join(", ")
+            ))
+        })?),
+    };
+    if histograms.class_rows.iter().filter(|&&n| n > 0).count() < 2 {
+        return Err(lca_core::Error::input(
+            "average precision needs rows of at least two classes, and these statistics count \
+             fewer"
+                .to_string(),
+        ));
+    }
+    let scores = histograms.scores();
+    let d = histograms.neurons.len();
+    // The overall score, and the bounds of the same class per neuron.
+    let pick = |j: usize| -> usize {
+        positive.unwrap_or_else(|| {
+            (0..names.len())
+                .max_by(|&a, &b| scores.ap[a][j].total_cmp(&scores.ap[b][j]).then(b.cmp(&a)))
+                .unwrap_or(0)
+        })
+    };
+    let chosen: Vec<usize> = (0..d).map(pick).collect();
+    let overall: Vec<f64> = (0..d).map(|j| scores.ap[chosen[j]][j].max(0.0)).collect();
+    let lower: Vec<f64> = (0..d).map(|j| scores.lower[chosen[j]][j]).collect();
+    let upper: Vec<f64> = (0..d).map(|j| scores.upper[chosen[j]][j]).collect();
+    let widest = lower
+        .iter()
+        .zip(&upper)
+        .map(|(l, u)| u - l)
+        .fold(0.0f64, f64::max);
+    let mut details = lca_core::serde_json::Map::new();
+    details.insert("threshold".into(), histograms.threshold.into());
+    details.insert("bits".into(), histograms.bits.into());
+    details.insert(
+        "overall".into(),
+        match positive {
+            Some(c) => format!("average precision for class {}", names[c]),
+            None => "best average precision over classes".into(),
+        }
+        .into(),
+    );
+    details.insert("exact_at_least".into(), lower.into());
+    details.insert("exact_at_most".into(), upper.into());
+    details.insert("widest_bound".into(), widest.into());
+    Ok(
+        lca_core::NeuronRanking::from_class_scores(overall, scores.ap, names)?
+            .with_details(details),
+    )
+}
+
 /// A ranking from statistics, as written by `lca store rank`.
 #[derive(serde::Serialize)]
 struct RankingFile<'a> {
@@ -820,6 +926,7 @@ struct RankOptions {
     detector_iou: f64,
     steps: usize,
     diagonal: bool,
+    positive: Option<String>,
 }
 
 fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<()> {
@@ -829,6 +936,7 @@ fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<(
         detector_iou,
         steps,
         diagonal,
+        positive,
     } = options;
     let ranking = match method {
         "correlation" => file.stats.correlation_ranking(signed),
@@ -842,6 +950,17 @@ fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<(
                 );
             };
             gaussian_ranking(moments, file.neurons.len(), steps, diagonal)
+        }
+        "average_precision" => {
+            let Some(histograms) = &file.average_precision else {
+                bail!(
+                    "{} holds no average-precision histograms, which `--method \
+                     average_precision` ranks by: compute statistics with `--ap-bits` (the same \
+                     bits and threshold for every shard range) and merge them",
+                    path.display()
+                );
+            };
+            average_precision_ranking(histograms, positive.as_deref())
         }
         "iou" => {
             let Some(iou) = &file.iou_masks else {

@@ -403,6 +403,157 @@ fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
     refused(&mut stats_cmd("3..x"), "is not a range");
 }
 
+/// NeuroX's average precision from per-shard histograms: with one bin per
+/// distinct value it is the `iou_neurox` ranker's ranking, scores and
+/// per-class rankings; with coarse bins the ranker's exact scores lie
+/// within the bounds the ranking states.
+#[test]
+fn average_precision_histograms_merge_into_the_rankers_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = common::create_store(
+        dir.path(),
+        "[run]\nseed = 4\n\n[source.small]\ntype = \"synthetic\"\ntokens = 6000\n\
+         neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n",
+        &["--shard-mib", "1"],
+    );
+    let results = run_rankers(
+        dir.path(),
+        &store,
+        "[ranker.ap]\ntype = \"iou_neurox\"\n\n\
+         [ranker.ap_c2]\ntype = \"iou_neurox\"\npositive = \"C2\"\nthreshold = 0.2\n",
+    );
+    let stats = |shards: &str, extra: &[&str], name: &str| {
+        let file = dir.path().join(name);
+        succeed(
+            lca_command()
+                .args(["store", "stats", "--shards", shards, "--out"])
+                .arg(&file)
+                .args(extra)
+                .arg(&store),
+        );
+        file
+    };
+    let merged = |extra: &[&str], name: &str| {
+        let (a, b) = (
+            stats("0..1", extra, &format!("a-{name}")),
+            stats("1..3", extra, &format!("b-{name}")),
+        );
+        let out = dir.path().join(name);
+        succeed(
+            lca_command()
+                .args(["store", "merge-stats"])
+                .args([&b, &a])
+                .arg("--out")
+                .arg(&out),
+        );
+        out
+    };
+    let rank = |file: &Path, extra: &[&str]| -> serde_json::Value {
+        let ranked = dir.path().join("ap.json");
+        succeed(
+            lca_command()
+                .args(["store", "rank", "--method", "average_precision", "--out"])
+                .arg(&ranked)
+                .args(extra)
+                .arg(file),
+        );
+        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap()
+    };
+    let exact = merged(&["--ap-bits", "23"], "exact.json");
+    let ranked = rank(&exact, &[]);
+    let in_memory = &results["rankings"]["ap"]["ranking"];
+    assert_eq!(ranked["ranking"]["order"], in_memory["order"]);
+    assert_eq!(ranked["ranking"]["scores"], in_memory["scores"]);
+    assert_eq!(ranked["ranking"]["per_class"], in_memory["per_class"]);
+    assert_eq!(ranked["ranking"]["details"]["widest_bound"], 0.0);
+    let exact_c2 = merged(
+        &["--ap-bits", "23", "--ap-threshold", "0.2"],
+        "exact-c2.json",
+    );
+    let ranked = rank(&exact_c2, &["--positive", "C2"]);
+    let in_memory_c2 = &results["rankings"]["ap_c2"]["ranking"];
+    assert_eq!(ranked["ranking"]["order"], in_memory_c2["order"]);
+    assert_eq!(ranked["ranking"]["scores"], in_memory_c2["scores"]);
+
+    // Four bins per octave: a certified interval around every exact score.
+    let coarse = merged(&["--ap-bits", "2"], "coarse.json");
+    let ranked = rank(&coarse, &[]);
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let details = &ranked["ranking"]["details"];
+    let (lower, upper) = (
+        numbers(&details["exact_at_least"]),
+        numbers(&details["exact_at_most"]),
+    );
+    let exact_scores = numbers(&in_memory["scores"]);
+    assert!(details["widest_bound"].as_f64().unwrap() > 0.0);
+    for (j, score) in exact_scores.iter().enumerate() {
+        assert!(
+            lower[j] - 1e-12 <= *score && *score <= upper[j] + 1e-12,
+            "neuron {j}: {} <= {score} <= {}",
+            lower[j],
+            upper[j]
+        );
+    }
+    let planted = common::planted_neurons(&store);
+    let order = numbers(&ranked["ranking"]["order"]);
+    let hits = order[..planted.len()]
+        .iter()
+        .filter(|&&j| planted.contains(&(j as u64)))
+        .count();
+    assert!(hits * 10 >= planted.len() * 9, "{hits} of {planted:?}");
+
+    // Refusals, with nothing written.
+    let x = dir.path().join("x.json");
+    let plain_b = stats("1..3", &[], "plain-b.json");
+    let a = stats("0..1", &["--ap-bits", "23"], "a-again.json");
+    let coarse_b = stats("1..3", &["--ap-bits", "2"], "b-coarse.json");
+    for (other, expected) in [
+        (
+            &plain_b,
+            "holds average-precision histograms (--ap-bits) and the other does not",
+        ),
+        (&coarse_b, "same `--ap-bits` and `--ap-threshold`"),
+    ] {
+        let err = fail(
+            lca_command()
+                .args(["store", "merge-stats"])
+                .args([&a, other])
+                .arg("--out")
+                .arg(&x),
+        );
+        assert!(err.contains(expected), "{err}");
+    }
+    let err = fail(
+        lca_command()
+            .args([
+                "store",
+                "rank",
+                "--method",
+                "average_precision",
+                "--positive",
+                "C9",
+                "--out",
+            ])
+            .arg(&x)
+            .arg(&exact),
+    );
+    assert!(err.contains("C0, C1, C2, C3, C4"), "{err}");
+    let err = fail(
+        lca_command()
+            .args(["store", "stats", "--ap-bits", "24", "--out"])
+            .arg(&x)
+            .arg(&store),
+    );
+    assert!(err.contains("24"), "{err}");
+    assert!(!x.exists());
+}
+
 /// A store four times larger than the address space `lca` may use: its
 /// statistics, ranking and verification run under the limit, since shards
 /// are mapped one at a time and read a block of rows at a time.

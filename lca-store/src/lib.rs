@@ -32,7 +32,7 @@ pub use manifest::{
     ShardEntry, TENSOR, TaskEntry,
 };
 pub use read::Store;
-pub use stats::{GaussianPass, IouMasks, IouPass, IouTop, STATS_FORMAT, StatsFile};
+pub use stats::{GaussianPass, IouMasks, IouPass, IouTop, STATS_FORMAT, StatsFile, StatsParts};
 pub use write::{
     DEFAULT_SHARD_BYTES, StoreMeta, StoreSink, StoreWriter, rows_per_shard, write_dataset,
 };

@@ -11,7 +11,8 @@ use std::ops::Range;
 use std::path::Path;
 
 use lca_core::data::{
-    ClassStats, GaussianMoments, MaskCounts, RowSample, TopValues, TopValuesBuilder, mask_size,
+    ApHistograms, ClassStats, GaussianMoments, MaskCounts, RowSample, TopValues, TopValuesBuilder,
+    mask_size,
 };
 use lca_core::error::{Error, Result};
 use lca_core::io;
@@ -51,6 +52,22 @@ pub struct StatsFile {
     /// what the Gaussian ranking reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gaussian: Option<GaussianMoments>,
+    /// Per neuron, tokens of each class per bin of its values: what NeuroX's
+    /// average precision reads, with a bound on its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_precision: Option<ApHistograms>,
+}
+
+/// What a statistics pass computes besides the class sums.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatsParts<'a> {
+    /// One of the IoU passes, or none.
+    pub iou: IouPass<'a>,
+    /// The Gaussian moments of some neurons.
+    pub gaussian: Option<&'a GaussianPass>,
+    /// Average-precision histograms: mantissa bits per bin and the
+    /// threshold below which |x| counts as 0.
+    pub average_precision: Option<(u8, f64)>,
 }
 
 /// What the Gaussian part of a statistics pass covers.
@@ -84,10 +101,11 @@ pub struct IouMasks {
     pub counts: MaskCounts,
 }
 
-/// What a statistics pass computes besides the class sums.
-#[derive(Clone, Copy, Debug)]
+/// Which IoU pass a statistics pass makes.
+#[derive(Clone, Copy, Debug, Default)]
 pub enum IouPass<'a> {
     /// Nothing more.
+    #[default]
     None,
     /// The top values of each neuron, for masks of this top fraction.
     TopValues {
@@ -102,8 +120,8 @@ pub enum IouPass<'a> {
 impl Store {
     /// The class statistics of shards `shards` under `task` (the default
     /// task when `None`), of their training rows only when `train_only`.
-    /// Reads a block of rows at a time. `iou` adds one of the two IoU
-    /// passes; `gaussian` adds the Gaussian moments.
+    /// Reads a block of rows at a time. `parts` adds one of the two IoU
+    /// passes, the Gaussian moments and the average-precision histograms.
     ///
     /// # Errors
     /// When the task or a shard is not in the store, a shard cannot be
@@ -114,9 +132,13 @@ impl Store {
         task: Option<&str>,
         shards: Range<usize>,
         train_only: bool,
-        iou: IouPass<'_>,
-        gaussian: Option<&GaussianPass>,
+        parts: StatsParts<'_>,
     ) -> Result<StatsFile> {
+        let StatsParts {
+            iou,
+            gaussian,
+            average_precision,
+        } = parts;
         let m = self.manifest();
         if shards.start > shards.end || shards.end > m.shards.len() {
             return Err(Error::input(format!(
@@ -161,6 +183,15 @@ impl Store {
             Some(pass) => Some(self.gaussian_moments(pass, &entry.classes, counted.len())?),
             None => None,
         };
+        let mut histograms = match average_precision {
+            Some((bits, threshold)) => Some(ApHistograms::new(
+                entry.classes.clone(),
+                m.neurons.len(),
+                bits,
+                threshold,
+            )?),
+            None => None,
+        };
         let drawn = moments.as_ref().map_or_else(Vec::new, |m| {
             RowSample::draw(m.sample.seed, m.sample.population, m.sample.size)
         });
@@ -184,6 +215,9 @@ impl Store {
             if let Some(m) = &mut moments {
                 m.push_rows(start as u64, block, labels, &drawn)?;
             }
+            if let Some(h) = &mut histograms {
+                h.push_rows(block, labels)?;
+            }
             stats.merge(&ClassStats::of_rows(entry.classes.clone(), block, labels)?)
         })?;
         Ok(StatsFile {
@@ -199,6 +233,7 @@ impl Store {
             }),
             iou_masks,
             gaussian: moments,
+            average_precision: histograms,
         })
     }
 
@@ -353,6 +388,13 @@ impl StatsFile {
             GaussianMoments::merge,
             "Gaussian moments (--gaussian-neurons)",
         )?;
+        merge_part(
+            &mut self.average_precision,
+            &other.average_precision,
+            |_, _| true,
+            ApHistograms::merge,
+            "average-precision histograms (--ap-bits)",
+        )?;
         self.stats.merge(&other.stats)?;
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
@@ -403,6 +445,12 @@ impl StatsFile {
                     && g.rows == s.rows
                     && g.classes == s.classes
                     && g.neurons.iter().all(|&j| j < s.neurons)
+            })
+            && file.average_precision.as_ref().is_none_or(|h| {
+                h.check().is_ok()
+                    && h.rows == s.rows
+                    && h.classes == s.classes
+                    && h.neurons.len() == s.neurons
             });
         if !consistent {
             return Err(Error::format(
