@@ -46,8 +46,8 @@ pub(crate) enum StoreCommand {
         quiet: bool,
     },
     /// Class statistics of a range of shards, in a file that merges with
-    /// others: the scale-out path for the correlation, probeless, Gaussian
-    /// and (in two passes) IoU rankings.
+    /// others: the scale-out path for the correlation, probeless, Gaussian,
+    /// average-precision and (in two passes) IoU rankings.
     Stats {
         /// The store's folder.
         store: PathBuf,
@@ -981,6 +981,12 @@ fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<(
         _ => file.stats.probeless_ranking(),
     }
     .with_context(|| format!("ranking neurons from {}", path.display()))?;
+    // As in a run: a neuron constant on the rows counted says nothing,
+    // whatever its score, so it goes last.
+    let ranking = match file.stats.constant_neurons() {
+        Some(constant) => ranking.with_uninformative_last(&constant),
+        None => ranking,
+    };
     let top: Vec<&str> = ranking
         .order()
         .iter()

@@ -431,6 +431,8 @@ impl StatsFile {
             && s.class_rows.len() == k
             && s.class_sums.len() == k * s.neurons
             && s.class_rows.iter().sum::<u64>() == s.rows
+            && s.min.len() == s.max.len()
+            && (s.min.is_empty() || s.min.len() == s.neurons)
             && file.iou_top.as_ref().is_none_or(|t| {
                 t.top.check().is_ok() && t.top.neurons == s.neurons && t.top.rows == s.rows
             })

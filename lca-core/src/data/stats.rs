@@ -30,6 +30,8 @@ struct ColumnGroup {
     first: usize,
     mean: Vec<f64>,
     m2: Vec<f64>,
+    min: Vec<f32>,
+    max: Vec<f32>,
     /// `classes × columns of the group`.
     class_sums: Vec<f64>,
 }
@@ -52,6 +54,13 @@ pub struct ClassStats {
     /// Sum of each neuron over each class's rows, class-major
     /// (`classes × neurons`).
     pub class_sums: Vec<f64>,
+    /// Smallest value of each neuron (empty before any row, and in files
+    /// written before it was kept): exact, so constant neurons are known.
+    #[serde(default)]
+    pub min: Vec<f32>,
+    /// Largest value of each neuron (empty as `min`).
+    #[serde(default)]
+    pub max: Vec<f32>,
 }
 
 impl ClassStats {
@@ -66,6 +75,8 @@ impl ClassStats {
             mean: vec![0.0; neurons],
             m2: vec![0.0; neurons],
             class_sums: vec![0.0; k * neurons],
+            min: Vec::new(),
+            max: Vec::new(),
         }
     }
 
@@ -114,6 +125,8 @@ impl ClassStats {
                     first,
                     mean: Vec::with_capacity(columns.len()),
                     m2: Vec::with_capacity(columns.len()),
+                    min: Vec::with_capacity(columns.len()),
+                    max: Vec::with_capacity(columns.len()),
                     class_sums: vec![0.0; k * columns.len()],
                 };
                 let width = columns.len();
@@ -131,13 +144,24 @@ impl ClassStats {
                         .m2
                         .push(column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum());
                     group.mean.push(mean);
+                    let (lo, hi) = column
+                        .iter()
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                    group.min.push(lo);
+                    group.max.push(hi);
                 }
                 group
             })
             .collect();
+        stats.min = vec![0.0; d];
+        stats.max = vec![0.0; d];
         for group in groups {
             let width = group.mean.len();
             let at = group.first..group.first + width;
+            stats.min[at.clone()].copy_from_slice(&group.min);
+            stats.max[at.clone()].copy_from_slice(&group.max);
             stats.mean[at.clone()].copy_from_slice(&group.mean);
             stats.m2[at].copy_from_slice(&group.m2);
             for c in 0..k {
@@ -208,7 +232,40 @@ impl ClassStats {
         for (a, b) in self.class_sums.iter_mut().zip(&other.class_sums) {
             *a += b;
         }
+        // Extremes are known only when both parts kept them.
+        if self.min.is_empty() || other.min.is_empty() {
+            self.min.clear();
+            self.max.clear();
+        } else {
+            self.min
+                .iter_mut()
+                .zip(&other.min)
+                .for_each(|(a, &b)| *a = a.min(b));
+            self.max
+                .iter_mut()
+                .zip(&other.max)
+                .for_each(|(a, &b)| *a = a.max(b));
+        }
         Ok(())
+    }
+
+    /// The neurons constant over the rows counted (smallest value equal to
+    /// the largest), which a run ranks last whatever their score; `None`
+    /// when the extremes were not kept (a file from an older `lca`), and
+    /// every neuron when no row was counted.
+    pub fn constant_neurons(&self) -> Option<Vec<u32>> {
+        if self.rows == 0 {
+            return Some((0..self.neurons as u32).collect());
+        }
+        if self.min.len() != self.neurons {
+            return None;
+        }
+        Some(
+            (0..self.neurons)
+                .filter(|&j| self.min[j] >= self.max[j])
+                .map(|j| j as u32)
+                .collect(),
+        )
     }
 
     /// The mean of each neuron over each class's rows; `None` for a class
@@ -328,6 +385,56 @@ mod tests {
     use super::*;
     use ndarray::{Array2, Axis, Slice};
     use proptest::prelude::*;
+
+    #[test]
+    fn constant_neurons_are_known_exactly_across_merges() {
+        // Neuron 0 is 0.1 everywhere (its mean is not exactly 0.1), neuron 1
+        // varies in the second half only, neuron 2 everywhere.
+        let x = Array2::from_shape_fn((10, 3), |(r, j)| match j {
+            0 => 0.1f32,
+            1 => {
+                if r < 5 {
+                    2.0
+                } else {
+                    r as f32
+                }
+            }
+            _ => r as f32,
+        });
+        let y = vec![0u32, 1, 0, 1, 0, 1, 0, 1, 0, 1];
+        let names = vec!["a".to_string(), "b".to_string()];
+        let first = ClassStats::of_rows(
+            names.clone(),
+            x.slice_axis(Axis(0), Slice::from(0..5)),
+            &y[..5],
+        )
+        .unwrap();
+        assert_eq!(first.constant_neurons(), Some(vec![0, 1]));
+        let mut merged = first.clone();
+        merged
+            .merge(
+                &ClassStats::of_rows(
+                    names.clone(),
+                    x.slice_axis(Axis(0), Slice::from(5..10)),
+                    &y[5..],
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(merged.constant_neurons(), Some(vec![0]));
+        assert_eq!(
+            ClassStats::new(names.clone(), 3).constant_neurons(),
+            Some(vec![0, 1, 2])
+        );
+        // A file from before the extremes were kept: unknown, and merging
+        // it leaves them unknown.
+        let mut old = first.clone();
+        old.min.clear();
+        old.max.clear();
+        assert_eq!(old.constant_neurons(), None);
+        merged.merge(&old).unwrap();
+        assert_eq!(merged.constant_neurons(), None);
+    }
 
     fn classes(k: usize) -> Vec<String> {
         (0..k).map(|c| format!("C{c}")).collect()
