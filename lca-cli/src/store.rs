@@ -872,41 +872,38 @@ fn average_precision_ranking(
     }
     let scores = histograms.scores();
     let d = histograms.neurons.len();
-    // The overall score, and the bounds of the same class per neuron.
-    let pick = |j: usize| -> usize {
+    let ranking = lca_core::data::average_precision_ranking(
+        scores.ap.clone(),
+        names,
+        positive,
+        histograms.threshold,
+    )?;
+    // The bounds of the class each neuron's overall score is of.
+    let overall = ranking.scores().expect("a ranking by scores").to_vec();
+    let class_of = |j: usize| -> usize {
         positive.unwrap_or_else(|| {
             (0..names.len())
-                .max_by(|&a, &b| scores.ap[a][j].total_cmp(&scores.ap[b][j]).then(b.cmp(&a)))
+                .find(|&c| scores.ap[c][j] == overall[j])
                 .unwrap_or(0)
         })
     };
-    let chosen: Vec<usize> = (0..d).map(pick).collect();
-    let overall: Vec<f64> = (0..d).map(|j| scores.ap[chosen[j]][j].max(0.0)).collect();
-    let lower: Vec<f64> = (0..d).map(|j| scores.lower[chosen[j]][j]).collect();
-    let upper: Vec<f64> = (0..d).map(|j| scores.upper[chosen[j]][j]).collect();
+    let (lower, upper): (Vec<f64>, Vec<f64>) = (0..d)
+        .map(|j| {
+            let c = class_of(j);
+            (scores.lower[c][j], scores.upper[c][j])
+        })
+        .unzip();
     let widest = lower
         .iter()
         .zip(&upper)
         .map(|(l, u)| u - l)
         .fold(0.0f64, f64::max);
-    let mut details = lca_core::serde_json::Map::new();
-    details.insert("threshold".into(), histograms.threshold.into());
+    let mut details = ranking.details().clone();
     details.insert("bits".into(), histograms.bits.into());
-    details.insert(
-        "overall".into(),
-        match positive {
-            Some(c) => format!("average precision for class {}", names[c]),
-            None => "best average precision over classes".into(),
-        }
-        .into(),
-    );
     details.insert("exact_at_least".into(), lower.into());
     details.insert("exact_at_most".into(), upper.into());
     details.insert("widest_bound".into(), widest.into());
-    Ok(
-        lca_core::NeuronRanking::from_class_scores(overall, scores.ap, names)?
-            .with_details(details),
-    )
+    Ok(ranking.with_details(details))
 }
 
 /// A ranking from statistics, as written by `lca store rank`.

@@ -2,7 +2,7 @@
 //! of the in-memory one, imports and exports round-trip, and bad input is
 //! refused with one paragraph and nothing written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod common;
 use common::{lca_command, npy, read_results, repo, succeed};
@@ -100,6 +100,46 @@ fn run_rankers(dir: &Path, store: &Path, rankers: &str) -> serde_json::Value {
             .arg(&recipe),
     );
     read_results(&out.join("results.json")).unwrap().0
+}
+
+/// `lca store stats` of `shards` of `store` with `extra` options, into
+/// `dir/name`.
+fn store_stats(dir: &Path, store: &Path, shards: &str, extra: &[&str], name: &str) -> PathBuf {
+    let file = dir.join(name);
+    succeed(
+        lca_command()
+            .args(["store", "stats", "--shards", shards, "--out"])
+            .arg(&file)
+            .args(extra)
+            .arg(store),
+    );
+    file
+}
+
+/// `lca store merge-stats` of `files`, in that order, into `dir/name`.
+fn merge_stats(dir: &Path, files: &[&PathBuf], name: &str) -> PathBuf {
+    let out = dir.join(name);
+    succeed(
+        lca_command()
+            .args(["store", "merge-stats"])
+            .args(files)
+            .arg("--out")
+            .arg(&out),
+    );
+    out
+}
+
+/// The ranking file `lca store rank --method method` writes from `stats`.
+fn store_rank(dir: &Path, stats: &Path, method: &str, extra: &[&str]) -> serde_json::Value {
+    let ranked = dir.join(format!("{method}.json"));
+    succeed(
+        lca_command()
+            .args(["store", "rank", "--method", method, "--out"])
+            .arg(&ranked)
+            .args(extra)
+            .arg(stats),
+    );
+    serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap()
 }
 
 /// The `order` of ranking `name` in a run's results.
@@ -275,38 +315,13 @@ fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
     let in_memory = &results["rankings"]["gaussian"]["ranking"];
 
     let stats = |shards: &str, extra: &[&str], name: &str| {
-        let file = dir.path().join(name);
-        succeed(
-            lca_command()
-                .args(["store", "stats", "--shards", shards, "--out"])
-                .arg(&file)
-                .args(extra)
-                .arg(&store),
-        );
-        file
+        store_stats(dir.path(), &store, shards, extra, name)
     };
     let all = ["--gaussian-neurons", "all", "--gaussian-rows", "5000"];
     let (a, b) = (stats("0..1", &all, "a.json"), stats("1..3", &all, "b.json"));
-    let rank = |file: &Path, extra: &[&str]| -> serde_json::Value {
-        let ranked = dir.path().join("gaussian.json");
-        succeed(
-            lca_command()
-                .args(["store", "rank", "--method", "gaussian", "--out"])
-                .arg(&ranked)
-                .args(extra)
-                .arg(file),
-        );
-        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap()
-    };
+    let rank = |file: &Path, extra: &[&str]| store_rank(dir.path(), file, "gaussian", extra);
     for (first, second, name) in [(&a, &b, "ab.json"), (&b, &a, "ba.json")] {
-        let merged = dir.path().join(name);
-        succeed(
-            lca_command()
-                .args(["store", "merge-stats"])
-                .args([first, second])
-                .arg("--out")
-                .arg(&merged),
-        );
+        let merged = merge_stats(dir.path(), &[first, second], name);
         let ranked = rank(&merged, &["--neurons", "8"]);
         assert_eq!(ranked["ranking"]["order"], in_memory["order"], "{name}");
         let bits = |v: &serde_json::Value| -> Vec<f64> {
@@ -423,42 +438,17 @@ fn average_precision_histograms_merge_into_the_rankers_ranking() {
          [ranker.ap_c2]\ntype = \"iou_neurox\"\npositive = \"C2\"\nthreshold = 0.2\n",
     );
     let stats = |shards: &str, extra: &[&str], name: &str| {
-        let file = dir.path().join(name);
-        succeed(
-            lca_command()
-                .args(["store", "stats", "--shards", shards, "--out"])
-                .arg(&file)
-                .args(extra)
-                .arg(&store),
-        );
-        file
+        store_stats(dir.path(), &store, shards, extra, name)
     };
     let merged = |extra: &[&str], name: &str| {
         let (a, b) = (
             stats("0..1", extra, &format!("a-{name}")),
             stats("1..3", extra, &format!("b-{name}")),
         );
-        let out = dir.path().join(name);
-        succeed(
-            lca_command()
-                .args(["store", "merge-stats"])
-                .args([&b, &a])
-                .arg("--out")
-                .arg(&out),
-        );
-        out
+        merge_stats(dir.path(), &[&b, &a], name)
     };
-    let rank = |file: &Path, extra: &[&str]| -> serde_json::Value {
-        let ranked = dir.path().join("ap.json");
-        succeed(
-            lca_command()
-                .args(["store", "rank", "--method", "average_precision", "--out"])
-                .arg(&ranked)
-                .args(extra)
-                .arg(file),
-        );
-        serde_json::from_str(&std::fs::read_to_string(&ranked).unwrap()).unwrap()
-    };
+    let rank =
+        |file: &Path, extra: &[&str]| store_rank(dir.path(), file, "average_precision", extra);
     let exact = merged(&["--ap-bits", "23"], "exact.json");
     let ranked = rank(&exact, &[]);
     let in_memory = &results["rankings"]["ap"]["ranking"];

@@ -22,6 +22,6 @@ pub use labels::{ClassVocab, Labels, count_classes};
 pub use masks::{MaskCounts, TopValues, TopValuesBuilder, iou_ranking, mask_iou, mask_size};
 pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns, gather_columns};
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
-pub use precision::{ApHistograms, ApScores, NeuronBins};
+pub use precision::{ApHistograms, ApScores, NeuronBins, average_precision_ranking};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};
 pub use stats::{ClassStats, class_correlation, probeless_scores};

@@ -32,7 +32,40 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::data::NeuronRanking;
 use crate::error::{Error, Result};
+
+/// The `iou_neurox` ranking from per-class average precisions
+/// (`per_class[c][j]`): overall, the class `positive`'s AP, or each
+/// neuron's best; the details name which, and the threshold.
+///
+/// # Errors
+/// When the scores do not fit the classes or are not finite.
+pub fn average_precision_ranking(
+    per_class: Vec<Vec<f64>>,
+    classes: &[String],
+    positive: Option<usize>,
+    threshold: f64,
+) -> Result<NeuronRanking> {
+    let n = per_class.first().map_or(0, Vec::len);
+    let overall: Vec<f64> = match positive {
+        Some(c) => per_class[c].clone(),
+        None => (0..n)
+            .map(|j| per_class.iter().map(|row| row[j]).fold(0.0, f64::max))
+            .collect(),
+    };
+    let mut details = serde_json::Map::new();
+    details.insert("threshold".into(), threshold.into());
+    details.insert(
+        "overall".into(),
+        match positive {
+            Some(c) => format!("average precision for class {}", classes[c]),
+            None => "best average precision over classes".into(),
+        }
+        .into(),
+    );
+    Ok(NeuronRanking::from_class_scores(overall, per_class, classes)?.with_details(details))
+}
 
 /// Tokens of each class per bin of each neuron, over some rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -41,13 +41,13 @@
 //! token: such a neuron separates nothing. This differs from NeuroX, which
 //! gives a single-valued neuron the class's frequency as its AP.
 
-use lca_core::data::{MaskCounts, Split, TopValues, iou_ranking, mask_size};
+use lca_core::data::{
+    MaskCounts, Split, TopValues, average_precision_ranking, iou_ranking, mask_size,
+};
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
-use lca_core::{
-    Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json,
-};
+use lca_core::{Component, Error, NeuronRanking, RankInput, Ranker, Result, RunContext};
 use rayon::prelude::*;
 const IOU: &str = "iou";
 const IOU_NEUROX: &str = "iou_neurox";
@@ -249,21 +249,6 @@ fn transpose(columns: Vec<Vec<f64>>, n_classes: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn max_over_classes(per_class: &[Vec<f64>], n: usize) -> Vec<f64> {
-    (0..n)
-        .map(|j| per_class.iter().map(|row| row[j]).fold(0.0, f64::max))
-        .collect()
-}
-
-fn ranking(
-    overall: Vec<f64>,
-    per_class: Vec<Vec<f64>>,
-    names: &[String],
-    details: serde_json::Map<String, serde_json::Value>,
-) -> Result<NeuronRanking> {
-    Ok(NeuronRanking::from_class_scores(overall, per_class, names)?.with_details(details))
-}
-
 impl Ranker for IouRanker {
     fn rank(&self, input: &RankInput<'_>, cx: &RunContext) -> Result<NeuronRanking> {
         let data = input.data;
@@ -309,21 +294,7 @@ impl Ranker for AveragePrecisionRanker {
                 self.threshold,
             )
         });
-        let overall = match positive {
-            Some(c) => per_class[c].clone(),
-            None => max_over_classes(&per_class, data.n_neurons()),
-        };
-        let mut details = serde_json::Map::new();
-        details.insert("threshold".into(), self.threshold.into());
-        details.insert(
-            "overall".into(),
-            match positive {
-                Some(c) => format!("average precision for class {}", names[c]),
-                None => "best average precision over classes".into(),
-            }
-            .into(),
-        );
-        ranking(overall, per_class, names, details)
+        average_precision_ranking(per_class, names, positive, self.threshold)
     }
 }
 
