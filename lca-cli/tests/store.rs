@@ -102,6 +102,16 @@ fn run_rankers(dir: &Path, store: &Path, rankers: &str) -> serde_json::Value {
     read_results(&out.join("results.json")).unwrap().0
 }
 
+/// A planted store of 6,000 tokens × 120 neurons, 5 classes, in 3 shards
+/// of 1 MiB (4,800 training rows: two shards and part of the third).
+fn small_store(dir: &Path, seed: u64) -> PathBuf {
+    let recipe = format!(
+        "[run]\nseed = {seed}\n\n[source.small]\ntype = \"synthetic\"\ntokens = 6000\n\
+         neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n"
+    );
+    common::create_store(dir, &recipe, &["--shard-mib", "1"]).0
+}
+
 /// `lca store stats` of `shards` of `store` with `extra` options, into
 /// `dir/name`.
 fn store_stats(dir: &Path, store: &Path, shards: &str, extra: &[&str], name: &str) -> PathBuf {
@@ -301,12 +311,7 @@ fn statistics_of_shard_ranges_merge_into_the_rankers_rankings() {
 #[test]
 fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = common::create_store(
-        dir.path(),
-        "[run]\nseed = 3\n\n[source.small]\ntype = \"synthetic\"\ntokens = 6000\n\
-         neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n",
-        &["--shard-mib", "1"],
-    );
+    let store = small_store(dir.path(), 3);
     let results = run_rankers(
         dir.path(),
         &store,
@@ -425,12 +430,7 @@ fn gaussian_moments_of_shard_ranges_merge_into_the_rankers_ranking() {
 #[test]
 fn average_precision_histograms_merge_into_the_rankers_ranking() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = common::create_store(
-        dir.path(),
-        "[run]\nseed = 4\n\n[source.small]\ntype = \"synthetic\"\ntokens = 6000\n\
-         neurons = 120\nlayers = 2\nclasses = 5\nper_class = 2\n",
-        &["--shard-mib", "1"],
-    );
+    let store = small_store(dir.path(), 4);
     let results = run_rankers(
         dir.path(),
         &store,
