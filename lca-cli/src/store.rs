@@ -55,8 +55,15 @@ pub(crate) enum StoreCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Shards START..END (numbered from 0, END excluded); default all.
-        #[arg(long, value_name = "START..END", value_parser = parse_range)]
+        #[arg(long, value_name = "START..END", value_parser = parse_range,
+              conflicts_with = "part")]
         shards: Option<Range<usize>>,
+        /// Part K of N (K from 0): the K-th of N runs of consecutive shards
+        /// of sizes differing by at most one, so that N array tasks (Slurm's
+        /// `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`) cover the store
+        /// once between them. A part may hold no shard.
+        #[arg(long, value_name = "K/N", value_parser = parse_part)]
+        part: Option<(usize, usize)>,
         /// The task whose labels define the classes (default: the store's default task).
         #[arg(long)]
         task: Option<String>,
@@ -230,6 +237,29 @@ fn parse_range(text: &str) -> Result<Range<usize>, String> {
     }
 }
 
+fn parse_part(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((k, n)) if k < n => Ok((k, n)),
+        _ => Err(format!(
+            "`{text}` is not a part; give K/N with 0 ≤ K < N, such as 0/8"
+        )),
+    }
+}
+
+/// The shards of part `k` of `n` of `shards` shards: the first
+/// `shards mod n` parts hold one more.
+fn part_shards(k: usize, n: usize, shards: usize) -> Range<usize> {
+    let (base, extra) = (shards / n, shards % n);
+    let start = k * base + k.min(extra);
+    start..start + base + usize::from(k < extra)
+}
+
 fn parse_fraction(text: &str) -> Result<f64, String> {
     parse_unit(
         text,
@@ -316,6 +346,7 @@ pub(crate) fn dispatch(
             store,
             out,
             shards,
+            part,
             task,
             all_rows,
             iou_quantile,
@@ -330,6 +361,7 @@ pub(crate) fn dispatch(
             &out,
             StatsOptions {
                 shards,
+                part,
                 task: task.as_deref(),
                 train_only: !all_rows,
                 iou_quantile,
@@ -712,6 +744,7 @@ fn export(registry: &Registry, dir: &Path, out: &Path, task: Option<&str>) -> Re
 /// What `lca store stats` counts.
 struct StatsOptions<'a> {
     shards: Option<Range<usize>>,
+    part: Option<(usize, usize)>,
     task: Option<&'a str>,
     train_only: bool,
     iou_quantile: Option<f64>,
@@ -724,7 +757,12 @@ struct StatsOptions<'a> {
 
 fn stats(dir: &Path, out: &Path, options: StatsOptions<'_>) -> Result<()> {
     let store = Store::open(dir)?;
-    let shards = options.shards.unwrap_or(0..store.manifest().shards.len());
+    let count = store.manifest().shards.len();
+    let shards = match (options.shards, options.part) {
+        (Some(shards), _) => shards,
+        (None, Some((k, n))) => part_shards(k, n, count),
+        (None, None) => 0..count,
+    };
     let top_values = match options.iou_thresholds {
         Some(path) => Some(StatsFile::read(path)?),
         None => None,
@@ -1003,4 +1041,28 @@ fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<(
     lca_core::io::write_atomic(out, &json)?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_shards_once_in_order() {
+        for shards in 0..12 {
+            for n in 1..9 {
+                let parts: Vec<Range<usize>> = (0..n).map(|k| part_shards(k, n, shards)).collect();
+                assert_eq!(parts[0].start, 0);
+                assert_eq!(parts[n - 1].end, shards);
+                assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+                let sizes: Vec<usize> = parts.iter().map(ExactSizeIterator::len).collect();
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{shards} shards in {n} parts: {sizes:?}");
+            }
+        }
+        assert_eq!(part_shards(2, 4, 10), 6..8);
+        assert_eq!(parse_part("3/8"), Ok((3, 8)));
+        assert!(parse_part("8/8").is_err());
+        assert!(parse_part("x").is_err());
+    }
 }

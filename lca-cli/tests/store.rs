@@ -544,6 +544,70 @@ fn average_precision_histograms_merge_into_the_rankers_ranking() {
     assert!(!x.exists());
 }
 
+/// The Slurm recipe, run locally: four array tasks (one with no shard)
+/// per pass, merged and ranked, give the rankings of one pass over the
+/// whole store.
+#[test]
+fn the_slurm_array_recipe_run_locally_gives_the_rankings_of_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path(), 5);
+    let out = dir.path().join("slurm");
+    let options = "--gaussian-neurons 0..40 --gaussian-rows 5000 --ap-bits 23";
+    let script = |args: &[&std::ffi::OsStr]| {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(repo("scripts/slurm/rank-store.sh"))
+            .args(args)
+            .env("LCA", common::lca_exe())
+            .env("LCA_STATS_OPTIONS", options)
+            .env("LCA_RANK_OPTIONS", "--neurons 5")
+            .env("LCA_IOU_QUANTILE", "0.02");
+        command
+    };
+    succeed(&mut script(&[
+        "--local".as_ref(),
+        store.as_os_str(),
+        out.as_os_str(),
+        "4".as_ref(),
+    ]));
+    // One pass over all shards, the same options.
+    let words: Vec<&str> = options.split(' ').collect();
+    let mut pass1 = words.clone();
+    pass1.extend(["--iou-quantile", "0.02"]);
+    let whole = store_stats(dir.path(), &store, "0..3", &pass1, "whole.json");
+    let thresholds = ["--iou-thresholds", whole.to_str().unwrap()];
+    let masks = store_stats(dir.path(), &store, "0..3", &thresholds, "masks.json");
+    for method in [
+        "correlation",
+        "probeless",
+        "gaussian",
+        "average_precision",
+        "iou",
+    ] {
+        let stats = if method == "iou" { &masks } else { &whole };
+        let one_pass = store_rank(dir.path(), stats, method, &["--neurons", "5"]);
+        let parts: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("{method}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            parts["ranking"]["order"], one_pass["ranking"]["order"],
+            "{method}"
+        );
+        assert_eq!(parts["rows"], 4800, "{method}");
+    }
+    // A part with no shard still writes its (empty) statistics.
+    let empty: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pass1-3.json")).unwrap()).unwrap();
+    assert_eq!(empty["shards"].as_array().unwrap().len(), 0);
+    // Bad arguments: exit 2 with the usage.
+    let output = script(&["--local".as_ref(), store.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: rank-store.sh"));
+}
+
 /// A store four times larger than the address space `lca` may use: its
 /// statistics, ranking and verification run under the limit, since shards
 /// are mapped one at a time and read a block of rows at a time.
