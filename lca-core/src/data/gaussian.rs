@@ -184,24 +184,26 @@ impl GaussianMoments {
         part.sample.seed = self.sample.seed;
         part.sample.population = self.sample.population;
         part.sample.size = self.sample.size;
-        for class in 0..c {
-            let rows: Vec<usize> = (0..labels.len())
-                .filter(|&r| labels[r] as usize == class)
-                .collect();
+        // Bucket the rows by class in one scan of the labels.
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); c];
+        for (r, &label) in labels.iter().enumerate() {
+            by_class[label as usize].push(r);
+        }
+        for (class, rows) in by_class.iter().enumerate() {
             if rows.is_empty() {
                 continue;
             }
             let n = rows.len();
             let mut centred = Array2::<f64>::zeros((n, k));
             let mean = &mut part.means[class * k..(class + 1) * k];
-            for &r in &rows {
+            for &r in rows {
                 let row = block.row(r);
                 for (m, &j) in mean.iter_mut().zip(&self.neurons) {
                     *m += f64::from(row[j]);
                 }
             }
             mean.iter_mut().for_each(|m| *m /= n as f64);
-            for (mut out, &r) in centred.rows_mut().into_iter().zip(&rows) {
+            for (mut out, &r) in centred.rows_mut().into_iter().zip(rows) {
                 let row = block.row(r);
                 for ((o, &j), m) in out.iter_mut().zip(&self.neurons).zip(mean.iter()) {
                     *o = f64::from(row[j]) - m;
@@ -317,6 +319,19 @@ impl GaussianMoments {
             }
         }
         // Keep the sample in increasing positions whatever the merge order.
+        // Blocks pushed in order only append, which keeps a pass linear.
+        let follows = |a: &RowSample, b: &RowSample| match (a.positions.last(), b.positions.first())
+        {
+            (Some(last), Some(first)) => last < first,
+            _ => true,
+        };
+        if follows(&self.sample, &other.sample) {
+            let sample = &mut self.sample;
+            sample.positions.extend_from_slice(&other.sample.positions);
+            sample.labels.extend_from_slice(&other.sample.labels);
+            sample.values.extend_from_slice(&other.sample.values);
+            return Ok(());
+        }
         let mut rows: Vec<(u64, u32, &[f32])> =
             Vec::with_capacity(self.sample.positions.len() + other.sample.positions.len());
         let width = k.max(1);
@@ -391,6 +406,7 @@ impl GaussianMoments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::merge_testing::{merged_in_order, row_parts};
     use ndarray::{Array2, Axis, Slice};
     use proptest::prelude::*;
 
@@ -530,26 +546,17 @@ mod tests {
             let drawn = RowSample::draw(5, 120, 17);
             let mut whole = GaussianMoments::new(classes(), neurons.clone(), 5, 120, 17);
             whole.push_rows(0, x.view(), &y, &drawn).unwrap();
-            let mut bounds = cuts.clone();
-            bounds.extend([0, 120]);
-            bounds.sort_unstable();
-            bounds.dedup();
-            let mut parts: Vec<GaussianMoments> = bounds
-                .windows(2)
-                .map(|w| {
+            let parts: Vec<GaussianMoments> = row_parts(&cuts, 120)
+                .into_iter()
+                .map(|rows| {
                     let mut p = GaussianMoments::new(classes(), neurons.clone(), 5, 120, 17);
-                    p.push_rows(w[0] as u64, x.slice_axis(Axis(0), Slice::from(w[0]..w[1])), &y[w[0]..w[1]], &drawn)
+                    let first = rows.start as u64;
+                    p.push_rows(first, x.slice_axis(Axis(0), Slice::from(rows.clone())), &y[rows], &drawn)
                         .unwrap();
                     p
                 })
                 .collect();
-            if reverse {
-                parts.reverse();
-            }
-            let mut merged = parts[0].clone();
-            for p in &parts[1..] {
-                merged.merge(p).unwrap();
-            }
+            let merged = merged_in_order(parts, reverse, |a, b| a.merge(b).unwrap());
             prop_assert_eq!(merged.rows, whole.rows);
             prop_assert_eq!(&merged.class_rows, &whole.class_rows);
             prop_assert_eq!(&merged.sample, &whole.sample);

@@ -7,6 +7,8 @@ mod gaussian;
 mod labels;
 mod masks;
 mod matrix;
+#[cfg(test)]
+mod merge_testing;
 mod neurons;
 mod precision;
 mod ranking;

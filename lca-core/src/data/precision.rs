@@ -418,6 +418,7 @@ impl NeuronBins {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::merge_testing::{merged_in_order, row_parts};
     use ndarray::{Array2, Axis, Slice};
     use proptest::prelude::*;
 
@@ -555,26 +556,16 @@ mod tests {
             let (x, y) = data(150, 5, 9, false);
             let mut whole = ApHistograms::new(classes(), 5, bits, 0.1).unwrap();
             whole.push_rows(x.view(), &y).unwrap();
-            let mut bounds = cuts.clone();
-            bounds.extend([0, 150]);
-            bounds.sort_unstable();
-            bounds.dedup();
-            let mut parts: Vec<ApHistograms> = bounds
-                .windows(2)
-                .map(|w| {
+            let parts: Vec<ApHistograms> = row_parts(&cuts, 150)
+                .into_iter()
+                .map(|rows| {
                     let mut p = ApHistograms::new(classes(), 5, bits, 0.1).unwrap();
-                    p.push_rows(x.slice_axis(Axis(0), Slice::from(w[0]..w[1])), &y[w[0]..w[1]])
+                    p.push_rows(x.slice_axis(Axis(0), Slice::from(rows.clone())), &y[rows])
                         .unwrap();
                     p
                 })
                 .collect();
-            if reverse {
-                parts.reverse();
-            }
-            let mut merged = parts[0].clone();
-            for p in &parts[1..] {
-                merged.merge(p).unwrap();
-            }
+            let merged = merged_in_order(parts, reverse, |a, b| a.merge(b).unwrap());
             prop_assert_eq!(&merged, &whole);
             prop_assert_eq!(merged.scores(), whole.scores());
         }

@@ -133,9 +133,12 @@ impl ClassStats {
                 for (i, j) in columns.enumerate() {
                     let column = block.column(j);
                     let mut sum = 0.0f64;
+                    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
                     for (&v, &l) in column.iter().zip(labels) {
                         sum += f64::from(v);
                         group.class_sums[l as usize * width + i] += f64::from(v);
+                        lo = lo.min(v);
+                        hi = hi.max(v);
                     }
                     let mean = sum / n as f64;
                     // Deviations from the block's own mean: no cancellation
@@ -144,11 +147,6 @@ impl ClassStats {
                         .m2
                         .push(column.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum());
                     group.mean.push(mean);
-                    let (lo, hi) = column
-                        .iter()
-                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                            (lo.min(v), hi.max(v))
-                        });
                     group.min.push(lo);
                     group.max.push(hi);
                 }
@@ -383,6 +381,7 @@ pub fn probeless_scores(means: &[Option<Vec<f64>>], n_neurons: usize) -> (Vec<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::merge_testing::{merged_in_order, merged_in_pairs, row_parts};
     use ndarray::{Array2, Axis, Slice};
     use proptest::prelude::*;
 
@@ -523,33 +522,16 @@ mod tests {
                 offset + rng.normal() as f32 + if j == labels[r] as usize { 1.5 } else { 0.0 }
             });
             let one = ClassStats::of_rows(classes(3), x.view(), &labels).unwrap();
-            let mut bounds: Vec<usize> = cuts.into_iter().filter(|&c| c < rows).collect();
-            bounds.extend([0, rows]);
-            bounds.sort_unstable();
-            bounds.dedup();
-            let parts: Vec<ClassStats> = bounds
-                .windows(2)
-                .map(|w| {
-                    ClassStats::of_rows(classes(3), x.slice_axis(Axis(0), Slice::from(w[0]..w[1])), &labels[w[0]..w[1]])
+            let parts: Vec<ClassStats> = row_parts(&cuts, rows)
+                .into_iter()
+                .map(|part| {
+                    ClassStats::of_rows(classes(3), x.slice_axis(Axis(0), Slice::from(part.clone())), &labels[part])
                         .unwrap()
                 })
                 .collect();
-            let mut left = ClassStats::new(classes(3), neurons);
-            parts.iter().for_each(|p| left.merge(p).unwrap());
-            let mut pairs: Vec<ClassStats> = parts.clone();
-            while pairs.len() > 1 {
-                pairs = pairs
-                    .chunks(2)
-                    .map(|c| {
-                        let mut a = c[0].clone();
-                        if let Some(b) = c.get(1) {
-                            a.merge(b).unwrap();
-                        }
-                        a
-                    })
-                    .collect();
-            }
-            for merged in [&left, &pairs[0]] {
+            let left = merged_in_order(parts.clone(), false, |a, b| a.merge(b).unwrap());
+            let pairs = merged_in_pairs(parts, |a, b| a.merge(b).unwrap());
+            for merged in [&left, &pairs] {
                 prop_assert_eq!(merged.rows, one.rows);
                 prop_assert_eq!(&merged.class_rows, &one.class_rows);
                 for j in 0..neurons {
