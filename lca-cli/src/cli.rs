@@ -14,18 +14,28 @@ pub(crate) struct Args {
     #[command(subcommand)]
     pub(crate) command: Command,
     #[command(flatten)]
-    pub(crate) plugins: PluginArgs,
+    pub(crate) plugins: PluginFlags,
 }
 
 /// Where plugins come from.
 #[derive(Debug, ClapArgs)]
-pub(crate) struct PluginArgs {
+pub(crate) struct PluginFlags {
     /// Also look for plugins in DIR (before LCA_PLUGIN_PATH and the directory of `lca`); repeatable.
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     pub(crate) dirs: Vec<PathBuf>,
     /// Load this plugin library, whatever its name; repeatable.
     #[arg(long = "plugin", value_name = "FILE", global = true)]
     pub(crate) files: Vec<PathBuf>,
+}
+
+impl PluginFlags {
+    /// Where the flags say plugins come from.
+    pub(crate) fn sources(&self) -> lca_cli::plugins::PluginArgs {
+        lca_cli::plugins::PluginArgs {
+            dirs: self.dirs.clone(),
+            files: self.files.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,21 +11,22 @@ use lca_core::run::{self, Results};
 use lca_core::{RunContext, io};
 
 use crate::cli::{Args, Command, RunArgs};
-use crate::plugins::{self, Components};
 use crate::progress::Progress;
 use crate::stop::StopSignal;
-use crate::{html, report};
+use lca_cli::outputs::{OUTPUTS, write_outputs};
+use lca_cli::plugins::{self, Components};
+use lca_cli::{html, report};
 
 pub(crate) fn dispatch(args: Args) -> Result<()> {
     match args.command {
         Command::Report { results, out } => report_command(&results, out.as_deref()),
         Command::Store { command } => crate::store::dispatch(command, || {
-            let components = plugins::load(&args.plugins)?;
+            let components = plugins::load(&args.plugins.sources())?;
             components.print_warnings();
             Ok(components.registry)
         }),
         command => {
-            let components = plugins::load(&args.plugins)?;
+            let components = plugins::load(&args.plugins.sources())?;
             match command {
                 Command::Run(run) => run_command(&components, &run),
                 Command::Validate { recipe } => validate_command(&components, &recipe),
@@ -140,23 +141,6 @@ fn run_command(components: &Components, args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes the probes' arrays, `results.json` and the two reports; returns
-/// the paths of the last three.
-fn write_outputs(results: &Results, out: &Path) -> Result<[PathBuf; 3]> {
-    for (id, arrays) in &results.probe_arrays {
-        arrays.write_npz(&out.join("probes").join(format!("{id}.npz")))?;
-    }
-    let json = serde_json::to_vec_pretty(results).context("serialising the results")?;
-    let paths = OUTPUTS.map(|name| out.join(name));
-    io::write_atomic(&paths[0], &json)?;
-    io::write_atomic(&paths[1], report::markdown(results).as_bytes())?;
-    io::write_atomic(&paths[2], html::html(results).as_bytes())?;
-    Ok(paths)
-}
-
-/// What a complete run writes into its output directory.
-const OUTPUTS: [&str; 3] = ["results.json", "report.md", "report.html"];
-
 /// The error of a run that failed after it started, with what the user
 /// needs next: on a full disk, that finished steps can be reused with
 /// `--resume`; always, that the results and reports already in the folder
@@ -167,7 +151,7 @@ fn explain_failed_run(
     checkpoints: &Checkpoints,
     started: std::time::SystemTime,
 ) -> String {
-    let mut message = crate::paragraph(e);
+    let mut message = lca_cli::paragraph(e);
     let disk_full = e
         .chain()
         .filter_map(|c| c.downcast_ref::<lca_core::Error>())

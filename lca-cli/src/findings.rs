@@ -27,13 +27,13 @@ use lca_core::run::Results;
 use crate::number::number;
 
 /// Accuracy points by which top neurons must beat random and bottom ones.
-pub(crate) const WIDE_MARGIN: f64 = 0.05;
+pub const WIDE_MARGIN: f64 = 0.05;
 /// Largest minimal subset, in % of the neurons, that counts as small.
-pub(crate) const SMALL_SUBSET_PERCENT: f64 = 10.0;
+pub const SMALL_SUBSET_PERCENT: f64 = 10.0;
 
 /// One checked claim.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Finding {
+pub struct Finding {
     /// What the paper found.
     pub claim: String,
     /// How many of the cases checked bear it out, of how many.
@@ -47,7 +47,7 @@ pub(crate) struct Finding {
 
 impl Finding {
     /// "held", "did not hold", or "held in 3 of 5 cases".
-    pub(crate) fn verdict(&self) -> String {
+    pub fn verdict(&self) -> String {
         if self.held == self.checked {
             "held".into()
         } else if self.held == 0 {
@@ -353,7 +353,7 @@ fn informative(r: &Results) -> Option<Finding> {
 }
 
 /// Every finding this run can test.
-pub(crate) fn findings(r: &Results) -> Vec<Finding> {
+pub fn findings(r: &Results) -> Vec<Finding> {
     [informative(r), layers(r), sites(r), ablation(r), minimal(r)]
         .into_iter()
         .flatten()

@@ -572,7 +572,7 @@ fn figure_section(out: &mut String, r: &Results, section: &str, empty: &str) {
 }
 
 /// The whole page.
-pub(crate) fn html(r: &Results) -> String {
+pub fn html(r: &Results) -> String {
     let mut out = String::with_capacity(64 * 1024);
     head(&mut out, r);
     summary_section(&mut out, r);

@@ -4,12 +4,7 @@
 
 mod cli;
 mod commands;
-mod findings;
-mod html;
-mod number;
-mod plugins;
 mod progress;
-mod report;
 mod stop;
 mod store;
 
@@ -54,21 +49,8 @@ fn main() -> ExitCode {
     match commands::dispatch(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", paragraph(&e));
+            eprintln!("error: {}", lca_cli::paragraph(&e));
             ExitCode::from(2)
         }
     }
-}
-
-/// One readable paragraph: the error and its causes, without repeats.
-pub(crate) fn paragraph(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if parts.iter().any(|p| p.contains(&text)) {
-            continue;
-        }
-        parts.push(text);
-    }
-    parts.join(": ")
 }

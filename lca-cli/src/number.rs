@@ -2,7 +2,7 @@
 
 /// Formats a number for tables: integers as such, others with 4 significant
 /// decimals.
-pub(crate) fn number(v: f64) -> String {
+pub fn number(v: f64) -> String {
     let shortest = format!("{v}");
     if v == v.trunc() && v.abs() < 1e12 {
         format!("{v:.0}")

@@ -4,21 +4,34 @@ use anyhow::{Context, Result};
 use lca_core::Registry;
 use lca_plugins::LoadedPlugin;
 
-use crate::cli::PluginArgs;
+use std::path::PathBuf;
 
 /// The registry with every component, the plugins loaded, and warnings about
 /// libraries on the search path that could not be loaded.
-pub(crate) struct Components {
-    pub(crate) registry: Registry,
-    pub(crate) plugins: Vec<LoadedPlugin>,
-    pub(crate) warnings: Vec<String>,
+pub struct Components {
+    /// Every component, built-in or from a plugin.
+    pub registry: Registry,
+    /// The plugin libraries loaded, kept so their code stays mapped.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Libraries on the search path that were skipped, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Where plugins come from.
+#[derive(Clone, Debug, Default)]
+pub struct PluginArgs {
+    /// Directories searched before `LCA_PLUGIN_PATH` and the directory of
+    /// the running program.
+    pub dirs: Vec<PathBuf>,
+    /// Libraries loaded whatever their names.
+    pub files: Vec<PathBuf>,
 }
 
 /// Loads built-ins, `--plugin` files (any failure is fatal) and the plugins
 /// found on the search path (a library that fails to load is reported and
 /// skipped, so one broken file does not block unrelated work; two libraries
 /// that provide the same component name are an error).
-pub(crate) fn load(args: &PluginArgs) -> Result<Components> {
+pub fn load(args: &PluginArgs) -> Result<Components> {
     let mut registry = Registry::new();
     lca_builtin::register(&mut registry)?;
     let mut plugins = Vec::new();
@@ -51,7 +64,8 @@ pub(crate) fn load(args: &PluginArgs) -> Result<Components> {
 }
 
 impl Components {
-    pub(crate) fn print_warnings(&self) {
+    /// Prints the warnings to standard error.
+    pub fn print_warnings(&self) {
         for w in &self.warnings {
             eprintln!("warning: {w}");
         }

@@ -34,7 +34,7 @@ fn table(out: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<S
 }
 
 /// Entries of a results map in the order their steps ran (the recipe's order).
-pub(crate) fn in_recipe_order<'r, T>(
+pub fn in_recipe_order<'r, T>(
     r: &Results,
     map: &'r std::collections::BTreeMap<String, T>,
 ) -> Vec<(&'r String, &'r T)> {
@@ -49,7 +49,7 @@ pub(crate) fn in_recipe_order<'r, T>(
 }
 
 /// The full report.
-pub(crate) fn markdown(r: &Results) -> String {
+pub fn markdown(r: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", r.recipe.name);
     if let Some(d) = &r.recipe.description {
@@ -262,7 +262,7 @@ pub(crate) fn markdown(r: &Results) -> String {
 }
 
 /// A few lines for the terminal: the headline metrics of every evaluation.
-pub(crate) fn headline(r: &Results) -> String {
+pub fn headline(r: &Results) -> String {
     let mut out = String::new();
     for (id, e) in &r.evaluations {
         for (name, value) in &e.evaluation.metrics {

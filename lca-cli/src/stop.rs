@@ -95,7 +95,7 @@ impl StopSignal {
                 self.limit
                     .lock()
                     .expect("not poisoned")
-                    .map(crate::number::number)
+                    .map(lca_cli::number::number)
                     .unwrap_or_default()
             )),
             INTERRUPTED => Some("the run was interrupted (Ctrl-C)".into()),

@@ -598,41 +598,7 @@ fn run_step<'p>(
                     trained
                 }
             };
-            let mut accuracy = BTreeMap::new();
-            let mut arrays = ProbeArrays {
-                weights: trained.weights().map(|w| w.to_owned()),
-                bias: trained.bias().map(|b| b.to_owned()),
-                ..ProbeArrays::default()
-            };
-            for split in Split::ALL {
-                let part = data.split(split);
-                if part.labels.is_empty() {
-                    continue;
-                }
-                let proba = trained.predict_proba(part.acts.view())?;
-                if proba.dim() != (part.labels.len(), data.n_classes()) {
-                    return Err(invalid(format!(
-                        "predict_proba returned a {} × {} matrix for {} rows and {} classes",
-                        proba.nrows(),
-                        proba.ncols(),
-                        part.labels.len(),
-                        data.n_classes()
-                    )));
-                }
-                let predicted: Vec<u32> = proba
-                    .rows()
-                    .into_iter()
-                    .map(|r| crate::component::argmax(r.iter().copied()))
-                    .collect();
-                let correct = predicted
-                    .iter()
-                    .zip(part.labels)
-                    .filter(|(p, y)| p == y)
-                    .count();
-                accuracy.insert(split, correct as f64 / part.labels.len() as f64);
-                arrays.predictions.push((split, predicted));
-                arrays.probabilities.push((split, proba));
-            }
+            let (accuracy, arrays) = probe_outputs(trained.as_ref(), data, &step.describe())?;
             let record = ProbeRecord {
                 type_name: step.type_name.clone(),
                 source: step.source.clone(),
@@ -725,6 +691,58 @@ fn run_step<'p>(
         }
     }
     Ok(reused)
+}
+
+/// A trained probe's accuracy on each split that has rows, with its
+/// weights, predictions and class probabilities.
+///
+/// # Errors
+/// When the probe fails to predict, or returns probabilities of the wrong
+/// shape ([`Error::InvalidOutput`], naming `component`).
+pub fn probe_outputs(
+    trained: &dyn crate::component::TrainedProbe,
+    data: &Dataset<'_>,
+    component: &str,
+) -> Result<(BTreeMap<Split, f64>, ProbeArrays)> {
+    let mut accuracy = BTreeMap::new();
+    let mut arrays = ProbeArrays {
+        weights: trained.weights().map(|w| w.to_owned()),
+        bias: trained.bias().map(|b| b.to_owned()),
+        ..ProbeArrays::default()
+    };
+    for split in Split::ALL {
+        let part = data.split(split);
+        if part.labels.is_empty() {
+            continue;
+        }
+        let proba = trained.predict_proba(part.acts.view())?;
+        if proba.dim() != (part.labels.len(), data.n_classes()) {
+            return Err(Error::InvalidOutput {
+                component: component.to_string(),
+                message: format!(
+                    "predict_proba returned a {} × {} matrix for {} rows and {} classes",
+                    proba.nrows(),
+                    proba.ncols(),
+                    part.labels.len(),
+                    data.n_classes()
+                ),
+            });
+        }
+        let predicted: Vec<u32> = proba
+            .rows()
+            .into_iter()
+            .map(|r| crate::component::argmax(r.iter().copied()))
+            .collect();
+        let correct = predicted
+            .iter()
+            .zip(part.labels)
+            .filter(|(p, y)| p == y)
+            .count();
+        accuracy.insert(split, correct as f64 / part.labels.len() as f64);
+        arrays.predictions.push((split, predicted));
+        arrays.probabilities.push((split, proba));
+    }
+    Ok((accuracy, arrays))
 }
 
 /// Runs a ranker and checks and describes its ranking.

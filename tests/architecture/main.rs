@@ -35,6 +35,7 @@ fn crates() -> Vec<(String, PathBuf)> {
         root.join("lca-plugins"),
         root.join("lca-store"),
         root.join("lca-cli"),
+        root.join("lca-py"),
         root.join("examples/custom-ranker"),
     ];
     for group in ["plugins", "tests/fixtures/plugins"] {

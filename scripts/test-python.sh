@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Tests the `lca` Python package as a user gets it: builds the wheel
+# (scripts/build-wheel.sh), installs it with pytest into a fresh venv
+# (.cache/python-test-venv, rebuilt each time), and runs lca-py/tests and
+# the examples in examples/python against the `lca` command of the same
+# build. Python: $PYTHON, default python3 (3.9 or newer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+wheel=$(scripts/build-wheel.sh)
+venv=$(pwd)/.cache/python-test-venv
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/pip" install -q "$wheel" pytest
+export LCA_BIN=$(pwd)/target/release/lca
+# From outside the source tree, so `import lca` is the installed wheel.
+cd lca-py/tests
+"$venv/bin/python" -m pytest -q -p no:cacheprovider .
