@@ -11,8 +11,13 @@ wheel=$(scripts/build-wheel.sh)
 venv=$(pwd)/.cache/python-test-venv
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/pip" install -q "$wheel" pytest
+"$venv/bin/pip" install -q "$wheel" pytest h5py
 export LCA_BIN=$(pwd)/target/release/lca
 # From outside the source tree, so `import lca` is the installed wheel.
-cd lca-py/tests
-"$venv/bin/python" -m pytest -q -p no:cacheprovider .
+(cd lca-py/tests && "$venv/bin/python" -m pytest -q -p no:cacheprovider .)
+# The notebook-style example, as a script, with its report written.
+repo=$(pwd)
+out=$(mktemp -d)
+(cd "$out" && "$venv/bin/python" "$repo/examples/python/neurox_notebook.py" "$out/notebook")
+test -s "$out/notebook/report/report.html"
+rm -rf "$out"

@@ -8,6 +8,7 @@ mod arrays;
 mod components;
 mod errors;
 mod interrupt;
+mod neurox;
 mod steps;
 
 use pyo3::prelude::*;
@@ -26,5 +27,9 @@ fn extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(steps::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(steps::component_list, m)?)?;
     m.add_function(wrap_pyfunction!(steps::recipe_text, m)?)?;
+    m.add_function(wrap_pyfunction!(neurox::lca_ordering, m)?)?;
+    m.add_function(wrap_pyfunction!(neurox::mass_selection, m)?)?;
+    m.add_function(wrap_pyfunction!(neurox::above_max_fraction, m)?)?;
+    m.add_function(wrap_pyfunction!(neurox::read_activations_json, m)?)?;
     Ok(())
 }
