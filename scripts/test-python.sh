@@ -11,7 +11,7 @@ wheel=$(scripts/build-wheel.sh)
 venv=$(pwd)/.cache/python-test-venv
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/pip" install -q "$wheel" pytest h5py
+"$venv/bin/pip" install -q "$wheel[ray]" pytest h5py
 export LCA_BIN=$(pwd)/target/release/lca
 # From outside the source tree, so `import lca` is the installed wheel.
 (cd lca-py/tests && "$venv/bin/python" -m pytest -q -p no:cacheprovider .)

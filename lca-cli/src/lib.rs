@@ -9,6 +9,7 @@ pub mod number;
 pub mod outputs;
 pub mod plugins;
 pub mod report;
+pub mod stats_ranking;
 
 /// One readable paragraph: the error and its causes, without repeats.
 pub fn paragraph(e: &anyhow::Error) -> String {

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use lca_core::component::{Component, EvalInput};
-use lca_core::data::iou_ranking;
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
 use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
@@ -19,6 +18,8 @@ use lca_store::{
     DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, StoreMeta,
     StoreSink,
 };
+
+use lca_cli::stats_ranking::{StatsRanking, part_shards, rank_statistics};
 
 use crate::progress::Progress;
 
@@ -252,14 +253,6 @@ fn parse_part(text: &str) -> Result<(usize, usize), String> {
     }
 }
 
-/// The shards of part `k` of `n` of `shards` shards: the first
-/// `shards mod n` parts hold one more.
-fn part_shards(k: usize, n: usize, shards: usize) -> Range<usize> {
-    let (base, extra) = (shards / n, shards % n);
-    let start = k * base + k.min(extra);
-    start..start + base + usize::from(k < extra)
-}
-
 fn parse_fraction(text: &str) -> Result<f64, String> {
     parse_unit(
         text,
@@ -383,7 +376,7 @@ pub(crate) fn dispatch(
         } => rank(
             &stats,
             &method,
-            RankOptions {
+            StatsRanking {
                 signed,
                 detector_iou,
                 steps: usize::try_from(neurons).unwrap_or(usize::MAX),
@@ -848,102 +841,6 @@ fn merge_stats(files: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Gaussian ranking of all `d` neurons from merged moments: the
-/// candidates in the order of the greedy selection, then the others in
-/// index order.
-fn gaussian_ranking(
-    moments: &lca_core::data::GaussianMoments,
-    d: usize,
-    steps: usize,
-    diagonal: bool,
-) -> lca_core::Result<lca_core::NeuronRanking> {
-    let classes = moments.class_rows.iter().filter(|&&n| n > 0).count();
-    lca_linear::gaussian::ensure_residuals_fit(classes, moments.sample.size, moments.k())?;
-    let steps = steps.min(moments.k());
-    let selection =
-        lca_linear::gaussian::greedy_selection_from_moments(moments, steps, diagonal, &|| false)?
-            .expect("never stopped");
-    let among = selection.ranking(moments.k(), diagonal)?;
-    let mut order: Vec<u32> = among
-        .order()
-        .iter()
-        .map(|&i| moments.neurons[i as usize] as u32)
-        .collect();
-    let mut candidate = vec![false; d];
-    for &j in &moments.neurons {
-        candidate[j] = true;
-    }
-    order.extend((0..d as u32).filter(|&j| !candidate[j as usize]));
-    let mut details = among.details().clone();
-    details.insert("candidates".into(), moments.k().into());
-    details.insert(
-        "selected_neurons".into(),
-        order[..selection.selected.len()].to_vec().into(),
-    );
-    Ok(lca_core::NeuronRanking::from_order(order)?.with_details(details))
-}
-
-/// The `iou_neurox` ranker's ranking from merged histograms: the AP of the
-/// binned values per class, overall the `positive` class's or the best,
-/// with the bounds on the exact overall AP of each neuron in the details.
-fn average_precision_ranking(
-    histograms: &lca_core::data::ApHistograms,
-    positive: Option<&str>,
-) -> lca_core::Result<lca_core::NeuronRanking> {
-    let names = &histograms.classes;
-    let positive = match positive {
-        None => None,
-        Some(name) => Some(names.iter().position(|c| c == name).ok_or_else(|| {
-            lca_core::Error::input(format!(
-                "--positive names class `{name}`, which these statistics do not have; their \
-                 classes are {}",
-                names.join(", ")
-            ))
-        })?),
-    };
-    if histograms.class_rows.iter().filter(|&&n| n > 0).count() < 2 {
-        return Err(lca_core::Error::input(
-            "average precision needs rows of at least two classes, and these statistics count \
-             fewer"
-                .to_string(),
-        ));
-    }
-    let scores = histograms.scores();
-    let d = histograms.neurons.len();
-    let ranking = lca_core::data::average_precision_ranking(
-        scores.ap.clone(),
-        names,
-        positive,
-        histograms.threshold,
-    )?;
-    // The bounds of the class each neuron's overall score is of.
-    let overall = ranking.scores().expect("a ranking by scores").to_vec();
-    let class_of = |j: usize| -> usize {
-        positive.unwrap_or_else(|| {
-            (0..names.len())
-                .find(|&c| scores.ap[c][j] == overall[j])
-                .unwrap_or(0)
-        })
-    };
-    let (lower, upper): (Vec<f64>, Vec<f64>) = (0..d)
-        .map(|j| {
-            let c = class_of(j);
-            (scores.lower[c][j], scores.upper[c][j])
-        })
-        .unzip();
-    let widest = lower
-        .iter()
-        .zip(&upper)
-        .map(|(l, u)| u - l)
-        .fold(0.0f64, f64::max);
-    let mut details = ranking.details().clone();
-    details.insert("bits".into(), histograms.bits.into());
-    details.insert("exact_at_least".into(), lower.into());
-    details.insert("exact_at_most".into(), upper.into());
-    details.insert("widest_bound".into(), widest.into());
-    Ok(ranking.with_details(details))
-}
-
 /// A ranking from statistics, as written by `lca store rank`.
 #[derive(serde::Serialize)]
 struct RankingFile<'a> {
@@ -955,73 +852,10 @@ struct RankingFile<'a> {
     ranking: lca_core::NeuronRanking,
 }
 
-/// The options of `lca store rank`.
-struct RankOptions {
-    signed: bool,
-    detector_iou: f64,
-    steps: usize,
-    diagonal: bool,
-    positive: Option<String>,
-}
-
-fn rank(path: &Path, method: &str, options: RankOptions, out: &Path) -> Result<()> {
+fn rank(path: &Path, method: &str, options: StatsRanking, out: &Path) -> Result<()> {
     let file = StatsFile::read(path)?;
-    let RankOptions {
-        signed,
-        detector_iou,
-        steps,
-        diagonal,
-        positive,
-    } = options;
-    let ranking = match method {
-        "correlation" => file.stats.correlation_ranking(signed),
-        "gaussian" => {
-            let Some(moments) = &file.gaussian else {
-                bail!(
-                    "{} holds no Gaussian moments, which `--method gaussian` ranks by: compute \
-                     statistics with `--gaussian-neurons` (the same neurons, rows and seed for \
-                     every shard range) and merge them over every shard",
-                    path.display()
-                );
-            };
-            gaussian_ranking(moments, file.neurons.len(), steps, diagonal)
-        }
-        "average_precision" => {
-            let Some(histograms) = &file.average_precision else {
-                bail!(
-                    "{} holds no average-precision histograms, which `--method \
-                     average_precision` ranks by: compute statistics with `--ap-bits` (the same \
-                     bits and threshold for every shard range) and merge them",
-                    path.display()
-                );
-            };
-            average_precision_ranking(histograms, positive.as_deref())
-        }
-        "iou" => {
-            let Some(iou) = &file.iou_masks else {
-                bail!(
-                    "{} holds no IoU mask counts, which `--method iou` ranks by: compute \
-                     statistics with `--iou-quantile`, merge them over every shard, then compute \
-                     statistics again with `--iou-thresholds <merged file>` and merge those",
-                    path.display()
-                );
-            };
-            iou_ranking(
-                iou.counts.iou_scores(),
-                &iou.counts.classes,
-                iou.quantile,
-                detector_iou,
-            )
-        }
-        _ => file.stats.probeless_ranking(),
-    }
-    .with_context(|| format!("ranking neurons from {}", path.display()))?;
-    // As in a run: a neuron constant on the rows counted says nothing,
-    // whatever its score, so it goes last.
-    let ranking = match file.stats.constant_neurons() {
-        Some(constant) => ranking.with_uninformative_last(&constant),
-        None => ranking,
-    };
+    let ranking = rank_statistics(&file, method, &options)
+        .with_context(|| format!("ranking neurons from {}", path.display()))?;
     let top: Vec<&str> = ranking
         .order()
         .iter()

@@ -10,6 +10,7 @@ mod errors;
 mod interrupt;
 mod neurox;
 mod steps;
+mod store;
 
 use pyo3::prelude::*;
 
@@ -21,6 +22,9 @@ fn extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<arrays::ArrayData>()?;
     m.add_class::<steps::RunOutput>()?;
     m.add_class::<steps::FittedProbe>()?;
+    m.add_class::<store::Statistics>()?;
+    m.add_function(wrap_pyfunction!(store::store_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(store::store_stats, m)?)?;
     m.add_function(wrap_pyfunction!(steps::run_recipe, m)?)?;
     m.add_function(wrap_pyfunction!(steps::rank, m)?)?;
     m.add_function(wrap_pyfunction!(steps::fit_probe, m)?)?;

@@ -406,7 +406,17 @@ impl StatsFile {
     /// When the file cannot be read or is not a statistics file.
     pub fn read(path: &Path) -> Result<Self> {
         let text = io::read_utf8(path, "read the statistics file", "check the path")?;
-        let file: StatsFile = serde_json::from_str(&text).map_err(|e| {
+        Self::from_json(&text, path)
+    }
+
+    /// Statistics from the text of a statistics file, checked as
+    /// [`Self::read`] checks a file; `path` names where the text came from
+    /// in messages.
+    ///
+    /// # Errors
+    /// When the text is not a statistics file of this format.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let file: StatsFile = serde_json::from_str(text).map_err(|e| {
             Error::format(
                 path,
                 Some(e.line()),
@@ -469,9 +479,15 @@ impl StatsFile {
     /// # Errors
     /// When the file cannot be written.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let json =
-            serde_json::to_vec(self).map_err(|e| Error::input(format!("the statistics: {e}")))?;
-        io::write_atomic(path, &json)
+        io::write_atomic(path, &self.to_json()?)
+    }
+
+    /// The text of the statistics file.
+    ///
+    /// # Errors
+    /// Only if a value cannot be written as JSON.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::input(format!("the statistics: {e}")))
     }
 }
 

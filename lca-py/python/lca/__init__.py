@@ -463,3 +463,4 @@ def components(plugin_dirs: Sequence[PathLike] = ()) -> List[Dict[str, Any]]:
 
 
 from . import probes  # noqa: E402  (uses ProbeSpec)
+from . import store  # noqa: E402  (uses Ranking)

@@ -1,0 +1,129 @@
+"""Store statistics and rankings on a Ray cluster.
+
+Ray is the engine: each task computes the statistics of a run of shards
+with :func:`lca.store.stats` in its own worker process, a tree of tasks
+merges them, and the driver ranks from the result. Workers read the store
+from a filesystem they share (the shards are memory-mapped; nothing but the
+statistics travels). Install with ``pip install lca[ray]``, start or join a
+cluster with ``ray.init(...)``, then::
+
+    rankings = lca.distributed.rank_store("stores/big", ["correlation", "iou"], parts=64)
+
+The same commands run as Slurm array tasks: ``scripts/slurm/``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import LcaError, Ranking
+from . import store as _store
+from ._lca import Statistics
+
+__all__ = ["rank_store", "store_stats"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise LcaError(
+            "lca.distributed runs on Ray, which is not installed: `pip install lca[ray]` "
+            "(or `pip install ray`)"
+        ) from None
+    if not ray.is_initialized():
+        # Joins the cluster named by RAY_ADDRESS, or starts a local one.
+        ray.init()
+    return ray
+
+
+def _part_stats(
+    store: str, part: Tuple[int, int], threads: int, options: Dict[str, Any]
+) -> Statistics:
+    from lca import store as lca_store
+
+    return lca_store.stats(store, part=part, threads=threads, **options)
+
+
+def _merge_pair(a: Statistics, b: Statistics) -> Statistics:
+    return a.merged(b)
+
+
+def store_stats(
+    store: PathLike,
+    parts: Optional[int] = None,
+    *,
+    num_cpus: float = 1,
+    **options: Any,
+) -> Statistics:
+    """The statistics of the whole store (``options`` as
+    :func:`lca.store.stats`), computed as ``parts`` Ray tasks (one per shard
+    by default, at most as many as shards) and merged by a tree of tasks.
+    Each task asks Ray for ``num_cpus`` CPUs and uses that many threads."""
+    ray = _ray()
+    path = os.fspath(store)
+    if isinstance(options.get("gaussian_neurons"), str):
+        options["gaussian_neurons"] = list(range(len(_store.info(path)["neurons"])))
+    shards = len(_store.info(path)["shards"])
+    parts = max(1, min(parts or shards, shards))
+    compute = ray.remote(num_cpus=num_cpus)(_part_stats)
+    merge = ray.remote(num_cpus=num_cpus)(_merge_pair)
+    # Each task sums columns on as many threads as it holds CPUs.
+    threads = max(1, int(num_cpus))
+    level: List[Any] = [compute.remote(path, (k, parts), threads, options) for k in range(parts)]
+    while len(level) > 1:
+        level = [
+            merge.remote(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+            for i in range(0, len(level), 2)
+        ]
+    return ray.get(level[0])
+
+
+def rank_store(
+    store: PathLike,
+    methods: Sequence[str] = ("correlation", "probeless"),
+    parts: Optional[int] = None,
+    *,
+    task: Optional[str] = None,
+    train_only: bool = True,
+    iou_quantile: float = 0.005,
+    gaussian_neurons: Union[str, Sequence[int]] = "all",
+    gaussian_rows: int = 4000,
+    seed: int = 0,
+    ap_bits: int = 7,
+    ap_threshold: float = 0.05,
+    num_cpus: float = 1,
+    **rank_options: Any,
+) -> Dict[str, Ranking]:
+    """Each of ``methods`` (``correlation``, ``probeless``, ``iou``,
+    ``gaussian``, ``average_precision``) ranked over the whole store from
+    statistics computed in ``parts`` Ray tasks. One pass computes everything
+    the methods need; ``iou`` adds a second pass at the merged thresholds.
+    ``rank_options`` go to :func:`lca.store.rank`. The rankings are those of
+    one process running ``lca store stats`` and ``lca store rank``."""
+    unknown = sorted(set(methods) - set(_store.METHODS))
+    if unknown:
+        raise LcaError(
+            f"methods {unknown} do not rank from statistics; use {', '.join(_store.METHODS)}"
+        )
+    options: Dict[str, Any] = {"task": task, "train_only": train_only}
+    if "gaussian" in methods:
+        options.update(gaussian_neurons=gaussian_neurons, gaussian_rows=gaussian_rows, seed=seed)
+    if "average_precision" in methods:
+        options.update(ap_bits=ap_bits, ap_threshold=ap_threshold)
+    if "iou" in methods:
+        options["iou_quantile"] = iou_quantile
+    merged = store_stats(store, parts, num_cpus=num_cpus, **options)
+    rankings: Dict[str, Ranking] = {}
+    for method in methods:
+        if method == "iou":
+            continue
+        rankings[method] = _store.rank(merged, method, **rank_options)
+    if "iou" in methods:
+        second = {"task": task, "train_only": train_only, "iou_thresholds": merged}
+        masks = store_stats(store, parts, num_cpus=num_cpus, **second)
+        rankings["iou"] = _store.rank(masks, "iou", **rank_options)
+    return {m: rankings[m] for m in methods}

@@ -1,0 +1,253 @@
+//! Activation stores from Python: their manifest, the statistics of a range
+//! of shards, merging statistics, and rankings from merged statistics. The
+//! same operations as `lca store info|stats|merge-stats|rank`, and the
+//! pieces `lca.distributed` hands to Ray workers.
+
+use std::path::{Path, PathBuf};
+
+use lca_cli::stats_ranking::{StatsRanking, part_shards, rank_statistics};
+use lca_core::RunContext;
+use lca_store::{GaussianPass, IouPass, StatsFile, StatsParts, Store};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errors::{any_error, core_error, message};
+use crate::interrupt::{Sink, emit_warnings, run_interruptible};
+
+/// Statistics of some shards of a store, ready to merge with the others'
+/// and to rank from. Pickles as the statistics file's text, so it travels
+/// between processes (Ray tasks) as a file would.
+#[pyclass(module = "lca._lca", frozen)]
+pub(crate) struct Statistics {
+    file: StatsFile,
+}
+
+fn origin() -> &'static Path {
+    Path::new("<statistics from Python>")
+}
+
+#[pymethods]
+impl Statistics {
+    /// Statistics read from a file written by `lca store stats` or `save`.
+    #[staticmethod]
+    fn load(path: PathBuf) -> PyResult<Statistics> {
+        Ok(Statistics {
+            file: StatsFile::read(&path).map_err(core_error)?,
+        })
+    }
+
+    /// Statistics from the bytes `to_bytes` gave.
+    #[staticmethod]
+    fn from_bytes(bytes: &[u8]) -> PyResult<Statistics> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| message("these bytes are not the text of lca statistics"))?;
+        Ok(Statistics {
+            file: StatsFile::from_json(text, origin()).map_err(core_error)?,
+        })
+    }
+
+    /// The statistics file's text, as bytes.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let json = self.file.to_json().map_err(core_error)?;
+        Ok(PyBytes::new(py, &json))
+    }
+
+    /// Pickling: the statistics file's text, read back by `from_bytes`.
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let rebuild = py.get_type::<Statistics>().getattr("from_bytes")?;
+        Ok((rebuild, (self.to_bytes(py)?,)))
+    }
+
+    /// Writes the statistics file (atomically).
+    fn save(&self, path: PathBuf) -> PyResult<()> {
+        self.file.write(&path).map_err(core_error)
+    }
+
+    /// These statistics and `other`'s, of disjoint shards, as one.
+    fn merged(&self, other: &Statistics) -> PyResult<Statistics> {
+        let mut file = self.file.clone();
+        file.merge(&other.file).map_err(core_error)?;
+        Ok(Statistics { file })
+    }
+
+    /// Rows counted.
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.file.stats.rows
+    }
+
+    /// The SHA-256 of every shard counted.
+    #[getter]
+    fn shards(&self) -> Vec<String> {
+        self.file.shards.clone()
+    }
+
+    /// The task whose labels are the classes.
+    #[getter]
+    fn task(&self) -> String {
+        self.file.task.clone()
+    }
+
+    /// The neurons, one per column.
+    #[getter]
+    fn neurons(&self) -> Vec<String> {
+        self.file.neurons.clone()
+    }
+
+    /// The classes.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.file.stats.classes.clone()
+    }
+
+    /// Which parts beyond the class sums these statistics hold.
+    #[getter]
+    fn parts(&self) -> Vec<&'static str> {
+        let f = &self.file;
+        [
+            (f.iou_top.is_some(), "iou_top"),
+            (f.iou_masks.is_some(), "iou_masks"),
+            (f.gaussian.is_some(), "gaussian"),
+            (f.average_precision.is_some(), "average_precision"),
+        ]
+        .into_iter()
+        .filter_map(|(held, name)| held.then_some(name))
+        .collect()
+    }
+
+    /// Ranks every neuron by `method` (`correlation`, `probeless`, `iou`,
+    /// `gaussian` or `average_precision`); returns the ranking as JSON.
+    #[pyo3(signature = (method, signed=false, detector_iou=0.04, neurons=100, diagonal=false, positive=None))]
+    fn rank(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        signed: bool,
+        detector_iou: f64,
+        neurons: usize,
+        diagonal: bool,
+        positive: Option<String>,
+    ) -> PyResult<String> {
+        if neurons == 0 {
+            return Err(message(
+                "neurons=0: the Gaussian ranking needs at least 1 neuron to select",
+            ));
+        }
+        if !(0.0..=1.0).contains(&detector_iou) {
+            return Err(message(format!(
+                "detector_iou={detector_iou} is not an IoU; give a number from 0 to 1, such as 0.04"
+            )));
+        }
+        let options = StatsRanking {
+            signed,
+            detector_iou,
+            steps: neurons,
+            diagonal,
+            positive,
+        };
+        let file = &self.file;
+        let ranking = py
+            .detach(|| rank_statistics(file, method, &options))
+            .map_err(any_error)?;
+        serde_json::to_string(&ranking).map_err(|e| message(e.to_string()))
+    }
+}
+
+/// The manifest of the store in `path`, as JSON.
+#[pyfunction]
+pub(crate) fn store_manifest(path: PathBuf) -> PyResult<String> {
+    let store = Store::open(&path).map_err(core_error)?;
+    serde_json::to_string(store.manifest()).map_err(|e| message(e.to_string()))
+}
+
+/// The statistics of shards `shards` (or part `part = (k, n)`, or all) of
+/// the store in `path`.
+#[pyfunction]
+#[pyo3(signature = (path, task=None, shards=None, part=None, train_only=true, iou_quantile=None, iou_thresholds=None, gaussian_neurons=None, gaussian_rows=4000, seed=0, ap_bits=None, ap_threshold=0.05, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_stats(
+    py: Python<'_>,
+    path: PathBuf,
+    task: Option<String>,
+    shards: Option<(usize, usize)>,
+    part: Option<(usize, usize)>,
+    train_only: bool,
+    iou_quantile: Option<f64>,
+    iou_thresholds: Option<PyRef<'_, Statistics>>,
+    gaussian_neurons: Option<Vec<usize>>,
+    gaussian_rows: usize,
+    seed: u64,
+    ap_bits: Option<u8>,
+    ap_threshold: f64,
+    threads: Option<usize>,
+) -> PyResult<Statistics> {
+    let store = Store::open(&path).map_err(core_error)?;
+    let count = store.manifest().shards.len();
+    let shards = match (shards, part) {
+        (Some(_), Some(_)) => return Err(message("give shards= or part=, not both")),
+        (Some((start, end)), None) => start..end,
+        (None, Some((k, n))) => {
+            if n == 0 || k >= n {
+                return Err(message(format!(
+                    "part ({k}, {n}) is not one of n parts: give (k, n) with 0 <= k < n"
+                )));
+            }
+            part_shards(k, n, count)
+        }
+        (None, None) => 0..count,
+    };
+    if let Some(q) = iou_quantile
+        && !(q > 0.0 && q <= 1.0)
+    {
+        return Err(message(format!(
+            "iou_quantile={q} is not a fraction of the rows; give a number above 0 and at most 1, \
+             such as 0.005"
+        )));
+    }
+    if !(ap_threshold.is_finite() && ap_threshold >= 0.0) {
+        return Err(message(format!(
+            "ap_threshold={ap_threshold} is not a threshold; give a number of at least 0, such as 0.05"
+        )));
+    }
+    if ap_bits.is_some_and(|bits| bits > 23) {
+        return Err(message(
+            "ap_bits must be from 0 to 23 (the mantissa bits of an f32 kept per bin)",
+        ));
+    }
+    if iou_quantile.is_some() && iou_thresholds.is_some() {
+        return Err(message(
+            "give iou_quantile= (the first IoU pass) or iou_thresholds= (the second), not both",
+        ));
+    }
+    let thresholds = iou_thresholds.as_ref().map(|s| &s.file);
+    let iou = match (iou_quantile, thresholds) {
+        (Some(quantile), _) => IouPass::TopValues { quantile },
+        (None, Some(file)) => IouPass::Masks(file),
+        (None, None) => IouPass::None,
+    };
+    let gaussian = gaussian_neurons.map(|neurons| GaussianPass {
+        neurons,
+        sample_rows: gaussian_rows,
+        seed,
+    });
+    let parts = StatsParts {
+        iou,
+        gaussian: gaussian.as_ref(),
+        average_precision: ap_bits.map(|bits| (bits, ap_threshold)),
+    };
+    let sink = Sink::new();
+    let task = task.as_deref();
+    // Columns are summed on this many threads (all cores by default); a
+    // worker sharing a machine with others takes its share.
+    let pool = RunContext::new(seed, threads.unwrap_or(0));
+    let file = run_interruptible(py, &sink, || {
+        pool.install(|| store.class_stats(task, shards, train_only, parts))
+    })?;
+    emit_warnings(py, &sink)?;
+    Ok(Statistics {
+        file: file.map_err(core_error)?,
+    })
+}
