@@ -13,6 +13,9 @@ use crate::errors::{core_error, message};
 
 type Selection = (Vec<u32>, Vec<Vec<u32>>);
 
+/// Per sentence its matrix and its tokens, and the number of layers.
+type SentenceActivations<'py> = (Vec<Bound<'py, PyArray2<f32>>>, Vec<Vec<String>>, usize);
+
 fn masses(weights: &PyReadonlyArray2<'_, f32>) -> PyResult<ClassMasses> {
     ClassMasses::new(weights.as_array()).map_err(core_error)
 }
@@ -77,7 +80,7 @@ pub(crate) fn above_max_fraction(
 pub(crate) fn read_activations_json<'py>(
     py: Python<'py>,
     path: PathBuf,
-) -> PyResult<(Vec<Bound<'py, PyArray2<f32>>>, Vec<Vec<String>>, usize)> {
+) -> PyResult<SentenceActivations<'py>> {
     let read = py.detach(|| neurox::read_json(&path)).map_err(core_error)?;
     let layers = read.layers.len();
     let mut matrices = Vec::with_capacity(read.sentences.len());

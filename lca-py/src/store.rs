@@ -121,6 +121,7 @@ impl Statistics {
     /// Ranks every neuron by `method` (`correlation`, `probeless`, `iou`,
     /// `gaussian` or `average_precision`); returns the ranking as JSON.
     #[pyo3(signature = (method, signed=false, detector_iou=0.04, neurons=100, diagonal=false, positive=None))]
+    #[allow(clippy::too_many_arguments)]
     fn rank(
         &self,
         py: Python<'_>,
