@@ -23,6 +23,18 @@ from lca import neurox as data_loader
 from lca import neurox as data_utils
 from lca import neurox as linear_probe
 
+# 3,000 tokens of a 3-layer model with 96 neurons and 5 classes, two
+# neurons per class carrying the class.
+PLANTED = {
+    "type": "synthetic",
+    "tokens": 3000,
+    "neurons": 96,
+    "layers": 3,
+    "classes": 5,
+    "per_class": 2,
+    "words_per_class": 30,
+}
+
 work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="lca-notebook-"))
 work.mkdir(parents=True, exist_ok=True)
 
@@ -30,17 +42,7 @@ work.mkdir(parents=True, exist_ok=True)
 export = lca.run(
     {
         "run": {"name": "planted data in NeuroX's formats", "seed": 5},
-        "source": {
-            "planted": {
-                "type": "synthetic",
-                "tokens": 3000,
-                "neurons": 96,
-                "layers": 3,
-                "classes": 5,
-                "per_class": 2,
-                "words_per_class": 30,
-            }
-        },
+        "source": {"planted": PLANTED},
         "evaluator": {"export": {"type": "neurox_export", "path": str(work / "acts.json")}},
     }
 )
@@ -84,17 +86,7 @@ print(overlap)
 results = lca.run(
     {
         "run": {"name": "LCA on planted data, from the notebook", "seed": 5},
-        "source": {
-            "planted": {
-                "type": "synthetic",
-                "tokens": 3000,
-                "neurons": 96,
-                "layers": 3,
-                "classes": 5,
-                "per_class": 2,
-                "words_per_class": 30,
-            }
-        },
+        "source": {"planted": PLANTED},
         "probe": {"lca": {"type": "elastic_net", "l1": 0.001, "l2": 0.001}},
         "ranker": {"lca": {"type": "probe_weights", "probe": "lca"}, "corr": {"type": "correlation"}},
         "evaluator": {

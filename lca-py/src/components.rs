@@ -18,6 +18,12 @@ pub(crate) struct PluginPlaces {
     pub(crate) files: Vec<PathBuf>,
 }
 
+impl PluginPlaces {
+    pub(crate) fn new(dirs: Vec<PathBuf>, files: Vec<PathBuf>) -> Self {
+        PluginPlaces { dirs, files }
+    }
+}
+
 type Loaded = Vec<(PluginPlaces, Arc<Components>)>;
 
 static LOADED: Mutex<Loaded> = Mutex::new(Vec::new());

@@ -144,10 +144,7 @@ pub(crate) fn run_recipe(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<RunOutput> {
-    let places = PluginPlaces {
-        dirs: plugin_dirs,
-        files: plugin_files,
-    };
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
     let components = components(py, &places)?;
     let plan = match text {
         Some(text) => recipe::compile(&path, &text, &components.registry),
@@ -223,10 +220,7 @@ pub(crate) fn rank(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<String> {
-    let places = PluginPlaces {
-        dirs: plugin_dirs,
-        files: plugin_files,
-    };
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
     let Component::Ranker(ranker) = build(py, &places, ComponentKind::Ranker, name, params)? else {
         return Err(message(format!("`{name}` is not a ranker")));
     };
@@ -343,10 +337,7 @@ pub(crate) fn fit_probe(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<FittedProbe> {
-    let places = PluginPlaces {
-        dirs: plugin_dirs,
-        files: plugin_files,
-    };
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
     let Component::Probe(spec) = build(py, &places, ComponentKind::Probe, name, params)? else {
         return Err(message(format!("`{name}` is not a probe")));
     };
@@ -395,10 +386,7 @@ pub(crate) fn evaluate(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<String> {
-    let places = PluginPlaces {
-        dirs: plugin_dirs,
-        files: plugin_files,
-    };
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
     let Component::Evaluator(evaluator) =
         build(py, &places, ComponentKind::Evaluator, name, params)?
     else {
@@ -445,10 +433,7 @@ pub(crate) fn component_list(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<String> {
-    let places = PluginPlaces {
-        dirs: plugin_dirs,
-        files: plugin_files,
-    };
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
     let components = components(py, &places)?;
     let list: Vec<serde_json::Value> = components
         .registry
