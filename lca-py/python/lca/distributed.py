@@ -65,9 +65,10 @@ def store_stats(
     Each task asks Ray for ``num_cpus`` CPUs and uses that many threads."""
     ray = _ray()
     path = os.fspath(store)
+    manifest = _store.info(path)
     if isinstance(options.get("gaussian_neurons"), str):
-        options["gaussian_neurons"] = list(range(len(_store.info(path)["neurons"])))
-    shards = len(_store.info(path)["shards"])
+        options["gaussian_neurons"] = list(range(len(manifest["neurons"])))
+    shards = len(manifest["shards"])
     parts = max(1, min(parts or shards, shards))
     compute = ray.remote(num_cpus=num_cpus)(_part_stats)
     merge = ray.remote(num_cpus=num_cpus)(_merge_pair)
