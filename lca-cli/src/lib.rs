@@ -10,6 +10,7 @@ pub mod outputs;
 pub mod plugins;
 pub mod report;
 pub mod stats_ranking;
+pub mod store_writing;
 
 /// One readable paragraph: the error and its causes, without repeats.
 pub fn paragraph(e: &anyhow::Error) -> String {

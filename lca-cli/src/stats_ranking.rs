@@ -2,20 +2,10 @@
 //! `lca.store.rank` in Python): every method that reads only the data,
 //! computed from the sufficient statistics of `lca store stats`.
 
-use std::ops::Range;
-
 use anyhow::{Result, bail};
 use lca_core::NeuronRanking;
 use lca_core::data::iou_ranking;
 use lca_store::StatsFile;
-
-/// The shards of part `k` of `n` of `shards` shards: the first
-/// `shards mod n` parts hold one more.
-pub fn part_shards(k: usize, n: usize, shards: usize) -> Range<usize> {
-    let (base, extra) = (shards / n, shards % n);
-    let start = k * base + k.min(extra);
-    start..start + base + usize::from(k < extra)
-}
 
 /// How to rank from statistics, beyond the method.
 #[derive(Clone, Debug)]

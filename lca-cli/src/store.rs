@@ -13,13 +13,12 @@ use clap::{Args as ClapArgs, Subcommand};
 use lca_core::component::{Component, EvalInput};
 use lca_core::registry::ComponentKind;
 use lca_core::units::human_bytes;
-use lca_core::{ActivationSource, Registry, RowSink as _, RunContext};
-use lca_store::{
-    DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, StoreMeta,
-    StoreSink,
-};
+use lca_core::{Registry, RunContext};
+use lca_store::{DEFAULT_SHARD_BYTES, Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store};
 
-use lca_cli::stats_ranking::{StatsRanking, part_shards, rank_statistics};
+use lca_cli::stats_ranking::{StatsRanking, rank_statistics};
+use lca_cli::store_writing::{self, SourceStep, StoreOptions, Written, recipe_source};
+use lca_store::part_shards;
 
 use crate::progress::Progress;
 
@@ -30,6 +29,12 @@ pub(crate) enum StoreCommand {
     /// Write a store from activation files: .npy, .npz or .safetensors
     /// (with --labels), NeuroX .json or .hdf5 (with --corpus and --labels).
     Import(ImportArgs),
+    /// Join the parts that `create --part K/N` wrote into a folder into one
+    /// store, once every part is finished.
+    Join {
+        /// The folder the parts were written into.
+        store: PathBuf,
+    },
     /// Print what a store holds.
     Info {
         /// The store's folder.
@@ -199,6 +204,13 @@ pub(crate) struct CreateArgs {
     /// Which source of the recipe (needed when it has several).
     #[arg(long, value_name = "ID")]
     source: Option<String>,
+    /// Write only part K of N (K from 0) into --out: the K-th of N runs of
+    /// consecutive shards, computing only their rows. N processes or
+    /// machines (Slurm array tasks, Ray tasks) write the N parts into one
+    /// folder; `lca store join` then makes the store, the same as one
+    /// process writes.
+    #[arg(long, value_name = "K/N", value_parser = parse_part)]
+    part: Option<(usize, usize)>,
     #[command(flatten)]
     write: WriteArgs,
 }
@@ -330,6 +342,7 @@ pub(crate) fn dispatch(
     match command {
         StoreCommand::Create(args) => create(&registry()?, &args),
         StoreCommand::Import(args) => import(&registry()?, &args),
+        StoreCommand::Join { store } => join(&store),
         StoreCommand::Info { store, json } => info(&store, json),
         StoreCommand::Verify { store, quiet } => verify(&store, quiet),
         StoreCommand::Export { store, out, task } => {
@@ -390,55 +403,9 @@ pub(crate) fn dispatch(
 
 fn create(registry: &Registry, args: &CreateArgs) -> Result<()> {
     let plan = lca_core::recipe::compile_file(&args.recipe, registry)?;
-    let sources: Vec<_> = plan
-        .steps
-        .iter()
-        .filter(|s| s.kind == ComponentKind::Source)
-        .collect();
-    let ids = || {
-        sources
-            .iter()
-            .map(|s| format!("`{}`", s.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let step = match &args.source {
-        Some(id) => sources.iter().find(|s| &s.id == id).with_context(|| {
-            format!(
-                "{} has no source `{id}`; its sources are {}. Name one of them with --source",
-                args.recipe.display(),
-                ids()
-            )
-        })?,
-        None if sources.len() == 1 => &sources[0],
-        None => bail!(
-            "{} has {} sources ({}); say which to store with --source ID",
-            args.recipe.display(),
-            sources.len(),
-            ids()
-        ),
-    };
-    let Component::Source(source) = &step.component else {
-        unreachable!("a source step holds a source")
-    };
-    // The context a run gives this step, so the store holds what `lca run`
-    // would load (seeded sources draw the same data).
-    let key = step.key();
-    // What an interrupted attempt must have been writing for its shards to
-    // be kept: the same component with the same parameters and seed.
-    let fingerprint = format!(
-        "{key} {} seed {}\n{}",
-        step.type_name,
-        plan.run.seed,
-        toml::to_string(&step.params).unwrap_or_default()
-    );
-    write_source(
-        &key,
-        plan.run.seed,
-        &args.write,
-        source.as_ref(),
-        &fingerprint,
-    )
+    let step = recipe_source(&plan, &args.recipe, args.source.as_deref())
+        .context("name the source to store with --source ID")?;
+    write_source(&step, &args.write, args.part)
 }
 
 fn import(registry: &Registry, args: &ImportArgs) -> Result<()> {
@@ -524,92 +491,88 @@ fn import(registry: &Registry, args: &ImportArgs) -> Result<()> {
         "import {type_name}\n{}",
         toml::to_string(&table).unwrap_or_default()
     );
-    write_source(
-        &format!("source.{type_name}"),
-        0,
-        &args.write,
-        source.as_ref(),
-        &fingerprint,
-    )
+    let step = SourceStep {
+        key: format!("source.{type_name}"),
+        seed: 0,
+        source: source.as_ref(),
+        fingerprint,
+    };
+    write_source(&step, &args.write, None)
 }
 
-/// Writes a source's dataset as a store, with progress shown. A source that
-/// streams writes shard by shard as it computes; any other is loaded whole,
-/// then written. Either way the writer records each finished shard, so a
-/// store whose writing was interrupted (killed, cancelled, out of disk)
-/// goes on from its last full shard when the same command runs again.
-/// `step` names the load for the seed and the messages.
+/// Writes a source's dataset as a store, or part `part` of one, with
+/// progress shown.
 fn write_source(
-    step: &str,
-    seed: u64,
+    step: &SourceStep<'_>,
     args: &WriteArgs,
-    source: &dyn ActivationSource,
-    fingerprint: &str,
+    part: Option<(usize, usize)>,
 ) -> Result<()> {
-    if args.out.join(lca_store::MANIFEST_FILE).exists() {
-        bail!(
-            "{} already holds a store; nothing was read or written. Remove it or choose another --out",
-            args.out.display()
-        );
-    }
+    let options = StoreOptions {
+        out: args.out.clone(),
+        dtype: args.dtype,
+        shard_bytes: (args.shard_mib as usize) << 20,
+        task: args.task.clone(),
+        part,
+    };
     let progress = Progress::new(1, args.quiet);
-    let sink_bar = progress.task_sink();
-    let cx = RunContext::new(seed, args.threads)
-        .for_step(step)
-        .with_progress(sink_bar.clone());
-    let shard_bytes = (args.shard_mib as usize) << 20;
-    let mut sink = StoreSink::new(&args.out, args.dtype, shard_bytes, fingerprint);
-    let written = cx.install(|| -> lca_core::Result<_> {
-        if let Some(outline) = source.stream(&cx, &mut sink)? {
-            return Ok(outline);
-        }
-        let data = source.load(&cx)?;
-        sink.begin(data.n_rows(), data.neurons())?;
-        let rows = sink.block_rows();
-        let mut start = sink.rows_held();
-        sink_bar.start("writing the store", data.n_rows() as u64, "rows");
-        sink_bar.advance(start as u64);
-        while start < data.n_rows() {
-            let end = (start + rows).min(data.n_rows());
-            sink.push(start, data.acts().block(start..end).view())?;
-            sink_bar.advance((end - start) as u64);
-            start = end;
-        }
-        sink_bar.finish();
-        Ok(data.outline())
-    });
-    let held = sink.rows_held();
-    let result = written.and_then(|outline| {
-        let task = args
-            .task
-            .clone()
-            .or_else(|| outline.details.get("task").cloned())
-            .unwrap_or_else(|| "labels".into());
-        let classes = outline.labels.vocab().len();
-        let manifest = sink.finish(StoreMeta::of(outline, &task))?;
-        Ok((manifest, task, classes))
-    });
+    let cx = RunContext::new(step.seed, args.threads)
+        .for_step(&step.key)
+        .with_progress(progress.task_sink());
+    let result = store_writing::write_source(step, &options, &cx);
     progress.finish();
-    let (manifest, task, classes) = result.with_context(|| {
-        format!(
-            "writing `{step}` to the store in {}; its finished shards are kept, and running \
-             the same command again goes on from them",
-            args.out.display()
-        )
-    })?;
-    if held > 0 {
+    let creation = result?;
+    if creation.kept_rows > 0 {
         println!(
-            "kept the first {held} rows of an interrupted attempt ({} had them in full shards)",
+            "kept the first {} rows of an interrupted attempt ({} had them in full shards)",
+            creation.kept_rows,
             args.out.display()
         );
     }
+    let task = &creation.task;
+    let classes = creation.classes;
+    match &creation.written {
+        Written::Store(manifest) => println!(
+            "wrote {}: {} rows × {} neurons in {} shard(s) of {} ({}), task `{task}` with \
+             {classes} classes",
+            args.out.display(),
+            manifest.rows,
+            manifest.neurons.len(),
+            manifest.shards.len(),
+            args.dtype.as_str(),
+            human_bytes(manifest.data_bytes()),
+        ),
+        Written::Part(record) => {
+            let rows: usize = record.manifest.shards.iter().map(|s| s.rows).sum();
+            println!(
+                "wrote part {}/{} of the store in {}: rows {}..{} of {} in {} shard(s) of {} \
+                 ({}), task `{task}` with {classes} classes; `lca store join {}` makes the \
+                 store once every part is written",
+                record.index,
+                record.count,
+                args.out.display(),
+                record.first_row,
+                record.first_row + rows,
+                record.manifest.rows,
+                record.manifest.shards.len(),
+                args.dtype.as_str(),
+                human_bytes(record.manifest.data_bytes()),
+                args.out.display(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `lca store join`: one store of the parts in `dir`.
+fn join(dir: &Path) -> Result<()> {
+    let manifest = lca_store::join_parts(dir)?;
     println!(
-        "wrote {}: {} rows × {} neurons in {} shard(s) of {} ({}), task `{task}` with {classes} classes",
-        args.out.display(),
+        "joined {}: {} rows × {} neurons in {} shard(s) ({}); `lca store verify` checks their \
+         hashes",
+        dir.display(),
         manifest.rows,
         manifest.neurons.len(),
         manifest.shards.len(),
-        args.dtype.as_str(),
         human_bytes(manifest.data_bytes()),
     );
     Ok(())
@@ -882,19 +845,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_cover_the_shards_once_in_order() {
-        for shards in 0..12 {
-            for n in 1..9 {
-                let parts: Vec<Range<usize>> = (0..n).map(|k| part_shards(k, n, shards)).collect();
-                assert_eq!(parts[0].start, 0);
-                assert_eq!(parts[n - 1].end, shards);
-                assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
-                let sizes: Vec<usize> = parts.iter().map(ExactSizeIterator::len).collect();
-                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
-                assert!(hi - lo <= 1, "{shards} shards in {n} parts: {sizes:?}");
-            }
-        }
-        assert_eq!(part_shards(2, 4, 10), 6..8);
+    fn parts_are_read_as_k_of_n() {
         assert_eq!(parse_part("3/8"), Ok((3, 8)));
         assert!(parse_part("8/8").is_err());
         assert!(parse_part("x").is_err());

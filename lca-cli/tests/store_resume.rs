@@ -73,6 +73,10 @@ fn write_recipe(dir: &Path, seed: u32) -> PathBuf {
 }
 
 fn create(recipe: &Path, out: &Path) -> Command {
+    create_with(recipe, out, "1")
+}
+
+fn create_with(recipe: &Path, out: &Path, threads: &str) -> Command {
     let mut command = lca_command();
     command
         .args([
@@ -80,7 +84,7 @@ fn create(recipe: &Path, out: &Path) -> Command {
             "create",
             "--quiet",
             "--threads",
-            "1",
+            threads,
             "--shard-mib",
             "1",
         ])
@@ -212,4 +216,125 @@ fn an_interrupted_store_of_other_settings_is_written_again() {
         "nothing of the other extraction was kept"
     );
     assert_eq!(manifest(&store), manifest(&reference));
+}
+
+/// A store written in parts by separate processes, in any order and with
+/// different thread counts, then joined, is the store one process writes:
+/// the same manifest (shard hashes included) and row metadata. A part
+/// that holds no shard is allowed; a missing part or one of another
+/// extraction stops the join with one paragraph, and nothing is written.
+#[test]
+fn a_store_written_in_parts_and_joined_is_the_store_one_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("brown"), 1_200);
+    let recipe = write_recipe(dir.path(), 5);
+    let reference = dir.path().join("reference");
+    succeed(&mut create(&recipe, &reference));
+    let expected = manifest(&reference);
+    let shards = expected["shards"].as_array().unwrap().len();
+    assert!(shards >= 3, "the corpus fills several shards ({shards})");
+
+    // More parts than shards: the last part holds none.
+    let parts = shards + 1;
+    let store = dir.path().join("parts");
+    let part = |k: usize, recipe: &Path, threads: &str| {
+        let mut command = create_with(recipe, &store, threads);
+        command.args(["--part", &format!("{k}/{parts}")]);
+        command
+    };
+    let join = || {
+        let mut command = lca_command();
+        command.args(["store", "join"]).arg(&store);
+        command
+    };
+    for k in (1..parts).rev() {
+        let threads = if k % 2 == 0 { "1" } else { "2" };
+        let output = succeed(&mut part(k, &recipe, threads));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(&format!("part {k}/{parts}")),
+            "part {k} says what it wrote"
+        );
+    }
+    // Part 0 is missing: the join names it and writes nothing.
+    let output = join().output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("0/{parts}")), "{said}");
+    assert!(!store.join("manifest.json").exists());
+    let output = lca_command()
+        .args(["store", "info"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lca store join"));
+
+    // A part 0 of another seed (another split, so other rows) disagrees.
+    let other = write_recipe(dir.path(), 6);
+    succeed(&mut part(0, &other, "1"));
+    let output = join().output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("disagrees with"), "{said}");
+    assert!(!store.join("manifest.json").exists());
+
+    // Part 0 written again from the right recipe: the store joins.
+    std::fs::remove_file(store.join(format!("part-0-of-{parts}.json"))).unwrap();
+    succeed(&mut part(0, &recipe, "2"));
+    succeed(&mut join());
+    assert_eq!(
+        manifest(&store),
+        expected,
+        "the joined store is the whole one"
+    );
+    assert_eq!(
+        std::fs::read(store.join("rows.json")).unwrap(),
+        std::fs::read(reference.join("rows.json")).unwrap()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("part-") || name.starts_with("progress"))
+        .collect();
+    assert!(leftovers.is_empty(), "records left: {leftovers:?}");
+    succeed(
+        lca_command()
+            .args(["store", "verify", "--quiet"])
+            .arg(&store),
+    );
+    // Joined once: a second join changes nothing.
+    let output = join().output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already holds a store"));
+
+    // The Slurm recipe, run locally: three array tasks and the join.
+    let slurm = dir.path().join("slurm");
+    let script = |args: &[&std::ffi::OsStr]| {
+        let mut command = Command::new("bash");
+        command
+            .arg(repo("scripts/slurm/create-store.sh"))
+            .args(args)
+            .env("LCA", common::lca_exe())
+            .env("LCA_PLUGIN_PATH", common::deps_dir());
+        command
+    };
+    succeed(&mut script(&[
+        "--local".as_ref(),
+        recipe.as_os_str(),
+        slurm.as_os_str(),
+        "3".as_ref(),
+        "--shard-mib".as_ref(),
+        "1".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+    ]));
+    assert_eq!(
+        manifest(&slurm),
+        expected,
+        "the Slurm recipe's store is the whole one"
+    );
+    let output = script(&["--local".as_ref(), recipe.as_os_str()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: create-store.sh"));
 }

@@ -54,9 +54,18 @@ pub trait RowSink: Send {
     /// When the sink cannot take such a matrix.
     fn begin(&mut self, rows: usize, neurons: &NeuronIndex) -> Result<()>;
 
-    /// Rows the sink already holds after [`RowSink::begin`], from an earlier
-    /// attempt that was interrupted: the source may skip computing them.
+    /// Rows before this one need not be computed after [`RowSink::begin`]:
+    /// the sink holds them from an earlier attempt that was interrupted, or
+    /// does not want them (a store written in parts). The source may skip
+    /// them.
     fn rows_held(&self) -> usize;
+
+    /// Rows from this one on are not wanted (a store written in parts keeps
+    /// one range of rows): the source may stop computing there. Blocks may
+    /// still run past it; the sink ignores those rows.
+    fn rows_wanted_end(&self) -> usize {
+        usize::MAX
+    }
 
     /// The rows the sink keeps at once (a store's shard), after
     /// [`RowSink::begin`]: a source that computes in blocks of about this

@@ -224,6 +224,8 @@ pub trait FfiRowSink: Send {
     fn rows_held(&self) -> u64;
     /// Rows the sink keeps at once.
     fn block_rows(&self) -> u64;
+    /// Rows from this one on are not wanted.
+    fn rows_wanted_end(&self) -> u64;
     /// Rows `first..first + block.rows`.
     #[sabi(last_prefix_field)]
     fn push(&mut self, first: u64, block: FfiMatrix<'_>) -> RResult<(), FfiError>;

@@ -93,6 +93,10 @@ impl RowSink for HostSink<'_> {
         self.0.block_rows() as usize
     }
 
+    fn rows_wanted_end(&self) -> usize {
+        usize::try_from(self.0.rows_wanted_end()).unwrap_or(usize::MAX)
+    }
+
     fn push(&mut self, first: usize, block: ArrayView2<'_, f32>) -> lca_core::Result<()> {
         let (data, rows, cols) = matrix_to_ffi(block);
         let matrix = FfiMatrix {

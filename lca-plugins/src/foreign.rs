@@ -180,6 +180,10 @@ impl FfiRowSink for PluginSideSink<'_> {
         self.0.block_rows() as u64
     }
 
+    fn rows_wanted_end(&self) -> u64 {
+        u64::try_from(self.0.rows_wanted_end()).unwrap_or(u64::MAX)
+    }
+
     fn push(&mut self, first: u64, block: FfiMatrix<'_>) -> RResult<(), FfiError> {
         let result = matrix_from_ffi(block).and_then(|view| self.0.push(first as usize, view));
         result.map_err(|e| error_to_ffi(&e)).into()

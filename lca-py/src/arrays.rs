@@ -1,7 +1,9 @@
 //! Datasets made of numpy arrays. The activations are not copied: each call
 //! borrows the array (C order, `float32`) for as long as it runs.
 
-use lca_core::data::{ActivationMatrix, ClassVocab, Labels, NeuronIndex, Splits, Tokens};
+use lca_core::data::{
+    ActivationMatrix, ClassVocab, DatasetOutline, Labels, NeuronIndex, Splits, Tokens,
+};
 use lca_core::{Dataset, Error};
 use numpy::{PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -102,9 +104,43 @@ impl ArrayData {
     fn neuron_names(&self) -> Vec<String> {
         self.neurons.ids().iter().map(ToString::to_string).collect()
     }
+
+    /// Rows of train, dev and test, in that order.
+    #[getter]
+    fn splits(&self) -> (usize, usize, usize) {
+        (self.splits.train, self.splits.dev, self.splits.test)
+    }
+
+    /// Each row's class id.
+    #[getter]
+    fn label_ids(&self) -> Vec<u32> {
+        self.labels.ids().to_vec()
+    }
+
+    /// Each row's word, when known.
+    #[getter]
+    fn words(&self) -> Option<Vec<String>> {
+        self.tokens.as_ref().map(|t| t.words().to_vec())
+    }
 }
 
 impl ArrayData {
+    /// The dataset of a loaded source: its outline around activations
+    /// already in numpy.
+    pub(crate) fn from_outline(
+        x: &Bound<'_, PyArray2<f32>>,
+        outline: DatasetOutline,
+    ) -> PyResult<Self> {
+        Ok(ArrayData {
+            x: x.clone().unbind(),
+            name: outline.name,
+            neurons: outline.neurons,
+            labels: outline.labels,
+            tokens: outline.tokens,
+            splits: outline.splits,
+        })
+    }
+
     /// Calls `f` with the dataset, its activations borrowed from numpy.
     pub(crate) fn with_dataset<T>(
         &self,

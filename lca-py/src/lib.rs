@@ -25,8 +25,11 @@ fn extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::Statistics>()?;
     m.add_function(wrap_pyfunction!(store::store_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(store::store_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(store::store_create, m)?)?;
+    m.add_function(wrap_pyfunction!(store::store_join, m)?)?;
     m.add_function(wrap_pyfunction!(steps::run_recipe, m)?)?;
     m.add_function(wrap_pyfunction!(steps::rank, m)?)?;
+    m.add_function(wrap_pyfunction!(steps::load_source, m)?)?;
     m.add_function(wrap_pyfunction!(steps::fit_probe, m)?)?;
     m.add_function(wrap_pyfunction!(steps::evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(steps::component_list, m)?)?;

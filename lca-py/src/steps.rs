@@ -15,7 +15,7 @@ use lca_core::data::Split;
 use lca_core::recipe;
 use lca_core::run::{self, Observer, ProbeArrays, Results};
 use lca_core::{ComponentKind, NeuronRanking, RunContext, io};
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -449,4 +449,39 @@ pub(crate) fn recipe_text(json: &str) -> PyResult<String> {
     let table = parameters(json)?;
     toml::to_string(&table)
         .map_err(|e| message(format!("the recipe cannot be written as TOML: {e}")))
+}
+
+/// Loads the source `name` built from `params` (JSON), as the recipe step
+/// `source.<name>` would with the seed `seed`: its activations as a numpy
+/// array (rows in train, dev, test order; the one copy the dataset then
+/// borrows), the dataset around them, and its details as JSON.
+#[pyfunction]
+#[pyo3(signature = (name, params, seed=None, threads=None, plugin_dirs=Vec::new(), plugin_files=Vec::new()))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub(crate) fn load_source<'py>(
+    py: Python<'py>,
+    name: &str,
+    params: &str,
+    seed: Option<u64>,
+    threads: Option<usize>,
+    plugin_dirs: Vec<PathBuf>,
+    plugin_files: Vec<PathBuf>,
+) -> PyResult<(Bound<'py, PyArray2<f32>>, ArrayData, String)> {
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
+    let Component::Source(source) = build(py, &places, ComponentKind::Source, name, params)? else {
+        return Err(message(format!("`{name}` is not a source")));
+    };
+    let sink = Sink::new();
+    let cx = context(seed, threads, &sink).for_step(&format!("source.{name}"));
+    let loaded = run_interruptible(py, &sink, || cx.install(|| source.load(&cx)))?;
+    emit_warnings(py, &sink)?;
+    let dataset = loaded.map_err(core_error)?;
+    dataset.check_finite().map_err(core_error)?;
+    let details = serde_json::to_string(dataset.details()).map_err(|e| message(e.to_string()))?;
+    let outline = dataset.outline();
+    let (rows, cols) = (dataset.n_rows(), dataset.n_neurons());
+    let values = dataset.into_acts().into_row_major();
+    let x = PyArray1::from_vec(py, values).reshape([rows, cols])?;
+    let data = ArrayData::from_outline(&x, outline)?;
+    Ok((x, data, details))
 }

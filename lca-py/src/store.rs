@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use lca_cli::stats_ranking::{StatsRanking, part_shards, rank_statistics};
-use lca_core::RunContext;
-use lca_store::{GaussianPass, IouPass, StatsFile, StatsParts, Store};
+use lca_cli::stats_ranking::{StatsRanking, rank_statistics};
+use lca_cli::store_writing::{StoreOptions, Written, recipe_source, write_source};
+use lca_core::{RunContext, recipe};
+use lca_store::{Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, part_shards};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::components::{PluginPlaces, components};
 use crate::errors::{any_error, core_error, message};
 use crate::interrupt::{Sink, emit_warnings, run_interruptible};
 
@@ -251,4 +253,88 @@ pub(crate) fn store_stats(
     Ok(Statistics {
         file: file.map_err(core_error)?,
     })
+}
+
+/// Writes the source `source` (or the only one) of the recipe in `path`
+/// (or of `text`, read as if it were that file) as a store in `out`, or
+/// part `part = (k, n)` of one; returns what was written, as JSON: `kind`
+/// (`store` or `part`), the `manifest` or the part's `record`,
+/// `kept_rows`, `task` and `classes`.
+#[pyfunction]
+#[pyo3(signature = (path, out, text=None, source=None, part=None, dtype="f32", shard_mib=256, task=None, threads=None, plugin_dirs=Vec::new(), plugin_files=Vec::new()))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_create(
+    py: Python<'_>,
+    path: PathBuf,
+    out: PathBuf,
+    text: Option<String>,
+    source: Option<String>,
+    part: Option<(usize, usize)>,
+    dtype: &str,
+    shard_mib: usize,
+    task: Option<String>,
+    threads: Option<usize>,
+    plugin_dirs: Vec<PathBuf>,
+    plugin_files: Vec<PathBuf>,
+) -> PyResult<String> {
+    let dtype = Dtype::parse(dtype).ok_or_else(|| {
+        message(format!(
+            "dtype={dtype:?} is not a store type; give f32, f16 or bf16"
+        ))
+    })?;
+    if !(1..=65_536).contains(&shard_mib) {
+        return Err(message(format!(
+            "shard_mib={shard_mib} is not a shard size; give 1 to 65536 MiB"
+        )));
+    }
+    if let Some((k, n)) = part
+        && k >= n
+    {
+        return Err(message(format!(
+            "part ({k}, {n}) is not one of n parts: give (k, n) with 0 <= k < n"
+        )));
+    }
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
+    let components = components(py, &places)?;
+    let plan = match text {
+        Some(text) => recipe::compile(&path, &text, &components.registry),
+        None => recipe::compile_file(&path, &components.registry),
+    }
+    .map_err(core_error)?;
+    let step = recipe_source(&plan, &path, source.as_deref())
+        .map_err(|e| any_error(e.context("name the source to store with source=")))?;
+    let options = StoreOptions {
+        out,
+        dtype,
+        shard_bytes: shard_mib << 20,
+        task,
+        part,
+    };
+    let sink = Sink::new();
+    let cx = RunContext::new(step.seed, threads.unwrap_or(0))
+        .for_step(&step.key)
+        .with_progress(sink.clone());
+    let created = run_interruptible(py, &sink, || write_source(&step, &options, &cx))?;
+    emit_warnings(py, &sink)?;
+    let created = created.map_err(any_error)?;
+    let (kind, key, written) = match &created.written {
+        Written::Store(manifest) => ("store", "manifest", serde_json::to_value(manifest)),
+        Written::Part(record) => ("part", "record", serde_json::to_value(record)),
+    };
+    let mut json = serde_json::json!({
+        "kind": kind,
+        "kept_rows": created.kept_rows,
+        "task": created.task,
+        "classes": created.classes,
+    });
+    json[key] = written.map_err(|e| message(e.to_string()))?;
+    Ok(json.to_string())
+}
+
+/// Joins the parts written into `path` into one store; returns its
+/// manifest as JSON.
+#[pyfunction]
+pub(crate) fn store_join(path: PathBuf) -> PyResult<String> {
+    let manifest = lca_store::join_parts(&path).map_err(core_error)?;
+    serde_json::to_string(&manifest).map_err(|e| message(e.to_string()))
 }

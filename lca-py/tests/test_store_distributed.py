@@ -121,3 +121,80 @@ def test_a_local_ray_cluster_ranks_the_store_as_one_process(store):
     truth = set(manifest["truth"]["informative"])
     top = set(rankings["correlation"].order[: len(truth)].tolist())
     assert len(top & truth) >= len(truth) * 3 // 4, (sorted(top), sorted(truth))
+
+
+BROWN_WORDS = [
+    ("the", "at"), ("dog", "nn"), ("runs", "vbz"), ("quickly", "rb"), ("over", "in"),
+    ("a", "at"), ("lazy", "jj"), ("cat", "nn"), ("sat", "vbd"), ("books", "nns"),
+    ("and", "cc"), ("read", "vbd"), ("unbelievable", "jj"), (".", "."),
+]
+
+
+def extraction_recipe(root, sentences=600, source_id="words"):
+    """A recipe extracting the tiny BERT of the transformer plugin's tests
+    over a Brown-format corpus of `sentences` sentences of 5 to 24 words."""
+    rng = np.random.default_rng(7)
+    (root / "brown").mkdir()
+    lines = []
+    for _ in range(sentences):
+        picks = rng.integers(0, len(BROWN_WORDS), 5 + int(rng.integers(0, 20)))
+        lines.append(" ".join(f"{BROWN_WORDS[i][0]}/{BROWN_WORDS[i][1]}" for i in picks))
+    (root / "brown" / "ca01").write_text("\n".join(lines) + "\n")
+    model = REPO / "plugins" / "transformer" / "tests" / "fixtures" / "tiny-bert"
+    recipe = root / "extract.toml"
+    recipe.write_text(
+        f"[run]\nseed = 5\n\n[source.{source_id}]\ntype = \"transformer\"\nmodel = {json.dumps(str(model))}\n"
+        f"corpus = {json.dumps(str(root / 'brown'))}\ntask = \"universal_pos\"\ncache = false\n"
+        "dev = 0.1\ntest = 0.1\n"
+    )
+    return recipe
+
+
+def same_store(a, b):
+    assert (a / "manifest.json").read_bytes() == (b / "manifest.json").read_bytes()
+    assert (a / "rows.json").read_bytes() == (b / "rows.json").read_bytes()
+    for shard in lca.store.info(a)["shards"]:
+        assert (a / shard["file"]).read_bytes() == (b / shard["file"]).read_bytes(), shard["file"]
+
+
+def test_a_local_ray_cluster_extracts_the_store_one_process_writes(lca_bin, tmp_path):
+    import ray
+    import lca.distributed
+
+    recipe = extraction_recipe(tmp_path)
+    one = tmp_path / "one"
+    done = run_cli(lca_bin, "store", "create", recipe, "--out", one, "--shard-mib", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    shards = len(lca.store.info(one)["shards"])
+    assert shards >= 3, shards
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        manifest = lca.distributed.create_store(recipe, tmp_path / "ray", parts=3, shard_mib=1)
+        rankings = lca.distributed.rank_store(tmp_path / "ray", METHODS, parts=2)
+    finally:
+        ray.shutdown()
+    assert manifest == lca.store.info(one)
+    same_store(one, tmp_path / "ray")
+    whole = one_pass(one)
+    for method in METHODS:
+        assert rankings[method].order.tolist() == whole[method].order.tolist(), method
+
+    # Without Ray: parts written from Python in any order, then joined.
+    parts = tmp_path / "parts"
+    for k in [1, 0]:
+        written = lca.store.create(recipe, parts, part=(k, 2), shard_mib=1, threads=1)
+        assert written["kind"] == "part" and written["record"]["index"] == k
+        if k == 1:
+            with pytest.raises(lca.LcaError, match="0/2"):
+                lca.store.join(parts)
+            with pytest.raises(lca.LcaError, match="lca store join"):
+                lca.store.info(parts)
+    assert lca.store.join(parts) == lca.store.info(one)
+    same_store(one, parts)
+    with pytest.raises(lca.LcaError, match="already holds a store"):
+        lca.store.join(parts)
+    with pytest.raises(lca.LcaError, match=r"part \(2, 2\)"):
+        lca.store.create(recipe, tmp_path / "bad", part=(2, 2))
+    with pytest.raises(lca.LcaError, match="dtype"):
+        lca.store.create(recipe, tmp_path / "bad", dtype="f64")

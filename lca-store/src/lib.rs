@@ -19,10 +19,14 @@
 //! memory. [`Store::class_stats`] computes class statistics of a range of
 //! shards into a [`StatsFile`]; such files merge into the statistics of all
 //! their shards, from which the correlation and probeless rankings follow.
+//! A store can also be written in parts, by separate processes or
+//! machines into one folder, and joined ([`join_parts`]) into the store one
+//! writer would have written.
 //! docs/store.md describes the format and the commands around it.
 
 mod manifest;
 mod mapped;
+mod parts;
 mod read;
 mod stats;
 mod write;
@@ -31,6 +35,7 @@ pub use manifest::{
     Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PROGRESS_FILE, ROWS_FILE, RowsMeta,
     ShardEntry, TENSOR, TaskEntry,
 };
+pub use parts::{PartRecord, join_parts, part_file, part_shards};
 pub use read::Store;
 pub use stats::{GaussianPass, IouMasks, IouPass, IouTop, STATS_FORMAT, StatsFile, StatsParts};
 pub use write::{

@@ -124,7 +124,10 @@ impl Store {
                 "{} is not a store: it has no {MANIFEST_FILE}{}. Create one with `lca store \
                  create` or `lca store import`, or check the path",
                 dir.display(),
-                if dir.is_dir() {
+                if has_parts(dir) {
+                    " (it holds parts of a store written with `--part K/N`; once every part \
+                     is written, join them with `lca store join`)"
+                } else if dir.is_dir() {
                     " (a store whose creation was cut short has shards but no manifest; \
                      create it again)"
                 } else {
@@ -541,6 +544,17 @@ fn check_rows(dir: &Path, manifest: &Manifest, rows: &RowsMeta) -> Result<()> {
 ///
 /// # Errors
 /// When the file cannot be read.
+/// Whether `dir` holds the record of a finished store part.
+fn has_parts(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("part-") && name.ends_with(".json")
+        })
+    })
+}
+
 pub(crate) fn file_sha256(path: &Path) -> Result<String> {
     hash_file(path, |_| {})
 }

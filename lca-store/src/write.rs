@@ -6,6 +6,7 @@
 //! `manifest.json` is an unfinished store, which readers refuse.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16, slice::HalfFloatSliceExt as _};
@@ -20,6 +21,7 @@ use crate::manifest::{
     Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PAGE, PROGRESS_FILE, ROWS_FILE, RowsMeta,
     ShardEntry, TENSOR, TaskEntry, metadata_problem,
 };
+use crate::parts::{PartRecord, part_shards};
 use crate::read::file_sha256;
 
 /// Shards hold about this many bytes unless told otherwise: large enough
@@ -67,6 +69,11 @@ pub struct StoreWriter {
     resume_key: Option<ResumeKey>,
     /// The shard being written.
     in_flight: Option<std::thread::JoinHandle<Result<ShardEntry>>>,
+    /// The number of this writer's first shard in the whole store: 0,
+    /// except for a part of a store written in parts.
+    first_shard: usize,
+    /// The progress record's file name (one per part).
+    progress_file: String,
 }
 
 impl Drop for StoreWriter {
@@ -88,6 +95,9 @@ struct ResumeKey {
     /// Rows the finished store will hold.
     rows: usize,
     shard_rows: usize,
+    /// Part `k` of `n`, for a store written in parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part: Option<(usize, usize)>,
 }
 
 /// `progress.json`: the shards an unfinished store has so far.
@@ -151,6 +161,8 @@ impl StoreWriter {
             rows: 0,
             resume_key: None,
             in_flight: None,
+            first_shard: 0,
+            progress_file: PROGRESS_FILE.into(),
         })
     }
 
@@ -175,15 +187,36 @@ impl StoreWriter {
         fingerprint: &str,
         rows: usize,
     ) -> Result<Self> {
+        Self::resume_part(dir, dtype, neurons, shard_rows, fingerprint, rows, None)
+    }
+
+    /// [`StoreWriter::resume`] for the shards of part `part.0` of
+    /// `part.1` (see [`StoreSink::in_part`]): `rows` rows written as
+    /// shards numbered from `first_shard`, with a progress record of
+    /// the part's own.
+    fn resume_part(
+        dir: &Path,
+        dtype: Dtype,
+        neurons: &NeuronIndex,
+        shard_rows: usize,
+        fingerprint: &str,
+        rows: usize,
+        part: Option<(usize, usize, usize)>,
+    ) -> Result<Self> {
         let mut writer = Self::create(dir, dtype, neurons, shard_rows)?;
+        if let Some((k, n, first_shard)) = part {
+            writer.first_shard = first_shard;
+            writer.progress_file = crate::parts::progress_file(k, n);
+        }
         let key = ResumeKey {
             fingerprint: fingerprint.to_string(),
             dtype,
             neurons: writer.neurons.clone(),
             rows,
             shard_rows,
+            part: part.map(|(k, n, _)| (k, n)),
         };
-        writer.shards = reusable_shards(dir, &key);
+        writer.shards = reusable_shards(dir, &key, writer.first_shard, &writer.progress_file);
         writer.rows = writer.shards.iter().map(|s| s.rows).sum();
         writer.resume_key = Some(key);
         Ok(writer)
@@ -269,7 +302,7 @@ impl StoreWriter {
         // writing it overlap the next rows arriving (an extraction's next
         // block), and the record lists it only once it is whole.
         self.settle()?;
-        let file = shard_file(self.shards.len());
+        let file = shard_file(self.first_shard + self.shards.len());
         let path = self.dir.join(&file);
         let rows = self.pending_rows;
         let header = shard_header(self.dtype, rows, self.neurons.len(), self.pending.len());
@@ -317,7 +350,7 @@ impl StoreWriter {
                 shards: self.shards.clone(),
             };
             let json = serde_json::to_vec(&record).expect("a progress record serialises");
-            io::write_atomic(&self.dir.join(PROGRESS_FILE), &json)?;
+            io::write_atomic(&self.dir.join(&self.progress_file), &json)?;
         }
         Ok(())
     }
@@ -328,16 +361,29 @@ impl StoreWriter {
     /// When the metadata disagrees with the rows written, or a file cannot
     /// be written.
     pub fn finish(mut self, meta: StoreMeta) -> Result<Manifest> {
+        let rows = self.rows;
+        let manifest = self.finish_shards(meta, rows)?;
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::input(format!("the store's manifest: {e}")))?;
+        io::write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        self.forget_progress();
+        Ok(manifest)
+    }
+
+    /// Writes the last shard and `rows.json`, and returns the manifest of
+    /// a store of `total_rows` rows (whose metadata `meta` describes) with
+    /// this writer's shards.
+    fn finish_shards(&mut self, meta: StoreMeta, total_rows: usize) -> Result<Manifest> {
         self.flush()?;
         self.settle()?;
-        check_meta(&meta, self.rows)?;
+        check_meta(&meta, total_rows)?;
         let rows_json = serde_json::to_vec(&meta.rows)
             .map_err(|e| Error::input(format!("the store's row metadata: {e}")))?;
         io::write_atomic(&self.dir.join(ROWS_FILE), &rows_json)?;
-        let manifest = Manifest {
+        Ok(Manifest {
             format: FORMAT.into(),
             dtype: self.dtype,
-            rows: self.rows,
+            rows: total_rows,
             neurons: std::mem::take(&mut self.neurons),
             splits: meta.splits,
             default_task: meta.default_task,
@@ -349,23 +395,28 @@ impl StoreWriter {
                 sha256: io::hex(&Sha256::digest(&rows_json)),
             },
             shards: std::mem::take(&mut self.shards),
-        };
-        let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| Error::input(format!("the store's manifest: {e}")))?;
-        io::write_atomic(&self.dir.join(MANIFEST_FILE), &json)?;
+        })
+    }
+
+    /// Removes the progress record once what it records is in a manifest
+    /// or a part record: it has nothing left to say.
+    fn forget_progress(&self) {
         if self.resume_key.is_some() {
-            // The manifest is written: the record has nothing left to say.
-            let _ = std::fs::remove_file(self.dir.join(PROGRESS_FILE));
+            let _ = std::fs::remove_file(self.dir.join(&self.progress_file));
         }
-        Ok(manifest)
     }
 }
 
 /// The leading shards of an interrupted store that can be kept: those its
 /// progress record lists, when the record's key is `key`, up to the first
 /// one missing or changed on disk.
-fn reusable_shards(dir: &Path, key: &ResumeKey) -> Vec<ShardEntry> {
-    let Ok(text) = std::fs::read(dir.join(PROGRESS_FILE)) else {
+fn reusable_shards(
+    dir: &Path,
+    key: &ResumeKey,
+    first_shard: usize,
+    progress_file: &str,
+) -> Vec<ShardEntry> {
+    let Ok(text) = std::fs::read(dir.join(progress_file)) else {
         return Vec::new();
     };
     let Ok(record) = serde_json::from_slice::<ProgressRecord>(&text) else {
@@ -377,7 +428,7 @@ fn reusable_shards(dir: &Path, key: &ResumeKey) -> Vec<ShardEntry> {
     let mut kept = Vec::new();
     for (i, shard) in record.shards.into_iter().enumerate() {
         // Shards are named by position; a record naming others is not ours.
-        if shard.file != shard_file(i) || shard.rows != key.shard_rows {
+        if shard.file != shard_file(first_shard + i) || shard.rows != key.shard_rows {
             break;
         }
         let path = dir.join(&shard.file);
@@ -391,7 +442,7 @@ fn reusable_shards(dir: &Path, key: &ResumeKey) -> Vec<ShardEntry> {
     kept
 }
 
-fn shard_file(index: usize) -> String {
+pub(crate) fn shard_file(index: usize) -> String {
     format!("shard-{index:06}.safetensors")
 }
 
@@ -405,6 +456,11 @@ pub struct StoreSink {
     fingerprint: String,
     writer: Option<StoreWriter>,
     held: usize,
+    /// Part `k` of `n`, when the sink writes one part of a store.
+    part: Option<(usize, usize)>,
+    /// The rows of the whole dataset this sink keeps (all of them unless it
+    /// writes a part), set by `begin`.
+    wanted: Range<usize>,
 }
 
 impl StoreSink {
@@ -419,7 +475,31 @@ impl StoreSink {
             fingerprint: fingerprint.to_string(),
             writer: None,
             held: 0,
+            part: None,
+            wanted: 0..0,
         }
+    }
+
+    /// Makes the sink write part `index` of `count` of the store: the
+    /// `index`-th of `count` runs of consecutive shards (sizes differing by
+    /// at most one, as [`part_shards`] cuts them), under the same file
+    /// names, rows and bytes a sink writing the whole store gives them.
+    /// [`StoreSink::finish_part`] then records the part, and
+    /// [`crate::join_parts`] makes one store of all `count` parts once
+    /// every one is written into the same folder. A part may hold no shard.
+    ///
+    /// # Panics
+    /// When `index >= count`; callers check the numbers they are given.
+    pub fn in_part(mut self, index: usize, count: usize) -> Self {
+        assert!(index < count, "part {index} of {count}");
+        self.part = Some((index, count));
+        self
+    }
+
+    /// Rows an interrupted earlier attempt had written in full shards,
+    /// which this sink keeps (known after `begin`).
+    pub fn rows_resumed(&self) -> usize {
+        self.held - self.wanted.start
     }
 
     /// Rows written so far, those of an earlier attempt included.
@@ -433,13 +513,53 @@ impl StoreSink {
     /// When no rows came, the metadata disagrees with them, or a file
     /// cannot be written.
     pub fn finish(self, meta: StoreMeta) -> Result<Manifest> {
-        match self.writer {
-            Some(writer) => writer.finish(meta),
-            None => Err(Error::input(format!(
+        if self.part.is_some() {
+            return Err(Error::input(
+                "a part of a store is finished with `finish_part`; this is a bug in lca",
+            ));
+        }
+        self.into_writer()?.finish(meta)
+    }
+
+    /// Writes the part's last shard, `rows.json` (the whole store's, the
+    /// same from every part) and the part's record, which
+    /// [`crate::join_parts`] reads.
+    ///
+    /// # Errors
+    /// As [`StoreSink::finish`]; also when the sink writes no part.
+    pub fn finish_part(self, meta: StoreMeta) -> Result<PartRecord> {
+        let Some((index, count)) = self.part else {
+            return Err(Error::input(
+                "a whole store is finished with `finish`; this is a bug in lca",
+            ));
+        };
+        let first_row = self.wanted.start;
+        let dir = self.dir.clone();
+        let mut writer = self.into_writer()?;
+        let key = writer.resume_key.clone().expect("a sink's writer resumes");
+        let manifest = writer.finish_shards(meta, key.rows)?;
+        let record = PartRecord {
+            format: FORMAT.into(),
+            index,
+            count,
+            first_row,
+            first_shard: writer.first_shard,
+            shard_rows: writer.shard_rows,
+            fingerprint: key.fingerprint,
+            manifest,
+        };
+        crate::parts::write_record(&dir, &record)?;
+        writer.forget_progress();
+        Ok(record)
+    }
+
+    fn into_writer(self) -> Result<StoreWriter> {
+        self.writer.ok_or_else(|| {
+            Error::input(format!(
                 "the source gave no activations for the store in {}; nothing was written",
                 self.dir.display()
-            ))),
-        }
+            ))
+        })
     }
 }
 
@@ -452,21 +572,38 @@ impl RowSink for StoreSink {
             ));
         }
         let shard_rows = rows_per_shard(neurons.len(), self.dtype, self.shard_bytes);
-        let writer = StoreWriter::resume(
+        let (part, wanted) = match self.part {
+            Some((k, n)) => {
+                let shards = part_shards(k, n, rows.div_ceil(shard_rows));
+                let wanted =
+                    (shards.start * shard_rows).min(rows)..(shards.end * shard_rows).min(rows);
+                (Some((k, n, shards.start)), wanted)
+            }
+            None => (None, 0..rows),
+        };
+        // The whole store's row count identifies a part's content with the
+        // fingerprint; the writer itself counts the part's rows.
+        let writer = StoreWriter::resume_part(
             &self.dir,
             self.dtype,
             neurons,
             shard_rows,
             &self.fingerprint,
             rows,
+            part,
         )?;
-        self.held = writer.rows();
+        self.held = wanted.start + writer.rows();
+        self.wanted = wanted;
         self.writer = Some(writer);
         Ok(())
     }
 
     fn rows_held(&self) -> usize {
         self.held
+    }
+
+    fn rows_wanted_end(&self) -> usize {
+        self.wanted.end
     }
 
     fn block_rows(&self) -> usize {
@@ -477,7 +614,7 @@ impl RowSink for StoreSink {
         let writer = self.writer.as_mut().ok_or_else(|| {
             Error::input("a source pushed rows before announcing them; this is a bug in the source")
         })?;
-        let next = writer.rows();
+        let next = self.wanted.start + writer.rows();
         if first > next {
             return Err(Error::input(format!(
                 "a source pushed rows from {first} while the store in {} has {next}: rows \
@@ -486,10 +623,11 @@ impl RowSink for StoreSink {
             )));
         }
         let skip = next - first;
-        if skip >= block.nrows() {
+        let end = block.nrows().min(self.wanted.end.saturating_sub(first));
+        if skip >= end {
             return Ok(());
         }
-        writer.push(block.slice(s![skip.., ..]))
+        writer.push(block.slice(s![skip..end, ..]))
     }
 }
 

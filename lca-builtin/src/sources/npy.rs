@@ -535,7 +535,8 @@ impl ActivationSource for NpySource {
             progress.advance((held - held % block_rows) as u64);
         }
         let result = (|| -> Result<()> {
-            for first in (held - held % block_rows..header.rows).step_by(block_rows) {
+            let end = sink.rows_wanted_end().min(header.rows);
+            for first in (held - held % block_rows..end).step_by(block_rows) {
                 cx.check_cancelled()?;
                 let rows = &order[first..(first + block_rows).min(header.rows)];
                 let block = read_npy_rows(&p.path, &file, &header, rows)?;

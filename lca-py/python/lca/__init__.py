@@ -44,6 +44,8 @@ __all__ = [
     "probe",
     "rank",
     "run",
+    "sources",
+    "store",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -306,6 +308,8 @@ class Dataset:
         #: For each row here, its row in the arrays given (rows are kept in
         #: train, dev, test order).
         self.rows: np.ndarray = rows
+        #: Where the data came from (for a source: model, corpus, layers…).
+        self.details: Dict[str, str] = {}
         self._data = _lca.ArrayData(
             x,
             labels,
@@ -315,6 +319,35 @@ class Dataset:
             sentence_starts=starts,
             name=name,
         )
+
+    @classmethod
+    def _loaded(cls, x: np.ndarray, data: "_lca.ArrayData", details: Mapping[str, str]) -> "Dataset":
+        """A dataset a source loaded, its rows already in train, dev, test
+        order."""
+        dataset = cls.__new__(cls)
+        dataset.x = x
+        dataset.rows = np.arange(x.shape[0])
+        dataset._data = data
+        dataset.details = dict(details)
+        return dataset
+
+    @property
+    def split(self) -> List[str]:
+        """``"train"``, ``"dev"`` or ``"test"`` per row (rows are in that
+        order)."""
+        train, dev, test = self._data.splits
+        return ["train"] * train + ["dev"] * dev + ["test"] * test
+
+    @property
+    def labels(self) -> List[str]:
+        """Each row's class name."""
+        names = self._data.classes
+        return [names[i] for i in self._data.label_ids]
+
+    @property
+    def words(self) -> Optional[List[str]]:
+        """Each row's word, when the data has words."""
+        return self._data.words
 
     @property
     def classes(self) -> List[str]:
@@ -463,4 +496,5 @@ def components(plugin_dirs: Sequence[PathLike] = ()) -> List[Dict[str, Any]]:
 
 
 from . import probes  # noqa: E402  (uses ProbeSpec)
+from . import sources  # noqa: E402  (uses Dataset)
 from . import store  # noqa: E402  (uses Ranking)

@@ -27,6 +27,12 @@ class ArrayData:
     def classes(self) -> List[str]: ...
     @property
     def neuron_names(self) -> List[str]: ...
+    @property
+    def splits(self) -> Tuple[int, int, int]: ...
+    @property
+    def label_ids(self) -> List[int]: ...
+    @property
+    def words(self) -> Optional[List[str]]: ...
 
 class RunOutput:
     def json(self) -> str: ...
@@ -134,6 +140,28 @@ def store_stats(
     ap_threshold: float = 0.05,
     threads: Optional[int] = None,
 ) -> Statistics: ...
+def store_create(
+    path: str,
+    out: str,
+    text: Optional[str] = None,
+    source: Optional[str] = None,
+    part: Optional[Tuple[int, int]] = None,
+    dtype: str = "f32",
+    shard_mib: int = 256,
+    task: Optional[str] = None,
+    threads: Optional[int] = None,
+    plugin_dirs: List[str] = ...,
+    plugin_files: List[str] = ...,
+) -> str: ...
+def store_join(path: str) -> str: ...
+def load_source(
+    name: str,
+    params: str,
+    seed: Optional[int] = None,
+    threads: Optional[int] = None,
+    plugin_dirs: List[str] = ...,
+    plugin_files: List[str] = ...,
+) -> Tuple[npt.NDArray[np.float32], ArrayData, str]: ...
 def lca_ordering(
     weights: npt.NDArray[np.float32], search_stride: int, granularity: Optional[int] = None
 ) -> Tuple[List[int], List[int]]: ...

@@ -1,12 +1,17 @@
-"""Store statistics and rankings on a Ray cluster.
+"""Extraction, store statistics and rankings on a Ray cluster.
 
-Ray is the engine: each task computes the statistics of a run of shards
-with :func:`lca.store.stats` in its own worker process, a tree of tasks
-merges them, and the driver ranks from the result. Workers read the store
-from a filesystem they share (the shards are memory-mapped; nothing but the
-statistics travels). Install with ``pip install lca[ray]``, start or join a
-cluster with ``ray.init(...)``, then::
+Ray is the engine; lca schedules nothing itself. :func:`create_store`
+extracts a recipe's source as Ray tasks, each writing one run of the store's
+shards (:func:`lca.store.create` with ``part=``) into a folder they share,
+and joins them into the store one process would have written.
+:func:`store_stats` computes the statistics of runs of shards with
+:func:`lca.store.stats`, each task in its own worker process, a tree of
+tasks merges them, and the driver ranks from the result. Workers read the
+store from a filesystem they share (the shards are memory-mapped; nothing
+but the statistics travels). Install with ``pip install lca[ray]``, start or
+join a cluster with ``ray.init(...)``, then::
 
+    lca.distributed.create_store("recipes/brown.toml", "stores/big", parts=64)
     rankings = lca.distributed.rank_store("stores/big", ["correlation", "iou"], parts=64)
 
 The same commands run as Slurm array tasks: ``scripts/slurm/``.
@@ -15,13 +20,14 @@ The same commands run as Slurm array tasks: ``scripts/slurm/``.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import LcaError, Ranking
 from . import store as _store
 from ._lca import Statistics
 
-__all__ = ["rank_store", "store_stats"]
+__all__ = ["create_store", "rank_store", "store_stats"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -38,6 +44,65 @@ def _ray():
         # Joins the cluster named by RAY_ADDRESS, or starts a local one.
         ray.init()
     return ray
+
+
+def _create_part(
+    recipe: str, text: Optional[str], out: str, part: Tuple[int, int], options: Dict[str, Any]
+) -> Dict[str, Any]:
+    import json
+
+    from lca import _lca, _plugin_dirs
+
+    dirs = _plugin_dirs(options.pop("plugin_dirs"))
+    written = _lca.store_create(recipe, out, text=text, part=part, plugin_dirs=dirs, **options)
+    return json.loads(written)
+
+
+def create_store(
+    recipe: Union[PathLike, Mapping[str, Any]],
+    out: PathLike,
+    parts: int,
+    *,
+    source: Optional[str] = None,
+    dtype: str = "f32",
+    shard_mib: int = 256,
+    task: Optional[str] = None,
+    num_cpus: float = 1,
+    plugin_dirs: Sequence[PathLike] = (),
+) -> Dict[str, Any]:
+    """Extracts the recipe's source as ``parts`` Ray tasks and joins them
+    into one store in ``out``; returns its manifest.
+
+    Task k writes part ``(k, parts)``: the k-th of ``parts`` runs of the
+    store's shards, computing only their rows, into ``out``, which every
+    worker must reach at the same path (one machine, or a shared
+    filesystem). The joined store is byte for byte the one a single
+    ``lca store create`` writes. A part whose task failed or was cut short
+    keeps its finished shards; calling again with the same arguments goes
+    on from them. Each task asks Ray for ``num_cpus`` CPUs and extracts on
+    that many threads. The recipe's relative paths are resolved here, on
+    the driver."""
+    ray = _ray()
+    if parts < 1:
+        raise LcaError(f"parts={parts}: give at least 1 part")
+    if isinstance(recipe, Mapping):
+        from . import _recipe_text
+
+        path, text = str(Path.cwd() / "recipe.toml"), _recipe_text(recipe)
+    else:
+        path, text = str(Path(os.fspath(recipe)).resolve()), None
+    target = str(Path(os.fspath(out)).resolve())
+    options: Dict[str, Any] = {
+        "source": source,
+        "dtype": dtype,
+        "shard_mib": shard_mib,
+        "task": task,
+        "threads": max(1, int(num_cpus)),
+        "plugin_dirs": [str(Path(d).resolve()) for d in plugin_dirs],
+    }
+    write = ray.remote(num_cpus=num_cpus)(_create_part)
+    ray.get([write.remote(path, text, target, (k, parts), dict(options)) for k in range(parts)])
+    return _store.join(target)
 
 
 def _part_stats(

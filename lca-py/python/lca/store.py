@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import LcaError, Ranking, _lca
 from ._lca import Statistics
 
-__all__ = ["METHODS", "Statistics", "info", "load", "merge", "rank", "stats"]
+__all__ = ["METHODS", "Statistics", "create", "info", "join", "load", "merge", "rank", "stats"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +32,58 @@ METHODS = {
     "gaussian": "gaussian_neurons=",
     "average_precision": "ap_bits=",
 }
+
+
+def create(
+    recipe: Union[PathLike, Mapping[str, Any]],
+    out: PathLike,
+    *,
+    source: Optional[str] = None,
+    part: Optional[Tuple[int, int]] = None,
+    dtype: str = "f32",
+    shard_mib: int = 256,
+    task: Optional[str] = None,
+    threads: Optional[int] = None,
+    plugin_dirs: Sequence[PathLike] = (),
+) -> Dict[str, Any]:
+    """Extracts (or reads) the recipe's source and writes it as a store in
+    ``out``, as ``lca store create``: shard by shard, resuming an interrupted
+    attempt with the same settings. ``source`` names the source when the
+    recipe has several; ``dtype`` is ``f32``, ``f16`` or ``bf16``.
+
+    With ``part=(k, n)`` only the k-th of n runs of shards is computed and
+    written into ``out``; once all n parts are written (by other processes or
+    machines sharing the folder), :func:`join` makes the store, which is the
+    one a single process writes. Returns ``kind`` (``"store"`` or
+    ``"part"``), the ``manifest`` or the part's ``record``, ``kept_rows``
+    (from an interrupted attempt), ``task`` and ``classes``."""
+    from . import _plugin_dirs, _recipe_text
+
+    dirs = _plugin_dirs(plugin_dirs)
+    if isinstance(recipe, Mapping):
+        path, text = str(Path.cwd() / "recipe.toml"), _recipe_text(recipe)
+    else:
+        path, text = os.fspath(recipe), None
+    written = _lca.store_create(
+        path,
+        os.fspath(out),
+        text=text,
+        source=source,
+        part=None if part is None else (int(part[0]), int(part[1])),
+        dtype=dtype,
+        shard_mib=shard_mib,
+        task=task,
+        threads=threads,
+        plugin_dirs=dirs,
+    )
+    return json.loads(written)
+
+
+def join(store: PathLike) -> Dict[str, Any]:
+    """Joins the parts :func:`create` wrote into ``store`` with ``part=``
+    into one store, as ``lca store join``; returns its manifest. Fails,
+    writing nothing, while a part is missing or disagrees with the others."""
+    return json.loads(_lca.store_join(os.fspath(store)))
 
 
 def info(store: PathLike) -> Dict[str, Any]:

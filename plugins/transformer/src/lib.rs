@@ -575,6 +575,7 @@ fn extract_streaming(
     let neurons = outline.neurons.clone();
     sink.begin(cut.rows, &neurons)?;
     let held = sink.rows_held();
+    let wanted_end = sink.rows_wanted_end();
     // A block is a shard of the sink's, or more: an interruption loses at
     // most the block being computed. It holds enough windows to batch them
     // by length (small blocks halved the throughput of MiniLM, with much
@@ -588,6 +589,9 @@ fn extract_streaming(
     let result = (|| -> Result<()> {
         let mut windows = by_position.into_iter().peekable();
         while let Some((block_first, first_window)) = windows.next() {
+            if block_first >= wanted_end {
+                break;
+            }
             let mut block = vec![first_window];
             let mut firsts = vec![0];
             let mut rows = block[0].spans.len();
