@@ -1455,3 +1455,149 @@ mod tests {
         assert!(model.weights.iter().all(|v| v.is_finite()));
     }
 }
+
+/// Sums over some rows of a softmax probe's data term, for solvers that
+/// run elsewhere and add the sums of several workers (see
+/// [`softmax_pass`]).
+#[derive(Clone, Debug)]
+pub struct SoftmaxSums {
+    /// Rows summed.
+    pub rows: usize,
+    /// Σ cross-entropy.
+    pub loss: f64,
+    /// Rows whose most likely class (the first, on ties) is their label.
+    pub correct: usize,
+    /// Σ (p − onehot) ⊗ x, classes × neurons, when asked for.
+    pub grad_w: Option<Array2<f64>>,
+    /// Σ (p − onehot), when the gradient was asked for.
+    pub grad_b: Option<Array1<f64>>,
+}
+
+impl SoftmaxSums {
+    /// Nothing summed yet, for `classes` × `neurons` weights.
+    pub fn zero(classes: usize, neurons: usize, gradient: bool) -> Self {
+        SoftmaxSums {
+            rows: 0,
+            loss: 0.0,
+            correct: 0,
+            grad_w: gradient.then(|| Array2::zeros((classes, neurons))),
+            grad_b: gradient.then(|| Array1::zeros(classes)),
+        }
+    }
+
+    /// Adds the sums of other rows.
+    pub fn add(&mut self, other: &SoftmaxSums) {
+        self.rows += other.rows;
+        self.loss += other.loss;
+        self.correct += other.correct;
+        if let (Some(a), Some(b)) = (&mut self.grad_w, &other.grad_w) {
+            *a += b;
+        }
+        if let (Some(a), Some(b)) = (&mut self.grad_b, &other.grad_b) {
+            *a += b;
+        }
+    }
+}
+
+/// The sums of the cross-entropy of `softmax(W x + b)` over the rows of
+/// `x` with labels `y`, the rows it classifies right, and (with
+/// `gradient`) the sums of its gradient with respect to `W` and `b`: one
+/// pass of a data-parallel solver. Rows are summed in fixed chunks whose
+/// sums are added in order, so the result does not depend on the thread
+/// count; a caller that adds the sums of consecutive row ranges in order
+/// gets the same bits whatever the ranges.
+///
+/// # Errors
+/// When the shapes disagree or a label is not a class of `w`.
+pub fn softmax_pass(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    w: &Array2<f32>,
+    b: &Array1<f64>,
+    gradient: bool,
+) -> Result<SoftmaxSums> {
+    let (n, d) = x.dim();
+    let c = w.nrows();
+    if w.ncols() != d || b.len() != c || y.len() != n {
+        return Err(Error::Shape {
+            what: "a softmax pass".into(),
+            expected: format!("{n} labels, weights of {d} neurons and {c} biases"),
+            found: format!(
+                "{} labels, weights of {} neurons and {} biases",
+                y.len(),
+                w.ncols(),
+                b.len()
+            ),
+        });
+    }
+    if let Some(&label) = y.iter().find(|&&l| l as usize >= c) {
+        return Err(Error::input(format!(
+            "label {label} is not one of the probe's {c} classes"
+        )));
+    }
+    let x = x.as_standard_layout();
+    let x = x.view();
+    let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
+    let partials: Vec<SoftmaxSums> = chunks
+        .par_iter()
+        .map(|&start| {
+            let end = (start + CHUNK_ROWS).min(n);
+            let mut sums = SoftmaxSums::zero(c, d, gradient);
+            sums.rows = end - start;
+            let mut grad = gradient.then(|| vec![0.0f32; c * d]);
+            let mut row_logits: Vec<f64> = Vec::with_capacity(c);
+            for block_start in (start..end).step_by(BLOCK_ROWS) {
+                let block_end = (block_start + BLOCK_ROWS).min(end);
+                let block = x.slice(s![block_start..block_end, ..]);
+                let z = logits_block(block, w, b);
+                let mut residual = vec![0.0f32; (block_end - block_start) * c];
+                for (i, zr) in z.outer_iter().enumerate() {
+                    let label = y[block_start + i] as usize;
+                    let best = zr
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::NEG_INFINITY),
+                            |acc, (k, &v)| {
+                                if v > acc.1 { (k, v) } else { acc }
+                            },
+                        )
+                        .0;
+                    sums.correct += usize::from(best == label);
+                    row_logits.clear();
+                    row_logits.extend(zr.iter());
+                    sums.loss += softmax_in_place(&mut row_logits) - zr[label];
+                    if let Some(grad_b) = &mut sums.grad_b {
+                        row_logits[label] -= 1.0;
+                        for (k, v) in row_logits.iter().enumerate() {
+                            residual[i * c + k] = *v as f32;
+                            grad_b[k] += v;
+                        }
+                    }
+                }
+                if let Some(grad) = &mut grad {
+                    kernels::accumulate_gradient(
+                        &residual,
+                        block.as_slice().expect("row-major activations"),
+                        d,
+                        c,
+                        grad,
+                        &[],
+                    );
+                }
+            }
+            if let (Some(total), Some(grad)) = (&mut sums.grad_w, grad) {
+                total
+                    .iter_mut()
+                    .zip(grad)
+                    .for_each(|(t, g)| *t = f64::from(g));
+            }
+            sums
+        })
+        .collect();
+    let mut total = SoftmaxSums::zero(c, d, gradient);
+    for part in &partials {
+        total.add(part);
+    }
+    Ok(total)
+}

@@ -6,7 +6,7 @@
 //! `KeyboardInterrupt`, as for any Python code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use lca_core::context::Progress;
@@ -64,10 +64,24 @@ pub(crate) fn run_interruptible<T: Send>(
     work: impl FnOnce() -> T + Send,
 ) -> PyResult<T> {
     std::thread::scope(|scope| {
-        let worker = scope.spawn(work);
+        // The worker says when it is done (or, by dropping the sender, that
+        // it panicked), so a short call returns at once rather than at the
+        // next poll: a probe trained by passes makes hundreds of calls.
+        let (done, mut finished) = mpsc::channel::<()>();
+        let worker = scope.spawn(move || {
+            let out = work();
+            let _ = done.send(());
+            out
+        });
         let mut interrupt = None;
-        while !worker.is_finished() {
-            py.detach(|| std::thread::sleep(POLL));
+        loop {
+            // The receiver is not shared with the detached closure but
+            // moved in and back out: it may be sent, not shared.
+            let (waited, receiver) = py.detach(move || (finished.recv_timeout(POLL), finished));
+            finished = receiver;
+            if !matches!(waited, Err(mpsc::RecvTimeoutError::Timeout)) {
+                break;
+            }
             if interrupt.is_none()
                 && let Err(e) = py.check_signals()
             {

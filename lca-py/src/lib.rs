@@ -23,6 +23,7 @@ fn extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<steps::RunOutput>()?;
     m.add_class::<steps::FittedProbe>()?;
     m.add_class::<store::Statistics>()?;
+    m.add_class::<store::OpenStore>()?;
     m.add_function(wrap_pyfunction!(store::store_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(store::store_stats, m)?)?;
     m.add_function(wrap_pyfunction!(store::store_create, m)?)?;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use lca_cli::stats_ranking::{StatsRanking, rank_statistics};
 use lca_cli::store_writing::{StoreOptions, Written, recipe_source, write_source};
 use lca_core::{RunContext, recipe};
+use lca_linear::{SoftmaxSums, softmax_pass};
 use lca_store::{Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, part_shards};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -338,3 +340,129 @@ pub(crate) fn store_join(path: PathBuf) -> PyResult<String> {
     let manifest = lca_store::join_parts(&path).map_err(core_error)?;
     serde_json::to_string(&manifest).map_err(|e| message(e.to_string()))
 }
+
+/// A store opened once, for the many passes of a probe trained over its
+/// shards (`lca.store.train_probe`, `lca.distributed.train_probe`): its
+/// manifest and labels are read once, its shards mapped as passes need
+/// them.
+#[pyclass(module = "lca._lca", frozen)]
+pub(crate) struct OpenStore {
+    store: Store,
+}
+
+/// `(rows, Σ loss, correct rows, Σ weight gradient, Σ bias gradient)`.
+type PassSums<'py> = (
+    usize,
+    f64,
+    usize,
+    Option<Bound<'py, PyArray2<f64>>>,
+    Option<Bound<'py, PyArray1<f64>>>,
+);
+
+#[pymethods]
+impl OpenStore {
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Self> {
+        Ok(OpenStore {
+            store: Store::open(&path).map_err(core_error)?,
+        })
+    }
+
+    /// The sums of one pass of a softmax probe with `weights` (classes ×
+    /// neurons) and `bias` over the rows of split `split` (`train`, `dev`
+    /// or `test`) in part `part = (k, n)` of the shards (all by default):
+    /// the rows, the summed cross-entropy, the rows classified right and,
+    /// with `gradient`, the summed gradients. Task `task` gives the labels
+    /// (the store's default task when `None`).
+    #[pyo3(signature = (weights, bias, task=None, part=None, split="train", gradient=true, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn probe_pass<'py>(
+        &self,
+        py: Python<'py>,
+        weights: PyReadonlyArray2<'py, f32>,
+        bias: PyReadonlyArray1<'py, f64>,
+        task: Option<&str>,
+        part: Option<(usize, usize)>,
+        split: &str,
+        gradient: bool,
+        threads: Option<usize>,
+    ) -> PyResult<PassSums<'py>> {
+        let m = self.store.manifest();
+        let task = task.unwrap_or(&m.default_task);
+        let classes = m
+            .tasks
+            .get(task)
+            .ok_or_else(|| {
+                message(format!(
+                    "the store {} has no task `{task}`; lca.store.info lists its tasks",
+                    self.store.dir().display()
+                ))
+            })?
+            .classes
+            .len();
+        let w = weights.as_array().to_owned();
+        let b = bias.as_array().to_owned();
+        if w.dim() != (classes, m.neurons.len()) || b.len() != classes {
+            return Err(message(format!(
+                "weights of {} × {} and {} biases for a store of {classes} classes (task \
+                 `{task}`) and {} neurons; give classes × neurons weights",
+                w.nrows(),
+                w.ncols(),
+                b.len(),
+                m.neurons.len()
+            )));
+        }
+        let split_rows = match (split, m.splits) {
+            ("train", Some(s)) => 0..s.train,
+            ("dev", Some(s)) => s.train..s.train + s.dev,
+            ("test", Some(s)) => s.train + s.dev..s.total(),
+            ("train", None) => 0..m.rows,
+            ("dev" | "test", None) => 0..0,
+            _ => {
+                return Err(message(format!(
+                    "split={split:?} is not a split; give \"train\", \"dev\" or \"test\""
+                )));
+            }
+        };
+        let shards = match part {
+            Some((k, n)) if k < n => part_shards(k, n, m.shards.len()),
+            Some((k, n)) => {
+                return Err(message(format!(
+                    "part ({k}, {n}) is not one of n parts: give (k, n) with 0 <= k < n"
+                )));
+            }
+            None => 0..m.shards.len(),
+        };
+        let first = |shard: usize| m.shards[..shard].iter().map(|s| s.rows).sum::<usize>();
+        let (from, to) = (first(shards.start), first(shards.end));
+        let rows =
+            split_rows.start.max(from)..split_rows.end.min(to).max(split_rows.start.max(from));
+        let labels = &self.store.rows_meta().labels[task];
+        let sink = Sink::new();
+        let pool = RunContext::new(0, threads.unwrap_or(0)).with_progress(sink.clone());
+        let summed = run_interruptible(py, &sink, || {
+            pool.install(|| {
+                let mut total = SoftmaxSums::zero(classes, w.ncols(), gradient);
+                self.store
+                    .for_each_block(rows, PASS_BLOCK_ROWS, |start, block| {
+                        pool.check_cancelled()?;
+                        let y = &labels[start..start + block.nrows()];
+                        total.add(&softmax_pass(block, y, &w, &b, gradient)?);
+                        Ok(())
+                    })?;
+                Ok::<_, lca_core::Error>(total)
+            })
+        })?;
+        let sums = summed.map_err(core_error)?;
+        Ok((
+            sums.rows,
+            sums.loss,
+            sums.correct,
+            sums.grad_w.map(|g| g.into_pyarray(py)),
+            sums.grad_b.map(|g| g.into_pyarray(py)),
+        ))
+    }
+}
+
+/// Rows a probe pass reads at once: a few MB of a wide store.
+const PASS_BLOCK_ROWS: usize = 8192;

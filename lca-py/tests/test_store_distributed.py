@@ -10,7 +10,7 @@ import lca.store
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 RECIPE = """
 [run]
@@ -198,3 +198,56 @@ def test_a_local_ray_cluster_extracts_the_store_one_process_writes(lca_bin, tmp_
         lca.store.create(recipe, tmp_path / "bad", part=(2, 2))
     with pytest.raises(lca.LcaError, match="dtype"):
         lca.store.create(recipe, tmp_path / "bad", dtype="f64")
+
+
+def objective(x, y, w, b, l1=1e-3, l2=1e-3):
+    """Mean cross-entropy plus the Frobenius elastic net, in float64."""
+    z = x.astype(np.float64) @ w.T + b
+    z -= z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(y)), y].mean() + l1 * np.abs(w).sum() + l2 * np.sqrt((w * w).sum())
+
+
+def test_a_probe_trained_by_passes_over_the_store_matches_the_in_memory_probe(store):
+    import ray
+    import lca.distributed
+    import lca.sources
+
+    ds = lca.sources.store(path=str(store))
+    train = ds.split.count("train")
+    x, y = ds.x[:train], np.asarray([ds.classes.index(label) for label in ds.labels[:train]])
+    in_memory = lca.probes.elastic_net(l1=1e-3, l2=1e-3, solver="fista", tol=1e-8, max_iter=5000).fit(ds)
+    local = lca.store.train_probe(store, tol=1e-8, max_iter=5000)
+    assert local.report["converged"], local.report
+    assert local.classes == ds.classes and local.neuron_names == ds.neuron_names
+    ours = objective(x, y, local.weights, local.bias)
+    theirs = objective(x, y, in_memory.weights.astype(np.float64), in_memory.bias)
+    # The same optimum, reached by the same method from the same start.
+    assert abs(ours - theirs) <= 1e-5 * theirs, (ours, theirs)
+    assert abs(local.report["objective"] - ours) <= 1e-6 * ours
+    for split in ("train", "dev", "test"):
+        assert abs(local.accuracy[split] - in_memory.accuracy[split]) <= 0.005, split
+    np.testing.assert_array_equal(local.predict(ds.x), local.predict_proba(ds.x).argmax(axis=1))
+    # The planted neurons carry the weight.
+    truth = set(lca.store.info(store)["truth"]["informative"])
+    strongest = np.argsort(-np.abs(local.weights).sum(axis=0))[: len(truth)]
+    assert len(set(strongest.tolist()) & truth) >= len(truth) * 3 // 4
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        # Three actors of one CPU do not fit two CPUs at once: two are used.
+        with pytest.warns(UserWarning, match="using 2 parts"):
+            spread = lca.distributed.train_probe(store, parts=3, tol=1e-8, max_iter=5000)
+    finally:
+        ray.shutdown()
+    # Sums added in another grouping: the same probe, but for rounding and
+    # where that makes the solver stop.
+    assert abs(spread.report["objective"] - local.report["objective"]) <= 1e-7 * ours
+    print("largest weight difference", np.abs(spread.weights - local.weights).max())
+    np.testing.assert_allclose(spread.weights, local.weights, rtol=0, atol=1e-3)
+    assert spread.accuracy == pytest.approx(local.accuracy, abs=1e-3)
+
+    with pytest.raises(lca.LcaError, match="l1"):
+        lca.store.train_probe(store, l1=-1)
+    with pytest.raises(lca.LcaError, match="no task"):
+        lca.store.train_probe(store, task="nonesuch")

@@ -210,7 +210,7 @@ pub fn join_parts(dir: &Path) -> Result<Manifest> {
             let on_disk = std::fs::metadata(dir.join(&shard.file)).map(|m| m.len());
             if on_disk.as_ref().ok() != Some(&shard.bytes) {
                 return Err(Error::format(
-                    &dir.join(&shard.file),
+                    dir.join(&shard.file),
                     None,
                     format!(
                         "is {} where part {}/{count} recorded {} bytes; write that part again",

@@ -20,6 +20,7 @@ The same commands run as Slurm array tasks: ``scripts/slurm/``.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,7 +28,7 @@ from . import LcaError, Ranking
 from . import store as _store
 from ._lca import Statistics
 
-__all__ = ["create_store", "rank_store", "store_stats"]
+__all__ = ["create_store", "rank_store", "store_stats", "train_probe"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -193,3 +194,75 @@ def rank_store(
         masks = store_stats(store, parts, num_cpus=num_cpus, **second)
         rankings["iou"] = _store.rank(masks, "iou", **rank_options)
     return {m: rankings[m] for m in methods}
+
+
+class _ShardWorker:
+    """A Ray actor holding one part of a store open for the passes of a
+    probe."""
+
+    def __init__(self, store: str, part: Tuple[int, int], threads: int):
+        from lca import _lca
+
+        self.opened = _lca.OpenStore(store)
+        self.part = part
+        self.threads = threads
+
+    def probe_pass(self, w, b, task, split, gradient):
+        return self.opened.probe_pass(
+            w, b, task=task, part=self.part, split=split, gradient=gradient, threads=self.threads
+        )
+
+
+def train_probe(
+    store: PathLike,
+    parts: int,
+    *,
+    l1: float = 1e-3,
+    l2: float = 1e-3,
+    l2_form: str = "frobenius",
+    task: Optional[str] = None,
+    tol: float = 1e-3,
+    max_iter: int = 500,
+    num_cpus: float = 1,
+) -> "_store.StoreProbe":
+    """:func:`lca.store.train_probe` with its passes data-parallel on a Ray
+    cluster: ``parts`` actors each hold one run of the store's shards
+    (read from a filesystem they share) and return the sums of the loss and
+    gradient over its training rows; the driver adds them and runs the
+    solver. Per pass, the weights go out to each actor and one gradient
+    (classes × neurons doubles) comes back from each; the activations never
+    move. The probe is the one of a single process up to the order of the
+    sums' additions."""
+    ray = _ray()
+    if parts < 1:
+        raise LcaError(f"parts={parts}: give at least 1 part")
+    path = str(Path(os.fspath(store)).resolve())
+    manifest = _store.info(path)
+    parts = min(parts, max(1, len(manifest["shards"])))
+    # An actor holds its CPUs as long as it lives, so more actors than the
+    # cluster can place at once would wait for each other forever.
+    most = max(1, int(ray.cluster_resources().get("CPU", 1) // num_cpus))
+    if parts > most:
+        warnings.warn(
+            f"parts={parts}: the cluster holds {most} actors of {num_cpus} CPU(s) at once, and "
+            f"each holds its CPUs for the whole training; using {most} parts"
+        )
+        parts = most
+    actor = ray.remote(num_cpus=num_cpus)(_ShardWorker)
+    workers = [actor.remote(path, (k, parts), max(1, int(num_cpus))) for k in range(parts)]
+
+    def passes(w, b, split, gradient):
+        w_ref, b_ref = ray.put(w), ray.put(b)
+        sums = ray.get([x.probe_pass.remote(w_ref, b_ref, task, split, gradient) for x in workers])
+        rows = sum(s[0] for s in sums)
+        loss = sum(s[1] for s in sums)
+        correct = sum(s[2] for s in sums)
+        if not gradient:
+            return rows, loss, correct, None, None
+        return rows, loss, correct, sum(s[3] for s in sums), sum(s[4] for s in sums)
+
+    try:
+        return _store._train(passes, manifest, task, l1, l2, l2_form, tol, max_iter)
+    finally:
+        for x in workers:
+            ray.kill(x)
