@@ -30,8 +30,8 @@ import lca
 import lca.distributed
 import lca.sources
 import lca.store
-import numpy as np
 import ray
+from machine import cpu
 
 work = Path(sys.argv[1]).resolve()
 sentences = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
@@ -44,15 +44,6 @@ recipe.write_text(
     f"corpus = {json.dumps(str(repo / '.cache/data/brown'))}\n"
     f"task = \"brown_pos\"\nsentences = {sentences}\nsample = \"random\"\ncache = false\n"
 )
-
-
-def cpu():
-    with open("/proc/cpuinfo") as f:
-        info = f.read()
-    model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    flags = next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags"))
-    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile"]
-    return f"{model} ({', '.join(f for f in wanted if f in flags)})"
 
 
 def timed(run):
@@ -100,7 +91,7 @@ for threads in (1, 2):
     spec = lca.probes.elastic_net(solver="fista", **options)
     t, probe = timed(lambda: spec.fit(data, threads=threads))
     print(f"probe in memory (fista), {threads} thread(s): {t:.1f} s, test accuracy "
-          f"{probe.accuracy['test']:.4f}, {probe.details.get('data_passes', '?')} passes")
+          f"{probe.accuracy['test']:.4f}")
 for threads in (1, 2):
     t, probe = timed(lambda: lca.store.train_probe(reference, threads=threads, **options))
     print(f"probe by passes over the store, {threads} thread(s): {t:.1f} s, test accuracy "

@@ -14,6 +14,7 @@ import time
 import lca.distributed
 import lca.store
 import ray
+from machine import cpu
 
 store = sys.argv[1]
 parts = int(sys.argv[2]) if len(sys.argv) > 2 else None
@@ -29,15 +30,6 @@ def best(run, repeat=3):
         out = run()
         times.append(time.perf_counter() - started)
     return min(times), out
-
-
-def cpu():
-    with open("/proc/cpuinfo") as f:
-        info = f.read()
-    model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    flags = next(line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags"))
-    wanted = ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile"]
-    return f"{model} ({', '.join(f for f in wanted if f in flags)})"
 
 
 print(f"CPU: {cpu()}")

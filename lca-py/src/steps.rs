@@ -5,7 +5,7 @@
 //! and seed `s` give the same ranking.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lca_core::component::{
@@ -144,13 +144,7 @@ pub(crate) fn run_recipe(
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
 ) -> PyResult<RunOutput> {
-    let places = PluginPlaces::new(plugin_dirs, plugin_files);
-    let components = components(py, &places)?;
-    let plan = match text {
-        Some(text) => recipe::compile(&path, &text, &components.registry),
-        None => recipe::compile_file(&path, &components.registry),
-    }
-    .map_err(core_error)?;
+    let plan = compile_recipe(py, &path, text, plugin_dirs, plugin_files)?;
     let sink = Sink::new();
     let cx = RunContext::new(
         seed.unwrap_or(plan.run.seed),
@@ -170,6 +164,24 @@ pub(crate) fn run_recipe(
         )));
     }
     Ok(RunOutput { results })
+}
+
+/// The recipe in `path`, or `text` read as if it were that file, compiled
+/// with the components of the plugin places given.
+pub(crate) fn compile_recipe(
+    py: Python<'_>,
+    path: &Path,
+    text: Option<String>,
+    plugin_dirs: Vec<PathBuf>,
+    plugin_files: Vec<PathBuf>,
+) -> PyResult<recipe::Plan> {
+    let places = PluginPlaces::new(plugin_dirs, plugin_files);
+    let components = components(py, &places)?;
+    match text {
+        Some(text) => recipe::compile(path, &text, &components.registry),
+        None => recipe::compile_file(path, &components.registry),
+    }
+    .map_err(core_error)
 }
 
 /// The rankings given by Python as `(id, ranking JSON)`, checked.

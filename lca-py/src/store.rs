@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 
 use lca_cli::stats_ranking::{StatsRanking, rank_statistics};
 use lca_cli::store_writing::{StoreOptions, Written, recipe_source, write_source};
-use lca_core::{RunContext, recipe};
+use lca_core::RunContext;
 use lca_linear::{SoftmaxSums, softmax_pass};
 use lca_store::{Dtype, GaussianPass, IouPass, StatsFile, StatsParts, Store, part_shards};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::components::{PluginPlaces, components};
 use crate::errors::{any_error, core_error, message};
 use crate::interrupt::{Sink, emit_warnings, run_interruptible};
+use crate::steps::compile_recipe;
 
 /// Statistics of some shards of a store, ready to merge with the others'
 /// and to rank from. Pickles as the statistics file's text, so it travels
@@ -296,13 +296,7 @@ pub(crate) fn store_create(
             "part ({k}, {n}) is not one of n parts: give (k, n) with 0 <= k < n"
         )));
     }
-    let places = PluginPlaces::new(plugin_dirs, plugin_files);
-    let components = components(py, &places)?;
-    let plan = match text {
-        Some(text) => recipe::compile(&path, &text, &components.registry),
-        None => recipe::compile_file(&path, &components.registry),
-    }
-    .map_err(core_error)?;
+    let plan = compile_recipe(py, &path, text, plugin_dirs, plugin_files)?;
     let step = recipe_source(&plan, &path, source.as_deref())
         .map_err(|e| any_error(e.context("name the source to store with source=")))?;
     let options = StoreOptions {

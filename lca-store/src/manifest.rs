@@ -25,6 +25,11 @@ pub const ROWS_FILE: &str = "rows.json";
 /// written.
 pub const PROGRESS_FILE: &str = "progress.json";
 
+/// The file name of shard `index`: shards are named by their position.
+pub(crate) fn shard_file(index: usize) -> String {
+    format!("shard-{index:06}.safetensors")
+}
+
 /// The name of the one tensor in every shard.
 pub const TENSOR: &str = "activations";
 

@@ -16,8 +16,7 @@ use lca_core::error::{Error, Result};
 use lca_core::io;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{FORMAT, MANIFEST_FILE, Manifest};
-use crate::write::shard_file;
+use crate::manifest::{FORMAT, MANIFEST_FILE, Manifest, shard_file};
 
 /// The shards of part `k` of `n` of `shards` shards: consecutive runs
 /// whose sizes differ by at most one, the first `shards mod n` parts

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{
     Dtype, FORMAT, FileEntry, MANIFEST_FILE, Manifest, PAGE, PROGRESS_FILE, ROWS_FILE, RowsMeta,
-    ShardEntry, TENSOR, TaskEntry, metadata_problem,
+    ShardEntry, TENSOR, TaskEntry, metadata_problem, shard_file,
 };
 use crate::parts::{PartRecord, part_shards};
 use crate::read::file_sha256;
@@ -190,10 +190,11 @@ impl StoreWriter {
         Self::resume_part(dir, dtype, neurons, shard_rows, fingerprint, rows, None)
     }
 
-    /// [`StoreWriter::resume`] for the shards of part `part.0` of
-    /// `part.1` (see [`StoreSink::in_part`]): `rows` rows written as
-    /// shards numbered from `first_shard`, with a progress record of
-    /// the part's own.
+    /// [`StoreWriter::resume`], or with `part = (k, n, first_shard)` the
+    /// same for part `k` of `n` (see [`StoreSink::in_part`]): its shards
+    /// are numbered from `first_shard` and recorded in a progress file of
+    /// the part's own. `rows` is the whole store's row count either way,
+    /// part of what identifies the content.
     fn resume_part(
         dir: &Path,
         dtype: Dtype,
@@ -440,10 +441,6 @@ fn reusable_shards(
         kept.push(shard);
     }
     kept
-}
-
-pub(crate) fn shard_file(index: usize) -> String {
-    format!("shard-{index:06}.safetensors")
 }
 
 /// A [`RowSink`] that writes a store: a streaming source's rows go to disk
