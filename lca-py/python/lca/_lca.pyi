@@ -94,6 +94,21 @@ def evaluate(
 ) -> str: ...
 def component_list(plugin_dirs: Sequence[str] = (), plugin_files: Sequence[str] = ()) -> str: ...
 
+class OpenStore:
+    def __init__(self, path: str) -> None: ...
+    def probe_pass(
+        self,
+        weights: npt.NDArray[np.float32],
+        bias: npt.NDArray[np.float64],
+        task: Optional[str] = None,
+        part: Optional[Tuple[int, int]] = None,
+        split: str = "train",
+        gradient: bool = True,
+        threads: Optional[int] = None,
+    ) -> Tuple[
+        int, float, int, Optional[npt.NDArray[np.float64]], Optional[npt.NDArray[np.float64]]
+    ]: ...
+
 class Statistics:
     @staticmethod
     def load(path: str) -> "Statistics": ...
