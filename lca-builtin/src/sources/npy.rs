@@ -135,6 +135,17 @@ struct Part {
     skipped: usize,
 }
 
+/// What a file set says of its rows besides their values: how many, how
+/// wide, their labels and words, and how many were dropped.
+struct RowFacts {
+    rows: usize,
+    cols: usize,
+    labels: LabelFile,
+    words: Option<Vec<String>>,
+    /// Rows dropped for holding NaN or infinity (`non_finite = "skip"`).
+    skipped: usize,
+}
+
 pub(crate) fn descriptor() -> Descriptor {
     Descriptor {
         info: ComponentInfo {
@@ -346,17 +357,19 @@ impl NpySource {
     /// The dataset the rows of a file set make, without their activations:
     /// neurons, labels, words and splits (drawn as `load` draws them), and
     /// the order of the file's rows in it.
-    #[allow(clippy::too_many_arguments)]
     fn arrange(
         &self,
         cx: &RunContext,
-        rows: usize,
-        cols: usize,
-        labels: LabelFile,
-        words: Option<Vec<String>>,
-        skipped: usize,
+        facts: RowFacts,
         given: Option<Splits>,
     ) -> Result<(DatasetOutline, Vec<usize>)> {
+        let RowFacts {
+            rows,
+            cols,
+            labels,
+            words,
+            skipped,
+        } = facts;
         let p = &self.params;
         let mut details = std::collections::BTreeMap::new();
         if skipped > 0 {
@@ -486,15 +499,14 @@ impl ActivationSource for NpySource {
             words,
             skipped,
         } = part;
-        let (outline, order) = self.arrange(
-            cx,
-            matrix.nrows(),
-            matrix.ncols(),
+        let facts = RowFacts {
+            rows: matrix.nrows(),
+            cols: matrix.ncols(),
             labels,
             words,
             skipped,
-            given,
-        )?;
+        };
+        let (outline, order) = self.arrange(cx, facts, given)?;
         let identity = order.iter().enumerate().all(|(i, &r)| i == r);
         let acts = if identity {
             ActivationMatrix::from_array(matrix)
@@ -524,8 +536,17 @@ impl ActivationSource for NpySource {
             words: p.words.clone(),
         };
         let (labels, words) = read_labels_and_words(&files, header.rows)?;
-        let (outline, order) =
-            self.arrange(cx, header.rows, header.cols, labels, words, 0, None)?;
+        let (outline, order) = self.arrange(
+            cx,
+            RowFacts {
+                rows: header.rows,
+                cols: header.cols,
+                labels,
+                words,
+                skipped: 0,
+            },
+            None,
+        )?;
         sink.begin(header.rows, &outline.neurons)?;
         let block_rows = sink.block_rows().max(1);
         let held = sink.rows_held().min(header.rows);
