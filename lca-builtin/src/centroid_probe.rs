@@ -23,7 +23,7 @@ impl lca_core::component::Probe for CentroidProbe {
         let (c, d) = (data.n_classes(), data.n_neurons());
         let mut weights = ndarray::Array2::<f32>::zeros((c, d));
         let counts = lca_core::data::count_classes(train.labels, c);
-        for (row, &y) in train.acts.rows().into_iter().zip(train.labels) {
+        for (row, &y) in train.acts.view().rows().into_iter().zip(train.labels) {
             let mut w = weights.row_mut(y as usize);
             w += &row.mapv(|v| v / counts[y as usize] as f32);
         }

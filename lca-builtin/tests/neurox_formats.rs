@@ -254,7 +254,7 @@ fn held_out_splits_can_be_given_as_their_own_files() {
     let x = common::matrix_f32(&expected()["load_data_and_create_tensors"]["from_json"]["X"]);
     // The same files three times: each split is NeuroX's matrix, in corpus order.
     for split in [Split::Train, Split::Dev, Split::Test] {
-        assert_eq!(d.split(split).acts, x.view(), "{split}");
+        assert_eq!(d.split(split).acts.view(), x.view(), "{split}");
     }
     assert_eq!(d.tokens().unwrap().sentence_starts().len(), 9);
 

@@ -62,6 +62,62 @@ fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
     .unwrap();
     let in_memory = dir.path().join("in-memory.toml");
     std::fs::write(&in_memory, recipe.replace("out = ", "# out = ")).unwrap();
+
+    // The same data in f16: used in place (16-bit values converted a block
+    // at a time) and, from shards not aligned to pages, read into memory as
+    // f32 at once. The two runs must agree.
+    let f16_store = dir.path().join("f16-store");
+    succeed(
+        lca_command()
+            .args([
+                "store",
+                "create",
+                "--quiet",
+                "--dtype",
+                "f16",
+                "--shard-mib",
+                "1",
+                "--out",
+            ])
+            .arg(&f16_store)
+            .arg(&recipe_path),
+    );
+    let opened = lca_store::Store::open(&f16_store).unwrap();
+    assert!(opened.manifest().shards.len() > 1);
+    assert!(
+        opened.matrix().unwrap().half_bits().is_some(),
+        "f16 in place"
+    );
+    let f16_loaded = dir.path().join("f16-loaded");
+    lca_store::write_dataset(
+        &opened.dataset("planted", None).unwrap(),
+        &f16_loaded,
+        lca_store::Dtype::F16,
+        1000,
+        &opened.manifest().default_task,
+        |_| {},
+    )
+    .unwrap();
+    let loaded = lca_store::Store::open(&f16_loaded)
+        .unwrap()
+        .matrix()
+        .unwrap();
+    assert!(
+        loaded.half_bits().is_none() && loaded.as_slice().is_some(),
+        "f16 read whole"
+    );
+    let store_recipe = |name: &str, path: &Path| {
+        let file = dir.path().join(name);
+        let source = format!(
+            "[source.planted]\ntype = \"store\"\npath = {:?}",
+            path.display()
+        );
+        std::fs::write(&file, with_source(&recipe, &source)).unwrap();
+        file
+    };
+    let f16_in_place = store_recipe("f16-in-place.toml", &f16_store);
+    let f16_whole = store_recipe("f16-whole.toml", &f16_loaded);
+
     for threads in ["1", "2"] {
         let run = |recipe: &Path, name: &str| {
             let out = dir.path().join(format!("{name}-{threads}"));
@@ -79,6 +135,12 @@ fn a_store_backed_run_gives_the_in_memory_results_at_1_and_2_threads() {
         assert!(
             expected == found,
             "{threads} thread(s): the store-backed run differs"
+        );
+        let whole = run(&f16_whole, "f16-whole");
+        assert!(whole.contains("\"accuracy\""), "the run has evaluations");
+        assert!(
+            run(&f16_in_place, "f16-in-place") == whole,
+            "{threads} thread(s): the f16 store used in place differs from it read whole"
         );
     }
 }

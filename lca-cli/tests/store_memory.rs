@@ -116,14 +116,33 @@ fn top_neurons(results: &serde_json::Value, ranking: &str, k: usize) -> Vec<u64>
 #[test]
 #[ignore = "needs root and a cgroup memory controller; .ci/run runs it"]
 fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
+    // 50,000 tokens × 4,096 neurons of f32: 781 MiB in four shards.
+    lca_recipe_finishes_under_the_limit(4096, "f32", "5");
+}
+
+#[test]
+#[ignore = "needs root and a cgroup memory controller; .ci/run runs it"]
+fn an_lca_recipe_on_an_f16_store_four_times_the_memory_limit_finishes_under_it() {
+    // 50,000 tokens × 8,192 neurons of f16: 781 MiB, read in place and
+    // converted a block of rows at a time, never whole. The ablation keeps
+    // 2.5% of the neurons, the same 204 columns as the f32 test's 5%: a
+    // retrain holds its columns (rows × kept neurons) in memory.
+    lca_recipe_finishes_under_the_limit(8192, "f16", "2.5");
+}
+
+/// Writes a planted store of 50,000 tokens × `neurons` in `dtype` (eight
+/// classes with two planted neurons each), at least four times [`LIMIT`],
+/// and runs an LCA recipe on it inside a cgroup limited to [`LIMIT`], with
+/// an ablation at `percent`.
+fn lca_recipe_finishes_under_the_limit(neurons: usize, dtype: &str, percent: &str) {
     let dir = tempfile::tempdir().unwrap();
-    // 50,000 tokens × 4,096 neurons of f32: 781 MiB in four shards. Eight
-    // classes with two planted neurons each.
     let (store, size) = common::create_store(
         dir.path(),
-        "[run]\nseed = 1\n\n[source.big]\ntype = \"synthetic\"\ntokens = 50000\n\
-         neurons = 4096\nlayers = 4\nclasses = 8\nper_class = 2\n",
-        &[],
+        &format!(
+            "[run]\nseed = 1\n\n[source.big]\ntype = \"synthetic\"\ntokens = 50000\n\
+             neurons = {neurons}\nlayers = 4\nclasses = 8\nper_class = 2\n"
+        ),
+        &["--dtype", dtype],
     );
     assert!(size > 4 * LIMIT, "the store ({size} bytes) is 4× the limit");
 
@@ -138,7 +157,7 @@ fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
              [ranker.corr]\ntype = \"correlation\"\n\n\
              [evaluator.accuracy]\ntype = \"probe_accuracy\"\nprobes = [\"lca\"]\n\n\
              [evaluator.ablation]\ntype = \"ablation\"\nrankings = [\"lca\", \"corr\"]\n\
-             probes = [\"lca\"]\npercent = [5]\n",
+             probes = [\"lca\"]\npercent = [{percent}]\n",
             store.to_str().unwrap()
         ),
     )
@@ -187,7 +206,11 @@ fn an_lca_recipe_on_a_store_four_times_the_memory_limit_finishes_under_it() {
     }
     let metrics = &results["evaluations"]["ablation"]["evaluation"]["metrics"];
     let all = metrics["accuracy_all.lca"].as_f64().unwrap();
-    let top = metrics["top.retrain.lca.lca.5"].as_f64().unwrap();
-    let bottom = metrics["bottom.zero_out.lca.lca.5"].as_f64().unwrap();
+    let top = metrics[format!("top.retrain.lca.lca.{percent}")]
+        .as_f64()
+        .unwrap();
+    let bottom = metrics[format!("bottom.zero_out.lca.lca.{percent}")]
+        .as_f64()
+        .unwrap();
     assert!(all > 0.8 && top > all - 0.02 && bottom < 0.3, "{metrics}");
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::context::RunContext;
-use crate::data::{ClassVocab, Dataset, DatasetOutline, Evaluation, NeuronIndex, NeuronRanking};
+use crate::data::{
+    ActivationMatrix, ClassVocab, Dataset, DatasetOutline, Evaluation, NeuronIndex, NeuronRanking,
+};
 use crate::error::{Error, Result};
 
 /// Produces a dataset: activations with labels, neuron index and splits.
@@ -141,6 +143,9 @@ pub trait Probe: Send + Sync + fmt::Debug {
     }
 }
 
+/// Bytes of `f32` per block when a probe predicts a whole matrix.
+const PREDICT_BLOCK_BYTES: usize = 4 << 20;
+
 /// A trained probe: a classifier from neuron activations to classes.
 pub trait TrainedProbe: Send + Sync + fmt::Debug {
     /// The classes, in the order of the probability columns and weight rows.
@@ -165,6 +170,48 @@ pub trait TrainedProbe: Send + Sync + fmt::Debug {
             .axis_iter(Axis(0))
             .map(|row| argmax(row.iter().copied()))
             .collect())
+    }
+
+    /// [`Self::predict_proba`] of every row of `x`, read a block of rows at
+    /// a time, so that a matrix mapped from disk or held in 16 bits is never
+    /// converted whole. Rows are predicted independently, so the result is
+    /// the one of a single call.
+    ///
+    /// # Errors
+    /// When `x` has the wrong number of columns, or a block's prediction has
+    /// the wrong shape.
+    fn predict_proba_blocks(&self, x: &ActivationMatrix<'_>) -> Result<Array2<f32>> {
+        let classes = self.classes().len();
+        let mut out = Array2::<f32>::zeros((x.n_rows(), classes));
+        let step = crate::data::rows_per_block(x.n_cols(), PREDICT_BLOCK_BYTES);
+        for (rows, block) in x.blocks(0..x.n_rows(), step) {
+            let proba = self.predict_proba(block.view())?;
+            if proba.dim() != (rows.len(), classes) {
+                return Err(Error::input(format!(
+                    "the probe returned a {} × {} matrix of probabilities for {} rows and {classes} classes",
+                    proba.nrows(),
+                    proba.ncols(),
+                    rows.len()
+                )));
+            }
+            out.slice_axis_mut(Axis(0), ndarray::Slice::from(rows))
+                .assign(&proba);
+        }
+        Ok(out)
+    }
+
+    /// [`Self::predict`] of every row of `x`, a block of rows at a time
+    /// (see [`Self::predict_proba_blocks`]).
+    ///
+    /// # Errors
+    /// When `x` has the wrong number of columns.
+    fn predict_blocks(&self, x: &ActivationMatrix<'_>) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(x.n_rows());
+        let step = crate::data::rows_per_block(x.n_cols(), PREDICT_BLOCK_BYTES);
+        for (_, block) in x.blocks(0..x.n_rows(), step) {
+            out.extend(self.predict(block.view())?);
+        }
+        Ok(out)
     }
 
     /// Weights, classes × neurons, for linear probes.

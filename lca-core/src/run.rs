@@ -715,7 +715,7 @@ pub fn probe_outputs(
         if part.labels.is_empty() {
             continue;
         }
-        let proba = trained.predict_proba(part.acts.view())?;
+        let proba = trained.predict_proba_blocks(&part.acts)?;
         if proba.dim() != (part.labels.len(), data.n_classes()) {
             return Err(Error::InvalidOutput {
                 component: component.to_string(),

@@ -78,9 +78,9 @@ fn main() {
             init,
         };
         let t = Instant::now();
-        let model = fit(train.acts.view(), train.labels, classes, &options, &cx).unwrap();
+        let model = fit(&train.acts, train.labels, classes, &options, &cx).unwrap();
         let secs = t.elapsed().as_secs_f64();
-        let proba = model.predict_proba(test.acts.view()).unwrap();
+        let proba = model.predict_proba(test.acts.view().view()).unwrap();
         let correct = proba
             .rows()
             .into_iter()

@@ -650,7 +650,8 @@ mod tests {
         for diagonal in [false, true] {
             let data = lca_testkit::planted(300, 12, 4, 2, 3);
             let train = data.split(Split::Train);
-            let (x, y) = (train.acts.view(), train.labels);
+            let acts = train.acts.view();
+            let (x, y) = (acts.view(), train.labels);
             let all: Vec<usize> = (0..y.len()).collect();
             let rows = greedy_selection(x, y, 4, &all, 8, diagonal);
             for block in [7, 64, 1000] {
@@ -676,7 +677,8 @@ mod tests {
     fn incomplete_or_one_class_moments_are_refused() {
         let data = lca_testkit::planted(200, 6, 3, 1, 5);
         let train = data.split(Split::Train);
-        let (x, y) = (train.acts.view(), train.labels);
+        let acts = train.acts.view();
+        let (x, y) = (acts.view(), train.labels);
         let mut part = moments(x, y, 3, 50);
         part.rows -= 1;
         part.class_rows[y[0] as usize] -= 1;

@@ -44,11 +44,12 @@ pub use working_set::WorkingSetSettings;
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use lca_core::context::RunContext;
+use lca_core::data::RowBlocks;
 use lca_core::error::{Error, Result};
 
 /// The form of the L2 term.
@@ -240,21 +241,23 @@ impl Scaling {
     /// deviations from it), each summed in chunk order: the same at every
     /// thread count, and a matrix mapped from disk is read sequentially
     /// rather than one column at a time.
-    fn fit(x: ArrayView2<'_, f32>) -> Self {
-        let n = x.nrows().max(1) as f64;
-        let d = x.ncols();
+    fn fit(x: &impl RowBlocks) -> Self {
+        let (rows, d) = x.shape();
+        let n = rows.max(1) as f64;
         let column_sums = |term: &(dyn Fn(usize, f32) -> f64 + Sync)| -> Vec<f64> {
-            let chunks: Vec<usize> = (0..x.nrows()).step_by(CHUNK_ROWS).collect();
+            let chunks: Vec<usize> = (0..rows).step_by(CHUNK_ROWS).collect();
             let partials: Vec<Vec<f64>> = chunks
                 .par_iter()
                 .map(|&start| {
                     let mut sums = vec![0.0f64; d];
-                    let end = (start + CHUNK_ROWS).min(x.nrows());
-                    for row in x.slice(s![start..end, ..]).outer_iter() {
-                        for (j, (total, &v)) in sums.iter_mut().zip(row.iter()).enumerate() {
-                            *total += term(j, v);
+                    let end = (start + CHUNK_ROWS).min(rows);
+                    x.for_each_block(start..end, |_, block| {
+                        for row in block.outer_iter() {
+                            for (j, (total, &v)) in sums.iter_mut().zip(row.iter()).enumerate() {
+                                *total += term(j, v);
+                            }
                         }
-                    }
+                    });
                     sums
                 })
                 .collect();
@@ -529,20 +532,21 @@ impl LogisticModel {
 
 /// Checks the training data's shape and labels (finiteness is
 /// [`check_finite`]'s job).
-fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<()> {
-    if x.nrows() != y.len() {
+fn check_training_data(x: &impl RowBlocks, y: &[u32], n_classes: usize) -> Result<()> {
+    let (rows, cols) = x.shape();
+    if rows != y.len() {
         return Err(Error::Shape {
             what: "training labels".into(),
-            expected: x.nrows().to_string(),
+            expected: rows.to_string(),
             found: y.len().to_string(),
         });
     }
-    if x.nrows() == 0 {
+    if rows == 0 {
         return Err(Error::input(
             "the training split is empty; a probe needs training rows",
         ));
     }
-    if x.ncols() == 0 {
+    if cols == 0 {
         return Err(Error::input(
             "the data has no neurons; a probe needs at least one",
         ));
@@ -565,21 +569,29 @@ fn check_training_data(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> R
 }
 
 /// Rejects NaN and infinite activations, naming the first one.
-fn check_finite(x: ArrayView2<'_, f32>) -> Result<()> {
-    let finite = match x.as_slice() {
-        Some(s) => s.iter().all(|v| v.is_finite()),
-        None => x.iter().all(|v| v.is_finite()),
-    };
-    if !finite {
-        let ((r, c), v) = x
-            .indexed_iter()
-            .find(|(_, v)| !v.is_finite())
-            .expect("a non-finite value exists");
-        return Err(Error::input(format!(
+fn check_finite(x: &impl RowBlocks) -> Result<()> {
+    let mut found = None;
+    x.for_each_block(0..x.shape().0, |start, block| {
+        if found.is_some() {
+            return;
+        }
+        let finite = match block.as_slice() {
+            Some(s) => s.iter().all(|v| v.is_finite()),
+            None => block.iter().all(|v| v.is_finite()),
+        };
+        if !finite {
+            found = block
+                .indexed_iter()
+                .find(|(_, v)| !v.is_finite())
+                .map(|((r, c), v)| (start + r, c, *v));
+        }
+    });
+    match found {
+        Some((r, c, v)) => Err(Error::input(format!(
             "the training activations contain {v} at row {r}, neuron {c}; NaN and infinite values cannot be fitted"
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Fits the model on `x` (rows) and `y` (class ids below `n_classes`).
@@ -588,17 +600,15 @@ fn check_finite(x: ArrayView2<'_, f32>) -> Result<()> {
 /// Fewer than two classes present, empty data, non-finite values, or an
 /// initial point of the wrong shape.
 pub fn fit(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     y: &[u32],
     n_classes: usize,
     options: &FitOptions,
     cx: &RunContext,
 ) -> Result<LogisticModel> {
+    let x = &x;
     check_training_data(x, y, n_classes)?;
-    // The kernels read rows as slices.
-    let x = x.as_standard_layout();
-    let x = x.view();
-    let d = x.ncols();
+    let d = x.shape().1;
     let scaling = options.standardize.then(|| cx.install(|| Scaling::fit(x)));
     let (w0, b0) = match &options.init {
         Init::Zeros => (Array2::zeros((n_classes, d)), Array1::zeros(n_classes)),
@@ -625,8 +635,11 @@ pub fn fit(
     let (w, b, report) = match options.solver {
         Solver::NeuroxAdam(settings) => {
             check_finite(x)?;
+            // Mini-batches of shuffled rows read the data in no order, so
+            // this solver takes it in memory, as f32.
+            let whole = x.rows_f32(0..x.shape().0);
             adam(
-                x,
+                whole.view(),
                 y,
                 scaling.as_ref(),
                 &options.penalty,
@@ -791,7 +804,7 @@ fn adam(
         }
         epoch_losses.push(epoch_loss / n as f64);
     }
-    let objective = full_objective(x, y, scaling, penalty, &w, &b);
+    let objective = full_objective(&x, y, scaling, penalty, &w, &b);
     let report = FitReport {
         solver: "neurox_adam".into(),
         iterations: step,
@@ -816,7 +829,7 @@ fn sign(v: f64) -> f64 {
 
 /// F(W, b) on all rows, in f64.
 fn full_objective(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     penalty: &Penalty,
@@ -827,14 +840,14 @@ fn full_objective(
     let we32 = we.mapv(|v| v as f32);
     let mut loss = 0.0;
     for (rows, block) in row_blocks(x) {
-        let z = logits_block(block, &we32, &be);
+        let z = logits_block(block.view(), &we32, &be);
         for (i, row) in z.axis_iter(Axis(0)).enumerate() {
             let mut r = row.to_vec();
             let label = y[rows.start + i] as usize;
             loss += softmax_in_place(&mut r) - row[label];
         }
     }
-    loss / x.nrows() as f64 + penalty.value(w)
+    loss / x.shape().0 as f64 + penalty.value(w)
 }
 
 // ---------------------------------------------------------------------------
@@ -848,13 +861,13 @@ const BLOCK_ROWS: usize = 16;
 /// Rows per chunk: the unit of parallel work and of the fixed-order sum.
 const CHUNK_ROWS: usize = 2048;
 
-fn row_blocks<'a>(
-    x: ArrayView2<'a, f32>,
-) -> impl Iterator<Item = (std::ops::Range<usize>, ArrayView2<'a, f32>)> {
-    let n = x.nrows();
+fn row_blocks<X: RowBlocks>(
+    x: &X,
+) -> impl Iterator<Item = (std::ops::Range<usize>, CowArray<'_, f32, Ix2>)> {
+    let n = x.shape().0;
     (0..n).step_by(BLOCK_ROWS).map(move |start| {
         let end = (start + BLOCK_ROWS).min(n);
-        (start..end, x.slice_move(s![start..end, ..]))
+        (start..end, x.rows_f32(start..end))
     })
 }
 
@@ -894,14 +907,14 @@ struct PassOutput {
 }
 
 fn fused_pass(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     w_eff: &Array2<f32>,
     b_eff: &Array1<f64>,
     z_prev: &Array2<f64>,
     beta: f64,
 ) -> PassOutput {
-    let (n, d) = x.dim();
+    let (n, d) = x.shape();
     let c = w_eff.nrows();
     // All-zero weights (the usual start) make every logit the bias: the
     // product is skipped, which saves half of the first pass.
@@ -924,13 +937,13 @@ fn fused_pass(
             let mut zy: Vec<f64> = Vec::with_capacity(c);
             for block_start in (start..end).step_by(BLOCK_ROWS) {
                 let block_end = (block_start + BLOCK_ROWS).min(end);
-                let block = x.slice(s![block_start..block_end, ..]);
+                let block = x.rows_f32(block_start..block_end);
                 let z = if zero_weights {
                     let mut z = Array2::<f64>::zeros((block_end - block_start, c));
                     z += b_eff;
                     z
                 } else {
-                    logits_block(block, w_eff, b_eff)
+                    logits_block(block.view(), w_eff, b_eff)
                 };
                 let mut g = vec![0.0f32; (block_end - block_start) * c];
                 for i in 0..(block_end - block_start) {
@@ -957,8 +970,7 @@ fn fused_pass(
                     z_chunk.row_mut(r - start).assign(&zn);
                 }
                 let upcoming = if block_end < end {
-                    x.slice(s![block_end..(block_end + BLOCK_ROWS).min(end), ..])
-                        .to_slice()
+                    x.f32_slice(block_end..(block_end + BLOCK_ROWS).min(end))
                         .unwrap_or(&[])
                 } else {
                     &[]
@@ -1066,7 +1078,7 @@ fn prox_slice(v: &mut [f64], t: f64, penalty: &Penalty) {
 
 #[allow(clippy::too_many_arguments)]
 fn fista(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     penalty: &Penalty,
@@ -1074,7 +1086,7 @@ fn fista(
     (w0, b0): (Array2<f64>, Array1<f64>),
     cx: &RunContext,
 ) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
-    let n = x.nrows();
+    let n = x.shape().0;
     let to_eff = |w: &Array2<f64>, b: &Array1<f64>| {
         let (we, be) = effective(w, b, scaling);
         (we.mapv(|v| v as f32), be)
@@ -1250,7 +1262,7 @@ mod tests {
             prox(&mut w, t, penalty);
             b = &b - &(gb * t);
         }
-        full_objective(x.view(), y, None, penalty, &w, &b)
+        full_objective(&x.view(), y, None, penalty, &w, &b)
     }
 
     /// A progress sink that says the run must stop.
@@ -1386,7 +1398,7 @@ mod tests {
         let mut opts = fista_options(0.01, 0.01, L2Form::Frobenius, 1e-10);
         opts.standardize = true;
         let on_the_fly = fit(x.view(), &y, 3, &opts, &RunContext::new(0, 1)).unwrap();
-        let sc = Scaling::fit(x.view());
+        let sc = Scaling::fit(&x.view());
         let xs = Array2::from_shape_fn(x.dim(), |(i, j)| {
             ((f64::from(x[[i, j]]) - sc.mean[j]) / sc.scale[j]) as f32
         });
@@ -1510,13 +1522,13 @@ impl SoftmaxSums {
 /// # Errors
 /// When the shapes disagree or a label is not a class of `w`.
 pub fn softmax_pass(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     y: &[u32],
     w: &Array2<f32>,
     b: &Array1<f64>,
     gradient: bool,
 ) -> Result<SoftmaxSums> {
-    let (n, d) = x.dim();
+    let (n, d) = x.shape();
     let c = w.nrows();
     if w.ncols() != d || b.len() != c || y.len() != n {
         return Err(Error::Shape {
@@ -1535,8 +1547,7 @@ pub fn softmax_pass(
             "label {label} is not one of the probe's {c} classes"
         )));
     }
-    let x = x.as_standard_layout();
-    let x = x.view();
+    let x = &x;
     let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
     let partials: Vec<SoftmaxSums> = chunks
         .par_iter()
@@ -1548,8 +1559,8 @@ pub fn softmax_pass(
             let mut row_logits: Vec<f64> = Vec::with_capacity(c);
             for block_start in (start..end).step_by(BLOCK_ROWS) {
                 let block_end = (block_start + BLOCK_ROWS).min(end);
-                let block = x.slice(s![block_start..block_end, ..]);
-                let z = logits_block(block, w, b);
+                let block = x.rows_f32(block_start..block_end);
+                let z = logits_block(block.view(), w, b);
                 let mut residual = vec![0.0f32; (block_end - block_start) * c];
                 for (i, zr) in z.outer_iter().enumerate() {
                     let label = y[block_start + i] as usize;

@@ -32,11 +32,12 @@
 //! partial sums are added in a fixed order, and coordinate descent runs on
 //! one thread, so the result does not depend on the thread count.
 
-use ndarray::{Array1, Array2, ArrayView2, s};
+use ndarray::{Array1, Array2, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use lca_core::context::RunContext;
+use lca_core::data::RowBlocks;
 use lca_core::error::{Error, Result};
 
 mod newton;
@@ -156,21 +157,23 @@ fn largest_magnitude(grad: &Array2<f64>, grad_b: &Array1<f64>) -> f64 {
 /// for solver-space columns x̃ = (x − μ)/σ. One pass of class sums, without
 /// the cost of the softmax.
 fn zero_point_gradient(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: &Scaling,
     c: usize,
 ) -> (Array2<f64>, Array1<f64>) {
-    let (n, d) = x.dim();
+    let (n, d) = x.shape();
     let mut sums = Array2::<f64>::zeros((c, d));
     let mut counts = vec![0usize; c];
-    for (row, &label) in x.outer_iter().zip(y) {
-        let label = label as usize;
-        counts[label] += 1;
-        for (sum, &v) in sums.row_mut(label).iter_mut().zip(row) {
-            *sum += f64::from(v);
+    x.for_each_block(0..n, |start, block| {
+        for (row, &label) in block.outer_iter().zip(&y[start..]) {
+            let label = label as usize;
+            counts[label] += 1;
+            for (sum, &v) in sums.row_mut(label).iter_mut().zip(row) {
+                *sum += f64::from(v);
+            }
         }
-    }
+    });
     let (n_f, c_f) = (n as f64, c as f64);
     let mut grad = Array2::<f64>::zeros((c, d));
     for j in 0..d {
@@ -186,12 +189,12 @@ fn zero_point_gradient(
 }
 
 fn full_gradient(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     z: &Array2<f64>,
 ) -> (f64, Array2<f64>, Array1<f64>) {
-    let (n, d) = x.dim();
+    let (n, d) = x.shape();
     let c = z.ncols();
     let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
     let partials: Vec<(f64, Array2<f32>, Array1<f64>)> = chunks
@@ -216,10 +219,9 @@ fn full_gradient(
                         grad_b[k] += v;
                     }
                 }
-                let block = x.slice(s![block_start..block_end, ..]);
+                let block = x.rows_f32(block_start..block_end);
                 let upcoming = if block_end < end {
-                    x.slice(s![block_end..(block_end + crate::BLOCK_ROWS).min(end), ..])
-                        .to_slice()
+                    x.f32_slice(block_end..(block_end + crate::BLOCK_ROWS).min(end))
                         .unwrap_or(&[])
                 } else {
                     &[]
@@ -345,10 +347,9 @@ impl Columns {
     /// one block of rows at a time: groups of neighbouring neurons are
     /// copied in parallel from the block while it is in cache, and a matrix
     /// mapped from disk is read once, in order.
-    fn gather(x: ArrayView2<'_, f32>, scaling: &Scaling, neurons: &[usize]) -> Columns {
+    fn gather(x: &impl RowBlocks, scaling: &Scaling, neurons: &[usize]) -> Columns {
         const GROUP: usize = 32;
-        const BLOCK_ROWS: usize = 1024;
-        let rows = x.nrows();
+        let rows = x.shape().0;
         let mut data = vec![0.0f32; neurons.len() * rows];
         let shift: Vec<f32> = neurons.iter().map(|&j| scaling.mean[j] as f32).collect();
         let factor: Vec<f32> = neurons
@@ -356,8 +357,7 @@ impl Columns {
             .map(|&j| (1.0 / scaling.scale[j]) as f32)
             .collect();
         if rows > 0 {
-            for start in (0..rows).step_by(BLOCK_ROWS) {
-                let block = x.slice(s![start..(start + BLOCK_ROWS).min(rows), ..]);
+            x.for_each_block(0..rows, |start, block| {
                 data.par_chunks_mut(GROUP * rows)
                     .zip(neurons.par_chunks(GROUP))
                     .enumerate()
@@ -370,7 +370,7 @@ impl Columns {
                             }
                         }
                     });
-            }
+            });
         }
         Columns { rows, data }
     }
@@ -606,7 +606,7 @@ struct InnerResult {
 /// every step a descent step.
 #[allow(clippy::too_many_arguments)]
 fn solve_restricted(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: &Scaling,
     variances: &[f64],
@@ -773,25 +773,25 @@ fn solve_restricted(
 
 /// The mean and the mean square of every column, summed in f64 over fixed
 /// row chunks (the same at every thread count).
-fn column_moments(x: ArrayView2<'_, f32>) -> (Array1<f64>, Array1<f64>) {
-    let (n, d) = x.dim();
+fn column_moments(x: &impl RowBlocks) -> (Array1<f64>, Array1<f64>) {
+    let (n, d) = x.shape();
     let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
     let partials: Vec<(Vec<f64>, Vec<f64>)> = chunks
         .par_iter()
         .map(|&start| {
             let mut sums = vec![0.0f64; d];
             let mut squares = vec![0.0f64; d];
-            for row in x
-                .slice(s![start..(start + CHUNK_ROWS).min(n), ..])
-                .outer_iter()
-            {
-                for ((total, square), &v) in sums.iter_mut().zip(squares.iter_mut()).zip(row.iter())
-                {
-                    let v = f64::from(v);
-                    *total += v;
-                    *square += v * v;
+            x.for_each_block(start..(start + CHUNK_ROWS).min(n), |_, block| {
+                for row in block.outer_iter() {
+                    for ((total, square), &v) in
+                        sums.iter_mut().zip(squares.iter_mut()).zip(row.iter())
+                    {
+                        let v = f64::from(v);
+                        *total += v;
+                        *square += v * v;
+                    }
                 }
-            }
+            });
             (sums, squares)
         })
         .collect();
@@ -810,7 +810,7 @@ fn column_moments(x: ArrayView2<'_, f32>) -> (Array1<f64>, Array1<f64>) {
 
 /// The working-set solver (see the module documentation).
 pub(crate) fn solve(
-    x: ArrayView2<'_, f32>,
+    x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     penalty: &Penalty,
@@ -818,7 +818,7 @@ pub(crate) fn solve(
     (w0, b0): (Array2<f64>, Array1<f64>),
     cx: &RunContext,
 ) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
-    let n = x.nrows();
+    let (n, d) = x.shape();
     let c = w0.nrows();
     // Centring the neurons only moves the bias (b' = b + W μ), since the
     // bias is not penalised: the optimum's weights are the same, and the
@@ -831,13 +831,13 @@ pub(crate) fn solve(
         None => {
             centring = Scaling {
                 mean: means.clone(),
-                scale: Array1::ones(x.ncols()),
+                scale: Array1::ones(d),
             };
             (&centring, true)
         }
     };
     // Each solver-space column's mean square (its variance once centred).
-    let variances: Vec<f64> = (0..x.ncols())
+    let variances: Vec<f64> = (0..d)
         .map(|j| {
             let m = means[j];
             let centred_square = (second_moments[j] - 2.0 * m * scaling.mean[j]
@@ -865,7 +865,7 @@ pub(crate) fn solve(
         let mut z = Array2::<f64>::zeros((n, c));
         crate::row_blocks(x).for_each(|(rows, block)| {
             z.slice_mut(s![rows, ..])
-                .assign(&logits_block(block, &we32, &be));
+                .assign(&logits_block(block.view(), &we32, &be));
         });
         z
     };
@@ -1146,15 +1146,15 @@ mod tests {
         for (j, mut column) in x.columns_mut().into_iter().enumerate() {
             column += 1.0 + j as f32;
         }
-        let (means, _) = column_moments(x.view());
+        let (means, _) = column_moments(&x.view());
         for scaling in [
             Scaling {
                 mean: means.clone(),
                 scale: Array1::ones(d),
             },
-            Scaling::fit(x.view()),
+            Scaling::fit(&x.view()),
         ] {
-            let (grad, grad_b) = zero_point_gradient(x.view(), &y, &scaling, c);
+            let (grad, grad_b) = zero_point_gradient(&x.view(), &y, &scaling, c);
             // Row by row: residual 1/C − [y = k] times the solver-space value.
             let mut direct = Array2::<f64>::zeros((c, d));
             let mut direct_b = Array1::<f64>::zeros(c);
@@ -1286,7 +1286,7 @@ mod gradient_tests {
                 assert!((f64::from(curvature[k * n + r]) - p * (1.0 - p)).abs() < 1e-6);
             }
         }
-        let columns = Columns::gather(x.view(), &scaling, &set.neurons);
+        let columns = Columns::gather(&x.view(), &scaling, &set.neurons);
         let (grad, grad_b) = pair_gradients(&columns, &set, residual, c);
         // Central differences of the f64 loss.
         let h = 1e-5;

@@ -23,7 +23,7 @@ use abi_stable::{StableAbi, declare_root_module_statics, sabi_trait};
 
 /// Version of the plugin interface. Plugins built against another minor
 /// version (0.x) are refused with an explanation.
-pub const ABI_VERSION: &str = "0.8.0";
+pub const ABI_VERSION: &str = "0.9.0";
 
 /// Error codes of [`FfiError`].
 pub mod code {
@@ -114,12 +114,36 @@ pub struct FfiOwnedMatrix {
     pub cols: u64,
 }
 
+/// Activations held in 16 bits (a store's mapped shards), borrowed: each
+/// side converts rows to `f32` as it reads them.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiHalfValues<'a> {
+    /// `rows × cols` bit patterns, row-major; empty when the values are
+    /// `f32` (in [`FfiDataset::acts`]).
+    pub bits: RSlice<'a, u16>,
+    /// [`half_format::NONE`], [`half_format::F16`] or [`half_format::BF16`].
+    pub format: u8,
+}
+
+/// Codes of [`FfiHalfValues::format`].
+pub mod half_format {
+    /// The values are `f32`.
+    pub const NONE: u8 = 0;
+    /// IEEE binary16.
+    pub const F16: u8 = 1;
+    /// bfloat16.
+    pub const BF16: u8 = 2;
+}
+
 /// A borrowed dataset: activations and labels as slices, the rest as JSON.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct FfiDataset<'a> {
-    /// Tokens × neurons.
+    /// Tokens × neurons: its shape always, its values when they are `f32`.
     pub acts: FfiMatrix<'a>,
+    /// The values when they are held in 16 bits.
+    pub half: FfiHalfValues<'a>,
     /// Class id per token.
     pub labels: RSlice<'a, u32>,
     /// JSON: name, classes, neuron index, words, splits and ground truth.

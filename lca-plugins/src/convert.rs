@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString, RVec};
 use lca_core::data::{
-    ActivationMatrix, ClassRanking, ClassVocab, DatasetOutline, GroundTruth, Labels, NeuronIndex,
-    Splits, Tokens, ValueBuffer,
+    ActivationMatrix, ClassRanking, ClassVocab, DatasetOutline, GroundTruth, HalfFormat, Labels,
+    NeuronIndex, Splits, Tokens, ValueBuffer,
 };
 use lca_core::ndarray::{Array2, ArrayView2};
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use lca_core::{Dataset, Error, NeuronRanking, Progress, Result, RunContext};
 use serde::{Deserialize, Serialize};
 
 use crate::abi::{
-    FfiClassRanking, FfiContext, FfiDataset, FfiError, FfiMatrix, FfiOwnedDataset, FfiOwnedMatrix,
-    FfiProgress, FfiProgress_TO, FfiProgressBox, FfiRanking, code,
+    FfiClassRanking, FfiContext, FfiDataset, FfiError, FfiHalfValues, FfiMatrix, FfiOwnedDataset,
+    FfiOwnedMatrix, FfiProgress, FfiProgress_TO, FfiProgressBox, FfiRanking, code, half_format,
 };
 
 /// The descriptive part of a dataset, sent as JSON.
@@ -51,6 +51,7 @@ fn meta_json(dataset: &Dataset<'_>) -> String {
 /// borrows from. Keep it alive while the [`FfiDataset`] is in use.
 pub(crate) struct DatasetParts<'d> {
     data: Cow<'d, [f32]>,
+    half: Option<(&'d [u16], HalfFormat)>,
     labels: &'d [u32],
     rows: usize,
     cols: usize,
@@ -59,8 +60,15 @@ pub(crate) struct DatasetParts<'d> {
 
 impl<'d> DatasetParts<'d> {
     pub(crate) fn new(dataset: &'d Dataset<'_>) -> Self {
+        // 16-bit values cross as they are, so a store mapped in f16 or bf16
+        // is never converted whole to reach a plugin.
+        let half = dataset.acts().half_bits();
         DatasetParts {
-            data: dataset.acts().to_contiguous(),
+            data: match half {
+                Some(_) => Cow::Borrowed(&[]),
+                None => dataset.acts().to_contiguous(),
+            },
+            half,
             labels: dataset.labels().ids(),
             rows: dataset.n_rows(),
             cols: dataset.n_neurons(),
@@ -74,6 +82,14 @@ impl<'d> DatasetParts<'d> {
                 data: RSlice::from_slice(&self.data),
                 rows: self.rows as u64,
                 cols: self.cols as u64,
+            },
+            half: FfiHalfValues {
+                bits: RSlice::from_slice(self.half.map_or(&[], |(bits, _)| bits)),
+                format: match self.half {
+                    None => half_format::NONE,
+                    Some((_, HalfFormat::F16)) => half_format::F16,
+                    Some((_, HalfFormat::Bf16)) => half_format::BF16,
+                },
             },
             labels: RSlice::from_slice(self.labels),
             meta: RStr::from_str(&self.meta),
@@ -108,11 +124,19 @@ fn meta_dataset<'a>(
 
 /// A borrowed dataset from its boundary form, without copying activations.
 pub(crate) fn dataset_from_ffi(d: FfiDataset<'_>) -> Result<Dataset<'_>> {
-    let acts = ActivationMatrix::from_slice(
-        d.acts.rows as usize,
-        d.acts.cols as usize,
-        d.acts.data.as_slice(),
-    )?;
+    let (rows, cols) = (d.acts.rows as usize, d.acts.cols as usize);
+    let half =
+        |format| ActivationMatrix::from_half_slice(rows, cols, format, d.half.bits.as_slice());
+    let acts = match d.half.format {
+        half_format::NONE => ActivationMatrix::from_slice(rows, cols, d.acts.data.as_slice())?,
+        half_format::F16 => half(HalfFormat::F16)?,
+        half_format::BF16 => half(HalfFormat::Bf16)?,
+        other => {
+            return Err(Error::input(format!(
+                "unknown 16-bit format code {other} across the plugin boundary"
+            )));
+        }
+    };
     meta_dataset(acts, d.labels.to_vec(), d.meta.as_str())
 }
 

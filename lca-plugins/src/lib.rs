@@ -29,7 +29,7 @@
 //!   impl Ranker for Variance {
 //!       fn rank(&self, input: &RankInput<'_>, _cx: &RunContext) -> Result<NeuronRanking> {
 //!           let train = input.data.split(lca_core::data::Split::Train);
-//!           let var = train.acts.var_axis(Axis(0), 0.0);
+//!           let var = train.acts.view().var_axis(Axis(0), 0.0);
 //!           let sign = if self.reverse { -1.0 } else { 1.0 };
 //!           NeuronRanking::from_scores(var.iter().map(|&v| sign * f64::from(v)).collect())
 //!       }

@@ -25,6 +25,7 @@ impl Ranker for MeanRanker {
         let train = input.data.split(lca_core::data::Split::Train);
         let means = train
             .acts
+            .view()
             .mean_axis(Axis(0))
             .ok_or_else(|| Error::input("no rows"))?;
         NeuronRanking::from_scores(means.iter().map(|&m| f64::from(m)).collect())
@@ -56,7 +57,7 @@ impl Probe for CentroidProbe {
         let train = data.split(lca_core::data::Split::Train);
         let mut means = Array2::<f32>::zeros((data.n_classes(), data.n_neurons()));
         let mut counts = vec![0f32; data.n_classes()];
-        for (row, &y) in train.acts.axis_iter(Axis(0)).zip(train.labels) {
+        for (row, &y) in train.acts.view().axis_iter(Axis(0)).zip(train.labels) {
             let mut m = means.row_mut(y as usize);
             m += &row;
             counts[y as usize] += 1.0;
@@ -138,8 +139,8 @@ impl Evaluator for RetrainEvaluator {
         for p in &input.probes {
             let fresh = p.spec.fit(input.data, cx)?;
             let train = input.data.split(lca_core::data::Split::Train);
-            let predicted = fresh.predict(train.acts.view())?;
-            let trained_pred = p.trained.predict(train.acts.view())?;
+            let predicted = fresh.predict_blocks(&train.acts)?;
+            let trained_pred = p.trained.predict_blocks(&train.acts)?;
             assert_eq!(predicted, trained_pred, "retrained probe differs");
             let acc = predicted
                 .iter()

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use half::{bf16, f16, slice::HalfFloatSliceExt as _};
 use lca_core::Progress;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, Labels, NeuronId, NeuronIndex, Splits, Tokens,
-    ValueBuffer,
+    ActivationMatrix, ClassVocab, Dataset, HalfBuffer, HalfFormat, Labels, NeuronId, NeuronIndex,
+    Splits, Tokens, ValueBuffer,
 };
 use lca_core::error::{Error, Result};
 use lca_core::io;
@@ -93,6 +93,28 @@ struct SideBySideValues(mapped::SideBySide);
 
 impl ValueBuffer for SideBySideValues {
     fn values(&self) -> &[f32] {
+        bytemuck::cast_slice(self.0.bytes())
+    }
+}
+
+/// An f16 or bf16 shard used in place: rows are converted to f32 as they
+/// are read.
+#[derive(Debug)]
+struct MappedHalves(MappedShard);
+
+impl HalfBuffer for MappedHalves {
+    fn bits(&self) -> &[u16] {
+        bytemuck::cast_slice(self.0.bytes())
+    }
+}
+
+/// The shards of an f16 or bf16 store mapped side by side and used in
+/// place.
+#[derive(Debug)]
+struct SideBySideHalves(mapped::SideBySide);
+
+impl HalfBuffer for SideBySideHalves {
+    fn bits(&self) -> &[u16] {
         bytemuck::cast_slice(self.0.bytes())
     }
 }
@@ -285,7 +307,11 @@ impl Store {
             })
             .collect();
         let region = mapped::map_side_by_side(&parts)?;
-        Ok(region.filter(|r| bytemuck::try_cast_slice::<u8, f32>(r.bytes()).is_ok()))
+        let fits = |r: &mapped::SideBySide| match self.manifest.dtype {
+            Dtype::F32 => bytemuck::try_cast_slice::<u8, f32>(r.bytes()).is_ok(),
+            Dtype::F16 | Dtype::Bf16 => bytemuck::try_cast_slice::<u8, u16>(r.bytes()).is_ok(),
+        };
+        Ok(region.filter(fits))
     }
 
     fn map_shard(&self, index: usize) -> Result<MappedShard> {
@@ -403,37 +429,63 @@ impl Store {
         Ok(())
     }
 
-    /// The whole activation matrix. An f32 store is used in place, mapped
-    /// rather than read: one shard as it is, several side by side when their
-    /// values are page-aligned, as `lca store` writes them. The page cache
-    /// then holds what is read, and the kernel drops it under memory
-    /// pressure, so the matrix may be larger than memory. Other stores (f16,
-    /// bf16, or unaligned shards) are read into memory as f32.
+    /// The whole activation matrix, used in place: mapped rather than read,
+    /// one shard as it is, several side by side when their values are
+    /// page-aligned, as `lca store` writes them. The page cache then holds
+    /// what is read, and the kernel drops it under memory pressure, so the
+    /// matrix may be larger than memory. f16 and bf16 values stay in their
+    /// width and are converted to f32 a block of rows at a time as they are
+    /// read. Only shards whose values are not aligned (written by another
+    /// tool) are read into memory, as f32.
     ///
     /// # Errors
     /// When a shard cannot be read.
     pub fn matrix(&self) -> Result<ActivationMatrix<'static>> {
         let cols = self.neurons.len();
-        let in_place = self.manifest.dtype == Dtype::F32
-            && self.manifest.shards.len() == 1
-            && cfg!(target_endian = "little");
-        if in_place {
+        let (rows, dtype) = (self.manifest.rows, self.manifest.dtype);
+        let half = match dtype {
+            Dtype::F32 => None,
+            Dtype::F16 => Some(HalfFormat::F16),
+            Dtype::Bf16 => Some(HalfFormat::Bf16),
+        };
+        if cfg!(target_endian = "little") && self.manifest.shards.len() == 1 {
             let shard = self.map_shard(0)?;
-            if bytemuck::try_cast_slice::<u8, f32>(shard.bytes()).is_ok() {
-                let rows = shard.rows;
-                return ActivationMatrix::from_buffer(rows, cols, Arc::new(MappedValues(shard)));
+            match half {
+                None if bytemuck::try_cast_slice::<u8, f32>(shard.bytes()).is_ok() => {
+                    return ActivationMatrix::from_buffer(
+                        rows,
+                        cols,
+                        Arc::new(MappedValues(shard)),
+                    );
+                }
+                Some(format) if bytemuck::try_cast_slice::<u8, u16>(shard.bytes()).is_ok() => {
+                    return ActivationMatrix::from_half_buffer(
+                        rows,
+                        cols,
+                        format,
+                        Arc::new(MappedHalves(shard)),
+                    );
+                }
+                _ => {}
             }
         }
-        let side_by_side = self.manifest.dtype == Dtype::F32
+        if cfg!(target_endian = "little")
             && self.manifest.shards.len() > 1
-            && cfg!(target_endian = "little");
-        if side_by_side && let Some(region) = self.map_side_by_side()? {
-            let rows = self.manifest.rows;
-            return ActivationMatrix::from_buffer(rows, cols, Arc::new(SideBySideValues(region)));
+            && let Some(region) = self.map_side_by_side()?
+        {
+            return match half {
+                None => {
+                    ActivationMatrix::from_buffer(rows, cols, Arc::new(SideBySideValues(region)))
+                }
+                Some(format) => ActivationMatrix::from_half_buffer(
+                    rows,
+                    cols,
+                    format,
+                    Arc::new(SideBySideHalves(region)),
+                ),
+            };
         }
-        Ok(ActivationMatrix::from_array(
-            self.read_rows(0..self.manifest.rows)?,
-        ))
+        Ok(ActivationMatrix::from_array(self.read_rows(0..rows)?))
     }
 
     /// The store as a dataset named `name`, labelled by `task` (the store's

@@ -174,6 +174,47 @@ fn the_shards_of_an_f32_store_are_mapped_side_by_side_as_one_matrix() {
 }
 
 #[test]
+fn f16_and_bf16_stores_are_used_in_place_in_their_width() {
+    for dtype in [Dtype::F16, Dtype::Bf16] {
+        // One shard, and three shards of whole pages (6 neurons × 2 bytes:
+        // 1,024 rows a shard) mapped side by side.
+        for (rows, shard_rows) in [
+            (20, 100),
+            (2500, lca_store::rows_per_shard(6, dtype, 1200 * 12)),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dataset(rows);
+            write(&data, dir.path(), dtype, shard_rows);
+            let store = Store::open(dir.path()).unwrap();
+            let shards = store.manifest().shards.len();
+            assert_eq!(shards, rows.div_ceil(shard_rows));
+            let matrix = store.matrix().unwrap();
+            let expected = rounded(&data.acts().to_contiguous(), dtype);
+            let (bits, format) = matrix.half_bits().expect("held in 16 bits, not converted");
+            assert_eq!(format.as_str(), dtype.as_str());
+            assert!(matrix.as_slice().is_none());
+            assert_eq!(matrix.to_contiguous().as_ref(), &expected[..], "{dtype:?}");
+            // Each shard's first row is that shard's file in memory.
+            for (index, shard) in store.manifest().shards.iter().enumerate() {
+                let first = bits[index * shard_rows * 6..].as_ptr().cast::<f32>();
+                assert_eq!(
+                    mapped_file(first),
+                    Some(dir.path().join(&shard.file)),
+                    "{dtype:?}, shard {index} of {shards}"
+                );
+            }
+            // The dataset a run gets keeps the width, and its splits borrow it.
+            let read = store.dataset("again", None).unwrap();
+            let train = read.split(lca_core::data::Split::Train);
+            let first = train.acts.half_bits().unwrap().0.as_ptr().cast::<f32>();
+            let shard = &store.manifest().shards[0].file;
+            assert_eq!(mapped_file(first), Some(dir.path().join(shard)));
+            same_data(&read, &data, dtype);
+        }
+    }
+}
+
+#[test]
 fn verify_names_a_shard_with_a_changed_byte() {
     let dir = tempfile::tempdir().unwrap();
     write(&dataset(30), dir.path(), Dtype::F16, 10);

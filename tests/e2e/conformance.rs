@@ -113,10 +113,11 @@ fn loaded_correlation_matches_the_textbook_formula_and_beats_random() {
 /// max over classes of |pearson(neuron, class indicator)|, neuron by neuron.
 fn textbook_correlation_scores(data: &lca_core::Dataset<'_>) -> Vec<f64> {
     let train = data.split(lca_core::data::Split::Train);
+    let acts = train.acts.view();
     let n = train.labels.len() as f64;
     (0..data.n_neurons())
         .map(|j| {
-            let col: Vec<f64> = train.acts.column(j).iter().map(|&v| f64::from(v)).collect();
+            let col: Vec<f64> = acts.column(j).iter().map(|&v| f64::from(v)).collect();
             let mean = col.iter().sum::<f64>() / n;
             let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
             (0..data.n_classes() as u32)
@@ -198,7 +199,8 @@ fn independent_neurons_through_the_library() {
     fn by_variance(data: &lca_core::Dataset<'_>) -> lca_core::NeuronRanking {
         let x = data.split(lca_core::data::Split::Train).acts;
         lca_core::NeuronRanking::from_scores(
-            x.var_axis(lca_core::ndarray::Axis(0), 0.0)
+            x.view()
+                .var_axis(lca_core::ndarray::Axis(0), 0.0)
                 .iter()
                 .map(|&v| f64::from(v))
                 .collect(),

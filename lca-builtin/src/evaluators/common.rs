@@ -68,7 +68,7 @@ pub(crate) fn probe_accuracy(
     split: Split,
 ) -> Result<f64> {
     let part = data.split(split);
-    let predicted = probe.predict(part.acts.view())?;
+    let predicted = probe.predict_blocks(&part.acts)?;
     Ok(accuracy(&predicted, part.labels))
 }
 
@@ -159,15 +159,16 @@ pub(crate) fn zeroed_accuracy(
     // A block of rows at a time: the zeroed copy then costs a block, not the
     // split, which matters for a store larger than memory.
     let mut predicted = Vec::with_capacity(part.labels.len());
-    for block in part.acts.axis_chunks_iter(Axis(0), ZEROED_BLOCK_ROWS) {
-        let x = crate::ablate::zero_out_except(block, keep)?;
+    let step = lca_core::data::rows_per_block(part.acts.n_cols(), ZEROED_BLOCK_BYTES);
+    for (_, block) in part.acts.blocks(0..part.acts.n_rows(), step) {
+        let x = crate::ablate::zero_out_except(block.view(), keep)?;
         predicted.extend(probe.predict(x.view())?);
     }
     Ok(accuracy(&predicted, part.labels))
 }
 
-/// Rows zeroed and scored at a time by [`zeroed_accuracy`].
-const ZEROED_BLOCK_ROWS: usize = 4096;
+/// Bytes of rows zeroed and scored at a time by [`zeroed_accuracy`].
+const ZEROED_BLOCK_BYTES: usize = 4 << 20;
 
 /// The number of neurons for a percentage of `n` (rounded down, at least 1).
 pub(crate) fn count_for_percent(percent: f64, n: usize) -> usize {
@@ -213,6 +214,7 @@ pub(crate) fn bottom(order: &[u32], k: usize) -> Vec<usize> {
 #[allow(dead_code)]
 pub(crate) fn column_means(part: &SplitData<'_>) -> Vec<f64> {
     part.acts
+        .view()
         .mean_axis(Axis(0))
         .map(|m| m.iter().map(|&v| f64::from(v)).collect())
         .unwrap_or_default()

@@ -145,7 +145,7 @@ impl Evaluator for ProbeAccuracy {
                 if part.labels.is_empty() {
                     continue;
                 }
-                let predicted = probe.trained.predict(part.acts.view())?;
+                let predicted = probe.trained.predict_blocks(&part.acts)?;
                 let confusion = Confusion::new(&predicted, part.labels, classes.len());
                 let correct: usize = confusion.correct.iter().sum();
                 let acc = correct as f64 / part.labels.len() as f64;

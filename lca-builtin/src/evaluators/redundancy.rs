@@ -94,11 +94,11 @@ pub fn neuron_clusters(
         ..
     } = settings;
     if rows <= max_tokens {
-        cluster_neurons(part.acts.view(), absolute, linkage, threshold, cx)
+        cluster_neurons(part.acts.view().view(), absolute, linkage, threshold, cx)
     } else {
         let sample = random_columns(&mut cx.rng_for("redundancy-sample"), rows, max_tokens);
-        let x = part.acts.select(ndarray::Axis(0), &sample);
-        cluster_neurons(x.view(), absolute, linkage, threshold, cx)
+        let x = part.acts.select_rows(&sample);
+        cluster_neurons(x.view().view(), absolute, linkage, threshold, cx)
     }
 }
 

@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
-use ndarray::{CowArray, Ix2};
 use serde::{Deserialize, Serialize};
 
-use super::{ActivationMatrix, ClassVocab, Labels, NeuronIndex};
+use super::{ActivationMatrix, ClassVocab, Labels, NeuronIndex, rows_per_block};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -360,8 +359,10 @@ impl DatasetOutline {
 /// A borrowed split of a dataset.
 #[derive(Debug)]
 pub struct SplitData<'d> {
-    /// Activations of the split's rows.
-    pub acts: CowArray<'d, f32, Ix2>,
+    /// Activations of the split's rows, borrowed in the dataset's width:
+    /// `.view()` gives them as one `f32` array (a conversion for a 16-bit
+    /// store), `.blocks()` a block at a time.
+    pub acts: ActivationMatrix<'d>,
     /// Class ids of the split's rows.
     pub labels: &'d [u32],
     /// Which rows of the dataset these are.
@@ -555,7 +556,7 @@ impl<'a> Dataset<'a> {
     pub fn split(&self, split: Split) -> SplitData<'_> {
         let rows = self.splits.range(split);
         SplitData {
-            acts: self.acts.block(rows.clone()),
+            acts: self.acts.rows(rows.clone()),
             labels: &self.labels.ids()[rows.clone()],
             rows,
         }
@@ -621,7 +622,8 @@ impl<'a> Dataset<'a> {
         }
         let first: Vec<f32> = self.acts.block(rows.start..rows.start + 1).row(0).to_vec();
         let mut constant = vec![true; self.n_neurons()];
-        for (_, block) in self.acts.blocks(rows, 4096) {
+        let step = rows_per_block(self.n_neurons(), 4 << 20);
+        for (_, block) in self.acts.blocks(rows, step) {
             for row in block.rows() {
                 for ((c, &v), &f) in constant.iter_mut().zip(row).zip(&first) {
                     *c &= v == f;
@@ -668,7 +670,8 @@ impl<'a> Dataset<'a> {
         hash.update((self.n_rows() as u64).to_le_bytes());
         hash.update((self.n_neurons() as u64).to_le_bytes());
         let mut bytes = Vec::new();
-        for (_, block) in self.acts.blocks(0..self.n_rows(), 1024) {
+        let step = rows_per_block(self.n_neurons(), 4 << 20);
+        for (_, block) in self.acts.blocks(0..self.n_rows(), step) {
             // Fixed-size copies compile to vector moves; a flat_map over
             // each value's bytes cost more than the hash itself.
             bytes.resize(block.len() * 4, 0);

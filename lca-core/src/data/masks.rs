@@ -20,11 +20,11 @@
 
 use std::cmp::Ordering;
 
-use ndarray::{ArrayView2, Axis, Slice};
+use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::NeuronRanking;
+use crate::data::{NeuronRanking, RowBlocks};
 use crate::error::{Error, Result};
 
 /// Bytes of `f32` rows read at a time by the `of_matrix` functions here and
@@ -81,8 +81,8 @@ impl TopValues {
 
     /// The top `k` values of each column of `x`, read a block of rows at a
     /// time.
-    pub fn of_matrix(k: usize, x: ArrayView2<'_, f32>) -> Self {
-        let mut top = TopValuesBuilder::new(k, x.ncols());
+    pub fn of_matrix(k: usize, x: impl RowBlocks) -> Self {
+        let mut top = TopValuesBuilder::new(k, x.shape().1);
         for_row_blocks(x, |_, block| {
             top.push_rows(block);
             Ok(())
@@ -390,13 +390,13 @@ impl MaskCounts {
     pub fn of_matrix(
         classes: Vec<String>,
         thresholds: Vec<f32>,
-        x: ArrayView2<'_, f32>,
+        x: impl RowBlocks,
         labels: &[u32],
     ) -> Result<Self> {
         let mut counts = MaskCounts::new(classes, thresholds);
-        if x.nrows() != labels.len() {
+        if x.shape().0 != labels.len() {
             // The shape error names the whole matrix, not a block.
-            counts.push_rows(x, labels)?;
+            counts.push_rows(x.rows_f32(0..x.shape().0).view(), labels)?;
         }
         for_row_blocks(x, |start, block| {
             counts.push_rows(block, &labels[start..start + block.nrows()])
@@ -527,13 +527,14 @@ pub fn iou_ranking(
 /// Calls `f(first_row, block)` on blocks of about [`BLOCK_BYTES`] of `x`'s
 /// rows, in order.
 pub(crate) fn for_row_blocks(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     mut f: impl FnMut(usize, ArrayView2<'_, f32>) -> Result<()>,
 ) -> Result<()> {
-    let block_rows = (BLOCK_BYTES / (x.ncols().max(1) * 4)).max(MIN_BLOCK_ROWS);
-    for start in (0..x.nrows()).step_by(block_rows) {
-        let end = (start + block_rows).min(x.nrows());
-        f(start, x.slice_axis(Axis(0), Slice::from(start..end)))?;
+    let (rows, cols) = x.shape();
+    let block_rows = (BLOCK_BYTES / (cols.max(1) * 4)).max(MIN_BLOCK_ROWS);
+    for start in (0..rows).step_by(block_rows) {
+        let end = (start + block_rows).min(rows);
+        f(start, x.rows_f32(start..end).view())?;
     }
     Ok(())
 }
@@ -718,7 +719,7 @@ mod tests {
             cuts.extend([0, rows]);
             cuts.sort_unstable();
             let parts: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-            let block = |a: usize, b: usize| x.slice_axis(Axis(0), Slice::from(a..b));
+            let block = |a: usize, b: usize| x.slice_axis(Axis(0), ndarray::Slice::from(a..b));
 
             let whole = TopValues::of_matrix(k, x.view());
             let tops: Vec<TopValues> = parts.iter().map(|&(a, b)| TopValues::of_rows(k, block(a, b))).collect();

@@ -10,11 +10,13 @@ use crate::error::{Error, Result};
 
 /// Rows are tokens, columns are neurons.
 ///
-/// The storage is private so that new backings (a memory-mapped `f32` or
-/// `f16` file for matrices larger than RAM) can be added without touching the
-/// component traits. Code that reads activations goes through [`Self::block`],
-/// [`Self::blocks`] or [`Self::view`], which borrow where the backing allows
-/// and convert otherwise.
+/// The storage is private so that backings can be added without touching
+/// the component traits. Values are `f32` in memory, or `f32`, `f16` or
+/// `bf16` mapped from a store's shards. Code that reads activations goes
+/// through [`Self::block`], [`Self::blocks`] or [`Self::view`], which borrow
+/// where the backing holds `f32` and convert otherwise; a component that
+/// must not hold the whole matrix (a store may be larger than memory)
+/// reads it in row blocks.
 ///
 /// The lifetime lets a matrix borrow memory it does not own, which is how a
 /// plugin sees the host's activations without a copy.
@@ -37,6 +39,66 @@ impl std::fmt::Debug for dyn ValueBuffer {
     }
 }
 
+/// A 16-bit floating-point format of stored activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HalfFormat {
+    /// IEEE 754 binary16: 11 significant bits, magnitudes up to 65,504.
+    F16,
+    /// bfloat16: 8 significant bits, the range of `f32`.
+    Bf16,
+}
+
+impl HalfFormat {
+    /// The format's name, as stores and recipes spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HalfFormat::F16 => "f16",
+            HalfFormat::Bf16 => "bf16",
+        }
+    }
+
+    /// Converts `bits` (values of this format) into `out`, which has the
+    /// same length.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn to_f32(self, bits: &[u16], out: &mut [f32]) {
+        use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+        assert_eq!(bits.len(), out.len(), "one f32 per half value");
+        match self {
+            HalfFormat::F16 => bits
+                .reinterpret_cast::<half::f16>()
+                .convert_to_f32_slice(out),
+            HalfFormat::Bf16 => bits
+                .reinterpret_cast::<half::bf16>()
+                .convert_to_f32_slice(out),
+        }
+    }
+}
+
+/// Row-major 16-bit values (bit patterns of a [`HalfFormat`]) whose memory
+/// belongs to someone else: a store's shards mapped from disk.
+pub trait HalfBuffer: Send + Sync + 'static {
+    /// The values' bit patterns, row-major.
+    fn bits(&self) -> &[u16];
+}
+
+impl std::fmt::Debug for dyn HalfBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HalfBuffer({} values)", self.bits().len())
+    }
+}
+
+/// Half values copied into memory, when a borrowed half matrix is made
+/// owned.
+struct OwnedHalves(Vec<u16>);
+
+impl HalfBuffer for OwnedHalves {
+    fn bits(&self) -> &[u16] {
+        &self.0
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Store<'a> {
     /// Owned, shared between the datasets derived from it.
@@ -54,6 +116,27 @@ enum Store<'a> {
         rows: usize,
         cols: usize,
     },
+    /// 16-bit values owned by a buffer from elsewhere, converted to `f32`
+    /// a block at a time as they are read.
+    HalfExternal {
+        buffer: Arc<dyn HalfBuffer>,
+        format: HalfFormat,
+        rows: usize,
+        cols: usize,
+    },
+    /// 16-bit values, borrowed.
+    HalfBorrowed {
+        bits: &'a [u16],
+        format: HalfFormat,
+        rows: usize,
+        cols: usize,
+    },
+}
+
+/// The values of a backing, borrowed: all of them, in one of two widths.
+enum Values<'s> {
+    F32(ArrayView2<'s, f32>),
+    Half(&'s [u16], HalfFormat),
 }
 
 impl ActivationMatrix<'static> {
@@ -88,6 +171,28 @@ impl ActivationMatrix<'static> {
         check_len(rows, cols, buffer.values().len())?;
         Ok(ActivationMatrix {
             store: Store::External { buffer, rows, cols },
+        })
+    }
+
+    /// Keeps row-major 16-bit values held by `buffer`, without copying or
+    /// converting them: rows are converted to `f32` when read.
+    ///
+    /// # Errors
+    /// When the buffer does not hold `rows × cols` values.
+    pub fn from_half_buffer(
+        rows: usize,
+        cols: usize,
+        format: HalfFormat,
+        buffer: Arc<dyn HalfBuffer>,
+    ) -> Result<Self> {
+        check_len(rows, cols, buffer.bits().len())?;
+        Ok(ActivationMatrix {
+            store: Store::HalfExternal {
+                buffer,
+                format,
+                rows,
+                cols,
+            },
         })
     }
 
@@ -166,6 +271,23 @@ fn check_len(rows: usize, cols: usize, found: usize) -> Result<()> {
     Ok(())
 }
 
+/// Values per block when a whole matrix is read block by block (1 MiB of
+/// `f32`): small enough to stay in cache, large enough that the per-block
+/// cost does not show.
+const BLOCK_VALUES: usize = 1 << 18;
+
+/// Rows per block of [`BLOCK_VALUES`] values.
+fn block_rows(cols: usize) -> usize {
+    rows_per_block(cols, BLOCK_VALUES * 4)
+}
+
+/// How many rows of `cols` neurons make a block of at most `bytes` bytes of
+/// `f32` (at least one row): the block size of a pass that must hold one
+/// block in memory, converted or copied, whatever the matrix's width.
+pub fn rows_per_block(cols: usize, bytes: usize) -> usize {
+    (bytes / (4 * cols.max(1))).max(1)
+}
+
 impl<'a> ActivationMatrix<'a> {
     /// Borrows row-major contiguous data without copying.
     pub fn from_slice(rows: usize, cols: usize, data: &'a [f32]) -> Result<Self> {
@@ -175,41 +297,148 @@ impl<'a> ActivationMatrix<'a> {
         })
     }
 
+    /// Borrows row-major 16-bit values without copying or converting them.
+    ///
+    /// # Errors
+    /// When `bits` does not hold `rows × cols` values.
+    pub fn from_half_slice(
+        rows: usize,
+        cols: usize,
+        format: HalfFormat,
+        bits: &'a [u16],
+    ) -> Result<Self> {
+        check_len(rows, cols, bits.len())?;
+        Ok(ActivationMatrix {
+            store: Store::HalfBorrowed {
+                bits,
+                format,
+                rows,
+                cols,
+            },
+        })
+    }
+
+    /// `(rows, columns)`.
+    pub fn dim(&self) -> (usize, usize) {
+        match &self.store {
+            Store::Shared(a) => a.dim(),
+            Store::Borrowed { rows, cols, .. }
+            | Store::External { rows, cols, .. }
+            | Store::HalfExternal { rows, cols, .. }
+            | Store::HalfBorrowed { rows, cols, .. } => (*rows, *cols),
+        }
+    }
+
     /// Number of tokens.
     pub fn n_rows(&self) -> usize {
-        self.raw_view().nrows()
+        self.dim().0
     }
 
     /// Number of neurons.
     pub fn n_cols(&self) -> usize {
-        self.raw_view().ncols()
+        self.dim().1
     }
 
-    fn raw_view(&self) -> ArrayView2<'_, f32> {
+    /// The 16-bit format the values are held in, or `None` for `f32`.
+    pub fn half_format(&self) -> Option<HalfFormat> {
         match &self.store {
-            Store::Shared(a) => a.view(),
-            Store::Borrowed { data, rows, cols } => {
-                ArrayView2::from_shape((*rows, *cols), data).expect("shape checked on construction")
+            Store::HalfExternal { format, .. } | Store::HalfBorrowed { format, .. } => {
+                Some(*format)
             }
-            Store::External { buffer, rows, cols } => {
-                ArrayView2::from_shape((*rows, *cols), buffer.values())
-                    .expect("shape checked on construction")
-            }
+            _ => None,
         }
     }
 
-    /// The whole matrix as `f32`. Borrowed for in-memory `f32` backings.
-    pub fn view(&self) -> CowArray<'_, f32, Ix2> {
-        CowArray::from(self.raw_view())
+    /// The values' 16-bit bit patterns, row-major, when the backing holds
+    /// them that way.
+    pub fn half_bits(&self) -> Option<(&[u16], HalfFormat)> {
+        match self.values() {
+            Values::Half(bits, format) => Some((bits, format)),
+            Values::F32(_) => None,
+        }
     }
 
-    /// The rows `rows` as `f32`.
+    fn values(&self) -> Values<'_> {
+        let (rows, cols) = self.dim();
+        let view = |data| {
+            ArrayView2::from_shape((rows, cols), data).expect("shape checked on construction")
+        };
+        match &self.store {
+            Store::Shared(a) => Values::F32(a.view()),
+            Store::Borrowed { data, .. } => Values::F32(view(data)),
+            Store::External { buffer, .. } => Values::F32(view(buffer.values())),
+            Store::HalfExternal { buffer, format, .. } => Values::Half(buffer.bits(), *format),
+            Store::HalfBorrowed { bits, format, .. } => Values::Half(bits, *format),
+        }
+    }
+
+    /// The whole matrix as `f32`: borrowed for `f32` backings, converted
+    /// (a copy of all of it) for 16-bit ones. Components that may meet a
+    /// matrix larger than memory read [`Self::blocks`] instead.
+    pub fn view(&self) -> CowArray<'_, f32, Ix2> {
+        self.block(0..self.n_rows())
+    }
+
+    /// The rows `rows` as `f32`: borrowed for `f32` backings, converted for
+    /// 16-bit ones.
     ///
     /// # Panics
     /// Panics if the range is out of bounds.
     #[track_caller]
     pub fn block(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2> {
-        CowArray::from(self.raw_view().slice_axis_move(Axis(0), Slice::from(rows)))
+        match self.values() {
+            Values::F32(view) => CowArray::from(view.slice_axis_move(Axis(0), Slice::from(rows))),
+            Values::Half(bits, format) => {
+                let cols = self.n_cols();
+                assert!(
+                    rows.start <= rows.end && rows.end <= self.n_rows(),
+                    "rows {rows:?} are out of bounds for a matrix of {} rows",
+                    self.n_rows()
+                );
+                let mut out = vec![0.0f32; rows.len() * cols];
+                format.to_f32(&bits[rows.start * cols..rows.end * cols], &mut out);
+                CowArray::from(
+                    Array2::from_shape_vec((rows.len(), cols), out).expect("rows × columns values"),
+                )
+            }
+        }
+    }
+
+    /// The rows `rows` as a matrix that borrows this one's values, in their
+    /// own width (no conversion, no copy).
+    ///
+    /// # Panics
+    /// Panics if the range is out of bounds.
+    #[track_caller]
+    pub fn rows(&self, rows: Range<usize>) -> ActivationMatrix<'_> {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.n_rows(),
+            "rows {rows:?} are out of bounds for a matrix of {} rows",
+            self.n_rows()
+        );
+        let cols = self.n_cols();
+        let span = rows.start * cols..rows.end * cols;
+        let store = match self.values() {
+            Values::F32(view) => match view.to_slice() {
+                Some(data) => Store::Borrowed {
+                    data: &data[span],
+                    rows: rows.len(),
+                    cols,
+                },
+                None => {
+                    return ActivationMatrix::from_array(
+                        view.slice_axis(Axis(0), Slice::from(rows)).to_owned(),
+                    );
+                }
+            },
+            Values::Half(bits, format) => Store::HalfBorrowed {
+                bits: &bits[span],
+                format,
+                rows: rows.len(),
+                cols,
+            },
+        };
+        ActivationMatrix { store }
     }
 
     /// Consecutive row blocks of at most `block_rows` rows covering `rows`:
@@ -226,12 +455,12 @@ impl<'a> ActivationMatrix<'a> {
         })
     }
 
-    /// The data as one row-major slice, when the backing holds it that way.
+    /// The data as one row-major `f32` slice, when the backing holds it that
+    /// way.
     pub fn as_slice(&self) -> Option<&[f32]> {
-        match &self.store {
-            Store::Shared(a) => a.as_slice(),
-            Store::Borrowed { data, .. } => Some(data),
-            Store::External { buffer, .. } => Some(buffer.values()),
+        match self.values() {
+            Values::F32(view) => view.to_slice(),
+            Values::Half(..) => None,
         }
     }
 
@@ -249,19 +478,21 @@ impl<'a> ActivationMatrix<'a> {
             },
             Store::Borrowed { data, .. } => data.to_vec(),
             Store::External { buffer, .. } => buffer.values().to_vec(),
+            store => ActivationMatrix { store }.to_contiguous().into_owned(),
         }
     }
 
-    /// The data as one row-major slice, converting if the backing does not
-    /// hold it that way.
+    /// The data as one row-major `f32` slice, converting if the backing does
+    /// not hold it that way.
     pub fn to_contiguous(&self) -> Cow<'_, [f32]> {
         match self.as_slice() {
             Some(slice) => Cow::Borrowed(slice),
-            None => Cow::Owned(self.raw_view().iter().copied().collect()),
+            None => Cow::Owned(self.view().iter().copied().collect()),
         }
     }
 
-    /// A new matrix with the given columns, in the given order.
+    /// A new `f32` matrix with the given columns, in the given order, read a
+    /// block of rows at a time.
     ///
     /// # Errors
     /// Fails if a column is out of range.
@@ -272,47 +503,189 @@ impl<'a> ActivationMatrix<'a> {
                 self.n_cols()
             )));
         }
-        Ok(ActivationMatrix::from_array(gather_columns(
-            self.raw_view(),
-            columns,
-        )))
+        Ok(ActivationMatrix::from_array(self.gather_columns(columns)))
     }
 
-    /// A new matrix with the given rows, in the given order.
+    /// The given columns (repeats allowed), in the given order, copied a
+    /// block of rows at a time: a matrix mapped from disk is then read once,
+    /// in order, where copying column by column would read all of it once
+    /// per column.
+    ///
+    /// # Panics
+    /// If a column is out of range.
+    pub fn gather_columns(&self, columns: &[usize]) -> Array2<f32> {
+        let (rows, cols) = self.dim();
+        let mut out = Vec::with_capacity(rows * columns.len());
+        for (_, block) in self.blocks(0..rows, block_rows(cols)) {
+            for row in block.rows() {
+                out.extend(columns.iter().map(|&c| row[c]));
+            }
+        }
+        Array2::from_shape_vec((rows, columns.len()), out).expect("rows × columns values")
+    }
+
+    /// A new `f32` matrix with the given rows, in the given order.
     ///
     /// # Panics
     /// Panics if a row is out of range.
     pub fn select_rows(&self, rows: &[usize]) -> ActivationMatrix<'static> {
-        ActivationMatrix::from_array(self.raw_view().select(Axis(0), rows))
+        match self.values() {
+            Values::F32(view) => ActivationMatrix::from_array(view.select(Axis(0), rows)),
+            Values::Half(bits, format) => {
+                let cols = self.n_cols();
+                let mut out = vec![0.0f32; rows.len() * cols];
+                if cols > 0 {
+                    for (&r, row) in rows.iter().zip(out.chunks_exact_mut(cols)) {
+                        format.to_f32(&bits[r * cols..(r + 1) * cols], row);
+                    }
+                }
+                ActivationMatrix::from_row_major(rows.len(), cols, out)
+                    .expect("rows × columns values")
+            }
+        }
     }
 
-    /// An owned copy that no longer borrows (cheap when already owned).
+    /// An owned copy that no longer borrows (cheap when already owned). A
+    /// borrowed 16-bit matrix stays 16-bit.
     pub fn into_owned(self) -> ActivationMatrix<'static> {
-        match self.store {
-            Store::Shared(a) => ActivationMatrix {
-                store: Store::Shared(a),
+        let store = match self.store {
+            Store::Shared(a) => Store::Shared(a),
+            Store::External { buffer, rows, cols } => Store::External { buffer, rows, cols },
+            Store::HalfExternal {
+                buffer,
+                format,
+                rows,
+                cols,
+            } => Store::HalfExternal {
+                buffer,
+                format,
+                rows,
+                cols,
             },
-            Store::External { buffer, rows, cols } => ActivationMatrix {
-                store: Store::External { buffer, rows, cols },
+            Store::HalfBorrowed {
+                bits,
+                format,
+                rows,
+                cols,
+            } => Store::HalfExternal {
+                buffer: Arc::new(OwnedHalves(bits.to_vec())),
+                format,
+                rows,
+                cols,
             },
-            Store::Borrowed { .. } => ActivationMatrix::from_array(self.raw_view().to_owned()),
-        }
+            Store::Borrowed { data, rows, cols } => {
+                return ActivationMatrix::from_row_major(rows, cols, data.to_vec())
+                    .expect("shape checked on construction");
+            }
+        };
+        ActivationMatrix { store }
     }
 
     /// The first non-finite value, as `(row, column, value)`.
     pub fn find_non_finite(&self) -> Option<(usize, usize, f32)> {
-        let view = self.raw_view();
-        // Fast path: most matrices are clean, so scan the flat data first.
-        let clean = match view.as_slice() {
-            Some(flat) => flat.iter().all(|v| v.is_finite()),
-            None => view.iter().all(|v| v.is_finite()),
-        };
-        if clean {
-            return None;
+        let (rows, cols) = self.dim();
+        for (range, block) in self.blocks(0..rows, block_rows(cols)) {
+            // Most matrices are clean, so scan the flat data first.
+            let clean = match block.as_slice() {
+                Some(flat) => flat.iter().all(|v| v.is_finite()),
+                None => block.iter().all(|v| v.is_finite()),
+            };
+            if !clean {
+                return block
+                    .indexed_iter()
+                    .find(|(_, v)| !v.is_finite())
+                    .map(|((r, c), v)| (range.start + r, c, *v));
+            }
         }
-        view.indexed_iter()
-            .find(|(_, v)| !v.is_finite())
-            .map(|((r, c), v)| (r, c, *v))
+        None
+    }
+}
+
+/// Row-major activations that a computation reads a block of rows at a
+/// time: an `f32` array view, or an [`ActivationMatrix`] of any backing (a
+/// 16-bit one is converted block by block, never whole). Kernels that take
+/// this instead of an `ArrayView2` work on a store larger than memory in
+/// any width.
+pub trait RowBlocks: Sync {
+    /// `(rows, columns)`.
+    fn shape(&self) -> (usize, usize);
+
+    /// The rows `rows` as `f32`, row-major (standard layout).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    fn rows_f32(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2>;
+
+    /// The rows `rows` as one row-major `f32` slice, when they are held
+    /// that way (no conversion or copy needed).
+    fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]>;
+
+    /// Calls `each(first_row, block)` on consecutive blocks covering `rows`
+    /// in order, each at most about 1 MiB of `f32` (at least one row): how
+    /// a pass reads a 16-bit matrix without converting more than a block
+    /// at a time, whatever the width.
+    fn for_each_block(&self, rows: Range<usize>, mut each: impl FnMut(usize, ArrayView2<'_, f32>))
+    where
+        Self: Sized,
+    {
+        let step = block_rows(self.shape().1);
+        for start in rows.clone().step_by(step) {
+            let block = self.rows_f32(start..(start + step).min(rows.end));
+            each(start, block.view());
+        }
+    }
+}
+
+impl<S> RowBlocks for ndarray::ArrayBase<S, Ix2>
+where
+    S: ndarray::Data<Elem = f32> + Sync,
+{
+    fn shape(&self) -> (usize, usize) {
+        self.dim()
+    }
+
+    fn rows_f32(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2> {
+        let part = self.slice_axis(Axis(0), Slice::from(rows));
+        if part.is_standard_layout() {
+            CowArray::from(part)
+        } else {
+            CowArray::from(part.as_standard_layout().into_owned())
+        }
+    }
+
+    fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]> {
+        let cols = self.ncols();
+        let all = self.as_slice()?;
+        all.get(rows.start * cols..rows.end * cols)
+    }
+}
+
+impl RowBlocks for ActivationMatrix<'_> {
+    fn shape(&self) -> (usize, usize) {
+        self.dim()
+    }
+
+    fn rows_f32(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2> {
+        self.block(rows)
+    }
+
+    fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]> {
+        let cols = self.n_cols();
+        self.as_slice()?.get(rows.start * cols..rows.end * cols)
+    }
+}
+
+impl<T: RowBlocks + ?Sized> RowBlocks for &T {
+    fn shape(&self) -> (usize, usize) {
+        (**self).shape()
+    }
+
+    fn rows_f32(&self, rows: Range<usize>) -> CowArray<'_, f32, Ix2> {
+        (**self).rows_f32(rows)
+    }
+
+    fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]> {
+        (**self).f32_slice(rows)
     }
 }
 
@@ -463,6 +836,111 @@ mod tests {
         );
         assert_eq!(m.into_row_major(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(ActivationMatrix::from_buffer(4, 3, Arc::new(Buffer(vec![0.0; 6]))).is_err());
+    }
+
+    /// A half matrix of `rows × cols` values that f16 and bf16 hold
+    /// exactly, with its f32 twin.
+    fn half_and_f32(format: HalfFormat, rows: usize, cols: usize) -> (Vec<u16>, Array2<f32>) {
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7) % 23) as f32 * 0.25 - 2.0)
+            .collect();
+        let bits: Vec<u16> = values
+            .iter()
+            .map(|&v| match format {
+                HalfFormat::F16 => half::f16::from_f32(v).to_bits(),
+                HalfFormat::Bf16 => half::bf16::from_f32(v).to_bits(),
+            })
+            .collect();
+        (bits, Array2::from_shape_vec((rows, cols), values).unwrap())
+    }
+
+    #[derive(Debug)]
+    struct Halves(Vec<u16>);
+
+    impl HalfBuffer for Halves {
+        fn bits(&self) -> &[u16] {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_half_matrix_reads_as_its_f32_values_without_converting_whole() {
+        for format in [HalfFormat::F16, HalfFormat::Bf16] {
+            let (bits, expected) = half_and_f32(format, 9, 4);
+            let borrowed = ActivationMatrix::from_half_slice(9, 4, format, &bits).unwrap();
+            let owned =
+                ActivationMatrix::from_half_buffer(9, 4, format, Arc::new(Halves(bits.clone())))
+                    .unwrap();
+            for m in [&borrowed, &owned] {
+                assert_eq!(m.dim(), (9, 4));
+                assert_eq!(m.half_format(), Some(format));
+                assert!(m.as_slice().is_none(), "no f32 slice of half values");
+                assert_eq!(m.view(), expected);
+                assert_eq!(m.block(2..5), rows_of(&expected, 2..5));
+                let blocks: Vec<_> = m.blocks(1..9, 3).map(|(r, b)| (r, b.to_owned())).collect();
+                assert_eq!(blocks.len(), 3);
+                assert_eq!(blocks[2].1, rows_of(&expected, 7..9));
+                // A window of rows stays in 16 bits and borrows.
+                let window = m.rows(3..7);
+                assert_eq!(
+                    window.half_bits().unwrap().0.as_ptr(),
+                    bits_of(m)[12..].as_ptr()
+                );
+                assert_eq!(window.view(), rows_of(&expected, 3..7));
+                assert_eq!(
+                    m.select_columns(&[3, 0, 3]).unwrap().view(),
+                    gather_columns(expected.view(), &[3, 0, 3])
+                );
+                assert_eq!(
+                    m.select_rows(&[8, 1]).view(),
+                    expected.select(Axis(0), &[8, 1])
+                );
+                assert_eq!(m.to_contiguous().as_ref(), expected.as_slice().unwrap());
+                assert_eq!(m.clone().into_row_major(), expected.as_slice().unwrap());
+                assert_eq!(m.find_non_finite(), None);
+                let kept = m.clone().into_owned();
+                assert_eq!(kept.half_format(), Some(format), "made owned, still 16-bit");
+                assert_eq!(kept.view(), expected);
+                let order = [8, 0, 1, 2, 3, 4, 5, 6, 7];
+                assert_eq!(
+                    kept.permute_rows(&order).view(),
+                    expected.select(Axis(0), &order)
+                );
+                // Kernels that read row blocks see the same values.
+                assert_eq!(RowBlocks::shape(m), (9, 4));
+                assert_eq!(m.rows_f32(4..6), rows_of(&expected, 4..6));
+                assert!(m.f32_slice(0..2).is_none());
+            }
+        }
+    }
+
+    fn rows_of(x: &Array2<f32>, rows: Range<usize>) -> ArrayView2<'_, f32> {
+        x.slice_axis(Axis(0), Slice::from(rows))
+    }
+
+    fn bits_of<'m>(m: &'m ActivationMatrix<'_>) -> &'m [u16] {
+        m.half_bits().unwrap().0
+    }
+
+    #[test]
+    fn a_non_finite_half_value_is_found_where_it_is() {
+        let mut bits = vec![half::f16::from_f32(1.0).to_bits(); 3000 * 200];
+        bits[2500 * 200 + 17] = half::f16::INFINITY.to_bits();
+        let m = ActivationMatrix::from_half_slice(3000, 200, HalfFormat::F16, &bits).unwrap();
+        assert_eq!(m.find_non_finite(), Some((2500, 17, f32::INFINITY)));
+        assert!(ActivationMatrix::from_half_slice(3, 3, HalfFormat::Bf16, &bits[..8]).is_err());
+    }
+
+    #[test]
+    fn array_views_read_as_row_blocks_in_any_layout() {
+        let x = Array2::from_shape_fn((5, 3), |(r, c)| (r * 3 + c) as f32);
+        let transposed = x.t().as_standard_layout().into_owned();
+        let back = transposed.t();
+        assert!(!back.is_standard_layout());
+        assert_eq!(back.rows_f32(1..4), rows_of(&x, 1..4));
+        assert!(back.rows_f32(1..4).is_standard_layout());
+        assert!(back.f32_slice(0..1).is_none());
+        assert_eq!(x.view().f32_slice(1..2).unwrap(), &[3.0, 4.0, 5.0]);
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub use evaluation::{BarSeries, Cell, Evaluation, Figure, Plot, Series, Table};
 pub use gaussian::{GaussianMoments, RowSample};
 pub use labels::{ClassVocab, Labels, count_classes};
 pub use masks::{MaskCounts, TopValues, TopValuesBuilder, iou_ranking, mask_iou, mask_size};
-pub use matrix::{ActivationMatrix, ValueBuffer, constant_columns, gather_columns};
+pub use matrix::{
+    ActivationMatrix, HalfBuffer, HalfFormat, RowBlocks, ValueBuffer, constant_columns,
+    gather_columns, rows_per_block,
+};
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use precision::{ApHistograms, ApScores, NeuronBins, average_precision_ranking};
 pub use ranking::{ClassRanking, NeuronRanking, check_permutation, order_by_descending};

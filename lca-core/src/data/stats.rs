@@ -18,8 +18,8 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::NeuronRanking;
 use crate::data::masks::for_row_blocks;
+use crate::data::{NeuronRanking, RowBlocks};
 use crate::error::{Error, Result};
 
 /// Columns one thread takes at a time in [`ClassStats::of_rows`].
@@ -178,11 +178,12 @@ impl ClassStats {
     ///
     /// # Errors
     /// As [`Self::of_rows`].
-    pub fn of_matrix(classes: Vec<String>, x: ArrayView2<'_, f32>, labels: &[u32]) -> Result<Self> {
-        let mut stats = ClassStats::new(classes.clone(), x.ncols());
-        if x.nrows() != labels.len() {
+    pub fn of_matrix(classes: Vec<String>, x: impl RowBlocks, labels: &[u32]) -> Result<Self> {
+        let (rows, cols) = x.shape();
+        let mut stats = ClassStats::new(classes.clone(), cols);
+        if rows != labels.len() {
             // The shape error names the whole matrix, not a block.
-            return ClassStats::of_rows(classes, x, labels);
+            return ClassStats::of_rows(classes, x.rows_f32(0..rows).view(), labels);
         }
         for_row_blocks(x, |start, block| {
             stats.merge(&ClassStats::of_rows(

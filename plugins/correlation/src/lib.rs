@@ -19,8 +19,8 @@
 //! accumulated in `f64`, one neuron column per task in a fixed row order, so
 //! the result does not depend on the thread count.
 
+use lca_core::data::RowBlocks;
 use lca_core::data::{ClassStats, Split};
-use lca_core::ndarray::ArrayView2;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, Dataset, NeuronRanking, RankInput, Ranker, Result, RunContext};
@@ -69,7 +69,7 @@ pub struct CorrelationRanker {
 /// # Errors
 /// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn class_correlations(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     labels: &[u32],
     n_classes: usize,
 ) -> Result<Vec<Vec<f64>>> {
@@ -81,7 +81,7 @@ impl CorrelationRanker {
     fn scores(&self, data: &Dataset<'_>) -> Result<Vec<Vec<f64>>> {
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let r = class_correlations(train.acts.view(), train.labels, data.n_classes())?;
+        let r = class_correlations(&train.acts, train.labels, data.n_classes())?;
         Ok(if self.signed {
             r
         } else {
@@ -136,7 +136,8 @@ mod tests {
     fn matches_the_textbook_formula() {
         let data = planted(300, 15, 4, 1, 9);
         let train = data.split(Split::Train);
-        let r = class_correlations(train.acts.view(), train.labels, 4).unwrap();
+        let acts = train.acts.view();
+        let r = class_correlations(acts.view(), train.labels, 4).unwrap();
         for c in 0..4u32 {
             let indicator: Vec<f64> = train
                 .labels
@@ -144,7 +145,7 @@ mod tests {
                 .map(|&y| f64::from(u8::from(y == c)))
                 .collect();
             for (j, &got) in r[c as usize].iter().enumerate() {
-                let column: Vec<f64> = train.acts.column(j).iter().map(|&v| f64::from(v)).collect();
+                let column: Vec<f64> = acts.column(j).iter().map(|&v| f64::from(v)).collect();
                 let expected = pearson(&column, &indicator);
                 assert!(
                     (got - expected).abs() < 1e-9,

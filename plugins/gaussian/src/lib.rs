@@ -105,7 +105,7 @@ impl Ranker for GaussianRanker {
         let selection = cx
             .install(|| {
                 greedy_selection_until(
-                    train.acts.view(),
+                    train.acts.view().view(),
                     train.labels,
                     data.n_classes(),
                     &scored,
@@ -209,8 +209,9 @@ mod tests {
     fn incremental_mi_equals_a_fresh_fit_at_every_step() {
         let data = planted(240, 9, 3, 1, 6);
         let train = data.split(Split::Train);
+        let acts = train.acts.view();
         let all: Vec<usize> = (0..train.labels.len()).collect();
-        let sel = greedy_selection(train.acts.view(), train.labels, 3, &all, 6, false);
+        let sel = greedy_selection(acts.view(), train.labels, 3, &all, 6, false);
         for (step, scores) in sel.candidates.iter().enumerate() {
             for j in 0..9 {
                 if sel.selected[..step].contains(&(j as u32)) {
@@ -220,7 +221,7 @@ mod tests {
                 let mut set: Vec<usize> =
                     sel.selected[..step].iter().map(|&s| s as usize).collect();
                 set.push(j);
-                let want = slow_mi(train.acts.view(), train.labels, 3, &set);
+                let want = slow_mi(acts.view(), train.labels, 3, &set);
                 assert!(
                     (scores[j] - want).abs() < 1e-5,
                     "step {step}, neuron {j}: {} vs {want}",

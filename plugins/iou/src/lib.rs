@@ -42,7 +42,7 @@
 //! gives a single-valued neuron the class's frequency as its AP.
 
 use lca_core::data::{
-    MaskCounts, Split, TopValues, average_precision_ranking, iou_ranking, mask_size,
+    MaskCounts, RowBlocks, Split, TopValues, average_precision_ranking, iou_ranking, mask_size,
 };
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
@@ -166,18 +166,19 @@ impl Default for AveragePrecisionRanker {
 /// # Errors
 /// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn iou_scores(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     labels: &[u32],
     n_classes: usize,
     quantile: f64,
 ) -> Result<Vec<Vec<f64>>> {
     let classes = (0..n_classes).map(|c| c.to_string()).collect();
-    if x.nrows() == 0 {
-        return Ok(vec![vec![0.0; x.ncols()]; n_classes]);
+    let (rows, cols) = x.shape();
+    if rows == 0 {
+        return Ok(vec![vec![0.0; cols]; n_classes]);
     }
-    let top = TopValues::of_matrix(mask_size(quantile, x.nrows()), x);
+    let top = TopValues::of_matrix(mask_size(quantile, rows), &x);
     let thresholds = top.thresholds().expect("the matrix has rows");
-    Ok(MaskCounts::of_matrix(classes, thresholds, x, labels)?.iou_scores())
+    Ok(MaskCounts::of_matrix(classes, thresholds, &x, labels)?.iou_scores())
 }
 
 /// Average precision of every neuron's activations (|x| < `threshold` read
@@ -254,14 +255,8 @@ impl Ranker for IouRanker {
         let data = input.data;
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let per_class = cx.install(|| {
-            iou_scores(
-                train.acts.view(),
-                train.labels,
-                data.n_classes(),
-                self.quantile,
-            )
-        })?;
+        let per_class =
+            cx.install(|| iou_scores(&train.acts, train.labels, data.n_classes(), self.quantile))?;
         iou_ranking(
             per_class,
             data.classes().names(),
@@ -286,13 +281,11 @@ impl Ranker for AveragePrecisionRanker {
             })?),
         };
         let train = data.split(Split::Train);
+        // Each neuron's values are sorted whole, so the split is read into
+        // memory as f32.
+        let acts = train.acts.view();
         let per_class = cx.install(|| {
-            average_precision_scores(
-                train.acts.view(),
-                train.labels,
-                data.n_classes(),
-                self.threshold,
-            )
+            average_precision_scores(acts.view(), train.labels, data.n_classes(), self.threshold)
         });
         average_precision_ranking(per_class, names, positive, self.threshold)
     }
@@ -365,12 +358,13 @@ mod tests {
     fn iou_and_average_precision_match_their_definitions() {
         let data = planted(300, 12, 3, 1, 4);
         let train = data.split(Split::Train);
-        let iou = iou_scores(train.acts.view(), train.labels, 3, 0.1).unwrap();
-        let ap = average_precision_scores(train.acts.view(), train.labels, 3, 0.3);
+        let acts = train.acts.view();
+        let iou = iou_scores(acts.view(), train.labels, 3, 0.1).unwrap();
+        let ap = average_precision_scores(acts.view(), train.labels, 3, 0.3);
         for c in 0..3u32 {
             let members: Vec<bool> = train.labels.iter().map(|&y| y == c).collect();
             for j in 0..12 {
-                let column: Vec<f32> = train.acts.column(j).to_vec();
+                let column: Vec<f32> = acts.column(j).to_vec();
                 let want = slow_iou(&column, &members, 0.1);
                 assert!((iou[c as usize][j] - want).abs() < 1e-12, "iou {c} {j}");
                 let zeroed: Vec<f32> = column

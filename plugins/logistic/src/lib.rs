@@ -271,13 +271,7 @@ impl LogisticProbe {
         cx: &RunContext,
     ) -> Result<Box<dyn TrainedProbe>> {
         let train = data.split(Split::Train);
-        let model = fit(
-            train.acts.view(),
-            train.labels,
-            data.n_classes(),
-            options,
-            cx,
-        )?;
+        let model = fit(&train.acts, train.labels, data.n_classes(), options, cx)?;
         let details = serde_json::json!({
             "probe": self.preset_name,
             "penalty": self.options.penalty,
@@ -579,7 +573,7 @@ mod tests {
             weights.len()
         );
         let test = data.split(Split::Test);
-        let predicted = trained.predict(test.acts.view()).unwrap();
+        let predicted = trained.predict_blocks(&test.acts).unwrap();
         let correct = predicted
             .iter()
             .zip(test.labels)
@@ -594,7 +588,7 @@ mod tests {
         let probe = build("lasso", "l1 = 0.01").unwrap();
         let trained = probe.fit(&data, &RunContext::new(0, 1)).unwrap();
         let test = data.split(Split::Test);
-        let predicted = trained.predict(test.acts.view()).unwrap();
+        let predicted = trained.predict_blocks(&test.acts).unwrap();
         let accuracy = predicted
             .iter()
             .zip(test.labels)

@@ -72,7 +72,8 @@ fn ridge_reaches_the_optimum_smartcore_finds() {
     // unique and interior, and predictions are not all trivially right.
     let data = lca_testkit::planted(1500, 24, 5, 2, 21);
     let train = data.split(Split::Train);
-    let (x, y) = (train.acts.view(), train.labels);
+    let acts = train.acts.view();
+    let (x, y) = (acts.view(), train.labels);
     let n = y.len() as f64;
     for l2 in [0.01, 0.001] {
         let (w, b) = ridge(

@@ -256,7 +256,7 @@ impl Probe for NonlinearProbe {
             rows = cx.rng_for("rows").sample_indices(total, self.max_rows);
             rows.sort_unstable();
         }
-        let x = train.acts.select(lca_core::ndarray::Axis(0), &rows);
+        let x = train.acts.select_rows(&rows);
         let y: Vec<u32> = rows.iter().map(|&r| train.labels[r]).collect();
         let mut seen = y.clone();
         seen.sort_unstable();
@@ -269,7 +269,7 @@ impl Probe for NonlinearProbe {
             )));
         }
         cx.check_cancelled()?;
-        let matrix = dense(x.view())?;
+        let matrix = dense(x.view().view())?;
         let fitted = match &self.model {
             Model::Forest {
                 trees,
@@ -422,7 +422,7 @@ mod tests {
 
     fn accuracy(probe: &dyn TrainedProbe, data: &Dataset<'_>, split: Split) -> f64 {
         let part = data.split(split);
-        let proba = probe.predict_proba(part.acts.view()).unwrap();
+        let proba = probe.predict_proba_blocks(&part.acts).unwrap();
         let right = proba
             .rows()
             .into_iter()
@@ -448,7 +448,7 @@ mod tests {
             assert!(acc > 0.6, "{name}: test accuracy {acc}");
             assert!(trained.weights().is_none(), "{name} has no weights");
             let proba = trained
-                .predict_proba(data.split(Split::Test).acts.view())
+                .predict_proba_blocks(&data.split(Split::Test).acts)
                 .unwrap();
             for row in proba.rows() {
                 assert!((row.sum() - 1.0).abs() < 1e-5, "{name}: {row}");
@@ -483,7 +483,7 @@ mod tests {
             init: lca_linear::Init::Zeros,
         };
         let linear = lca_linear::fit(
-            train.acts.view(),
+            &train.acts,
             train.labels,
             2,
             &options,
@@ -491,7 +491,7 @@ mod tests {
         )
         .unwrap();
         let test = data.split(Split::Test);
-        let proba = linear.predict_proba(test.acts.view()).unwrap();
+        let proba = linear.predict_proba(test.acts.view().view()).unwrap();
         let right = proba
             .rows()
             .into_iter()
@@ -523,7 +523,10 @@ mod tests {
             .unwrap();
         let test = data.split(Split::Test);
         let x = test.acts.view();
-        assert_eq!(a.predict_proba(x).unwrap(), b.predict_proba(x).unwrap());
+        assert_eq!(
+            a.predict_proba(x.view()).unwrap(),
+            b.predict_proba(x.view()).unwrap()
+        );
 
         let one_class = lca_testkit::dataset_from(Array2::zeros((50, 3)), vec![0; 50], 0.0, 0.2);
         for name in ["random_forest", "knn", "naive_bayes"] {

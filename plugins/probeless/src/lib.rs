@@ -19,8 +19,8 @@
 //! the lower neuron index (NeuroX's `argsort(...)[::-1]` puts the higher
 //! index first).
 
+use lca_core::data::RowBlocks;
 use lca_core::data::{ClassStats, Split};
-use lca_core::ndarray::ArrayView2;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, applied};
 use lca_core::{Component, NeuronRanking, RankInput, Ranker, Result, RunContext, serde_json};
@@ -56,7 +56,7 @@ pub struct ProbelessRanker;
 /// # Errors
 /// When `labels` do not match the rows or name a class beyond `n_classes`.
 pub fn class_means(
-    x: ArrayView2<'_, f32>,
+    x: impl RowBlocks,
     labels: &[u32],
     n_classes: usize,
 ) -> Result<Vec<Option<Vec<f64>>>> {
@@ -74,8 +74,7 @@ impl Ranker for ProbelessRanker {
         let data = input.data;
         data.require_two_train_classes()?;
         let train = data.split(Split::Train);
-        let means =
-            cx.install(|| class_means(train.acts.view(), train.labels, data.n_classes()))?;
+        let means = cx.install(|| class_means(&train.acts, train.labels, data.n_classes()))?;
         let (per_class, overall) = probeless_scores(&means, data.n_neurons());
         let names = data.classes().names();
         let absent: Vec<serde_json::Value> = means

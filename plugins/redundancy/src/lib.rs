@@ -92,7 +92,8 @@ mod tests {
     fn variance_ranking(data: &lca_core::Dataset<'_>) -> NeuronRanking {
         let x = data.split(Split::Train).acts;
         NeuronRanking::from_scores(
-            x.var_axis(lca_core::ndarray::Axis(0), 0.0)
+            x.view()
+                .var_axis(lca_core::ndarray::Axis(0), 0.0)
                 .iter()
                 .map(|&v| f64::from(v))
                 .collect(),
