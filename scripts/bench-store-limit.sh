@@ -2,7 +2,8 @@
 # An LCA recipe on a store, with the page cache holding it and under a cgroup
 # memory limit that holds a fraction of it: what reading from disk costs.
 #
-# Builds a planted f32 store (TOKENS × NEURONS, 8 classes), then runs the
+# Builds a planted store (TOKENS × NEURONS, 8 classes; f32, or DTYPE=f16 or
+# bf16 from the environment), then runs the
 # same recipe (elastic-net probe, probe-weight and correlation rankings,
 # probe accuracy, ablation at 5%) twice:
 #   1. warm: no limit, the store in the page cache (read once beforehand);
@@ -21,6 +22,7 @@ neurons=${2:-4096}
 limit_mib=${3:-512}
 threads=${4:-2}
 lca=${LCA:-target/release/lca}
+dtype=${DTYPE:-f32}
 [ -x "$lca" ] || cargo build --release --locked
 lca=$(realpath "$lca")
 work=$(mktemp -d "${TMPDIR:-/tmp}/lca-bench-limit.XXXX")
@@ -49,9 +51,9 @@ layers = 4
 classes = 8
 per_class = 2
 TOML
-"$lca" store create --quiet --out "$work/store" "$work/planted.toml"
+"$lca" store create --quiet --dtype "$dtype" --out "$work/store" "$work/planted.toml"
 bytes=$(du -sb "$work/store" | cut -f1)
-echo "store: $((bytes >> 20)) MiB ($tokens tokens × $neurons neurons, f32); limit: $limit_mib MiB"
+echo "store: $((bytes >> 20)) MiB ($tokens tokens × $neurons neurons, $dtype); limit: $limit_mib MiB"
 cat > "$work/lca.toml" <<TOML
 [run]
 seed = 1

@@ -245,12 +245,11 @@ impl Scaling {
         let (rows, d) = x.shape();
         let n = rows.max(1) as f64;
         let column_sums = |term: &(dyn Fn(usize, f32) -> f64 + Sync)| -> Vec<f64> {
-            let chunks: Vec<usize> = (0..rows).step_by(CHUNK_ROWS).collect();
-            let partials: Vec<Vec<f64>> = chunks
-                .par_iter()
-                .map(|&start| {
+            let mut totals = vec![0.0f64; d];
+            fold_chunks(
+                rows,
+                |start, end| {
                     let mut sums = vec![0.0f64; d];
-                    let end = (start + CHUNK_ROWS).min(rows);
                     x.for_each_block(start..end, |_, block| {
                         for row in block.outer_iter() {
                             for (j, (total, &v)) in sums.iter_mut().zip(row.iter()).enumerate() {
@@ -259,12 +258,9 @@ impl Scaling {
                         }
                     });
                     sums
-                })
-                .collect();
-            let mut totals = vec![0.0f64; d];
-            for part in partials {
-                totals.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
-            }
+                },
+                |_, part| totals.iter_mut().zip(&part).for_each(|(t, p)| *t += p),
+            );
             totals
         };
         let mean: Vec<f64> = column_sums(&|_, v| f64::from(v))
@@ -861,6 +857,30 @@ const BLOCK_ROWS: usize = 16;
 /// Rows per chunk: the unit of parallel work and of the fixed-order sum.
 const CHUNK_ROWS: usize = 2048;
 
+/// Computes `each(start, end)` for the consecutive chunks of [`CHUNK_ROWS`]
+/// rows of `0..n` in parallel, and hands each result to `fold` in chunk
+/// order. Chunks run in waves of a few per thread, so only a wave of
+/// results is held at once: a chunk's partial sums can be classes ×
+/// neurons, and a store can have thousands of chunks. The results and the
+/// fold order do not depend on the thread count, so neither does the sum.
+fn fold_chunks<T: Send>(
+    n: usize,
+    each: impl Fn(usize, usize) -> T + Sync,
+    mut fold: impl FnMut(usize, T),
+) {
+    let starts: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
+    let wave = 4 * rayon::current_num_threads().max(1);
+    for group in starts.chunks(wave) {
+        let parts: Vec<T> = group
+            .par_iter()
+            .map(|&start| each(start, (start + CHUNK_ROWS).min(n)))
+            .collect();
+        for (&start, part) in group.iter().zip(parts) {
+            fold(start, part);
+        }
+    }
+}
+
 fn row_blocks<X: RowBlocks>(
     x: &X,
 ) -> impl Iterator<Item = (std::ops::Range<usize>, CowArray<'_, f32, Ix2>)> {
@@ -919,74 +939,6 @@ fn fused_pass(
     // All-zero weights (the usual start) make every logit the bias: the
     // product is skipped, which saves half of the first pass.
     let zero_weights = w_eff.iter().all(|&v| v == 0.0);
-    let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
-    // (loss at W_new, loss at Y, weight gradient, bias gradient, logits)
-    type ChunkPartial = (f64, f64, Array2<f64>, Array1<f64>, Array2<f64>);
-    let partials: Vec<ChunkPartial> = chunks
-        .par_iter()
-        .map(|&start| {
-            let end = (start + CHUNK_ROWS).min(n);
-            let mut loss_new = 0.0;
-            let mut loss_next = 0.0;
-            let mut grad = Array2::<f32>::zeros((c, d));
-            let mut grad_b = Array1::<f64>::zeros(c);
-            let mut z_chunk = Array2::<f64>::zeros((end - start, c));
-            // Per-row scratch, reused (small problems are dominated by the
-            // per-row work, not the products).
-            let mut tmp: Vec<f64> = Vec::with_capacity(c);
-            let mut zy: Vec<f64> = Vec::with_capacity(c);
-            for block_start in (start..end).step_by(BLOCK_ROWS) {
-                let block_end = (block_start + BLOCK_ROWS).min(end);
-                let block = x.rows_f32(block_start..block_end);
-                let z = if zero_weights {
-                    let mut z = Array2::<f64>::zeros((block_end - block_start, c));
-                    z += b_eff;
-                    z
-                } else {
-                    logits_block(block.view(), w_eff, b_eff)
-                };
-                let mut g = vec![0.0f32; (block_end - block_start) * c];
-                for i in 0..(block_end - block_start) {
-                    let r = block_start + i;
-                    let label = y[r] as usize;
-                    let zn = z.row(i);
-                    tmp.clear();
-                    tmp.extend(zn.iter());
-                    loss_new += softmax_in_place(&mut tmp) - zn[label];
-                    // Logits of the extrapolated point, by linearity.
-                    zy.clear();
-                    zy.extend(
-                        zn.iter()
-                            .zip(z_prev.row(r))
-                            .map(|(&a, &p)| a + beta * (a - p)),
-                    );
-                    let zy_label = zy[label];
-                    loss_next += softmax_in_place(&mut zy) - zy_label;
-                    zy[label] -= 1.0;
-                    for (k, v) in zy.iter().enumerate() {
-                        g[i * c + k] = *v as f32;
-                        grad_b[k] += v;
-                    }
-                    z_chunk.row_mut(r - start).assign(&zn);
-                }
-                let upcoming = if block_end < end {
-                    x.f32_slice(block_end..(block_end + BLOCK_ROWS).min(end))
-                        .unwrap_or(&[])
-                } else {
-                    &[]
-                };
-                kernels::accumulate_gradient(
-                    &g,
-                    block.as_slice().expect("row-major activations"),
-                    d,
-                    c,
-                    grad.as_slice_mut().expect("row-major gradient"),
-                    upcoming,
-                );
-            }
-            (loss_new, loss_next, grad.mapv(f64::from), grad_b, z_chunk)
-        })
-        .collect();
     // Fixed-order reduction: independent of how chunks were scheduled.
     let mut out = PassOutput {
         loss_new: 0.0,
@@ -995,15 +947,78 @@ fn fused_pass(
         grad_w_raw: Array2::zeros((c, d)),
         grad_b: Array1::zeros(c),
     };
-    for (&start, (ln, lx, g, gb, z)) in chunks.iter().zip(partials) {
+    // (loss at W_new, loss at Y, weight gradient, bias gradient, logits)
+    type ChunkPartial = (f64, f64, Array2<f32>, Array1<f64>, Array2<f64>);
+    let chunk = |start: usize, end: usize| -> ChunkPartial {
+        let mut loss_new = 0.0;
+        let mut loss_next = 0.0;
+        let mut grad = Array2::<f32>::zeros((c, d));
+        let mut grad_b = Array1::<f64>::zeros(c);
+        let mut z_chunk = Array2::<f64>::zeros((end - start, c));
+        // Per-row scratch, reused (small problems are dominated by the
+        // per-row work, not the products).
+        let mut tmp: Vec<f64> = Vec::with_capacity(c);
+        let mut zy: Vec<f64> = Vec::with_capacity(c);
+        for block_start in (start..end).step_by(BLOCK_ROWS) {
+            let block_end = (block_start + BLOCK_ROWS).min(end);
+            let block = x.rows_f32(block_start..block_end);
+            let z = if zero_weights {
+                let mut z = Array2::<f64>::zeros((block_end - block_start, c));
+                z += b_eff;
+                z
+            } else {
+                logits_block(block.view(), w_eff, b_eff)
+            };
+            let mut g = vec![0.0f32; (block_end - block_start) * c];
+            for i in 0..(block_end - block_start) {
+                let r = block_start + i;
+                let label = y[r] as usize;
+                let zn = z.row(i);
+                tmp.clear();
+                tmp.extend(zn.iter());
+                loss_new += softmax_in_place(&mut tmp) - zn[label];
+                // Logits of the extrapolated point, by linearity.
+                zy.clear();
+                zy.extend(
+                    zn.iter()
+                        .zip(z_prev.row(r))
+                        .map(|(&a, &p)| a + beta * (a - p)),
+                );
+                let zy_label = zy[label];
+                loss_next += softmax_in_place(&mut zy) - zy_label;
+                zy[label] -= 1.0;
+                for (k, v) in zy.iter().enumerate() {
+                    g[i * c + k] = *v as f32;
+                    grad_b[k] += v;
+                }
+                z_chunk.row_mut(r - start).assign(&zn);
+            }
+            let upcoming = if block_end < end {
+                x.f32_slice(block_end..(block_end + BLOCK_ROWS).min(end))
+                    .unwrap_or(&[])
+            } else {
+                &[]
+            };
+            kernels::accumulate_gradient(
+                &g,
+                block.as_slice().expect("row-major activations"),
+                d,
+                c,
+                grad.as_slice_mut().expect("row-major gradient"),
+                upcoming,
+            );
+        }
+        (loss_new, loss_next, grad, grad_b, z_chunk)
+    };
+    fold_chunks(n, chunk, |start, (ln, lx, g, gb, z)| {
         out.loss_new += ln;
         out.loss_next += lx;
-        out.grad_w_raw += &g;
+        out.grad_w_raw.zip_mut_with(&g, |a, &b| *a += f64::from(b));
         out.grad_b += &gb;
         out.z_new
             .slice_mut(s![start..start + z.nrows(), ..])
             .assign(&z);
-    }
+    });
     let nf = n as f64;
     out.loss_new /= nf;
     out.loss_next /= nf;
@@ -1220,6 +1235,45 @@ fn fista(
 mod tests {
     use super::*;
     use lca_testkit::data::planted_xy;
+
+    #[test]
+    fn chunks_are_folded_in_order_in_waves_at_any_thread_count() {
+        let n = 37 * CHUNK_ROWS + 5;
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            let mut folded = Vec::new();
+            let mut most_ahead = 0;
+            pool.install(|| {
+                fold_chunks(
+                    n,
+                    |start, end| {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        (start, end)
+                    },
+                    |start, range| {
+                        // Chunks computed but not folded yet: at most a wave.
+                        let ahead = seen.load(std::sync::atomic::Ordering::SeqCst) - folded.len();
+                        most_ahead = most_ahead.max(ahead);
+                        assert_eq!(start, range.0);
+                        folded.push(range);
+                    },
+                );
+            });
+            let expected: Vec<(usize, usize)> = (0..n)
+                .step_by(CHUNK_ROWS)
+                .map(|s| (s, (s + CHUNK_ROWS).min(n)))
+                .collect();
+            assert_eq!(folded, expected, "{threads} thread(s)");
+            assert!(
+                most_ahead <= 4 * threads,
+                "{most_ahead} results held at {threads} thread(s)"
+            );
+        }
+    }
 
     fn fista_options(l1: f64, l2: f64, l2_form: L2Form, tol: f64) -> FitOptions {
         FitOptions {
@@ -1548,67 +1602,60 @@ pub fn softmax_pass(
         )));
     }
     let x = &x;
-    let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
-    let partials: Vec<SoftmaxSums> = chunks
-        .par_iter()
-        .map(|&start| {
-            let end = (start + CHUNK_ROWS).min(n);
-            let mut sums = SoftmaxSums::zero(c, d, gradient);
-            sums.rows = end - start;
-            let mut grad = gradient.then(|| vec![0.0f32; c * d]);
-            let mut row_logits: Vec<f64> = Vec::with_capacity(c);
-            for block_start in (start..end).step_by(BLOCK_ROWS) {
-                let block_end = (block_start + BLOCK_ROWS).min(end);
-                let block = x.rows_f32(block_start..block_end);
-                let z = logits_block(block.view(), w, b);
-                let mut residual = vec![0.0f32; (block_end - block_start) * c];
-                for (i, zr) in z.outer_iter().enumerate() {
-                    let label = y[block_start + i] as usize;
-                    let best = zr
-                        .iter()
-                        .enumerate()
-                        .fold(
-                            (0, f64::NEG_INFINITY),
-                            |acc, (k, &v)| {
-                                if v > acc.1 { (k, v) } else { acc }
-                            },
-                        )
-                        .0;
-                    sums.correct += usize::from(best == label);
-                    row_logits.clear();
-                    row_logits.extend(zr.iter());
-                    sums.loss += softmax_in_place(&mut row_logits) - zr[label];
-                    if let Some(grad_b) = &mut sums.grad_b {
-                        row_logits[label] -= 1.0;
-                        for (k, v) in row_logits.iter().enumerate() {
-                            residual[i * c + k] = *v as f32;
-                            grad_b[k] += v;
-                        }
+    let mut total = SoftmaxSums::zero(c, d, gradient);
+    let chunk = |start: usize, end: usize| {
+        let mut sums = SoftmaxSums::zero(c, d, gradient);
+        sums.rows = end - start;
+        let mut grad = gradient.then(|| vec![0.0f32; c * d]);
+        let mut row_logits: Vec<f64> = Vec::with_capacity(c);
+        for block_start in (start..end).step_by(BLOCK_ROWS) {
+            let block_end = (block_start + BLOCK_ROWS).min(end);
+            let block = x.rows_f32(block_start..block_end);
+            let z = logits_block(block.view(), w, b);
+            let mut residual = vec![0.0f32; (block_end - block_start) * c];
+            for (i, zr) in z.outer_iter().enumerate() {
+                let label = y[block_start + i] as usize;
+                let best = zr
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |acc, (k, &v)| {
+                            if v > acc.1 { (k, v) } else { acc }
+                        },
+                    )
+                    .0;
+                sums.correct += usize::from(best == label);
+                row_logits.clear();
+                row_logits.extend(zr.iter());
+                sums.loss += softmax_in_place(&mut row_logits) - zr[label];
+                if let Some(grad_b) = &mut sums.grad_b {
+                    row_logits[label] -= 1.0;
+                    for (k, v) in row_logits.iter().enumerate() {
+                        residual[i * c + k] = *v as f32;
+                        grad_b[k] += v;
                     }
                 }
-                if let Some(grad) = &mut grad {
-                    kernels::accumulate_gradient(
-                        &residual,
-                        block.as_slice().expect("row-major activations"),
-                        d,
-                        c,
-                        grad,
-                        &[],
-                    );
-                }
             }
-            if let (Some(total), Some(grad)) = (&mut sums.grad_w, grad) {
-                total
-                    .iter_mut()
-                    .zip(grad)
-                    .for_each(|(t, g)| *t = f64::from(g));
+            if let Some(grad) = &mut grad {
+                kernels::accumulate_gradient(
+                    &residual,
+                    block.as_slice().expect("row-major activations"),
+                    d,
+                    c,
+                    grad,
+                    &[],
+                );
             }
-            sums
-        })
-        .collect();
-    let mut total = SoftmaxSums::zero(c, d, gradient);
-    for part in &partials {
-        total.add(part);
-    }
+        }
+        if let (Some(total), Some(grad)) = (&mut sums.grad_w, grad) {
+            total
+                .iter_mut()
+                .zip(grad)
+                .for_each(|(t, g)| *t = f64::from(g));
+        }
+        sums
+    };
+    fold_chunks(n, chunk, |_, part| total.add(&part));
     Ok(total)
 }
