@@ -891,6 +891,11 @@ fn row_blocks<X: RowBlocks>(
     })
 }
 
+/// `rows` row-major rows of `d` values as a matrix view.
+fn rows_view(values: &[f32], rows: usize, d: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, d), values).expect("rows × columns values")
+}
+
 fn logits_block(
     block: ArrayView2<'_, f32>,
     w_eff: &Array2<f32>,
@@ -959,15 +964,16 @@ fn fused_pass(
         // per-row work, not the products).
         let mut tmp: Vec<f64> = Vec::with_capacity(c);
         let mut zy: Vec<f64> = Vec::with_capacity(c);
+        let mut converted = Vec::new();
         for block_start in (start..end).step_by(BLOCK_ROWS) {
             let block_end = (block_start + BLOCK_ROWS).min(end);
-            let block = x.rows_f32(block_start..block_end);
+            let values = x.rows_in(block_start..block_end, &mut converted);
             let z = if zero_weights {
                 let mut z = Array2::<f64>::zeros((block_end - block_start, c));
                 z += b_eff;
                 z
             } else {
-                logits_block(block.view(), w_eff, b_eff)
+                logits_block(rows_view(values, block_end - block_start, d), w_eff, b_eff)
             };
             let mut g = vec![0.0f32; (block_end - block_start) * c];
             for i in 0..(block_end - block_start) {
@@ -1001,7 +1007,7 @@ fn fused_pass(
             };
             kernels::accumulate_gradient(
                 &g,
-                block.as_slice().expect("row-major activations"),
+                values,
                 d,
                 c,
                 grad.as_slice_mut().expect("row-major gradient"),
@@ -1608,10 +1614,11 @@ pub fn softmax_pass(
         sums.rows = end - start;
         let mut grad = gradient.then(|| vec![0.0f32; c * d]);
         let mut row_logits: Vec<f64> = Vec::with_capacity(c);
+        let mut converted = Vec::new();
         for block_start in (start..end).step_by(BLOCK_ROWS) {
             let block_end = (block_start + BLOCK_ROWS).min(end);
-            let block = x.rows_f32(block_start..block_end);
-            let z = logits_block(block.view(), w, b);
+            let values = x.rows_in(block_start..block_end, &mut converted);
+            let z = logits_block(rows_view(values, block_end - block_start, d), w, b);
             let mut residual = vec![0.0f32; (block_end - block_start) * c];
             for (i, zr) in z.outer_iter().enumerate() {
                 let label = y[block_start + i] as usize;
@@ -1638,14 +1645,7 @@ pub fn softmax_pass(
                 }
             }
             if let Some(grad) = &mut grad {
-                kernels::accumulate_gradient(
-                    &residual,
-                    block.as_slice().expect("row-major activations"),
-                    d,
-                    c,
-                    grad,
-                    &[],
-                );
+                kernels::accumulate_gradient(&residual, values, d, c, grad, &[]);
             }
         }
         if let (Some(total), Some(grad)) = (&mut sums.grad_w, grad) {

@@ -271,6 +271,7 @@ fn full_gradient(
         let mut grad_b = Array1::<f64>::zeros(c);
         let mut row_scratch: Vec<f64> = Vec::with_capacity(c);
         let mut residuals = vec![0.0f32; crate::BLOCK_ROWS * c];
+        let mut converted = Vec::new();
         for block_start in (start..end).step_by(crate::BLOCK_ROWS) {
             let block_end = (block_start + crate::BLOCK_ROWS).min(end);
             for r in block_start..block_end {
@@ -284,7 +285,7 @@ fn full_gradient(
                     grad_b[k] += v;
                 }
             }
-            let block = x.rows_f32(block_start..block_end);
+            let values = x.rows_in(block_start..block_end, &mut converted);
             let upcoming = if block_end < end {
                 x.f32_slice(block_end..(block_end + crate::BLOCK_ROWS).min(end))
                     .unwrap_or(&[])
@@ -293,7 +294,7 @@ fn full_gradient(
             };
             kernels::accumulate_gradient(
                 &residuals[..(block_end - block_start) * c],
-                block.as_slice().expect("row-major activations"),
+                values,
                 d,
                 c,
                 grad.as_slice_mut().expect("row-major gradient"),

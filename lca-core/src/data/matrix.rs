@@ -620,6 +620,33 @@ pub trait RowBlocks: Sync {
     /// that way (no conversion or copy needed).
     fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]>;
 
+    /// The rows `rows` as one row-major `f32` slice: borrowed when they are
+    /// held that way, otherwise converted into `scratch`, whose allocation
+    /// is kept from call to call, so a pass over a 16-bit matrix converts
+    /// each block without allocating or clearing memory for it.
+    fn rows_in<'s>(&'s self, rows: Range<usize>, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        if let Some(slice) = self.f32_slice(rows.clone()) {
+            return slice;
+        }
+        let len = rows.len() * self.shape().1;
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        let out = &mut scratch[..len];
+        self.convert_rows(rows, out);
+        out
+    }
+
+    /// Writes the rows `rows` as `f32`, row-major, into `out` (which holds
+    /// exactly that many values).
+    ///
+    /// # Panics
+    /// If the range is out of bounds or `out` has another length.
+    fn convert_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+        let block = self.rows_f32(rows);
+        out.iter_mut().zip(block.iter()).for_each(|(o, &v)| *o = v);
+    }
+
     /// Calls `each(first_row, block)` on consecutive blocks covering `rows`
     /// in order, each at most about 1 MiB of `f32` (at least one row): how
     /// a pass reads a 16-bit matrix without converting more than a block
@@ -628,10 +655,15 @@ pub trait RowBlocks: Sync {
     where
         Self: Sized,
     {
-        let step = block_rows(self.shape().1);
+        let cols = self.shape().1;
+        let step = block_rows(cols);
+        let mut scratch = Vec::new();
         for start in rows.clone().step_by(step) {
-            let block = self.rows_f32(start..(start + step).min(rows.end));
-            each(start, block.view());
+            let end = (start + step).min(rows.end);
+            let values = self.rows_in(start..end, &mut scratch);
+            let block =
+                ArrayView2::from_shape((end - start, cols), values).expect("rows × columns values");
+            each(start, block);
         }
     }
 }
@@ -673,6 +705,19 @@ impl RowBlocks for ActivationMatrix<'_> {
         let cols = self.n_cols();
         self.as_slice()?.get(rows.start * cols..rows.end * cols)
     }
+
+    fn convert_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+        let cols = self.n_cols();
+        match self.values() {
+            Values::Half(bits, format) => {
+                format.to_f32(&bits[rows.start * cols..rows.end * cols], out);
+            }
+            Values::F32(view) => out
+                .iter_mut()
+                .zip(view.slice_axis(Axis(0), Slice::from(rows)).iter())
+                .for_each(|(o, &v)| *o = v),
+        }
+    }
 }
 
 impl<T: RowBlocks + ?Sized> RowBlocks for &T {
@@ -686,6 +731,10 @@ impl<T: RowBlocks + ?Sized> RowBlocks for &T {
 
     fn f32_slice(&self, rows: Range<usize>) -> Option<&[f32]> {
         (**self).f32_slice(rows)
+    }
+
+    fn convert_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+        (**self).convert_rows(rows, out);
     }
 }
 
@@ -929,6 +978,43 @@ mod tests {
         let m = ActivationMatrix::from_half_slice(3000, 200, HalfFormat::F16, &bits).unwrap();
         assert_eq!(m.find_non_finite(), Some((2500, 17, f32::INFINITY)));
         assert!(ActivationMatrix::from_half_slice(3, 3, HalfFormat::Bf16, &bits[..8]).is_err());
+    }
+
+    #[test]
+    fn rows_in_borrows_f32_rows_and_converts_half_rows_into_one_reused_buffer() {
+        let (bits, expected) = half_and_f32(HalfFormat::F16, 40, 6);
+        let f32_matrix = ActivationMatrix::from_array(expected.clone());
+        let mut scratch = Vec::new();
+        let borrowed = f32_matrix.rows_in(3..9, &mut scratch);
+        assert_eq!(
+            borrowed.as_ptr(),
+            f32_matrix.as_slice().unwrap()[18..].as_ptr()
+        );
+        assert!(scratch.is_empty(), "f32 rows are not copied");
+        let half = ActivationMatrix::from_half_slice(40, 6, HalfFormat::F16, &bits).unwrap();
+        let first = half.rows_in(0..20, &mut scratch).to_vec();
+        assert_eq!(
+            first,
+            rows_of(&expected, 0..20)
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        let buffer = scratch.as_ptr();
+        let again = half.rows_in(25..31, &mut scratch);
+        assert_eq!(again, rows_of(&expected, 25..31).as_slice().unwrap());
+        assert_eq!(again.as_ptr(), buffer, "the buffer is reused");
+        let mut seen = Vec::new();
+        half.for_each_block(5..40, |start, block| seen.push((start, block.to_owned())));
+        let joined: Vec<f32> = seen.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        assert_eq!(
+            joined,
+            rows_of(&expected, 5..40)
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(seen[0].0, 5);
     }
 
     #[test]
