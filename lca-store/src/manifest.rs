@@ -25,6 +25,12 @@ pub const ROWS_FILE: &str = "rows.json";
 /// written.
 pub const PROGRESS_FILE: &str = "progress.json";
 
+/// Whether a file in a store's folder is the record of a finished part
+/// (`part-K-of-N.json`), which `lca store join` reads.
+pub(crate) fn is_part_record(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".json")
+}
+
 /// The file name of shard `index`: shards are named by their position.
 pub(crate) fn shard_file(index: usize) -> String {
     format!("shard-{index:06}.safetensors")

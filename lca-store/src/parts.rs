@@ -16,7 +16,7 @@ use lca_core::error::{Error, Result};
 use lca_core::io;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{FORMAT, MANIFEST_FILE, Manifest, shard_file};
+use crate::manifest::{FORMAT, MANIFEST_FILE, Manifest, is_part_record, shard_file};
 
 /// The shards of part `k` of `n` of `shards` shards: consecutive runs
 /// whose sizes differ by at most one, the first `shards mod n` parts
@@ -72,7 +72,7 @@ fn records(dir: &Path) -> Result<Vec<(PathBuf, PartRecord)>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list the folder", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("part-") && name.ends_with(".json")) {
+        if !is_part_record(&name) {
             continue;
         }
         let path = entry.path();

@@ -599,11 +599,9 @@ fn check_rows(dir: &Path, manifest: &Manifest, rows: &RowsMeta) -> Result<()> {
 /// Whether `dir` holds the record of a finished store part.
 fn has_parts(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("part-") && name.ends_with(".json")
-        })
+        entries
+            .flatten()
+            .any(|e| crate::manifest::is_part_record(&e.file_name().to_string_lossy()))
     })
 }
 
