@@ -70,6 +70,15 @@ impl Dtype {
         }
     }
 
+    /// The 16-bit format of the values, or `None` for f32.
+    pub fn half_format(self) -> Option<lca_core::data::HalfFormat> {
+        match self {
+            Dtype::F32 => None,
+            Dtype::F16 => Some(lca_core::data::HalfFormat::F16),
+            Dtype::Bf16 => Some(lca_core::data::HalfFormat::Bf16),
+        }
+    }
+
     /// Reads [`Self::as_str`]'s form.
     pub fn parse(name: &str) -> Option<Dtype> {
         Dtype::ALL.into_iter().find(|d| d.as_str() == name)

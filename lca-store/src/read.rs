@@ -77,46 +77,61 @@ impl MappedShard {
     }
 }
 
-/// An f32 shard used in place: the matrix reads the mapped file.
-#[derive(Debug)]
-struct MappedValues(MappedShard);
+/// Mapped values that a matrix uses in place: one shard, or several side by
+/// side.
+trait MappedBytes: std::fmt::Debug + Send + Sync + 'static {
+    fn bytes(&self) -> &[u8];
+}
 
-impl ValueBuffer for MappedValues {
+impl MappedBytes for MappedShard {
+    fn bytes(&self) -> &[u8] {
+        MappedShard::bytes(self)
+    }
+}
+
+impl MappedBytes for mapped::SideBySide {
+    fn bytes(&self) -> &[u8] {
+        mapped::SideBySide::bytes(self)
+    }
+}
+
+/// Mapped values read as the matrix's own, f32 or 16-bit; built by
+/// [`in_place`] only once the bytes are aligned for that type.
+#[derive(Debug)]
+struct InPlace<M>(M);
+
+impl<M: MappedBytes> ValueBuffer for InPlace<M> {
     fn values(&self) -> &[f32] {
         bytemuck::cast_slice(self.0.bytes())
     }
 }
 
-/// The shards of an f32 store mapped side by side and used in place.
-#[derive(Debug)]
-struct SideBySideValues(mapped::SideBySide);
-
-impl ValueBuffer for SideBySideValues {
-    fn values(&self) -> &[f32] {
-        bytemuck::cast_slice(self.0.bytes())
-    }
-}
-
-/// An f16 or bf16 shard used in place: rows are converted to f32 as they
-/// are read.
-#[derive(Debug)]
-struct MappedHalves(MappedShard);
-
-impl HalfBuffer for MappedHalves {
+impl<M: MappedBytes> HalfBuffer for InPlace<M> {
     fn bits(&self) -> &[u16] {
         bytemuck::cast_slice(self.0.bytes())
     }
 }
 
-/// The shards of an f16 or bf16 store mapped side by side and used in
-/// place.
-#[derive(Debug)]
-struct SideBySideHalves(mapped::SideBySide);
-
-impl HalfBuffer for SideBySideHalves {
-    fn bits(&self) -> &[u16] {
-        bytemuck::cast_slice(self.0.bytes())
-    }
+/// A `rows × cols` matrix that reads `mapped` in place (16-bit values in
+/// `half`'s format, f32 otherwise), or `None` when its bytes are not
+/// aligned for that type.
+fn in_place<M: MappedBytes>(
+    mapped: M,
+    rows: usize,
+    cols: usize,
+    half: Option<HalfFormat>,
+) -> Option<Result<ActivationMatrix<'static>>> {
+    let bytes = mapped.bytes();
+    Some(match half {
+        None => {
+            bytemuck::try_cast_slice::<u8, f32>(bytes).ok()?;
+            ActivationMatrix::from_buffer(rows, cols, Arc::new(InPlace(mapped)))
+        }
+        Some(format) => {
+            bytemuck::try_cast_slice::<u8, u16>(bytes).ok()?;
+            ActivationMatrix::from_half_buffer(rows, cols, format, Arc::new(InPlace(mapped)))
+        }
+    })
 }
 
 fn manifest_error(dir: &Path, message: impl Into<String>) -> Error {
@@ -306,12 +321,7 @@ impl Store {
                 len: *len,
             })
             .collect();
-        let region = mapped::map_side_by_side(&parts)?;
-        let fits = |r: &mapped::SideBySide| match self.manifest.dtype {
-            Dtype::F32 => bytemuck::try_cast_slice::<u8, f32>(r.bytes()).is_ok(),
-            Dtype::F16 | Dtype::Bf16 => bytemuck::try_cast_slice::<u8, u16>(r.bytes()).is_ok(),
-        };
-        Ok(region.filter(fits))
+        mapped::map_side_by_side(&parts)
     }
 
     fn map_shard(&self, index: usize) -> Result<MappedShard> {
@@ -441,49 +451,18 @@ impl Store {
     /// # Errors
     /// When a shard cannot be read.
     pub fn matrix(&self) -> Result<ActivationMatrix<'static>> {
-        let cols = self.neurons.len();
-        let (rows, dtype) = (self.manifest.rows, self.manifest.dtype);
-        let half = match dtype {
-            Dtype::F32 => None,
-            Dtype::F16 => Some(HalfFormat::F16),
-            Dtype::Bf16 => Some(HalfFormat::Bf16),
-        };
-        if cfg!(target_endian = "little") && self.manifest.shards.len() == 1 {
-            let shard = self.map_shard(0)?;
-            match half {
-                None if bytemuck::try_cast_slice::<u8, f32>(shard.bytes()).is_ok() => {
-                    return ActivationMatrix::from_buffer(
-                        rows,
-                        cols,
-                        Arc::new(MappedValues(shard)),
-                    );
-                }
-                Some(format) if bytemuck::try_cast_slice::<u8, u16>(shard.bytes()).is_ok() => {
-                    return ActivationMatrix::from_half_buffer(
-                        rows,
-                        cols,
-                        format,
-                        Arc::new(MappedHalves(shard)),
-                    );
-                }
-                _ => {}
-            }
-        }
-        if cfg!(target_endian = "little")
-            && self.manifest.shards.len() > 1
-            && let Some(region) = self.map_side_by_side()?
-        {
-            return match half {
-                None => {
-                    ActivationMatrix::from_buffer(rows, cols, Arc::new(SideBySideValues(region)))
-                }
-                Some(format) => ActivationMatrix::from_half_buffer(
-                    rows,
-                    cols,
-                    format,
-                    Arc::new(SideBySideHalves(region)),
-                ),
+        let (rows, cols) = (self.manifest.rows, self.neurons.len());
+        let half = self.manifest.dtype.half_format();
+        if cfg!(target_endian = "little") {
+            let used = if self.manifest.shards.len() == 1 {
+                in_place(self.map_shard(0)?, rows, cols, half)
+            } else {
+                self.map_side_by_side()?
+                    .and_then(|region| in_place(region, rows, cols, half))
             };
+            if let Some(matrix) = used {
+                return matrix;
+            }
         }
         Ok(ActivationMatrix::from_array(self.read_rows(0..rows)?))
     }

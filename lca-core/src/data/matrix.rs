@@ -487,7 +487,11 @@ impl<'a> ActivationMatrix<'a> {
     pub fn to_contiguous(&self) -> Cow<'_, [f32]> {
         match self.as_slice() {
             Some(slice) => Cow::Borrowed(slice),
-            None => Cow::Owned(self.view().iter().copied().collect()),
+            None => {
+                let mut out = vec![0.0f32; self.n_rows() * self.n_cols()];
+                self.convert_rows(0..self.n_rows(), &mut out);
+                Cow::Owned(out)
+            }
         }
     }
 
@@ -503,25 +507,7 @@ impl<'a> ActivationMatrix<'a> {
                 self.n_cols()
             )));
         }
-        Ok(ActivationMatrix::from_array(self.gather_columns(columns)))
-    }
-
-    /// The given columns (repeats allowed), in the given order, copied a
-    /// block of rows at a time: a matrix mapped from disk is then read once,
-    /// in order, where copying column by column would read all of it once
-    /// per column.
-    ///
-    /// # Panics
-    /// If a column is out of range.
-    pub fn gather_columns(&self, columns: &[usize]) -> Array2<f32> {
-        let (rows, cols) = self.dim();
-        let mut out = Vec::with_capacity(rows * columns.len());
-        for (_, block) in self.blocks(0..rows, block_rows(cols)) {
-            for row in block.rows() {
-                out.extend(columns.iter().map(|&c| row[c]));
-            }
-        }
-        Array2::from_shape_vec((rows, columns.len()), out).expect("rows × columns values")
+        Ok(ActivationMatrix::from_array(gather_columns(self, columns)))
     }
 
     /// A new `f32` matrix with the given rows, in the given order.
@@ -739,17 +725,21 @@ impl<T: RowBlocks + ?Sized> RowBlocks for &T {
 }
 
 /// The given columns of `x`, in the given order (repeats allowed), copied
-/// row by row: a matrix mapped from disk is then read once, in order, where
-/// copying column by column would read all of it once per column.
+/// a block of rows at a time: a matrix mapped from disk is then read once,
+/// in order, where copying column by column would read all of it once per
+/// column, and a 16-bit one is converted a block at a time.
 ///
 /// # Panics
 /// If a column is out of range.
-pub fn gather_columns(x: ArrayView2<'_, f32>, columns: &[usize]) -> Array2<f32> {
-    let mut out = Vec::with_capacity(x.nrows() * columns.len());
-    for row in x.rows() {
-        out.extend(columns.iter().map(|&c| row[c]));
-    }
-    Array2::from_shape_vec((x.nrows(), columns.len()), out).expect("rows × columns values")
+pub fn gather_columns(x: impl RowBlocks, columns: &[usize]) -> Array2<f32> {
+    let rows = x.shape().0;
+    let mut out = Vec::with_capacity(rows * columns.len());
+    x.for_each_block(0..rows, |_, block| {
+        for row in block.rows() {
+            out.extend(columns.iter().map(|&c| row[c]));
+        }
+    });
+    Array2::from_shape_vec((rows, columns.len()), out).expect("rows × columns values")
 }
 
 /// For each column of `x`, whether all its values are equal (true for every
