@@ -13,6 +13,11 @@
 # Usage (as root, with a cgroup v1 or v2 memory controller):
 #   scripts/bench-store-limit.sh [TOKENS] [NEURONS] [LIMIT_MIB] [THREADS]
 #   (default 200000 4096 512 2)
+# With SENTENCES=N in the environment, the store holds real activations
+# instead: all-MiniLM-L6-v2 (7 × 384 = 2,688 neurons) on N seeded Brown
+# sentences, labelled with the simplified Brown POS tags (brown_pos, over
+# 100 classes); TOKENS and NEURONS are then ignored. Needs
+# scripts/fetch-assets.sh.
 # LCA=path/to/lca overrides the binary (default: target/release/lca, built
 # here if missing).
 set -euo pipefail
@@ -40,7 +45,26 @@ trap 'rmdir "$group" 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
      "vector: $(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-cat > "$work/planted.toml" <<TOML
+if [ -n "${SENTENCES:-}" ]; then
+    root=$(pwd)
+    cat > "$work/source.toml" <<TOML
+[run]
+seed = 1
+threads = $threads
+[source.big]
+type = "transformer"
+model = "$root/.cache/models/all-MiniLM-L6-v2"
+corpus = "$root/.cache/data/brown"
+task = "brown_pos"
+sentences = $SENTENCES
+sample = "random"
+seed = 11
+aggregation = "last"
+TOML
+    what="all-MiniLM-L6-v2 on $SENTENCES Brown sentences, brown_pos"
+    l1=0.001
+else
+    cat > "$work/source.toml" <<TOML
 [run]
 seed = 1
 [source.big]
@@ -51,9 +75,12 @@ layers = 4
 classes = 8
 per_class = 2
 TOML
-"$lca" store create --quiet --dtype "$dtype" --out "$work/store" "$work/planted.toml"
+    what="planted, $tokens tokens × $neurons neurons, 8 classes"
+    l1=0.01
+fi
+"$lca" store create --quiet --dtype "$dtype" --out "$work/store" "$work/source.toml"
 bytes=$(du -sb "$work/store" | cut -f1)
-echo "store: $((bytes >> 20)) MiB ($tokens tokens × $neurons neurons, $dtype); limit: $limit_mib MiB"
+echo "store: $((bytes >> 20)) MiB ($what, $dtype); limit: $limit_mib MiB"
 cat > "$work/lca.toml" <<TOML
 [run]
 seed = 1
@@ -63,7 +90,7 @@ type = "store"
 path = "$work/store"
 [probe.lca]
 type = "elastic_net"
-l1 = 0.01
+l1 = $l1
 l2 = 0.001
 [ranker.lca]
 type = "probe_weights"

@@ -43,8 +43,10 @@ use lca_core::context::RunContext;
 use lca_core::data::RowBlocks;
 use lca_core::error::{Error, Result};
 
+mod columns;
 mod newton;
 
+use columns::{ColumnSink, Columns};
 use newton::{NewtonModel, newton_direction};
 
 use crate::{
@@ -134,18 +136,40 @@ impl WorkingSet {
         values
     }
 
+    /// Sets `w` to `values` on the set's pairs and to zero elsewhere.
     fn scatter(&self, values: &[f64], w: &mut Array2<f64>) {
         w.fill(0.0);
+        self.place(values, w);
+    }
+
+    /// Sets `w` to `values` on the set's pairs, leaving the rest.
+    fn place(&self, values: &[f64], w: &mut Array2<f64>) {
         for (i, &j) in self.neurons.iter().enumerate() {
             for p in self.pairs_of(i) {
                 w[[self.classes[p], j]] = values[p];
             }
         }
     }
+
+    /// The set cut into consecutive groups of at most `neurons` neurons
+    /// each (at least one), every neuron with all its pairs.
+    fn groups(&self, neurons: usize) -> Vec<WorkingSet> {
+        let neurons = neurons.max(1);
+        (0..self.neurons.len())
+            .step_by(neurons)
+            .map(|first| {
+                let last = (first + neurons).min(self.neurons.len());
+                let (from, to) = (self.starts[first], self.starts[last]);
+                WorkingSet {
+                    neurons: self.neurons[first..last].to_vec(),
+                    starts: self.starts[first..=last].iter().map(|s| s - from).collect(),
+                    classes: self.classes[from..to].to_vec(),
+                }
+            })
+            .collect()
+    }
 }
 
-/// The loss at logits `z` and the full gradient there (solver space), in
-/// one pass over all the data.
 /// The largest entry of a gradient in magnitude (the scale of the stopping
 /// rule), kept above zero.
 fn largest_magnitude(grad: &Array2<f64>, grad_b: &Array1<f64>) -> f64 {
@@ -257,11 +281,15 @@ fn gradient_at_zero_weights(
     (loss, grad, grad_b)
 }
 
+/// The loss at logits `z` and the full gradient there (solver space), in
+/// one pass over all the data. `sink`, when given, copies its columns from
+/// the rows as they pass.
 fn full_gradient(
     x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     z: &Array2<f64>,
+    sink: Option<&ColumnSink<'_>>,
 ) -> (f64, Array2<f64>, Array1<f64>) {
     let (n, d) = x.shape();
     let c = z.ncols();
@@ -286,6 +314,9 @@ fn full_gradient(
                 }
             }
             let values = x.rows_in(block_start..block_end, &mut converted);
+            if let Some(sink) = sink {
+                sink.copy_rows(block_start, values, d);
+            }
             let upcoming = if block_end < end {
                 x.f32_slice(block_end..(block_end + crate::BLOCK_ROWS).min(end))
                     .unwrap_or(&[])
@@ -398,51 +429,6 @@ fn next_working_set(w: &Array2<f64>, violation: &Array2<f64>, penalty: &Penalty)
     }
     pairs.extend(candidates[..extra].iter().map(|&(_, k, j)| (k, j)));
     WorkingSet::from_pairs(pairs)
-}
-
-/// The working set's neurons as contiguous solver-space columns: column `i`
-/// is neuron `set.neurons[i]`, centred and scaled, over every row.
-struct Columns {
-    rows: usize,
-    data: Vec<f32>,
-}
-
-impl Columns {
-    /// Copies the working set's neurons out of the row-major activations,
-    /// one block of rows at a time: groups of neighbouring neurons are
-    /// copied in parallel from the block while it is in cache, and a matrix
-    /// mapped from disk is read once, in order.
-    fn gather(x: &impl RowBlocks, scaling: &Scaling, neurons: &[usize]) -> Columns {
-        const GROUP: usize = 32;
-        let rows = x.shape().0;
-        let mut data = vec![0.0f32; neurons.len() * rows];
-        let shift: Vec<f32> = neurons.iter().map(|&j| scaling.mean[j] as f32).collect();
-        let factor: Vec<f32> = neurons
-            .iter()
-            .map(|&j| (1.0 / scaling.scale[j]) as f32)
-            .collect();
-        if rows > 0 {
-            x.for_each_block(0..rows, |start, block| {
-                data.par_chunks_mut(GROUP * rows)
-                    .zip(neurons.par_chunks(GROUP))
-                    .enumerate()
-                    .for_each(|(index, (out, group))| {
-                        let first = index * GROUP;
-                        for (r, row) in block.outer_iter().enumerate() {
-                            for (g, &j) in group.iter().enumerate() {
-                                out[g * rows + start + r] =
-                                    (row[j] - shift[first + g]) * factor[first + g];
-                            }
-                        }
-                    });
-            });
-        }
-        Columns { rows, data }
-    }
-
-    fn column(&self, i: usize) -> &[f32] {
-        &self.data[i * self.rows..(i + 1) * self.rows]
-    }
 }
 
 /// Class-major (`[k·n + r]`) statistics of the softmax at the current
@@ -665,9 +651,8 @@ struct InnerResult {
 /// every step a descent step.
 #[allow(clippy::too_many_arguments)]
 fn solve_restricted(
-    x: &impl RowBlocks,
+    columns: &Columns,
     y: &[u32],
-    scaling: &Scaling,
     variances: &[f64],
     penalty: &Penalty,
     set: &WorkingSet,
@@ -676,8 +661,8 @@ fn solve_restricted(
     budget: usize,
     cx: &RunContext,
 ) -> Result<InnerResult> {
+    debug_assert_eq!(columns.neurons(), &set.neurons[..]);
     let c = b.len();
-    let columns = Columns::gather(x, scaling, &set.neurons);
     let mut by_class: Vec<Vec<(usize, usize)>> = vec![Vec::new(); c];
     for i in 0..set.neurons.len() {
         for p in set.pairs_of(i) {
@@ -686,7 +671,7 @@ fn solve_restricted(
     }
     let penalty_value = |v: &[f64]| penalty.value_of(v.iter());
     let mut iterations = 0usize;
-    let mut passes = 1usize;
+    let mut passes = 0usize;
     let mut stalled = 0usize;
     // LCA_TRACE_SOLVER=1 prints every step (for tuning; not part of the
     // results).
@@ -697,7 +682,7 @@ fn solve_restricted(
     loop {
         cx.check_cancelled()?;
         let loss = softmax_statistics(&z, y, &mut statistics);
-        let (grad, grad_b) = pair_gradients(&columns, set, &statistics.residual, c);
+        let (grad, grad_b) = pair_gradients(columns, set, &statistics.residual, c);
         passes += 1;
         let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
         let stationarity = values
@@ -738,7 +723,7 @@ fn solve_restricted(
             curvature: &statistics.curvature,
         };
         let (mut moved, mut delta_b) = newton_direction(
-            &columns,
+            columns,
             &by_class,
             &values,
             &model,
@@ -782,7 +767,7 @@ fn solve_restricted(
         if delta.iter().chain(&delta_b).all(|&d| d == 0.0) {
             break;
         }
-        let u = logit_change(&columns, set, &delta, &delta_b);
+        let u = logit_change(columns, set, &delta, &delta_b);
         let mut t = 1.0f64;
         let mut accepted = None;
         for _ in 0..MAX_HALVINGS {
@@ -830,14 +815,95 @@ fn solve_restricted(
     })
 }
 
-/// The working-set solver (see the module documentation).
+/// Fewest neurons a check copies into its reserve.
+const MIN_RESERVE: usize = 32;
+
+/// Each neuron's pull towards the working set: its largest gradient entry
+/// in magnitude. A zero weight joins the set when its entry exceeds the L1
+/// threshold, so the neurons with the largest pull join first.
+fn neuron_pull(grad: &Array2<f64>) -> Vec<f64> {
+    let mut pull = vec![0.0f64; grad.ncols()];
+    for row in grad.rows() {
+        for (p, g) in pull.iter_mut().zip(row) {
+            *p = p.max(g.abs());
+        }
+    }
+    pull
+}
+
+/// The neurons a check copies on its way through the data, besides those
+/// `held` already: every neuron with a nonzero weight (they stay in the
+/// next set), then the `size` strongest pulls, in ascending order.
+fn reserve_neurons(w: &Array2<f64>, pull: &[f64], held: &[usize], size: usize) -> Vec<usize> {
+    let is_held = |j: &usize| held.binary_search(j).is_ok();
+    let mut reserve: Vec<usize> = (0..w.ncols())
+        .filter(|&j| !is_held(&j) && w.column(j).iter().any(|&v| v != 0.0))
+        .collect();
+    let mut others: Vec<usize> = (0..w.ncols())
+        .filter(|&j| !is_held(&j) && w.column(j).iter().all(|&v| v == 0.0) && pull[j] > 0.0)
+        .collect();
+    let take = size.min(others.len());
+    if take > 0 && take < others.len() {
+        // Strongest first, ties by position, so the reserve is the same on
+        // every run.
+        others.select_nth_unstable_by(take - 1, |&a, &b| {
+            pull[b].total_cmp(&pull[a]).then(a.cmp(&b))
+        });
+    }
+    reserve.extend_from_slice(&others[..take]);
+    reserve.sort_unstable();
+    reserve
+}
+
+/// Bytes the solver keeps per row and class whatever the working set: the
+/// logits (f64), the softmax statistics (three f32) and a step's logit
+/// changes (f32).
+const ROW_STATE_BYTES: u64 = 8 + 3 * 4 + 4;
+
+/// The most neurons whose columns the solver holds at once, for `n` rows
+/// and `c` classes within a memory limit of `limit` bytes: three quarters
+/// of the limit (the rest is left to the page cache and smaller arrays),
+/// less the per-row state, or a sixteenth of the limit when the state takes
+/// more. The limit is the machine's or its cgroup's, which does not change
+/// while a process runs, so neither does the solver's path.
+fn column_budget(n: usize, c: usize, limit: u64) -> usize {
+    let row_state = (n as u64)
+        .saturating_mul(c as u64)
+        .saturating_mul(ROW_STATE_BYTES);
+    let budget = (limit / 4 * 3).saturating_sub(row_state).max(limit / 16);
+    let per_neuron = 4 * (n as u64).max(1);
+    usize::try_from(budget / per_neuron)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// The working-set solver (see the module documentation), holding as many
+/// columns as the memory limit allows (see [`column_budget`]).
 pub(crate) fn solve(
     x: &impl RowBlocks,
     y: &[u32],
     scaling: Option<&Scaling>,
     penalty: &Penalty,
     settings: WorkingSetSettings,
+    start: (Array2<f64>, Array1<f64>),
+    cx: &RunContext,
+) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
+    let limit = lca_core::memory::limit_bytes().unwrap_or(u64::MAX);
+    let max_neurons = column_budget(x.shape().0, start.0.nrows(), limit);
+    solve_within(x, y, scaling, penalty, settings, start, max_neurons, cx)
+}
+
+/// The working-set solver holding the columns of at most `max_neurons`
+/// neurons at once: a larger set is solved a group of neurons at a time.
+#[allow(clippy::too_many_arguments)]
+fn solve_within(
+    x: &impl RowBlocks,
+    y: &[u32],
+    scaling: Option<&Scaling>,
+    penalty: &Penalty,
+    settings: WorkingSetSettings,
     (w0, b0): (Array2<f64>, Array1<f64>),
+    max_neurons: usize,
     cx: &RunContext,
 ) -> Result<(Array2<f64>, Array1<f64>, FitReport)> {
     let (n, d) = x.shape();
@@ -900,25 +966,49 @@ pub(crate) fn solve(
     // point, so that "converged" means the same whatever the start: a warm
     // start, already close, must not be held to a tighter absolute bound.
     let mut scale: Option<f64> = None;
+    // How strongly each neuron pulls towards the set (its largest gradient
+    // entry at the last check), which picks the reserve of the next check.
+    // Before any check, the gradient at the zero point, which the moments
+    // give for free.
+    let (_, zero_grad, zero_grad_b) =
+        gradient_at_zero_weights(&moments, &Array1::zeros(c), scaling);
     if w.iter().chain(b.iter()).any(|&v| v != 0.0) {
-        let (_, grad, grad_b) = gradient_at_zero_weights(&moments, &Array1::zeros(c), scaling);
-        scale = Some(largest_magnitude(&grad, &grad_b));
+        scale = Some(largest_magnitude(&zero_grad, &zero_grad_b));
     }
+    let mut pull = neuron_pull(&zero_grad);
+    drop(zero_grad);
+    let mut held: Option<Columns> = None;
+    let mut reserve_size = MIN_RESERVE.min(max_neurons);
+    let mut warned = false;
     let mut converged = false;
     let objective;
     let mut last_set_size = usize::MAX;
     let mut stuck = false;
     let started = std::time::Instant::now();
+    let trace = std::env::var_os("LCA_TRACE_SOLVER").is_some();
     let mut outer = 0;
     loop {
         cx.check_cancelled()?;
         // At W = 0 (a cold start) every row has the same logits, and the
         // moments already give the gradient: the first check reads nothing.
-        let (loss, grad, grad_b) = if w.iter().all(|&v| v == 0.0) {
-            gradient_at_zero_weights(&moments, &b, scaling)
+        // Otherwise the check reads every row, and copies the reserve's
+        // columns on the way.
+        let (loss, grad, grad_b, reserved) = if w.iter().all(|&v| v == 0.0) {
+            let (loss, grad, grad_b) = gradient_at_zero_weights(&moments, &b, scaling);
+            (loss, grad, grad_b, None)
         } else {
             passes += 1.0;
-            full_gradient(x, y, scaling, &z)
+            let held_neurons = held.as_ref().map_or(&[][..], Columns::neurons);
+            let mut reserve = reserve_neurons(&w, &pull, held_neurons, reserve_size);
+            if held_neurons.len() + reserve.len() > max_neurons {
+                // A warm start whose support alone is over the budget.
+                reserve.clear();
+            }
+            let (reserved, (loss, grad, grad_b)) =
+                Columns::filled_by(n, solver_scaling, &reserve, |sink| {
+                    full_gradient(x, y, scaling, &z, Some(sink))
+                });
+            (loss, grad, grad_b, Some(reserved))
         };
         if !loss.is_finite() || grad.iter().any(|v| !v.is_finite()) {
             check_finite(x)?;
@@ -933,7 +1023,7 @@ pub(crate) fn solve(
             .chain(grad_b.iter().map(|g| g.abs()).collect::<Vec<_>>().iter())
             .fold(0.0f64, |a, &v| a.max(v));
         let scale = *scale.get_or_insert_with(|| largest_magnitude(&grad, &grad_b));
-        if std::env::var_os("LCA_TRACE_SOLVER").is_some() {
+        if trace {
             eprintln!(
                 "working set check {outer}: objective {current:.6}, violation {:.3e} of tolerance {:.3e}, {:.3} s",
                 worst / scale,
@@ -960,30 +1050,134 @@ pub(crate) fn solve(
         } else {
             (INNER_FRACTION * worst).max(final_target)
         };
-        let values = set.gather(&w);
         let grew = set.len() > last_set_size || outer == 1;
-        let inner = solve_restricted(
-            x,
-            y,
-            solver_scaling,
-            &variances,
-            penalty,
-            &set,
-            (values, b, z),
-            target,
-            settings.max_iter - iterations,
-            cx,
-        )?;
-        // Each Newton step reads the working set's columns over every row,
-        // so it counts as a pass over the data (as does gathering them).
-        passes += inner.passes as f64;
-        iterations += inner.iterations;
-        set.scatter(&inner.values, &mut w);
-        b = inner.b;
-        z = inner.z;
+        pull = neuron_pull(&grad);
+        let mut inner_iterations = 0;
+        if set.neurons.len() <= max_neurons {
+            // The set's columns: from the last set's and the reserve's where
+            // they have them, from the data (a pass) for the rest.
+            let previous: std::collections::HashSet<usize> = held
+                .as_ref()
+                .map_or(&[][..], Columns::neurons)
+                .iter()
+                .copied()
+                .collect();
+            let joined = set.neurons.iter().filter(|j| !previous.contains(j)).count();
+            let from_reserve = reserved.as_ref().map_or(0, |r| {
+                r.neurons()
+                    .iter()
+                    .filter(|j| set.neurons.binary_search(j).is_ok())
+                    .count()
+            });
+            // Columns are copied from the last set's only while both fit in
+            // the budget; otherwise those are let go first and the set is
+            // read whole.
+            let kept = held.as_ref().map_or(0, |h| h.neurons().len())
+                + reserved.as_ref().map_or(0, |r| r.neurons().len());
+            let sources: Vec<Columns> = if kept + set.neurons.len() <= max_neurons {
+                held.take().into_iter().chain(reserved).collect()
+            } else {
+                drop(held.take());
+                Vec::new()
+            };
+            let (columns, read) = Columns::assemble(x, solver_scaling, &set.neurons, sources);
+            if read {
+                passes += 1.0;
+            }
+            if trace {
+                eprintln!(
+                    "working set {outer}: {} pairs on {} neurons, {joined} new, {from_reserve} of them from the reserve of {reserve_size}{}, {:.3} s",
+                    set.len(),
+                    set.neurons.len(),
+                    if read { ", the rest read" } else { "" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            // The next reserve is sized on this set's newcomers (the next set
+            // tends to take about as many), within the memory budget.
+            reserve_size = joined
+                .max(MIN_RESERVE)
+                .min(max_neurons.saturating_sub(2 * set.neurons.len() + joined));
+            let inner = solve_restricted(
+                &columns,
+                y,
+                &variances,
+                penalty,
+                &set,
+                (set.gather(&w), b, z),
+                target,
+                settings.max_iter - iterations,
+                cx,
+            )?;
+            // Each Newton step reads the working set's columns over every
+            // row, so it counts as a pass over the data.
+            passes += inner.passes as f64;
+            inner_iterations += inner.iterations;
+            held = Some(columns);
+            set.scatter(&inner.values, &mut w);
+            b = inner.b;
+            z = inner.z;
+        } else {
+            // The set's columns exceed the memory budget: its neurons are
+            // solved a group that fits at a time, the others held where
+            // they are (block coordinate descent; every step still lowers
+            // the objective, and the next check judges the whole).
+            drop(held.take());
+            drop(reserved);
+            reserve_size = 0;
+            let groups = set.groups(max_neurons);
+            if !warned {
+                warned = true;
+                let bytes = |neurons: usize| {
+                    lca_core::memory::human_bytes((neurons as u64).saturating_mul(4 * n as u64))
+                };
+                cx.warn(&format!(
+                    "the probe's working set has {} neurons, whose columns over {n} rows take {}, \
+                     more than the {} this process's memory limit leaves for them; it is solved \
+                     in groups of {max_neurons} neurons, which takes more passes over the data and \
+                     more steps. Give the run more memory, or, for a store far larger than memory, \
+                     use `solver = \"fista\"`, which keeps no columns",
+                    set.neurons.len(),
+                    bytes(set.neurons.len()),
+                    bytes(max_neurons)
+                ));
+            }
+            if trace {
+                eprintln!(
+                    "working set {outer}: {} pairs on {} neurons, over the budget of {max_neurons} neurons: {} groups, {:.3} s",
+                    set.len(),
+                    set.neurons.len(),
+                    groups.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            for group in &groups {
+                let columns = Columns::gather(x, solver_scaling, &group.neurons);
+                passes += 1.0;
+                let inner = solve_restricted(
+                    &columns,
+                    y,
+                    &variances,
+                    penalty,
+                    group,
+                    (group.gather(&w), b, z),
+                    target,
+                    settings
+                        .max_iter
+                        .saturating_sub(iterations + inner_iterations),
+                    cx,
+                )?;
+                passes += inner.passes as f64;
+                inner_iterations += inner.iterations;
+                group.place(&inner.values, &mut w);
+                b = inner.b;
+                z = inner.z;
+            }
+        }
+        iterations += inner_iterations;
         // A restricted problem that cannot move, on a set that cannot
         // grow: single precision limits this problem before the tolerance.
-        stuck = inner.iterations == 0 && !grew;
+        stuck = inner_iterations == 0 && !grew;
         last_set_size = set.len();
     }
     if centred {
@@ -1070,6 +1264,98 @@ mod tests {
                 "{case}: {objective} is farther from the optimum than the dense default {dense_default}"
             );
         }
+    }
+
+    #[test]
+    fn groups_keep_every_pair_with_its_neuron() {
+        let set =
+            WorkingSet::from_pairs(vec![(0, 3), (2, 3), (1, 5), (0, 8), (1, 8), (2, 8), (0, 9)]);
+        let groups = set.groups(2);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            (&groups[0].neurons, &groups[0].starts, &groups[0].classes),
+            (&vec![3, 5], &vec![0, 2, 3], &vec![0, 2, 1])
+        );
+        assert_eq!(
+            (&groups[1].neurons, &groups[1].starts, &groups[1].classes),
+            (&vec![8, 9], &vec![0, 3, 4], &vec![0, 1, 2, 0])
+        );
+        // Placing each group's values gives what scattering the whole does.
+        let values: Vec<f64> = (1..=7).map(f64::from).collect();
+        let mut whole = Array2::zeros((3, 10));
+        set.scatter(&values, &mut whole);
+        let mut placed = Array2::zeros((3, 10));
+        groups[0].place(&values[..3], &mut placed);
+        groups[1].place(&values[3..], &mut placed);
+        assert_eq!(placed, whole);
+        assert_eq!(groups[1].gather(&whole), values[3..].to_vec());
+        assert_eq!(set.groups(0).len(), 4);
+    }
+
+    /// A set whose columns exceed the memory budget is solved a group of
+    /// neurons at a time, and reaches the optimum all the same.
+    #[test]
+    fn a_set_over_the_memory_budget_is_solved_in_groups_to_the_same_optimum() {
+        let (mut x, y) = realistic_xy(2000, 80, 40, 11);
+        for (j, mut column) in x.columns_mut().into_iter().enumerate() {
+            column += 0.5 + (j % 7) as f32;
+        }
+        let cx = RunContext::new(0, 1);
+        let penalty = Penalty {
+            l1: 1e-3,
+            l2: 1e-3,
+            l2_form: L2Form::Frobenius,
+        };
+        let zero = (Array2::zeros((40, 80)), Array1::zeros(40));
+        let settings = WorkingSetSettings::default();
+        let solve_with = |max_neurons| {
+            cx.install(|| {
+                solve_within(
+                    &x.view(),
+                    &y,
+                    None,
+                    &penalty,
+                    settings,
+                    zero.clone(),
+                    max_neurons,
+                    &cx,
+                )
+            })
+            .unwrap()
+        };
+        let (w_all, _, whole) = solve_with(usize::MAX);
+        for max_neurons in [20, 40] {
+            let (w, _, grouped) = solve_with(max_neurons);
+            assert!(grouped.converged, "{max_neurons}: {grouped:?}");
+            let (a, b) = (grouped.objective, whole.objective);
+            assert!((a - b).abs() <= 1e-4 * b, "{max_neurons}: {a} against {b}");
+            // The supports agree but for weights at the edge of the L1 threshold.
+            let differ = w
+                .iter()
+                .zip(&w_all)
+                .filter(|(p, q)| (**p == 0.0) != (**q == 0.0))
+                .count();
+            assert!(
+                differ * 50 <= w.iter().filter(|v| **v != 0.0).count(),
+                "{max_neurons}: {differ}"
+            );
+        }
+        // The budget: three quarters of the limit less the per-row state,
+        // never below a sixteenth of the limit, over 4 bytes a row per
+        // neuron.
+        assert_eq!(
+            column_budget(1000, 10, 1 << 30),
+            ((1 << 28) * 3 - 240_000) / 4000
+        );
+        assert_eq!(
+            column_budget(1_000_000, 100, 1 << 30),
+            (1 << 26) / 4_000_000
+        );
+        assert_eq!(column_budget(1_000_000, 100, 1 << 20), 1);
+        assert_eq!(
+            column_budget(0, 3, u64::MAX),
+            (u64::MAX / 4 * 3 / 4) as usize
+        );
     }
 
     #[test]
@@ -1224,7 +1510,7 @@ mod tests {
                 // raw values (offsets up to 26 here) and centres after.
                 let z = Array2::from_shape_fn((n, c), |(_, k)| b[k]);
                 let (pass_loss, pass_grad, pass_b) =
-                    full_gradient(&x.view(), &y, Some(&scaling), &z);
+                    full_gradient(&x.view(), &y, Some(&scaling), &z, None);
                 assert!((pass_loss - loss).abs() <= 1e-9 * loss);
                 let scale = largest_magnitude(&grad, &grad_b);
                 for (a, b) in pass_grad
@@ -1287,6 +1573,22 @@ mod tests {
             "warm {:?}, cold {:?}",
             warm.report,
             cold.report
+        );
+    }
+
+    #[test]
+    fn the_reserve_takes_the_unheld_support_then_the_strongest_pulls() {
+        let mut w = Array2::<f64>::zeros((2, 8));
+        w[[1, 6]] = 0.5;
+        w[[0, 2]] = -0.1;
+        let pull = [0.9, 0.1, 0.8, 0.3, 0.3, 0.0, 0.2, 0.7];
+        // Neurons 0 and 2 are held; 6 has a weight; 7 pulls hardest of the
+        // rest, then 3 and 4 tie (the first wins); 5 does not pull at all.
+        assert_eq!(reserve_neurons(&w, &pull, &[0, 2], 2), vec![3, 6, 7]);
+        assert_eq!(reserve_neurons(&w, &pull, &[0, 2], 0), vec![6]);
+        assert_eq!(
+            reserve_neurons(&w, &pull, &[], 100),
+            vec![0, 1, 2, 3, 4, 6, 7]
         );
     }
 

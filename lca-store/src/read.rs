@@ -511,11 +511,43 @@ impl Store {
             tokens,
             splits,
         )?
-        .with_details(details);
+        .with_details(details)
+        .with_acts_digest(self.values_digest()?);
         match &self.manifest.truth {
             Some(truth) => data.with_truth(truth.clone()),
             None => Ok(data),
         }
+    }
+}
+
+impl Store {
+    /// What identifies the values without reading them: their type and
+    /// shape, and each shard's content hash (from the manifest) with its
+    /// file's size and modification time. A shard rewritten after the store
+    /// was written changes its time, so work done on the old values is not
+    /// taken for work on the new ones; `lca store verify` checks the
+    /// contents themselves.
+    fn values_digest(&self) -> Result<String> {
+        let mut hash = Sha256::new();
+        hash.update(b"lca-store values/1");
+        hash.update(self.manifest.dtype.as_str().as_bytes());
+        hash.update((self.manifest.rows as u64).to_le_bytes());
+        hash.update((self.neurons.len() as u64).to_le_bytes());
+        for shard in &self.manifest.shards {
+            let path = self.dir.join(&shard.file);
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| Error::io("read the metadata of", &path, e))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |t| t.as_nanos());
+            hash.update(shard.file.as_bytes());
+            hash.update(shard.sha256.as_bytes());
+            hash.update(meta.len().to_le_bytes());
+            hash.update(modified.to_le_bytes());
+        }
+        Ok(io::hex(&hash.finalize()))
     }
 }
 

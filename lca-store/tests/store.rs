@@ -231,6 +231,48 @@ fn verify_names_a_shard_with_a_changed_byte() {
     );
 }
 
+/// A store's dataset is fingerprinted by its shards' hashes and file times,
+/// not by reading every value: the same store gives the same fingerprint,
+/// a shard rewritten in place (same size, new time) gives another.
+#[test]
+fn a_store_vouches_for_its_values_with_its_shard_hashes_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(30);
+    write(&data, dir.path(), Dtype::F32, 10);
+    let fingerprint = || {
+        Store::open(dir.path())
+            .unwrap()
+            .dataset("d", None)
+            .unwrap()
+            .fingerprint()
+    };
+    let reference = fingerprint();
+    assert_eq!(fingerprint(), reference);
+    // Not the digest of the values themselves, which a larger-than-memory
+    // store could only give by being read whole.
+    assert_ne!(
+        Store::open(dir.path())
+            .unwrap()
+            .dataset("d", None)
+            .unwrap()
+            .into_owned()
+            .select_neurons(&(0..data.n_neurons()).collect::<Vec<_>>())
+            .unwrap()
+            .fingerprint(),
+        reference
+    );
+    let shard = dir.path().join("shard-000001.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(&shard, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(&shard).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(file);
+    assert_ne!(fingerprint(), reference);
+}
+
 #[test]
 fn damaged_or_missing_files_are_named_when_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
-use lca_core::data::{Cell, Evaluation, Figure, NeuronId, Plot, Table};
+use lca_core::data::{Cell, Evaluation, Figure, NeuronId, Plot, Table, gather_columns};
 use lca_core::error::{Error, Result};
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
@@ -244,15 +244,18 @@ impl Evaluator for TopWords {
             ))
         })?;
         let chosen = self.chosen(input)?;
-        let acts = data.acts().view();
+        // Only the chosen neurons' columns, gathered a block of rows at a
+        // time: the matrix may be a store larger than memory.
+        let columns: Vec<usize> = chosen.iter().map(|(column, _)| *column).collect();
+        let values_of = gather_columns(data.acts(), &columns);
         let mut e = Evaluation::default();
         let mut summary = Table::new(
             "Top words of the chosen neurons",
             &["neuron", "chosen as", "top words (score)"],
         );
-        for (column, why) in chosen {
+        for (index, (column, why)) in chosen.into_iter().enumerate() {
             let id = data.neurons().id(column);
-            let values: Vec<f32> = acts.column(column).to_vec();
+            let values: Vec<f32> = values_of.column(index).to_vec();
             let ranked = top_words(tokens.words(), &values, self.min_score);
             let mut table = Table::new(
                 format!("Top words of neuron {id} ({why})"),

@@ -305,6 +305,9 @@ pub struct Dataset<'a> {
     splits: Splits,
     truth: Option<GroundTruth>,
     details: BTreeMap<String, String>,
+    /// A digest of `acts` that the source vouches for (see
+    /// [`Dataset::with_acts_digest`]); `None` when the values must be hashed.
+    acts_digest: Option<String>,
 }
 
 /// A dataset without its activations: what a streaming source returns after
@@ -422,6 +425,7 @@ impl<'a> Dataset<'a> {
             splits,
             truth: None,
             details: BTreeMap::new(),
+            acts_digest: None,
         })
     }
 
@@ -489,6 +493,17 @@ impl<'a> Dataset<'a> {
     /// The dataset's name (the source id in a recipe).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Vouches for the activations with `digest`, a string that changes
+    /// whenever they do (a store gives the content hashes of its shards).
+    /// [`Self::fingerprint`] then hashes the digest instead of every value:
+    /// on a store larger than memory, hashing the values would read all of
+    /// it from disk at every run. Datasets derived with other activations
+    /// (such as [`Self::select_neurons`]) do not inherit it.
+    pub fn with_acts_digest(mut self, digest: impl Into<String>) -> Self {
+        self.acts_digest = Some(digest.into());
+        self
     }
 
     /// Renames the dataset.
@@ -578,6 +593,7 @@ impl<'a> Dataset<'a> {
             splits: self.splits,
             truth: None,
             details: self.details.clone(),
+            acts_digest: None,
         })
     }
 
@@ -592,6 +608,7 @@ impl<'a> Dataset<'a> {
             splits: self.splits,
             truth: self.truth,
             details: self.details,
+            acts_digest: self.acts_digest,
         }
     }
 
@@ -620,16 +637,32 @@ impl<'a> Dataset<'a> {
         if rows.is_empty() {
             return Vec::new();
         }
+        use rayon::prelude::*;
         let first: Vec<f32> = self.acts.block(rows.start..rows.start + 1).row(0).to_vec();
-        let mut constant = vec![true; self.n_neurons()];
-        let step = rows_per_block(self.n_neurons(), 4 << 20);
-        for (_, block) in self.acts.blocks(rows, step) {
-            for row in block.rows() {
-                for ((c, &v), &f) in constant.iter_mut().zip(row).zip(&first) {
-                    *c &= v == f;
+        let width = self.n_neurons();
+        // Blocks are read in parallel: on a store larger than memory each
+        // thread then brings in its own pages from disk.
+        let step = rows_per_block(width, 4 << 20);
+        let starts: Vec<usize> = rows.clone().step_by(step).collect();
+        let constant = starts
+            .into_par_iter()
+            .map(|start| {
+                let mut constant = vec![true; width];
+                let block = self.acts.block(start..(start + step).min(rows.end));
+                for row in block.rows() {
+                    for ((c, &v), &f) in constant.iter_mut().zip(row).zip(&first) {
+                        *c &= v == f;
+                    }
                 }
-            }
-        }
+                constant
+            })
+            .reduce(
+                || vec![true; width],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a &= b);
+                    a
+                },
+            );
         (0..constant.len() as u32)
             .filter(|&j| constant[j as usize])
             .collect()
@@ -660,8 +693,9 @@ impl<'a> Dataset<'a> {
     }
 
     /// A SHA-256 digest of everything in the dataset (activations bit for
-    /// bit, labels, classes, neuron index, words, splits, ground truth and
-    /// details, but not its name), in hex: equal digests mean the same data.
+    /// bit, or the digest their source vouched for them with, labels,
+    /// classes, neuron index, words, splits, ground truth and details, but
+    /// not its name), in hex: equal digests mean the same data.
     /// Used to tell whether work done on an earlier load still applies.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
@@ -671,7 +705,16 @@ impl<'a> Dataset<'a> {
         hash.update((self.n_neurons() as u64).to_le_bytes());
         let mut bytes = Vec::new();
         let step = rows_per_block(self.n_neurons(), 4 << 20);
-        for (_, block) in self.acts.blocks(0..self.n_rows(), step) {
+        // Activations vouched for by their source are known by their digest.
+        let hashed_rows = match &self.acts_digest {
+            Some(digest) => {
+                hash.update(b"activations vouched for by their source:");
+                hash.update(digest.as_bytes());
+                0
+            }
+            None => self.n_rows(),
+        };
+        for (_, block) in self.acts.blocks(0..hashed_rows, step) {
             // Fixed-size copies compile to vector moves; a flat_map over
             // each value's bytes cost more than the hash itself.
             bytes.resize(block.len() * 4, 0);
@@ -882,6 +925,37 @@ mod tests {
         assert_ne!(with(base.clone(), &["b", "a"]).fingerprint(), reference);
         assert_ne!(with(base.clone(), &["a", "c"]).fingerprint(), reference);
         assert_ne!(tiny(2).fingerprint(), reference);
+
+        // Activations vouched for by a digest are known by it alone...
+        let vouched = with(base.clone(), &["a", "b"]).with_acts_digest("shards v1");
+        let mut nudged = base.clone();
+        nudged[[0, 0]] = -1.0;
+        let vouched_other = with(nudged, &["a", "b"]).with_acts_digest("shards v1");
+        assert_eq!(vouched.fingerprint(), vouched_other.fingerprint());
+        assert_ne!(vouched.fingerprint(), reference);
+        assert_ne!(
+            with(base.clone(), &["a", "b"])
+                .with_acts_digest("shards v2")
+                .fingerprint(),
+            vouched.fingerprint()
+        );
+        // ...with everything else still hashed,
+        assert_ne!(
+            with(base.clone(), &["b", "a"])
+                .with_acts_digest("shards v1")
+                .fingerprint(),
+            vouched.fingerprint()
+        );
+        // and a dataset with other activations does not inherit the digest.
+        let selected = vouched.select_neurons(&[1]).unwrap();
+        let plain = with(base.clone(), &["a", "b"])
+            .select_neurons(&[1])
+            .unwrap();
+        assert_eq!(selected.fingerprint(), plain.fingerprint());
+        assert_eq!(
+            vouched.clone().into_owned().fingerprint(),
+            vouched.fingerprint()
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@
 //! gives a single-valued neuron the class's frequency as its AP.
 
 use lca_core::data::{
-    MaskCounts, RowBlocks, Split, TopValues, average_precision_ranking, iou_ranking, mask_size,
+    MaskCounts, RowBlocks, Split, TopValues, average_precision_ranking, gather_columns,
+    iou_ranking, mask_size,
 };
 use lca_core::ndarray::{ArrayView2, Axis};
 use lca_core::params::Params as _;
@@ -190,9 +191,64 @@ pub fn average_precision_scores(
     n_classes: usize,
     threshold: f64,
 ) -> Vec<Vec<f64>> {
+    transpose(
+        average_precision_columns(x, labels, n_classes, threshold),
+        n_classes,
+    )
+}
+
+/// Bytes of activations a group of neurons may take in
+/// [`average_precision_in_groups`].
+const GROUP_BYTES: usize = 64 << 20;
+
+/// [`average_precision_scores`] of a matrix read a block of rows at a time:
+/// the neurons are taken a group at a time, each group's columns gathered
+/// in one pass over the rows. A neuron's values are sorted whole, so this
+/// holds one group's columns, never the matrix; reading the columns of a
+/// row-major matrix straight from a store larger than memory would bring
+/// every page in once per neuron.
+pub fn average_precision_in_groups(
+    x: &impl RowBlocks,
+    labels: &[u32],
+    n_classes: usize,
+    threshold: f64,
+) -> Vec<Vec<f64>> {
+    let (rows, cols) = x.shape();
+    let group = (GROUP_BYTES / (4 * rows.max(1))).clamp(1, cols.max(1));
+    average_precision_in_groups_of(x, labels, n_classes, threshold, group)
+}
+
+fn average_precision_in_groups_of(
+    x: &impl RowBlocks,
+    labels: &[u32],
+    n_classes: usize,
+    threshold: f64,
+    group: usize,
+) -> Vec<Vec<f64>> {
+    let cols = x.shape().1;
+    let mut columns = Vec::with_capacity(cols);
+    for first in (0..cols).step_by(group) {
+        let neurons: Vec<usize> = (first..(first + group).min(cols)).collect();
+        let gathered = gather_columns(x, &neurons);
+        columns.extend(average_precision_columns(
+            gathered.view(),
+            labels,
+            n_classes,
+            threshold,
+        ));
+    }
+    transpose(columns, n_classes)
+}
+
+/// Each column's average precision for every class: `scores[j][c]`.
+fn average_precision_columns(
+    x: ArrayView2<'_, f32>,
+    labels: &[u32],
+    n_classes: usize,
+    threshold: f64,
+) -> Vec<Vec<f64>> {
     let counts = lca_core::data::count_classes(labels, n_classes);
-    let columns: Vec<Vec<f64>> = x
-        .axis_iter(Axis(1))
+    x.axis_iter(Axis(1))
         .into_par_iter()
         .map(|column| {
             let mut rows: Vec<(f32, u32)> = column
@@ -240,8 +296,7 @@ pub fn average_precision_scores(
             }
             ap
         })
-        .collect();
-    transpose(columns, n_classes)
+        .collect()
 }
 
 fn transpose(columns: Vec<Vec<f64>>, n_classes: usize) -> Vec<Vec<f64>> {
@@ -281,11 +336,8 @@ impl Ranker for AveragePrecisionRanker {
             })?),
         };
         let train = data.split(Split::Train);
-        // Each neuron's values are sorted whole, so the split is read into
-        // memory as f32.
-        let acts = train.acts.view();
         let per_class = cx.install(|| {
-            average_precision_scores(acts.view(), train.labels, data.n_classes(), self.threshold)
+            average_precision_in_groups(&train.acts, train.labels, data.n_classes(), self.threshold)
         });
         average_precision_ranking(per_class, names, positive, self.threshold)
     }
@@ -352,6 +404,21 @@ mod tests {
         // Neuron 1: mask {7,8,9}; class 1: {9} → 1 / 6; class 0: {7,8} → 2 / 7.
         assert_eq!(s[1], vec![0.75, 1.0 / 6.0]);
         assert_eq!(s[0], vec![0.0, 2.0 / 7.0]);
+    }
+
+    #[test]
+    fn average_precision_in_groups_matches_the_whole_matrix() {
+        let data = planted(300, 10, 3, 1, 31);
+        let train = data.split(Split::Train);
+        let whole = average_precision_scores(train.acts.view().view(), train.labels, 3, 0.3);
+        for group in [1, 3, 4, 100] {
+            let grouped = average_precision_in_groups_of(&train.acts, train.labels, 3, 0.3, group);
+            assert_eq!(grouped, whole, "groups of {group}");
+        }
+        assert_eq!(
+            average_precision_in_groups(&train.acts, train.labels, 3, 0.3),
+            whole
+        );
     }
 
     #[test]
