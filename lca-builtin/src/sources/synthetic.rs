@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use lca_core::component::{ActivationSource, Component};
+use lca_core::component::{ActivationSource, Component, RowSink};
 use lca_core::context::RunContext;
 use lca_core::data::{
-    ActivationMatrix, ClassVocab, Dataset, GroundTruth, Labels, NeuronIndex, SplitFractions,
-    SplitSpec, SplitUnit, Tokens, assign_splits,
+    ActivationMatrix, ClassVocab, Dataset, DatasetOutline, GroundTruth, Labels, NeuronIndex,
+    SplitFractions, SplitSpec, SplitUnit, Splits, Tokens, assign_splits,
 };
 use lca_core::error::Result;
 use lca_core::params::{Params as _, ensure};
@@ -128,6 +128,171 @@ impl ActivationSource for SyntheticSource {
         let seed = self.params.seed.unwrap_or(cx.seed());
         cx.install(|| generate(&self.params, seed, cx.step()))
     }
+
+    /// The rows a group of blocks at a time, so a store of any size can be
+    /// written from this source (each block of rows draws from its own
+    /// stream, so the rows are those `load` gives).
+    fn stream(&self, cx: &RunContext, sink: &mut dyn RowSink) -> Result<Option<DatasetOutline>> {
+        let p = &self.params;
+        let seed = p.seed.unwrap_or(cx.seed());
+        let layout = Layout::of(p, seed)?;
+        let neurons = NeuronIndex::layer_major(p.neurons, p.layers)?;
+        sink.begin(p.tokens, &neurons)?;
+        let end = sink.rows_wanted_end().min(p.tokens);
+        // About a shard of rows at a time, whole blocks.
+        let group = sink.block_rows().div_ceil(BLOCK).max(1);
+        let mut first_block = sink.rows_held() / BLOCK;
+        let progress = cx.progress();
+        if let Some(bar) = progress {
+            bar.start(
+                "generating planted rows",
+                (end.saturating_sub(first_block * BLOCK)) as u64,
+                "rows",
+            );
+        }
+        while first_block * BLOCK < end {
+            cx.check_cancelled()?;
+            let blocks = first_block..(first_block + group).min(end.div_ceil(BLOCK));
+            let first = blocks.start * BLOCK;
+            let last = (blocks.end * BLOCK).min(p.tokens);
+            let mut rows = Array2::<f32>::zeros((last - first, p.neurons));
+            cx.install(|| fill_rows(p, seed, &layout, blocks.start, rows.view_mut()));
+            sink.push(first, rows.view())?;
+            if let Some(bar) = progress {
+                bar.advance((last - first) as u64);
+            }
+            first_block = blocks.end;
+        }
+        if let Some(bar) = progress {
+            bar.finish();
+        }
+        Ok(Some(DatasetOutline {
+            name: cx.step().to_string(),
+            neurons,
+            labels: Labels::new(layout.labels, layout.vocab)?,
+            tokens: layout.tokens,
+            splits: layout.splits,
+            truth: Some(layout.truth),
+            details: BTreeMap::new(),
+        }))
+    }
+}
+
+/// Rows per block: each block of rows draws from its own derived stream.
+const BLOCK: usize = 256;
+
+/// Everything about the planted data but its values: labels, words, which
+/// neurons are planted for which class, copies, and the splits.
+struct Layout {
+    labels: Vec<u32>,
+    vocab: ClassVocab,
+    tokens: Option<Tokens>,
+    /// Column → the class it is planted for.
+    planted_class: Vec<Option<u32>>,
+    /// `(copy, original)` columns.
+    copies: Vec<(u32, u32)>,
+    truth: GroundTruth,
+    splits: Splits,
+}
+
+impl Layout {
+    fn of(p: &SyntheticParams, seed: u64) -> Result<Layout> {
+        let mut rng = Rng::derived(seed, "layout");
+        let n_planted = p.classes * p.per_class;
+        let chosen = rng.sample_indices(p.neurons, n_planted * (1 + p.copies));
+        let (planted, copy_columns) = chosen.split_at(n_planted);
+        let labels: Vec<u32> = (0..p.tokens)
+            .map(|_| rng.below(p.classes as u64) as u32)
+            .collect();
+        let tokens = if p.words_per_class == 0 {
+            None
+        } else {
+            let mut words_rng = Rng::derived(seed, "words");
+            let words = labels
+                .iter()
+                .map(|&y| format!("c{y}w{}", words_rng.below(p.words_per_class as u64)))
+                .collect();
+            let starts = (0..p.tokens).step_by(p.sentence_length.max(1)).collect();
+            Some(Tokens::new(words, starts)?)
+        };
+        let mut planted_class = vec![None; p.neurons];
+        for (i, &j) in planted.iter().enumerate() {
+            planted_class[j] = Some((i / p.per_class) as u32);
+        }
+        let copies: Vec<(u32, u32)> = copy_columns
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c as u32, planted[i % n_planted.max(1)] as u32))
+            .collect();
+        let width = (p.classes - 1).to_string().len();
+        let class_name = |c: usize| format!("C{c:0width$}");
+        let vocab = ClassVocab::in_order((0..p.classes).map(class_name).collect())?;
+        let mut by_class = BTreeMap::new();
+        for (i, chunk) in planted
+            .chunks(p.per_class.max(1))
+            .enumerate()
+            .take(p.classes)
+        {
+            let mut cols: Vec<u32> = chunk.iter().map(|&j| j as u32).collect();
+            cols.sort_unstable();
+            by_class.insert(class_name(i), cols);
+        }
+        let mut informative: Vec<u32> = chosen.iter().map(|&j| j as u32).collect();
+        informative.sort_unstable();
+        let spec = SplitSpec {
+            dev: p.split.dev,
+            test: p.split.test,
+            shuffle: false,
+            unit: SplitUnit::Token,
+        };
+        let (_, splits) = assign_splits(p.tokens, None, &spec, &mut Rng::new(seed))?;
+        Ok(Layout {
+            labels,
+            vocab,
+            tokens,
+            planted_class,
+            truth: GroundTruth {
+                informative,
+                by_class,
+                copies: copies.clone(),
+            },
+            copies,
+            splits,
+        })
+    }
+}
+
+/// Fills `out` with the rows of the blocks from `first_block` on (its rows
+/// are those blocks' rows, the last block possibly cut short), the blocks
+/// in parallel.
+fn fill_rows(
+    p: &SyntheticParams,
+    seed: u64,
+    layout: &Layout,
+    first_block: usize,
+    mut out: ndarray::ArrayViewMut2<'_, f32>,
+) {
+    out.axis_chunks_iter_mut(Axis(0), BLOCK)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut block)| {
+            let b = first_block + i;
+            let mut rng = Rng::derived(seed, &format!("rows/{b}"));
+            for (r, mut row) in block.axis_iter_mut(Axis(0)).enumerate() {
+                let y = layout.labels[b * BLOCK + r];
+                for (j, v) in row.iter_mut().enumerate() {
+                    let signal = match layout.planted_class[j] {
+                        Some(c) if c == y => p.shift,
+                        _ => 0.0,
+                    };
+                    *v = (p.noise * rng.normal() + signal) as f32;
+                }
+                for &(copy, original) in &layout.copies {
+                    row[copy as usize] =
+                        row[original as usize] + (p.copy_noise * rng.normal()) as f32;
+                }
+            }
+        });
 }
 
 /// Generates the planted dataset. The result depends only on the parameters
@@ -137,95 +302,18 @@ impl ActivationSource for SyntheticSource {
 /// # Errors
 /// Only if the parameters were not validated.
 pub fn generate(p: &SyntheticParams, seed: u64, name: &str) -> Result<Dataset<'static>> {
-    let mut rng = Rng::derived(seed, "layout");
-    let n_planted = p.classes * p.per_class;
-    let chosen = rng.sample_indices(p.neurons, n_planted * (1 + p.copies));
-    let (planted, copy_columns) = chosen.split_at(n_planted);
-    let labels: Vec<u32> = (0..p.tokens)
-        .map(|_| rng.below(p.classes as u64) as u32)
-        .collect();
-    let tokens = if p.words_per_class == 0 {
-        None
-    } else {
-        let mut words_rng = Rng::derived(seed, "words");
-        let words = labels
-            .iter()
-            .map(|&y| format!("c{y}w{}", words_rng.below(p.words_per_class as u64)))
-            .collect();
-        let starts = (0..p.tokens).step_by(p.sentence_length.max(1)).collect();
-        Some(Tokens::new(words, starts)?)
-    };
-
-    // Column → class it is planted for, and copy column → original.
-    let mut planted_class = vec![None; p.neurons];
-    for (i, &j) in planted.iter().enumerate() {
-        planted_class[j] = Some((i / p.per_class) as u32);
-    }
-    let copies: Vec<(u32, u32)> = copy_columns
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| (c as u32, planted[i % n_planted.max(1)] as u32))
-        .collect();
-
-    const BLOCK: usize = 256;
+    let layout = Layout::of(p, seed)?;
     let mut x = Array2::<f32>::zeros((p.tokens, p.neurons));
-    x.axis_chunks_iter_mut(Axis(0), BLOCK)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(b, mut block)| {
-            let mut rng = Rng::derived(seed, &format!("rows/{b}"));
-            for (r, mut row) in block.axis_iter_mut(Axis(0)).enumerate() {
-                let y = labels[b * BLOCK + r];
-                for (j, v) in row.iter_mut().enumerate() {
-                    let signal = match planted_class[j] {
-                        Some(c) if c == y => p.shift,
-                        _ => 0.0,
-                    };
-                    *v = (p.noise * rng.normal() + signal) as f32;
-                }
-                for &(copy, original) in &copies {
-                    row[copy as usize] =
-                        row[original as usize] + (p.copy_noise * rng.normal()) as f32;
-                }
-            }
-        });
-
-    let width = (p.classes - 1).to_string().len();
-    let class_name = |c: usize| format!("C{c:0width$}");
-    let vocab = ClassVocab::in_order((0..p.classes).map(class_name).collect())?;
-    let mut by_class = BTreeMap::new();
-    for (i, chunk) in planted
-        .chunks(p.per_class.max(1))
-        .enumerate()
-        .take(p.classes)
-    {
-        let mut cols: Vec<u32> = chunk.iter().map(|&j| j as u32).collect();
-        cols.sort_unstable();
-        by_class.insert(class_name(i), cols);
-    }
-    let mut informative: Vec<u32> = chosen.iter().map(|&j| j as u32).collect();
-    informative.sort_unstable();
-
-    let spec = SplitSpec {
-        dev: p.split.dev,
-        test: p.split.test,
-        shuffle: false,
-        unit: SplitUnit::Token,
-    };
-    let (_, splits) = assign_splits(p.tokens, None, &spec, &mut Rng::new(seed))?;
+    fill_rows(p, seed, &layout, 0, x.view_mut());
     let dataset = Dataset::new(
         name,
         ActivationMatrix::from_array(x),
         NeuronIndex::layer_major(p.neurons, p.layers)?,
-        Labels::new(labels, vocab)?,
-        tokens,
-        splits,
+        Labels::new(layout.labels, layout.vocab)?,
+        layout.tokens,
+        layout.splits,
     )?;
-    dataset.with_truth(GroundTruth {
-        informative,
-        by_class,
-        copies,
-    })
+    dataset.with_truth(layout.truth)
 }
 
 #[cfg(test)]
@@ -241,6 +329,63 @@ mod tests {
             per_class: 2,
             copies: 1,
             ..Default::default()
+        }
+    }
+
+    /// Keeps the rows pushed to it from `held` on.
+    struct Collect {
+        held: usize,
+        block: usize,
+        rows: Vec<(usize, Array2<f32>)>,
+    }
+
+    impl RowSink for Collect {
+        fn begin(&mut self, _rows: usize, _neurons: &NeuronIndex) -> Result<()> {
+            Ok(())
+        }
+        fn rows_held(&self) -> usize {
+            self.held
+        }
+        fn block_rows(&self) -> usize {
+            self.block
+        }
+        fn push(&mut self, first: usize, block: ndarray::ArrayView2<'_, f32>) -> Result<()> {
+            self.rows.push((first, block.to_owned()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streamed_rows_are_the_loaded_rows_from_any_resumed_point() {
+        let p = SyntheticParams {
+            tokens: 1300,
+            ..params()
+        };
+        let source = SyntheticSource { params: p.clone() };
+        let cx = RunContext::new(5, 2).for_step("source.big");
+        let whole = source.load(&cx).unwrap();
+        let x = whole.acts().view();
+        for (held, block) in [(0, 1000), (0, 1), (700, 300)] {
+            let mut sink = Collect {
+                held,
+                block,
+                rows: Vec::new(),
+            };
+            let outline = source.stream(&cx, &mut sink).unwrap().unwrap();
+            // Whole blocks of 256 rows, from the one holding row `held`.
+            let mut next = held / 256 * 256;
+            for (first, rows) in &sink.rows {
+                assert_eq!(*first, next);
+                assert_eq!(
+                    rows.view(),
+                    x.slice(ndarray::s![next..next + rows.nrows(), ..])
+                );
+                next += rows.nrows();
+            }
+            assert_eq!(next, 1300);
+            let streamed = outline.into_dataset(whole.acts().clone()).unwrap();
+            assert_eq!(streamed.fingerprint(), whole.fingerprint());
+            assert_eq!(streamed.truth(), whole.truth());
         }
     }
 
