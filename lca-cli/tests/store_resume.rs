@@ -166,6 +166,14 @@ fn a_store_creation_killed_at_any_moment_resumes_into_the_same_store() {
         expected,
         "the resumed store is the uninterrupted one, shard hashes included"
     );
+    // Shards stream to disk while they fill; what a killed attempt left of
+    // one is removed by the next.
+    let partial: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp-"))
+        .collect();
+    assert!(partial.is_empty(), "partial shards left: {partial:?}");
     assert_eq!(
         std::fs::read(store.join("rows.json")).unwrap(),
         std::fs::read(reference.join("rows.json")).unwrap()

@@ -273,6 +273,66 @@ fn a_store_vouches_for_its_values_with_its_shard_hashes_and_times() {
     assert_ne!(fingerprint(), reference);
 }
 
+/// A writer told how many rows it will get streams each shard while it
+/// fills: the store is the one a writer told nothing writes, byte for
+/// byte, and a wrong count is an error that leaves no partial shard.
+#[test]
+fn an_announced_writer_streams_the_same_store_and_refuses_a_wrong_count() {
+    let data = dataset(45);
+    let neurons = data.neurons().clone();
+    let write_with = |dir: &Path, announced: Option<usize>, rows: usize| {
+        let mut writer = StoreWriter::create(dir, Dtype::F32, &neurons, 10).unwrap();
+        if let Some(n) = announced {
+            writer = writer.expecting(n);
+        }
+        for start in (0..rows).step_by(7) {
+            let end = (start + 7).min(rows);
+            writer.push(data.acts().block(start..end).view())?;
+        }
+        writer.finish(lca_store::StoreMeta::of(data.outline(), "labels"))
+    };
+    let (plain, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_with(plain.path(), None, 45).unwrap();
+    write_with(streamed.path(), Some(45), 45).unwrap();
+    for file in [
+        "manifest.json",
+        "shard-000000.safetensors",
+        "shard-000004.safetensors",
+    ] {
+        assert_eq!(
+            std::fs::read(plain.path().join(file)).unwrap(),
+            std::fs::read(streamed.path().join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // Fewer rows than announced: the shard being filled is not kept.
+    let short = tempfile::tempdir().unwrap();
+    let err = write_with(short.path(), Some(45), 33)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("announced 45 rows and given 33"), "{err}");
+    assert!(
+        listing(short.path()).iter().all(|n| !n.contains(".tmp-")),
+        "{:?}",
+        listing(short.path())
+    );
+    // More rows than announced.
+    let long = tempfile::tempdir().unwrap();
+    let err = write_with(long.path(), Some(40), 45)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("announced 40"), "{err}");
+    assert!(listing(long.path()).iter().all(|n| !n.contains(".tmp-")));
+}
+
 #[test]
 fn damaged_or_missing_files_are_named_when_the_store_opens() {
     let dir = tempfile::tempdir().unwrap();
