@@ -108,11 +108,20 @@ struct ShardStream {
     done: std::thread::JoinHandle<Result<ShardEntry>>,
     /// Rows the shard holds once full.
     rows: usize,
+    /// Bytes sent at a time ([`piece_bytes`]).
+    piece: usize,
 }
 
-/// Bytes of encoded values sent to a streaming shard at a time: the writer
-/// holds a few of these, never a whole shard.
+/// Bytes of encoded values sent to a streaming shard at a time, at most:
+/// the writer and the shard's thread hold a few of these, never a whole
+/// shard. Small shards get pieces of an eighth of their values, whole
+/// pages (see [`piece_bytes`]).
 const STREAM_PIECE: usize = 16 << 20;
+
+/// The piece size for a shard of `value_bytes` bytes of values.
+fn piece_bytes(value_bytes: usize) -> usize {
+    (value_bytes / 8).clamp(16 * PAGE, STREAM_PIECE) / PAGE * PAGE
+}
 
 /// Pieces that may wait for the shard's thread before the writer waits.
 const STREAM_QUEUE: usize = 2;
@@ -316,7 +325,11 @@ impl StoreWriter {
             self.pending_rows += take;
             self.rows += take;
             row += take;
-            if self.streaming.is_some() && self.pending.len() >= STREAM_PIECE {
+            if self
+                .streaming
+                .as_ref()
+                .is_some_and(|stream| self.pending.len() >= stream.piece)
+            {
                 self.send_pending()?;
             }
             if self.pending_rows == self.shard_rows {
@@ -341,13 +354,14 @@ impl StoreWriter {
         let path = self.dir.join(&file);
         let value_bytes = rows * self.neurons.len() * self.dtype.bytes();
         let header = shard_header(self.dtype, rows, self.neurons.len(), value_bytes);
+        let piece = piece_bytes(value_bytes);
         let (values, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(STREAM_QUEUE);
         let done = std::thread::Builder::new()
             .name("lca-store-shard".into())
             .spawn(move || {
                 let mut hasher = Sha256::new();
                 io::write_atomic_at(&path, |temp| {
-                    stream_shard(temp, &header, pieces, value_bytes, &mut hasher)
+                    stream_shard(temp, &header, pieces, value_bytes, piece, &mut hasher)
                         .map_err(|e| Error::io("write", &path, e))
                 })?;
                 Ok(ShardEntry {
@@ -358,8 +372,13 @@ impl StoreWriter {
                 })
             })
             .map_err(|e| Error::io("start writing a shard of", &self.dir, e))?;
-        self.pending = Vec::with_capacity(STREAM_PIECE + STREAM_PIECE / 4);
-        self.streaming = Some(ShardStream { values, done, rows });
+        self.pending = Vec::with_capacity(piece + piece / 4);
+        self.streaming = Some(ShardStream {
+            values,
+            done,
+            rows,
+            piece,
+        });
         Ok(())
     }
 
@@ -368,10 +387,8 @@ impl StoreWriter {
         let Some(stream) = &self.streaming else {
             return Ok(());
         };
-        let piece = std::mem::replace(
-            &mut self.pending,
-            Vec::with_capacity(STREAM_PIECE + STREAM_PIECE / 4),
-        );
+        let capacity = stream.piece + stream.piece / 4;
+        let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
         if stream.values.send(piece).is_err() {
             // The thread stopped early: its error says why.
             let stream = self.streaming.take().expect("checked above");
@@ -791,6 +808,7 @@ fn stream_shard(
     header: &[u8],
     pieces: std::sync::mpsc::Receiver<Vec<u8>>,
     value_bytes: usize,
+    piece: usize,
     hasher: &mut Sha256,
 ) -> std::io::Result<()> {
     use std::io::{Seek as _, SeekFrom, Write as _};
@@ -805,7 +823,7 @@ fn stream_shard(
     hasher.update(header);
     // Pages are moved through a staging area aligned to a page, found
     // inside an allocation one page larger than it.
-    let stage_len = STREAM_PIECE + PAGE;
+    let stage_len = piece + PAGE;
     let mut raw = vec![0u8; stage_len + PAGE];
     let start = raw.as_ptr().align_offset(PAGE).min(PAGE);
     let stage = &mut raw[start..start + stage_len];
