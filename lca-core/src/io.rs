@@ -40,23 +40,6 @@ pub fn write_atomic_parts(path: &Path, parts: &[&[u8]]) -> Result<()> {
     })
 }
 
-/// Writes `path` atomically from `fill`, which writes the file's bytes in
-/// as many pieces, and over as long, as it likes (a stream of encoded
-/// values): the file is synced and renamed over `path` when `fill`
-/// succeeds, and removed when it fails.
-///
-/// # Errors
-/// When the folder cannot be written or `fill` fails.
-pub fn write_atomic_from(
-    path: &Path,
-    fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    write_atomic_with(path, |mut file| {
-        fill(&mut file)?;
-        Ok(file)
-    })
-}
-
 /// Writes `path` atomically through `write`, which creates the file at the
 /// temporary path it is given: for writers that open files themselves (a
 /// C library such as HDF5). The file is renamed over `path` when `write`

@@ -129,6 +129,27 @@ impl Columns {
         &self.data[i * self.rows..(i + 1) * self.rows]
     }
 
+    /// Columns for `neurons`, filled by `fill` through a [`ColumnSink`]
+    /// (which must cover every row).
+    pub(super) fn filled_by<T>(
+        rows: usize,
+        scaling: &Scaling,
+        neurons: &[usize],
+        fill: impl FnOnce(&ColumnSink<'_>) -> T,
+    ) -> (Columns, T) {
+        let mut data = vec![0.0f32; neurons.len() * rows];
+        let result = {
+            let sink = ColumnSink::new(scaling, neurons, rows, &mut data);
+            fill(&sink)
+        };
+        let columns = Columns {
+            rows,
+            neurons: neurons.to_vec(),
+            data,
+        };
+        (columns, result)
+    }
+
     /// The neurons held, in column order.
     pub(super) fn neurons(&self) -> &[usize] {
         &self.neurons
@@ -188,29 +209,6 @@ impl<'a> ColumnSink<'a> {
                 piece[offset + r] = self.transform.apply(i, row[j]);
             }
         }
-    }
-}
-
-impl Columns {
-    /// Columns for `neurons`, filled by `fill` through a [`ColumnSink`]
-    /// (which must cover every row).
-    pub(super) fn filled_by<T>(
-        rows: usize,
-        scaling: &Scaling,
-        neurons: &[usize],
-        fill: impl FnOnce(&ColumnSink<'_>) -> T,
-    ) -> (Columns, T) {
-        let mut data = vec![0.0f32; neurons.len() * rows];
-        let result = {
-            let sink = ColumnSink::new(scaling, neurons, rows, &mut data);
-            fill(&sink)
-        };
-        let columns = Columns {
-            rows,
-            neurons: neurons.to_vec(),
-            data,
-        };
-        (columns, result)
     }
 }
 
