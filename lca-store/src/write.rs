@@ -321,17 +321,20 @@ impl StoreWriter {
                     }
                 };
                 self.encode(values, self.rows + i)?;
+                // A streaming shard takes each piece as soon as it is
+                // encoded, however large the block: the writer then holds
+                // pieces, not the shard, and the disk works while rows come.
+                if self
+                    .streaming
+                    .as_ref()
+                    .is_some_and(|stream| self.pending.len() >= stream.piece)
+                {
+                    self.send_pending()?;
+                }
             }
             self.pending_rows += take;
             self.rows += take;
             row += take;
-            if self
-                .streaming
-                .as_ref()
-                .is_some_and(|stream| self.pending.len() >= stream.piece)
-            {
-                self.send_pending()?;
-            }
             if self.pending_rows == self.shard_rows {
                 self.flush()?;
             }

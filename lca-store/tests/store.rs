@@ -305,6 +305,34 @@ fn an_announced_writer_streams_the_same_store_and_refuses_a_wrong_count() {
             "{file}"
         );
     }
+    // Shards of many pages, sent in several pieces, most of them written
+    // around the page cache, with a tail that is not a whole page.
+    let large = dataset(40_000);
+    let (plain, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, announced) in [(plain.path(), None), (streamed.path(), Some(40_000))] {
+        let mut writer = StoreWriter::create(dir, Dtype::F32, &neurons, 10_923).unwrap();
+        if let Some(n) = announced {
+            writer = writer.expecting(n);
+        }
+        for start in (0..40_000).step_by(4_999) {
+            let end = (start + 4_999).min(40_000);
+            writer.push(large.acts().block(start..end).view()).unwrap();
+        }
+        writer
+            .finish(lca_store::StoreMeta::of(large.outline(), "labels"))
+            .unwrap();
+    }
+    for file in [
+        "manifest.json",
+        "shard-000000.safetensors",
+        "shard-000003.safetensors",
+    ] {
+        assert_eq!(
+            std::fs::read(plain.path().join(file)).unwrap(),
+            std::fs::read(streamed.path().join(file)).unwrap(),
+            "{file}"
+        );
+    }
     let listing = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
