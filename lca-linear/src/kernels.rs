@@ -125,6 +125,38 @@ fn softmax_avx512(row: &mut [f64]) -> f64 {
     column::softmax(row)
 }
 
+/// The softmax of a tile of rows held class-major, in place:
+/// `tile[k·stride + t]` is row `t`'s logit of class `k`, for the
+/// `lse.len()` rows `t` and the `tile.len() / stride` classes. Writes each
+/// row's log Σ exp into `lse`; `sum` is scratch of the same length.
+///
+/// The same operations on each row as [`softmax`], in the same order (the
+/// maximum and the sum run over the classes in ascending order), so the
+/// results are bit for bit those of [`softmax`] row by row; laid out this
+/// way, the exponentials of a vector register's rows are computed together
+/// with no scalar tail per row.
+pub fn softmax_class_major(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
+            column::softmax_class_major(tile, stride, lse, sum);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
+            column::softmax_class_major(tile, stride, lse, sum);
+        }
+        // SAFETY (both calls): the CPU supports the features the function
+        // is compiled for.
+        match isa() {
+            Isa::Avx512 => return unsafe { avx512(tile, stride, lse, sum) },
+            Isa::Avx2 => return unsafe { avx2(tile, stride, lse, sum) },
+            Isa::Portable => {}
+        }
+    }
+    column::softmax_class_major(tile, stride, lse, sum);
+}
+
 pub use column::exp_nonpositive;
 
 mod column {
@@ -137,6 +169,39 @@ mod column {
         let sum: f64 = row.iter().sum();
         row.iter_mut().for_each(|v| *v /= sum);
         max + sum.ln()
+    }
+
+    #[inline(always)]
+    pub(super) fn softmax_class_major(
+        tile: &mut [f64],
+        stride: usize,
+        lse: &mut [f64],
+        sum: &mut [f64],
+    ) {
+        let rows = lse.len();
+        assert!(rows <= stride && sum.len() == rows, "a tile of {rows} rows");
+        let max = lse;
+        max.fill(f64::NEG_INFINITY);
+        sum.fill(0.0);
+        for class in tile.chunks_exact(stride) {
+            for (m, &v) in max.iter_mut().zip(&class[..rows]) {
+                *m = m.max(v);
+            }
+        }
+        for class in tile.chunks_exact_mut(stride) {
+            for ((v, &m), s) in class[..rows].iter_mut().zip(&*max).zip(sum.iter_mut()) {
+                *v = exp_nonpositive(*v - m);
+                *s += *v;
+            }
+        }
+        for class in tile.chunks_exact_mut(stride) {
+            for (v, &s) in class[..rows].iter_mut().zip(&*sum) {
+                *v /= s;
+            }
+        }
+        for (m, &s) in max.iter_mut().zip(&*sum) {
+            *m += s.ln();
+        }
     }
 
     /// `e^x` for `x ≤ 0`, within about 2 units in the last place: `x` is
@@ -627,6 +692,44 @@ mod tests {
                 (p - want).abs() <= 1e-15 * want.max(1e-300) + 1e-300,
                 "{p} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn the_class_major_softmax_is_the_row_softmax_bit_for_bit() {
+        for (rows, classes, stride) in [(1, 1, 1), (5, 3, 8), (64, 87, 64), (13, 25, 64), (9, 2, 9)]
+        {
+            let logits: Vec<f64> = (0..rows * classes)
+                .map(|i| (i as f64 * 0.731).sin() * 25.0 - if i % 7 == 0 { 750.0 } else { 0.0 })
+                .collect();
+            let mut tile = vec![f64::NAN; stride * classes];
+            for t in 0..rows {
+                for k in 0..classes {
+                    tile[k * stride + t] = logits[t * classes + k];
+                }
+            }
+            let (mut lse, mut sum) = (vec![0.0; rows], vec![0.0; rows]);
+            softmax_class_major(&mut tile, stride, &mut lse, &mut sum);
+            for t in 0..rows {
+                let mut row = logits[t * classes..(t + 1) * classes].to_vec();
+                let want = column::softmax(&mut row);
+                assert_eq!(
+                    lse[t].to_bits(),
+                    want.to_bits(),
+                    "row {t} of {rows}×{classes}"
+                );
+                for k in 0..classes {
+                    assert_eq!(tile[k * stride + t].to_bits(), row[k].to_bits());
+                }
+            }
+            // The rows past the tile's are left as they were.
+            for k in 0..classes {
+                assert!(
+                    tile[k * stride + rows..(k + 1) * stride]
+                        .iter()
+                        .all(|v| v.is_nan())
+                );
+            }
         }
     }
 

@@ -431,9 +431,18 @@ fn next_working_set(w: &Array2<f64>, violation: &Array2<f64>, penalty: &Penalty)
     WorkingSet::from_pairs(pairs)
 }
 
+/// The per-row arrays of a Newton step, kept from step to step and from
+/// set to set so their pages are not faulted in again (each is as large as
+/// the logits).
+#[derive(Default)]
+struct StepBuffers {
+    statistics: SoftmaxStatistics,
+    /// The change of the logits along the step, row-major.
+    change: Vec<f32>,
+}
+
 /// Class-major (`[k·n + r]`) statistics of the softmax at the current
-/// logits, kept between Newton steps so their pages are not faulted in
-/// again.
+/// logits.
 #[derive(Default)]
 struct SoftmaxStatistics {
     /// `p − 1[y = k]`.
@@ -444,100 +453,179 @@ struct SoftmaxStatistics {
     curvature: Vec<f32>,
 }
 
-/// The mean loss at logits `z`, with the softmax statistics written into
-/// `out`.
-fn softmax_statistics(z: &Array2<f64>, y: &[u32], out: &mut SoftmaxStatistics) -> f64 {
-    // Rows go in tiles small enough that a tile's probabilities stay in the
-    // first-level cache while they are written out class by class.
-    const TILE: usize = 64;
+/// Rows per tile of the softmax passes: small enough that a tile's logits
+/// stay in the first-level cache while they are laid out class-major, a
+/// multiple of every vector width.
+const SOFTMAX_TILE: usize = 64;
+
+/// Runs `each(first row, class-major tile, log Σ exp per row)` on the
+/// softmax of the tiles of [`SOFTMAX_TILE`] rows of `rows` (at most
+/// [`CHUNK_ROWS`]), whose logits `fill(first row, class-major tile)` writes
+/// (`tile[k·SOFTMAX_TILE + t]` for row `first + t`).
+fn softmax_tiles(
+    rows: std::ops::Range<usize>,
+    c: usize,
+    mut fill: impl FnMut(usize, &mut [f64]),
+    mut each: impl FnMut(usize, &[f64], &[f64]),
+) {
+    let mut tile = vec![0.0f64; SOFTMAX_TILE * c];
+    let (mut lse, mut sum) = (vec![0.0f64; SOFTMAX_TILE], vec![0.0f64; SOFTMAX_TILE]);
+    for first in rows.clone().step_by(SOFTMAX_TILE) {
+        let m = (first + SOFTMAX_TILE).min(rows.end) - first;
+        fill(first, &mut tile);
+        kernels::softmax_class_major(&mut tile, SOFTMAX_TILE, &mut lse[..m], &mut sum[..m]);
+        each(first, &tile, &lse[..m]);
+    }
+}
+
+/// Copies the logits of rows `first..` of `z` (row-major, `c` per row)
+/// into a class-major tile, as many rows as fit and remain.
+fn class_major_logits(z: &Array2<f64>, first: usize, tile: &mut [f64]) {
+    let (n, c) = z.dim();
+    let m = (first + SOFTMAX_TILE).min(n) - first;
+    for t in 0..m {
+        for (k, &v) in z.row(first + t).iter().enumerate().take(c) {
+            tile[k * SOFTMAX_TILE + t] = v;
+        }
+    }
+}
+
+/// The mean loss at logits `z`, or at `z + t·u` when `along` is `Some((u,
+/// t))` (`u` row-major, f32), with the softmax statistics written into
+/// `out`. The logits along a step are the values `z` takes when the step
+/// is made (`z += t·u`), so the statistics are those of the next point, bit
+/// for bit.
+fn softmax_statistics(
+    z: &Array2<f64>,
+    along: Option<(&[f32], f64)>,
+    y: &[u32],
+    out: &mut SoftmaxStatistics,
+) -> f64 {
     let (n, c) = z.dim();
     for buffer in [&mut out.residual, &mut out.probability, &mut out.curvature] {
         buffer.resize(n * c, 0.0);
     }
-    let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
-    let parts: Vec<(f64, SoftmaxStatistics)> = chunks
-        .par_iter()
-        .map(|&start| {
-            let rows = (start + CHUNK_ROWS).min(n) - start;
-            let mut part_residual = vec![0.0f32; rows * c];
-            let mut part_probability = vec![0.0f32; rows * c];
-            let mut part_curvature = vec![0.0f32; rows * c];
+    if n == 0 || c == 0 {
+        return 0.0;
+    }
+    // Each chunk of rows writes its part of every class's run of the
+    // class-major outputs, in place.
+    type Piece<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32]);
+    let mut pieces: Vec<Vec<Piece<'_>>> = (0..n.div_ceil(CHUNK_ROWS))
+        .map(|_| Vec::with_capacity(c))
+        .collect();
+    for ((residual, probability), curvature) in out
+        .residual
+        .chunks_exact_mut(n)
+        .zip(out.probability.chunks_exact_mut(n))
+        .zip(out.curvature.chunks_exact_mut(n))
+    {
+        for (chunk, piece) in residual
+            .chunks_mut(CHUNK_ROWS)
+            .zip(probability.chunks_mut(CHUNK_ROWS))
+            .zip(curvature.chunks_mut(CHUNK_ROWS))
+            .enumerate()
+        {
+            pieces[chunk].push((piece.0.0, piece.0.1, piece.1));
+        }
+    }
+    let losses: Vec<f64> = pieces
+        .into_par_iter()
+        .enumerate()
+        .map(|(chunk, mut classes)| {
+            let start = chunk * CHUNK_ROWS;
+            let end = (start + CHUNK_ROWS).min(n);
             let mut loss = 0.0;
-            let mut probabilities = vec![0.0f64; TILE * c];
-            for tile_start in (0..rows).step_by(TILE) {
-                let tile_rows = (tile_start + TILE).min(rows) - tile_start;
-                for t in 0..tile_rows {
-                    let r = start + tile_start + t;
-                    let row = &mut probabilities[t * c..(t + 1) * c];
-                    row.iter_mut().zip(z.row(r)).for_each(|(p, &v)| *p = v);
-                    loss += kernels::softmax(row) - z[[r, y[r] as usize]];
-                }
-                for k in 0..c {
-                    let at = k * rows + tile_start;
-                    for t in 0..tile_rows {
-                        let p = probabilities[t * c + k];
-                        let label = y[start + tile_start + t] as usize;
-                        let indicator = if k == label { 1.0 } else { 0.0 };
-                        part_residual[at + t] = (p - indicator) as f32;
-                        part_probability[at + t] = p as f32;
-                        part_curvature[at + t] = (p * (1.0 - p)) as f32;
+            softmax_tiles(
+                start..end,
+                c,
+                |first, tile| match along {
+                    None => class_major_logits(z, first, tile),
+                    Some((u, t)) => class_major_logits_along(z, u, t, first, tile),
+                },
+                |first, tile, lse| {
+                    for (row, &l) in lse.iter().enumerate() {
+                        let r = first + row;
+                        let label = y[r] as usize;
+                        let logit = match along {
+                            None => z[[r, label]],
+                            Some((u, t)) => z[[r, label]] + t * f64::from(u[r * c + label]),
+                        };
+                        loss += l - logit;
                     }
-                }
-            }
-            let part = SoftmaxStatistics {
-                residual: part_residual,
-                probability: part_probability,
-                curvature: part_curvature,
-            };
-            (loss, part)
+                    let m = lse.len();
+                    let (at, labels) = (first - start, &y[first..first + m]);
+                    for (k, (residual, probability, curvature)) in classes.iter_mut().enumerate() {
+                        let p_k = &tile[k * SOFTMAX_TILE..k * SOFTMAX_TILE + m];
+                        let outputs = residual[at..at + m]
+                            .iter_mut()
+                            .zip(&mut probability[at..at + m])
+                            .zip(&mut curvature[at..at + m]);
+                        for (((residual, probability), curvature), &p) in outputs.zip(p_k) {
+                            *residual = p as f32;
+                            *probability = p as f32;
+                            *curvature = (p * (1.0 - p)) as f32;
+                        }
+                    }
+                    // The residual is p − 1 at each row's own class.
+                    for (t, &label) in labels.iter().enumerate() {
+                        let k = label as usize;
+                        classes[k].0[at + t] = (tile[k * SOFTMAX_TILE + t] - 1.0) as f32;
+                    }
+                },
+            );
+            loss
         })
         .collect();
     let mut loss = 0.0;
-    for (&start, (part_loss, part)) in chunks.iter().zip(parts) {
-        let SoftmaxStatistics {
-            residual,
-            probability,
-            curvature,
-        } = part;
-        loss += part_loss;
-        let rows = (start + CHUNK_ROWS).min(n) - start;
-        for k in 0..c {
-            let (from, to) = (
-                k * rows..(k + 1) * rows,
-                k * n + start..k * n + start + rows,
-            );
-            out.residual[to.clone()].copy_from_slice(&residual[from.clone()]);
-            out.probability[to.clone()].copy_from_slice(&probability[from.clone()]);
-            out.curvature[to].copy_from_slice(&curvature[from]);
-        }
+    for part in losses {
+        loss += part;
     }
-    loss / n.max(1) as f64
+    loss / n as f64
 }
 
-/// The mean loss at logits `z + t·u` (`u` row-major, f32).
+/// Copies the logits `z + t·u` of rows `first..` into a class-major tile,
+/// as [`class_major_logits`] does those of `z`.
+fn class_major_logits_along(z: &Array2<f64>, u: &[f32], t: f64, first: usize, tile: &mut [f64]) {
+    let (n, c) = z.dim();
+    let m = (first + SOFTMAX_TILE).min(n) - first;
+    for row in 0..m {
+        let r = first + row;
+        let change = &u[r * c..(r + 1) * c];
+        for (k, (&zv, &uv)) in z.row(r).iter().zip(change).enumerate() {
+            tile[k * SOFTMAX_TILE + row] = zv + t * f64::from(uv);
+        }
+    }
+}
+
+/// The mean loss at logits `z + t·u` (`u` row-major, f32): the loss of
+/// [`softmax_statistics`] along a step, without the statistics.
 fn loss_along(z: &Array2<f64>, u: &[f32], t: f64, y: &[u32]) -> f64 {
     let (n, c) = z.dim();
+    if n == 0 || c == 0 {
+        return 0.0;
+    }
     let chunks: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
     let parts: Vec<f64> = chunks
         .par_iter()
         .map(|&start| {
             let mut loss = 0.0;
-            let mut scratch: Vec<f64> = Vec::with_capacity(c);
-            for r in start..(start + CHUNK_ROWS).min(n) {
-                scratch.clear();
-                scratch.extend(
-                    z.row(r)
-                        .iter()
-                        .zip(&u[r * c..(r + 1) * c])
-                        .map(|(&zv, &uv)| zv + t * f64::from(uv)),
-                );
-                let at_label = scratch[y[r] as usize];
-                loss += kernels::softmax(&mut scratch) - at_label;
-            }
+            softmax_tiles(
+                start..(start + CHUNK_ROWS).min(n),
+                c,
+                |first, tile| class_major_logits_along(z, u, t, first, tile),
+                |first, _, lse| {
+                    for (row, &l) in lse.iter().enumerate() {
+                        let r = first + row;
+                        let label = y[r] as usize;
+                        loss += l - (z[[r, label]] + t * f64::from(u[r * c + label]));
+                    }
+                },
+            );
             loss
         })
         .collect();
-    parts.iter().sum::<f64>() / n.max(1) as f64
+    parts.iter().sum::<f64>() / n as f64
 }
 
 /// The data term's gradient at every working-set pair and every bias, from
@@ -581,14 +669,20 @@ fn pair_gradients(
     (grad, grad_b)
 }
 
-/// The change of the logits, row-major, when the pairs move by `delta` and
-/// the biases by `delta_b`.
-fn logit_change(columns: &Columns, set: &WorkingSet, delta: &[f64], delta_b: &[f64]) -> Vec<f32> {
+/// Writes into `u` the change of the logits, row-major, when the pairs move
+/// by `delta` and the biases by `delta_b`.
+fn logit_change(
+    columns: &Columns,
+    set: &WorkingSet,
+    delta: &[f64],
+    delta_b: &[f64],
+    u: &mut Vec<f32>,
+) {
     let n = columns.rows;
     let c = delta_b.len();
-    let mut u = vec![0.0f32; n * c];
+    u.resize(n * c, 0.0);
     if c == 0 {
-        return u;
+        return;
     }
     u.par_chunks_mut(CHUNK_ROWS * c)
         .enumerate()
@@ -619,7 +713,62 @@ fn logit_change(columns: &Columns, set: &WorkingSet, delta: &[f64], delta_b: &[f
                 }
             }
         });
-    u
+}
+
+/// The phases of a Newton step, timed for `LCA_TRACE_SOLVER`.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// The softmax statistics at the current point.
+    Statistics,
+    /// The working set's gradients from them.
+    Gradients,
+    /// The coordinate descent on the quadratic model.
+    Direction,
+    /// The logit change along the direction.
+    Change,
+    /// The line search.
+    Search,
+    /// Moving the logits.
+    Update,
+}
+
+/// Seconds spent in each [`Phase`] of a restricted solve.
+#[derive(Default)]
+struct StepTimes {
+    seconds: [f64; 6],
+    since: Option<std::time::Instant>,
+}
+
+impl StepTimes {
+    fn start(&mut self) {
+        self.since = Some(std::time::Instant::now());
+    }
+
+    /// Counts the time since the last lap (or start) towards `phase`.
+    fn lap(&mut self, phase: Phase) {
+        let now = std::time::Instant::now();
+        if let Some(since) = self.since.replace(now) {
+            self.seconds[phase as usize] += (now - since).as_secs_f64();
+        }
+    }
+}
+
+impl std::fmt::Display for StepTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            "statistics",
+            "gradients",
+            "direction",
+            "change",
+            "search",
+            "update",
+        ];
+        for (i, (name, seconds)) in names.iter().zip(self.seconds).enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{name} {seconds:.3} s")?;
+        }
+        Ok(())
+    }
 }
 
 /// Halvings of the step before a direction is given up.
@@ -659,6 +808,7 @@ fn solve_restricted(
     (mut values, mut b, mut z): (Vec<f64>, Array1<f64>, Array2<f64>),
     target: f64,
     budget: usize,
+    buffers: &mut StepBuffers,
     cx: &RunContext,
 ) -> Result<InnerResult> {
     debug_assert_eq!(columns.neurons(), &set.neurons[..]);
@@ -678,11 +828,24 @@ fn solve_restricted(
     let trace = std::env::var_os("LCA_TRACE_SOLVER").is_some();
     let started = std::time::Instant::now();
     let mut last_t = 0.0;
-    let mut statistics = SoftmaxStatistics::default();
+    let StepBuffers {
+        statistics,
+        change: u,
+    } = buffers;
+    // The loss at `z` when `statistics` already hold its softmax (the line
+    // search computed them with its first trial, which was accepted).
+    let mut ready: Option<f64> = None;
+    let mut times = StepTimes::default();
     loop {
         cx.check_cancelled()?;
-        let loss = softmax_statistics(&z, y, &mut statistics);
+        times.start();
+        let loss = match ready.take() {
+            Some(loss) => loss,
+            None => softmax_statistics(&z, None, y, statistics),
+        };
+        times.lap(Phase::Statistics);
         let (grad, grad_b) = pair_gradients(columns, set, &statistics.residual, c);
+        times.lap(Phase::Gradients);
         passes += 1;
         let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
         let stationarity = values
@@ -763,11 +926,13 @@ fn solve_restricted(
             delta_b = grad_b.iter().map(|g| -step * g).collect();
             decrease = model_decrease(&moved, &delta_b);
         }
+        times.lap(Phase::Direction);
         let delta: Vec<f64> = moved.iter().zip(&values).map(|(m, v)| m - v).collect();
         if delta.iter().chain(&delta_b).all(|&d| d == 0.0) {
             break;
         }
-        let u = logit_change(columns, set, &delta, &delta_b);
+        logit_change(columns, set, &delta, &delta_b, u);
+        times.lap(Phase::Change);
         let mut t = 1.0f64;
         let mut accepted = None;
         for _ in 0..MAX_HALVINGS {
@@ -776,7 +941,14 @@ fn solve_restricted(
             } else {
                 values.iter().zip(&delta).map(|(v, d)| v + t * d).collect()
             };
-            let value = loss_along(&z, &u, t, y) + penalty_value(&candidate);
+            // The first trial, the full step, is usually taken: it leaves the
+            // softmax statistics of the point it tries for the next step.
+            let loss = if t == 1.0 {
+                softmax_statistics(&z, Some((u, t)), y, statistics)
+            } else {
+                loss_along(&z, u, t, y)
+            };
+            let value = loss + penalty_value(&candidate);
             // The losses carry the rounding of single-precision logit
             // changes; a smaller excess is noise, not an increase.
             if value
@@ -784,11 +956,15 @@ fn solve_restricted(
                     + ARMIJO * t * decrease.min(0.0)
                     + LOSS_NOISE * objective.abs().max(1.0)
             {
+                if t == 1.0 {
+                    ready = Some(loss);
+                }
                 accepted = Some((candidate, value));
                 break;
             }
             t *= 0.5;
         }
+        times.lap(Phase::Search);
         let Some((candidate, value)) = accepted else {
             break;
         };
@@ -805,6 +981,10 @@ fn solve_restricted(
                 .zip(change)
                 .for_each(|(zv, &uv)| *zv += t * f64::from(uv));
         }
+        times.lap(Phase::Update);
+    }
+    if trace {
+        eprintln!("  time by phase: {times}");
     }
     Ok(InnerResult {
         values,
@@ -978,6 +1158,7 @@ fn solve_within(
     let mut pull = neuron_pull(&zero_grad);
     drop(zero_grad);
     let mut held: Option<Columns> = None;
+    let mut buffers = StepBuffers::default();
     let mut reserve_size = MIN_RESERVE.min(max_neurons);
     let mut warned = false;
     let mut converged = false;
@@ -1107,6 +1288,7 @@ fn solve_within(
                 (set.gather(&w), b, z),
                 target,
                 settings.max_iter - iterations,
+                &mut buffers,
                 cx,
             )?;
             // Each Newton step reads the working set's columns over every
@@ -1165,6 +1347,7 @@ fn solve_within(
                     settings
                         .max_iter
                         .saturating_sub(iterations + inner_iterations),
+                    &mut buffers,
                     cx,
                 )?;
                 passes += inner.passes as f64;
@@ -1646,7 +1829,7 @@ mod gradient_tests {
                 / n as f64
         };
         let mut statistics = SoftmaxStatistics::default();
-        let at_z = softmax_statistics(&z, &y, &mut statistics);
+        let at_z = softmax_statistics(&z, None, &y, &mut statistics);
         let (residual, curvature) = (&statistics.residual, &statistics.curvature);
         assert!((at_z - loss(&z)).abs() < 1e-12);
         for k in 0..c {
@@ -1692,7 +1875,8 @@ mod gradient_tests {
             .map(|p| 0.05 * (p % 5) as f64 - 0.1)
             .collect();
         let delta_b: Vec<f64> = (0..c).map(|k| 0.02 * k as f64).collect();
-        let u = logit_change(&columns, &set, &delta, &delta_b);
+        let mut u = Vec::new();
+        logit_change(&columns, &set, &delta, &delta_b, &mut u);
         let mut dw = Array2::<f64>::zeros((c, d));
         set.scatter(&delta, &mut dw);
         let want = solver_x.dot(&dw.t()) + &Array1::from(delta_b.clone());
@@ -1707,5 +1891,24 @@ mod gradient_tests {
         let t = 0.7;
         let moved = &z + &(&want * t);
         assert!((loss_along(&z, &u, t, &y) - loss(&moved)).abs() < 1e-6);
+        // The statistics along a step are those of the point the step
+        // reaches, bit for bit, and their loss is the line search's.
+        let mut stepped = z.clone();
+        for (mut row, change) in stepped.rows_mut().into_iter().zip(u.chunks_exact(c)) {
+            row.iter_mut()
+                .zip(change)
+                .for_each(|(zv, &uv)| *zv += t * f64::from(uv));
+        }
+        let (mut along, mut at) = (SoftmaxStatistics::default(), SoftmaxStatistics::default());
+        let loss_on_the_way = softmax_statistics(&z, Some((&u, t)), &y, &mut along);
+        let loss_there = softmax_statistics(&stepped, None, &y, &mut at);
+        assert_eq!(loss_on_the_way.to_bits(), loss_there.to_bits());
+        assert_eq!(
+            loss_on_the_way.to_bits(),
+            loss_along(&z, &u, t, &y).to_bits()
+        );
+        assert_eq!(along.residual, at.residual);
+        assert_eq!(along.probability, at.probability);
+        assert_eq!(along.curvature, at.curvature);
     }
 }
