@@ -22,6 +22,7 @@
 # here if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/store-bench.sh
 tokens=${1:-200000}
 neurons=${2:-4096}
 limit_mib=${3:-512}
@@ -43,8 +44,7 @@ else
 fi
 trap 'rmdir "$group" 2>/dev/null; rm -rf "$work"' EXIT
 
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
-     "vector: $(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+cpu_line
 if [ -n "${SENTENCES:-}" ]; then
     root=$(pwd)
     cat > "$work/source.toml" <<TOML
@@ -81,31 +81,24 @@ fi
 "$lca" store create --quiet --dtype "$dtype" --out "$work/store" "$work/source.toml"
 bytes=$(du -sb "$work/store" | cut -f1)
 echo "store: $((bytes >> 20)) MiB ($what, $dtype); limit: $limit_mib MiB"
-cat > "$work/lca.toml" <<TOML
+{
+    cat <<TOML
 [run]
 seed = 1
 threads = $threads
 [source.big]
 type = "store"
 path = "$work/store"
-[probe.lca]
-type = "elastic_net"
-l1 = $l1
-l2 = 0.001
-[ranker.lca]
-type = "probe_weights"
-probe = "lca"
-[ranker.corr]
-type = "correlation"
-[evaluator.accuracy]
-type = "probe_accuracy"
-probes = ["lca"]
+TOML
+    analysis_toml "$l1"
+    cat <<TOML
 [evaluator.ablation]
 type = "ablation"
 rankings = ["lca", "corr"]
 probes = ["lca"]
 percent = [5]
 TOML
+} > "$work/lca.toml"
 
 # run LABEL CGROUP_OR_EMPTY: runs the recipe, sampling the anonymous memory
 # of the `lca` process every 50 ms.
@@ -117,13 +110,8 @@ run() {
     else
         "${timed[@]}" > "$work/$label.log" 2>&1 &
     fi
-    local waiter=$! peak=0 anon pid=""
-    while kill -0 "$waiter" 2>/dev/null; do
-        [ -n "$pid" ] || pid=$(pgrep -n -x lca || true)
-        anon=$([ -n "$pid" ] && awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-        [ -n "$anon" ] && [ "$anon" -gt "$peak" ] && peak=$anon
-        sleep 0.05
-    done
+    local waiter=$! peak
+    peak=$(peak_anonymous_kib "$waiter")
     wait "$waiter" || { echo "$label: lca failed"; cat "$work/$label.log"; exit 1; }
     read -r wall inputs < "$work/$label.time"
     echo "== $label: $wall s, peak anonymous memory $((peak >> 10)) MiB," \

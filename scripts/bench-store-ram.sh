@@ -17,6 +17,7 @@
 # Needs free disk for 1.3 × MemTotal. LCA=path/to/lca overrides the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/store-bench.sh
 neurons=${2:-8192}
 mem_kib=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)
 big=${1:-$(( mem_kib * 1024 / 100 * 115 / (neurons * 4) ))}
@@ -28,8 +29,7 @@ lca=$(realpath "$lca")
 work=$(mktemp -d "${TMPDIR:-/tmp}/lca-bench-ram.XXXX")
 trap 'rm -rf "$work"' EXIT
 
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
-     "vector: $(grep -o -w -E 'avx2|fma|avx512f|avx512bw|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+cpu_line
 echo "memory: $((mem_kib >> 20)) GiB; disk free: $(df -h --output=avail "$work" | tail -1)"
 
 # store NAME TOKENS: writes a planted store and its recipe.
@@ -52,26 +52,17 @@ TOML
     local bytes
     bytes=$(du -sb "$work/$name" | cut -f1)
     echo "$name store: $tokens tokens × $neurons neurons, $((bytes >> 20)) MiB, written in $((SECONDS - started)) s"
-    cat > "$work/$name.toml" <<TOML
+    {
+        cat <<TOML
 [run]
 seed = 1
 threads = $threads
 [source.big]
 type = "store"
 path = "$work/$name"
-[probe.lca]
-type = "elastic_net"
-l1 = 0.01
-l2 = 0.001
-[ranker.lca]
-type = "probe_weights"
-probe = "lca"
-[ranker.corr]
-type = "correlation"
-[evaluator.accuracy]
-type = "probe_accuracy"
-probes = ["lca"]
 TOML
+        analysis_toml 0.01
+    } > "$work/$name.toml"
 }
 
 # run NAME TOKENS: runs the recipe on store NAME, sampling the process's
@@ -80,13 +71,8 @@ run() {
     local name=$1 tokens=$2
     /usr/bin/time -f "%e %I %M" -o "$work/$name.time" \
         "$lca" run --out "$work/out-$name" "$work/$name.toml" > "$work/$name.log" 2>&1 &
-    local waiter=$! peak=0 anon pid=""
-    while kill -0 "$waiter" 2>/dev/null; do
-        [ -n "$pid" ] || pid=$(pgrep -n -x lca || true)
-        anon=$([ -n "$pid" ] && awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-        [ -n "$anon" ] && [ "$anon" -gt "$peak" ] && peak=$anon
-        sleep 0.05
-    done
+    local waiter=$! peak
+    peak=$(peak_anonymous_kib "$waiter")
     wait "$waiter" || { echo "$name: lca failed"; cat "$work/$name.log"; exit 1; }
     local wall inputs rss bytes
     read -r wall inputs rss < "$work/$name.time"

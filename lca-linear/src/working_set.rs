@@ -1015,13 +1015,14 @@ fn neuron_pull(grad: &Array2<f64>) -> Vec<f64> {
 /// `held` already: every neuron with a nonzero weight (they stay in the
 /// next set), then the `size` strongest pulls, in ascending order.
 fn reserve_neurons(w: &Array2<f64>, pull: &[f64], held: &[usize], size: usize) -> Vec<usize> {
-    let is_held = |j: &usize| held.binary_search(j).is_ok();
-    let mut reserve: Vec<usize> = (0..w.ncols())
-        .filter(|&j| !is_held(&j) && w.column(j).iter().any(|&v| v != 0.0))
-        .collect();
-    let mut others: Vec<usize> = (0..w.ncols())
-        .filter(|&j| !is_held(&j) && w.column(j).iter().all(|&v| v == 0.0) && pull[j] > 0.0)
-        .collect();
+    let (mut reserve, mut others) = (Vec::new(), Vec::new());
+    for j in (0..w.ncols()).filter(|j| held.binary_search(j).is_err()) {
+        if w.column(j).iter().any(|&v| v != 0.0) {
+            reserve.push(j);
+        } else if pull[j] > 0.0 {
+            others.push(j);
+        }
+    }
     let take = size.min(others.len());
     if take > 0 && take < others.len() {
         // Strongest first, ties by position, so the reserve is the same on
@@ -1237,19 +1238,21 @@ fn solve_within(
         if set.neurons.len() <= max_neurons {
             // The set's columns: from the last set's and the reserve's where
             // they have them, from the data (a pass) for the rest.
-            let previous: std::collections::HashSet<usize> = held
-                .as_ref()
-                .map_or(&[][..], Columns::neurons)
+            let previous = held.as_ref().map_or(&[][..], Columns::neurons);
+            let joined = set
+                .neurons
                 .iter()
-                .copied()
-                .collect();
-            let joined = set.neurons.iter().filter(|j| !previous.contains(j)).count();
-            let from_reserve = reserved.as_ref().map_or(0, |r| {
-                r.neurons()
+                .filter(|j| previous.binary_search(j).is_err())
+                .count();
+            // Only the trace reports how many came from the reserve.
+            let from_reserve = match &reserved {
+                Some(r) if trace => r
+                    .neurons()
                     .iter()
                     .filter(|j| set.neurons.binary_search(j).is_ok())
-                    .count()
-            });
+                    .count(),
+                _ => 0,
+            };
             // Columns are copied from the last set's only while both fit in
             // the budget; otherwise those are let go first and the set is
             // read whole.
@@ -1267,9 +1270,10 @@ fn solve_within(
             }
             if trace {
                 eprintln!(
-                    "working set {outer}: {} pairs on {} neurons, {joined} new, {from_reserve} of them from the reserve of {reserve_size}{}, {:.3} s",
+                    "working set {outer}: {} pairs on {} neurons, {joined} new, {} of them from the reserve of {reserve_size}{}, {:.3} s",
                     set.len(),
                     set.neurons.len(),
+                    from_reserve,
                     if read { ", the rest read" } else { "" },
                     started.elapsed().as_secs_f64()
                 );

@@ -14,7 +14,6 @@
 //! `f32`, so the columns (and the solver's path) are the same bits whichever
 //! route gave them.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -80,9 +79,10 @@ impl Columns {
     }
 
     /// The columns of `neurons` over `rows` rows: copied from `held` where
-    /// one of them has the neuron, and read from `x` (one pass, only for
-    /// the rest) otherwise. `held` is consumed so its memory is given back
-    /// before any pass. The second value says whether a pass was made.
+    /// one of them has the neuron (the first that has it), and read from
+    /// `x` (one pass, only for the rest) otherwise. `held` is consumed so
+    /// its memory is given back before any pass. The second value says
+    /// whether a pass was made. Every list of neurons is in ascending order.
     pub(super) fn assemble(
         x: &impl RowBlocks,
         scaling: &Scaling,
@@ -90,18 +90,25 @@ impl Columns {
         held: Vec<Columns>,
     ) -> (Columns, bool) {
         let rows = x.shape().0;
-        let mut at: HashMap<usize, (usize, usize)> = HashMap::new();
-        for (h, columns) in held.iter().enumerate() {
-            debug_assert_eq!(columns.rows, rows);
-            for (i, &j) in columns.neurons.iter().enumerate() {
-                at.entry(j).or_insert((h, i));
-            }
-        }
+        debug_assert!(neurons.is_sorted());
+        debug_assert!(held.iter().all(|h| h.rows == rows && h.neurons.is_sorted()));
         let mut data = vec![0.0f32; neurons.len() * rows];
         let mut missing = Vec::new();
+        // One cursor per held list, moved forward as `neurons` ascend.
+        let mut cursors = vec![0usize; held.len()];
         for (out, &j) in data.chunks_exact_mut(rows.max(1)).zip(neurons) {
-            match at.get(&j) {
-                Some(&(h, i)) => out.copy_from_slice(held[h].column(i)),
+            let mut found = None;
+            for (columns, cursor) in held.iter().zip(&mut cursors) {
+                let listed = &columns.neurons;
+                while *cursor < listed.len() && listed[*cursor] < j {
+                    *cursor += 1;
+                }
+                if found.is_none() && listed.get(*cursor) == Some(&j) {
+                    found = Some(columns.column(*cursor));
+                }
+            }
+            match found {
+                Some(column) => out.copy_from_slice(column),
                 None => missing.push(j),
             }
         }
