@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::rng::{Rng, derive_seed};
@@ -109,6 +108,15 @@ impl RunContext {
         }
     }
 
+    /// The same context (seed, step, progress) with `threads` workers, for
+    /// work run side by side with other work of the same step.
+    pub fn with_threads(&self, threads: usize) -> Self {
+        RunContext {
+            threads: threads.clamp(1, MAX_THREADS),
+            ..self.clone()
+        }
+    }
+
     /// The same context reporting progress to `sink`.
     pub fn with_progress(mut self, sink: Arc<dyn Progress>) -> Self {
         self.progress = ProgressSlot(Some(sink));
@@ -192,15 +200,16 @@ impl RunContext {
     /// probe, which calls back into a plugin). A nested call arrives on a
     /// thread this copy of rayon does not know, while the workers of the outer
     /// pool are blocked waiting for it; queueing it on that pool would
-    /// deadlock. So every call made while another is active gets a pool of its
-    /// own nesting depth.
+    /// deadlock. Calls can also run side by side (an evaluator's refits on
+    /// threads of their own), where sharing a pool would make one wait for
+    /// the other. So every call holds a pool of its own while it runs: the
+    /// first one of its thread count that no other call holds.
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
         if rayon::current_thread_index().is_some() && rayon::current_num_threads() == self.threads {
             return work();
         }
-        let depth = ACTIVE_INSTALLS.fetch_add(1, Ordering::SeqCst);
-        let _active = ActiveInstall;
-        pool(self.threads, depth).install(work)
+        let held = HeldPool::take(self.threads);
+        held.pool.install(work)
     }
 }
 
@@ -216,28 +225,50 @@ fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Installs in progress in this copy of the library.
-static ACTIVE_INSTALLS: AtomicUsize = AtomicUsize::new(0);
+/// The pools (thread count, slot) held by a call of [`RunContext::install`]
+/// in this copy of the library.
+static HELD: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
-struct ActiveInstall;
+/// A pool one call holds while it runs; given back when dropped.
+struct HeldPool {
+    key: (usize, usize),
+    pool: Arc<rayon::ThreadPool>,
+}
 
-impl Drop for ActiveInstall {
-    fn drop(&mut self) {
-        ACTIVE_INSTALLS.fetch_sub(1, Ordering::SeqCst);
+impl HeldPool {
+    /// The first pool of `threads` workers that no call holds.
+    fn take(threads: usize) -> HeldPool {
+        let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slot = (0..)
+            .find(|&slot| !held.contains(&(threads, slot)))
+            .expect("a free slot");
+        held.push((threads, slot));
+        drop(held);
+        HeldPool {
+            key: (threads, slot),
+            pool: pool(threads, slot),
+        }
     }
 }
 
-/// Pools by (thread count, nesting depth).
+impl Drop for HeldPool {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.retain(|&key| key != self.key);
+    }
+}
+
+/// Pools by (thread count, slot).
 type PoolCache = Mutex<HashMap<(usize, usize), Arc<rayon::ThreadPool>>>;
 
-fn pool(threads: usize, depth: usize) -> Arc<rayon::ThreadPool> {
+fn pool(threads: usize, slot: usize) -> Arc<rayon::ThreadPool> {
     static POOLS: OnceLock<PoolCache> = OnceLock::new();
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     pools
-        .entry((threads, depth))
+        .entry((threads, slot))
         .or_insert_with(|| {
             Arc::new(
                 rayon::ThreadPoolBuilder::new()
@@ -266,6 +297,35 @@ mod tests {
             cx.for_step("ranker.b").seed()
         );
         assert_eq!(cx.for_step("ranker.a").step(), "ranker.a");
+    }
+
+    #[test]
+    fn calls_side_by_side_hold_pools_of_their_own() {
+        // Two calls of one thread each, on threads of their own, each waiting
+        // inside its pool for the other: on a shared pool the second would
+        // wait for the first to end, which waits for the second.
+        let cx = &RunContext::new(0, 1);
+        let (a_sends, b_receives) = std::sync::mpsc::channel::<()>();
+        let (b_sends, a_receives) = std::sync::mpsc::channel::<()>();
+        let wait = std::time::Duration::from_secs(20);
+        std::thread::scope(|scope| {
+            let a = scope.spawn(move || {
+                cx.install(move || {
+                    a_sends.send(()).unwrap();
+                    a_receives.recv_timeout(wait).is_ok()
+                })
+            });
+            let b = scope.spawn(move || {
+                cx.install(move || {
+                    b_sends.send(()).unwrap();
+                    b_receives.recv_timeout(wait).is_ok()
+                })
+            });
+            assert!(
+                a.join().unwrap() && b.join().unwrap(),
+                "the calls shared a pool"
+            );
+        });
     }
 
     #[test]

@@ -148,6 +148,70 @@ pub(crate) fn retrain_accuracy(
     probe_accuracy(probe.as_ref(), &subset, split)
 }
 
+/// Runs `work` on every item and returns the results in item order, up to
+/// `cx.threads()` items at a time, each on a context of one thread, when
+/// that many items' working memory (`bytes_each`) fits in half the memory
+/// available; one at a time on `cx` otherwise.
+///
+/// For an evaluator's independent refits: a refit on a few hundred neurons
+/// gains little from a second thread inside it (the solver's threads meet
+/// after every coordinate), while refits side by side keep every core busy.
+/// The solvers give the same result at any thread count, so the results do
+/// not depend on how the items are shared out. The first error, in item
+/// order, is returned; items not yet started then are not started.
+pub(crate) fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    bytes_each: u64,
+    cx: &RunContext,
+    work: impl Fn(&T, &RunContext) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let workers = cx.threads().min(items.len());
+    let fits = lca_core::memory::available_bytes()
+        .is_none_or(|free| bytes_each.saturating_mul(workers as u64) <= free / 2);
+    if workers <= 1 || !fits {
+        return items.iter().map(|item| work(item, cx)).collect();
+    }
+    let single = cx.with_threads(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let slots: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                use std::sync::atomic::Ordering;
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = work(item, &single);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    let mut results = Vec::with_capacity(items.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(result) => results.push(result?),
+            // Only after an earlier item failed, whose error the loop has
+            // returned already; kept for completeness.
+            None => return Err(Error::Cancelled),
+        }
+    }
+    Ok(results)
+}
+
+/// Working memory of a refit on `neurons` neurons of `data`: the subset's
+/// copy and the solver's columns and per-row state, with room to spare.
+pub(crate) fn refit_bytes(data: &Dataset<'_>, neurons: usize) -> u64 {
+    let rows = data.n_rows() as u64;
+    let per_row = 4 * 3 * neurons as u64 + 48 * data.n_classes() as u64;
+    rows.saturating_mul(per_row)
+}
+
 /// Accuracy of a trained probe when every neuron except `keep` is set to zero.
 pub(crate) fn zeroed_accuracy(
     probe: &dyn TrainedProbe,
@@ -253,5 +317,59 @@ impl KeepMode {
                 cx,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_by_side_keeps_item_order_and_runs_each_item_on_one_thread() {
+        let items: Vec<usize> = (0..37).collect();
+        for threads in [1, 2, 5] {
+            let cx = RunContext::new(7, threads);
+            let results = side_by_side(&items, 1, &cx, |&i, cx| {
+                let inner = cx.install(rayon::current_num_threads);
+                Ok((i * i, cx.threads(), inner, cx.seed()))
+            })
+            .unwrap();
+            let squares: Vec<usize> = results.iter().map(|r| r.0).collect();
+            assert_eq!(squares, items.iter().map(|i| i * i).collect::<Vec<_>>());
+            let side = cx.threads() > 1;
+            for &(_, given, inner, seed) in &results {
+                assert_eq!(given, if side { 1 } else { cx.threads() });
+                assert_eq!(inner, given);
+                assert_eq!(seed, cx.seed(), "the step's seed is kept");
+            }
+        }
+    }
+
+    #[test]
+    fn side_by_side_returns_the_first_error_in_item_order() {
+        let items: Vec<usize> = (0..20).collect();
+        let cx = RunContext::new(1, 2);
+        let outcome = side_by_side(&items, 1, &cx, |&i, _| {
+            if i == 3 || i == 11 {
+                Err(Error::input(format!("item {i}")))
+            } else {
+                Ok(i)
+            }
+        });
+        let message = outcome.unwrap_err().to_string();
+        assert!(message.contains("item 3"), "{message}");
+    }
+
+    #[test]
+    fn side_by_side_runs_one_at_a_time_when_the_memory_would_not_hold_them() {
+        let items = [0, 1, 2];
+        let cx = RunContext::new(1, 2);
+        let given = side_by_side(&items, u64::MAX / 2, &cx, |_, cx| Ok(cx.threads())).unwrap();
+        let expect = if lca_core::memory::available_bytes().is_some() {
+            2
+        } else {
+            1
+        };
+        assert_eq!(given, vec![expect; 3]);
     }
 }

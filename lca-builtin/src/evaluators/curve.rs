@@ -9,7 +9,8 @@
 //! ```
 
 use super::common::{
-    KeepMode, MeasuredOn, mean_sd, probe_accuracy, random_columns, require_split, top,
+    KeepMode, MeasuredOn, mean_sd, probe_accuracy, random_columns, refit_bytes, require_split,
+    side_by_side, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
@@ -97,12 +98,31 @@ impl Evaluator for AccuracyCurve {
             let all = probe_accuracy(probe.trained.as_ref(), data, self.split)?;
             e.metrics.insert(format!("accuracy_all.{}", probe.id), all);
             for &mode in &self.modes {
-                let score = |cols: &[usize]| mode.score(probe, data, cols, self.split, cx);
+                // Every point of every curve, scored side by side: the top
+                // neurons of each ranking, then the random draws.
+                let mut subsets: Vec<Vec<usize>> = Vec::new();
+                for ranking in &input.rankings {
+                    subsets.extend(ks.iter().map(|&k| top(ranking.ranking.order(), k)));
+                }
+                for &k in &ks {
+                    for r in 0..self.repeats {
+                        let mut rng = cx.rng_for(&format!("random/{k}/{r}"));
+                        subsets.push(random_columns(&mut rng, n, k));
+                    }
+                }
+                let largest = ks.iter().copied().max().unwrap_or(0);
+                let bytes = match mode {
+                    KeepMode::Retrain => refit_bytes(data, largest),
+                    KeepMode::ZeroOut => 0,
+                };
+                let scores = side_by_side(&subsets, bytes, cx, |cols, cx| {
+                    mode.score(probe, data, cols, self.split, cx)
+                })?;
+                let mut scores = scores.into_iter();
                 let mut series = Vec::new();
                 for ranking in &input.rankings {
                     let mut points = Vec::with_capacity(ks.len());
-                    for &k in &ks {
-                        let acc = score(&top(ranking.ranking.order(), k))?;
+                    for (&k, acc) in ks.iter().zip(scores.by_ref()) {
                         table.push(vec![
                             Cell::from(probe.id.as_str()),
                             Cell::from(mode.as_str()),
@@ -124,11 +144,7 @@ impl Evaluator for AccuracyCurve {
                 if self.repeats > 0 {
                     let mut points = Vec::with_capacity(ks.len());
                     for &k in &ks {
-                        let mut draws = Vec::with_capacity(self.repeats);
-                        for r in 0..self.repeats {
-                            let mut rng = cx.rng_for(&format!("random/{k}/{r}"));
-                            draws.push(score(&random_columns(&mut rng, n, k))?);
-                        }
+                        let draws: Vec<f64> = scores.by_ref().take(self.repeats).collect();
                         let (mean, sd) = mean_sd(&draws);
                         table.push(vec![
                             Cell::from(probe.id.as_str()),

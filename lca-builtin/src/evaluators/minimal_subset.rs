@@ -1,9 +1,14 @@
 //! `minimal_subset`: the fewest top-ranked neurons that recover the probe.
 
-use super::common::{StartFrom, majority_accuracy, probe_accuracy, require_split, retrain, top};
-use lca_core::component::{Component, EvalInput, Evaluator, TrainedProbe};
+use super::common::{
+    StartFrom, majority_accuracy, probe_accuracy, refit_bytes, require_split, retrain,
+    side_by_side, top,
+};
+use lca_core::component::{
+    Component, EvalInput, Evaluator, NamedRanking, ProbeInput, TrainedProbe,
+};
 use lca_core::context::RunContext;
-use lca_core::data::{Cell, Evaluation, Split, Table};
+use lca_core::data::{Cell, Dataset, Evaluation, Split, Table};
 use lca_core::error::Result;
 use lca_core::params::Params as _;
 use lca_core::registry::{ComponentInfo, ComponentKind, Descriptor, Inputs, Need, applied};
@@ -79,6 +84,54 @@ pub struct MinimalSubset {
     report_on: Split,
 }
 
+/// The sizes one search tried, each with its accuracy on the selection
+/// split and whether it met the target; then the size found, with its
+/// accuracy on the selection and report splits.
+type SearchPath = (Vec<(usize, f64, bool)>, Option<(usize, f64, f64)>);
+
+impl MinimalSubset {
+    /// The search along the grid for one ranking and probe.
+    fn search(
+        &self,
+        probe: &ProbeInput,
+        ranking: &NamedRanking<'_>,
+        data: &Dataset<'_>,
+        target: f64,
+        cx: &RunContext,
+    ) -> Result<SearchPath> {
+        let n = data.n_neurons();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut path = Vec::new();
+        // Each size starts from the previous size's probe: the top sets are
+        // nested, so only the new neurons start at zero.
+        let mut previous: Option<(Vec<usize>, Box<dyn TrainedProbe>)> = None;
+        for &q in &self.grid {
+            let k = ((q / 100.0 * n as f64).floor() as usize).min(n);
+            if k == 0 || tried.contains(&k) {
+                continue;
+            }
+            tried.push(k);
+            let columns = top(ranking.ranking.order(), k);
+            let start = previous.as_ref().map(|(seen, trained)| StartFrom {
+                probe: trained.as_ref(),
+                columns: Some(seen),
+            });
+            let (subset, trained) = retrain(probe.spec.as_ref(), data, &columns, start, cx)?;
+            // One fit scores both splits: the selection split decides, the
+            // report split is what the table reports.
+            let acc = probe_accuracy(trained.as_ref(), &subset, self.select_on)?;
+            let meets = acc > target;
+            path.push((k, acc, meets));
+            if meets {
+                let reported = probe_accuracy(trained.as_ref(), &subset, self.report_on)?;
+                return Ok((path, Some((k, acc, reported))));
+            }
+            previous = Some((columns, trained));
+        }
+        Ok((path, None))
+    }
+}
+
 impl Evaluator for MinimalSubset {
     fn evaluate(&self, input: &EvalInput<'_>, cx: &RunContext) -> Result<Evaluation> {
         let data = input.data;
@@ -128,31 +181,24 @@ impl Evaluator for MinimalSubset {
                 ));
                 continue;
             }
-            for ranking in &input.rankings {
-                let mut tried = Vec::new();
-                let mut found = None;
-                // Each size starts from the previous size's probe: the top
-                // sets are nested, so only the new neurons start at zero.
-                let mut previous: Option<(Vec<usize>, Box<dyn TrainedProbe>)> = None;
-                for &q in &self.grid {
-                    let k = ((q / 100.0 * n as f64).floor() as usize).min(n);
-                    if k == 0 || tried.contains(&k) {
-                        continue;
-                    }
-                    tried.push(k);
-                    let columns = top(ranking.ranking.order(), k);
-                    let start = previous.as_ref().map(|(seen, trained)| StartFrom {
-                        probe: trained.as_ref(),
-                        columns: Some(seen),
-                    });
-                    let (subset, trained) =
-                        retrain(probe.spec.as_ref(), data, &columns, start, cx)?;
-                    // One fit scores both splits: the selection split decides,
-                    // the report split is what the table reports.
-                    let acc = probe_accuracy(trained.as_ref(), &subset, self.select_on)?;
-                    let reported = probe_accuracy(trained.as_ref(), &subset, self.report_on)?;
-                    previous = Some((columns, trained));
-                    let meets = acc > target;
+            // Each ranking's search is sequential (each size starts from the
+            // previous size's probe, and the search stops at the first size
+            // that meets the target); the rankings' searches run side by
+            // side.
+            let largest = self
+                .grid
+                .iter()
+                .map(|&q| ((q / 100.0 * n as f64).floor() as usize).min(n))
+                .max()
+                .unwrap_or(0);
+            let searches = side_by_side(
+                &input.rankings,
+                refit_bytes(data, largest),
+                cx,
+                |ranking, cx| self.search(probe, ranking, data, target, cx),
+            )?;
+            for (ranking, (path, found)) in input.rankings.iter().zip(searches) {
+                for (k, acc, meets) in path {
                     search.push(vec![
                         Cell::from(ranking.id),
                         Cell::from(probe.id.as_str()),
@@ -161,10 +207,6 @@ impl Evaluator for MinimalSubset {
                         acc.into(),
                         Cell::from(if meets { "yes" } else { "no" }),
                     ]);
-                    if meets {
-                        found = Some((k, acc, reported));
-                        break;
-                    }
                 }
                 let key = format!("{}.{}", ranking.id, probe.id);
                 match found {

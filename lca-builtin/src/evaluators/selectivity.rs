@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use super::common::{
-    MeasuredOn, StartFrom, count_for_percent, probe_accuracy, require_split, retrain_accuracy, top,
+    MeasuredOn, StartFrom, count_for_percent, probe_accuracy, refit_bytes, require_split,
+    retrain_accuracy, side_by_side, top,
 };
 use lca_core::component::{Component, EvalInput, Evaluator};
 use lca_core::context::RunContext;
@@ -187,9 +188,10 @@ impl Evaluator for Selectivity {
             ]);
             e.metrics
                 .insert(format!("selectivity.{}.all", probe.id), task - control_acc);
-            for ranking in &input.rankings {
+            // Each retrain starts from its task's probe on all neurons; the
+            // rankings' retrains run side by side.
+            let scores = side_by_side(&input.rankings, refit_bytes(data, k), cx, |ranking, cx| {
                 let columns = top(ranking.ranking.order(), k);
-                // Each retrain starts from its task's probe on all neurons.
                 let task = retrain_accuracy(
                     probe.spec.as_ref(),
                     data,
@@ -206,6 +208,9 @@ impl Evaluator for Selectivity {
                     Some(StartFrom::all(control_probe.as_ref())),
                     cx,
                 )?;
+                Ok((task, control_acc))
+            })?;
+            for (ranking, (task, control_acc)) in input.rankings.iter().zip(scores) {
                 table.push(vec![
                     Cell::from(probe.id.as_str()),
                     Cell::from(format!("top {}% of `{}`", self.percent, ranking.id)),
