@@ -431,9 +431,10 @@ fn next_working_set(w: &Array2<f64>, violation: &Array2<f64>, penalty: &Penalty)
     WorkingSet::from_pairs(pairs)
 }
 
-/// The per-row arrays of a Newton step, kept from step to step and from
-/// set to set so their pages are not faulted in again (each is as large as
-/// the logits).
+/// The per-row arrays of a Newton step, kept from step to step so their
+/// pages are not faulted in again (each is as large as the logits). They
+/// are let go between working sets, so they do not add to the check's peak
+/// memory.
 #[derive(Default)]
 struct StepBuffers {
     statistics: SoftmaxStatistics,
@@ -808,7 +809,6 @@ fn solve_restricted(
     (mut values, mut b, mut z): (Vec<f64>, Array1<f64>, Array2<f64>),
     target: f64,
     budget: usize,
-    buffers: &mut StepBuffers,
     cx: &RunContext,
 ) -> Result<InnerResult> {
     debug_assert_eq!(columns.neurons(), &set.neurons[..]);
@@ -828,10 +828,11 @@ fn solve_restricted(
     let trace = std::env::var_os("LCA_TRACE_SOLVER").is_some();
     let started = std::time::Instant::now();
     let mut last_t = 0.0;
+    let mut buffers = StepBuffers::default();
     let StepBuffers {
         statistics,
         change: u,
-    } = buffers;
+    } = &mut buffers;
     // The loss at `z` when `statistics` already hold its softmax (the line
     // search computed them with its first trial, which was accepted).
     let mut ready: Option<f64> = None;
@@ -1159,7 +1160,6 @@ fn solve_within(
     let mut pull = neuron_pull(&zero_grad);
     drop(zero_grad);
     let mut held: Option<Columns> = None;
-    let mut buffers = StepBuffers::default();
     let mut reserve_size = MIN_RESERVE.min(max_neurons);
     let mut warned = false;
     let mut converged = false;
@@ -1292,7 +1292,6 @@ fn solve_within(
                 (set.gather(&w), b, z),
                 target,
                 settings.max_iter - iterations,
-                &mut buffers,
                 cx,
             )?;
             // Each Newton step reads the working set's columns over every
@@ -1351,7 +1350,6 @@ fn solve_within(
                     settings
                         .max_iter
                         .saturating_sub(iterations + inner_iterations),
-                    &mut buffers,
                     cx,
                 )?;
                 passes += inner.passes as f64;
