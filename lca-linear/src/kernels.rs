@@ -379,16 +379,50 @@ mod avx2 {
         grad: &mut [f32],
         upcoming: &[f32],
     ) {
+        let tiles = (d / LANES).div_ceil(2);
+        for_each_group(
+            p,
+            x,
+            d,
+            c,
+            grad,
+            upcoming,
+            tiles,
+            |rows, first, k, grad, prefetch| match k {
+                1 => gradient_group::<1>(p, x, d, c, first, rows, grad, prefetch, 0),
+                2 => gradient_group::<2>(p, x, d, c, first, rows, grad, prefetch, 0),
+                3 => gradient_group::<3>(p, x, d, c, first, rows, grad, prefetch, 0),
+                4 => gradient_group::<4>(p, x, d, c, first, rows, grad, prefetch, 0),
+                5 => gradient_group::<5>(p, x, d, c, first, rows, grad, prefetch, 0),
+                _ => gradient_group::<6>(p, x, d, c, first, rows, grad, prefetch, 0),
+            },
+        );
+    }
+
+    /// What every build of the gradient does around its tiles: checks the
+    /// slices, splits the classes into groups and spreads the prefetches of
+    /// `upcoming` evenly over `tiles` tiles per group; then runs
+    /// `group(rows, first class, classes, grad, prefetch)` on each group.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn for_each_group<'a>(
+        p: &[f32],
+        x: &[f32],
+        d: usize,
+        c: usize,
+        grad: &mut [f32],
+        upcoming: &'a [f32],
+        tiles: usize,
+        mut group: impl FnMut(usize, usize, usize, &mut [f32], Prefetch<'a, '_>),
+    ) {
         let rows = x.len().checked_div(d).unwrap_or(0);
         assert!(
             x.len() >= rows * d && p.len() >= rows * c && grad.len() >= c * d,
             "kernel slices too short"
         );
         let groups: Vec<(usize, usize)> = class_groups(c).collect();
-        // Spread the prefetches of `upcoming` evenly over the work.
         let lines = upcoming.len().div_ceil(16);
-        let tiles = (d / LANES).div_ceil(2).max(1) * groups.len();
-        let per_tile = lines.div_ceil(tiles);
+        let per_tile = lines.div_ceil(tiles.max(1) * groups.len());
         let mut fetched = 0usize;
         for (first, k) in groups {
             let prefetch = Prefetch {
@@ -396,14 +430,7 @@ mod avx2 {
                 per_tile,
                 next_line: &mut fetched,
             };
-            match k {
-                1 => gradient_group::<1>(p, x, d, c, first, rows, grad, prefetch, 0),
-                2 => gradient_group::<2>(p, x, d, c, first, rows, grad, prefetch, 0),
-                3 => gradient_group::<3>(p, x, d, c, first, rows, grad, prefetch, 0),
-                4 => gradient_group::<4>(p, x, d, c, first, rows, grad, prefetch, 0),
-                5 => gradient_group::<5>(p, x, d, c, first, rows, grad, prefetch, 0),
-                _ => gradient_group::<6>(p, x, d, c, first, rows, grad, prefetch, 0),
-            }
+            group(rows, first, k, grad, prefetch);
         }
     }
 
@@ -516,8 +543,7 @@ mod avx512 {
 
     use std::arch::x86_64::*;
 
-    use super::avx2::{Prefetch, gradient_group as narrow_group};
-    use super::class_groups;
+    use super::avx2::{Prefetch, for_each_group, gradient_group as narrow_group};
 
     /// Columns per tile: four 16-lane registers per class, so six classes
     /// take 24 of the 32 registers.
@@ -532,31 +558,24 @@ mod avx512 {
         grad: &mut [f32],
         upcoming: &[f32],
     ) {
-        let rows = x.len().checked_div(d).unwrap_or(0);
-        assert!(
-            x.len() >= rows * d && p.len() >= rows * c && grad.len() >= c * d,
-            "kernel slices too short"
-        );
-        let groups: Vec<(usize, usize)> = class_groups(c).collect();
-        let lines = upcoming.len().div_ceil(16);
-        let tiles = (d / WIDE + (d % WIDE).div_ceil(16)).max(1) * groups.len();
-        let per_tile = lines.div_ceil(tiles);
-        let mut fetched = 0usize;
-        for (first, k) in groups {
-            let prefetch = Prefetch {
-                data: upcoming,
-                per_tile,
-                next_line: &mut fetched,
-            };
-            match k {
+        let tiles = d / WIDE + (d % WIDE).div_ceil(16);
+        for_each_group(
+            p,
+            x,
+            d,
+            c,
+            grad,
+            upcoming,
+            tiles,
+            |rows, first, k, grad, prefetch| match k {
                 1 => group::<1>(p, x, d, c, first, rows, grad, prefetch),
                 2 => group::<2>(p, x, d, c, first, rows, grad, prefetch),
                 3 => group::<3>(p, x, d, c, first, rows, grad, prefetch),
                 4 => group::<4>(p, x, d, c, first, rows, grad, prefetch),
                 5 => group::<5>(p, x, d, c, first, rows, grad, prefetch),
                 _ => group::<6>(p, x, d, c, first, rows, grad, prefetch),
-            }
-        }
+            },
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
