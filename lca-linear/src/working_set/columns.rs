@@ -211,9 +211,14 @@ impl<'a> ColumnSink<'a> {
         let chunk = first / CHUNK_ROWS;
         let offset = first - chunk * CHUNK_ROWS;
         let mut pieces = self.pieces[chunk].lock().expect("one chunk per thread");
-        for (r, row) in values.chunks_exact(width).enumerate() {
-            for (i, (piece, &j)) in pieces.iter_mut().zip(self.neurons).enumerate() {
-                piece[offset + r] = self.transform.apply(i, row[j]);
+        let rows = values.len() / width;
+        // A neuron at a time: its rows are one short contiguous run of its
+        // column (a cache line for the check's blocks of 16 rows), read down
+        // the block's rows, which stay in cache for the next neuron.
+        for (i, (piece, &j)) in pieces.iter_mut().zip(self.neurons).enumerate() {
+            let out = &mut piece[offset..offset + rows];
+            for (o, &value) in out.iter_mut().zip(values[j..].iter().step_by(width)) {
+                *o = self.transform.apply(i, value);
             }
         }
     }
