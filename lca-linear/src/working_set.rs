@@ -443,15 +443,13 @@ struct StepBuffers {
 }
 
 /// Class-major (`[k·n + r]`) statistics of the softmax at the current
-/// logits.
+/// logits: the probabilities `p`. Whoever needs the residuals `p − 1[y = k]`
+/// or the curvatures `p (1 − p)` derives them from `p` a tile or a class at
+/// a time: writing them out too would triple the bytes written per step,
+/// and those writes were most of the statistics' time.
 #[derive(Default)]
 struct SoftmaxStatistics {
-    /// `p − 1[y = k]`.
-    residual: Vec<f32>,
-    /// `p`.
     probability: Vec<f32>,
-    /// `p (1 − p)`.
-    curvature: Vec<f32>,
 }
 
 /// Rows per tile of the softmax passes: small enough that a tile's logits
@@ -503,31 +501,18 @@ fn softmax_statistics(
     out: &mut SoftmaxStatistics,
 ) -> f64 {
     let (n, c) = z.dim();
-    for buffer in [&mut out.residual, &mut out.probability, &mut out.curvature] {
-        buffer.resize(n * c, 0.0);
-    }
+    out.probability.resize(n * c, 0.0);
     if n == 0 || c == 0 {
         return 0.0;
     }
     // Each chunk of rows writes its part of every class's run of the
-    // class-major outputs, in place.
-    type Piece<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32]);
-    let mut pieces: Vec<Vec<Piece<'_>>> = (0..n.div_ceil(CHUNK_ROWS))
+    // class-major probabilities, in place.
+    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
         .map(|_| Vec::with_capacity(c))
         .collect();
-    for ((residual, probability), curvature) in out
-        .residual
-        .chunks_exact_mut(n)
-        .zip(out.probability.chunks_exact_mut(n))
-        .zip(out.curvature.chunks_exact_mut(n))
-    {
-        for (chunk, piece) in residual
-            .chunks_mut(CHUNK_ROWS)
-            .zip(probability.chunks_mut(CHUNK_ROWS))
-            .zip(curvature.chunks_mut(CHUNK_ROWS))
-            .enumerate()
-        {
-            pieces[chunk].push((piece.0.0, piece.0.1, piece.1));
+    for probability in out.probability.chunks_exact_mut(n) {
+        for (chunk, piece) in probability.chunks_mut(CHUNK_ROWS).enumerate() {
+            pieces[chunk].push(piece);
         }
     }
     let losses: Vec<f64> = pieces
@@ -554,24 +539,12 @@ fn softmax_statistics(
                         };
                         loss += l - logit;
                     }
-                    let m = lse.len();
-                    let (at, labels) = (first - start, &y[first..first + m]);
-                    for (k, (residual, probability, curvature)) in classes.iter_mut().enumerate() {
+                    let (m, at) = (lse.len(), first - start);
+                    for (k, probability) in classes.iter_mut().enumerate() {
                         let p_k = &tile[k * SOFTMAX_TILE..k * SOFTMAX_TILE + m];
-                        let outputs = residual[at..at + m]
-                            .iter_mut()
-                            .zip(&mut probability[at..at + m])
-                            .zip(&mut curvature[at..at + m]);
-                        for (((residual, probability), curvature), &p) in outputs.zip(p_k) {
-                            *residual = p as f32;
-                            *probability = p as f32;
-                            *curvature = (p * (1.0 - p)) as f32;
+                        for (out, &p) in probability[at..at + m].iter_mut().zip(p_k) {
+                            *out = p as f32;
                         }
-                    }
-                    // The residual is p − 1 at each row's own class.
-                    for (t, &label) in labels.iter().enumerate() {
-                        let k = label as usize;
-                        classes[k].0[at + t] = (tile[k * SOFTMAX_TILE + t] - 1.0) as f32;
                     }
                 },
             );
@@ -630,33 +603,40 @@ fn loss_along(z: &Array2<f64>, u: &[f32], t: f64, y: &[u32]) -> f64 {
 }
 
 /// The data term's gradient at every working-set pair and every bias, from
-/// the class-major residuals. Rows go in fixed tiles whose partial sums are
-/// added in order, so the result does not depend on the thread count.
+/// the class-major probabilities: each tile of rows forms its residuals
+/// `p − 1[y = k]` and takes their products with the columns. Rows go in
+/// fixed tiles whose partial sums are added in order, so the result does
+/// not depend on the thread count.
 fn pair_gradients(
     columns: &Columns,
     set: &WorkingSet,
-    residual: &[f32],
+    probability: &[f32],
+    y: &[u32],
     c: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = columns.rows;
     let mut grad = vec![0.0f64; set.len()];
     let mut grad_b = vec![0.0f64; c];
     let tile = |start: usize, end: usize| {
+        let rows = end - start;
+        let mut residual = vec![0.0f32; c * rows];
+        for (k, out) in residual.chunks_exact_mut(rows.max(1)).enumerate() {
+            out.copy_from_slice(&probability[k * n + start..k * n + end]);
+        }
+        for (r, &label) in y[start..end].iter().enumerate() {
+            residual[label as usize * rows + r] -= 1.0;
+        }
         let mut grad = vec![0.0f64; set.len()];
         for (i, _) in set.neurons.iter().enumerate() {
             let column = &columns.column(i)[start..end];
             for p in set.pairs_of(i) {
                 let k = set.classes[p];
-                grad[p] = f64::from(kernels::dot(column, &residual[k * n + start..k * n + end]));
+                grad[p] = f64::from(kernels::dot(column, &residual[k * rows..(k + 1) * rows]));
             }
         }
-        let grad_b = (0..c)
-            .map(|k| {
-                residual[k * n + start..k * n + end]
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .sum::<f64>()
-            })
+        let grad_b = residual
+            .chunks_exact(rows.max(1))
+            .map(|r_k| r_k.iter().map(|&v| f64::from(v)).sum::<f64>())
             .collect();
         (grad, grad_b)
     };
@@ -845,7 +825,7 @@ fn solve_restricted(
             None => softmax_statistics(&z, None, y, statistics),
         };
         times.lap(Phase::Statistics);
-        let (grad, grad_b) = pair_gradients(columns, set, &statistics.residual, c);
+        let (grad, grad_b) = pair_gradients(columns, set, &statistics.probability, y, c);
         times.lap(Phase::Gradients);
         passes += 1;
         let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -884,7 +864,6 @@ fn solve_restricted(
             grad: &grad,
             grad_b: &grad_b,
             probability: &statistics.probability,
-            curvature: &statistics.curvature,
         };
         let (mut moved, mut delta_b) = newton_direction(
             columns,
@@ -1038,9 +1017,9 @@ fn reserve_neurons(w: &Array2<f64>, pull: &[f64], held: &[usize], size: usize) -
 }
 
 /// Bytes the solver keeps per row and class whatever the working set: the
-/// logits (f64), the softmax statistics (three f32) and a step's logit
-/// changes (f32).
-const ROW_STATE_BYTES: u64 = 8 + 3 * 4 + 4;
+/// logits (f64), the softmax probabilities (f32) and a step's logit changes
+/// (f32).
+const ROW_STATE_BYTES: u64 = 8 + 4 + 4;
 
 /// The most neurons whose columns the solver holds at once, for `n` rows
 /// and `c` classes within a memory limit of `limit` bytes: three quarters
@@ -1530,7 +1509,7 @@ mod tests {
         // neuron.
         assert_eq!(
             column_budget(1000, 10, 1 << 30),
-            ((1 << 28) * 3 - 240_000) / 4000
+            ((1 << 28) * 3 - 160_000) / 4000
         );
         assert_eq!(
             column_budget(1_000_000, 100, 1 << 30),
@@ -1832,16 +1811,17 @@ mod gradient_tests {
         };
         let mut statistics = SoftmaxStatistics::default();
         let at_z = softmax_statistics(&z, None, &y, &mut statistics);
-        let (residual, curvature) = (&statistics.residual, &statistics.curvature);
+        let probability = &statistics.probability;
         assert!((at_z - loss(&z)).abs() < 1e-12);
-        for k in 0..c {
-            for r in (0..n).step_by(97) {
-                let p = f64::from(residual[k * n + r]) + f64::from(u8::from(y[r] as usize == k));
-                assert!((f64::from(curvature[k * n + r]) - p * (1.0 - p)).abs() < 1e-6);
+        for r in (0..n).step_by(97) {
+            let mut row = z.row(r).to_vec();
+            crate::softmax_in_place(&mut row);
+            for k in 0..c {
+                assert!((f64::from(probability[k * n + r]) - row[k]).abs() < 1e-7);
             }
         }
         let columns = Columns::gather(&x.view(), &scaling, &set.neurons);
-        let (grad, grad_b) = pair_gradients(&columns, &set, residual, c);
+        let (grad, grad_b) = pair_gradients(&columns, &set, probability, &y, c);
         // Central differences of the f64 loss.
         let h = 1e-5;
         for i in 0..set.neurons.len() {
@@ -1909,8 +1889,6 @@ mod gradient_tests {
             loss_on_the_way.to_bits(),
             loss_along(&z, &u, t, &y).to_bits()
         );
-        assert_eq!(along.residual, at.residual);
         assert_eq!(along.probability, at.probability);
-        assert_eq!(along.curvature, at.curvature);
     }
 }

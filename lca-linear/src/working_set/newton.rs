@@ -38,13 +38,12 @@ const BLOCK_ROWS: usize = 2048;
 const MIN_BLOCKS_PER_THREAD: usize = 4;
 
 /// What a Newton direction is computed from: the data term's gradient at
-/// every pair and bias, and the class-major probabilities and curvatures
-/// `p (1 − p)` at the current point.
+/// every pair and bias, and the class-major probabilities at the current
+/// point.
 pub(super) struct NewtonModel<'a> {
     pub grad: &'a [f64],
     pub grad_b: &'a [f64],
     pub probability: &'a [f32],
-    pub curvature: &'a [f32],
 }
 
 /// A Newton direction: coordinate descent, class after class, on the
@@ -65,16 +64,22 @@ pub(super) fn newton_direction(
     trace: bool,
 ) -> (Vec<f64>, Vec<f64>) {
     let n = columns.rows;
-    let c = by_class.len();
     let nf = n.max(1) as f64;
-    // Each pair's own curvature (the Hessian's diagonal), per class in
-    // parallel: the only part that reads every column with no coupling.
-    let diagonal: Vec<Vec<f64>> = by_class
+    // Each pair's own curvature (the Hessian's diagonal) and each bias's,
+    // per class in parallel: the only part that reads every column with no
+    // coupling. A class's curvatures p (1 − p) are formed here, once.
+    let (diagonal, diagonal_b): (Vec<Vec<f64>>, Vec<f64>) = by_class
         .par_iter()
         .enumerate()
         .map(|(k, pairs)| {
-            let h = &model.curvature[k * n..(k + 1) * n];
-            pairs
+            let h: Vec<f32> = model.probability[k * n..(k + 1) * n]
+                .iter()
+                .map(|&p| {
+                    let p = f64::from(p);
+                    (p * (1.0 - p)) as f32
+                })
+                .collect();
+            let diagonal = pairs
                 .iter()
                 .map(|&(i, _)| {
                     let column = columns.column(i);
@@ -86,18 +91,11 @@ pub(super) fn newton_direction(
                         )
                     }) / nf
                 })
-                .collect()
+                .collect();
+            let bias = h.iter().map(|&h| f64::from(h)).sum::<f64>() / nf;
+            (diagonal, bias)
         })
-        .collect();
-    let diagonal_b: Vec<f64> = (0..c)
-        .map(|k| {
-            model.curvature[k * n..(k + 1) * n]
-                .iter()
-                .map(|&h| f64::from(h))
-                .sum::<f64>()
-                / nf
-        })
-        .collect();
+        .unzip();
     let blocks = n.div_ceil(BLOCK_ROWS);
     let workers = rayon::current_num_threads()
         .min(blocks / MIN_BLOCKS_PER_THREAD)
