@@ -1232,12 +1232,13 @@ fn solve_within(
                     .count(),
                 _ => 0,
             };
-            // Columns are copied from the last set's only while both fit in
-            // the budget; otherwise those are let go first and the set is
-            // read whole.
-            let kept = held.as_ref().map_or(0, |h| h.neurons().len())
-                + reserved.as_ref().map_or(0, |r| r.neurons().len());
-            let sources: Vec<Columns> = if kept + set.neurons.len() <= max_neurons {
+            // The set is built in the last set's buffer, with the reserve
+            // beside it, while the larger of the two sets and the reserve
+            // fit in the budget; otherwise those are let go first and the
+            // set is read whole.
+            let last = held.as_ref().map_or(0, |h| h.neurons().len());
+            let reserve = reserved.as_ref().map_or(0, |r| r.neurons().len());
+            let sources: Vec<Columns> = if last.max(set.neurons.len()) + reserve <= max_neurons {
                 held.take().into_iter().chain(reserved).collect()
             } else {
                 drop(held.take());
@@ -1258,10 +1259,12 @@ fn solve_within(
                 );
             }
             // The next reserve is sized on this set's newcomers (the next set
-            // tends to take about as many), within the memory budget.
+            // tends to take about as many), within the memory budget: the
+            // next set (this one and as many newcomers again) and the
+            // reserve.
             reserve_size = joined
                 .max(MIN_RESERVE)
-                .min(max_neurons.saturating_sub(2 * set.neurons.len() + joined));
+                .min(max_neurons.saturating_sub(set.neurons.len() + joined));
             let inner = solve_restricted(
                 &columns,
                 y,

@@ -80,9 +80,15 @@ impl Columns {
 
     /// The columns of `neurons` over `rows` rows: copied from `held` where
     /// one of them has the neuron (the first that has it), and read from
-    /// `x` (one pass, only for the rest) otherwise. `held` is consumed so
-    /// its memory is given back before any pass. The second value says
+    /// `x` (one pass, only for the rest) otherwise. The second value says
     /// whether a pass was made. Every list of neurons is in ascending order.
+    ///
+    /// The first held set's buffer becomes the new one: its columns that
+    /// stay are moved within it, so the memory in use while a set is built
+    /// is the larger of the two sets plus the other held sets, instead of
+    /// both sets side by side (the old and the next working set differ by a
+    /// few hundred neurons out of up to a few thousand). The other held
+    /// sets are let go before any pass.
     pub(super) fn assemble(
         x: &impl RowBlocks,
         scaling: &Scaling,
@@ -92,13 +98,54 @@ impl Columns {
         let rows = x.shape().0;
         debug_assert!(neurons.is_sorted());
         debug_assert!(held.iter().all(|h| h.rows == rows && h.neurons.is_sorted()));
-        let mut data = vec![0.0f32; neurons.len() * rows];
+        let mut held = held.into_iter();
+        let (base_neurons, mut data) = match held.next() {
+            Some(base) => (base.neurons, base.data),
+            None => (Vec::new(), Vec::new()),
+        };
+        let others: Vec<Columns> = held.collect();
+        // Where each wanted neuron's column is in the base, if there.
+        let mut cursor = 0;
+        let in_base: Vec<Option<usize>> = neurons
+            .iter()
+            .map(|&j| {
+                while cursor < base_neurons.len() && base_neurons[cursor] < j {
+                    cursor += 1;
+                }
+                (base_neurons.get(cursor) == Some(&j)).then_some(cursor)
+            })
+            .collect();
+        let wanted = neurons.len() * rows;
+        if data.len() < wanted {
+            data.resize(wanted, 0.0);
+        }
+        // Both lists ascend, so a column moving left never lands on one that
+        // has yet to move right, nor the reverse: the leftward moves run
+        // first in ascending order, then the rightward ones in descending
+        // order, and no column is overwritten before it has moved.
+        let span = |i: usize| i * rows..(i + 1) * rows;
+        for (i, &from) in in_base.iter().enumerate() {
+            if let Some(o) = from.filter(|&o| o > i) {
+                data.copy_within(span(o), i * rows);
+            }
+        }
+        for (i, &from) in in_base.iter().enumerate().rev() {
+            if let Some(o) = from.filter(|&o| o < i) {
+                data.copy_within(span(o), i * rows);
+            }
+        }
+        data.truncate(wanted);
+        data.shrink_to_fit();
+        // The rest from the other held sets, one cursor per set, or from
+        // the data.
         let mut missing = Vec::new();
-        // One cursor per held list, moved forward as `neurons` ascend.
-        let mut cursors = vec![0usize; held.len()];
-        for (out, &j) in data.chunks_exact_mut(rows.max(1)).zip(neurons) {
+        let mut cursors = vec![0usize; others.len()];
+        for (i, &j) in neurons.iter().enumerate() {
+            if in_base[i].is_some() {
+                continue;
+            }
             let mut found = None;
-            for (columns, cursor) in held.iter().zip(&mut cursors) {
+            for (columns, cursor) in others.iter().zip(&mut cursors) {
                 let listed = &columns.neurons;
                 while *cursor < listed.len() && listed[*cursor] < j {
                     *cursor += 1;
@@ -108,20 +155,17 @@ impl Columns {
                 }
             }
             match found {
-                Some(column) => out.copy_from_slice(column),
-                None => missing.push(j),
+                Some(column) => data[span(i)].copy_from_slice(column),
+                None => missing.push(i),
             }
         }
-        drop(held);
+        drop(others);
         let read = !missing.is_empty() && rows > 0;
         if read {
-            let fresh = Columns::gather(x, scaling, &missing);
-            let mut next = 0;
-            for (out, &j) in data.chunks_exact_mut(rows).zip(neurons) {
-                if next < missing.len() && missing[next] == j {
-                    out.copy_from_slice(fresh.column(next));
-                    next += 1;
-                }
+            let missing_neurons: Vec<usize> = missing.iter().map(|&i| neurons[i]).collect();
+            let fresh = Columns::gather(x, scaling, &missing_neurons);
+            for (k, &i) in missing.iter().enumerate() {
+                data[span(i)].copy_from_slice(fresh.column(k));
             }
         }
         let columns = Columns {
@@ -284,6 +328,39 @@ mod tests {
         let (again, read) = Columns::assemble(x, &scaling, &[4, 17], held);
         assert!(!read, "every neuron is held");
         assert_eq!(again.column(1), assembled.column(4));
+    }
+
+    /// Sets built in the first held set's buffer, whatever the overlap:
+    /// columns moving left, moving right, staying, dropped and added, the
+    /// set growing and shrinking.
+    #[test]
+    fn columns_moved_within_the_held_buffer_match_a_fresh_read() {
+        let (rows, width) = (CHUNK_ROWS + 21, 40);
+        let mut rng = lca_core::rng::Rng::new(11);
+        let x = Array2::from_shape_simple_fn((rows, width), || rng.normal() as f32);
+        let x = x.view();
+        let scaling = scaling(width);
+        let subset = |rng: &mut lca_core::rng::Rng, p: f64| -> Vec<usize> {
+            (0..width).filter(|_| rng.uniform() < p).collect()
+        };
+        for case in 0..40 {
+            let base = subset(&mut rng, 0.1 + 0.02 * f64::from(case));
+            let reserve = subset(&mut rng, 0.2);
+            let wanted = subset(&mut rng, 0.9 - 0.02 * f64::from(case));
+            let held = vec![
+                Columns::gather(&x, &scaling, &base),
+                Columns::gather(&x, &scaling, &reserve),
+            ];
+            let (assembled, read) = Columns::assemble(&x, &scaling, &wanted, held);
+            let direct = Columns::gather(&x, &scaling, &wanted);
+            assert_eq!(
+                assembled.data, direct.data,
+                "case {case}: {base:?} → {wanted:?}"
+            );
+            assert_eq!(assembled.data.len(), wanted.len() * rows);
+            let held_somewhere = |j: &usize| base.contains(j) || reserve.contains(j);
+            assert_eq!(read, !wanted.iter().all(held_somewhere), "case {case}");
+        }
     }
 
     #[test]
