@@ -335,9 +335,49 @@ pub fn attention(
     scratch: &mut Vec<f32>,
     context: &mut [f32],
 ) {
-    dispatch!(attention_portable(
-        qkv, additive, heads, visible, scale, scratch, context
-    ));
+    // Wrappers with the features on the function itself: the body is too
+    // large for the inliner to fold `dispatch!`'s closure into its vector
+    // build, and a closure left out of line runs without FMA.
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512(
+            qkv: &[f32],
+            additive: &[f32],
+            heads: Heads,
+            visible: Visibility,
+            scale: f32,
+            scratch: &mut Vec<f32>,
+            context: &mut [f32],
+        ) {
+            attention_portable(qkv, additive, heads, visible, scale, scratch, context);
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(
+            qkv: &[f32],
+            additive: &[f32],
+            heads: Heads,
+            visible: Visibility,
+            scale: f32,
+            scratch: &mut Vec<f32>,
+            context: &mut [f32],
+        ) {
+            attention_portable(qkv, additive, heads, visible, scale, scratch, context);
+        }
+        use super::{Isa, isa};
+        // SAFETY (both calls): the CPU supports the features the wrapper is
+        // compiled for.
+        match isa() {
+            Isa::Avx512 => {
+                return unsafe { avx512(qkv, additive, heads, visible, scale, scratch, context) };
+            }
+            Isa::Avx2 => {
+                return unsafe { avx2(qkv, additive, heads, visible, scale, scratch, context) };
+            }
+            Isa::Portable => {}
+        }
+    }
+    attention_portable(qkv, additive, heads, visible, scale, scratch, context);
 }
 
 /// Vector lanes the attention loops are written in (one AVX-512 register,
@@ -399,42 +439,37 @@ fn attention_portable(
                 }
                 first += count;
             }
-            for (t, (row, out)) in scores
-                .chunks_exact_mut(stride)
-                .zip(context.chunks_exact_mut(width))
-                .enumerate()
-            {
+            for (t, row) in scores.chunks_exact_mut(stride).enumerate() {
                 let seen = visible.keys(t, tokens);
-                let probabilities = &mut row[seen.clone()];
-                masked_softmax_portable(probabilities, &additive[seen.clone()], scale);
-                let out = &mut out[q_at..q_at + part];
-                let mut d = 0;
-                while d < part {
-                    let left = part - d;
-                    let values = Values {
-                        sequence: &sequence,
-                        first: seen.start,
-                        at: v_at + d,
-                    };
-                    d += match left / WIDE {
-                        0 => {
-                            for (j, &p) in probabilities.iter().enumerate() {
-                                let values = &sequence.row(seen.start + j)[v_at + d..v_at + part];
-                                for (o, &v) in out[d..].iter_mut().zip(values) {
-                                    *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
-                                }
-                            }
-                            left
-                        }
-                        1 => values.weighted::<1>(probabilities, &mut out[d..]),
-                        2 | 3 => values.weighted::<2>(probabilities, &mut out[d..]),
-                        _ => values.weighted::<4>(probabilities, &mut out[d..]),
-                    };
+                masked_softmax_portable(&mut row[seen.clone()], &additive[seen], scale);
+            }
+            let values = Values {
+                sequence: &sequence,
+                scores,
+                stride,
+                visible,
+                tokens,
+            };
+            let mut first = 0;
+            while first < tokens {
+                let count = (tokens - first).min(QUERY_BLOCK);
+                match count {
+                    4 => values.weigh::<4>(first, q_at, v_at, part, context, width),
+                    3 => values.weigh::<3>(first, q_at, v_at, part, context, width),
+                    2 => values.weigh::<2>(first, q_at, v_at, part, context, width),
+                    _ => values.weigh::<1>(first, q_at, v_at, part, context, width),
                 }
+                first += count;
             }
         }
     }
 }
+
+/// Queries whose weighted values are summed together: each value vector
+/// read serves all of them, and their sums are independent chains of
+/// multiply-adds, which keeps the vector units busy (one query alone waits
+/// on each addition's latency).
+const QUERY_BLOCK: usize = 4;
 
 /// One sequence's query-key-value rows.
 struct Sequence<'a> {
@@ -483,31 +518,120 @@ impl ScoreBlock {
     }
 }
 
-/// The values of the keys `first …` of a sequence, from column `at` on.
+/// A head's attention probabilities (row `t` of `scores`, over the keys
+/// query `t` sees) and the sequence whose values they weigh.
 struct Values<'a> {
     sequence: &'a Sequence<'a>,
-    first: usize,
-    at: usize,
+    scores: &'a [f32],
+    stride: usize,
+    visible: Visibility,
+    tokens: usize,
 }
 
 impl Values<'_> {
-    /// `out[..C·16] = Σ_j p_j · v_(first + j)[at..at + C·16]`; returns
-    /// `C·16`.
+    /// The outputs of the head at `q_at` for queries `first..first + Q`:
+    /// for each, `Σ_j p_j · v_j` over the keys it sees, the value columns
+    /// `v_at..v_at + part`, into `context` (rows of `width`).
+    ///
+    /// Each output is one chain of multiply-adds over its keys in ascending
+    /// order, as for a query alone.
     #[inline(always)]
-    fn weighted<const C: usize>(&self, probabilities: &[f32], out: &mut [f32]) -> usize {
-        let mut sums = [[0.0f32; WIDE]; C];
-        for (j, &p) in probabilities.iter().enumerate() {
-            let values = &self.sequence.row(self.first + j)[self.at..self.at + C * WIDE];
+    fn weigh<const Q: usize>(
+        &self,
+        first: usize,
+        q_at: usize,
+        v_at: usize,
+        part: usize,
+        context: &mut [f32],
+        width: usize,
+    ) {
+        let seen: [std::ops::Range<usize>; Q] =
+            std::array::from_fn(|q| self.visible.keys(first + q, self.tokens));
+        let probabilities: [&[f32]; Q] =
+            std::array::from_fn(|q| &self.scores[(first + q) * self.stride..][seen[q].clone()]);
+        let mut d = 0;
+        while d < part {
+            let left = part - d;
+            let at = v_at + d;
+            let done = match left / WIDE {
+                0 => {
+                    // A head width that is not a whole number of vectors:
+                    // the last columns a query at a time.
+                    for (q, probabilities) in probabilities.iter().enumerate() {
+                        let out = &mut context[(first + q) * width + q_at + d..][..left];
+                        for (j, &p) in probabilities.iter().enumerate() {
+                            let values = &self.sequence.row(seen[q].start + j)[at..at + left];
+                            for (o, &v) in out.iter_mut().zip(values) {
+                                *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
+                            }
+                        }
+                    }
+                    left
+                }
+                1 => self.sums::<Q, 1>(&seen, &probabilities, at, first, q_at + d, context, width),
+                _ => self.sums::<Q, 2>(&seen, &probabilities, at, first, q_at + d, context, width),
+            };
+            d += done;
+        }
+    }
+
+    /// Columns `at..at + columns` of key `j`'s values.
+    #[inline(always)]
+    fn value(&self, j: usize, at: usize, columns: usize) -> &[f32] {
+        &self.sequence.row(j)[at..at + columns]
+    }
+
+    /// `C` vectors of value columns from `at` for `Q` queries; returns the
+    /// columns done.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn sums<const Q: usize, const C: usize>(
+        &self,
+        seen: &[std::ops::Range<usize>; Q],
+        probabilities: &[&[f32]; Q],
+        at: usize,
+        first: usize,
+        out_at: usize,
+        context: &mut [f32],
+        width: usize,
+    ) -> usize {
+        // Named functions rather than closures: only `#[inline(always)]`
+        // code is sure to be compiled into the caller's vector build (a
+        // closure left out of line would run without FMA).
+        #[inline(always)]
+        fn add<const C: usize>(sums: &mut [[f32; WIDE]; C], p: f32, values: &[f32]) {
             for (sums, values) in sums.iter_mut().zip(values.chunks_exact(WIDE)) {
                 for (s, &v) in sums.iter_mut().zip(values) {
                     *s = p.mul_add(v, *s);
                 }
             }
         }
-        for (out, sums) in out.chunks_exact_mut(WIDE).zip(&sums) {
-            out.copy_from_slice(sums);
+        let columns = C * WIDE;
+        let mut sums = [[[0.0f32; WIDE]; C]; Q];
+        // Every key any query of the block sees, in ascending order; a
+        // query adds `0 · v` for a key it does not see (causal and windowed
+        // visibility), which leaves its sum's bits as they were. One loop
+        // for all queries keeps every sum in a register.
+        let from = seen.iter().map(|r| r.start).min().unwrap_or(0);
+        let to = seen.iter().map(|r| r.end).max().unwrap_or(0);
+        for j in from..to {
+            let values = self.value(j, at, columns);
+            for q in 0..Q {
+                let p = if seen[q].contains(&j) {
+                    probabilities[q][j - seen[q].start]
+                } else {
+                    0.0
+                };
+                add(&mut sums[q], p, values);
+            }
         }
-        C * WIDE
+        for (q, sums) in sums.iter().enumerate() {
+            let out = &mut context[(first + q) * width + out_at..][..columns];
+            for (out, sums) in out.chunks_exact_mut(WIDE).zip(sums) {
+                out.copy_from_slice(sums);
+            }
+        }
+        columns
     }
 }
 
