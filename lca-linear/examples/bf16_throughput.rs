@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use lca_linear::kernels::bf16::{PackedWeights, product, supported};
+use lca_linear::kernels::bf16::{PackedWeights, product, unit};
 
 fn main() {
     let threads = std::env::args()
@@ -19,7 +19,7 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("a thread pool");
-    println!("AVX512-BF16: {}; threads: {threads}", supported());
+    println!("unit: {:?}; threads: {threads}", unit());
     let shapes = [
         ("query-key-value", 1100, 384, 1152),
         ("MLP in", 1100, 384, 1536),

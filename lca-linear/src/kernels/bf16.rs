@@ -5,8 +5,12 @@
 //! CPUs with AVX512-BF16 (Intel Cooper Lake and Sapphire Rapids on, AMD
 //! Zen 4 on) multiply pairs of bfloat16 values and add both products into
 //! an `f32` lane in one instruction, twice the multiply-adds of an `f32`
-//! FMA of the same width. The encoder's dense layers are most of its time,
-//! so this is the opt-in fast mode of the `transformer` source.
+//! FMA of the same width. Intel CPUs with AMX (Sapphire Rapids on) go much
+//! further with tiles of 16 × 32 pairs ([`amx`]); on them the vector
+//! instruction is no faster than an `f32` FMA, so the tiles run wherever
+//! the kernel grants them ([`unit`]). The encoder's dense layers are most
+//! of its time, so this is the opt-in fast mode of the `transformer`
+//! source.
 //!
 //! Layout. The weights are packed once, at load time, into panels of
 //! [`PANEL`] outputs: for each pair of inputs `(2p, 2p+1)` a panel holds
@@ -33,6 +37,9 @@
 
 use rayon::prelude::*;
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx;
+
 /// Outputs per panel: four 16-lane vectors.
 pub const PANEL: usize = 64;
 /// Rows per inner step (see the module notes on registers).
@@ -45,17 +52,45 @@ const BLOCK_PAIRS: usize = 64;
 /// weight block many times.
 const TASK_ROWS: usize = 96;
 
-/// Whether this CPU multiplies bfloat16 pairs in hardware.
+/// Whether this CPU multiplies bfloat16 pairs in hardware (with AMX or
+/// AVX512-BF16).
 pub fn supported() -> bool {
+    unit() != Unit::Portable
+}
+
+/// What runs the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Intel AMX tiles (`tdpbf16ps`), on Linux.
+    Tiles,
+    /// AVX512-BF16 vectors (`vdpbf16ps`).
+    Vectors,
+    /// Plain Rust, one product at a time.
+    Portable,
+}
+
+/// The fastest unit this CPU and process can use: AMX where the CPU has it
+/// and the kernel grants it, else AVX512-BF16, else the portable code.
+pub fn unit() -> Unit {
+    available_units()[0]
+}
+
+/// Every unit this CPU and process can use, fastest first (the portable
+/// code last).
+fn available_units() -> Vec<Unit> {
+    let mut units = Vec::new();
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if amx::available() {
+        units.push(Unit::Tiles);
+    }
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bf16")
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
+        units.push(Unit::Vectors);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    units.push(Unit::Portable);
+    units
 }
 
 /// `x` rounded to the nearest bfloat16, ties to even; NaN stays NaN.
@@ -185,17 +220,27 @@ pub fn product(x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
     if outputs == 0 {
         return;
     }
-    let fast = supported();
+    product_on(unit(), x, weights, out);
+}
+
+/// [`product`] on a given unit, which must be available (see
+/// [`available_units`]).
+fn product_on(unit: Unit, x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
+    let (inputs, outputs) = (weights.inputs, weights.outputs);
+    let rows = x.len() / inputs;
+    if outputs == 0 || rows == 0 {
+        return;
+    }
     out.par_chunks_mut(TASK_ROWS * outputs)
         .zip(x.par_chunks(TASK_ROWS * inputs))
-        .for_each(|(out, x)| {
+        .for_each(|(out, x)| match unit {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            // SAFETY: the CPU has AMX and the process may use it.
+            Unit::Tiles => unsafe { amx::task(x, weights, out) },
             #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has AVX-512F and AVX512-BF16.
-                return unsafe { avx512::task(x, weights, out) };
-            }
-            let _ = fast;
-            portable_task(&pack_rows(x, inputs), weights, out);
+            // SAFETY: the CPU has AVX-512F and AVX512-BF16.
+            Unit::Vectors => unsafe { avx512::task(x, weights, out) },
+            _ => portable_task(&pack_rows(x, inputs), weights, out),
         });
 }
 
@@ -218,15 +263,22 @@ fn pack_rows(x: &[f32], inputs: usize) -> Vec<u32> {
     let pairs = inputs.div_ceil(2);
     let mut words = vec![0u32; x.len() / inputs * pairs];
     for (row, packed) in x.chunks_exact(inputs).zip(words.chunks_exact_mut(pairs)) {
-        let even = row.chunks_exact(2);
-        if let [last] = even.remainder() {
-            packed[pairs - 1] = pair(*last, 0.0);
-        }
-        for (word, p) in packed.iter_mut().zip(even) {
-            *word = pair(p[0], p[1]);
-        }
+        pack_row(row, packed);
     }
     words
+}
+
+/// One row as bfloat16 pairs into `packed` (`row.len().div_ceil(2)`
+/// words; an odd last input is paired with a zero).
+#[inline(always)]
+fn pack_row(row: &[f32], packed: &mut [u32]) {
+    let even = row.chunks_exact(2);
+    if let [last] = even.remainder() {
+        packed[row.len() / 2] = pair(*last, 0.0);
+    }
+    for (word, p) in packed.iter_mut().zip(even) {
+        *word = pair(p[0], p[1]);
+    }
 }
 
 /// The same sums one product at a time: for each pair, the odd input's
@@ -424,13 +476,15 @@ mod tests {
     #[test]
     fn products_match_exact_sums_of_the_rounded_values() {
         // Shapes with partial panels, an odd input count, partial micro
-        // blocks, several cache blocks and several tasks.
+        // blocks, several cache blocks and several tasks, and for the tiles
+        // partial row, output and input-pair tiles.
         for &(rows, inputs, outputs) in &[
             (1, 1, 1),
             (7, 3, 5),
             (13, 130, 70),
             (100, 384, 64),
             (200, 257, 129),
+            (40, 50, 300),
         ] {
             let x = values(rows * inputs, rows as u64);
             let w = values(outputs * inputs, inputs as u64);
@@ -440,26 +494,30 @@ mod tests {
             product(&x, &packed, &mut fast);
             assert_eq!(product_to_vec(&x, &packed), fast);
             let pairs = inputs.div_ceil(2);
-            let mut portable = vec![f32::NAN; rows * outputs];
-            portable_task(&pack_rows(&x, inputs), &packed, &mut portable);
-            for (k, ((&f, &p), (&s, &m))) in fast
-                .iter()
-                .zip(&portable)
-                .zip(sums.iter().zip(&magnitudes))
-                .enumerate()
-            {
-                // Each of the 2·pairs additions rounds once (relative 2^-24).
-                let bound = m * 2.0 * pairs as f64 * 2f64.powi(-24) + 1e-30;
-                assert!(
-                    (f64::from(f) - s).abs() <= bound,
-                    "{rows}×{inputs}×{outputs} at {k}: {f} vs {s}"
-                );
-                assert!(
-                    (f64::from(p) - s).abs() <= bound,
-                    "portable at {k}: {p} vs {s}"
-                );
+            // Every unit this machine has (the portable code everywhere).
+            for unit in available_units() {
+                let mut out = vec![f32::NAN; rows * outputs];
+                product_on(unit, &x, &packed, &mut out);
+                for (k, (&f, (&s, &m))) in out.iter().zip(sums.iter().zip(&magnitudes)).enumerate()
+                {
+                    // Each of the 2·pairs additions rounds once (relative
+                    // 2^-24).
+                    let bound = m * 2.0 * pairs as f64 * 2f64.powi(-24) + 1e-30;
+                    assert!(
+                        (f64::from(f) - s).abs() <= bound,
+                        "{unit:?}, {rows}×{inputs}×{outputs} at {k}: {f} vs {s}"
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn the_units_are_listed_fastest_first_and_the_portable_code_is_always_there() {
+        let units = available_units();
+        assert_eq!(units.last(), Some(&Unit::Portable));
+        assert_eq!(units[0], unit());
+        assert_eq!(supported(), units.len() > 1);
     }
 
     #[test]
@@ -467,16 +525,18 @@ mod tests {
         let (rows, inputs, outputs) = (500, 200, 150);
         let x = values(rows * inputs, 11);
         let packed = PackedWeights::pack(&values(outputs * inputs, 12), outputs, inputs);
-        let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut out = vec![0.0; rows * outputs];
-            pool.install(|| product(&x, &packed, &mut out));
-            out
-        };
-        assert_eq!(run(1), run(3));
+        for unit in available_units() {
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![0.0; rows * outputs];
+                pool.install(|| product_on(unit, &x, &packed, &mut out));
+                out
+            };
+            assert_eq!(run(1), run(3), "{unit:?}");
+        }
     }
 
     #[test]
