@@ -6,9 +6,9 @@
 //! Zen 4 on) multiply pairs of bfloat16 values and add both products into
 //! an `f32` lane in one instruction, twice the multiply-adds of an `f32`
 //! FMA of the same width. Intel CPUs with AMX (Sapphire Rapids on) go much
-//! further with tiles of 16 × 32 pairs ([`amx`]); on them the vector
+//! further with tiles of 16 × 32 pairs (module `amx`); on them the vector
 //! instruction is no faster than an `f32` FMA, so the tiles run wherever
-//! the kernel grants them ([`unit`]). The encoder's dense layers are most
+//! the kernel grants them ([`unit()`]). The encoder's dense layers are most
 //! of its time, so this is the opt-in fast mode of the `transformer`
 //! source.
 //!
