@@ -500,7 +500,36 @@ impl ScoreBlock {
         let queries: [&[f32]; R] = std::array::from_fn(|r| {
             &sequence.row(self.first + r)[self.q_at..self.q_at + self.part]
         });
-        for start in (0..self.stride).step_by(WIDE) {
+        // Two blocks of 16 keys at a time where there are two: 2·R
+        // independent sums keep the multiply-adds' latency covered.
+        let mut start = 0;
+        while start + 2 * WIDE <= self.stride {
+            let mut low = [[0.0f32; WIDE]; R];
+            let mut high = [[0.0f32; WIDE]; R];
+            for d in 0..self.part {
+                let at = d * self.stride + start;
+                let low_keys: &[f32; WIDE] = keys[at..at + WIDE]
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                let high_keys: &[f32; WIDE] = keys[at + WIDE..at + 2 * WIDE]
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                for r in 0..R {
+                    let q = queries[r][d];
+                    for lane in 0..WIDE {
+                        low[r][lane] = q.mul_add(low_keys[lane], low[r][lane]);
+                        high[r][lane] = q.mul_add(high_keys[lane], high[r][lane]);
+                    }
+                }
+            }
+            for r in 0..R {
+                let row = &mut scores[(self.first + r) * self.stride + start..][..2 * WIDE];
+                row[..WIDE].copy_from_slice(&low[r]);
+                row[WIDE..].copy_from_slice(&high[r]);
+            }
+            start += 2 * WIDE;
+        }
+        if start < self.stride {
             let mut sums = [[0.0f32; WIDE]; R];
             for d in 0..self.part {
                 let keys = &keys[d * self.stride + start..][..WIDE];
@@ -614,15 +643,25 @@ impl Values<'_> {
         // for all queries keeps every sum in a register.
         let from = seen.iter().map(|r| r.start).min().unwrap_or(0);
         let to = seen.iter().map(|r| r.end).max().unwrap_or(0);
-        for j in from..to {
-            let values = self.value(j, at, columns);
-            for q in 0..Q {
-                let p = if seen[q].contains(&j) {
-                    probabilities[q][j - seen[q].start]
-                } else {
-                    0.0
-                };
-                add(&mut sums[q], p, values);
+        if seen.iter().all(|r| r.start == from && r.end == to) {
+            // Every query sees the same keys (always so in encoders).
+            for j in from..to {
+                let values = self.value(j, at, columns);
+                for q in 0..Q {
+                    add(&mut sums[q], probabilities[q][j - from], values);
+                }
+            }
+        } else {
+            for j in from..to {
+                let values = self.value(j, at, columns);
+                for q in 0..Q {
+                    let p = if seen[q].contains(&j) {
+                        probabilities[q][j - seen[q].start]
+                    } else {
+                        0.0
+                    };
+                    add(&mut sums[q], p, values);
+                }
             }
         }
         for (q, sums) in sums.iter().enumerate() {
@@ -655,7 +694,15 @@ fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
             *s = s.mul_add(scale, a);
             maxima[lane] = maxima[lane].max(*s);
         });
-        let max = maxima.iter().fold(f32::MIN, |m, &v| m.max(v));
+        // A tree over the lanes (the maximum does not depend on the order).
+        let mut width = WIDE / 2;
+        while width > 0 {
+            for lane in 0..width {
+                maxima[lane] = maxima[lane].max(maxima[lane + width]);
+            }
+            width /= 2;
+        }
+        let max = maxima[0].max(f32::MIN);
         let mut sums = [0.0f32; WIDE];
         for_lanes(row, additive, |lane, s, _| {
             *s = exp_nonpositive(*s - max);
