@@ -14,6 +14,22 @@
 // Indexed loops over the fixed lanes and class groups read as the maths does.
 #![allow(clippy::needless_range_loop)]
 
+/// `$f::<K>(args)` with the constant `K` the run-time block size `$k`, for
+/// kernels built for blocks of 1 to 6 (classes, or rows); a larger `$k`
+/// takes 6.
+macro_rules! for_block_size {
+    ($k:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $k {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            _ => $f::<6>($($arg),*),
+        }
+    };
+}
+
 pub mod bf16;
 mod columns;
 pub mod elementwise;
@@ -286,14 +302,7 @@ mod avx2 {
             "kernel slices too short"
         );
         for (first, k) in class_groups(c) {
-            match k {
-                1 => logits_group::<1>(x, d, w, c, first, rows, out),
-                2 => logits_group::<2>(x, d, w, c, first, rows, out),
-                3 => logits_group::<3>(x, d, w, c, first, rows, out),
-                4 => logits_group::<4>(x, d, w, c, first, rows, out),
-                5 => logits_group::<5>(x, d, w, c, first, rows, out),
-                _ => logits_group::<6>(x, d, w, c, first, rows, out),
-            }
+            for_block_size!(k, logits_group(x, d, w, c, first, rows, out));
         }
     }
 
@@ -388,13 +397,11 @@ mod avx2 {
             grad,
             upcoming,
             tiles,
-            |rows, first, k, grad, prefetch| match k {
-                1 => gradient_group::<1>(p, x, d, c, first, rows, grad, prefetch, 0),
-                2 => gradient_group::<2>(p, x, d, c, first, rows, grad, prefetch, 0),
-                3 => gradient_group::<3>(p, x, d, c, first, rows, grad, prefetch, 0),
-                4 => gradient_group::<4>(p, x, d, c, first, rows, grad, prefetch, 0),
-                5 => gradient_group::<5>(p, x, d, c, first, rows, grad, prefetch, 0),
-                _ => gradient_group::<6>(p, x, d, c, first, rows, grad, prefetch, 0),
+            |rows, first, k, grad, prefetch| {
+                for_block_size!(
+                    k,
+                    gradient_group(p, x, d, c, first, rows, grad, prefetch, 0)
+                );
             },
         );
     }
@@ -567,13 +574,8 @@ mod avx512 {
             grad,
             upcoming,
             tiles,
-            |rows, first, k, grad, prefetch| match k {
-                1 => group::<1>(p, x, d, c, first, rows, grad, prefetch),
-                2 => group::<2>(p, x, d, c, first, rows, grad, prefetch),
-                3 => group::<3>(p, x, d, c, first, rows, grad, prefetch),
-                4 => group::<4>(p, x, d, c, first, rows, grad, prefetch),
-                5 => group::<5>(p, x, d, c, first, rows, grad, prefetch),
-                _ => group::<6>(p, x, d, c, first, rows, grad, prefetch),
+            |rows, first, k, grad, prefetch| {
+                for_block_size!(k, group(p, x, d, c, first, rows, grad, prefetch));
             },
         );
     }

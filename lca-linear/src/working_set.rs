@@ -431,27 +431,6 @@ fn next_working_set(w: &Array2<f64>, violation: &Array2<f64>, penalty: &Penalty)
     WorkingSet::from_pairs(pairs)
 }
 
-/// The per-row arrays of a Newton step, kept from step to step so their
-/// pages are not faulted in again (each is as large as the logits). They
-/// are let go between working sets, so they do not add to the check's peak
-/// memory.
-#[derive(Default)]
-struct StepBuffers {
-    statistics: SoftmaxStatistics,
-    /// The change of the logits along the step, row-major.
-    change: Vec<f32>,
-}
-
-/// Class-major (`[k·n + r]`) statistics of the softmax at the current
-/// logits: the probabilities `p`. Whoever needs the residuals `p − 1[y = k]`
-/// or the curvatures `p (1 − p)` derives them from `p` a tile or a class at
-/// a time: writing them out too would triple the bytes written per step,
-/// and those writes were most of the statistics' time.
-#[derive(Default)]
-struct SoftmaxStatistics {
-    probability: Vec<f32>,
-}
-
 /// Rows per tile of the softmax passes: small enough that a tile's logits
 /// stay in the first-level cache while they are laid out class-major, a
 /// multiple of every vector width.
@@ -490,18 +469,23 @@ fn class_major_logits(z: &Array2<f64>, first: usize, tile: &mut [f64]) {
 }
 
 /// The mean loss at logits `z`, or at `z + t·u` when `along` is `Some((u,
-/// t))` (`u` row-major, f32), with the softmax statistics written into
-/// `out`. The logits along a step are the values `z` takes when the step
-/// is made (`z += t·u`), so the statistics are those of the next point, bit
-/// for bit.
+/// t))` (`u` row-major, f32), with the softmax probabilities written
+/// class-major (`[k·n + r]`) into `probability`. The logits along a step
+/// are the values `z` takes when the step is made (`z += t·u`), so the
+/// probabilities are those of the next point, bit for bit.
+///
+/// Only `p` is written: whoever needs the residuals `p − 1[y = k]` or the
+/// curvatures `p (1 − p)` derives them a tile or a class at a time, since
+/// writing them out too would triple the bytes written per step, and those
+/// writes were most of this pass's time.
 fn softmax_statistics(
     z: &Array2<f64>,
     along: Option<(&[f32], f64)>,
     y: &[u32],
-    out: &mut SoftmaxStatistics,
+    probability: &mut Vec<f32>,
 ) -> f64 {
     let (n, c) = z.dim();
-    out.probability.resize(n * c, 0.0);
+    probability.resize(n * c, 0.0);
     if n == 0 || c == 0 {
         return 0.0;
     }
@@ -510,8 +494,8 @@ fn softmax_statistics(
     let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
         .map(|_| Vec::with_capacity(c))
         .collect();
-    for probability in out.probability.chunks_exact_mut(n) {
-        for (chunk, piece) in probability.chunks_mut(CHUNK_ROWS).enumerate() {
+    for class in probability.chunks_exact_mut(n) {
+        for (chunk, piece) in class.chunks_mut(CHUNK_ROWS).enumerate() {
             pieces[chunk].push(piece);
         }
     }
@@ -808,12 +792,14 @@ fn solve_restricted(
     let trace = std::env::var_os("LCA_TRACE_SOLVER").is_some();
     let started = std::time::Instant::now();
     let mut last_t = 0.0;
-    let mut buffers = StepBuffers::default();
-    let StepBuffers {
-        statistics,
-        change: u,
-    } = &mut buffers;
-    // The loss at `z` when `statistics` already hold its softmax (the line
+    // The per-row arrays of a Newton step (the class-major probabilities
+    // and the row-major change of the logits along the step), kept from
+    // step to step so their pages are not faulted in again; they go when
+    // this working set's solve ends, so they do not add to the check's
+    // peak memory.
+    let mut probability = Vec::new();
+    let mut u = Vec::new();
+    // The loss at `z` when `probability` already holds its softmax (the line
     // search computed them with its first trial, which was accepted).
     let mut ready: Option<f64> = None;
     let mut times = StepTimes::default();
@@ -822,10 +808,10 @@ fn solve_restricted(
         times.start();
         let loss = match ready.take() {
             Some(loss) => loss,
-            None => softmax_statistics(&z, None, y, statistics),
+            None => softmax_statistics(&z, None, y, &mut probability),
         };
         times.lap(Phase::Statistics);
-        let (grad, grad_b) = pair_gradients(columns, set, &statistics.probability, y, c);
+        let (grad, grad_b) = pair_gradients(columns, set, &probability, y, c);
         times.lap(Phase::Gradients);
         passes += 1;
         let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -863,7 +849,7 @@ fn solve_restricted(
         let model = NewtonModel {
             grad: &grad,
             grad_b: &grad_b,
-            probability: &statistics.probability,
+            probability: &probability,
         };
         let (mut moved, mut delta_b) = newton_direction(
             columns,
@@ -911,7 +897,7 @@ fn solve_restricted(
         if delta.iter().chain(&delta_b).all(|&d| d == 0.0) {
             break;
         }
-        logit_change(columns, set, &delta, &delta_b, u);
+        logit_change(columns, set, &delta, &delta_b, &mut u);
         times.lap(Phase::Change);
         let mut t = 1.0f64;
         let mut accepted = None;
@@ -924,9 +910,9 @@ fn solve_restricted(
             // The first trial, the full step, is usually taken: it leaves the
             // softmax statistics of the point it tries for the next step.
             let loss = if t == 1.0 {
-                softmax_statistics(&z, Some((u, t)), y, statistics)
+                softmax_statistics(&z, Some((&u, t)), y, &mut probability)
             } else {
-                loss_along(&z, u, t, y)
+                loss_along(&z, &u, t, y)
             };
             let value = loss + penalty_value(&candidate);
             // The losses carry the rounding of single-precision logit
@@ -1812,9 +1798,9 @@ mod gradient_tests {
                 .sum::<f64>()
                 / n as f64
         };
-        let mut statistics = SoftmaxStatistics::default();
-        let at_z = softmax_statistics(&z, None, &y, &mut statistics);
-        let probability = &statistics.probability;
+        let mut probability = Vec::new();
+        let at_z = softmax_statistics(&z, None, &y, &mut probability);
+        let probability = &probability;
         assert!((at_z - loss(&z)).abs() < 1e-12);
         for r in (0..n).step_by(97) {
             let mut row = z.row(r).to_vec();
@@ -1884,7 +1870,7 @@ mod gradient_tests {
                 .zip(change)
                 .for_each(|(zv, &uv)| *zv += t * f64::from(uv));
         }
-        let (mut along, mut at) = (SoftmaxStatistics::default(), SoftmaxStatistics::default());
+        let (mut along, mut at) = (Vec::new(), Vec::new());
         let loss_on_the_way = softmax_statistics(&z, Some((&u, t)), &y, &mut along);
         let loss_there = softmax_statistics(&stepped, None, &y, &mut at);
         assert_eq!(loss_on_the_way.to_bits(), loss_there.to_bits());
@@ -1892,6 +1878,6 @@ mod gradient_tests {
             loss_on_the_way.to_bits(),
             loss_along(&z, &u, t, &y).to_bits()
         );
-        assert_eq!(along.probability, at.probability);
+        assert_eq!(along, at);
     }
 }

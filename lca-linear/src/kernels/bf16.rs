@@ -338,14 +338,10 @@ mod avx512 {
                     // and `b` holds `block` pairs of the panel; the masks
                     // keep the stores inside the row.
                     unsafe {
-                        match micro {
-                            6 => micro_kernel::<6>(a, pairs, b, block, c, outputs, masks, first),
-                            5 => micro_kernel::<5>(a, pairs, b, block, c, outputs, masks, first),
-                            4 => micro_kernel::<4>(a, pairs, b, block, c, outputs, masks, first),
-                            3 => micro_kernel::<3>(a, pairs, b, block, c, outputs, masks, first),
-                            2 => micro_kernel::<2>(a, pairs, b, block, c, outputs, masks, first),
-                            _ => micro_kernel::<1>(a, pairs, b, block, c, outputs, masks, first),
-                        }
+                        for_block_size!(
+                            micro,
+                            micro_kernel(a, pairs, b, block, c, outputs, masks, first)
+                        );
                     }
                     row += micro;
                 }
