@@ -690,9 +690,11 @@ fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
         // is its index mod 16), then the lanes are combined in order: the
         // loops vectorise, and every build adds in the same order.
         let mut maxima = [f32::MIN; WIDE];
-        for_lanes(row, additive, |lane, s, a| {
+        for_lanes(row, additive, 0.0, |lane, s, a, real| {
             *s = s.mul_add(scale, a);
-            maxima[lane] = maxima[lane].max(*s);
+            if real {
+                maxima[lane] = maxima[lane].max(*s);
+            }
         });
         // A tree over the lanes (the maximum does not depend on the order).
         let mut width = WIDE / 2;
@@ -704,36 +706,50 @@ fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
         }
         let max = maxima[0].max(f32::MIN);
         let mut sums = [0.0f32; WIDE];
-        for_lanes(row, additive, |lane, s, _| {
+        for_lanes(row, additive, max, |lane, s, _, real| {
             *s = exp_nonpositive(*s - max);
-            sums[lane] += *s;
+            // A padding lane adds +0, which leaves a lane's sum as it was.
+            sums[lane] += if real { *s } else { 0.0 };
         });
         let inv = 1.0 / sums.iter().sum::<f32>();
         row.iter_mut().for_each(|s| *s *= inv);
     }
 }
 
-/// `f(lane, value, additive)` over a row, 16 positions at a time, so the
-/// compiler sees whole vectors; the tail gets the lanes it has.
+/// `f(lane, value, additive, real)` over a row, 16 positions at a time, so
+/// the compiler sees whole vectors. The tail is worked in a whole vector
+/// too (a scalar tail of up to 15 exponentials cost more than the vector
+/// part on short rows): its missing positions hold `pad` and additive 0,
+/// `real` is false for them, and only the real positions are written back.
 #[inline(always)]
-fn for_lanes(row: &mut [f32], additive: &[f32], mut f: impl FnMut(usize, &mut f32, f32)) {
+fn for_lanes(
+    row: &mut [f32],
+    additive: &[f32],
+    pad: f32,
+    mut f: impl FnMut(usize, &mut f32, f32, bool),
+) {
     let mut rows = row.chunks_exact_mut(WIDE);
     let mut adds = additive.chunks_exact(WIDE);
     for (values, adds) in rows.by_ref().zip(adds.by_ref()) {
         let values: &mut [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
         let adds: &[f32; WIDE] = adds.try_into().unwrap_or_else(|_| unreachable!());
         for lane in 0..WIDE {
-            f(lane, &mut values[lane], adds[lane]);
+            f(lane, &mut values[lane], adds[lane], true);
         }
     }
-    for (lane, (value, &add)) in rows
-        .into_remainder()
-        .iter_mut()
-        .zip(adds.remainder())
-        .enumerate()
-    {
-        f(lane, value, add);
+    let tail = rows.into_remainder();
+    if tail.is_empty() {
+        return;
     }
+    let real = tail.len();
+    let mut values = [pad; WIDE];
+    let mut added = [0.0f32; WIDE];
+    values[..real].copy_from_slice(tail);
+    added[..real].copy_from_slice(&adds.remainder()[..real]);
+    for lane in 0..WIDE {
+        f(lane, &mut values[lane], added[lane], lane < real);
+    }
+    tail.copy_from_slice(&values[..real]);
 }
 
 #[cfg(test)]
