@@ -340,30 +340,24 @@ pub fn attention(
     // build, and a closure left out of line runs without FMA.
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn avx512(
-            qkv: &[f32],
-            additive: &[f32],
-            heads: Heads,
-            visible: Visibility,
-            scale: f32,
-            scratch: &mut Vec<f32>,
-            context: &mut [f32],
-        ) {
-            attention_portable(qkv, additive, heads, visible, scale, scratch, context);
+        macro_rules! build {
+            ($name:ident, $features:literal) => {
+                #[target_feature(enable = $features)]
+                fn $name(
+                    qkv: &[f32],
+                    additive: &[f32],
+                    heads: Heads,
+                    visible: Visibility,
+                    scale: f32,
+                    scratch: &mut Vec<f32>,
+                    context: &mut [f32],
+                ) {
+                    attention_portable(qkv, additive, heads, visible, scale, scratch, context);
+                }
+            };
         }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(
-            qkv: &[f32],
-            additive: &[f32],
-            heads: Heads,
-            visible: Visibility,
-            scale: f32,
-            scratch: &mut Vec<f32>,
-            context: &mut [f32],
-        ) {
-            attention_portable(qkv, additive, heads, visible, scale, scratch, context);
-        }
+        build!(avx512, "avx512f,avx2,fma");
+        build!(avx2, "avx2,fma");
         use super::{Isa, isa};
         // SAFETY (both calls): the CPU supports the features the wrapper is
         // compiled for.
