@@ -20,10 +20,11 @@
 //! a row in bfloat16 is already a sequence of such pairs, so one 32-bit
 //! broadcast feeds a whole panel.
 //!
-//! Blocking. A task takes [`TASK_ROWS`] rows. For each block of
-//! [`BLOCK_PAIRS`] input pairs (16 KiB of a panel, which stays in the
+//! Blocking (AVX512-BF16; the tiles have their own, see `amx`). A task
+//! takes `TASK_ROWS` rows. For each block of
+//! `BLOCK_PAIRS` input pairs (16 KiB of a panel, which stays in the
 //! first-level cache) it walks the panels and, within each, the rows
-//! [`MICRO_ROWS`] at a time: 6 rows × 4 vectors = 24 accumulators, which
+//! `MICRO_ROWS` at a time: 6 rows × 4 vectors = 24 accumulators, which
 //! with the 4 weight vectors and a broadcast fits the 32 vector registers.
 //!
 //! Results. Each output is summed over the inputs in the same order
@@ -51,6 +52,10 @@ const BLOCK_PAIRS: usize = 64;
 /// threads share a batch evenly, large enough that a task reuses each
 /// weight block many times.
 const TASK_ROWS: usize = 96;
+/// Rows per rayon task on the AMX tiles: a task copies each block of
+/// weights into tile order once and reuses it for all its rows, so it
+/// takes more rows than a vector task (still several tasks per batch).
+const TILE_TASK_ROWS: usize = 192;
 
 /// Whether this CPU multiplies bfloat16 pairs in hardware (with AMX or
 /// AVX512-BF16).
@@ -231,8 +236,12 @@ fn product_on(unit: Unit, x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
     if outputs == 0 || rows == 0 {
         return;
     }
-    out.par_chunks_mut(TASK_ROWS * outputs)
-        .zip(x.par_chunks(TASK_ROWS * inputs))
+    let task_rows = match unit {
+        Unit::Tiles => TILE_TASK_ROWS,
+        _ => TASK_ROWS,
+    };
+    out.par_chunks_mut(task_rows * outputs)
+        .zip(x.par_chunks(task_rows * inputs))
         .for_each(|(out, x)| match unit {
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             // SAFETY: the CPU has AMX and the process may use it.
