@@ -743,7 +743,21 @@ impl RowSink for StoreSink {
             }
             None => (None, 0..rows, 0..all_shards),
         };
-        remove_partial_shards(&self.dir, shards);
+        // The bookkeeping files only this writer writes: a part's own
+        // progress and part records (every part writes `rows.json`, so
+        // another part may be writing it now), or the whole store's.
+        let own_files = match self.part {
+            Some((k, n)) => vec![
+                crate::parts::progress_file(k, n),
+                crate::parts::part_file(k, n),
+            ],
+            None => vec![
+                PROGRESS_FILE.to_string(),
+                MANIFEST_FILE.to_string(),
+                ROWS_FILE.to_string(),
+            ],
+        };
+        remove_partial_files(&self.dir, shards, &own_files);
         // The whole store's row count identifies a part's content with the
         // fingerprint; the writer itself counts the part's rows.
         let writer = StoreWriter::resume_part(
@@ -877,15 +891,20 @@ fn stream_shard(
     buffered.sync_all()
 }
 
-/// Removes what an interrupted writer left of shards `shards` under
-/// temporary names (a shard streams to disk while it fills, so a writer
-/// killed then leaves part of one). Only this writer's shards: the parts of
-/// a store written in parts share the folder.
-fn remove_partial_shards(dir: &Path, shards: Range<usize>) {
+/// Removes what an interrupted writer left under temporary names: parts of
+/// shards `shards` (a shard streams to disk while it fills, so a writer
+/// killed then leaves part of one) and of the bookkeeping files `files`
+/// (written whole under a temporary name and renamed, so a writer killed
+/// mid-write leaves the temporary file). Only this writer's files: the
+/// parts of a store written in parts share the folder.
+fn remove_partial_files(dir: &Path, shards: Range<usize>, files: &[String]) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let ours: std::collections::HashSet<String> = shards.map(shard_file).collect();
+    let ours: std::collections::HashSet<String> = shards
+        .map(shard_file)
+        .chain(files.iter().cloned())
+        .collect();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let partial_of = name
@@ -989,4 +1008,46 @@ pub fn write_dataset(
         start = end;
     }
     writer.finish(StoreMeta::of(data.outline(), task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer killed while it renamed a bookkeeping file into place
+    /// leaves the temporary file; the next writer of the same files removes
+    /// it, and leaves alone what belongs to other parts of the store.
+    #[test]
+    fn temporary_files_of_this_writer_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".progress.json.tmp-301",
+            ".manifest.json.tmp-302",
+            ".rows.json.tmp-303",
+            ".shard-000002.safetensors.tmp-304",
+            ".shard-000009.safetensors.tmp-305",
+            ".progress-1-of-2.json.tmp-306",
+            "shard-000002.safetensors",
+            "progress.json",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let own = [PROGRESS_FILE, MANIFEST_FILE, ROWS_FILE].map(String::from);
+        remove_partial_files(dir.path(), 0..5, &own);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".progress-1-of-2.json.tmp-306",
+                ".shard-000009.safetensors.tmp-305",
+                "progress.json",
+                "shard-000002.safetensors",
+            ]
+        );
+    }
 }
