@@ -39,7 +39,11 @@ pub(super) fn available() -> bool {
         let features = std::arch::x86_64::__cpuid_count(7, 0);
         let amx_bf16 = features.edx & (1 << 22) != 0;
         let amx_tile = features.edx & (1 << 24) != 0;
-        amx_bf16 && amx_tile && request_tile_state()
+        // The task is compiled for AVX-512F and BW too (every CPU with AMX
+        // has them, but a hypervisor may hide them).
+        let vectors = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw");
+        amx_bf16 && amx_tile && vectors && request_tile_state()
     })
 }
 
@@ -85,7 +89,7 @@ impl Config {
 /// One task: rows `x` times every output into `out`, on the tile unit.
 ///
 /// # Safety
-/// [`available`] must have returned true (AMX implies AVX-512F and BW,
+/// [`available`] must have returned true (it checks AVX-512F and BW too,
 /// which the rounding of the rows is compiled for).
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn task(x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
