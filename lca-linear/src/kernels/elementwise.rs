@@ -30,26 +30,28 @@ pub enum Gelu {
 }
 
 /// Runs the portable body compiled for the widest instruction set the CPU
-/// has. The bodies are `#[inline(always)]`, so each wrapper gets its own
-/// vectorised copy.
+/// has. The bodies are `#[inline(always)]` and are called from functions
+/// that carry the target features themselves, so each build gets its own
+/// vectorised copy however large the body (a body called through a closure
+/// was left out of line once it grew, and then ran without FMA).
 macro_rules! dispatch {
-    ($portable:ident($($arg:expr),*)) => {{
+    ($portable:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512(f: impl FnOnce()) {
-                f()
+            fn avx512($($arg: $ty),*) {
+                $portable($($arg),*)
             }
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(f: impl FnOnce()) {
-                f()
+            fn avx2($($arg: $ty),*) {
+                $portable($($arg),*)
             }
             use super::{Isa, isa};
             // SAFETY (both calls): the CPU supports the features the
             // wrapper is compiled for.
             match isa() {
-                Isa::Avx512 => return unsafe { avx512(|| $portable($($arg),*)) },
-                Isa::Avx2 => return unsafe { avx2(|| $portable($($arg),*)) },
+                Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                Isa::Avx2 => return unsafe { avx2($($arg),*) },
                 Isa::Portable => {}
             }
         }
@@ -132,7 +134,7 @@ fn gelu(x: f32, how: Gelu) -> f32 {
 /// `v ← gelu(v + bias[j])` for every row of `values` (rows of
 /// `bias.len()` values, the last dimension of the tensor).
 pub fn bias_gelu(values: &mut [f32], bias: &[f32], how: Gelu) {
-    dispatch!(bias_gelu_portable(values, bias, how));
+    dispatch!(bias_gelu_portable(values: &mut [f32], bias: &[f32], how: Gelu));
 }
 
 /// The nonlinearity of a gated MLP: `act(gate) · up`.
@@ -156,7 +158,7 @@ fn silu(x: f32) -> f32 {
 /// `2·inner` values, the gate's `inner` first, then the up projection's;
 /// `out` rows of `inner`.
 pub fn gated(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
-    dispatch!(gated_portable(gate_up, inner, how, out));
+    dispatch!(gated_portable(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]));
 }
 
 #[inline(always)]
@@ -184,12 +186,12 @@ fn gated_portable(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
 /// store the weight less one. The mean of squares is summed in 16 fixed
 /// lanes, so every build gives the same bits.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]) {
-    dispatch!(rms_norm_portable(x, weight, eps, offset, out));
+    dispatch!(rms_norm_portable(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]));
 }
 
 /// [`rms_norm`] in place.
 pub fn rms_norm_in_place(values: &mut [f32], weight: &[f32], eps: f32, offset: f32) {
-    dispatch!(rms_norm_in_place_portable(values, weight, eps, offset));
+    dispatch!(rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offset: f32));
 }
 
 /// `1 / √(mean(row²) + eps)`, the squares summed in 16 fixed lanes.
@@ -242,7 +244,7 @@ fn rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offs
 /// whose padding positions carry a large negative `additive`. Each row is
 /// shifted by its maximum first, so no exponential overflows.
 pub fn masked_softmax(scores: &mut [f32], additive: &[f32], scale: f32) {
-    dispatch!(masked_softmax_portable(scores, additive, scale));
+    dispatch!(masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32));
 }
 
 /// How the query, key and value heads of one attention are laid out.
@@ -335,43 +337,15 @@ pub fn attention(
     scratch: &mut Vec<f32>,
     context: &mut [f32],
 ) {
-    // Wrappers with the features on the function itself: the body is too
-    // large for the inliner to fold `dispatch!`'s closure into its vector
-    // build, and a closure left out of line runs without FMA.
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! build {
-            ($name:ident, $features:literal) => {
-                #[target_feature(enable = $features)]
-                fn $name(
-                    qkv: &[f32],
-                    additive: &[f32],
-                    heads: Heads,
-                    visible: Visibility,
-                    scale: f32,
-                    scratch: &mut Vec<f32>,
-                    context: &mut [f32],
-                ) {
-                    attention_portable(qkv, additive, heads, visible, scale, scratch, context);
-                }
-            };
-        }
-        build!(avx512, "avx512f,avx2,fma");
-        build!(avx2, "avx2,fma");
-        use super::{Isa, isa};
-        // SAFETY (both calls): the CPU supports the features the wrapper is
-        // compiled for.
-        match isa() {
-            Isa::Avx512 => {
-                return unsafe { avx512(qkv, additive, heads, visible, scale, scratch, context) };
-            }
-            Isa::Avx2 => {
-                return unsafe { avx2(qkv, additive, heads, visible, scale, scratch, context) };
-            }
-            Isa::Portable => {}
-        }
-    }
-    attention_portable(qkv, additive, heads, visible, scale, scratch, context);
+    dispatch!(attention_portable(
+        qkv: &[f32],
+        additive: &[f32],
+        heads: Heads,
+        visible: Visibility,
+        scale: f32,
+        scratch: &mut Vec<f32>,
+        context: &mut [f32],
+    ));
 }
 
 /// Vector lanes the attention loops are written in (one AVX-512 register,
