@@ -314,9 +314,6 @@ fn full_gradient(
                 }
             }
             let values = x.rows_in(block_start..block_end, &mut converted);
-            if let Some(sink) = sink {
-                sink.copy_rows(block_start, values, d);
-            }
             let upcoming = if block_end < end {
                 x.f32_slice(block_end..(block_end + crate::BLOCK_ROWS).min(end))
                     .unwrap_or(&[])
@@ -331,6 +328,13 @@ fn full_gradient(
                 grad.as_slice_mut().expect("row-major gradient"),
                 upcoming,
             );
+            // After the product, which streams the block in (prefetching
+            // it): the copy picks a few values from each row, and before
+            // the product each of them missed the cache (it was a twentieth
+            // of the probe's time at 1 thread).
+            if let Some(sink) = sink {
+                sink.copy_rows(block_start, values, d);
+            }
         }
         (loss, grad, grad_b)
     };

@@ -65,37 +65,16 @@ pub(super) fn newton_direction(
 ) -> (Vec<f64>, Vec<f64>) {
     let n = columns.rows;
     let nf = n.max(1) as f64;
-    // Each pair's own curvature (the Hessian's diagonal) and each bias's,
-    // per class in parallel: the only part that reads every column with no
-    // coupling. A class's curvatures p (1 − p) are formed here, once.
-    let (diagonal, diagonal_b): (Vec<Vec<f64>>, Vec<f64>) = by_class
-        .par_iter()
-        .enumerate()
-        .map(|(k, pairs)| {
-            let h: Vec<f32> = model.probability[k * n..(k + 1) * n]
-                .iter()
-                .map(|&p| {
-                    let p = f64::from(p);
-                    (p * (1.0 - p)) as f32
-                })
-                .collect();
-            let diagonal = pairs
-                .iter()
-                .map(|&(i, _)| {
-                    let column = columns.column(i);
-                    block_sum(n, |rows| {
-                        kernels::weighted_dot(
-                            &column[rows.clone()],
-                            &h[rows.clone()],
-                            &column[rows],
-                        )
-                    }) / nf
-                })
-                .collect();
-            let bias = h.iter().map(|&h| f64::from(h)).sum::<f64>() / nf;
-            (diagonal, bias)
+    // Each bias's own curvature (its entry of the Hessian's diagonal), per
+    // class in parallel. The pairs' entries are summed in the first sweep,
+    // from the column the pair's first product has just brought into cache.
+    let diagonal_b: Vec<f64> = (0..by_class.len())
+        .into_par_iter()
+        .map(|k| {
+            let p_k = &model.probability[k * n..(k + 1) * n];
+            p_k.iter().map(|&p| f64::from(curvature(p))).sum::<f64>() / nf
         })
-        .unzip();
+        .collect();
     let blocks = n.div_ceil(BLOCK_ROWS);
     let workers = rayon::current_num_threads()
         .min(blocks / MIN_BLOCKS_PER_THREAD)
@@ -109,9 +88,9 @@ pub(super) fn newton_direction(
         ridge,
         tolerance,
         trace,
-        diagonal: &diagonal,
         diagonal_b: &diagonal_b,
         sums: [(); 2].map(|()| (0..blocks).map(|_| AtomicU64::new(0)).collect()),
+        curvature_sums: [(); 2].map(|()| (0..blocks).map(|_| AtomicU64::new(0)).collect()),
         barrier: SpinBarrier::new(workers),
     };
     // Contiguous, nearly equal shares of the blocks.
@@ -134,13 +113,10 @@ pub(super) fn newton_direction(
     })
 }
 
-/// `Σ` over the row blocks of `n` rows of `f(block rows)`, in block order:
-/// the same split of the sums as the threads of [`newton_direction`] use.
-fn block_sum(n: usize, f: impl Fn(Range<usize>) -> f32) -> f64 {
-    (0..n)
-        .step_by(BLOCK_ROWS)
-        .map(|start| f64::from(f(start..(start + BLOCK_ROWS).min(n))))
-        .sum()
+/// A row's curvature for a class it has probability `p` of: `p (1 − p)`.
+fn curvature(p: f32) -> f32 {
+    let p = f64::from(p);
+    (p * (1.0 - p)) as f32
 }
 
 fn soft_threshold(v: f64, threshold: f64) -> f64 {
@@ -163,12 +139,13 @@ struct Descent<'a> {
     ridge: f64,
     tolerance: f64,
     trace: bool,
-    diagonal: &'a [Vec<f64>],
     diagonal_b: &'a [f64],
     /// Per block, the bits of its latest product sum (f64). Two sets, used
     /// in turn: a thread may write the next step's sums while another still
     /// reads this step's.
     sums: [Vec<AtomicU64>; 2],
+    /// Likewise for the curvature sums of a pair's first product.
+    curvature_sums: [Vec<AtomicU64>; 2],
     barrier: SpinBarrier,
 }
 
@@ -210,6 +187,11 @@ impl Descent<'_> {
         // that the coupling has not moved them again.
         let mut active = vec![true; c];
         let mut held_at_zero = vec![false; new.len()];
+        // Each pair's own curvature (its entry of the Hessian's diagonal),
+        // summed with its first product, in the first sweep (which visits
+        // every pair); the class's row curvatures are formed for it.
+        let mut diagonal = vec![f64::NAN; new.len()];
+        let mut class_curvature = vec![0.0f32; rows];
         let mut checking = false;
         let mut products = 0usize;
         let mut sweeps = 0usize;
@@ -222,9 +204,18 @@ impl Descent<'_> {
                 let p_k = &self.model.probability[k * n + range.start..k * n + range.end];
                 let u_k = &mut u[k * rows..(k + 1) * rows];
                 let mut largest = 0.0f64;
-                for (&(i, p), &a) in pairs.iter().zip(&self.diagonal[k]) {
-                    let denominator = a + self.ridge;
-                    if denominator <= f64::MIN_POSITIVE || (held_at_zero[p] && !checking) {
+                let first_sweep = sweeps == 1;
+                if first_sweep {
+                    class_curvature
+                        .iter_mut()
+                        .zip(p_k)
+                        .for_each(|(h, &p)| *h = curvature(p));
+                }
+                for &(i, p) in pairs {
+                    if !first_sweep
+                        && (diagonal[p] + self.ridge <= f64::MIN_POSITIVE
+                            || (held_at_zero[p] && !checking))
+                    {
                         continue;
                     }
                     let column = &self.columns.column(i)[range.clone()];
@@ -233,7 +224,18 @@ impl Descent<'_> {
                     // Hessian times the change so far, (p_k u_k − p_k s)
                     // per row.
                     products += 1;
-                    let g = self.model.grad[p] + self.product(&mut mine, column, p_k, u_k, &mut s);
+                    let with_curvature = first_sweep.then_some(&class_curvature[..]);
+                    let (product, own) =
+                        self.product(&mut mine, column, p_k, u_k, &mut s, with_curvature);
+                    if let Some(own) = own {
+                        diagonal[p] = own;
+                    }
+                    let a = diagonal[p];
+                    let denominator = a + self.ridge;
+                    if denominator <= f64::MIN_POSITIVE {
+                        continue;
+                    }
+                    let g = self.model.grad[p] + product;
                     let moved = soft_threshold(a * v - g, self.l1) / denominator;
                     // A weight the L1 term holds at zero is left out of the
                     // sweeps until the next checking sweep (liblinear's
@@ -247,7 +249,7 @@ impl Descent<'_> {
                     }
                 }
                 let bias_product = (self.diagonal_b[k] > f64::MIN_POSITIVE)
-                    .then(|| self.product(&mut mine, &ones, p_k, u_k, &mut s));
+                    .then(|| self.product(&mut mine, &ones, p_k, u_k, &mut s, None).0);
                 if let Some((previous, step)) = mine.pending.take() {
                     kernels::axpy(step, previous, u_k);
                     kernels::weighted_axpy(step, p_k, previous, &mut s);
@@ -278,8 +280,9 @@ impl Descent<'_> {
     }
 
     /// `Σ_r column_r · p_kr · (u_kr − s_r) / n` over all rows (after the
-    /// pending step): this thread's blocks are summed here, the others'
-    /// come from their threads.
+    /// pending step), and with `curvature` (this thread's rows' `h`),
+    /// `Σ_r column_r² · h_r / n` too: this thread's blocks are summed here,
+    /// the others' come from their threads.
     fn product<'c>(
         &self,
         mine: &mut Rows<'c>,
@@ -287,8 +290,10 @@ impl Descent<'_> {
         p_k: &[f32],
         u_k: &mut [f32],
         s: &mut [f32],
-    ) -> f64 {
+        curvature: Option<&[f32]>,
+    ) -> (f64, Option<f64>) {
         let sums = &self.sums[mine.turn];
+        let curvature_sums = &self.curvature_sums[mine.turn];
         mine.turn ^= 1;
         let pending = mine.pending.take();
         for block in mine.blocks.clone() {
@@ -299,7 +304,7 @@ impl Descent<'_> {
             let sum = match pending {
                 Some((previous, step)) => kernels::step_then_weighted_dot_difference(
                     step,
-                    &previous[rows],
+                    &previous[rows.clone()],
                     column_b,
                     p_b,
                     u_b,
@@ -308,13 +313,21 @@ impl Descent<'_> {
                 None => kernels::weighted_dot_difference(column_b, p_b, u_b, s_b),
             };
             sums[block].store(f64::from(sum).to_bits(), Ordering::Relaxed);
+            if let Some(h) = curvature {
+                // The block's column was just read: it is in cache.
+                let own = kernels::weighted_dot(column_b, &h[rows], column_b);
+                curvature_sums[block].store(f64::from(own).to_bits(), Ordering::Relaxed);
+            }
         }
         self.barrier.wait();
-        let total: f64 = sums
-            .iter()
-            .map(|bits| f64::from_bits(bits.load(Ordering::Relaxed)))
-            .sum();
-        total / self.columns.rows.max(1) as f64
+        // Both in block order, whatever the number of threads.
+        let total = |sums: &[AtomicU64]| {
+            sums.iter()
+                .map(|bits| f64::from_bits(bits.load(Ordering::Relaxed)))
+                .sum::<f64>()
+                / self.columns.rows.max(1) as f64
+        };
+        (total(sums), curvature.map(|_| total(curvature_sums)))
     }
 }
 
@@ -407,11 +420,62 @@ mod tests {
         });
     }
 
+    /// A direction on `n` rows of three neurons (the middle one constant,
+    /// so its column is zero once centred) and three classes, computed on
+    /// `threads` threads.
+    fn direction_on(n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
+        use crate::Scaling;
+        use ndarray::{Array1, Array2};
+        let mut rng = lca_core::rng::Rng::new(3);
+        let x = Array2::from_shape_fn(
+            (n, 3),
+            |(_, j)| {
+                if j == 1 { 2.0 } else { rng.normal() as f32 }
+            },
+        );
+        let scaling = Scaling {
+            mean: Array1::from_vec(vec![0.0, 2.0, 0.0]),
+            scale: Array1::ones(3),
+        };
+        let columns = Columns::gather(&x.view(), &scaling, &[0, 1, 2]);
+        // Pairs (neuron, pair index) of each class; every neuron in class 0.
+        let by_class = vec![vec![(0, 0), (1, 1), (2, 2)], vec![(0, 3)], vec![(2, 4)]];
+        let probability: Vec<f32> = (0..3 * n)
+            .map(|i| [0.5f32, 0.3, 0.2][i / n] + 0.01 * ((i % 7) as f32 - 3.0))
+            .collect();
+        let model = NewtonModel {
+            grad: &[0.2, -0.1, -0.05, 0.03, 0.07],
+            grad_b: &[0.01, -0.02, 0.01],
+            probability: &probability,
+        };
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                newton_direction(
+                    &columns,
+                    &by_class,
+                    &[0.0; 5],
+                    &model,
+                    (1e-3, 0.0),
+                    1e-9,
+                    false,
+                )
+            })
+    }
+
     #[test]
-    fn block_sums_cover_every_row_once() {
-        for n in [0, 1, BLOCK_ROWS - 1, BLOCK_ROWS, 3 * BLOCK_ROWS + 5] {
-            let counted = block_sum(n, |rows| rows.len() as f32);
-            assert_eq!(counted, n as f64);
-        }
+    fn a_zero_column_does_not_move_and_threads_give_the_same_bits() {
+        let n = 2 * MIN_BLOCKS_PER_THREAD * BLOCK_ROWS + 37;
+        let (values, delta_b) = direction_on(n, 1);
+        assert!(values.iter().chain(&delta_b).all(|v| v.is_finite()));
+        assert_eq!(
+            values[1], 0.0,
+            "the constant neuron's pair has no curvature"
+        );
+        assert!(values[0] < 0.0 && values[3] != 0.0, "{values:?}");
+        let shared = direction_on(n, 2);
+        assert_eq!(shared, (values, delta_b));
     }
 }
