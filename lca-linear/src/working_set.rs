@@ -473,7 +473,7 @@ fn class_major_logits(z: &Array2<f64>, first: usize, tile: &mut [f64]) {
 }
 
 /// The mean loss at logits `z`, or at `z + t·u` when `along` is `Some((u,
-/// t))` (`u` row-major, f32), with the softmax probabilities written
+/// t))` (`u` class-major, f32), with the softmax probabilities written
 /// class-major (`[k·n + r]`) into `probability`. The logits along a step
 /// are the values `z` takes when the step is made (`z += t·u`), so the
 /// probabilities are those of the next point, bit for bit.
@@ -523,7 +523,7 @@ fn softmax_statistics(
                         let label = y[r] as usize;
                         let logit = match along {
                             None => z[[r, label]],
-                            Some((u, t)) => z[[r, label]] + t * f64::from(u[r * c + label]),
+                            Some((u, t)) => z[[r, label]] + t * f64::from(u[label * n + r]),
                         };
                         loss += l - logit;
                     }
@@ -547,20 +547,37 @@ fn softmax_statistics(
 }
 
 /// Copies the logits `z + t·u` of rows `first..` into a class-major tile,
-/// as [`class_major_logits`] does those of `z`.
+/// as [`class_major_logits`] does those of `z` (`u` class-major).
 fn class_major_logits_along(z: &Array2<f64>, u: &[f32], t: f64, first: usize, tile: &mut [f64]) {
     let (n, c) = z.dim();
     let m = (first + SOFTMAX_TILE).min(n) - first;
-    for row in 0..m {
-        let r = first + row;
-        let change = &u[r * c..(r + 1) * c];
-        for (k, (&zv, &uv)) in z.row(r).iter().zip(change).enumerate() {
-            tile[k * SOFTMAX_TILE + row] = zv + t * f64::from(uv);
+    // A class at a time: its changes are one contiguous run, and the tile's
+    // logits stay in cache.
+    for k in 0..c {
+        let change = &u[k * n + first..k * n + first + m];
+        for (row, &uv) in change.iter().enumerate() {
+            tile[k * SOFTMAX_TILE + row] = z[[first + row, k]] + t * f64::from(uv);
         }
     }
 }
 
-/// The mean loss at logits `z + t·u` (`u` row-major, f32): the loss of
+/// Moves the logits `z` by `t·u` (`u` class-major), as the statistics
+/// along a step computed them.
+fn step_logits(z: &mut Array2<f64>, u: &[f32], t: f64) {
+    let (n, c) = z.dim();
+    // In tiles of rows, a class at a time (see `class_major_logits_along`).
+    for first in (0..n).step_by(SOFTMAX_TILE) {
+        let m = (first + SOFTMAX_TILE).min(n) - first;
+        for k in 0..c {
+            let change = &u[k * n + first..k * n + first + m];
+            for (row, &uv) in change.iter().enumerate() {
+                z[[first + row, k]] += t * f64::from(uv);
+            }
+        }
+    }
+}
+
+/// The mean loss at logits `z + t·u` (`u` class-major, f32): the loss of
 /// [`softmax_statistics`] along a step, without the statistics.
 fn loss_along(z: &Array2<f64>, u: &[f32], t: f64, y: &[u32]) -> f64 {
     let (n, c) = z.dim();
@@ -580,7 +597,7 @@ fn loss_along(z: &Array2<f64>, u: &[f32], t: f64, y: &[u32]) -> f64 {
                     for (row, &l) in lse.iter().enumerate() {
                         let r = first + row;
                         let label = y[r] as usize;
-                        loss += l - (z[[r, label]] + t * f64::from(u[r * c + label]));
+                        loss += l - (z[[r, label]] + t * f64::from(u[label * n + r]));
                     }
                 },
             );
@@ -638,8 +655,8 @@ fn pair_gradients(
     (grad, grad_b)
 }
 
-/// Writes into `u` the change of the logits, row-major, when the pairs move
-/// by `delta` and the biases by `delta_b`.
+/// Writes into `u` the change of the logits, class-major (`u[k·n + r]`),
+/// when the pairs move by `delta` and the biases by `delta_b`.
 fn logit_change(
     columns: &Columns,
     set: &WorkingSet,
@@ -650,35 +667,33 @@ fn logit_change(
     let n = columns.rows;
     let c = delta_b.len();
     u.resize(n * c, 0.0);
-    if c == 0 {
+    if c == 0 || n == 0 {
         return;
     }
-    u.par_chunks_mut(CHUNK_ROWS * c)
+    // Each chunk of rows writes its piece of every class's run.
+    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
+        .map(|_| Vec::with_capacity(c))
+        .collect();
+    for class in u.chunks_exact_mut(n) {
+        for (chunk, piece) in class.chunks_mut(CHUNK_ROWS).enumerate() {
+            pieces[chunk].push(piece);
+        }
+    }
+    pieces
+        .into_par_iter()
         .enumerate()
-        .for_each(|(tile, out)| {
-            let start = tile * CHUNK_ROWS;
-            let rows = out.len() / c;
-            // Class-major within the tile, so each pair is one axpy.
-            let mut by_class: Vec<f32> = delta_b
-                .iter()
-                .flat_map(|&db| std::iter::repeat_n(db as f32, rows))
-                .collect();
+        .for_each(|(chunk, mut by_class)| {
+            let start = chunk * CHUNK_ROWS;
+            for (piece, &db) in by_class.iter_mut().zip(delta_b) {
+                piece.fill(db as f32);
+            }
+            let rows = by_class[0].len();
             for i in 0..set.neurons.len() {
                 let column = &columns.column(i)[start..start + rows];
                 for p in set.pairs_of(i) {
                     if delta[p] != 0.0 {
-                        let k = set.classes[p];
-                        kernels::axpy(
-                            delta[p] as f32,
-                            column,
-                            &mut by_class[k * rows..(k + 1) * rows],
-                        );
+                        kernels::axpy(delta[p] as f32, column, by_class[set.classes[p]]);
                     }
-                }
-            }
-            for r in 0..rows {
-                for k in 0..c {
-                    out[r * c + k] = by_class[k * rows + r];
                 }
             }
         });
@@ -796,8 +811,9 @@ fn solve_restricted(
     let trace = std::env::var_os("LCA_TRACE_SOLVER").is_some();
     let started = std::time::Instant::now();
     let mut last_t = 0.0;
-    // The per-row arrays of a Newton step (the class-major probabilities
-    // and the row-major change of the logits along the step), kept from
+    // The per-row arrays of a Newton step (the probabilities and the change
+    // of the logits along the step, which the direction sums as it goes;
+    // both class-major), kept from
     // step to step so their pages are not faulted in again; they go when
     // this working set's solve ends, so they do not add to the check's
     // peak memory.
@@ -855,6 +871,7 @@ fn solve_restricted(
             grad_b: &grad_b,
             probability: &probability,
         };
+        u.resize(columns.rows * c, 0.0);
         let (mut moved, mut delta_b) = newton_direction(
             columns,
             &by_class,
@@ -863,7 +880,10 @@ fn solve_restricted(
             (penalty.l1, ridge),
             tolerance,
             trace,
+            &mut u,
         );
+        // The direction's logit changes came with it, unless it is replaced.
+        let mut replaced = false;
         let model_decrease = |moved: &[f64], delta_b: &[f64]| {
             moved
                 .iter()
@@ -895,13 +915,16 @@ fn solve_restricted(
             prox_slice(&mut moved, step, penalty);
             delta_b = grad_b.iter().map(|g| -step * g).collect();
             decrease = model_decrease(&moved, &delta_b);
+            replaced = true;
         }
         times.lap(Phase::Direction);
         let delta: Vec<f64> = moved.iter().zip(&values).map(|(m, v)| m - v).collect();
         if delta.iter().chain(&delta_b).all(|&d| d == 0.0) {
             break;
         }
-        logit_change(columns, set, &delta, &delta_b, &mut u);
+        if replaced {
+            logit_change(columns, set, &delta, &delta_b, &mut u);
+        }
         times.lap(Phase::Change);
         let mut t = 1.0f64;
         let mut accepted = None;
@@ -946,11 +969,7 @@ fn solve_restricted(
         values = candidate;
         last_t = t;
         b.iter_mut().zip(&delta_b).for_each(|(bv, d)| *bv += t * d);
-        for (mut row, change) in z.rows_mut().into_iter().zip(u.chunks_exact(c.max(1))) {
-            row.iter_mut()
-                .zip(change)
-                .for_each(|(zv, &uv)| *zv += t * f64::from(uv));
-        }
+        step_logits(&mut z, &u, t);
         times.lap(Phase::Update);
     }
     if trace {
@@ -1858,7 +1877,7 @@ mod gradient_tests {
         for r in 0..n {
             for k in 0..c {
                 assert!(
-                    (f64::from(u[r * c + k]) - want[[r, k]]).abs() < 1e-5,
+                    (f64::from(u[k * n + r]) - want[[r, k]]).abs() < 1e-5,
                     "[{r}, {k}]"
                 );
             }
@@ -1869,11 +1888,7 @@ mod gradient_tests {
         // The statistics along a step are those of the point the step
         // reaches, bit for bit, and their loss is the line search's.
         let mut stepped = z.clone();
-        for (mut row, change) in stepped.rows_mut().into_iter().zip(u.chunks_exact(c)) {
-            row.iter_mut()
-                .zip(change)
-                .for_each(|(zv, &uv)| *zv += t * f64::from(uv));
-        }
+        step_logits(&mut stepped, &u, t);
         let (mut along, mut at) = (Vec::new(), Vec::new());
         let loss_on_the_way = softmax_statistics(&z, Some((&u, t)), &y, &mut along);
         let loss_there = softmax_statistics(&stepped, None, &y, &mut at);

@@ -52,8 +52,12 @@ pub(super) struct NewtonModel<'a> {
 /// ridge of weight `ridge`. The classes are coupled through one vector per
 /// row, `s_r = Σ_k p_rk u_rk` (with `u` the change of the logits), so a
 /// coordinate costs a few passes over its column whatever the number of
-/// classes. Returns the new values of the pairs and the bias changes;
+/// classes. Returns the new values of the pairs and the bias changes, and
+/// leaves in `u` (class-major, `u[k·n + r]`, as long as that) the change of
+/// the logits they make, summed along the way (within the rounding of the
+/// steps of a fresh product, and the same bits on any number of threads);
 /// `trace` prints the sweeps and products it took.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn newton_direction(
     columns: &Columns,
     by_class: &[Vec<(usize, usize)>],
@@ -62,6 +66,7 @@ pub(super) fn newton_direction(
     (l1, ridge): (f64, f64),
     tolerance: f64,
     trace: bool,
+    u: &mut [f32],
 ) -> (Vec<f64>, Vec<f64>) {
     let n = columns.rows;
     let nf = n.max(1) as f64;
@@ -75,6 +80,7 @@ pub(super) fn newton_direction(
             p_k.iter().map(|&p| f64::from(curvature(p))).sum::<f64>() / nf
         })
         .collect();
+    let c = by_class.len();
     let blocks = n.div_ceil(BLOCK_ROWS);
     let workers = rayon::current_num_threads()
         .min(blocks / MIN_BLOCKS_PER_THREAD)
@@ -93,17 +99,36 @@ pub(super) fn newton_direction(
         curvature_sums: [(); 2].map(|()| (0..blocks).map(|_| AtomicU64::new(0)).collect()),
         barrier: SpinBarrier::new(workers),
     };
-    // Contiguous, nearly equal shares of the blocks.
+    // Contiguous, nearly equal shares of the blocks; each thread gets its
+    // rows of every class's logit changes.
     let share = |w: usize| w * blocks / workers..(w + 1) * blocks / workers;
+    let rows_of = |w: usize| {
+        let blocks = share(w);
+        (blocks.start * BLOCK_ROWS).min(n)..(blocks.end * BLOCK_ROWS).min(n)
+    };
+    let mut changes: Vec<Vec<&mut [f32]>> = (0..workers).map(|_| Vec::with_capacity(c)).collect();
+    let mut rest = u;
+    for _ in 0..c {
+        let (mut class, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        for (w, mine) in changes.iter_mut().enumerate() {
+            let (part, others) = class.split_at_mut(rows_of(w).len());
+            mine.push(part);
+            class = others;
+        }
+    }
+    let mut changes = changes.into_iter();
+    let first = changes.next().expect("at least one worker");
     if workers == 1 {
-        return descent.run(share(0));
+        return descent.run(share(0), first);
     }
     std::thread::scope(|scope| {
         let descent = &descent;
-        let helpers: Vec<_> = (1..workers)
-            .map(|w| scope.spawn(move || descent.run(share(w))))
+        let helpers: Vec<_> = changes
+            .enumerate()
+            .map(|(w, mine)| scope.spawn(move || descent.run(share(w + 1), mine)))
             .collect();
-        let result = descent.run(share(0));
+        let result = descent.run(share(0), first);
         for helper in helpers {
             if let Err(panic) = helper.join() {
                 std::panic::resume_unwind(panic);
@@ -163,9 +188,10 @@ struct Rows<'a> {
 }
 
 impl Descent<'_> {
-    /// Runs the sweeps on the rows of `blocks`; every thread returns the
-    /// same pairs and bias changes.
-    fn run(&self, blocks: Range<usize>) -> (Vec<f64>, Vec<f64>) {
+    /// Runs the sweeps on the rows of `blocks`, keeping their logit changes
+    /// in `u` (one slice per class); every thread returns the same pairs
+    /// and bias changes.
+    fn run(&self, blocks: Range<usize>, mut u: Vec<&mut [f32]>) -> (Vec<f64>, Vec<f64>) {
         let _guard = BreakOnPanic(&self.barrier);
         let n = self.columns.rows;
         let c = self.by_class.len();
@@ -174,7 +200,7 @@ impl Descent<'_> {
         let ones = vec![1.0f32; rows];
         let mut new = self.values.to_vec();
         let mut delta_b = vec![0.0f64; c];
-        let mut u = vec![0.0f32; rows * c];
+        u.iter_mut().for_each(|u_k| u_k.fill(0.0));
         let mut s = vec![0.0f32; rows];
         let mut mine = Rows {
             blocks,
@@ -202,7 +228,7 @@ impl Descent<'_> {
                     continue;
                 }
                 let p_k = &self.model.probability[k * n + range.start..k * n + range.end];
-                let u_k = &mut u[k * rows..(k + 1) * rows];
+                let u_k = &mut *u[k];
                 let mut largest = 0.0f64;
                 let first_sweep = sweeps == 1;
                 if first_sweep {
@@ -422,8 +448,8 @@ mod tests {
 
     /// A direction on `n` rows of three neurons (the middle one constant,
     /// so its column is zero once centred) and three classes, computed on
-    /// `threads` threads.
-    fn direction_on(n: usize, threads: usize) -> (Vec<f64>, Vec<f64>) {
+    /// `threads` threads, with its logit changes.
+    fn direction_on(n: usize, threads: usize) -> (Vec<f64>, Vec<f64>, Vec<f32>) {
         use crate::Scaling;
         use ndarray::{Array1, Array2};
         let mut rng = lca_core::rng::Rng::new(3);
@@ -433,8 +459,9 @@ mod tests {
                 if j == 1 { 2.0 } else { rng.normal() as f32 }
             },
         );
+        let mean = [0.0, 2.0, 0.0];
         let scaling = Scaling {
-            mean: Array1::from_vec(vec![0.0, 2.0, 0.0]),
+            mean: Array1::from_vec(mean.to_vec()),
             scale: Array1::ones(3),
         };
         let columns = Columns::gather(&x.view(), &scaling, &[0, 1, 2]);
@@ -448,7 +475,8 @@ mod tests {
             grad_b: &[0.01, -0.02, 0.01],
             probability: &probability,
         };
-        rayon::ThreadPoolBuilder::new()
+        let mut u = vec![f32::NAN; 3 * n];
+        let (values, delta_b) = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap()
@@ -461,14 +489,31 @@ mod tests {
                     (1e-3, 0.0),
                     1e-9,
                     false,
+                    &mut u,
                 )
-            })
+            });
+        // The logit changes are those the returned pairs and biases make.
+        for r in (0..n).step_by(11) {
+            for (k, pairs) in by_class.iter().enumerate() {
+                let moved: f64 = pairs
+                    .iter()
+                    .map(|&(i, p)| (f64::from(x[[r, i]]) - mean[i]) * values[p])
+                    .sum();
+                let want = delta_b[k] + moved;
+                let got = f64::from(u[k * n + r]);
+                assert!(
+                    (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                    "[{k}, {r}]: {got} against {want}"
+                );
+            }
+        }
+        (values, delta_b, u)
     }
 
     #[test]
     fn a_zero_column_does_not_move_and_threads_give_the_same_bits() {
         let n = 2 * MIN_BLOCKS_PER_THREAD * BLOCK_ROWS + 37;
-        let (values, delta_b) = direction_on(n, 1);
+        let (values, delta_b, u) = direction_on(n, 1);
         assert!(values.iter().chain(&delta_b).all(|v| v.is_finite()));
         assert_eq!(
             values[1], 0.0,
@@ -476,6 +521,6 @@ mod tests {
         );
         assert!(values[0] < 0.0 && values[3] != 0.0, "{values:?}");
         let shared = direction_on(n, 2);
-        assert_eq!(shared, (values, delta_b));
+        assert_eq!(shared, (values, delta_b, u));
     }
 }
