@@ -551,12 +551,13 @@ fn softmax_statistics(
 fn class_major_logits_along(z: &Array2<f64>, u: &[f32], t: f64, first: usize, tile: &mut [f64]) {
     let (n, c) = z.dim();
     let m = (first + SOFTMAX_TILE).min(n) - first;
+    let rows = &z.as_slice().expect("row-major logits")[first * c..(first + m) * c];
     // A class at a time: its changes are one contiguous run, and the tile's
     // logits stay in cache.
-    for k in 0..c {
+    for (k, out) in tile.chunks_exact_mut(SOFTMAX_TILE).enumerate().take(c) {
         let change = &u[k * n + first..k * n + first + m];
-        for (row, &uv) in change.iter().enumerate() {
-            tile[k * SOFTMAX_TILE + row] = z[[first + row, k]] + t * f64::from(uv);
+        for ((o, logits), &uv) in out.iter_mut().zip(rows.chunks_exact(c)).zip(change) {
+            *o = logits[k] + t * f64::from(uv);
         }
     }
 }
@@ -565,16 +566,24 @@ fn class_major_logits_along(z: &Array2<f64>, u: &[f32], t: f64, first: usize, ti
 /// along a step computed them.
 fn step_logits(z: &mut Array2<f64>, u: &[f32], t: f64) {
     let (n, c) = z.dim();
-    // In tiles of rows, a class at a time (see `class_major_logits_along`).
-    for first in (0..n).step_by(SOFTMAX_TILE) {
-        let m = (first + SOFTMAX_TILE).min(n) - first;
-        for k in 0..c {
-            let change = &u[k * n + first..k * n + first + m];
-            for (row, &uv) in change.iter().enumerate() {
-                z[[first + row, k]] += t * f64::from(uv);
-            }
-        }
+    if c == 0 {
+        return;
     }
+    let logits = z.as_slice_mut().expect("row-major logits");
+    // In tiles of rows, a class at a time (see `class_major_logits_along`).
+    logits
+        .par_chunks_mut(SOFTMAX_TILE * c)
+        .enumerate()
+        .for_each(|(tile, rows)| {
+            let first = tile * SOFTMAX_TILE;
+            let m = rows.len() / c;
+            for k in 0..c {
+                let change = &u[k * n + first..k * n + first + m];
+                for (row, &uv) in rows.chunks_exact_mut(c).zip(change) {
+                    row[k] += t * f64::from(uv);
+                }
+            }
+        });
 }
 
 /// The mean loss at logits `z + t·u` (`u` class-major, f32): the loss of

@@ -125,7 +125,8 @@ pub(crate) fn retrain(
     cx: &RunContext,
 ) -> Result<(Dataset<'static>, Box<dyn TrainedProbe>)> {
     cx.check_cancelled()?;
-    let subset = data.select_neurons(columns)?;
+    // The copy shares its rows among the run's threads.
+    let subset = cx.install(|| data.select_neurons(columns))?;
     let warm = start.and_then(|s| s.warm_start(columns, data.n_neurons()));
     let probe = match warm {
         Some(warm) => spec.fit_from(&subset, &warm, cx)?,

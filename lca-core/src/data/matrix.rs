@@ -727,19 +727,42 @@ impl<T: RowBlocks + ?Sized> RowBlocks for &T {
 /// The given columns of `x`, in the given order (repeats allowed), copied
 /// a block of rows at a time: a matrix mapped from disk is then read once,
 /// in order, where copying column by column would read all of it once per
-/// column, and a 16-bit one is converted a block at a time.
+/// column, and a 16-bit one is converted a block at a time. Called from a
+/// rayon pool (a run's), the blocks are shared among its threads; from
+/// elsewhere, they are copied on the calling thread.
 ///
 /// # Panics
 /// If a column is out of range.
 pub fn gather_columns(x: impl RowBlocks, columns: &[usize]) -> Array2<f32> {
-    let rows = x.shape().0;
-    let mut out = Vec::with_capacity(rows * columns.len());
-    x.for_each_block(0..rows, |_, block| {
-        for row in block.rows() {
-            out.extend(columns.iter().map(|&c| row[c]));
+    use rayon::prelude::*;
+    /// Rows per block: a few hundred kilobytes of a wide matrix.
+    const BLOCK: usize = 64;
+    let (rows, width) = x.shape();
+    let k = columns.len();
+    let mut out = vec![0.0f32; rows * k];
+    let copy = |(block, part): (usize, &mut [f32])| {
+        let start = block * BLOCK;
+        let mut converted = Vec::new();
+        let values = x.rows_in(start..start + part.len() / k, &mut converted);
+        // The block's lines in order first: picking a few values from each
+        // row is a pattern the hardware prefetcher does not follow, and each
+        // pick would wait for memory.
+        let touched = values.iter().step_by(16).fold(0.0f32, |a, &v| a + v);
+        std::hint::black_box(touched);
+        for (row, picked) in values.chunks_exact(width).zip(part.chunks_exact_mut(k)) {
+            for (o, &c) in picked.iter_mut().zip(columns) {
+                *o = row[c];
+            }
         }
-    });
-    Array2::from_shape_vec((rows, columns.len()), out).expect("rows × columns values")
+    };
+    if k > 0 {
+        if rayon::current_thread_index().is_some() {
+            out.par_chunks_mut(BLOCK * k).enumerate().for_each(copy);
+        } else {
+            out.chunks_mut(BLOCK * k).enumerate().for_each(copy);
+        }
+    }
+    Array2::from_shape_vec((rows, k), out).expect("rows × columns values")
 }
 
 /// For each column of `x`, whether all its values are equal (true for every
@@ -900,6 +923,29 @@ mod tests {
         fn bits(&self) -> &[u16] {
             &self.0
         }
+    }
+
+    #[test]
+    fn gathered_columns_are_the_same_on_the_calling_thread_and_in_a_pool() {
+        let (rows, width) = (1000, 13);
+        let values: Vec<f32> = (0..rows * width).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let x = Array2::from_shape_vec((rows, width), values).unwrap();
+        let columns = [12, 0, 5, 5, 3];
+        let expected = Array2::from_shape_fn((rows, columns.len()), |(r, i)| x[[r, columns[i]]]);
+        let alone = gather_columns(x.view(), &columns);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let shared = pool.install(|| gather_columns(x.view(), &columns));
+        assert_eq!(alone, expected);
+        assert_eq!(shared, expected);
+        let (bits, half_values) = half_and_f32(HalfFormat::F16, 130, 4);
+        let half = ActivationMatrix::from_half_slice(130, 4, HalfFormat::F16, &bits).unwrap();
+        let picked = pool.install(|| gather_columns(&half, &[3, 1]));
+        assert_eq!(picked.column(0), half_values.column(3));
+        assert_eq!(picked.column(1), half_values.column(1));
+        assert_eq!(gather_columns(x.view(), &[]).dim(), (rows, 0));
     }
 
     #[test]
