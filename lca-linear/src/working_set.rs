@@ -495,15 +495,7 @@ fn softmax_statistics(
     }
     // Each chunk of rows writes its part of every class's run of the
     // class-major probabilities, in place.
-    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
-        .map(|_| Vec::with_capacity(c))
-        .collect();
-    for class in probability.chunks_exact_mut(n) {
-        for (chunk, piece) in class.chunks_mut(CHUNK_ROWS).enumerate() {
-            pieces[chunk].push(piece);
-        }
-    }
-    let losses: Vec<f64> = pieces
+    let losses: Vec<f64> = chunk_pieces(probability, n, c)
         .into_par_iter()
         .enumerate()
         .map(|(chunk, mut classes)| {
@@ -544,6 +536,20 @@ fn softmax_statistics(
         loss += part;
     }
     loss / n as f64
+}
+
+/// The pieces of a class-major array (`c` runs of `n` rows) that each chunk
+/// of [`CHUNK_ROWS`] rows owns: `pieces[chunk][k]`, its rows of class `k`.
+fn chunk_pieces(class_major: &mut [f32], n: usize, c: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
+        .map(|_| Vec::with_capacity(c))
+        .collect();
+    for class in class_major.chunks_exact_mut(n) {
+        for (chunk, piece) in class.chunks_mut(CHUNK_ROWS).enumerate() {
+            pieces[chunk].push(piece);
+        }
+    }
+    pieces
 }
 
 /// Copies the logits `z + t·u` of rows `first..` into a class-major tile,
@@ -680,15 +686,7 @@ fn logit_change(
         return;
     }
     // Each chunk of rows writes its piece of every class's run.
-    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(CHUNK_ROWS))
-        .map(|_| Vec::with_capacity(c))
-        .collect();
-    for class in u.chunks_exact_mut(n) {
-        for (chunk, piece) in class.chunks_mut(CHUNK_ROWS).enumerate() {
-            pieces[chunk].push(piece);
-        }
-    }
-    pieces
+    chunk_pieces(u, n, c)
         .into_par_iter()
         .enumerate()
         .for_each(|(chunk, mut by_class)| {
