@@ -33,7 +33,8 @@
 //! **Two sources of moments.** The search reads the data through the
 //! class counts, means and scatter matrices, and the scored rows. In
 //! memory ([`greedy_selection_until`]) the scatter column of each selected
-//! neuron is summed from the class's rows when it is chosen. From
+//! neuron is summed from the rows when it is chosen, every class's in one
+//! pass. From
 //! statistics that merge ([`greedy_selection_from_moments`]) the scatter
 //! matrices are summed up front, per shard, and the scored rows are a
 //! seeded sample drawn across shards.
@@ -136,37 +137,49 @@ pub fn ensure_residuals_fit(classes: usize, rows: usize, neurons: usize) -> Resu
 /// Column `k` of each class's scatter matrix, Σ_{t∈c} (x_t − μ_c)(x_tk − μ_ck),
 /// for the classes present (indexed from 0 in class order).
 trait Scatter: Sync {
-    fn column(&self, class: usize, k: usize) -> Vec<f64>;
+    fn columns(&self, k: usize) -> Vec<Vec<f64>>;
 }
+
+/// Rows per part of the pass that sums scatter columns: a unit of parallel
+/// work, fixed so that the sums do not depend on the thread count.
+const SCATTER_ROWS: usize = 4096;
 
 /// The scatter of the classes' rows in memory, summed when asked.
 struct RowScatter<'a> {
     x: ArrayView2<'a, f32>,
-    rows: Vec<Vec<usize>>,
+    /// The index (among the classes present) of each row's class.
+    class_of: Vec<usize>,
     means: Vec<Vec<f64>>,
 }
 
 impl Scatter for RowScatter<'_> {
-    /// Σ_t x_t (x_tk − μ_k), less μ Σ_t (x_tk − μ_k): the centred scatter
-    /// (one centred factor keeps it stable) in a loop that runs in vector
-    /// registers.
-    fn column(&self, class: usize, k: usize) -> Vec<f64> {
-        let mean = &self.means[class];
-        let mut col = vec![0.0f64; self.x.ncols()];
-        let mut dk_sum = 0.0f64;
-        for &r in &self.rows[class] {
-            let row = self.x.row(r);
-            let row = row.as_slice().expect("activation rows are contiguous");
-            let dk = f64::from(row[k]) - mean[k];
-            dk_sum += dk;
-            for (c, &v) in col.iter_mut().zip(row) {
-                *c += f64::from(v) * dk;
-            }
+    /// One pass over the rows in order (which the prefetcher follows; a
+    /// pass per class over its scattered rows waited on memory), in parts
+    /// of [`SCATTER_ROWS`] rows whose sums are added in order.
+    fn columns(&self, k: usize) -> Vec<Vec<f64>> {
+        let data = self.x.as_slice().expect("activation rows are contiguous");
+        let (width, classes) = (self.x.ncols(), self.means.len());
+        let means: Vec<&[f64]> = self.means.iter().map(Vec::as_slice).collect();
+        let starts: Vec<usize> = (0..self.x.nrows()).step_by(SCATTER_ROWS).collect();
+        let parts: Vec<gaussian::ScatterColumns> = starts
+            .par_iter()
+            .map(|&start| {
+                let end = (start + SCATTER_ROWS).min(self.x.nrows());
+                let mut part = gaussian::ScatterColumns::new(classes, width);
+                part.add_rows(
+                    &data[start * width..end * width],
+                    &self.class_of[start..end],
+                    k,
+                    &means,
+                );
+                part
+            })
+            .collect();
+        let mut total = gaussian::ScatterColumns::new(classes, width);
+        for part in &parts {
+            total.add(part);
         }
-        for (c, mu) in col.iter_mut().zip(mean) {
-            *c -= mu * dk_sum;
-        }
-        col
+        total.finish(&means)
     }
 }
 
@@ -178,10 +191,14 @@ struct MomentScatter<'a> {
 }
 
 impl Scatter for MomentScatter<'_> {
-    fn column(&self, class: usize, k: usize) -> Vec<f64> {
-        let id = self.class_ids[class];
-        (0..self.moments.k())
-            .map(|j| self.moments.scatter_at(id, j, k))
+    fn columns(&self, k: usize) -> Vec<Vec<f64>> {
+        self.class_ids
+            .iter()
+            .map(|&id| {
+                (0..self.moments.k())
+                    .map(|j| self.moments.scatter_at(id, j, k))
+                    .collect()
+            })
             .collect()
     }
 }
@@ -354,18 +371,17 @@ pub fn greedy_selection_until(
         .collect();
     let moments: Vec<(Vec<f64>, Vec<f64>)> =
         rows.par_iter().map(|rows| class_moments(x, rows)).collect();
+    let class_index = class_index(&present, n_classes);
     let scatter = RowScatter {
         x,
-        rows,
+        class_of: y.iter().map(|&c| class_index[c as usize]).collect(),
         means: moments.iter().map(|(mean, _)| mean.clone()).collect(),
     };
-    let classes = scatter
-        .rows
+    let classes = rows
         .iter()
         .zip(&moments)
         .map(|(rows, (_, diag))| ClassModel::new(rows.len(), diag, n))
         .collect();
-    let class_index = class_index(&present, n_classes);
     search(
         Search {
             n,
@@ -492,6 +508,14 @@ fn class_moments(x: ArrayView2<'_, f32>, rows: &[usize]) -> (Vec<f64>, Vec<f64>)
     (mean, diag)
 }
 
+/// Every residual's pending loss of a multiple of the chosen neuron's.
+struct PendingUpdate {
+    /// The chosen neuron's residuals, in the residuals' layout.
+    chosen: Vec<f32>,
+    /// Per class, the multiple each neuron loses (neuron-indexed).
+    multiples: Vec<Vec<f32>>,
+}
+
 fn search(
     mut s: Search<'_>,
     steps: usize,
@@ -519,6 +543,9 @@ fn search(
         .iter()
         .flat_map(|c| std::iter::repeat_n(c.log_prior, m))
         .collect();
+    // The rank-one update of the last selection, which the next step's
+    // scoring applies to each candidate as it reads it.
+    let mut pending: Option<PendingUpdate> = None;
     let mut selected: Vec<u32> = Vec::new();
     let mut is_selected = vec![false; d];
     let mut mi_bits = Vec::new();
@@ -530,29 +557,38 @@ fn search(
         let open: Vec<usize> = (0..d)
             .filter(|&j| !is_selected[j] && !s.constant[j])
             .collect();
+        let update = pending.take();
+        let (log_weights, row_max) = gaussian::log_weights(&base, k_classes, m);
         let step = gaussian::Step {
             base: &base,
+            log_weights: &log_weights,
+            row_max: &row_max,
             class_of: &s.class_of,
             classes: k_classes,
+            chosen: update.as_ref().map(|p| p.chosen.as_slice()),
         };
-        // Groups of candidates share each block of rows while it is in cache.
-        let log_likelihoods: Vec<f64> = open
-            .par_chunks(CANDIDATE_GROUP)
-            .flat_map_iter(|group| {
-                let group: Vec<gaussian::Candidate<'_>> = group
+        let mut scoring: Vec<gaussian::Candidate<'_>> = residuals
+            .neurons_mut(&open)
+            .into_iter()
+            .zip(&open)
+            .map(|(residuals, &j)| gaussian::Candidate {
+                residuals,
+                log_norm: classes
                     .iter()
-                    .map(|&j| gaussian::Candidate {
-                        residuals: residuals.neuron(j),
-                        log_norm: classes
-                            .iter()
-                            .map(|c| -0.5 * (2.0 * std::f64::consts::PI * c.cond_var[j]).ln())
-                            .collect(),
-                        half_precision: classes.iter().map(|c| 0.5 / c.cond_var[j]).collect(),
-                    })
-                    .collect();
-                gaussian::log_likelihoods(&step, &group)
+                    .map(|c| -0.5 * (2.0 * std::f64::consts::PI * c.cond_var[j]).ln())
+                    .collect(),
+                half_precision: classes.iter().map(|c| 0.5 / c.cond_var[j]).collect(),
+                multiples: update
+                    .as_ref()
+                    .map_or_else(Vec::new, |p| p.multiples.iter().map(|m| m[j]).collect()),
             })
             .collect();
+        // Groups of candidates share each block of rows while it is in cache.
+        let log_likelihoods: Vec<f64> = scoring
+            .par_chunks_mut(CANDIDATE_GROUP)
+            .flat_map_iter(|group| gaussian::log_likelihoods(&step, group))
+            .collect();
+        drop(scoring);
         let mut scores = vec![f64::NAN; d];
         for (&j, total) in open.iter().zip(log_likelihoods) {
             let bits = (entropy + total / m as f64) / std::f64::consts::LN_2;
@@ -596,12 +632,17 @@ fn search(
         let scatter = s.scatter;
         let columns: Vec<Vec<f64>> = classes
             .par_iter()
-            .enumerate()
-            .map(|(k, class)| class.conditional_covariance_column(scatter.column(k, best), best))
+            .zip(scatter.columns(best))
+            .map(|(class, column)| class.conditional_covariance_column(column, best))
             .collect();
         let pivots: Vec<f64> = classes.iter().map(|c| c.cond_var[best]).collect();
-        residuals.subtract_multiples(best, &is_selected, |k, j| {
-            (columns[k][j] / pivots[k]) as f32
+        pending = Some(PendingUpdate {
+            chosen: residuals.neuron(best).to_vec(),
+            multiples: columns
+                .iter()
+                .zip(&pivots)
+                .map(|(column, pivot)| column.iter().map(|c| (c / pivot) as f32).collect())
+                .collect(),
         });
         for ((class, column), pivot) in classes.iter_mut().zip(columns).zip(pivots) {
             for j in (0..d).filter(|&j| !is_selected[j]) {

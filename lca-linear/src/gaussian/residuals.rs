@@ -79,38 +79,18 @@ impl Residuals {
         }
     }
 
-    /// For every neuron `j` not in `skip`, and every class `k`: residual_j
-    /// −= coefficient(k, j) · residual_chosen.
-    pub(crate) fn subtract_multiples(
-        &mut self,
-        chosen: usize,
-        skip: &[bool],
-        coefficient: impl Fn(usize, usize) -> f32 + Sync,
-    ) {
-        let (rows, classes) = (self.rows, self.classes);
-        let per_neuron = rows * classes;
+    /// The residuals of the neurons `open` (increasing), each writable.
+    pub(crate) fn neurons_mut(&mut self, open: &[usize]) -> Vec<&mut [f32]> {
+        let per_neuron = self.rows * self.classes;
         if per_neuron == 0 {
-            return;
+            return open.iter().map(|_| Default::default()).collect();
         }
-        let chosen = self.neuron(chosen).to_vec();
+        let mut wanted = open.iter().peekable();
         self.data
-            .par_chunks_exact_mut(per_neuron)
+            .chunks_mut(per_neuron)
             .enumerate()
-            .filter(|(j, _)| !skip[*j])
-            .for_each(|(j, neuron)| {
-                let coefficients: Vec<f32> = (0..classes).map(|k| coefficient(k, j)).collect();
-                for (start, len) in row_blocks(rows) {
-                    for (k, &c) in coefficients.iter().enumerate() {
-                        if c == 0.0 {
-                            continue;
-                        }
-                        let at = start * classes + k * len;
-                        for (r, &rk) in neuron[at..at + len].iter_mut().zip(&chosen[at..at + len]) {
-                            *r -= c * rk;
-                        }
-                    }
-                }
-            });
+            .filter_map(|(j, neuron)| wanted.next_if_eq(&&j).map(|_| neuron))
+            .collect()
     }
 }
 
@@ -120,7 +100,7 @@ mod tests {
     use ndarray::Array2;
 
     #[test]
-    fn residuals_read_back_per_class_in_row_order_and_update_by_multiples() {
+    fn residuals_read_back_per_class_in_row_order_and_open_neurons_are_writable() {
         // 150 rows (two full blocks and a short one), 3 classes, 20 neurons
         // (a full tile and a short one).
         let (rows, neurons) = (150, 20);
@@ -144,25 +124,11 @@ mod tests {
                 assert_eq!(r, (f64::from(x[[scored[i], j]]) - means[k][j]) as f32);
             }
         }
-        let before: Vec<Vec<(usize, f32)>> = (0..3).map(|k| read(&residuals, 5, k)).collect();
-        let chosen: Vec<Vec<(usize, f32)>> = (0..3).map(|k| read(&residuals, 2, k)).collect();
-        let mut skip = vec![false; neurons];
-        skip[2] = true;
-        skip[7] = true;
-        residuals.subtract_multiples(2, &skip, |k, j| (k + 1) as f32 * 0.25 + j as f32);
-        for k in 0..3 {
-            let c = (k + 1) as f32 * 0.25 + 5.0;
-            for ((_, after), ((_, was), (_, r2))) in read(&residuals, 5, k)
-                .into_iter()
-                .zip(before[k].iter().zip(&chosen[k]))
-            {
-                assert_eq!(after, was - c * r2);
-            }
-        }
-        // Skipped neurons keep their residuals.
-        assert_eq!(
-            read(&residuals, 7, 1)[10].1,
-            (f64::from(x[[scored[10], 7]]) - means[1][7]) as f32
-        );
+        let open = [1, 5, 19];
+        let mut neurons = residuals.neurons_mut(&open);
+        assert_eq!(neurons.len(), 3);
+        neurons[1][0] = 99.0;
+        drop(neurons);
+        assert_eq!(read(&residuals, 5, 0)[0].1, 99.0);
     }
 }

@@ -65,7 +65,7 @@ macro_rules! dispatch {
 /// `f32` range) it returns `e^−87`, which no sum of probabilities can tell
 /// from zero.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5·2^23 rounds to an integer, kept in the low mantissa bits.
