@@ -533,7 +533,14 @@ fn search(
         .for_each(|class| class.apply_floor(pooled_floor));
     let classes = &mut s.classes;
     let k_classes = classes.len();
-    let mut residuals = residuals::Residuals::new(s.scored_x, s.scored, &s.means);
+    // Scored rows sorted by class, so that each block of rows is within
+    // reach of few classes (see `kernels::gaussian`); the order of the rows
+    // changes nothing else.
+    let mut by_class: Vec<usize> = (0..m).collect();
+    by_class.sort_by_key(|&i| (s.class_of[i], i));
+    let scored: Vec<usize> = by_class.iter().map(|&i| s.scored[i]).collect();
+    let class_of: Vec<usize> = by_class.iter().map(|&i| s.class_of[i]).collect();
+    let mut residuals = residuals::Residuals::new(s.scored_x, &scored, &s.means);
     let entropy: f64 = classes
         .iter()
         .map(|c| -c.log_prior * c.log_prior.exp())
@@ -558,12 +565,11 @@ fn search(
             .filter(|&j| !is_selected[j] && !s.constant[j])
             .collect();
         let update = pending.take();
-        let (log_weights, row_max) = gaussian::log_weights(&base, k_classes, m);
+        let weights = gaussian::Weights::of(&base, &class_of, k_classes);
         let step = gaussian::Step {
             base: &base,
-            log_weights: &log_weights,
-            row_max: &row_max,
-            class_of: &s.class_of,
+            weights: &weights,
+            class_of: &class_of,
             classes: k_classes,
             chosen: update.as_ref().map(|p| p.chosen.as_slice()),
         };

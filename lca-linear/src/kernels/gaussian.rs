@@ -17,16 +17,29 @@
 //!
 //! with b the base values, m_i = max_k b_k, w_k = e^(b_k − m_i) (the same for
 //! every candidate of a step, so their logarithms are computed once per
-//! step: [`log_weights`]), ℓ_k = −½ log(2π v_k) and L = max_k ℓ_k (the
+//! step: [`Weights`]), ℓ_k = −½ log(2π v_k) and L = max_k ℓ_k (the
 //! candidate's own constants). Every exponent, log w_k + ℓ_k − L − h_k r_k²,
 //! is then at most 0, and one of them is near 0, so the sum needs no running
 //! maximum: one pass per class, in `f32` (sixteen rows per AVX-512
 //! register), whose rounding (about 1e-7 relative) matches that of the `f32`
 //! residuals. The weight stays in the exponent rather than multiplying the
 //! exponential, so no product is ever subnormal (which costs a microcode
-//! assist per element on Intel CPUs). The row's own class term and the totals are in
-//! `f64`. A row whose sum falls below [`TINY_SUM`] (every class far off, an
-//! outlier) is summed again in `f64` with the usual maximum.
+//! assist per element on Intel CPUs). The row's own class term and the
+//! totals are in `f64`. A row whose sum falls below [`TINY_SUM`] (every
+//! class far off, an outlier) is summed again in `f64` with the usual
+//! maximum.
+//!
+//! **Classes out of reach are skipped.** A class whose log weight is below
+//! −[`REACH`] on every row of a block adds at most e^−45 per row to the sum,
+//! whatever the candidate (every other factor is at most 1). Such classes
+//! are left out of the block's sums. Each row keeps a bound τ on the weight
+//! left out, and a row whose sum is not at least τ × [`TAIL_RATIO`] is
+//! summed again in `f64` over every class, so a skip never moves a row's sum
+//! by more than a billionth. Scored rows are sorted by class, so a block
+//! holds rows of one or two classes, and the classes within reach of its
+//! rows are few once some neurons are selected. (The update below still
+//! runs over every class: the skipped classes come back into reach when a
+//! later neuron favours them.)
 //!
 //! **The previous step's update rides along.** When a neuron is selected,
 //! every candidate's residuals lose a multiple of the chosen neuron's
@@ -68,16 +81,95 @@ const PRODUCT_ROWS: usize = 8;
 /// (at most classes × 1.6e-38) to be below its rounding.
 const TINY_SUM: f32 = 1e-25;
 
+/// How far (nats) below a row's most likely class a class's log weight must
+/// be, on every row of a block, to be skipped there.
+const REACH: f32 = 45.0;
+
+/// A row whose sum is below `TAIL_RATIO` × the weight its skipped classes
+/// hold is summed again over every class.
+const TAIL_RATIO: f64 = 1e9;
+
+/// What a step's base values give every candidate: log weights, each
+/// block's classes within reach, and what the others hold per row.
+pub struct Weights {
+    /// base − the row's largest base, of each class and row, in the
+    /// residuals' blocked layout.
+    log_weights: Vec<f32>,
+    /// The row's largest base value, per row.
+    row_max: Vec<f64>,
+    /// Per block of rows, the classes summed.
+    reach: Vec<Vec<usize>>,
+    /// Per row, a bound on Σ e^(log weight) over the classes its block skips.
+    tail: Vec<f64>,
+}
+
+impl Weights {
+    /// The weights of base values `base` (class-major, `classes × rows`)
+    /// for rows of the classes `class_of`.
+    pub fn of(base: &[f64], class_of: &[usize], classes: usize) -> Weights {
+        let rows = class_of.len();
+        let mut log_weights = vec![0.0f32; classes * rows];
+        let mut row_max = vec![f64::NEG_INFINITY; rows];
+        for k in 0..classes {
+            for (m, &b) in row_max.iter_mut().zip(&base[k * rows..(k + 1) * rows]) {
+                *m = m.max(b);
+            }
+        }
+        let mut reach = Vec::new();
+        let mut tail = vec![0.0f64; rows];
+        let mut skipped_max = [f32::NEG_INFINITY; ROW_BLOCK];
+        for (start, len) in row_blocks(rows) {
+            let mut within = vec![false; classes];
+            for &own in &class_of[start..start + len] {
+                within[own] = true;
+            }
+            let skipped_max = &mut skipped_max[..len];
+            skipped_max.fill(f32::NEG_INFINITY);
+            let mut skipped = 0usize;
+            for (k, within) in within.iter_mut().enumerate() {
+                let out = &mut log_weights[start * classes + k * len..][..len];
+                let base = &base[k * rows + start..][..len];
+                for ((w, &b), &m) in out.iter_mut().zip(base).zip(&row_max[start..start + len]) {
+                    *w = (b - m) as f32;
+                    *within |= *w >= -REACH;
+                }
+                if !*within {
+                    skipped += 1;
+                    for (s, &w) in skipped_max.iter_mut().zip(&*out) {
+                        *s = s.max(w);
+                    }
+                }
+            }
+            // The skipped classes' weight, bounded by their count times
+            // the largest (one exponential per row).
+            if skipped > 0 {
+                for (t, &w) in tail[start..start + len].iter_mut().zip(&*skipped_max) {
+                    *t = skipped as f64 * f64::from(w).exp();
+                }
+            }
+            reach.push((0..classes).filter(|&k| within[k]).collect());
+        }
+        Weights {
+            log_weights,
+            row_max,
+            reach,
+            tail,
+        }
+    }
+
+    /// The mean number of classes summed per block.
+    pub fn mean_reach(&self) -> f64 {
+        self.reach.iter().map(Vec::len).sum::<usize>() as f64 / self.reach.len().max(1) as f64
+    }
+}
+
 /// What every candidate of a step shares.
 pub struct Step<'a> {
     /// log π_c + log N(x_S; …) of each class and scored row, class-major:
     /// `base[k·rows + i]`.
     pub base: &'a [f64],
-    /// base − the row's largest base, of each class and row, in the
-    /// residuals' blocked layout ([`log_weights`]).
-    pub log_weights: &'a [f32],
-    /// The row's largest base value, per row.
-    pub row_max: &'a [f64],
+    /// The weights of `base`.
+    pub weights: &'a Weights,
     /// The class index of each scored row (one entry per row).
     pub class_of: &'a [usize],
     /// Classes present.
@@ -103,29 +195,6 @@ pub struct Candidate<'a> {
     /// Per class, the multiple of the chosen neuron's residuals to subtract
     /// (read only when the step has a chosen neuron).
     pub multiples: Vec<f32>,
-}
-
-/// The log weights b_k − m_i of [`Step`] for base values `base`
-/// (class-major, `classes × rows`), in the residuals' blocked layout, and
-/// each row's largest base value m_i.
-pub fn log_weights(base: &[f64], classes: usize, rows: usize) -> (Vec<f32>, Vec<f64>) {
-    let mut weights = vec![0.0f32; classes * rows];
-    let mut row_max = vec![f64::NEG_INFINITY; rows];
-    for k in 0..classes {
-        for (m, &b) in row_max.iter_mut().zip(&base[k * rows..(k + 1) * rows]) {
-            *m = m.max(b);
-        }
-    }
-    for (start, len) in row_blocks(rows) {
-        for k in 0..classes {
-            let out = &mut weights[start * classes + k * len..][..len];
-            let base = &base[k * rows + start..][..len];
-            for ((w, &b), &m) in out.iter_mut().zip(base).zip(&row_max[start..start + len]) {
-                *w = (b - m) as f32;
-            }
-        }
-    }
-    (weights, row_max)
 }
 
 /// Σ_i log p(y_i | x_i,S∪{j}) (nats) for each candidate, in order, after
@@ -192,7 +261,8 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -
     let mut totals = vec![0.0f64; candidates.len()];
     for (start, len) in row_blocks(m) {
         let span = start * classes..(start + len) * classes;
-        let log_weights = &step.log_weights[span.clone()];
+        let log_weights = &step.weights.log_weights[span.clone()];
+        let reach = &step.weights.reach[start / ROW_BLOCK];
         let chosen = step.chosen.map(|c| &c[span.clone()]);
         let sums = &mut sums[..len];
         for ((candidate, constants), total) in candidates.iter_mut().zip(&shifted).zip(&mut totals)
@@ -205,14 +275,16 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -
             } = candidate;
             let block = &mut residuals[span.clone()];
             sums.fill(0.0);
-            for k in 0..classes {
-                let run = &mut block[k * len..(k + 1) * len];
-                if let Some(chosen) = chosen {
-                    let multiple = multiples[k];
+            if let Some(chosen) = chosen {
+                for (k, &multiple) in multiples.iter().enumerate() {
+                    let run = &mut block[k * len..(k + 1) * len];
                     for (r, &c) in run.iter_mut().zip(&chosen[k * len..(k + 1) * len]) {
                         *r -= multiple * c;
                     }
                 }
+            }
+            for &k in reach {
+                let run = &block[k * len..(k + 1) * len];
                 let (log_norm, half_precision) =
                     (constants.log_norm_f32[k], constants.half_precision_f32[k]);
                 for ((s, &r), &w) in sums
@@ -229,11 +301,12 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -
                 for i in first..last {
                     let row = start + i;
                     let own = step.class_of[row];
-                    if sums[i] >= TINY_SUM {
+                    let sum = f64::from(sums[i]);
+                    if sums[i] >= TINY_SUM && step.weights.tail[row] * TAIL_RATIO <= sum {
                         let r = f64::from(block[own * len + i]);
-                        *total += step.base[own * m + row] - step.row_max[row]
+                        *total += step.base[own * m + row] - step.weights.row_max[row]
                             + (-r * r).mul_add(half_precision[own], constants.log_norm[own]);
-                        product *= f64::from(sums[i]);
+                        product *= sum;
                     } else {
                         *total += exact_row(step, half_precision, constants, block, len, i, row);
                     }
@@ -422,16 +495,27 @@ mod tests {
                     .collect()
             })
             .collect();
-        // Base densities far apart, so that most classes of a row are
-        // negligible.
-        let base: Vec<f64> = noise(classes * rows, 3).iter().map(|v| v * 300.0).collect();
-        let class_of: Vec<usize> = (0..rows).map(|i| (i * 5 + 1) % classes).collect();
-        let (log_weights, row_max) = log_weights(&base, classes, rows);
+        // Base densities that fall 40 nats per class away from the row's
+        // own (±60), so that a block's far classes are out of reach.
+        let spread = noise(classes * rows, 3);
+        let base: Vec<f64> = (0..classes * rows)
+            .map(|at| {
+                let (k, i) = (at / rows, at % rows);
+                let own = i * classes / rows;
+                30.0 * spread[at] - 40.0 * k.abs_diff(own) as f64
+            })
+            .collect();
+        // Sorted by class, as the search sorts them.
+        let class_of: Vec<usize> = (0..rows).map(|i| i * classes / rows).collect();
+        let weights = Weights::of(&base, &class_of, classes);
+        assert!(
+            weights.mean_reach() < classes as f64,
+            "some classes are skipped"
+        );
         let chosen_blocked = blocked(&chosen, rows);
         let step = Step {
             base: &base,
-            log_weights: &log_weights,
-            row_max: &row_max,
+            weights: &weights,
             class_of: &class_of,
             classes,
             chosen: Some(&chosen_blocked),
@@ -502,16 +586,53 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_class_that_dominates_a_row_is_summed_after_all() {
+        // 64 rows of class 0; class 1 is 46 nats down on every row, out of
+        // reach. The candidate puts every row 10 standard deviations from
+        // class 0 and at the mean of class 1, so class 1 holds almost all of
+        // the sum: log p(0 | x) = −50 − log(e^−50 + e^−46) per row.
+        let (rows, classes) = (64, 2);
+        let base: Vec<f64> = (0..classes * rows)
+            .map(|at| if at < rows { 0.0 } else { -46.0 })
+            .collect();
+        let class_of = vec![0usize; rows];
+        let weights = Weights::of(&base, &class_of, classes);
+        assert_eq!(weights.mean_reach(), 1.0, "class 1 is skipped");
+        let step = Step {
+            base: &base,
+            weights: &weights,
+            class_of: &class_of,
+            classes,
+            chosen: None,
+        };
+        let mut residuals: Vec<f32> = (0..classes * rows)
+            .map(|at| if at < rows { 10.0 } else { 0.0 })
+            .collect();
+        let mut candidates = [Candidate {
+            residuals: &mut residuals,
+            log_norm: vec![0.0; classes],
+            half_precision: vec![0.5; classes],
+            multiples: Vec::new(),
+        }];
+        let total = log_likelihoods(&step, &mut candidates)[0];
+        let per_row = -50.0 - (f64::exp(-50.0) + f64::exp(-46.0)).ln();
+        assert!(
+            (total - rows as f64 * per_row).abs() < 1e-9 * rows as f64,
+            "{total} vs {}",
+            rows as f64 * per_row
+        );
+    }
+
+    #[test]
     fn without_a_chosen_neuron_the_residuals_are_left_alone() {
         let (rows, classes) = (70, 3);
         let base = vec![0.0f64; classes * rows];
         let class_of = vec![1usize; rows];
-        let (log_weights, row_max) = log_weights(&base, classes, rows);
-        assert!(log_weights.iter().all(|&w| w == 0.0) && row_max.iter().all(|&m| m == 0.0));
+        let weights = Weights::of(&base, &class_of, classes);
+        assert_eq!(weights.mean_reach(), classes as f64);
         let step = Step {
             base: &base,
-            log_weights: &log_weights,
-            row_max: &row_max,
+            weights: &weights,
             class_of: &class_of,
             classes,
             chosen: None,
