@@ -289,7 +289,7 @@ fn log_likelihoods_portable(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -
                     (constants.log_norm_f32[k], constants.half_precision_f32[k]);
                 for ((s, &r), &w) in sums
                     .iter_mut()
-                    .zip(&*run)
+                    .zip(run)
                     .zip(&log_weights[k * len..(k + 1) * len])
                 {
                     *s += exp_nonpositive_f32((-r * r).mul_add(half_precision, log_norm) + w);
