@@ -35,15 +35,9 @@ flags=$(grep -m1 "^flags" /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx5
 echo "==> machine: $cpu; $(nproc) cores; vector extensions: $flags; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 data=$out/data
-if [ ! -f "$data.acts.npy" ]; then
-    echo "==> extracting $sentences sentences with lca and exporting them for NeuroX"
-    sed -e "s|@MODEL@|$root/.cache/models/all-MiniLM-L6-v2|; s|@CORPUS@|$root/.cache/data/brown|" \
-        -e "s|@SENTENCES@|$sentences|; s|@TASK@|$task|; s|@EXPORT@|$out/export.json|" \
-        bench/real-export.toml > "$out/export.toml"
-    target/release/lca run "$out/export.toml" --quiet --out "$out/export" >/dev/null
-    "$python" bench/neurox_json_to_npy.py "$out/export.json" "$out/export.labels.txt" "$data"
-    rm -f "$out/export.json"
-fi
+# shellcheck source=lib/real-matrix.sh
+source scripts/lib/real-matrix.sh
+real_matrix "$sentences" "$task" "$out" "$python"
 
 echo "==> NeuroX ($threads thread(s))"
 /usr/bin/time -v -o "$out/neurox.time" "$python" "$harness/neurox_lca.py" \

@@ -16,9 +16,11 @@
 //! ```
 //!
 //! D is the number of neurons. Starting from S = ∅, each step adds the
-//! neuron that maximises MI(S ∪ {j}); candidates within 1e-9 bits of the
+//! neuron that maximises MI(S ∪ {j}); candidates within 1e-6 bits of the
 //! best count as tied and the lowest index wins (NeuroX keeps the first
-//! strict maximum). After `steps` steps the rest follow in the order of
+//! strict maximum). The scores are exact to about 1e-7 bits (the residuals
+//! and the softmax sums are single precision), so a narrower tie would let
+//! rounding pick between two equally good neurons. After `steps` steps the rest follow in the order of
 //! their MI as candidates in the last step.
 //!
 //! **Speed.** NeuroX refits a |S|-dimensional Gaussian per candidate and
@@ -53,8 +55,9 @@ use rayon::prelude::*;
 
 use crate::kernels::gaussian;
 
-/// MI differences below this (bits) are ties.
-const TIE_BITS: f64 = 1e-9;
+/// MI differences below this (bits) are ties: ten times the scores'
+/// rounding.
+const TIE_BITS: f64 = 1e-6;
 
 /// Candidates scored together over each block of rows (a unit of parallel
 /// work, too).

@@ -30,6 +30,44 @@ macro_rules! for_block_size {
     };
 }
 
+/// Public functions whose portable bodies run compiled for the widest
+/// instruction set the CPU has: each item
+/// `fn name(arg: Type, …) -> Ret => body;` defines `name`, which calls
+/// `body` (an `#[inline(always)]` function) from a wrapper that carries the
+/// target features itself, so each build gets its own vectorised copy
+/// however large the body (a body called through a closure was left out of
+/// line once it grew, and then ran without FMA). One signature serves the
+/// public function and both wrappers.
+macro_rules! dispatched {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $portable:path;
+    )*) => {$(
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $portable($($arg),*)
+                }
+                // SAFETY (both calls): the CPU supports the features the
+                // wrapper is compiled for.
+                match crate::kernels::isa() {
+                    crate::kernels::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    crate::kernels::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    crate::kernels::Isa::Portable => {}
+                }
+            }
+            $portable($($arg),*)
+        }
+    )*};
+}
+
 pub mod bf16;
 mod columns;
 pub mod elementwise;
@@ -144,36 +182,23 @@ fn softmax_avx512(row: &mut [f64]) -> f64 {
     column::softmax(row)
 }
 
-/// The softmax of a tile of rows held class-major, in place:
-/// `tile[k·stride + t]` is row `t`'s logit of class `k`, for the
-/// `lse.len()` rows `t` and the `tile.len() / stride` classes. Writes each
-/// row's log Σ exp into `lse`; `sum` is scratch of the same length.
-///
-/// The same operations on each row as [`softmax`], in the same order (the
-/// maximum and the sum run over the classes in ascending order), so the
-/// results are bit for bit those of [`softmax`] row by row; laid out this
-/// way, the exponentials of a vector register's rows are computed together
-/// with no scalar tail per row.
-pub fn softmax_class_major(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn avx512(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
-            column::softmax_class_major(tile, stride, lse, sum);
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(tile: &mut [f64], stride: usize, lse: &mut [f64], sum: &mut [f64]) {
-            column::softmax_class_major(tile, stride, lse, sum);
-        }
-        // SAFETY (both calls): the CPU supports the features the function
-        // is compiled for.
-        match isa() {
-            Isa::Avx512 => return unsafe { avx512(tile, stride, lse, sum) },
-            Isa::Avx2 => return unsafe { avx2(tile, stride, lse, sum) },
-            Isa::Portable => {}
-        }
-    }
-    column::softmax_class_major(tile, stride, lse, sum);
+dispatched! {
+    /// The softmax of a tile of rows held class-major, in place:
+    /// `tile[k·stride + t]` is row `t`'s logit of class `k`, for the
+    /// `lse.len()` rows `t` and the `tile.len() / stride` classes. Writes each
+    /// row's log Σ exp into `lse`; `sum` is scratch of the same length.
+    ///
+    /// The same operations on each row as [`softmax`], in the same order (the
+    /// maximum and the sum run over the classes in ascending order), so the
+    /// results are bit for bit those of [`softmax`] row by row; laid out this
+    /// way, the exponentials of a vector register's rows are computed together
+    /// with no scalar tail per row.
+    pub fn softmax_class_major(
+        tile: &mut [f64],
+        stride: usize,
+        lse: &mut [f64],
+        sum: &mut [f64],
+    ) => column::softmax_class_major;
 }
 
 pub use column::exp_nonpositive;

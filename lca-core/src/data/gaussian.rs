@@ -17,7 +17,7 @@
 //!   range and the parts' samples are disjoint.
 //!
 //! Sums merged in another grouping round differently, by about 1e-16
-//! relative; the ranking's ties are 1e-9 bits wide, far above that.
+//! relative; the ranking's ties are 1e-6 bits wide, far above that.
 //! Memory is classes × k(k+1)/2 scatter entries for k candidate neurons.
 
 use ndarray::{Array2, ArrayView2};

@@ -29,36 +29,6 @@ pub enum Gelu {
     Tanh,
 }
 
-/// Runs the portable body compiled for the widest instruction set the CPU
-/// has. The bodies are `#[inline(always)]` and are called from functions
-/// that carry the target features themselves, so each build gets its own
-/// vectorised copy however large the body (a body called through a closure
-/// was left out of line once it grew, and then ran without FMA).
-macro_rules! dispatch {
-    ($portable:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            fn avx512($($arg: $ty),*) {
-                $portable($($arg),*)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2($($arg: $ty),*) {
-                $portable($($arg),*)
-            }
-            use super::{Isa, isa};
-            // SAFETY (both calls): the CPU supports the features the
-            // wrapper is compiled for.
-            match isa() {
-                Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                Isa::Portable => {}
-            }
-        }
-        $portable($($arg),*)
-    }};
-}
-
 /// `e^x` for `x ≤ 0`: `x = k·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-7
 /// Taylor polynomial for `e^r` (remainder below 6e-9 relative) and `2^k`
 /// built in the exponent bits. Below −87 (where `e^x` leaves the normal
@@ -131,10 +101,10 @@ fn gelu(x: f32, how: Gelu) -> f32 {
     }
 }
 
-/// `v ← gelu(v + bias[j])` for every row of `values` (rows of
-/// `bias.len()` values, the last dimension of the tensor).
-pub fn bias_gelu(values: &mut [f32], bias: &[f32], how: Gelu) {
-    dispatch!(bias_gelu_portable(values: &mut [f32], bias: &[f32], how: Gelu));
+dispatched! {
+    /// `v ← gelu(v + bias[j])` for every row of `values` (rows of
+    /// `bias.len()` values, the last dimension of the tensor).
+    pub fn bias_gelu(values: &mut [f32], bias: &[f32], how: Gelu) => bias_gelu_portable;
 }
 
 /// The nonlinearity of a gated MLP: `act(gate) · up`.
@@ -154,11 +124,11 @@ fn silu(x: f32) -> f32 {
     if x >= 0.0 { x * inv } else { x * e * inv }
 }
 
-/// `out[i] = act(gate[i]) · up[i]` for every row: `gate_up` holds rows of
-/// `2·inner` values, the gate's `inner` first, then the up projection's;
-/// `out` rows of `inner`.
-pub fn gated(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
-    dispatch!(gated_portable(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]));
+dispatched! {
+    /// `out[i] = act(gate[i]) · up[i]` for every row: `gate_up` holds rows of
+    /// `2·inner` values, the gate's `inner` first, then the up projection's;
+    /// `out` rows of `inner`.
+    pub fn gated(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) => gated_portable;
 }
 
 #[inline(always)]
@@ -180,18 +150,29 @@ fn gated_portable(gate_up: &[f32], inner: usize, how: Gate, out: &mut [f32]) {
     }
 }
 
-/// Root-mean-square normalisation of every row of `x` (rows of
-/// `weight.len()` values) into `out`: `x / √(mean(x²) + eps) · (offset +
-/// weight)`. `offset` is 0 for Llama-style norms and 1 for Gemma's, which
-/// store the weight less one. The mean of squares is summed in 16 fixed
-/// lanes, so every build gives the same bits.
-pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]) {
-    dispatch!(rms_norm_portable(x: &[f32], weight: &[f32], eps: f32, offset: f32, out: &mut [f32]));
+dispatched! {
+    /// Root-mean-square normalisation of every row of `x` (rows of
+    /// `weight.len()` values) into `out`: `x / √(mean(x²) + eps) · (offset +
+    /// weight)`. `offset` is 0 for Llama-style norms and 1 for Gemma's, which
+    /// store the weight less one. The mean of squares is summed in 16 fixed
+    /// lanes, so every build gives the same bits.
+    pub fn rms_norm(
+        x: &[f32],
+        weight: &[f32],
+        eps: f32,
+        offset: f32,
+        out: &mut [f32],
+    ) => rms_norm_portable;
 }
 
-/// [`rms_norm`] in place.
-pub fn rms_norm_in_place(values: &mut [f32], weight: &[f32], eps: f32, offset: f32) {
-    dispatch!(rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offset: f32));
+dispatched! {
+    /// [`rms_norm`] in place.
+    pub fn rms_norm_in_place(
+        values: &mut [f32],
+        weight: &[f32],
+        eps: f32,
+        offset: f32,
+    ) => rms_norm_in_place_portable;
 }
 
 /// `1 / √(mean(row²) + eps)`, the squares summed in 16 fixed lanes.
@@ -239,12 +220,16 @@ fn rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offs
     }
 }
 
-/// Softmax of every row of `scores` (rows of `additive.len()` values) after
-/// `s ← s·scale + additive[j]`: the attention probabilities of one sequence,
-/// whose padding positions carry a large negative `additive`. Each row is
-/// shifted by its maximum first, so no exponential overflows.
-pub fn masked_softmax(scores: &mut [f32], additive: &[f32], scale: f32) {
-    dispatch!(masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32));
+dispatched! {
+    /// Softmax of every row of `scores` (rows of `additive.len()` values) after
+    /// `s ← s·scale + additive[j]`: the attention probabilities of one sequence,
+    /// whose padding positions carry a large negative `additive`. Each row is
+    /// shifted by its maximum first, so no exponential overflows.
+    pub fn masked_softmax(
+        scores: &mut [f32],
+        additive: &[f32],
+        scale: f32,
+    ) => masked_softmax_portable;
 }
 
 /// How the query, key and value heads of one attention are laid out.
@@ -317,27 +302,19 @@ impl Visibility {
     }
 }
 
-/// Multi-head self-attention of one sequence: `softmax(q kᵀ·scale +
-/// additive) v` for every query head, over the keys `visible` lets it see.
-/// `qkv` holds the sequence's `tokens` rows of queries, keys and values side
-/// by side (`heads.row()` values each: all query heads, then all key heads,
-/// then all value heads, each head `heads.width` wide); `additive` has one
-/// value per key position (0, or a large negative number for padding); the
-/// query heads' outputs go side by side into `context` (`tokens ×
-/// heads.output()`). `scratch` is reused between calls.
-///
-/// Every product is a fused multiply-add in a fixed order, so all builds
-/// give the same bits.
-pub fn attention(
-    qkv: &[f32],
-    additive: &[f32],
-    heads: Heads,
-    visible: Visibility,
-    scale: f32,
-    scratch: &mut Vec<f32>,
-    context: &mut [f32],
-) {
-    dispatch!(attention_portable(
+dispatched! {
+    /// Multi-head self-attention of one sequence: `softmax(q kᵀ·scale +
+    /// additive) v` for every query head, over the keys `visible` lets it see.
+    /// `qkv` holds the sequence's `tokens` rows of queries, keys and values side
+    /// by side (`heads.row()` values each: all query heads, then all key heads,
+    /// then all value heads, each head `heads.width` wide); `additive` has one
+    /// value per key position (0, or a large negative number for padding); the
+    /// query heads' outputs go side by side into `context` (`tokens ×
+    /// heads.output()`). `scratch` is reused between calls.
+    ///
+    /// Every product is a fused multiply-add in a fixed order, so all builds
+    /// give the same bits.
+    pub fn attention(
         qkv: &[f32],
         additive: &[f32],
         heads: Heads,
@@ -345,7 +322,7 @@ pub fn attention(
         scale: f32,
         scratch: &mut Vec<f32>,
         context: &mut [f32],
-    ));
+    ) => attention_portable;
 }
 
 /// Vector lanes the attention loops are written in (one AVX-512 register,

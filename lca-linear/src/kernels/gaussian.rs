@@ -197,33 +197,13 @@ pub struct Candidate<'a> {
     pub multiples: Vec<f32>,
 }
 
-/// Σ_i log p(y_i | x_i,S∪{j}) (nats) for each candidate, in order, after
-/// applying the step's pending update to each candidate's residuals.
-pub fn log_likelihoods(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -> Vec<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::{Isa, isa};
-        // SAFETY (both calls): the CPU supports the features the function is
-        // compiled for.
-        match isa() {
-            Isa::Avx512 => return unsafe { log_likelihoods_avx512(step, candidates) },
-            Isa::Avx2 => return unsafe { log_likelihoods_avx2(step, candidates) },
-            Isa::Portable => {}
-        }
-    }
-    log_likelihoods_portable(step, candidates)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn log_likelihoods_avx512(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -> Vec<f64> {
-    log_likelihoods_portable(step, candidates)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn log_likelihoods_avx2(step: &Step<'_>, candidates: &mut [Candidate<'_>]) -> Vec<f64> {
-    log_likelihoods_portable(step, candidates)
+dispatched! {
+    /// Σ_i log p(y_i | x_i,S∪{j}) (nats) for each candidate, in order, after
+    /// applying the step's pending update to each candidate's residuals.
+    pub fn log_likelihoods(
+        step: &Step<'_>,
+        candidates: &mut [Candidate<'_>],
+    ) -> Vec<f64> => log_likelihoods_portable;
 }
 
 /// A candidate's constants, shifted so that the largest ℓ_k is 0.
@@ -344,45 +324,7 @@ impl ScatterColumns {
     /// classes are `class_of`, to the sums for column `k`; `means` are the
     /// classes' means.
     pub fn add_rows(&mut self, data: &[f32], class_of: &[usize], k: usize, means: &[&[f64]]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use super::{Isa, isa};
-            // SAFETY (both calls): the CPU supports the features the
-            // function is compiled for.
-            match isa() {
-                Isa::Avx512 => return unsafe { self.add_rows_avx512(data, class_of, k, means) },
-                Isa::Avx2 => return unsafe { self.add_rows_avx2(data, class_of, k, means) },
-                Isa::Portable => {}
-            }
-        }
-        self.add_rows_portable(data, class_of, k, means);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn add_rows_avx512(&mut self, data: &[f32], class_of: &[usize], k: usize, means: &[&[f64]]) {
-        self.add_rows_portable(data, class_of, k, means);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn add_rows_avx2(&mut self, data: &[f32], class_of: &[usize], k: usize, means: &[&[f64]]) {
-        self.add_rows_portable(data, class_of, k, means);
-    }
-
-    #[inline(always)]
-    fn add_rows_portable(&mut self, data: &[f32], class_of: &[usize], k: usize, means: &[&[f64]]) {
-        let width = self.width;
-        if width == 0 {
-            return;
-        }
-        for (row, &c) in data.chunks_exact(width).zip(class_of) {
-            let centred = f64::from(row[k]) - means[c][k];
-            self.centred_sums[c] += centred;
-            for (s, &v) in self.columns[c * width..(c + 1) * width].iter_mut().zip(row) {
-                *s += f64::from(v) * centred;
-            }
-        }
+        add_scatter_rows(self, data, class_of, k, means);
     }
 
     /// Adds another part's sums.
@@ -409,6 +351,37 @@ impl ScatterColumns {
                     .collect()
             })
             .collect()
+    }
+}
+
+dispatched! {
+    fn add_scatter_rows(
+        sums: &mut ScatterColumns,
+        data: &[f32],
+        class_of: &[usize],
+        k: usize,
+        means: &[&[f64]],
+    ) => add_scatter_rows_portable;
+}
+
+#[inline(always)]
+fn add_scatter_rows_portable(
+    sums: &mut ScatterColumns,
+    data: &[f32],
+    class_of: &[usize],
+    k: usize,
+    means: &[&[f64]],
+) {
+    let width = sums.width;
+    if width == 0 {
+        return;
+    }
+    for (row, &c) in data.chunks_exact(width).zip(class_of) {
+        let centred = f64::from(row[k]) - means[c][k];
+        sums.centred_sums[c] += centred;
+        for (s, &v) in sums.columns[c * width..(c + 1) * width].iter_mut().zip(row) {
+            *s += f64::from(v) * centred;
+        }
     }
 }
 

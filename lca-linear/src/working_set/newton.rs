@@ -102,17 +102,13 @@ pub(super) fn newton_direction(
     // Contiguous, nearly equal shares of the blocks; each thread gets its
     // rows of every class's logit changes.
     let share = |w: usize| w * blocks / workers..(w + 1) * blocks / workers;
-    let rows_of = |w: usize| {
-        let blocks = share(w);
-        (blocks.start * BLOCK_ROWS).min(n)..(blocks.end * BLOCK_ROWS).min(n)
-    };
     let mut changes: Vec<Vec<&mut [f32]>> = (0..workers).map(|_| Vec::with_capacity(c)).collect();
     let mut rest = u;
     for _ in 0..c {
         let (mut class, tail) = std::mem::take(&mut rest).split_at_mut(n);
         rest = tail;
         for (w, mine) in changes.iter_mut().enumerate() {
-            let (part, others) = class.split_at_mut(rows_of(w).len());
+            let (part, others) = class.split_at_mut(rows_of(share(w), n).len());
             mine.push(part);
             class = others;
         }
@@ -152,6 +148,11 @@ fn soft_threshold(v: f64, threshold: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// The rows of the blocks `blocks` of [`BLOCK_ROWS`] rows, among `n`.
+fn rows_of(blocks: Range<usize>, n: usize) -> Range<usize> {
+    (blocks.start * BLOCK_ROWS).min(n)..(blocks.end * BLOCK_ROWS).min(n)
 }
 
 /// The problem every thread of one direction works on, and what they share.
@@ -195,7 +196,7 @@ impl Descent<'_> {
         let _guard = BreakOnPanic(&self.barrier);
         let n = self.columns.rows;
         let c = self.by_class.len();
-        let range = (blocks.start * BLOCK_ROWS).min(n)..(blocks.end * BLOCK_ROWS).min(n);
+        let range = rows_of(blocks.clone(), n);
         let rows = range.len();
         let ones = vec![1.0f32; rows];
         let mut new = self.values.to_vec();
