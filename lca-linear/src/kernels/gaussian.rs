@@ -558,6 +558,35 @@ mod tests {
         assert!(fast[0] < -1e4, "the outlier row counts: {}", fast[0]);
     }
 
+    /// The score of one candidate with a unit normal density in every
+    /// class (ℓ = 0, h = ½) and no update, and the mean number of classes
+    /// a block sums.
+    fn unit_normal_scores(
+        base: &[f64],
+        class_of: &[usize],
+        classes: usize,
+        residuals: &mut [f32],
+    ) -> (f64, f64) {
+        let weights = Weights::of(base, class_of, classes);
+        let step = Step {
+            base,
+            weights: &weights,
+            class_of,
+            classes,
+            chosen: None,
+        };
+        let mut candidates = [Candidate {
+            residuals,
+            log_norm: vec![0.0; classes],
+            half_precision: vec![0.5; classes],
+            multiples: Vec::new(),
+        }];
+        (
+            log_likelihoods(&step, &mut candidates)[0],
+            weights.mean_reach(),
+        )
+    }
+
     #[test]
     fn a_skipped_class_that_dominates_a_row_is_summed_after_all() {
         // 64 rows of class 0; class 1 is 46 nats down on every row, out of
@@ -568,26 +597,11 @@ mod tests {
         let base: Vec<f64> = (0..classes * rows)
             .map(|at| if at < rows { 0.0 } else { -46.0 })
             .collect();
-        let class_of = vec![0usize; rows];
-        let weights = Weights::of(&base, &class_of, classes);
-        assert_eq!(weights.mean_reach(), 1.0, "class 1 is skipped");
-        let step = Step {
-            base: &base,
-            weights: &weights,
-            class_of: &class_of,
-            classes,
-            chosen: None,
-        };
         let mut residuals: Vec<f32> = (0..classes * rows)
             .map(|at| if at < rows { 10.0 } else { 0.0 })
             .collect();
-        let mut candidates = [Candidate {
-            residuals: &mut residuals,
-            log_norm: vec![0.0; classes],
-            half_precision: vec![0.5; classes],
-            multiples: Vec::new(),
-        }];
-        let total = log_likelihoods(&step, &mut candidates)[0];
+        let (total, reach) = unit_normal_scores(&base, &vec![0; rows], classes, &mut residuals);
+        assert_eq!(reach, 1.0, "class 1 is skipped");
         let per_row = -50.0 - (f64::exp(-50.0) + f64::exp(-46.0)).ln();
         assert!(
             (total - rows as f64 * per_row).abs() < 1e-9 * rows as f64,
@@ -600,25 +614,10 @@ mod tests {
     fn without_a_chosen_neuron_the_residuals_are_left_alone() {
         let (rows, classes) = (70, 3);
         let base = vec![0.0f64; classes * rows];
-        let class_of = vec![1usize; rows];
-        let weights = Weights::of(&base, &class_of, classes);
-        assert_eq!(weights.mean_reach(), classes as f64);
-        let step = Step {
-            base: &base,
-            weights: &weights,
-            class_of: &class_of,
-            classes,
-            chosen: None,
-        };
         let values: Vec<f32> = noise(rows * classes, 5).iter().map(|&v| v as f32).collect();
         let mut residuals = values.clone();
-        let mut candidates = [Candidate {
-            residuals: &mut residuals,
-            log_norm: vec![0.0; classes],
-            half_precision: vec![0.5; classes],
-            multiples: Vec::new(),
-        }];
-        let total = log_likelihoods(&step, &mut candidates)[0];
+        let (total, reach) = unit_normal_scores(&base, &vec![1; rows], classes, &mut residuals);
+        assert_eq!(reach, classes as f64);
         assert_eq!(residuals, values);
         let mut want = 0.0;
         for (start, len) in row_blocks(rows) {
