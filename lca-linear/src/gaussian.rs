@@ -316,10 +316,6 @@ fn pooled_variance_floor(classes: &[ClassModel], means: &[&[f64]], n: usize, d: 
         }
 }
 
-fn log_normal(r: f64, var: f64) -> f64 {
-    -0.5 * ((2.0 * std::f64::consts::PI * var).ln() + r * r / var)
-}
-
 /// What the search reads, from either source.
 struct Search<'a> {
     /// Training rows in all.
@@ -629,9 +625,12 @@ fn search(
             .zip(base.chunks_exact_mut(m.max(1)))
             .enumerate()
         {
+            // log N(r; 0, v), its logarithm taken once per class.
             let var = class.cond_var[best];
+            let log_norm = -0.5 * (2.0 * std::f64::consts::PI * var).ln();
             residuals.for_each_row(best, k, |i, r| {
-                base[i] += log_normal(f64::from(r), var);
+                let r = f64::from(r);
+                base[i] += log_norm - 0.5 * r * r / var;
             });
         }
         if diagonal || selected.len() == d {
