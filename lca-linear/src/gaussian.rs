@@ -20,8 +20,8 @@
 //! best count as tied and the lowest index wins (NeuroX keeps the first
 //! strict maximum). The scores are exact to about 1e-7 bits (the residuals
 //! and the softmax sums are single precision), so a narrower tie would let
-//! rounding pick between two equally good neurons. After `steps` steps the rest follow in the order of
-//! their MI as candidates in the last step.
+//! rounding pick between two equally good neurons. After `steps` steps the
+//! rest follow in the order of their MI as candidates in the last step.
 //!
 //! **Speed.** NeuroX refits a |S|-dimensional Gaussian per candidate and
 //! class at every step (cubic in |S|). Here each class keeps, for every
@@ -36,10 +36,9 @@
 //! class counts, means and scatter matrices, and the scored rows. In
 //! memory ([`greedy_selection_until`]) the scatter column of each selected
 //! neuron is summed from the rows when it is chosen, every class's in one
-//! pass. From
-//! statistics that merge ([`greedy_selection_from_moments`]) the scatter
-//! matrices are summed up front, per shard, and the scored rows are a
-//! seeded sample drawn across shards.
+//! pass. From statistics that merge ([`greedy_selection_from_moments`]) the
+//! scatter matrices are summed up front, per shard, and the scored rows are
+//! a seeded sample drawn across shards.
 //!
 //! **Degenerate neurons.** A neuron constant within a class has zero
 //! variance there; its conditional variance is floored at 1e-10 × the
