@@ -724,6 +724,19 @@ impl<T: RowBlocks + ?Sized> RowBlocks for &T {
     }
 }
 
+/// Reads one value of every cache line of `values`, in order, before a copy
+/// that picks a few values from each row: that pattern the hardware
+/// prefetcher does not follow, and each pick would wait for memory; read in
+/// order first, the lines stream in and the copy finds them in cache.
+pub fn bring_into_cache(values: &[f32]) {
+    const PER_LINE: usize = 64 / std::mem::size_of::<f32>();
+    let touched = values
+        .iter()
+        .step_by(PER_LINE)
+        .fold(0.0f32, |sum, &v| sum + v);
+    std::hint::black_box(touched);
+}
+
 /// The given columns of `x`, in the given order (repeats allowed), copied
 /// a block of rows at a time: a matrix mapped from disk is then read once,
 /// in order, where copying column by column would read all of it once per
@@ -744,11 +757,7 @@ pub fn gather_columns(x: impl RowBlocks, columns: &[usize]) -> Array2<f32> {
         let start = block * BLOCK;
         let mut converted = Vec::new();
         let values = x.rows_in(start..start + part.len() / k, &mut converted);
-        // The block's lines in order first: picking a few values from each
-        // row is a pattern the hardware prefetcher does not follow, and each
-        // pick would wait for memory.
-        let touched = values.iter().step_by(16).fold(0.0f32, |a, &v| a + v);
-        std::hint::black_box(touched);
+        bring_into_cache(values);
         for (row, picked) in values.chunks_exact(width).zip(part.chunks_exact_mut(k)) {
             for (o, &c) in picked.iter_mut().zip(columns) {
                 *o = row[c];

@@ -23,8 +23,8 @@ pub use gaussian::{GaussianMoments, RowSample};
 pub use labels::{ClassVocab, Labels, count_classes};
 pub use masks::{MaskCounts, TopValues, TopValuesBuilder, iou_ranking, mask_iou, mask_size};
 pub use matrix::{
-    ActivationMatrix, HalfBuffer, HalfFormat, RowBlocks, ValueBuffer, constant_columns,
-    gather_columns, rows_per_block,
+    ActivationMatrix, HalfBuffer, HalfFormat, RowBlocks, ValueBuffer, bring_into_cache,
+    constant_columns, gather_columns, rows_per_block,
 };
 pub use neurons::{LayerSite, NeuronId, NeuronIndex, Site};
 pub use precision::{ApHistograms, ApScores, NeuronBins, average_precision_ranking};

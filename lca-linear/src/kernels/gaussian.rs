@@ -158,7 +158,8 @@ impl Weights {
     }
 
     /// The mean number of classes summed per block.
-    pub fn mean_reach(&self) -> f64 {
+    #[cfg(test)]
+    fn mean_reach(&self) -> f64 {
         self.reach.iter().map(Vec::len).sum::<usize>() as f64 / self.reach.len().max(1) as f64
     }
 }

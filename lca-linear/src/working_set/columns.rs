@@ -57,19 +57,6 @@ impl Transform {
     }
 }
 
-/// Reads one value of every cache line of `values`, in order. The copy
-/// that follows picks a few values from each row, a pattern the hardware
-/// prefetcher does not follow: each of them would wait for memory. In
-/// order, the lines stream in and the copy finds them in cache.
-fn bring_into_cache(values: &[f32]) {
-    const PER_LINE: usize = 64 / std::mem::size_of::<f32>();
-    let touched = values
-        .iter()
-        .step_by(PER_LINE)
-        .fold(0.0f32, |sum, &v| sum + v);
-    std::hint::black_box(touched);
-}
-
 impl Columns {
     /// Reads `neurons` from the row-major activations in one pass. Chunks
     /// of rows are read in parallel, each in order, so a matrix mapped from
@@ -86,7 +73,7 @@ impl Columns {
                     let block = block..(block + BLOCK_ROWS).min(end);
                     let first = block.start;
                     let values = x.rows_in(block, &mut converted);
-                    bring_into_cache(values);
+                    lca_core::data::bring_into_cache(values);
                     sink.copy_rows(first, values, width);
                 }
             });
