@@ -350,8 +350,15 @@ fn attention_portable(
     // scores of a few queries against 16 keys build up in registers; one
     // transposition serves every query head of a group.
     let stride = tokens.next_multiple_of(WIDE);
-    scratch.resize(part * stride + tokens * stride, 0.0);
-    let (keys, scores) = scratch.split_at_mut(part * stride);
+    scratch.resize(part * stride + tokens * stride + 2 * stride, 0.0);
+    let (keys, rest) = scratch.split_at_mut(part * stride);
+    let (scores, masks) = rest.split_at_mut(tokens * stride);
+    // The additive mask over whole vectors of keys, the keys past the last
+    // token unseen; and one query's mask, for the visibilities that hide
+    // some keys from some queries.
+    let (padded, query_mask) = masks.split_at_mut(stride);
+    padded[..tokens].copy_from_slice(additive);
+    padded[tokens..].fill(UNSEEN);
     let sequence = Sequence {
         qkv,
         row: heads.row(),
@@ -359,12 +366,7 @@ fn attention_portable(
     for kv in 0..heads.key_value {
         let k_at = width + kv * part;
         let v_at = width + heads.key_value * part + kv * part;
-        for (d, keys) in keys.chunks_exact_mut(stride).enumerate() {
-            for (t, key) in keys[..tokens].iter_mut().enumerate() {
-                *key = sequence.row(t)[k_at + d];
-            }
-            keys[tokens..].fill(0.0);
-        }
+        transpose_keys(&sequence, k_at, part, tokens, stride, keys);
         for head in kv * group..(kv + 1) * group {
             let q_at = head * part;
             let mut first = 0;
@@ -385,8 +387,17 @@ fn attention_portable(
                 first += count;
             }
             for (t, row) in scores.chunks_exact_mut(stride).enumerate() {
-                let seen = visible.keys(t, tokens);
-                masked_softmax_portable(&mut row[seen.clone()], &additive[seen], scale);
+                let mask = match visible {
+                    Visibility::All => &*padded,
+                    Visibility::Causal { .. } => {
+                        let seen = visible.keys(t, tokens);
+                        query_mask.copy_from_slice(padded);
+                        query_mask[..seen.start].fill(UNSEEN);
+                        query_mask[seen.end..].fill(UNSEEN);
+                        &*query_mask
+                    }
+                };
+                visible_softmax(row, mask, scale);
             }
             let values = Values {
                 sequence: &sequence,
@@ -408,6 +419,108 @@ fn attention_portable(
             }
         }
     }
+}
+
+/// Keys `k_at..k_at + part` of every token, transposed into `keys` (`part`
+/// rows of `stride`, zero past the last token), 16 tokens by 16 key values
+/// at a time: each token's values are read as whole vectors, and each
+/// transposed row is written as one.
+#[inline(always)]
+fn transpose_keys(
+    sequence: &Sequence<'_>,
+    k_at: usize,
+    part: usize,
+    tokens: usize,
+    stride: usize,
+    keys: &mut [f32],
+) {
+    for first in (0..stride).step_by(WIDE) {
+        let count = tokens.saturating_sub(first).min(WIDE);
+        let mut d = 0;
+        while d < part {
+            let columns = (part - d).min(WIDE);
+            let mut tile = [[0.0f32; WIDE]; WIDE];
+            for (i, tile) in tile.iter_mut().enumerate().take(count) {
+                let values = &sequence.row(first + i)[k_at + d..][..columns];
+                if columns == WIDE {
+                    *tile = values.try_into().unwrap_or_else(|_| unreachable!());
+                } else {
+                    tile[..columns].copy_from_slice(values);
+                }
+            }
+            for c in 0..columns {
+                let row: &mut [f32; WIDE] = (&mut keys[(d + c) * stride + first..][..WIDE])
+                    .try_into()
+                    .unwrap_or_else(|_| unreachable!());
+                for (i, key) in row.iter_mut().enumerate() {
+                    *key = tile[i][c];
+                }
+            }
+            d += columns;
+        }
+    }
+}
+
+/// What the additive mask of a key no query may see holds: far enough
+/// below any score that the key's exponential is the smallest the
+/// exponential gives (e^-87, under the last bit of any sum that counts).
+const UNSEEN: f32 = -1e30;
+
+/// Below this (scores minus their maximum), a key's weight is 0: e^-80 is
+/// 2e-35, 28 binary orders under the sum's last bit (the sum is at least 1).
+const NEGLIGIBLE: f32 = -80.0;
+
+/// Softmax of one query's scores (`row`, `stride` of them) after
+/// `s ← s·scale + additive[j]`, in whole vectors. `additive` holds
+/// [`UNSEEN`] at the keys the query does not see, so they take no part in
+/// the maximum and add nothing that shows to the sum; their entries are
+/// left meaningless (nothing reads them). The maximum and the sum run in 16
+/// fixed lanes (a key's lane is its index mod 16), combined as a tree in
+/// every build.
+#[inline(always)]
+fn visible_softmax(row: &mut [f32], additive: &[f32], scale: f32) {
+    let mut maxima = [f32::MIN; WIDE];
+    for (values, adds) in row.chunks_exact_mut(WIDE).zip(additive.chunks_exact(WIDE)) {
+        // Worked on in registers: a copy the compiler sees whole.
+        let mut v: [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
+        let adds: [f32; WIDE] = adds.try_into().unwrap_or_else(|_| unreachable!());
+        for lane in 0..WIDE {
+            v[lane] = v[lane].mul_add(scale, adds[lane]);
+            maxima[lane] = larger(maxima[lane], v[lane]);
+        }
+        values.copy_from_slice(&v);
+    }
+    let mut width = WIDE / 2;
+    while width > 0 {
+        for lane in 0..width {
+            maxima[lane] = larger(maxima[lane], maxima[lane + width]);
+        }
+        width /= 2;
+    }
+    let max = maxima[0];
+    let mut sums = [0.0f32; WIDE];
+    for values in row.chunks_exact_mut(WIDE) {
+        let mut v: [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
+        for lane in 0..WIDE {
+            // Unseen keys (and any far below the maximum) weigh exactly 0:
+            // e^-87 times a probability is subnormal, and every product
+            // with a subnormal costs a microcode assist.
+            let x = v[lane] - max;
+            v[lane] = if x < NEGLIGIBLE { 0.0 } else { exp_nonpositive(x) };
+            sums[lane] += v[lane];
+        }
+        values.copy_from_slice(&v);
+    }
+    let inv = 1.0 / lane_tree_sum(sums);
+    row.iter_mut().for_each(|s| *s *= inv);
+}
+
+/// The larger of two scores, as one vector instruction (`f32::max` also
+/// orders NaN, which keeps the compiler from vectorising the loop; scores
+/// are finite).
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
 }
 
 /// Queries whose weighted values are summed together: each value vector
@@ -656,9 +769,24 @@ fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
             // A padding lane adds +0, which leaves a lane's sum as it was.
             sums[lane] += if real { *s } else { 0.0 };
         });
-        let inv = 1.0 / sums.iter().sum::<f32>();
+        let inv = 1.0 / lane_tree_sum(sums);
         row.iter_mut().for_each(|s| *s *= inv);
     }
+}
+
+/// The sum of 16 lanes as a tree of halves (lane `i` plus lane `i + 8`,
+/// and so on): four vector additions instead of a chain of fifteen scalar
+/// ones, in the same order in every build.
+#[inline(always)]
+fn lane_tree_sum(mut lanes: [f32; WIDE]) -> f32 {
+    let mut width = WIDE / 2;
+    while width > 0 {
+        for lane in 0..width {
+            lanes[lane] += lanes[lane + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 /// `f(lane, value, additive, real)` over a row, 16 positions at a time, so
