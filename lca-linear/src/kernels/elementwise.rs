@@ -289,6 +289,19 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    /// The queries that see key `j` (as 32-bit lane indices; past the last
+    /// token too, for padded vectors of queries).
+    #[inline(always)]
+    fn queries_seeing(self, j: usize) -> std::ops::Range<u32> {
+        match self {
+            Visibility::All => 0..u32::MAX,
+            Visibility::Causal { window } => {
+                let j = j as u32;
+                j..window.map_or(u32::MAX, |w| j.saturating_add(w.max(1) as u32))
+            }
+        }
+    }
+
     /// The keys query `t` sees, of `tokens`.
     #[inline(always)]
     fn keys(self, t: usize, tokens: usize) -> std::ops::Range<usize> {
@@ -346,93 +359,77 @@ fn attention_portable(
     let part = heads.width;
     let width = heads.output();
     let group = heads.query / heads.key_value;
-    // Keys transposed (`part × stride`, zero past the last token), so the
-    // scores of a few queries against 16 keys build up in registers; one
-    // transposition serves every query head of a group.
+    // The scores are built transposed: one row per key, the queries along
+    // it (`stride` of them, padded to whole vectors). The softmax over each
+    // query's keys then runs down the rows in whole vectors, 16 queries at
+    // once, with no sum or maximum across a vector's lanes; and each key's
+    // weights for a block of queries sit side by side.
     let stride = tokens.next_multiple_of(WIDE);
-    scratch.resize(part * stride + tokens * stride + 2 * stride, 0.0);
-    let (keys, rest) = scratch.split_at_mut(part * stride);
-    let (scores, masks) = rest.split_at_mut(tokens * stride);
-    // The additive mask over whole vectors of keys, the keys past the last
-    // token unseen; and one query's mask, for the visibilities that hide
-    // some keys from some queries.
-    let (padded, query_mask) = masks.split_at_mut(stride);
-    padded[..tokens].copy_from_slice(additive);
-    padded[tokens..].fill(UNSEEN);
+    scratch.resize(part * stride + tokens * stride + stride, 0.0);
+    let (queries, rest) = scratch.split_at_mut(part * stride);
+    let (weights, inverse) = rest.split_at_mut(tokens * stride);
     let sequence = Sequence {
         qkv,
         row: heads.row(),
     };
-    for kv in 0..heads.key_value {
+    for head in 0..heads.query {
+        let kv = head / group;
+        let q_at = head * part;
         let k_at = width + kv * part;
         let v_at = width + heads.key_value * part + kv * part;
-        transpose_keys(&sequence, k_at, part, tokens, stride, keys);
-        for head in kv * group..(kv + 1) * group {
-            let q_at = head * part;
-            let mut first = 0;
-            while first < tokens {
-                let count = (tokens - first).min(4);
-                let block = ScoreBlock {
-                    first,
-                    q_at,
-                    part,
-                    stride,
-                };
-                match count {
-                    4 => block.compute::<4>(&sequence, keys, scores),
-                    3 => block.compute::<3>(&sequence, keys, scores),
-                    2 => block.compute::<2>(&sequence, keys, scores),
-                    _ => block.compute::<1>(&sequence, keys, scores),
-                }
-                first += count;
-            }
-            for (t, row) in scores.chunks_exact_mut(stride).enumerate() {
-                let mask = match visible {
-                    Visibility::All => &*padded,
-                    Visibility::Causal { .. } => {
-                        let seen = visible.keys(t, tokens);
-                        query_mask.copy_from_slice(padded);
-                        query_mask[..seen.start].fill(UNSEEN);
-                        query_mask[seen.end..].fill(UNSEEN);
-                        &*query_mask
-                    }
-                };
-                visible_softmax(row, mask, scale);
-            }
-            let values = Values {
-                sequence: &sequence,
-                scores,
+        transpose_head(&sequence, q_at, part, tokens, stride, queries);
+        let mut first = 0;
+        while first < tokens {
+            let count = (tokens - first).min(4);
+            let block = ScoreBlock {
+                first,
+                k_at,
+                part,
                 stride,
-                visible,
-                tokens,
             };
-            let mut first = 0;
-            while first < tokens {
-                let count = (tokens - first).min(QUERY_BLOCK);
-                match count {
-                    4 => values.weigh::<4>(first, q_at, v_at, part, context, width),
-                    3 => values.weigh::<3>(first, q_at, v_at, part, context, width),
-                    2 => values.weigh::<2>(first, q_at, v_at, part, context, width),
-                    _ => values.weigh::<1>(first, q_at, v_at, part, context, width),
-                }
-                first += count;
+            match count {
+                4 => block.compute::<4>(&sequence, queries, weights),
+                3 => block.compute::<3>(&sequence, queries, weights),
+                2 => block.compute::<2>(&sequence, queries, weights),
+                _ => block.compute::<1>(&sequence, queries, weights),
             }
+            first += count;
+        }
+        softmax_down_keys(weights, additive, visible, scale, stride, inverse);
+        let values = Values {
+            sequence: &sequence,
+            weights,
+            inverse,
+            stride,
+            visible,
+            tokens,
+        };
+        let mut first = 0;
+        while first < tokens {
+            let count = (tokens - first).min(QUERY_BLOCK);
+            match count {
+                4 => values.weigh::<4>(first, q_at, v_at, part, context, width),
+                3 => values.weigh::<3>(first, q_at, v_at, part, context, width),
+                2 => values.weigh::<2>(first, q_at, v_at, part, context, width),
+                _ => values.weigh::<1>(first, q_at, v_at, part, context, width),
+            }
+            first += count;
         }
     }
 }
 
-/// Keys `k_at..k_at + part` of every token, transposed into `keys` (`part`
-/// rows of `stride`, zero past the last token), 16 tokens by 16 key values
-/// at a time: each token's values are read as whole vectors, and each
-/// transposed row is written as one.
+/// One head (columns `at..at + part`) of every token, transposed into
+/// `out` (`part` rows of `stride`, zero past the last token), 16 tokens by
+/// 16 columns at a time: each token's values are read as whole vectors,
+/// and each transposed row is written as one.
 #[inline(always)]
-fn transpose_keys(
+fn transpose_head(
     sequence: &Sequence<'_>,
-    k_at: usize,
+    at: usize,
     part: usize,
     tokens: usize,
     stride: usize,
-    keys: &mut [f32],
+    out: &mut [f32],
 ) {
     for first in (0..stride).step_by(WIDE) {
         let count = tokens.saturating_sub(first).min(WIDE);
@@ -441,7 +438,7 @@ fn transpose_keys(
             let columns = (part - d).min(WIDE);
             let mut tile = [[0.0f32; WIDE]; WIDE];
             for (i, tile) in tile.iter_mut().enumerate().take(count) {
-                let values = &sequence.row(first + i)[k_at + d..][..columns];
+                let values = &sequence.row(first + i)[at + d..][..columns];
                 if columns == WIDE {
                     *tile = values.try_into().unwrap_or_else(|_| unreachable!());
                 } else {
@@ -449,11 +446,11 @@ fn transpose_keys(
                 }
             }
             for c in 0..columns {
-                let row: &mut [f32; WIDE] = (&mut keys[(d + c) * stride + first..][..WIDE])
+                let row: &mut [f32; WIDE] = (&mut out[(d + c) * stride + first..][..WIDE])
                     .try_into()
                     .unwrap_or_else(|_| unreachable!());
-                for (i, key) in row.iter_mut().enumerate() {
-                    *key = tile[i][c];
+                for (i, value) in row.iter_mut().enumerate() {
+                    *value = tile[i][c];
                 }
             }
             d += columns;
@@ -461,58 +458,69 @@ fn transpose_keys(
     }
 }
 
-/// What the additive mask of a key no query may see holds: far enough
-/// below any score that the key's exponential is the smallest the
-/// exponential gives (e^-87, under the last bit of any sum that counts).
+/// What an unseen key's score becomes: far enough below any score that it
+/// never is the maximum, and its weight is 0 (see [`NEGLIGIBLE`]).
 const UNSEEN: f32 = -1e30;
 
-/// Below this (scores minus their maximum), a key's weight is 0: e^-80 is
-/// 2e-35, 28 binary orders under the sum's last bit (the sum is at least 1).
+/// Below this (a score minus its query's maximum), a key's weight is 0:
+/// e^-80 is 2e-35, 28 binary orders under the last bit of the sum, which is
+/// at least 1. Exact zeros also keep subnormal numbers out of the weighted
+/// sums (e^-87 times a probability is subnormal, and every product with a
+/// subnormal costs a microcode assist).
 const NEGLIGIBLE: f32 = -80.0;
 
-/// Softmax of one query's scores (`row`, `stride` of them) after
-/// `s ← s·scale + additive[j]`, in whole vectors. `additive` holds
-/// [`UNSEEN`] at the keys the query does not see, so they take no part in
-/// the maximum and add nothing that shows to the sum; their entries are
-/// left meaningless (nothing reads them). The maximum and the sum run in 16
-/// fixed lanes (a key's lane is its index mod 16), combined as a tree in
-/// every build.
+/// The softmax over keys of every query's scores. `weights` holds one row
+/// per key with the queries along it (`stride` of them) and `additive` one
+/// value per key. Each score becomes `e^(s·scale + additive − max)` over
+/// the keys its query sees, 0 for the others, and `inverse` gets one over
+/// each query's sum. Every step is elementwise across the queries, so the
+/// loops run in whole vectors in every build, each lane summing its keys in
+/// ascending order.
 #[inline(always)]
-fn visible_softmax(row: &mut [f32], additive: &[f32], scale: f32) {
-    let mut maxima = [f32::MIN; WIDE];
-    for (values, adds) in row.chunks_exact_mut(WIDE).zip(additive.chunks_exact(WIDE)) {
-        // Worked on in registers: a copy the compiler sees whole.
-        let mut v: [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
-        let adds: [f32; WIDE] = adds.try_into().unwrap_or_else(|_| unreachable!());
-        for lane in 0..WIDE {
-            v[lane] = v[lane].mul_add(scale, adds[lane]);
-            maxima[lane] = larger(maxima[lane], v[lane]);
+fn softmax_down_keys(
+    weights: &mut [f32],
+    additive: &[f32],
+    visible: Visibility,
+    scale: f32,
+    stride: usize,
+    inverse: &mut [f32],
+) {
+    let tokens = additive.len();
+    for start in (0..stride).step_by(WIDE) {
+        // Lane indices in 32 bits, so a mask compares 16 lanes at once.
+        let lanes: [u32; WIDE] = std::array::from_fn(|lane| (start + lane) as u32);
+        let mut maxima = [f32::MIN; WIDE];
+        for (j, (row, &a)) in weights.chunks_exact_mut(stride).zip(additive).enumerate() {
+            let seeing = visible.queries_seeing(j);
+            let vector: &mut [f32; WIDE] = (&mut row[start..start + WIDE])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            // Worked on in registers: a copy the compiler sees whole.
+            let mut v = *vector;
+            for lane in 0..WIDE {
+                let seen = (seeing.start <= lanes[lane]) & (lanes[lane] < seeing.end);
+                v[lane] = if seen { v[lane].mul_add(scale, a) } else { UNSEEN };
+                maxima[lane] = larger(maxima[lane], v[lane]);
+            }
+            *vector = v;
         }
-        values.copy_from_slice(&v);
-    }
-    let mut width = WIDE / 2;
-    while width > 0 {
-        for lane in 0..width {
-            maxima[lane] = larger(maxima[lane], maxima[lane + width]);
+        let mut sums = [0.0f32; WIDE];
+        for row in weights.chunks_exact_mut(stride).take(tokens) {
+            let vector: &mut [f32; WIDE] = (&mut row[start..start + WIDE])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            let mut v = *vector;
+            for lane in 0..WIDE {
+                let x = v[lane] - maxima[lane];
+                v[lane] = if x < NEGLIGIBLE { 0.0 } else { exp_nonpositive(x) };
+                sums[lane] += v[lane];
+            }
+            *vector = v;
         }
-        width /= 2;
-    }
-    let max = maxima[0];
-    let mut sums = [0.0f32; WIDE];
-    for values in row.chunks_exact_mut(WIDE) {
-        let mut v: [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
-        for lane in 0..WIDE {
-            // Unseen keys (and any far below the maximum) weigh exactly 0:
-            // e^-87 times a probability is subnormal, and every product
-            // with a subnormal costs a microcode assist.
-            let x = v[lane] - max;
-            v[lane] = if x < NEGLIGIBLE { 0.0 } else { exp_nonpositive(x) };
-            sums[lane] += v[lane];
+        for (inverse, sum) in inverse[start..start + WIDE].iter_mut().zip(sums) {
+            *inverse = 1.0 / sum;
         }
-        values.copy_from_slice(&v);
     }
-    let inv = 1.0 / lane_tree_sum(sums);
-    row.iter_mut().for_each(|s| *s *= inv);
 }
 
 /// The larger of two scores, as one vector instruction (`f32::max` also
@@ -543,22 +551,24 @@ impl Sequence<'_> {
     }
 }
 
-/// Scores of the queries `first …` against every (padded) key of a head.
+/// The scores of the keys `first …` (rows of the output) against every
+/// (padded) query of a head, whose queries are transposed.
 struct ScoreBlock {
     first: usize,
-    q_at: usize,
+    /// Where the head's keys start in a token's row.
+    k_at: usize,
     part: usize,
     stride: usize,
 }
 
 impl ScoreBlock {
-    /// `R` queries at once: `R` independent sums per 16 keys.
+    /// `R` keys at once: `R` independent sums per 16 queries.
     #[inline(always)]
-    fn compute<const R: usize>(&self, sequence: &Sequence<'_>, keys: &[f32], scores: &mut [f32]) {
-        let queries: [&[f32]; R] = std::array::from_fn(|r| {
-            &sequence.row(self.first + r)[self.q_at..self.q_at + self.part]
+    fn compute<const R: usize>(&self, sequence: &Sequence<'_>, queries: &[f32], scores: &mut [f32]) {
+        let keys: [&[f32]; R] = std::array::from_fn(|r| {
+            &sequence.row(self.first + r)[self.k_at..self.k_at + self.part]
         });
-        // Two blocks of 16 keys at a time where there are two: 2·R
+        // Two blocks of 16 queries at a time where there are two: 2·R
         // independent sums keep the multiply-adds' latency covered.
         let mut start = 0;
         while start + 2 * WIDE <= self.stride {
@@ -566,17 +576,17 @@ impl ScoreBlock {
             let mut high = [[0.0f32; WIDE]; R];
             for d in 0..self.part {
                 let at = d * self.stride + start;
-                let low_keys: &[f32; WIDE] = keys[at..at + WIDE]
+                let low_queries: &[f32; WIDE] = queries[at..at + WIDE]
                     .try_into()
                     .unwrap_or_else(|_| unreachable!());
-                let high_keys: &[f32; WIDE] = keys[at + WIDE..at + 2 * WIDE]
+                let high_queries: &[f32; WIDE] = queries[at + WIDE..at + 2 * WIDE]
                     .try_into()
                     .unwrap_or_else(|_| unreachable!());
                 for r in 0..R {
-                    let q = queries[r][d];
+                    let k = keys[r][d];
                     for lane in 0..WIDE {
-                        low[r][lane] = q.mul_add(low_keys[lane], low[r][lane]);
-                        high[r][lane] = q.mul_add(high_keys[lane], high[r][lane]);
+                        low[r][lane] = k.mul_add(low_queries[lane], low[r][lane]);
+                        high[r][lane] = k.mul_add(high_queries[lane], high[r][lane]);
                     }
                 }
             }
@@ -590,11 +600,11 @@ impl ScoreBlock {
         if start < self.stride {
             let mut sums = [[0.0f32; WIDE]; R];
             for d in 0..self.part {
-                let keys = &keys[d * self.stride + start..][..WIDE];
-                for (sums, query) in sums.iter_mut().zip(&queries) {
-                    let q = query[d];
-                    for (s, &k) in sums.iter_mut().zip(keys) {
-                        *s = q.mul_add(k, *s);
+                let queries = &queries[d * self.stride + start..][..WIDE];
+                for (sums, key) in sums.iter_mut().zip(&keys) {
+                    let k = key[d];
+                    for (s, &q) in sums.iter_mut().zip(queries) {
+                        *s = k.mul_add(q, *s);
                     }
                 }
             }
@@ -605,11 +615,13 @@ impl ScoreBlock {
     }
 }
 
-/// A head's attention probabilities (row `t` of `scores`, over the keys
-/// query `t` sees) and the sequence whose values they weigh.
+/// A head's attention weights (row `j` of `weights`: key `j`'s unnormalised
+/// weight for every query, 0 where the query does not see it), one over
+/// each query's sum of them, and the sequence whose values they weigh.
 struct Values<'a> {
     sequence: &'a Sequence<'a>,
-    scores: &'a [f32],
+    weights: &'a [f32],
+    inverse: &'a [f32],
     stride: usize,
     visible: Visibility,
     tokens: usize,
@@ -617,11 +629,13 @@ struct Values<'a> {
 
 impl Values<'_> {
     /// The outputs of the head at `q_at` for queries `first..first + Q`:
-    /// for each, `Σ_j p_j · v_j` over the keys it sees, the value columns
-    /// `v_at..v_at + part`, into `context` (rows of `width`).
+    /// for each, `Σ_j w_j · v_j` over the keys it sees, times one over the
+    /// sum of its weights, the value columns `v_at..v_at + part`, into
+    /// `context` (rows of `width`).
     ///
-    /// Each output is one chain of multiply-adds over its keys in ascending
-    /// order, as for a query alone.
+    /// Each output is one chain of multiply-adds over the block's keys in
+    /// ascending order (a key a query does not see adds `0 · v`, which
+    /// leaves the sum as it was), then one product.
     #[inline(always)]
     fn weigh<const Q: usize>(
         &self,
@@ -632,10 +646,11 @@ impl Values<'_> {
         context: &mut [f32],
         width: usize,
     ) {
+        // Every key any query of the block sees.
         let seen: [std::ops::Range<usize>; Q] =
             std::array::from_fn(|q| self.visible.keys(first + q, self.tokens));
-        let probabilities: [&[f32]; Q] =
-            std::array::from_fn(|q| &self.scores[(first + q) * self.stride..][seen[q].clone()]);
+        let from = seen.iter().map(|r| r.start).min().unwrap_or(0);
+        let to = seen.iter().map(|r| r.end).max().unwrap_or(0);
         let mut d = 0;
         while d < part {
             let left = part - d;
@@ -644,19 +659,23 @@ impl Values<'_> {
                 0 => {
                     // A head width that is not a whole number of vectors:
                     // the last columns a query at a time.
-                    for (q, probabilities) in probabilities.iter().enumerate() {
+                    for q in 0..Q {
                         let out = &mut context[(first + q) * width + q_at + d..][..left];
-                        for (j, &p) in probabilities.iter().enumerate() {
-                            let values = &self.sequence.row(seen[q].start + j)[at..at + left];
+                        out.fill(0.0);
+                        for j in from..to {
+                            let w = self.weights[j * self.stride + first + q];
+                            let values = self.value(j, at, left);
                             for (o, &v) in out.iter_mut().zip(values) {
-                                *o = if j == 0 { p * v } else { p.mul_add(v, *o) };
+                                *o = w.mul_add(v, *o);
                             }
                         }
+                        let inverse = self.inverse[first + q];
+                        out.iter_mut().for_each(|o| *o *= inverse);
                     }
                     left
                 }
-                1 => self.sums::<Q, 1>(&seen, &probabilities, at, first, q_at + d, context, width),
-                _ => self.sums::<Q, 2>(&seen, &probabilities, at, first, q_at + d, context, width),
+                1 => self.sums::<Q, 1>(from..to, at, first, q_at + d, context, width),
+                _ => self.sums::<Q, 2>(from..to, at, first, q_at + d, context, width),
             };
             d += done;
         }
@@ -668,14 +687,12 @@ impl Values<'_> {
         &self.sequence.row(j)[at..at + columns]
     }
 
-    /// `C` vectors of value columns from `at` for `Q` queries; returns the
-    /// columns done.
+    /// `C` vectors of value columns from `at` for `Q` queries, over the
+    /// keys `keys`; returns the columns done.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn sums<const Q: usize, const C: usize>(
         &self,
-        seen: &[std::ops::Range<usize>; Q],
-        probabilities: &[&[f32]; Q],
+        keys: std::ops::Range<usize>,
         at: usize,
         first: usize,
         out_at: usize,
@@ -686,46 +703,32 @@ impl Values<'_> {
         // code is sure to be compiled into the caller's vector build (a
         // closure left out of line would run without FMA).
         #[inline(always)]
-        fn add<const C: usize>(sums: &mut [[f32; WIDE]; C], p: f32, values: &[f32]) {
+        fn add<const C: usize>(sums: &mut [[f32; WIDE]; C], w: f32, values: &[f32]) {
             for (sums, values) in sums.iter_mut().zip(values.chunks_exact(WIDE)) {
                 for (s, &v) in sums.iter_mut().zip(values) {
-                    *s = p.mul_add(v, *s);
+                    *s = w.mul_add(v, *s);
                 }
             }
         }
         let columns = C * WIDE;
         let mut sums = [[[0.0f32; WIDE]; C]; Q];
-        // Every key any query of the block sees, in ascending order; a
-        // query adds `0 · v` for a key it does not see (causal and windowed
-        // visibility), which leaves its sum's bits as they were. One loop
-        // for all queries keeps every sum in a register.
-        let from = seen.iter().map(|r| r.start).min().unwrap_or(0);
-        let to = seen.iter().map(|r| r.end).max().unwrap_or(0);
-        if seen.iter().all(|r| r.start == from && r.end == to) {
-            // Every query sees the same keys (always so in encoders).
-            for j in from..to {
-                let values = self.value(j, at, columns);
-                for q in 0..Q {
-                    add(&mut sums[q], probabilities[q][j - from], values);
-                }
-            }
-        } else {
-            for j in from..to {
-                let values = self.value(j, at, columns);
-                for q in 0..Q {
-                    let p = if seen[q].contains(&j) {
-                        probabilities[q][j - seen[q].start]
-                    } else {
-                        0.0
-                    };
-                    add(&mut sums[q], p, values);
-                }
+        for j in keys {
+            let values = self.value(j, at, columns);
+            // The block's weights for key `j`, side by side.
+            let w: &[f32; Q] = self.weights[j * self.stride + first..][..Q]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            for q in 0..Q {
+                add(&mut sums[q], w[q], values);
             }
         }
         for (q, sums) in sums.iter().enumerate() {
+            let inverse = self.inverse[first + q];
             let out = &mut context[(first + q) * width + out_at..][..columns];
             for (out, sums) in out.chunks_exact_mut(WIDE).zip(sums) {
-                out.copy_from_slice(sums);
+                for (o, &s) in out.iter_mut().zip(sums) {
+                    *o = s * inverse;
+                }
             }
         }
         columns
