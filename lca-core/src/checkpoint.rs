@@ -172,7 +172,14 @@ impl Checkpoints {
             return Ok(format!("{label} {digest}"));
         }
         let bytes = std::fs::read(&file).map_err(|e| Error::io("read", &file, e))?;
-        let digest = sha256_hex(&bytes);
+        // BLAKE3, as the dataset fingerprint: a plugin library is tens of
+        // megabytes, hashed at the start of every run.
+        let digest = io::hex(
+            blake3::Hasher::new()
+                .update_rayon(&bytes)
+                .finalize()
+                .as_bytes(),
+        );
         digests.insert(file, digest.clone());
         Ok(format!("{label} {digest}"))
     }

@@ -499,7 +499,11 @@ fn softmax_down_keys(
             let mut v = *vector;
             for lane in 0..WIDE {
                 let seen = (seeing.start <= lanes[lane]) & (lanes[lane] < seeing.end);
-                v[lane] = if seen { v[lane].mul_add(scale, a) } else { UNSEEN };
+                v[lane] = if seen {
+                    v[lane].mul_add(scale, a)
+                } else {
+                    UNSEEN
+                };
                 maxima[lane] = larger(maxima[lane], v[lane]);
             }
             *vector = v;
@@ -512,7 +516,11 @@ fn softmax_down_keys(
             let mut v = *vector;
             for lane in 0..WIDE {
                 let x = v[lane] - maxima[lane];
-                v[lane] = if x < NEGLIGIBLE { 0.0 } else { exp_nonpositive(x) };
+                v[lane] = if x < NEGLIGIBLE {
+                    0.0
+                } else {
+                    exp_nonpositive(x)
+                };
                 sums[lane] += v[lane];
             }
             *vector = v;
@@ -564,7 +572,12 @@ struct ScoreBlock {
 impl ScoreBlock {
     /// `R` keys at once: `R` independent sums per 16 queries.
     #[inline(always)]
-    fn compute<const R: usize>(&self, sequence: &Sequence<'_>, queries: &[f32], scores: &mut [f32]) {
+    fn compute<const R: usize>(
+        &self,
+        sequence: &Sequence<'_>,
+        queries: &[f32],
+        scores: &mut [f32],
+    ) {
         let keys: [&[f32]; R] = std::array::from_fn(|r| {
             &sequence.row(self.first + r)[self.k_at..self.k_at + self.part]
         });

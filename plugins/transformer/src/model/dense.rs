@@ -274,13 +274,20 @@ fn bf16_product(x: &Tensor, packed: &PackedWeights) -> candle_core::Result<Tenso
 }
 
 /// `x Wᵀ` with `W` given as `f32` values, `outputs × inputs`.
-fn f32_product(
-    x: &Tensor,
-    weight: Vec<f32>,
-    outputs: usize,
-    inputs: usize,
-) -> candle_core::Result<Tensor> {
-    x.matmul(&Tensor::from_vec(weight, (outputs, inputs), x.device())?.t()?)
+fn f32_product(x: &Tensor, weight: &[f32], outputs: usize) -> candle_core::Result<Tensor> {
+    let (rows, inputs) = x.dims2()?;
+    if weight.len() != outputs * inputs {
+        candle_core::bail!(
+            "product: {} weights are not {outputs} rows of {inputs}",
+            weight.len()
+        );
+    }
+    let out = with_values(x, "product", |values| {
+        Ok(lca_linear::kernels::product_transposed(
+            values, weight, rows, inputs, outputs,
+        ))
+    })?;
+    Tensor::from_vec(out, (rows, outputs), x.device())
 }
 
 /// A dense layer `y = x Wᵀ + b`; the bias is plain values (zeros where the
@@ -375,19 +382,20 @@ impl Dense {
     /// `x Wᵀ` for rows `x` (`[rows, inputs]`), bias not yet added.
     pub(crate) fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.weight {
-            Weight::F32(w) => x.matmul(&w.t()?),
+            Weight::F32(w) => {
+                let (outputs, _) = w.dims2()?;
+                with_values(w, "product", |weight| f32_product(x, weight, outputs))
+            }
             Weight::Bf16(packed) if bf16::supported() => bf16_product(x, packed),
             // Held in bfloat16 for memory; without the instructions the
             // `f32` product of the unpacked values is the fast one.
-            Weight::Bf16(packed) => {
-                f32_product(x, packed.unpack(), packed.outputs(), packed.inputs())
-            }
+            Weight::Bf16(packed) => f32_product(x, &packed.unpack(), packed.outputs()),
             Weight::Quantized(q) => {
                 let weight = q.expand()?;
                 if q.bf16 {
                     bf16_product(x, &PackedWeights::pack(&weight, q.outputs, q.inputs))
                 } else {
-                    f32_product(x, weight, q.outputs, q.inputs)
+                    f32_product(x, &weight, q.outputs)
                 }
             }
         }
