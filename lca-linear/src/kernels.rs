@@ -93,17 +93,33 @@ pub enum Isa {
     Avx512,
 }
 
-/// A vector of `len` zeros written by the rayon pool's threads, `chunk`
-/// values per task. The allocator zeroes a recycled block on the calling
-/// thread; for the outputs of an encoder's steps, with two threads, that
-/// serial pass was a tenth of the run.
-pub fn zeroed_in_parallel(len: usize, chunk: usize) -> Vec<f32> {
+/// A vector of `len` values, written by `fill(state, part index, part)` on
+/// parts of `chunk` values on the rayon pool's threads (`state` from
+/// `init`, one per rayon work item, as [`rayon`]'s `for_each_init`). Each
+/// part is zeroed by the task that fills it, just before: the zeros are
+/// still in cache when the task writes its values. A zeroing pass of its
+/// own (the allocator's, on the calling thread, or a parallel one) sent
+/// every line to memory and back: a tenth of an encoder's run with two
+/// threads, and 7% of a bf16 run on one.
+pub fn filled_in_parallel<S>(
+    len: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk.max(1))
-        .for_each(|part| part.fill(std::mem::MaybeUninit::new(0.0)));
-    // SAFETY: the first `len` values were all written just above.
+        .enumerate()
+        .for_each_init(init, |state, (index, part)| {
+            part.fill(std::mem::MaybeUninit::new(0.0));
+            // SAFETY: every value of `part` was written just above, and
+            // `MaybeUninit<f32>` has the layout of `f32`.
+            let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            fill(state, index, part);
+        });
+    // SAFETY: the parts cover the first `len` values, each written above.
     unsafe { out.set_len(len) };
     out
 }

@@ -236,34 +236,50 @@ fn product_on(unit: Unit, x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
     if outputs == 0 || rows == 0 {
         return;
     }
-    let task_rows = match unit {
-        Unit::Tiles => TILE_TASK_ROWS,
-        _ => TASK_ROWS,
-    };
+    let task_rows = task_rows(unit);
     out.par_chunks_mut(task_rows * outputs)
         .zip(x.par_chunks(task_rows * inputs))
-        .for_each(|(out, x)| match unit {
-            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-            // SAFETY: the CPU has AMX and the process may use it.
-            Unit::Tiles => unsafe { amx::task(x, weights, out) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX-512F and AVX512-BF16.
-            Unit::Vectors => unsafe { avx512::task(x, weights, out) },
-            _ => portable_task(&pack_rows(x, inputs), weights, out),
-        });
+        .for_each(|(out, x)| task_on(unit, x, weights, out));
 }
 
-/// [`product`] into a new vector (zeroed on the pool's threads, see
-/// [`super::zeroed_in_parallel`]).
+/// Rows per task on `unit`.
+fn task_rows(unit: Unit) -> usize {
+    match unit {
+        Unit::Tiles => TILE_TASK_ROWS,
+        _ => TASK_ROWS,
+    }
+}
+
+/// One task's rows `x` into `out`.
+fn task_on(unit: Unit, x: &[f32], weights: &PackedWeights, out: &mut [f32]) {
+    match unit {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: the CPU has AMX and the process may use it.
+        Unit::Tiles => unsafe { amx::task(x, weights, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F and AVX512-BF16.
+        Unit::Vectors => unsafe { avx512::task(x, weights, out) },
+        _ => portable_task(&pack_rows(x, weights.inputs), weights, out),
+    }
+}
+
+/// [`product`] into a new vector, each task's part of it zeroed by that
+/// task (see [`super::filled_in_parallel`]).
 pub fn product_to_vec(x: &[f32], weights: &PackedWeights) -> Vec<f32> {
-    let inputs = weights.inputs;
+    let (inputs, outputs) = (weights.inputs, weights.outputs);
     assert!(inputs > 0 && x.len().is_multiple_of(inputs), "input shape");
-    let mut out = super::zeroed_in_parallel(
-        x.len() / inputs * weights.outputs,
-        TASK_ROWS * weights.outputs,
-    );
-    product(x, weights, &mut out);
-    out
+    let rows = x.len() / inputs;
+    let unit = unit();
+    let task_rows = task_rows(unit);
+    super::filled_in_parallel(
+        rows * outputs,
+        task_rows * outputs,
+        || (),
+        |(), task, out| {
+            let x = &x[task * task_rows * inputs..][..out.len() / outputs * inputs];
+            task_on(unit, x, weights, out);
+        },
+    )
 }
 
 /// Rows of `x` as bfloat16 pairs, `pairs` words per row.

@@ -93,14 +93,18 @@ pub(crate) fn map_rows(
     let out = with_values(x, step, |values| {
         check_rows(values.len(), in_width, step)?;
         let rows = values.len() / in_width;
-        let mut out =
-            lca_linear::kernels::zeroed_in_parallel(rows * out_width, out_width * ROWS_PER_TASK);
-        if out_width > 0 {
-            out.par_chunks_mut(out_width * ROWS_PER_TASK)
-                .zip(values.par_chunks(in_width * ROWS_PER_TASK))
-                .for_each(|(out, rows)| f(rows, out));
-        }
-        Ok(out)
+        Ok(lca_linear::kernels::filled_in_parallel(
+            rows * out_width,
+            out_width * ROWS_PER_TASK,
+            || (),
+            |(), task, out| {
+                let rows = out.len() / out_width;
+                f(
+                    &values[task * ROWS_PER_TASK * in_width..][..rows * in_width],
+                    out,
+                );
+            },
+        ))
     })?;
     let rows = out.len().checked_div(out_width).unwrap_or(0);
     Tensor::from_vec(out, (rows, out_width), x.device())
@@ -226,18 +230,17 @@ pub(crate) fn attention(
     }
     let tokens = rows / batch;
     let width = heads.output();
-    let mut context = lca_linear::kernels::zeroed_in_parallel(rows * width, tokens * width);
-    with_values(qkv, "attention", |values| {
-        if tokens > 0 {
-            context
-                .par_chunks_mut(tokens * width)
-                .zip(values.par_chunks(tokens * row))
-                .zip(additive.par_chunks(tokens))
-                .for_each_init(Vec::new, |scratch, ((context, qkv), additive)| {
-                    elementwise::attention(qkv, additive, heads, visible, scale, scratch, context);
-                });
-        }
-        Ok(())
+    let context = with_values(qkv, "attention", |values| {
+        Ok(lca_linear::kernels::filled_in_parallel(
+            rows * width,
+            tokens * width,
+            Vec::new,
+            |scratch, sequence, context| {
+                let qkv = &values[sequence * tokens * row..][..tokens * row];
+                let additive = &additive[sequence * tokens..][..tokens];
+                elementwise::attention(qkv, additive, heads, visible, scale, scratch, context);
+            },
+        ))
     })?;
     Tensor::from_vec(context, (rows, width), qkv.device())
 }
