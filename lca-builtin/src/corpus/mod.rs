@@ -12,7 +12,7 @@ mod source;
 mod tasks;
 
 pub use brown::{BROWN_UNIVERSAL_SOURCE, brown_simplified, brown_universal};
-pub use readers::{read_brown, read_conllu, read_neurox_files};
+pub use readers::{read_brown, read_brown_until, read_conllu, read_neurox_files};
 pub use source::{
     CorpusFormat, CorpusParams, CorpusSpec, CorpusSplit, SplitBy, SplitParams, corpus_dataset,
     corpus_outline, sentence_rows,

@@ -183,6 +183,19 @@ pub fn read_conllu(path: &Path, column: &str) -> Result<Corpus> {
 /// # Errors
 /// A token without a tag (naming the file and line), unreadable files.
 pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
+    read_brown_until(paths, |_| false)
+}
+
+/// As [`read_brown`], stopping after the first file for which
+/// `enough(that file's sentences)` is true: a sample of the first sentences
+/// reads only the files that hold them (the whole corpus is 500 files).
+///
+/// # Errors
+/// As [`read_brown`], for the files read.
+pub fn read_brown_until(
+    paths: &[PathBuf],
+    mut enough: impl FnMut(&[Sentence]) -> bool,
+) -> Result<Corpus> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -210,6 +223,7 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
     }
     let mut corpus = Corpus::default();
     for path in files {
+        let first = corpus.sentences.len();
         let text = read_utf8(
             &path,
             "read",
@@ -246,6 +260,9 @@ pub fn read_brown(paths: &[PathBuf]) -> Result<Corpus> {
                 file: file.clone(),
                 line,
             });
+        }
+        if enough(&corpus.sentences[first..]) {
+            break;
         }
     }
     Ok(corpus)
@@ -347,5 +364,16 @@ mod tests {
             err.contains("ca02:1:") && err.contains("not word/TAG"),
             "{err}"
         );
+        // Reading until enough stops after the file that gives it: the
+        // broken file after it is never read.
+        let mut files = Vec::new();
+        let c = read_brown_until(&[dir.path().to_path_buf()], |file| {
+            files.push(file.len());
+            true
+        })
+        .unwrap();
+        assert_eq!(c.sentences.len(), 2);
+        assert_eq!(files, [2]);
+        assert!(read_brown_until(&[dir.path().to_path_buf()], |_| false).is_err());
     }
 }

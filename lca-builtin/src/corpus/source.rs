@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::{Corpus, Task, read_brown, read_conllu, read_neurox_files};
+use super::{Corpus, Task, read_brown_until, read_conllu, read_neurox_files};
 use lca_core::context::RunContext;
 use lca_core::data::{
     ActivationMatrix, ClassVocab, Dataset, DatasetOutline, Labels, NeuronIndex, SplitFractions,
@@ -168,7 +168,26 @@ impl CorpusSpec {
     /// Reader errors (file and line), or no sentence left.
     pub fn read(&self, cx: &RunContext) -> Result<Corpus> {
         let mut corpus = match self.format {
-            CorpusFormat::Brown => read_brown(std::slice::from_ref(&self.path))?,
+            CorpusFormat::Brown => {
+                // The first sentences (of those that fit `max_words`) need
+                // only the files that hold them.
+                let mut wanted = if self.random_sample {
+                    None
+                } else {
+                    self.sentences
+                };
+                read_brown_until(std::slice::from_ref(&self.path), |file| {
+                    let Some(left) = wanted.as_mut() else {
+                        return false;
+                    };
+                    let fitting = file
+                        .iter()
+                        .filter(|s| self.max_words.is_none_or(|max| s.words.len() <= max))
+                        .count();
+                    *left = left.saturating_sub(fitting);
+                    *left == 0
+                })?
+            }
             CorpusFormat::Conllu => read_conllu(&self.path, &self.column)?,
             CorpusFormat::Neurox => read_neurox_files(
                 &self.path,
