@@ -1,5 +1,6 @@
 //! Batched forward passes and subword-to-word aggregation.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use lca_core::data::Site;
@@ -90,9 +91,15 @@ pub fn run(
             tokens: width,
         };
         let states = cx.install(|| model::activations(model, &input, plan.wanted))?;
-        let mut selected = Vec::with_capacity(states.len());
-        for state in &states {
-            selected.push(state.flatten_all().lca()?.to_vec1::<f32>().lca()?);
+        // Each state read where the tensor holds it (a copy only of one
+        // that is not contiguous).
+        let held: Vec<_> = states.iter().map(|s| s.storage_and_layout()).collect();
+        let mut selected: Vec<Cow<'_, [f32]>> = Vec::with_capacity(states.len());
+        for ((storage, layout), state) in held.iter().zip(&states) {
+            selected.push(match crate::ops::contiguous_values(storage, layout) {
+                Some(values) => Cow::Borrowed(values),
+                None => Cow::Owned(state.flatten_all().lca()?.to_vec1::<f32>().lca()?),
+            });
         }
         let mut words_done = 0;
         for (b, &i) in batch.iter().enumerate() {

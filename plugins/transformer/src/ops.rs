@@ -42,6 +42,17 @@ fn values<'s>(
     }
 }
 
+/// The values of a tensor's storage when they are contiguous `f32` on the
+/// CPU.
+pub(crate) fn contiguous_values<'s>(storage: &'s Storage, layout: &Layout) -> Option<&'s [f32]> {
+    match storage {
+        Storage::Cpu(CpuStorage::F32(values)) => layout
+            .contiguous_offsets()
+            .map(|(start, end)| &values[start..end]),
+        _ => None,
+    }
+}
+
 /// Lends the contiguous `f32` values of a tensor to `f`, or errs naming
 /// the step.
 pub(crate) fn with_values<R>(
