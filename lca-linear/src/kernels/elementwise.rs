@@ -220,18 +220,6 @@ fn rms_norm_in_place_portable(values: &mut [f32], weight: &[f32], eps: f32, offs
     }
 }
 
-dispatched! {
-    /// Softmax of every row of `scores` (rows of `additive.len()` values) after
-    /// `s ← s·scale + additive[j]`: the attention probabilities of one sequence,
-    /// whose padding positions carry a large negative `additive`. Each row is
-    /// shifted by its maximum first, so no exponential overflows.
-    pub fn masked_softmax(
-        scores: &mut [f32],
-        additive: &[f32],
-        scale: f32,
-    ) => masked_softmax_portable;
-}
-
 /// How the query, key and value heads of one attention are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heads {
@@ -757,90 +745,6 @@ fn bias_gelu_portable(values: &mut [f32], bias: &[f32], how: Gelu) {
     }
 }
 
-#[inline(always)]
-fn masked_softmax_portable(scores: &mut [f32], additive: &[f32], scale: f32) {
-    for row in scores.chunks_exact_mut(additive.len().max(1)) {
-        // The maximum and the sum run in 16 fixed lanes (a position's lane
-        // is its index mod 16), then the lanes are combined in order: the
-        // loops vectorise, and every build adds in the same order.
-        let mut maxima = [f32::MIN; WIDE];
-        for_lanes(row, additive, 0.0, |lane, s, a, real| {
-            *s = s.mul_add(scale, a);
-            if real {
-                maxima[lane] = maxima[lane].max(*s);
-            }
-        });
-        // A tree over the lanes (the maximum does not depend on the order).
-        let mut width = WIDE / 2;
-        while width > 0 {
-            for lane in 0..width {
-                maxima[lane] = maxima[lane].max(maxima[lane + width]);
-            }
-            width /= 2;
-        }
-        let max = maxima[0].max(f32::MIN);
-        let mut sums = [0.0f32; WIDE];
-        for_lanes(row, additive, max, |lane, s, _, real| {
-            *s = exp_nonpositive(*s - max);
-            // A padding lane adds +0, which leaves a lane's sum as it was.
-            sums[lane] += if real { *s } else { 0.0 };
-        });
-        let inv = 1.0 / lane_tree_sum(sums);
-        row.iter_mut().for_each(|s| *s *= inv);
-    }
-}
-
-/// The sum of 16 lanes as a tree of halves (lane `i` plus lane `i + 8`,
-/// and so on): four vector additions instead of a chain of fifteen scalar
-/// ones, in the same order in every build.
-#[inline(always)]
-fn lane_tree_sum(mut lanes: [f32; WIDE]) -> f32 {
-    let mut width = WIDE / 2;
-    while width > 0 {
-        for lane in 0..width {
-            lanes[lane] += lanes[lane + width];
-        }
-        width /= 2;
-    }
-    lanes[0]
-}
-
-/// `f(lane, value, additive, real)` over a row, 16 positions at a time, so
-/// the compiler sees whole vectors. The tail is worked in a whole vector
-/// too (a scalar tail of up to 15 exponentials cost more than the vector
-/// part on short rows): its missing positions hold `pad` and additive 0,
-/// `real` is false for them, and only the real positions are written back.
-#[inline(always)]
-fn for_lanes(
-    row: &mut [f32],
-    additive: &[f32],
-    pad: f32,
-    mut f: impl FnMut(usize, &mut f32, f32, bool),
-) {
-    let mut rows = row.chunks_exact_mut(WIDE);
-    let mut adds = additive.chunks_exact(WIDE);
-    for (values, adds) in rows.by_ref().zip(adds.by_ref()) {
-        let values: &mut [f32; WIDE] = values.try_into().unwrap_or_else(|_| unreachable!());
-        let adds: &[f32; WIDE] = adds.try_into().unwrap_or_else(|_| unreachable!());
-        for lane in 0..WIDE {
-            f(lane, &mut values[lane], adds[lane], true);
-        }
-    }
-    let tail = rows.into_remainder();
-    if tail.is_empty() {
-        return;
-    }
-    let real = tail.len();
-    let mut values = [pad; WIDE];
-    let mut added = [0.0f32; WIDE];
-    values[..real].copy_from_slice(tail);
-    added[..real].copy_from_slice(&adds.remainder()[..real]);
-    for lane in 0..WIDE {
-        f(lane, &mut values[lane], added[lane], lane < real);
-    }
-    tail.copy_from_slice(&values[..real]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,23 +839,6 @@ mod tests {
     }
 
     #[test]
-    fn softmax_rows_sum_to_one_and_ignore_masked_positions() {
-        let additive = [0.0f32, 0.0, 0.0, f32::MIN];
-        let mut scores = vec![1.0f32, 2.0, 3.0, 100.0, -5.0, 0.0, 5.0, 7.0];
-        masked_softmax(&mut scores, &additive, 0.5);
-        for row in scores.chunks(4) {
-            let sum: f32 = row.iter().sum();
-            assert!((sum - 1.0).abs() < 1e-6);
-            assert!(row[3] < 1e-30);
-        }
-        // Row 1: softmax(0.5, 1.0, 1.5).
-        let z: f64 = [0.5f64, 1.0, 1.5].iter().map(|v| v.exp()).sum();
-        for (j, v) in [0.5f64, 1.0, 1.5].iter().enumerate() {
-            assert!((f64::from(scores[j]) - v.exp() / z).abs() < 1e-7);
-        }
-    }
-
-    #[test]
     fn every_build_gives_the_portable_bits() {
         let xs: Vec<f32> = grid().iter().map(|x| x * 3.1).collect();
         let bias: Vec<f32> = (0..7).map(|j| j as f32 * 0.3 - 1.0).collect();
@@ -962,10 +849,6 @@ mod tests {
             bias_gelu_portable(&mut portable, &bias, how);
             assert_eq!(dispatched, portable, "{how:?}");
         }
-        let (mut dispatched, mut portable) = (values.to_vec(), values.to_vec());
-        masked_softmax(&mut dispatched, &bias, 0.125);
-        masked_softmax_portable(&mut portable, &bias, 0.125);
-        assert_eq!(dispatched, portable);
         let (tokens, heads) = (
             9,
             Heads {
