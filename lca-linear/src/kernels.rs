@@ -96,11 +96,11 @@ pub enum Isa {
 /// A vector of `len` values, written by `fill(state, part index, part)` on
 /// parts of `chunk` values on the rayon pool's threads (`state` from
 /// `init`, one per rayon work item, as [`rayon`]'s `for_each_init`). Each
-/// part is zeroed by the task that fills it, just before: the zeros are
-/// still in cache when the task writes its values. A zeroing pass of its
-/// own (the allocator's, on the calling thread, or a parallel one) sent
-/// every line to memory and back: a tenth of an encoder's run with two
-/// threads, and 7% of a bf16 run on one.
+/// part is zeroed by the task that fills it, just before, so the zeros are
+/// in cache when the task writes its values. (The allocator zeroes a
+/// recycled block on the calling thread: with two threads that serial pass
+/// was a tenth of an encoder's run. Zeroing still costs about 8% of a bf16
+/// run on one thread, the lines' first touch.)
 pub fn filled_in_parallel<S>(
     len: usize,
     chunk: usize,
